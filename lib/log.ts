@@ -1,0 +1,97 @@
+/** @module The only module that writes logs: levels, text or JSON lines, no colours off a TTY. */
+// deno-lint-ignore-file no-console -- the one module allowed to write to the console
+
+/** Log levels, least severe first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+/** Output format of log lines. */
+export type LogFormat = "text" | "json";
+/** Structured fields of a log event. Values are printed as they are; never put keys here. */
+export type LogFields = Record<string, unknown>;
+
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Options of {@linkcode createLogger}. */
+export interface LoggerOptions {
+  /** Minimum level written. Default: `info`. */
+  level?: LogLevel;
+  /** `text` (default) or `json`. */
+  format?: LogFormat;
+  /** Where lines go. Default: `console.log` for info and debug, `console.error` above. */
+  write?: (line: string, level: LogLevel) => void;
+  /** Clock for timestamps. Default: `Date.now`. */
+  now?: () => number;
+}
+
+/** A structured logger: one line per event. */
+export interface Logger {
+  debug(event: string, fields?: LogFields): void;
+  info(event: string, fields?: LogFields): void;
+  warn(event: string, fields?: LogFields): void;
+  error(event: string, fields?: LogFields): void;
+  /** Whether a level would be written. */
+  enabled(level: LogLevel): boolean;
+}
+
+/** Writes a line to standard output exactly as given (the listening line, CLI output). */
+export function printLine(line: string): void {
+  console.log(line);
+}
+
+/** Writes a line to standard error exactly as given (startup failures, CLI errors). */
+export function printError(line: string): void {
+  console.error(line);
+}
+
+function defaultWrite(line: string, level: LogLevel): void {
+  if (LEVELS[level] >= LEVELS.warn) console.error(line);
+  else console.log(line);
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === "string") {
+    return /[\s"=]/.test(value) || value === "" ? JSON.stringify(value) : value;
+  }
+  if (value instanceof Error) return JSON.stringify(value.message);
+  return typeof value === "object" && value !== null ? JSON.stringify(value) : String(value);
+}
+
+/** Builds a logger. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = LEVELS[options.level ?? "info"];
+  const format = options.format ?? "text";
+  const write = options.write ?? defaultWrite;
+  const now = options.now ?? Date.now;
+  const emit = (level: LogLevel, event: string, fields: LogFields = {}) => {
+    if (LEVELS[level] < min) return;
+    const time = new Date(now()).toISOString();
+    let line: string;
+    if (format === "json") {
+      const clean: LogFields = {};
+      for (const [k, v] of Object.entries(fields)) {
+        if (v !== undefined) clean[k] = v instanceof Error ? v.message : v;
+      }
+      line = JSON.stringify({ time, level, event, ...clean });
+    } else {
+      let rest = "";
+      for (const [k, v] of Object.entries(fields)) {
+        if (v !== undefined) rest += ` ${k}=${formatValue(v)}`;
+      }
+      line = `${time} ${level.toUpperCase().padEnd(5)} ${event}${rest}`;
+    }
+    write(line, level);
+  };
+  return {
+    debug: (e, f) => emit("debug", e, f),
+    info: (e, f) => emit("info", e, f),
+    warn: (e, f) => emit("warn", e, f),
+    error: (e, f) => emit("error", e, f),
+    enabled: (level) => LEVELS[level] >= min,
+  };
+}
+
+/** A logger that keeps its lines in memory, for tests. */
+export function memoryLogger(level: LogLevel = "debug"): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const logger = createLogger({ level, write: (line) => lines.push(line) });
+  return Object.assign(logger, { lines });
+}

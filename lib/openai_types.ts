@@ -1,0 +1,46 @@
+/** @module The OpenAI Chat Completions shapes the proxy reads; everything else passes through untouched. */
+
+/** A content part of a message: text, image, file, or anything newer (kept as is). */
+export type ContentPart =
+  | { type: "text"; text: string }
+  | { type: "image_url"; image_url: { url: string; detail?: string } }
+  | { type: "file"; file: { filename?: string; file_data?: string; file_id?: string } }
+  | { type: string; [key: string]: unknown };
+
+/** A tool call of an assistant message. */
+export interface ToolCall {
+  id: string;
+  type: "function" | string;
+  function: { name: string; arguments: string };
+}
+
+/** One chat message. Unknown fields are kept and forwarded. */
+export interface ChatMessage {
+  role: string;
+  content?: string | ContentPart[] | null;
+  name?: string;
+  tool_calls?: ToolCall[];
+  tool_call_id?: string;
+  [key: string]: unknown;
+}
+
+/** A chat completions request body, after validation. Unknown fields are kept and forwarded. */
+export interface ChatRequest {
+  model: string;
+  messages: ChatMessage[];
+  stream?: boolean;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  [key: string]: unknown;
+}
+
+/** The `usage` object of an answer, with this proxy's additions. */
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  cost_points?: number;
+  points_estimated?: boolean;
+  balance_points?: number;
+  [key: string]: unknown;
+}
