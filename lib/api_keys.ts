@@ -1,0 +1,107 @@
+/** @module Inbound API keys: parsing, constant-time checking, safe display names. */
+import { createHash } from "node:crypto";
+import { ProxyError } from "./errors.ts";
+
+/**
+ * The inbound keys from `PROXY_API_KEYS` (comma-separated) and the text of `PROXY_API_KEYS_FILE`
+ * (one key a line; blank lines and lines starting with `#` ignored). Keys are trimmed and
+ * deduplicated, first occurrence first. Either source may be null.
+ */
+export function parseKeys(commaList: string | null, fileText: string | null): string[] {
+  const keys = new Set<string>();
+  for (const key of commaList?.split(",") ?? []) {
+    if (key.trim() !== "") keys.add(key.trim());
+  }
+  for (const line of fileText?.split(/\r?\n/) ?? []) {
+    const key = line.trim();
+    if (key !== "" && !key.startsWith("#")) keys.add(key);
+  }
+  return [...keys];
+}
+
+/**
+ * The configured inbound keys. Only SHA-256 digests of the keys are kept, so a key never sits in
+ * this object in a form that could be logged by accident.
+ */
+export class ApiKeys {
+  /** False when no keys are configured: every request is let in. */
+  readonly enabled: boolean;
+  #digests: Uint8Array[];
+
+  /** Keeps digests of `keys` (as from {@linkcode parseKeys}); names follow their order. */
+  constructor(keys: readonly string[]) {
+    this.#digests = keys.map(digest);
+    this.enabled = keys.length > 0;
+  }
+
+  /** Number of configured keys. */
+  get size(): number {
+    return this.#digests.length;
+  }
+
+  /**
+   * The display name (`"key-1"`, `"key-2"`, ... in configuration order; never any part of a key)
+   * of the key sent as `Authorization: Bearer <key>` or `x-api-key: <key>`, or null when neither
+   * header carries a configured key. Each candidate is checked in constant time against every key.
+   * When keys are disabled, returns null as well; check {@linkcode enabled} first.
+   */
+  identify(headers: Headers): string | null {
+    let found = -1;
+    for (const candidate of candidates(headers)) {
+      const d = digest(candidate);
+      for (let i = 0; i < this.#digests.length; i++) {
+        // No early exit: every key is compared whatever the outcome.
+        if (bytesEqual(d, this.#digests[i]) && found < 0) found = i;
+      }
+    }
+    return found < 0 ? null : `key-${found + 1}`;
+  }
+}
+
+/** The 401 `authentication_error` for a missing or wrong key; it never repeats what was sent. */
+export function authenticationError(): ProxyError {
+  return new ProxyError(
+    401,
+    "Missing or invalid API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+    {
+      type: "authentication_error",
+      code: "invalid_api_key",
+      headers: { "www-authenticate": "Bearer" },
+    },
+  );
+}
+
+/**
+ * Compares two strings in time that depends only on their lengths, never on where they differ.
+ * Both are compared as UTF-8 bytes over the longer length; a length mismatch is folded into the
+ * result rather than returned early.
+ */
+export function timingSafeEqual(a: string, b: string): boolean {
+  const encoder = new TextEncoder();
+  return bytesEqual(encoder.encode(a), encoder.encode(b));
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  const length = Math.max(a.length, b.length);
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < length; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return diff === 0;
+}
+
+function digest(key: string): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(key, "utf8").digest());
+}
+
+/** The non-empty key candidates of a request: the Bearer token, then `x-api-key`. */
+function candidates(headers: Headers): string[] {
+  const out: string[] = [];
+  const authorization = headers.get("authorization")?.trim() ?? "";
+  const match = /^bearer[ \t]+/i.exec(authorization);
+  if (match) {
+    const token = authorization.slice(match[0].length).trim();
+    if (token !== "") out.push(token);
+  }
+  const apiKey = headers.get("x-api-key")?.trim() ?? "";
+  if (apiKey !== "") out.push(apiKey);
+  return out;
+}
