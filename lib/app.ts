@@ -1,0 +1,271 @@
+/** @module The route table, the doors every request passes, and the one place errors become responses. */
+import { errorResponse, ProxyError } from "./errors.ts";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { ModelEntry, ModelRegistry } from "./models.ts";
+import { ApiKeys, authenticationError } from "./api_keys.ts";
+import { addressKey, clientAddress } from "./client_id.ts";
+import { RateLimiter, rateLimitError, rateLimitHeaders } from "./rate_limit.ts";
+import { RequestContext, requestIdFrom } from "./request_context.ts";
+import { UpstreamClient } from "./upstream.ts";
+import { handleChat } from "./chat.ts";
+
+/** What the app is built from. Everything long-lived is created by the caller or from `config`. */
+export interface AppDeps {
+  config: Config;
+  version: string;
+  /** The current registry; main.ts swaps it on reload. */
+  registry: () => ModelRegistry;
+  logger: Logger;
+  /** Inbound keys. Default: from `config.proxyApiKeys`. */
+  keys?: ApiKeys;
+  /** The Poe client. Default: built from `config` with the global `fetch`. */
+  upstream?: UpstreamClient;
+  /** Clock for rate limiting. Default: `Date.now`. */
+  now?: () => number;
+}
+
+/** Connection facts Deno.serve hands to a handler; tests may omit them. */
+export interface ConnInfo {
+  remoteAddr?: { hostname: string };
+}
+
+/** The built application. */
+export interface App {
+  handler(req: Request, info?: ConnInfo): Promise<Response>;
+}
+
+type Handler = (
+  req: Request,
+  ctx: RequestContext,
+  params: Record<string, string>,
+) => Promise<Response> | Response;
+
+interface Route {
+  method: string;
+  pattern: URLPattern;
+  handler: Handler;
+  /** Needs an inbound key when keys are configured. */
+  auth: boolean;
+}
+
+function json(body: unknown, init: ResponseInit = {}): Response {
+  const headers = new Headers(init.headers);
+  headers.set("content-type", "application/json");
+  return new Response(JSON.stringify(body), { ...init, headers });
+}
+
+/** The `/v1/models` entry of a registry model. */
+export function modelObject(entry: ModelEntry, created: number): Record<string, unknown> {
+  return {
+    id: entry.id,
+    object: "model",
+    created,
+    owned_by: "poe",
+    modality: entry.modality,
+    aliases: entry.aliases,
+    context_window: entry.maxTokens === null ? null : { context_length: entry.maxTokens },
+    pricing: entry.base === null && entry.per1kTokens === null ? null : {
+      unit: "points",
+      base: entry.base ?? 0,
+      per_1k_tokens: entry.per1kTokens ?? 0,
+      estimated: true,
+    },
+  };
+}
+
+/** Builds the application from its dependencies. */
+export function createApp(deps: AppDeps): App {
+  const { config, logger } = deps;
+  const keys = deps.keys ?? new ApiKeys(config.proxyApiKeys);
+  const now = deps.now ?? Date.now;
+  const upstream = deps.upstream ?? new UpstreamClient({
+    baseUrl: config.poeBaseUrl,
+    apiKey: config.poeApiKey,
+    retries: config.upstreamRetries,
+    connectTimeoutMs: config.connectTimeoutSeconds * 1000,
+    firstByteTimeoutMs: config.firstByteTimeoutSeconds * 1000,
+    logger,
+    userAgent: `poe-proxy/${deps.version}`,
+  });
+  const clients = new RateLimiter({
+    perMinute: config.rateLimitPerMinute,
+    burst: config.rateLimitBurst,
+    maxClients: config.maxTrackedClients,
+    now,
+  });
+  // Poe allows 500 a minute per account; a small burst keeps any 60 s window under it.
+  const poe = new RateLimiter({
+    perMinute: config.poeRateLimitPerMinute,
+    burst: Math.min(50, Math.max(1, config.poeRateLimitPerMinute)),
+    maxClients: 1,
+    now,
+  });
+  // `created` must not change between calls: the time this app was built.
+  const created = Math.floor(now() / 1000);
+  const cors = new Set(config.corsOrigins);
+
+  const chat: Handler = async (req, ctx) => {
+    const decision = clients.take(ctx.client);
+    const limitHeaders = rateLimitHeaders(decision);
+    if (!decision.allowed) {
+      ctx.fields.limited = "client";
+      throw rateLimitError(decision);
+    }
+    const global = poe.take("poe");
+    if (!global.allowed) {
+      ctx.fields.limited = "poe";
+      throw rateLimitError(global, {
+        message:
+          `This proxy keeps Poe under POE_RATE_LIMIT_PER_MINUTE (${config.poeRateLimitPerMinute}); try again in ${global.retryAfterSeconds} s.`,
+      });
+    }
+    const response = await handleChat(req, ctx, {
+      config,
+      registry: deps.registry,
+      upstream,
+      logger,
+    });
+    for (const [k, v] of Object.entries(limitHeaders)) {
+      if (!response.headers.has(k)) response.headers.set(k, v);
+    }
+    return response;
+  };
+
+  const routes: Route[] = [
+    {
+      method: "GET",
+      pattern: new URLPattern({ pathname: "/healthz" }),
+      auth: false,
+      handler: () => json({ status: "ok", version: deps.version, models: deps.registry().size }),
+    },
+    {
+      method: "GET",
+      pattern: new URLPattern({ pathname: "/v1/models" }),
+      auth: true,
+      handler: () =>
+        json({ object: "list", data: deps.registry().list().map((e) => modelObject(e, created)) }),
+    },
+    {
+      method: "GET",
+      pattern: new URLPattern({ pathname: "/v1/models/:id+" }),
+      auth: true,
+      handler: (_req, _ctx, params) => {
+        const id = safeDecode(params.id);
+        const entry = id === null ? undefined : deps.registry().lookup(id);
+        if (!entry) {
+          throw new ProxyError(
+            404,
+            `The model ${JSON.stringify(id ?? params.id)} is not in this proxy's models.yaml.`,
+            {
+              param: "model",
+              code: "model_not_found",
+            },
+          );
+        }
+        return json(modelObject(entry, created));
+      },
+    },
+    {
+      method: "POST",
+      pattern: new URLPattern({ pathname: "/v1/chat/completions" }),
+      auth: true,
+      handler: chat,
+    },
+  ];
+
+  function corsHeaders(req: Request): Record<string, string> {
+    const origin = req.headers.get("origin");
+    if (!origin || cors.size === 0) return {};
+    if (!cors.has("*") && !cors.has(origin)) return {};
+    return {
+      "access-control-allow-origin": cors.has("*") ? "*" : origin,
+      "access-control-expose-headers":
+        "x-request-id, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, retry-after, x-poe-points, x-poe-balance, x-poe-proxy-clipped, x-poe-proxy-guard",
+      vary: "Origin",
+    };
+  }
+
+  async function route(
+    req: Request,
+    ctx: RequestContext,
+    url: URL,
+    authed: boolean,
+  ): Promise<Response> {
+    const matching = routes.filter((r) => r.pattern.test({ pathname: url.pathname }));
+    if (matching.length === 0) {
+      throw new ProxyError(404, `No such endpoint: ${req.method} ${url.pathname.slice(0, 200)}`, {
+        code: "unknown_endpoint",
+      });
+    }
+    const allow = [...new Set(matching.map((r) => r.method))];
+    if (req.method === "OPTIONS") {
+      const headers = new Headers(corsHeaders(req));
+      headers.set("allow", [...allow, "OPTIONS"].join(", "));
+      if (headers.has("access-control-allow-origin")) {
+        headers.set("access-control-allow-methods", [...allow, "OPTIONS"].join(", "));
+        headers.set(
+          "access-control-allow-headers",
+          req.headers.get("access-control-request-headers") ??
+            "authorization, content-type, x-api-key",
+        );
+        headers.set("access-control-max-age", "600");
+      }
+      return new Response(null, { status: 204, headers });
+    }
+    const method = req.method === "HEAD" ? "GET" : req.method;
+    const r = matching.find((m) => m.method === method);
+    if (!r) {
+      throw new ProxyError(
+        405,
+        `Method ${req.method} is not allowed on ${url.pathname}; use ${allow.join(" or ")}.`,
+        {
+          code: "method_not_allowed",
+          headers: { allow: allow.join(", ") },
+        },
+      );
+    }
+    if (r.auth && keys.enabled && !authed) throw authenticationError();
+    const params = r.pattern.exec({ pathname: url.pathname })?.pathname.groups ?? {};
+    return await r.handler(req, ctx, params as Record<string, string>);
+  }
+
+  return {
+    async handler(req, info) {
+      const url = new URL(req.url);
+      const peer = info?.remoteAddr?.hostname ?? "unknown";
+      const address = clientAddress(peer, req.headers.get("x-forwarded-for"), config.trustProxy);
+      const keyName = keys.enabled ? keys.identify(req.headers) : null;
+      const ctx = new RequestContext({
+        id: requestIdFrom(req.headers),
+        client: keyName ?? addressKey(address),
+        method: req.method,
+        path: url.pathname,
+        logger,
+      });
+      let response: Response;
+      try {
+        response = await route(req, ctx, url, keyName !== null);
+      } catch (err) {
+        if (!(err instanceof ProxyError)) {
+          logger.error("unhandled error", { request_id: ctx.id, error: err });
+        } else if (err.status >= 500) {
+          logger.warn("request failed", { request_id: ctx.id, error: err.message });
+        }
+        response = errorResponse(err);
+      }
+      response.headers.set("x-request-id", ctx.id);
+      for (const [k, v] of Object.entries(corsHeaders(req))) response.headers.set(k, v);
+      if (!ctx.deferred) ctx.end(response.status);
+      return response;
+    },
+  };
+}
+
+function safeDecode(value: string): string | null {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return null;
+  }
+}

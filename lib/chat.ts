@@ -1,0 +1,183 @@
+/** @module The chat completions pipeline: validate, resolve, guard, clip, call Poe, relay the answer. */
+import { ProxyError } from "./errors.ts";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { ModelRegistry } from "./models.ts";
+import type { RequestContext } from "./request_context.ts";
+import type { UpstreamAnswer, UpstreamClient } from "./upstream.ts";
+import { readJsonBody } from "./request_body.ts";
+import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
+import { relaySse } from "./sse.ts";
+
+/** What the chat handler needs. */
+export interface ChatDeps {
+  config: Config;
+  /** The current registry (it can be replaced by a reload). */
+  registry: () => ModelRegistry;
+  upstream: UpstreamClient;
+  logger: Logger;
+}
+
+/** Response headers of Poe's that the client should see. */
+const PASSED_RESPONSE_HEADERS = [
+  "x-ratelimit-limit-requests",
+  "x-ratelimit-remaining-requests",
+  "x-ratelimit-reset-requests",
+  "x-poe-feature-active",
+];
+
+function passHeaders(from: Headers, to: Headers): void {
+  for (const name of PASSED_RESPONSE_HEADERS) {
+    const value = from.get(name);
+    if (value !== null) to.set(name, value);
+  }
+}
+
+/** Handles `POST /v1/chat/completions`. */
+export async function handleChat(
+  req: Request,
+  ctx: RequestContext,
+  deps: ChatDeps,
+): Promise<Response> {
+  const { config } = deps;
+  const raw = await readJsonBody(req, {
+    maxBytes: config.maxBodyBytes,
+    timeoutMs: config.bodyTimeoutSeconds * 1000,
+  });
+  const body = validateChatRequest(raw);
+  const registry = deps.registry();
+  const entry = registry.lookup(body.model);
+  ctx.fields.model = body.model;
+  ctx.fields.stream = body.stream === true;
+  if (!entry) {
+    const close = registry.suggest(body.model, 3);
+    throw new ProxyError(
+      404,
+      `The model ${JSON.stringify(body.model)} is not in this proxy's models.yaml.` +
+        (close.length ? ` Did you mean: ${close.join(", ")}?` : "") +
+        " GET /v1/models lists them all.",
+      { param: "model", code: "model_not_found" },
+    );
+  }
+
+  let sendBody;
+  try {
+    sendBody = upstreamBody(body, entry.id, body.messages);
+  } catch {
+    throw new ProxyError(400, "The request body is nested too deeply.", { code: "invalid_json" });
+  }
+
+  let answer: UpstreamAnswer;
+  try {
+    answer = await deps.upstream.send(sendBody, {
+      signal: req.signal,
+      headers: req.headers,
+      requestId: ctx.id,
+    });
+  } catch (err) {
+    if (req.signal.aborted) {
+      ctx.fields.error = "client gone before Poe answered";
+      throw new ProxyError(499, "The client closed the request.", {
+        code: "client_closed_request",
+      });
+    }
+    throw err;
+  }
+  ctx.fields.attempts = answer.attempts.map((a) => `${a.reason}:${a.status}`).join(",");
+
+  const headers = new Headers();
+  passHeaders(answer.response.headers, headers);
+
+  if (sendBody.stream) return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body));
+  return await jsonAnswer(answer, ctx, deps, headers);
+}
+
+function streamAnswer(
+  answer: UpstreamAnswer,
+  ctx: RequestContext,
+  deps: ChatDeps,
+  headers: Headers,
+  includeUsage: boolean,
+): Response {
+  const { config } = deps;
+  const upstreamBody = answer.response.body;
+  if (!upstreamBody) {
+    throw new ProxyError(502, "Poe answered without a body.", { type: "upstream_error" });
+  }
+  ctx.deferred = true;
+  const stream = relaySse(upstreamBody, {
+    keepaliveMs: config.keepaliveSeconds * 1000,
+    firstByteTimeoutMs: config.firstByteTimeoutSeconds * 1000,
+    idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+    includeUsage,
+    abortUpstream: answer.abort,
+    onEnd(outcome) {
+      answer.abort();
+      if (outcome.firstEventAt !== null) ctx.ttfbMs = outcome.firstEventAt - ctx.started;
+      if (outcome.usage) {
+        ctx.fields.tokens_in = outcome.usage.prompt_tokens;
+        ctx.fields.tokens_out = outcome.usage.completion_tokens;
+      }
+      ctx.fields.finish = outcome.finishReason ?? undefined;
+      if (outcome.end !== "done") ctx.fields.end = outcome.end;
+      ctx.end(outcome.end === "client-gone" ? 499 : 200);
+    },
+  });
+  headers.set("content-type", "text/event-stream; charset=utf-8");
+  headers.set("cache-control", "no-cache");
+  headers.set("x-accel-buffering", "no");
+  return new Response(stream, { status: 200, headers });
+}
+
+async function jsonAnswer(
+  answer: UpstreamAnswer,
+  ctx: RequestContext,
+  deps: ChatDeps,
+  headers: Headers,
+): Promise<Response> {
+  const timeoutMs = deps.config.idleTimeoutSeconds * 1000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let text: string;
+  try {
+    text = await Promise.race([
+      answer.response.text(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          answer.abort(new Error("timeout"));
+          reject(
+            new ProxyError(504, "Poe did not finish its answer within IDLE_TIMEOUT_SECONDS.", {
+              type: "timeout_error",
+              code: "upstream_timeout",
+            }),
+          );
+        }, timeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    if (err instanceof ProxyError) throw err;
+    throw new ProxyError(502, "The connection to Poe broke before the answer was complete.", {
+      type: "upstream_error",
+      code: "upstream_disconnected",
+      cause: err,
+    });
+  } finally {
+    clearTimeout(timer);
+    answer.abort();
+  }
+  try {
+    const parsed = JSON.parse(text);
+    const usage = parsed?.usage;
+    if (usage) {
+      ctx.fields.tokens_in = usage.prompt_tokens;
+      ctx.fields.tokens_out = usage.completion_tokens;
+    }
+    ctx.fields.finish = parsed?.choices?.[0]?.finish_reason ?? undefined;
+  } catch {
+    throw new ProxyError(502, "Poe answered with a body that is not JSON.", {
+      type: "upstream_error",
+      code: "upstream_bad_body",
+    });
+  }
+  headers.set("content-type", "application/json");
+  return new Response(text, { status: 200, headers });
+}

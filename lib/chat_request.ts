@@ -1,0 +1,130 @@
+/** @module Validation of a chat completions body, and the body that goes to Poe. */
+import { ProxyError } from "./errors.ts";
+import type { ChatMessage, ChatRequest } from "./openai_types.ts";
+
+/** Model names are printable and short; anything else never reaches a header or a log line. */
+const MODEL_NAME = /^[\x21-\x7e][\x20-\x7e]{0,127}$/;
+
+function invalid(message: string, param: string): ProxyError {
+  return new ProxyError(400, message, { param, code: "invalid_value" });
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object"
+    ? "an object"
+    : `${typeof value} ${JSON.stringify(value)?.slice(0, 40)}`;
+}
+
+/** Checks the fields this proxy relies on; every other field passes through untouched. */
+export function validateChatRequest(body: unknown): ChatRequest {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new ProxyError(400, `The request body must be a JSON object: got ${describe(body)}.`, {
+      code: "invalid_json",
+    });
+  }
+  const b = body as Record<string, unknown>;
+  if (b.model === undefined || b.model === null || b.model === "") {
+    throw new ProxyError(400, "Missing required field: model.", {
+      param: "model",
+      code: "missing_required_parameter",
+    });
+  }
+  if (typeof b.model !== "string") {
+    throw invalid(`model must be a string: got ${describe(b.model)}.`, "model");
+  }
+  if (!MODEL_NAME.test(b.model)) {
+    throw invalid(
+      "model must be up to 128 printable ASCII characters, without control characters.",
+      "model",
+    );
+  }
+  if (b.messages === undefined) {
+    throw new ProxyError(400, "Missing required field: messages.", {
+      param: "messages",
+      code: "missing_required_parameter",
+    });
+  }
+  if (!Array.isArray(b.messages)) {
+    throw invalid(`messages must be an array: got ${describe(b.messages)}.`, "messages");
+  }
+  if (b.messages.length === 0) {
+    throw invalid("messages must hold at least one message.", "messages");
+  }
+  for (let i = 0; i < b.messages.length; i++) validateMessage(b.messages[i], `messages[${i}]`);
+  if (b.stream !== undefined && b.stream !== null && typeof b.stream !== "boolean") {
+    throw invalid(`stream must be a boolean: got ${describe(b.stream)}.`, "stream");
+  }
+  for (const field of ["max_tokens", "max_completion_tokens"]) {
+    const v = b[field];
+    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isInteger(v) || v < 1)) {
+      throw invalid(`${field} must be a positive integer: got ${describe(v)}.`, field);
+    }
+  }
+  return b as ChatRequest;
+}
+
+function validateMessage(m: unknown, path: string): void {
+  if (m === null || typeof m !== "object" || Array.isArray(m)) {
+    throw invalid(`${path} must be an object: got ${describe(m)}.`, path);
+  }
+  const msg = m as Record<string, unknown>;
+  if (typeof msg.role !== "string") {
+    throw invalid(`${path}.role must be a string: got ${describe(msg.role)}.`, `${path}.role`);
+  }
+  const content = msg.content;
+  if (content === undefined || content === null || typeof content === "string") return;
+  if (!Array.isArray(content)) {
+    throw invalid(
+      `${path}.content must be a string, an array of parts or null: got ${describe(content)}.`,
+      `${path}.content`,
+    );
+  }
+  for (let j = 0; j < content.length; j++) {
+    const part = content[j];
+    if (
+      part === null || typeof part !== "object" ||
+      typeof (part as { type?: unknown }).type !== "string"
+    ) {
+      throw invalid(
+        `${path}.content[${j}] must be an object with a string type.`,
+        `${path}.content[${j}]`,
+      );
+    }
+  }
+}
+
+/**
+ * The body sent to Poe: the client's, every field kept, with the registry's model name, `n` at 1,
+ * `stream` explicit, `developer` messages as `system`, and usage requested when streaming.
+ */
+export function upstreamBody(
+  req: ChatRequest,
+  poeName: string,
+  messages: ChatMessage[],
+): ChatRequest {
+  const stream = req.stream === true;
+  const out: ChatRequest = {
+    ...req,
+    model: poeName,
+    messages: messages.map(developerAsSystem),
+    stream,
+  };
+  if ("n" in req) out.n = 1;
+  if (stream) {
+    const so = req.stream_options;
+    out.stream_options = { ...(so && typeof so === "object" ? so : {}), include_usage: true };
+  }
+  return out;
+}
+
+function developerAsSystem(m: ChatMessage): ChatMessage {
+  return m.role === "developer" ? { ...m, role: "system" } : m;
+}
+
+/** Whether the client itself asked for a usage chunk in a streamed answer. */
+export function clientWantsUsage(req: ChatRequest): boolean {
+  const so = req.stream_options as { include_usage?: unknown } | undefined;
+  return so?.include_usage === true;
+}

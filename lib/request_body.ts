@@ -1,0 +1,111 @@
+/** @module Reads a request body with a size cap and a deadline, and parses it as JSON once. */
+import { ProxyError } from "./errors.ts";
+
+/** Options of {@linkcode readJsonBody}. */
+export interface ReadBodyOptions {
+  /** Larger bodies are refused with 413 before they are read in full. */
+  maxBytes: number;
+  /** The whole body must arrive within this; a trickling client gets 408. */
+  timeoutMs: number;
+}
+
+const JSON_TYPE = /^application\/([\w.+-]+\+)?json\s*(;|$)/i;
+
+/** Reads and parses a JSON request body. Throws a ProxyError for every way it can be wrong. */
+export async function readJsonBody(req: Request, options: ReadBodyOptions): Promise<unknown> {
+  const type = req.headers.get("content-type");
+  if (type !== null && !JSON_TYPE.test(type)) {
+    throw new ProxyError(
+      415,
+      `Content-Type must be application/json: got ${JSON.stringify(type.slice(0, 100))}`,
+      {
+        code: "unsupported_media_type",
+      },
+    );
+  }
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > options.maxBytes) throw tooLarge(options.maxBytes);
+  const bytes = await readCapped(req, options);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ProxyError(400, "The request body is not valid UTF-8.", { code: "invalid_encoding" });
+  }
+  if (text.trim() === "") {
+    throw new ProxyError(400, "The request body is empty; send a JSON object.", {
+      code: "invalid_json",
+    });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ProxyError(400, `The request body is not valid JSON: ${(err as Error).message}`, {
+      code: "invalid_json",
+    });
+  }
+}
+
+function tooLarge(maxBytes: number): ProxyError {
+  return new ProxyError(
+    413,
+    `The request body is larger than MAX_BODY_BYTES (${maxBytes} bytes).`,
+    {
+      code: "request_too_large",
+    },
+  );
+}
+
+async function readCapped(req: Request, options: ReadBodyOptions): Promise<Uint8Array> {
+  if (!req.body) return new Uint8Array();
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    reader.cancel().catch(() => {});
+  }, options.timeoutMs);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > options.maxBytes) {
+        reader.cancel().catch(() => {});
+        throw tooLarge(options.maxBytes);
+      }
+      chunks.push(value);
+    }
+  } catch (err) {
+    if (err instanceof ProxyError) throw err;
+    if (!timedOut) {
+      throw new ProxyError(400, "The request body could not be read.", {
+        code: "invalid_body",
+        cause: err,
+      });
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  if (timedOut) {
+    throw new ProxyError(
+      408,
+      `The request body did not arrive within BODY_TIMEOUT_SECONDS (${
+        options.timeoutMs / 1000
+      } s).`,
+      {
+        type: "timeout_error",
+        code: "body_timeout",
+      },
+    );
+  }
+  if (chunks.length === 1) return chunks[0];
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.byteLength;
+  }
+  return all;
+}

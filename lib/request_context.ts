@@ -1,0 +1,78 @@
+/** @module Per-request facts gathered along the way, and the one log line written when it ends. */
+import type { Logger } from "./log.ts";
+
+/** Options of {@linkcode RequestContext}. */
+export interface RequestContextOptions {
+  /** The request id: the client's `x-request-id` when it sent a sane one. */
+  id: string;
+  /** Who asked: an address or a key's name, never a key. */
+  client: string;
+  method: string;
+  path: string;
+  logger: Logger;
+  /** Called once with the finished context (metrics, recent requests). */
+  onEnd?: (ctx: RequestContext) => void;
+}
+
+const REQUEST_ID = /^[\w.:@-]{1,128}$/;
+
+/** The client's request id if it is safe to echo, else a new one. */
+export function requestIdFrom(headers: Headers): string {
+  const given = headers.get("x-request-id");
+  return given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
+}
+
+/** What is known of one request; handlers add fields, and it is logged once when it ends. */
+export class RequestContext {
+  readonly id: string;
+  readonly client: string;
+  readonly method: string;
+  readonly path: string;
+  /** `performance.now()` at arrival. */
+  readonly started = performance.now();
+  /** Wall-clock time at arrival (ms since the epoch). */
+  readonly startedAt = Date.now();
+  /** Fields for the log line, added by handlers (model, stream, attempts, tokens, points, ...). */
+  readonly fields: Record<string, unknown> = {};
+  /** Set by a handler that ends the request itself, when its streamed body is done. */
+  deferred = false;
+  /** Milliseconds to the first byte of the body, when known. */
+  ttfbMs: number | null = null;
+  status = 0;
+  #ended = false;
+  #logger: Logger;
+  #onEnd?: (ctx: RequestContext) => void;
+
+  constructor(options: RequestContextOptions) {
+    this.id = options.id;
+    this.client = options.client;
+    this.method = options.method;
+    this.path = options.path;
+    this.#logger = options.logger;
+    this.#onEnd = options.onEnd;
+  }
+
+  /** Milliseconds since arrival. */
+  elapsedMs(): number {
+    return performance.now() - this.started;
+  }
+
+  /** Writes the request's log line, once. */
+  end(status: number): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.status = status;
+    const ms = this.elapsedMs();
+    this.#logger.info("request", {
+      request_id: this.id,
+      client: this.client,
+      method: this.method,
+      path: this.path,
+      status,
+      ms: Math.round(ms * 10) / 10,
+      ttfb_ms: this.ttfbMs === null ? undefined : Math.round(this.ttfbMs * 10) / 10,
+      ...this.fields,
+    });
+    this.#onEnd?.(this);
+  }
+}

@@ -1,0 +1,312 @@
+/** @module The pass-through SSE relay: forwards Poe's events as they come and watches them. */
+import { createParser } from "eventsource-parser";
+import type { Usage } from "./openai_types.ts";
+
+/** What the relay saw of an answer, handed to {@linkcode RelayOptions.finish}. */
+export interface StreamSummary {
+  id: string | null;
+  model: string | null;
+  created: number | null;
+  usage: Usage | null;
+  finishReason: string | null;
+  /** The answer carried tool call deltas. */
+  toolCalls: boolean;
+  /** Poe sent an error event, or the stream failed. */
+  error: boolean;
+}
+
+/** What {@linkcode RelayOptions.finish} adds at the end of an answer. */
+export interface StreamEnding {
+  /** Text sent as a last content chunk, before the finish chunk. */
+  footer?: string;
+  /** Fields merged into the final `usage` object. */
+  usage?: Record<string, unknown>;
+}
+
+/** How a relayed stream ended, for the request's log line. */
+export interface RelayOutcome extends StreamSummary {
+  /** `done` (normally), `client-gone`, `upstream-error` or `timeout`. */
+  end: "done" | "client-gone" | "upstream-error" | "timeout";
+  /** `performance.now()` when the first event reached the client, or null. */
+  firstEventAt: number | null;
+}
+
+/** Options of {@linkcode relaySse}. */
+export interface RelayOptions {
+  /** An SSE comment is sent after this much silence from Poe. */
+  keepaliveMs: number;
+  /** Poe's first event must come within this. */
+  firstByteTimeoutMs: number;
+  /** Poe must send something at least this often once it started. */
+  idleTimeoutMs: number;
+  /** The client asked for `stream_options.include_usage`; otherwise a usage-only chunk is dropped. */
+  includeUsage: boolean;
+  /** Called once the answer ended, before the finish chunk is sent; may add a footer and usage fields. */
+  finish?: (summary: StreamSummary) => Promise<StreamEnding | null> | StreamEnding | null;
+  /** Aborts the upstream request. */
+  abortUpstream: (reason?: unknown) => void;
+  /** Called once when the stream is over, however it ended. */
+  onEnd?: (outcome: RelayOutcome) => void;
+}
+
+const encoder = new TextEncoder();
+const DONE = encoder.encode("data: [DONE]\n\n");
+const KEEPALIVE = encoder.encode(": keep-alive\n\n");
+/** One SSE line may not grow past this without a line break (a broken or hostile upstream). */
+const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+
+function dataEvent(data: string): Uint8Array {
+  return encoder.encode(`data: ${data}\n\n`);
+}
+
+/** An OpenAI-shaped error event. */
+export function errorEvent(message: string, type: string, code: string | null): Uint8Array {
+  return dataEvent(JSON.stringify({ error: { message, type, param: null, code } }));
+}
+
+// deno-lint-ignore no-explicit-any
+type Chunk = Record<string, any>;
+
+/**
+ * Relays Poe's SSE body to the client. Events are forwarded as soon as they are complete, as
+ * their original `data` text; only the few this proxy changes (the finish chunk and the usage
+ * chunk, when a footer or cost is added) are re-encoded. Always ends with one `data: [DONE]`.
+ *
+ * A pull-based ReadableStream rather than a TransformStream: an upstream failure must become an
+ * error event for the client, and a piped TransformStream can only pass errors on.
+ */
+export function relaySse(
+  upstream: ReadableStream<Uint8Array>,
+  options: RelayOptions,
+): ReadableStream<Uint8Array> {
+  const reader = upstream.getReader();
+  const decoder = new TextDecoder();
+  const summary: StreamSummary = {
+    id: null,
+    model: null,
+    created: null,
+    usage: null,
+    finishReason: null,
+    toolCalls: false,
+    error: false,
+  };
+  let out: ReadableStreamDefaultController<Uint8Array>;
+  let pending: Uint8Array[] = [];
+  let heldFinish: Chunk | null = null;
+  let heldUsage: Chunk | null = null;
+  let sawDone = false;
+  let closed = false;
+  let firstEventAt: number | null = null;
+  let lastActivity = Date.now();
+  let started = false;
+  let timedOut = false;
+  const holdForEnding = options.finish !== undefined;
+
+  const tickMs = Math.max(
+    10,
+    Math.min(
+      1000,
+      options.keepaliveMs / 4,
+      options.idleTimeoutMs / 4,
+      options.firstByteTimeoutMs / 4,
+    ),
+  );
+  let lastKeepalive = Date.now();
+  const timer = setInterval(() => {
+    const now = Date.now();
+    const limit = started ? options.idleTimeoutMs : options.firstByteTimeoutMs;
+    if (now - lastActivity >= limit) {
+      timedOut = true;
+      reader.cancel(new Error("idle timeout")).catch(() => {});
+      return;
+    }
+    if (now - Math.max(lastActivity, lastKeepalive) >= options.keepaliveMs) {
+      lastKeepalive = now;
+      out.enqueue(KEEPALIVE);
+    }
+  }, tickMs);
+
+  const emit = (bytes: Uint8Array) => {
+    if (firstEventAt === null) firstEventAt = performance.now();
+    pending.push(bytes);
+  };
+
+  const parser = createParser({
+    maxBufferSize: MAX_EVENT_CHARS,
+    onEvent(event) {
+      const data = event.data;
+      if (data === "[DONE]") {
+        sawDone = true;
+        return;
+      }
+      let chunk: Chunk;
+      try {
+        chunk = JSON.parse(data);
+      } catch {
+        emit(dataEvent(data));
+        return;
+      }
+      if (chunk === null || typeof chunk !== "object") {
+        emit(dataEvent(data));
+        return;
+      }
+      if (chunk.error) {
+        summary.error = true;
+        emit(dataEvent(data));
+        return;
+      }
+      summary.id ??= typeof chunk.id === "string" ? chunk.id : null;
+      summary.model ??= typeof chunk.model === "string" ? chunk.model : null;
+      summary.created ??= typeof chunk.created === "number" ? chunk.created : null;
+      if (chunk.usage && typeof chunk.usage === "object") summary.usage = chunk.usage;
+      const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
+      const choice = choices[0];
+      if (choice?.delta?.tool_calls) summary.toolCalls = true;
+      if (choice?.finish_reason) summary.finishReason = choice.finish_reason;
+      if (choices.length === 0 && chunk.usage) {
+        if (!options.includeUsage) return;
+        if (holdForEnding) {
+          heldUsage = chunk;
+          return;
+        }
+      } else if (holdForEnding && choice?.finish_reason) {
+        heldFinish = chunk;
+        return;
+      }
+      emit(dataEvent(data));
+    },
+  });
+
+  const finishAndClose = async () => {
+    const ending = holdForEnding && !summary.error ? await options.finish!(summary) : null;
+    if (closed) return;
+    if (ending?.footer) {
+      pending.push(dataEvent(JSON.stringify(footerChunk(summary, heldFinish, ending.footer))));
+    }
+    for (const chunk of [heldFinish, heldUsage]) {
+      if (!chunk) continue;
+      if (ending?.usage && chunk.usage) chunk.usage = { ...chunk.usage, ...ending.usage };
+      pending.push(dataEvent(JSON.stringify(chunk)));
+    }
+    pending.push(DONE);
+    flush();
+    end(timedOut ? "timeout" : summary.error ? "upstream-error" : "done");
+  };
+
+  const flush = () => {
+    for (const bytes of pending) out.enqueue(bytes);
+    pending = [];
+  };
+
+  const end = (how: RelayOutcome["end"]) => {
+    if (closed) return;
+    closed = true;
+    clearInterval(timer);
+    if (how !== "client-gone") {
+      try {
+        out.close();
+      } catch {
+        // Already closed or errored by a cancel.
+      }
+    }
+    options.onEnd?.({ ...summary, end: how, firstEventAt });
+  };
+
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      out = controller;
+    },
+    async pull() {
+      // Read until at least one event is ready for the client, or the stream is over.
+      while (!closed) {
+        let result: ReadableStreamReadResult<Uint8Array>;
+        try {
+          result = await reader.read();
+        } catch {
+          result = { done: true, value: undefined };
+          if (!timedOut && !closed) {
+            summary.error = true;
+            pending.push(
+              errorEvent(
+                "The connection to Poe broke before the answer was complete.",
+                "upstream_error",
+                "upstream_disconnected",
+              ),
+            );
+            pending.push(DONE);
+            flush();
+            end("upstream-error");
+            return;
+          }
+        }
+        if (closed) return;
+        if (timedOut) {
+          summary.error = true;
+          pending.push(
+            errorEvent(
+              started
+                ? "Poe went silent for longer than IDLE_TIMEOUT_SECONDS."
+                : "Poe did not start answering within FIRST_BYTE_TIMEOUT_SECONDS.",
+              "timeout_error",
+              "upstream_timeout",
+            ),
+          );
+          pending.push(DONE);
+          flush();
+          options.abortUpstream(new Error("timeout"));
+          end("timeout");
+          return;
+        }
+        if (result.done) {
+          parser.feed(decoder.decode() + "\n\n");
+          await finishAndClose();
+          return;
+        }
+        lastActivity = Date.now();
+        started = true;
+        try {
+          parser.feed(decoder.decode(result.value, { stream: true }));
+        } catch {
+          summary.error = true;
+          pending.push(
+            errorEvent(
+              "Poe sent an event too large to relay.",
+              "upstream_error",
+              "upstream_bad_event",
+            ),
+          );
+          pending.push(DONE);
+          flush();
+          options.abortUpstream(new Error("bad event"));
+          end("upstream-error");
+          return;
+        }
+        if (sawDone) {
+          await reader.cancel().catch(() => {});
+          await finishAndClose();
+          return;
+        }
+        if (pending.length > 0) {
+          flush();
+          return;
+        }
+      }
+    },
+    cancel(reason) {
+      options.abortUpstream(reason);
+      reader.cancel(reason).catch(() => {});
+      end("client-gone");
+    },
+  });
+}
+
+/** A content chunk carrying the footer, shaped like the answer's own chunks. */
+function footerChunk(summary: StreamSummary, finish: Chunk | null, footer: string): Chunk {
+  return {
+    id: summary.id ?? finish?.id,
+    object: "chat.completion.chunk",
+    created: summary.created ?? Math.floor(Date.now() / 1000),
+    model: summary.model ?? finish?.model,
+    choices: [{ index: 0, delta: { content: footer }, finish_reason: null }],
+  };
+}

@@ -1,0 +1,374 @@
+/** @module The Poe client: request building, the layered retry ladder, timeouts and error parsing. */
+import { ProxyError } from "./errors.ts";
+import type { ChatRequest } from "./openai_types.ts";
+import type { Logger } from "./log.ts";
+
+/** Statuses worth another try after a pause. */
+const TRANSIENT = new Set([408, 429, 500, 502, 503, 529]);
+/** A `Retry-After` longer than this is passed to the client instead of waited out. */
+const MAX_WAIT_SECONDS = 30;
+const BACKOFF_BASE_MS = 250;
+
+/** Request headers a client may send that are meant for Poe. */
+const FORWARDED_REQUEST_HEADERS = ["poe-feature"];
+
+/** Options of {@linkcode UpstreamClient}. */
+export interface UpstreamOptions {
+  /** Poe's base URL without a trailing slash, e.g. `https://api.poe.com`. */
+  baseUrl: string;
+  /** The Poe key; `null` sends no Authorization (the request then fails at Poe with 401). */
+  apiKey: string | null;
+  /** More tries on transient failures. Default: 2. */
+  retries?: number;
+  /** How long to wait for a TCP connection before calling Poe unreachable. Default: 10 s. */
+  connectTimeoutMs?: number;
+  /** How long to wait for Poe's response headers. Default: 300 s. */
+  firstByteTimeoutMs?: number;
+  /** `fetch` to use. Default: the global one. */
+  fetch?: typeof fetch;
+  /** Sleeps that end early when the signal aborts. Default: timers. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** Randomness for jitter, in [0, 1). Default: `Math.random`. */
+  random?: () => number;
+  /** Where attempts are logged. */
+  logger?: Logger;
+  /** The `User-Agent` sent to Poe. */
+  userAgent?: string;
+}
+
+/** One try at Poe, and why it was made. */
+export interface Attempt {
+  /** Why this try was made: `first`, `drop-max-tokens`, `lowercase-model`, `both`, or `retry-<status|network>`. */
+  reason: string;
+  /** Poe's status, or 0 for a network failure or timeout. */
+  status: number;
+  /** Milliseconds until Poe's headers (or the failure). */
+  ms: number;
+}
+
+/** Options of one call. */
+export interface SendOptions {
+  /** Aborts the call: the client went away. */
+  signal: AbortSignal;
+  /** The client's request headers, for the few meant for Poe. */
+  headers?: Headers;
+  /** Request id, for log lines. */
+  requestId?: string;
+}
+
+/** A successful answer from Poe: headers arrived with a 2xx status. */
+export interface UpstreamAnswer {
+  response: Response;
+  /** Every try, the last one being the success. */
+  attempts: Attempt[];
+  /** The body that Poe accepted (after the ladder's changes). */
+  sent: ChatRequest;
+  /** Aborts the upstream request (and its body stream). */
+  abort: (reason?: unknown) => void;
+}
+
+/** The 400 ladder: the variants of a request to try in order, each only if it changes the request. */
+export function ladderVariants(body: ChatRequest): { reason: string; body: ChatRequest }[] {
+  const withoutMax = (b: ChatRequest): ChatRequest => {
+    const { max_tokens: _a, max_completion_tokens: _b, ...rest } = b;
+    return rest as ChatRequest;
+  };
+  const lower = (b: ChatRequest): ChatRequest => ({ ...b, model: b.model.toLowerCase() });
+  const candidates = [
+    { reason: "drop-max-tokens", body: withoutMax(body) },
+    { reason: "lowercase-model", body: lower(body) },
+    { reason: "both", body: lower(withoutMax(body)) },
+  ];
+  const seen = [body];
+  const out: { reason: string; body: ChatRequest }[] = [];
+  for (const c of candidates) {
+    if (seen.some((s) => sameLadderFields(s, c.body))) continue;
+    seen.push(c.body);
+    out.push(c);
+  }
+  return out;
+}
+
+function sameLadderFields(a: ChatRequest, b: ChatRequest): boolean {
+  return a.model === b.model && ("max_tokens" in a) === ("max_tokens" in b) &&
+    ("max_completion_tokens" in a) === ("max_completion_tokens" in b);
+}
+
+/** Seconds from a `Retry-After` header (seconds or an HTTP date), or null. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
+  if (!value) return null;
+  const trimmed = value.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? null : Math.max(0, (date - now) / 1000);
+}
+
+/** Poe's error body, in either of its shapes, as message, type, param and code. */
+export async function readPoeError(
+  response: Response,
+): Promise<{ message: string; type: string | null; param: string | null; code: string | null }> {
+  const text = await response.text().catch(() => "");
+  try {
+    const parsed = JSON.parse(text);
+    const e = parsed?.error ?? parsed;
+    if (e && typeof e === "object") {
+      const message = typeof e.message === "string"
+        ? e.message
+        : typeof parsed.detail === "string"
+        ? parsed.detail
+        : "";
+      return {
+        message,
+        type: typeof e.type === "string" ? e.type : null,
+        param: typeof e.param === "string" ? e.param : null,
+        code: typeof e.code === "string" ? e.code : null,
+      };
+    }
+  } catch {
+    // Not JSON: a proxy's HTML page or plain text; keep a short excerpt.
+  }
+  return { message: text.slice(0, 200).trim(), type: null, param: null, code: null };
+}
+
+const HINTS: Record<number, string> = {
+  401: "Poe refused the key: check POE_API_KEY (keys are at https://poe.com/api/keys).",
+  402: "The Poe account is out of points: wait for the next grant or buy more.",
+  403: "Poe refused this request for this account or model.",
+  404: "Poe does not know this model or endpoint: check the model's poe_name in models.yaml.",
+  408: "The model did not start answering in time; try again.",
+  413: "The request is larger than the model's context window; shorten the conversation.",
+  429: "Poe's limit of 500 requests a minute was reached; slow down.",
+};
+
+/** Turns Poe's error answer into a ProxyError with Poe's status, message and a hint. */
+export async function poeError(response: Response): Promise<ProxyError> {
+  const poe = await readPoeError(response);
+  const status = response.status;
+  const hint = HINTS[status] ??
+    (status >= 500 ? "Poe or the model's provider failed; try again later." : "");
+  const message = [`Poe answered ${status}${poe.message ? `: ${poe.message}` : "."}`, hint]
+    .filter(Boolean).join(" ");
+  const headers: Record<string, string> = {};
+  const retryAfter = response.headers.get("retry-after");
+  if (retryAfter) headers["retry-after"] = retryAfter;
+  return new ProxyError(status, message, {
+    type: poe.type ?? undefined,
+    param: poe.param,
+    code: poe.code,
+    headers,
+  });
+}
+
+function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+class TimeoutError extends Error {
+  constructor(readonly phase: "connect" | "first-byte") {
+    super(`${phase} timeout`);
+  }
+}
+
+/** The Poe client. One instance serves every request; it keeps no per-request state. */
+export class UpstreamClient {
+  #options: Required<Omit<UpstreamOptions, "logger" | "apiKey">> & {
+    logger?: Logger;
+    apiKey: string | null;
+  };
+  #chatUrl: string;
+
+  constructor(options: UpstreamOptions) {
+    this.#options = {
+      retries: 2,
+      connectTimeoutMs: 10_000,
+      firstByteTimeoutMs: 300_000,
+      fetch: globalThis.fetch,
+      sleep: defaultSleep,
+      random: Math.random,
+      userAgent: "poe-proxy",
+      ...options,
+    };
+    this.#chatUrl = `${options.baseUrl}/v1/chat/completions`;
+  }
+
+  /**
+   * Sends a chat request to Poe, running the retry ladder until Poe answers with a 2xx, and
+   * returns that answer with its body unread. Throws a ProxyError otherwise.
+   */
+  async send(body: ChatRequest, options: SendOptions): Promise<UpstreamAnswer> {
+    const attempts: Attempt[] = [];
+    const variants = ladderVariants(body);
+    let current = body;
+    let reason = "first";
+    let transientLeft = this.#options.retries;
+    let transientCount = 0;
+    for (;;) {
+      if (options.signal.aborted) throw options.signal.reason;
+      const started = performance.now();
+      let response: Response;
+      const controller = new AbortController();
+      const onClientAbort = () => controller.abort(options.signal.reason);
+      options.signal.addEventListener("abort", onClientAbort, { once: true });
+      try {
+        response = await this.#fetchWithTimeouts(current, controller, options.headers);
+      } catch (err) {
+        options.signal.removeEventListener("abort", onClientAbort);
+        if (options.signal.aborted) throw options.signal.reason;
+        const attempt = { reason, status: 0, ms: performance.now() - started };
+        attempts.push(attempt);
+        this.#logAttempt(attempt, options, err);
+        // A model that stayed silent for FIRST_BYTE_TIMEOUT_SECONDS is not worth another wait.
+        const slowModel = err instanceof TimeoutError && err.phase === "first-byte";
+        if (transientLeft > 0 && !slowModel) {
+          transientLeft--;
+          await this.#options.sleep(this.#backoff(transientCount++, null), options.signal);
+          reason = "retry-network";
+          continue;
+        }
+        throw this.#networkError(err, attempts);
+      }
+      const attempt = { reason, status: response.status, ms: performance.now() - started };
+      attempts.push(attempt);
+      if (response.ok) {
+        // The client's abort keeps reaching the upstream body until the answer is done.
+        const abort = (why?: unknown) => {
+          options.signal.removeEventListener("abort", onClientAbort);
+          controller.abort(why);
+        };
+        if (attempts.length > 1) this.#logAttempt(attempt, options);
+        return { response, attempts, sent: current, abort };
+      }
+      options.signal.removeEventListener("abort", onClientAbort);
+      this.#logAttempt(attempt, options);
+      const status = response.status;
+      if (status === 400 && variants.length > 0) {
+        await response.body?.cancel();
+        const next = variants.shift()!;
+        current = next.body;
+        reason = next.reason;
+        continue;
+      }
+      if (TRANSIENT.has(status) && transientLeft > 0) {
+        const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
+        if (retryAfter !== null && retryAfter > MAX_WAIT_SECONDS) throw await poeError(response);
+        await response.body?.cancel();
+        transientLeft--;
+        await this.#options.sleep(this.#backoff(transientCount++, retryAfter), options.signal);
+        reason = `retry-${status}`;
+        continue;
+      }
+      throw await poeError(response);
+    }
+  }
+
+  /** Exponential backoff from 250 ms with full jitter, or Poe's `Retry-After` when it said one. */
+  #backoff(n: number, retryAfterSeconds: number | null): number {
+    if (retryAfterSeconds !== null) return retryAfterSeconds * 1000;
+    const ceiling = BACKOFF_BASE_MS * 2 ** n;
+    return ceiling / 2 + this.#options.random() * ceiling / 2;
+  }
+
+  async #fetchWithTimeouts(
+    body: ChatRequest,
+    controller: AbortController,
+    clientHeaders?: Headers,
+  ): Promise<Response> {
+    const { connectTimeoutMs, firstByteTimeoutMs } = this.#options;
+    const headers = new Headers({
+      "content-type": "application/json",
+      accept: body.stream ? "text/event-stream" : "application/json",
+      "user-agent": this.#options.userAgent,
+    });
+    if (this.#options.apiKey) headers.set("authorization", `Bearer ${this.#options.apiKey}`);
+    for (const name of FORWARDED_REQUEST_HEADERS) {
+      const value = clientHeaders?.get(name);
+      if (value) headers.set(name, value);
+    }
+    // fetch has no connect phase of its own: when headers are slow, a TCP probe tells an
+    // unreachable Poe (connect timeout) from a slow model (first-byte timeout).
+    const connectTimer = setTimeout(() => {
+      this.#probe(connectTimeoutMs).then((reachable) => {
+        if (!reachable) controller.abort(new TimeoutError("connect"));
+      });
+    }, connectTimeoutMs);
+    const firstByteTimer = setTimeout(
+      () => controller.abort(new TimeoutError("first-byte")),
+      firstByteTimeoutMs,
+    );
+    try {
+      return await this.#options.fetch(this.#chatUrl, {
+        method: "POST",
+        headers,
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+    } catch (err) {
+      if (controller.signal.reason instanceof TimeoutError) throw controller.signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(connectTimer);
+      clearTimeout(firstByteTimer);
+    }
+  }
+
+  async #probe(timeoutMs: number): Promise<boolean> {
+    const url = new URL(this.#chatUrl);
+    const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const conn = await Promise.race([
+        Deno.connect({ hostname: url.hostname, port }),
+        new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), timeoutMs)),
+      ]);
+      if (!conn) return false;
+      conn.close();
+      return true;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #networkError(err: unknown, attempts: Attempt[]): ProxyError {
+    if (err instanceof TimeoutError) {
+      return err.phase === "first-byte"
+        ? new ProxyError(504, "Poe did not start answering within FIRST_BYTE_TIMEOUT_SECONDS.", {
+          type: "timeout_error",
+          code: "upstream_timeout",
+        })
+        : new ProxyError(504, "Could not connect to Poe within CONNECT_TIMEOUT_SECONDS.", {
+          type: "timeout_error",
+          code: "upstream_connect_timeout",
+        });
+    }
+    return new ProxyError(
+      502,
+      `Could not reach Poe after ${attempts.length} attempt(s): ${
+        err instanceof Error ? err.message : String(err)
+      }`,
+      { type: "upstream_error", code: "upstream_unreachable", cause: err },
+    );
+  }
+
+  #logAttempt(attempt: Attempt, options: SendOptions, err?: unknown): void {
+    this.#options.logger?.info("upstream attempt", {
+      request_id: options.requestId,
+      reason: attempt.reason,
+      status: attempt.status,
+      ms: Math.round(attempt.ms),
+      error: err instanceof Error ? err.message : undefined,
+    });
+  }
+}

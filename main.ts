@@ -1,0 +1,248 @@
+/** @module poe-proxy's entry point: arguments, environment, files, signals and the server. */
+import { parseArgs } from "node:util";
+import denoJson from "./deno.json" with { type: "json" };
+import {
+  type Config,
+  CONFIG_VARIABLES,
+  ConfigError,
+  missingKeyMessage,
+  parseDotenv,
+  redactedSummary,
+  resolveConfig,
+} from "./lib/config.ts";
+import { createLogger, type Logger, printError, printLine } from "./lib/log.ts";
+import { ModelRegistry, ModelsError } from "./lib/models.ts";
+import { ApiKeys, parseKeys } from "./lib/api_keys.ts";
+import { createApp } from "./lib/app.ts";
+import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts";
+
+const VERSION: string = denoJson.version;
+/** The models file shipped inside the program (`deno compile --include models.yaml`). */
+const EMBEDDED_MODELS = new URL("./models.yaml", import.meta.url);
+
+const HELP = `poe-proxy ${VERSION}: an OpenAI-compatible proxy to Poe that guards your points.
+
+Usage:
+  poe-proxy [options]                 start the server
+  poe-proxy models [--remote] [--json]  list this proxy's models, or Poe's live catalogue
+  poe-proxy check                     validate configuration and models.yaml, then exit
+  poe-proxy --help | --version
+
+Options:
+  --host HOST        address to listen on (HOST, default 127.0.0.1)
+  --port PORT        port to listen on; 0 picks a free one (PORT, default 8080)
+  --models FILE      models.yaml to use (MODELS_FILE)
+  --env-file FILE    read variables from FILE instead of ./.env
+
+Environment variables (also read from .env):
+${
+  CONFIG_VARIABLES.map((v) =>
+    `  ${v.name.padEnd(26)} ${v.description}${v.default ? ` (default ${v.default})` : ""}`
+  ).join("\n")
+}
+`;
+
+/** A startup failure: printed as one line, exit code 2. */
+class StartupError extends Error {}
+
+function parseCommandLine(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "v" },
+        host: { type: "string" },
+        port: { type: "string" },
+        models: { type: "string" },
+        "env-file": { type: "string" },
+        remote: { type: "boolean" },
+        json: { type: "boolean" },
+      },
+    });
+  } catch (err) {
+    throw new StartupError(`${(err as Error).message}. Run poe-proxy --help for the options.`);
+  }
+}
+
+async function readDotenv(
+  path: string | undefined,
+): Promise<{ values: Record<string, string>; path: string }> {
+  const file = path ?? ".env";
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (err) {
+    if (path === undefined && err instanceof Deno.errors.NotFound) {
+      return { values: {}, path: file };
+    }
+    throw new StartupError(
+      `Cannot read --env-file ${JSON.stringify(file)}: ${(err as Error).message}`,
+    );
+  }
+  return { values: parseDotenv(text, file), path: file };
+}
+
+async function loadRegistry(config: Config): Promise<{ registry: ModelRegistry; source: string }> {
+  let source = config.modelsFile;
+  let text: string;
+  if (source === null) {
+    try {
+      text = await Deno.readTextFile("models.yaml");
+      source = "models.yaml";
+    } catch {
+      text = await Deno.readTextFile(EMBEDDED_MODELS);
+      source = "(embedded models.yaml)";
+    }
+  } else {
+    try {
+      text = await Deno.readTextFile(source);
+    } catch (err) {
+      throw new StartupError(
+        `Cannot read MODELS_FILE ${JSON.stringify(source)}: ${(err as Error).message}`,
+      );
+    }
+  }
+  return { registry: ModelRegistry.parse(text, source), source };
+}
+
+async function readKeysFile(config: Config): Promise<string[]> {
+  let fileText: string | null = null;
+  if (config.proxyApiKeysFile !== null) {
+    try {
+      fileText = await Deno.readTextFile(config.proxyApiKeysFile);
+    } catch (err) {
+      throw new StartupError(
+        `Cannot read PROXY_API_KEYS_FILE ${JSON.stringify(config.proxyApiKeysFile)}: ${
+          (err as Error).message
+        }`,
+      );
+    }
+  }
+  return parseKeys(config.proxyApiKeys.join(","), fileText);
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
+
+function urlHost(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+async function serve(config: Config, registry: ModelRegistry, logger: Logger): Promise<void> {
+  const keys = new ApiKeys(await readKeysFile(config));
+  if (!keys.enabled && !isLoopback(config.host)) {
+    logger.warn("no inbound keys", {
+      message:
+        `listening on ${config.host} without PROXY_API_KEYS: anyone who can reach this port spends your Poe points`,
+    });
+  }
+  const current = registry;
+  const app = createApp({ config, version: VERSION, registry: () => current, logger, keys });
+  const server = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    onListen({ hostname, port }) {
+      printLine(
+        `poe-proxy ${VERSION} listening on http://${
+          urlHost(hostname)
+        }:${port} (${registry.size} models)`,
+      );
+    },
+    handler: (req, info) => app.handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }),
+  });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("shutting down", { signal, grace_seconds: config.shutdownGraceSeconds });
+    const grace = setTimeout(() => {
+      logger.warn("grace period over; closing open requests", {});
+      Deno.exit(0);
+    }, config.shutdownGraceSeconds * 1000);
+    server.shutdown().then(() => {
+      clearTimeout(grace);
+      Deno.exit(0);
+    });
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(signal, () => stop(signal));
+    } catch {
+      // SIGTERM cannot be listened to on Windows; Ctrl+C (SIGINT) still works.
+    }
+  }
+  await server.finished;
+}
+
+async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(args);
+  if (values.help) {
+    printLine(HELP);
+    return 0;
+  }
+  if (values.version) {
+    printLine(`poe-proxy ${VERSION}`);
+    return 0;
+  }
+  const command = positionals[0] ?? "start";
+  const dotenv = await readDotenv(values["env-file"]);
+  const config = resolveConfig({
+    flags: { host: values.host, port: values.port, models: values.models },
+    env: Deno.env.toObject(),
+    dotenv: dotenv.values,
+    dotenvPath: dotenv.path,
+  });
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+
+  switch (command) {
+    case "start": {
+      if (!config.poeApiKey) throw new StartupError(missingKeyMessage());
+      const { registry, source } = await loadRegistry(config);
+      logger.debug("models loaded", { source, models: registry.size });
+      await serve(config, registry, logger);
+      return 0;
+    }
+    case "models": {
+      if (values.remote) {
+        const response = await fetch(`${config.poeBaseUrl}/v1/models`);
+        if (!response.ok) {
+          await response.body?.cancel();
+          throw new StartupError(`Poe's GET /v1/models answered ${response.status}`);
+        }
+        printLine(formatRemoteModels(await response.json(), values.json === true));
+        return 0;
+      }
+      const { registry } = await loadRegistry(config);
+      printLine(formatRegistryTable(registry, values.json === true));
+      return 0;
+    }
+    case "check": {
+      const { registry, source } = await loadRegistry(config);
+      await readKeysFile(config);
+      printLine(`configuration ok; ${registry.size} models from ${source}`);
+      printLine(JSON.stringify(redactedSummary(config), null, 2));
+      if (!config.poeApiKey) printLine(`warning: ${missingKeyMessage()}`);
+      return 0;
+    }
+    default:
+      throw new StartupError(
+        `Unknown command ${JSON.stringify(command)}. Run poe-proxy --help for the commands.`,
+      );
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await run(Deno.args));
+  } catch (err) {
+    if (err instanceof StartupError || err instanceof ConfigError || err instanceof ModelsError) {
+      printError(err.message);
+      Deno.exit(2);
+    }
+    throw err;
+  }
+}
