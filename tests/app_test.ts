@@ -1,0 +1,92 @@
+// deno-lint-ignore-file no-explicit-any
+import assert from "node:assert/strict";
+import { startProxy } from "./harness.ts";
+
+async function getJson(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; headers: Headers; body: any }> {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
+}
+
+function assertErrorShape(body: any): void {
+  assert.equal(typeof body.error.message, "string");
+  assert.equal(typeof body.error.type, "string");
+  assert.ok("param" in body.error);
+  assert.ok("code" in body.error);
+}
+
+Deno.test("GET /healthz reports status, version and model count", async () => {
+  await using proxy = await startProxy();
+  const { status, body, headers } = await getJson(`${proxy.url}/healthz`);
+  assert.equal(status, 200);
+  assert.deepEqual(body, { status: "ok", version: "test", models: 9 });
+  assert.ok(headers.get("x-request-id"));
+});
+
+Deno.test("GET /v1/models lists the registry in OpenAI's shape with stable created", async () => {
+  await using proxy = await startProxy();
+  const first = await getJson(`${proxy.url}/v1/models`);
+  assert.equal(first.status, 200);
+  assert.equal(first.body.object, "list");
+  const gpt = first.body.data.find((m: any) => m.id === "GPT-4o");
+  assert.equal(gpt.object, "model");
+  assert.equal(gpt.owned_by, "poe");
+  assert.equal(gpt.modality, "text");
+  assert.deepEqual(gpt.context_window, { context_length: 128000 });
+  assert.equal(gpt.pricing.base, 140);
+  assert.equal(typeof gpt.created, "number");
+  const modalities = new Set(first.body.data.map((m: any) => m.modality));
+  assert.deepEqual([...modalities].sort(), ["audio", "image", "text", "video"]);
+  const second = await getJson(`${proxy.url}/v1/models`);
+  assert.deepEqual(second.body, first.body);
+});
+
+Deno.test("GET /v1/models/{id} finds by any casing and alias, else 404", async () => {
+  await using proxy = await startProxy();
+  const one = await getJson(`${proxy.url}/v1/models/gpt-4o`);
+  assert.equal(one.status, 200);
+  assert.equal(one.body.id, "GPT-4o");
+  const alias = await getJson(`${proxy.url}/v1/models/claude-sonnet`);
+  assert.equal(alias.body.id, "Claude-Sonnet-4.6");
+  const missing = await getJson(`${proxy.url}/v1/models/nope-9`);
+  assert.equal(missing.status, 404);
+  assertErrorShape(missing.body);
+  assert.equal(missing.body.error.code, "model_not_found");
+});
+
+Deno.test("unknown paths are 404 and wrong methods 405 with Allow, OpenAI-shaped", async () => {
+  await using proxy = await startProxy();
+  const notFound = await getJson(`${proxy.url}/v2/nothing`);
+  assert.equal(notFound.status, 404);
+  assertErrorShape(notFound.body);
+  const wrong = await getJson(`${proxy.url}/v1/chat/completions`);
+  assert.equal(wrong.status, 405);
+  assert.equal(wrong.headers.get("allow"), "POST");
+  assertErrorShape(wrong.body);
+  const del = await getJson(`${proxy.url}/v1/models`, { method: "DELETE" });
+  assert.equal(del.status, 405);
+  assert.equal(del.headers.get("allow"), "GET");
+});
+
+Deno.test("x-request-id echoes a sane client id and replaces an unsafe one", async () => {
+  await using proxy = await startProxy();
+  const mine = await fetch(`${proxy.url}/healthz`, { headers: { "x-request-id": "abc-123" } });
+  await mine.body?.cancel();
+  assert.equal(mine.headers.get("x-request-id"), "abc-123");
+  const bad = await fetch(`${proxy.url}/healthz`, { headers: { "x-request-id": "a b\tc" } });
+  await bad.body?.cancel();
+  assert.notEqual(bad.headers.get("x-request-id"), "a b\tc");
+  assert.match(bad.headers.get("x-request-id")!, /^[0-9a-f-]{36}$/);
+});
+
+Deno.test("every request writes one log line with its status", async () => {
+  await using proxy = await startProxy();
+  const res = await fetch(`${proxy.url}/healthz`, { headers: { "x-request-id": "log-me" } });
+  await res.body?.cancel();
+  const lines = proxy.logs.filter((l) => l.includes("request_id=log-me"));
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /status=200/);
+});

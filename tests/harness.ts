@@ -1,0 +1,90 @@
+/** @module Test harness: the proxy on a real port, wired to a fake Poe, with its logs captured. */
+import { type AppDeps, createApp } from "../lib/app.ts";
+import { type Config, resolveConfig } from "../lib/config.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
+import { ModelRegistry } from "../lib/models.ts";
+
+/** Every log line written by any proxy a test started; a test searches them for leaked keys. */
+export const ALL_LOG_LINES: string[] = [];
+
+/** The registry the tests use: the shipped models.yaml plus the fake's own model names. */
+export async function testRegistry(): Promise<ModelRegistry> {
+  const text = await Deno.readTextFile(
+    new URL("./testdata/models_test_registry.yaml", import.meta.url),
+  );
+  return ModelRegistry.parse(text, "models_test_registry.yaml");
+}
+
+/** A resolved config for tests: the given variables over test defaults. */
+export function testConfig(env: Record<string, string> = {}): Config {
+  return resolveConfig({
+    env: {
+      POE_API_KEY: "test-poe-key",
+      PORT: "0",
+      RATE_LIMIT_PER_MINUTE: "0",
+      POE_RATE_LIMIT_PER_MINUTE: "0",
+      LOG_LEVEL: "debug",
+      ...env,
+    },
+  });
+}
+
+/** A running proxy. */
+export interface TestProxy extends AsyncDisposable {
+  url: string;
+  logs: string[];
+  config: Config;
+  close(): Promise<void>;
+}
+
+/** Options of {@linkcode startProxy}. */
+export interface StartProxyOptions {
+  /** The fake Poe's base URL (sets POE_BASE_URL). */
+  poeUrl?: string;
+  /** Variables over the test defaults. */
+  env?: Record<string, string>;
+  /** Overrides of the app's dependencies. */
+  deps?: Partial<AppDeps>;
+  registry?: ModelRegistry;
+}
+
+/** Starts the proxy on 127.0.0.1 port 0 and returns its URL and captured log lines. */
+export async function startProxy(options: StartProxyOptions = {}): Promise<TestProxy> {
+  const env = { ...(options.poeUrl ? { POE_BASE_URL: options.poeUrl } : {}), ...options.env };
+  const config = testConfig(env);
+  const logs: string[] = [];
+  const logger: Logger = createLogger({
+    level: config.logLevel,
+    write: (line) => {
+      logs.push(line);
+      ALL_LOG_LINES.push(line);
+    },
+  });
+  const registry = options.registry ?? await testRegistry();
+  const app = createApp({
+    config,
+    version: "test",
+    registry: () => registry,
+    logger,
+    ...options.deps,
+  });
+  const { promise, resolve } = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: (addr) => resolve(addr as Deno.NetAddr),
+    handler: (req, info) => app.handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }),
+  });
+  const addr = await promise;
+  const close = async () => {
+    await (app as { close?: () => Promise<void> }).close?.();
+    await server.shutdown();
+  };
+  return {
+    url: `http://127.0.0.1:${addr.port}`,
+    logs,
+    config,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}

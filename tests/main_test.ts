@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const CLEAN_ENV = {
+  PATH: Deno.env.get("PATH") ?? "",
+  HOME: Deno.env.get("HOME") ?? "/tmp",
+  NO_COLOR: "1",
+};
+
+function command(args: string[], env: Record<string, string>, cwd?: string): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", "--allow-env", "--allow-read", MAIN, ...args],
+    env: { ...CLEAN_ENV, ...env },
+    clearEnv: true,
+    cwd: cwd ?? Deno.makeTempDirSync(),
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** Reads stdout until the listening line and returns its URL. */
+async function listeningUrl(
+  child: Deno.ChildProcess,
+): Promise<{ url: string; line: string; rest: Promise<string> }> {
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error(`exited before listening: ${buffered}`);
+    buffered += value;
+    const match = buffered.match(/^(poe-proxy \S+ listening on (http:\/\/\S+) \((\d+) models\))$/m);
+    if (match) {
+      const rest = (async () => {
+        let more = "";
+        for (;;) {
+          const r = await reader.read();
+          if (r.done) return more;
+          more += r.value;
+        }
+      })();
+      return { url: match[2], line: match[1], rest };
+    }
+  }
+}
+
+Deno.test("main.ts prints one listening line, serves, and exits 0 on SIGTERM", async () => {
+  const child = command([], { POE_API_KEY: "k", PORT: "0" }).spawn();
+  const { url, line, rest } = await listeningUrl(child);
+  assert.match(
+    line,
+    /^poe-proxy \d+\.\d+\.\d+ listening on http:\/\/127\.0\.0\.1:\d+ \(\d+ models\)$/,
+  );
+  const health = await (await fetch(`${url}/healthz`)).json();
+  assert.equal(health.status, "ok");
+  assert.ok(health.models > 0);
+  child.kill("SIGTERM");
+  const status = await child.status;
+  await rest;
+  await child.stderr.cancel();
+  assert.equal(status.code, 0);
+});
+
+Deno.test("main.ts from a folder without models.yaml serves the embedded registry", async () => {
+  const empty = Deno.makeTempDirSync();
+  const child = command(["--port", "0"], { POE_API_KEY: "k" }, empty).spawn();
+  const { url, rest } = await listeningUrl(child);
+  const models = await (await fetch(`${url}/v1/models`)).json();
+  assert.ok(models.data.length >= 20);
+  assert.ok(models.data.some((m: { modality: string }) => m.modality === "video"));
+  child.kill("SIGTERM");
+  assert.equal((await child.status).code, 0);
+  await rest;
+  await child.stderr.cancel();
+});
+
+Deno.test("main.ts with a bad PORT exits 2 with one clear line", async () => {
+  const out = await command([], { POE_API_KEY: "k", PORT: "abc" }).output();
+  assert.equal(out.code, 2);
+  const err = new TextDecoder().decode(out.stderr).trim();
+  assert.equal(err, 'Invalid PORT: "abc" (expected an integer from 0 to 65535)');
+});
+
+Deno.test("main.ts without a Poe key exits 2 and says where to put it and about the demo", async () => {
+  const out = await command([], { PORT: "0" }).output();
+  assert.equal(out.code, 2);
+  const err = new TextDecoder().decode(out.stderr);
+  assert.match(err, /POE_API_KEY/);
+  assert.match(err, /\.env/);
+  assert.match(err, /deno task demo/);
+});
+
+Deno.test("main.ts --env-file that cannot be read exits 2 naming it", async () => {
+  const out = await command(["--env-file", "/nonexistent/poe.env"], { POE_API_KEY: "k" }).output();
+  assert.equal(out.code, 2);
+  assert.match(new TextDecoder().decode(out.stderr), /--env-file "\/nonexistent\/poe\.env"/);
+});
+
+Deno.test("main.ts reads .env from the working directory, below the environment", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${dir}/.env`, "POE_API_KEY=from-dotenv\nPORT=abc\n");
+  const out = await command(["check"], { PORT: "0" }, dir).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const text = new TextDecoder().decode(out.stdout);
+  assert.match(text, /configuration ok/);
+  assert.doesNotMatch(text, /from-dotenv/);
+});
+
+Deno.test("main.ts --version and --help", async () => {
+  const version = await command(["--version"], {}).output();
+  assert.equal(version.code, 0);
+  const denoJson = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
+  assert.equal(new TextDecoder().decode(version.stdout).trim(), `poe-proxy ${denoJson.version}`);
+  const help = await command(["--help"], {}).output();
+  assert.match(new TextDecoder().decode(help.stdout), /POINTS_CUTOFF/);
+});
+
+Deno.test("main.ts models prints the registry table; check fails with 2 on a bad models file", async () => {
+  const models = await command(["models"], {}).output();
+  assert.equal(models.code, 0);
+  const table = new TextDecoder().decode(models.stdout);
+  assert.match(table, /^id\s+modality\s+context cap\s+points \(est\.\)/);
+  assert.match(table, /Claude-Sonnet-4\.6\s+text/);
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${dir}/bad.yaml`, "models:\n  text:\n    - poe_name: [1\n");
+  const bad = await command(["check", "--models", "bad.yaml"], {}, dir).output();
+  assert.equal(bad.code, 2);
+  assert.match(new TextDecoder().decode(bad.stderr), /Cannot load bad\.yaml: .*bad\.yaml:\d+:\d+/);
+});
