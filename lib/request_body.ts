@@ -9,7 +9,8 @@ export interface ReadBodyOptions {
   timeoutMs: number;
 }
 
-const JSON_TYPE = /^application\/([\w.+-]+\+)?json\s*(;|$)/i;
+/** Types a JSON body may arrive with: JSON itself, or plain text as `fetch` sends a string. */
+const JSON_TYPE = /^(application\/([\w.+-]+\+)?json|text\/plain)\s*(;|$)/i;
 
 /** Reads and parses a JSON request body. Throws a ProxyError for every way it can be wrong. */
 export async function readJsonBody(req: Request, options: ReadBodyOptions): Promise<unknown> {
@@ -17,7 +18,11 @@ export async function readJsonBody(req: Request, options: ReadBodyOptions): Prom
   if (type !== null && !JSON_TYPE.test(type)) {
     throw new ProxyError(
       415,
-      `Content-Type must be application/json: got ${JSON.stringify(type.slice(0, 100))}`,
+      `Content-Type must be application/json: got ${JSON.stringify(type.slice(0, 100))}${
+        type.startsWith("application/x-www-form-urlencoded")
+          ? ' (with curl, add -H "Content-Type: application/json")'
+          : ""
+      }`,
       {
         code: "unsupported_media_type",
       },
