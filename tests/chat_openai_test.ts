@@ -1,0 +1,271 @@
+// deno-lint-ignore-file no-explicit-any
+/** @module The chat pipeline as the official `openai` client sees it, against the fake Poe. */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { DEFAULT_REASONING, DEFAULT_REPLY, FakePoe } from "./fake_poe.ts";
+import { startProxy } from "./harness.ts";
+
+/** The fake, the proxy wired to it, and an SDK client pointed at the proxy. */
+async function setup(env: Record<string, string> = {}) {
+  const fake = await FakePoe.start();
+  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
+  const client = new OpenAI({
+    baseURL: `${proxy.url}/v1`,
+    apiKey: "client-secret-key",
+    maxRetries: 0,
+  });
+  return {
+    fake,
+    proxy,
+    client,
+    /** The body of the last chat request the fake received. */
+    sent: (): any => fake.chatRequests().at(-1)!.body,
+    async [Symbol.asyncDispose]() {
+      await proxy.close();
+      await fake.close();
+    },
+  };
+}
+
+const WEATHER_TOOL = {
+  type: "function" as const,
+  function: {
+    name: "get_weather",
+    description: "Weather of a city.",
+    parameters: {
+      type: "object",
+      properties: { city: { type: "string" }, days: { type: "integer" } },
+      required: ["city"],
+    },
+  },
+};
+
+Deno.test("openai SDK: a plain answer comes back as Poe sent it", async () => {
+  await using t = await setup();
+  const answer = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+  });
+  assert.equal(answer.choices[0].message.content, DEFAULT_REPLY);
+  assert.equal(answer.choices[0].finish_reason, "stop");
+  assert.match(answer.id, /^chatcmpl-[0-9a-f]{24}$/);
+  assert.ok(answer.usage && answer.usage.total_tokens > 0);
+  const sent = t.sent();
+  assert.equal(sent.model, "GPT-4o", "the registry's poe_name goes upstream");
+  assert.equal(sent.stream, false, "stream absent means false upstream");
+});
+
+Deno.test("openai SDK: streamed text arrives in pieces and ends once", async () => {
+  await using t = await setup();
+  const stream = await t.client.chat.completions.create({
+    model: "Claude-Sonnet-4.6",
+    messages: [{ role: "user", content: "Hi [[fake: chunks=5]]" }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "";
+  let pieces = 0;
+  let finish: string | null = null;
+  let usage: any = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    const choice = chunk.choices[0];
+    if (!choice) continue;
+    if (choice.delta.content) {
+      text += choice.delta.content;
+      pieces++;
+    }
+    finish = choice.finish_reason ?? finish;
+  }
+  assert.equal(text, DEFAULT_REPLY);
+  assert.equal(pieces, 5);
+  assert.equal(finish, "stop");
+  assert.ok(usage.completion_tokens > 0, "the client asked for usage and got it");
+  const sent = t.sent();
+  assert.equal(sent.stream, true);
+  assert.equal(sent.stream_options.include_usage, true);
+});
+
+Deno.test("openai SDK: streamed tool call arguments are reassembled by the SDK", async () => {
+  await using t = await setup();
+  const runner = t.client.chat.completions.stream({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Weather in Paris? [[fake: tools]]" }],
+    tools: [WEATHER_TOOL],
+  });
+  const final = await runner.finalChatCompletion();
+  const message = final.choices[0].message;
+  assert.equal(final.choices[0].finish_reason, "tool_calls");
+  assert.equal(message.tool_calls?.length, 1);
+  const call = message.tool_calls![0] as any;
+  assert.equal(call.type, "function");
+  assert.equal(call.function.name, "get_weather");
+  assert.deepEqual(JSON.parse(call.function.arguments), { city: "Paris", days: 1 });
+  assert.match(call.id, /^call_/);
+  assert.deepEqual(t.sent().tools, [WEATHER_TOOL], "tools reach Poe unchanged");
+});
+
+Deno.test("openai SDK: tool call deltas without index (Google style) still pass through", async () => {
+  await using t = await setup();
+  const stream = await t.client.chat.completions.create({
+    model: "Gemini-2.5-Pro",
+    messages: [{
+      role: "user",
+      content: "Weather? [[fake: tools,tool-args=%7B%22city%22:%22Oslo%22%7D]]",
+    }],
+    tools: [WEATHER_TOOL],
+    stream: true,
+  });
+  let args = "";
+  let name = "";
+  for await (const chunk of stream) {
+    for (const call of chunk.choices[0]?.delta.tool_calls ?? []) {
+      assert.equal("index" in call, false, "the proxy does not invent an index");
+      name += call.function?.name ?? "";
+      args += call.function?.arguments ?? "";
+    }
+  }
+  assert.equal(name, "get_weather");
+  assert.deepEqual(JSON.parse(args), { city: "Oslo" });
+});
+
+Deno.test("openai SDK: reasoning_content and reasoning deltas pass through", async () => {
+  await using t = await setup();
+  const stream = await t.client.chat.completions.create({
+    model: "o3-mini",
+    messages: [{ role: "user", content: "Think." }],
+    stream: true,
+  });
+  let reasoningContent = "";
+  let reasoning = "";
+  let content = "";
+  for await (const chunk of stream) {
+    const delta = chunk.choices[0]?.delta as any;
+    if (!delta) continue;
+    reasoningContent += delta.reasoning_content ?? "";
+    reasoning += delta.reasoning ?? "";
+    content += delta.content ?? "";
+  }
+  assert.equal(reasoningContent, DEFAULT_REASONING);
+  assert.equal(reasoning, DEFAULT_REASONING);
+  assert.equal(content, DEFAULT_REPLY);
+
+  const plain = await t.client.chat.completions.create({
+    model: "o3-mini",
+    messages: [{ role: "user", content: "Think." }],
+  });
+  const message = plain.choices[0].message as any;
+  assert.equal(message.reasoning_content, DEFAULT_REASONING);
+  assert.equal(message.reasoning, DEFAULT_REASONING);
+});
+
+Deno.test("openai SDK: an image part reaches Poe unchanged", async () => {
+  await using t = await setup();
+  const png = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(3000))));
+  const content = [
+    { type: "text" as const, text: "What is in this image?" },
+    {
+      type: "image_url" as const,
+      image_url: { url: `data:image/png;base64,${png}`, detail: "high" as const },
+    },
+    {
+      type: "file" as const,
+      file: { filename: "a.pdf", file_data: "data:application/pdf;base64,JVBERi0xLjQK" },
+    },
+  ];
+  const answer = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content }],
+  });
+  assert.equal(answer.choices[0].message.content, DEFAULT_REPLY);
+  assert.deepEqual(t.sent().messages, [{ role: "user", content }]);
+});
+
+Deno.test("openai SDK: model-specific and unknown fields reach Poe unchanged", async () => {
+  await using t = await setup();
+  const params: any = {
+    model: "claude-sonnet",
+    messages: [{ role: "user", content: "Hi" }],
+    reasoning_effort: "low",
+    thinking_budget: 2048,
+    aspect: "16:9",
+    web_search: true,
+    extra_body: { quality: "high", nested: { a: [1, 2, { b: null }] } },
+    temperature: 0.3,
+    top_p: 0.9,
+    stop: ["\n\n"],
+    max_tokens: 100,
+    max_completion_tokens: 120,
+    seed: 7,
+    user: "someone",
+    metadata: { k: "v" },
+    response_format: { type: "text" },
+    n: 3,
+    tool_choice: "auto",
+    parallel_tool_calls: false,
+    logprobs: true,
+    top_logprobs: 2,
+  };
+  await t.client.chat.completions.create(params);
+  const sent = t.sent();
+  const { model, n, stream, ...rest } = sent;
+  const { model: _m, n: _n, ...expected } = params;
+  assert.deepEqual(rest, expected);
+  assert.equal(model, "Claude-Sonnet-4.6", "an alias resolves to the poe_name");
+  assert.equal(n, 1, "n becomes 1");
+  assert.equal(stream, false);
+});
+
+Deno.test("openai SDK: messages keep name, tool_calls, tool_call_id and null content", async () => {
+  await using t = await setup();
+  const messages: any[] = [
+    { role: "developer", content: "Be brief." },
+    { role: "system", content: "You are a weather bot.", name: "rules" },
+    { role: "user", content: "Weather in Paris?", name: "alice" },
+    {
+      role: "assistant",
+      content: null,
+      tool_calls: [{
+        id: "call_1",
+        type: "function",
+        function: { name: "get_weather", arguments: '{"city":"Paris"}' },
+      }],
+    },
+    { role: "tool", tool_call_id: "call_1", content: '{"temp":21}' },
+    { role: "assistant", content: "", refusal: null, audio: null },
+    { role: "user", content: [{ type: "text", text: "Thanks" }] },
+  ];
+  await t.client.chat.completions.create({ model: "gpt-4o", messages, tools: [WEATHER_TOOL] });
+  const sent = t.sent().messages;
+  assert.deepEqual(sent, [{ role: "system", content: "Be brief." }, ...messages.slice(1)]);
+  assert.equal(sent[3].content, null, "null content stays null, not a string");
+});
+
+Deno.test("openai SDK: the client's key never reaches Poe; the proxy's Poe key does", async () => {
+  await using t = await setup();
+  await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+  });
+  const headers = t.fake.chatRequests().at(-1)!.headers;
+  assert.equal(headers.authorization, "Bearer test-poe-key");
+  assert.ok(!JSON.stringify(headers).includes("client-secret-key"));
+  assert.equal(headers["content-type"], "application/json");
+});
+
+Deno.test("openai SDK: Poe's error reaches the SDK as an APIError with status and message", async () => {
+  await using t = await setup();
+  await assert.rejects(
+    t.client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi [[fake: status=402,message=No points left.]]" }],
+    }),
+    (err: any) => {
+      assert.ok(err instanceof OpenAI.APIError);
+      assert.equal(err.status, 402);
+      assert.match(err.message, /No points left\./);
+      assert.match(err.message, /out of points/);
+      return true;
+    },
+  );
+});
