@@ -15,6 +15,9 @@ import { ModelRegistry, ModelsError } from "./lib/models.ts";
 import { ApiKeys, parseKeys } from "./lib/api_keys.ts";
 import { createApp } from "./lib/app.ts";
 import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts";
+import { healthcheck } from "./lib/healthcheck.ts";
+import { execStartFor, systemdUnit } from "./lib/systemd_unit.ts";
+import { RegistryReloader } from "./lib/registry_reload.ts";
 
 const VERSION: string = denoJson.version;
 /** The models file shipped inside the program (`deno compile --include models.yaml`). */
@@ -26,6 +29,8 @@ Usage:
   poe-proxy [options]                 start the server
   poe-proxy models [--remote] [--json]  list this proxy's models, or Poe's live catalogue
   poe-proxy check                     validate configuration and models.yaml, then exit
+  poe-proxy healthcheck               exit 0 if the server at HOST:PORT answers /healthz, else 1
+  poe-proxy systemd-unit              print a hardened systemd unit for this program
   poe-proxy --help | --version
 
 Options:
@@ -139,8 +144,18 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
         `listening on ${config.host} without PROXY_API_KEYS: anyone who can reach this port spends your Poe points`,
     });
   }
-  const current = registry;
-  const app = createApp({ config, version: VERSION, registry: () => current, logger, keys });
+  const models = new RegistryReloader({
+    initial: registry,
+    load: () => loadRegistry(config),
+    logger,
+  });
+  const app = createApp({
+    config,
+    version: VERSION,
+    registry: () => models.registry,
+    logger,
+    keys,
+  });
   const server = Deno.serve({
     hostname: config.host,
     port: config.port,
@@ -175,7 +190,38 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
       // SIGTERM cannot be listened to on Windows; Ctrl+C (SIGINT) still works.
     }
   }
+  // SIGHUP (systemctl reload) re-reads models.yaml; Windows has no SIGHUP.
+  if (Deno.build.os !== "windows") {
+    Deno.addSignalListener("SIGHUP", () => void models.reload());
+  }
   await server.finished;
+}
+
+type CommandLine = ReturnType<typeof parseCommandLine>["values"];
+
+async function loadConfig(values: CommandLine): Promise<Config> {
+  const dotenv = await readDotenv(values["env-file"]);
+  return resolveConfig({
+    flags: { host: values.host, port: values.port, models: values.models },
+    env: Deno.env.toObject(),
+    dotenv: dotenv.values,
+    dotenvPath: dotenv.path,
+  });
+}
+
+/** `healthcheck`: 0 when healthy, 1 otherwise, even on a configuration error (Docker reserves 2). */
+async function runHealthcheck(values: CommandLine): Promise<number> {
+  let config: Config;
+  try {
+    config = await loadConfig(values);
+  } catch (err) {
+    printError(`unhealthy: ${(err as Error).message}`);
+    return 1;
+  }
+  const result = await healthcheck(config.host, config.port, { timeoutMs: 3000 });
+  if (result.healthy) printLine(result.message);
+  else printError(result.message);
+  return result.healthy ? 0 : 1;
 }
 
 async function run(args: string[]): Promise<number> {
@@ -189,13 +235,8 @@ async function run(args: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0] ?? "start";
-  const dotenv = await readDotenv(values["env-file"]);
-  const config = resolveConfig({
-    flags: { host: values.host, port: values.port, models: values.models },
-    env: Deno.env.toObject(),
-    dotenv: dotenv.values,
-    dotenvPath: dotenv.path,
-  });
+  if (command === "healthcheck") return await runHealthcheck(values);
+  const config = await loadConfig(values);
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
 
   switch (command) {
@@ -226,6 +267,17 @@ async function run(args: string[]): Promise<number> {
       printLine(`configuration ok; ${registry.size} models from ${source}`);
       printLine(JSON.stringify(redactedSummary(config), null, 2));
       if (!config.poeApiKey) printLine(`warning: ${missingKeyMessage()}`);
+      return 0;
+    }
+    case "systemd-unit": {
+      const exec = execStartFor(Deno.execPath(), import.meta.url);
+      printLine(systemdUnit({
+        execStart: exec.argv,
+        viaDeno: exec.viaDeno,
+        host: config.host,
+        port: config.port,
+        version: VERSION,
+      }));
       return 0;
     }
     default:

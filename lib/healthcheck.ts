@@ -1,0 +1,83 @@
+/** @module `poe-proxy healthcheck`: ask the running server's `/healthz` and answer healthy or not. */
+
+/** Options of {@linkcode healthcheck}. */
+export interface HealthcheckOptions {
+  /** Give up after this long. Default: 3000 ms (Docker's default check interval is 30 s). */
+  timeoutMs?: number;
+  /** The fetch to use. Default: the global `fetch`. */
+  fetch?: typeof fetch;
+}
+
+/** The verdict of {@linkcode healthcheck}: `healthy` and one line that says why. */
+export interface HealthcheckResult {
+  healthy: boolean;
+  /** One line for the terminal or `docker inspect`. */
+  message: string;
+}
+
+/**
+ * The URL of `/healthz` on the server configured with `host` and `port`, as seen from the same
+ * machine: a wildcard address (`0.0.0.0`, `::`) is asked on its loopback address.
+ */
+export function healthUrl(host: string, port: number): string {
+  let target = host;
+  if (host === "0.0.0.0" || host === "") target = "127.0.0.1";
+  else if (host === "::" || host === "[::]") target = "::1";
+  const bare = target.replace(/^\[(.*)\]$/, "$1");
+  return `http://${bare.includes(":") ? `[${bare}]` : bare}:${port}/healthz`;
+}
+
+/**
+ * GETs `/healthz` of the server at `host` and `port`. Healthy means status 200 with
+ * `{"status":"ok"}`; anything else (refused, timed out, another status or body) is not. Never
+ * throws.
+ */
+export async function healthcheck(
+  host: string,
+  port: number,
+  options: HealthcheckOptions = {},
+): Promise<HealthcheckResult> {
+  if (port === 0) {
+    return { healthy: false, message: "unhealthy: PORT is 0, so there is no known port to ask" };
+  }
+  const url = healthUrl(host, port);
+  const timeoutMs = options.timeoutMs ?? 3000;
+  const doFetch = options.fetch ?? fetch;
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new Error(`no answer within ${timeoutMs} ms`)),
+    timeoutMs,
+  );
+  try {
+    const response = await doFetch(url, {
+      signal: controller.signal,
+      headers: { "user-agent": "poe-proxy-healthcheck" },
+    });
+    const text = await response.text();
+    let body: { status?: unknown; models?: unknown; version?: unknown } = {};
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // Not JSON: reported below as an unexpected answer.
+    }
+    if (response.status === 200 && body?.status === "ok") {
+      return {
+        healthy: true,
+        message: `healthy: ${url} answered ok (version ${body.version}, ${body.models} models)`,
+      };
+    }
+    return {
+      healthy: false,
+      message: `unhealthy: ${url} answered ${response.status}: ${text.slice(0, 200)}`,
+    };
+  } catch (err) {
+    const reason = controller.signal.aborted
+      ? `no answer within ${timeoutMs} ms`
+      : err instanceof Error
+      ? err.message
+      : String(err);
+    return { healthy: false, message: `unhealthy: ${url}: ${reason}` };
+  } finally {
+    clearTimeout(timer);
+  }
+}
