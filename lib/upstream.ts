@@ -140,6 +140,14 @@ const HINTS: Record<number, string> = {
   429: "Poe's limit of 500 requests a minute was reached; slow down.",
 };
 
+/** Headers of Poe's error answers that the client should see. */
+const ERROR_HEADERS = [
+  "retry-after",
+  "x-ratelimit-limit-requests",
+  "x-ratelimit-remaining-requests",
+  "x-ratelimit-reset-requests",
+];
+
 /** Turns Poe's error answer into a ProxyError with Poe's status, message and a hint. */
 export async function poeError(response: Response): Promise<ProxyError> {
   const poe = await readPoeError(response);
@@ -149,14 +157,26 @@ export async function poeError(response: Response): Promise<ProxyError> {
   const message = [`Poe answered ${status}${poe.message ? `: ${poe.message}` : "."}`, hint]
     .filter(Boolean).join(" ");
   const headers: Record<string, string> = {};
-  const retryAfter = response.headers.get("retry-after");
-  if (retryAfter) headers["retry-after"] = retryAfter;
+  for (const name of ERROR_HEADERS) {
+    const value = response.headers.get(name);
+    if (value) headers[name] = value;
+  }
   return new ProxyError(status, message, {
     type: poe.type ?? undefined,
     param: poe.param,
     code: poe.code,
     headers,
   });
+}
+
+/** A transient failure whose `Retry-After` is too long to wait out: a 429 for the client to honour. */
+function tooLongToWait(err: ProxyError): ProxyError {
+  if (err.status === 429) return err;
+  return new ProxyError(
+    429,
+    `${err.message} Poe asked to wait ${err.headers["retry-after"]} s before trying again.`,
+    { param: err.param, code: err.code, headers: err.headers },
+  );
 }
 
 function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -261,7 +281,9 @@ export class UpstreamClient {
       }
       if (TRANSIENT.has(status) && transientLeft > 0) {
         const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
-        if (retryAfter !== null && retryAfter > MAX_WAIT_SECONDS) throw await poeError(response);
+        if (retryAfter !== null && retryAfter > MAX_WAIT_SECONDS) {
+          throw tooLongToWait(await poeError(response));
+        }
         await response.body?.cancel();
         transientLeft--;
         await this.#options.sleep(this.#backoff(transientCount++, retryAfter), options.signal);

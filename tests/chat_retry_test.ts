@@ -1,0 +1,375 @@
+// deno-lint-ignore-file no-explicit-any
+/** @module The retry ladder and Poe's error mapping, over real sockets against the fake Poe. */
+import assert from "node:assert/strict";
+import { FakePoe } from "./fake_poe.ts";
+import { startProxy } from "./harness.ts";
+import { memoryLogger } from "../lib/log.ts";
+import { UpstreamClient } from "../lib/upstream.ts";
+
+/** The fake, and a proxy whose Poe client sleeps instantly and records how long it would have. */
+async function setup(
+  options: { retries?: number; baseUrl?: string; env?: Record<string, string> } = {},
+) {
+  const fake = await FakePoe.start();
+  const sleeps: number[] = [];
+  const upstreamLog = memoryLogger();
+  const upstream = new UpstreamClient({
+    baseUrl: options.baseUrl ?? fake.url,
+    apiKey: "test-poe-key",
+    retries: options.retries ?? 2,
+    logger: upstreamLog,
+    random: () => 0,
+    sleep: (ms, signal) => {
+      sleeps.push(ms);
+      return signal.aborted ? Promise.reject(signal.reason) : Promise.resolve();
+    },
+  });
+  const proxy = await startProxy({
+    poeUrl: fake.url,
+    env: { FOOTER: "off", ...options.env },
+    deps: { upstream },
+  });
+  return {
+    fake,
+    proxy,
+    sleeps,
+    upstreamLog,
+    /** Bodies the fake received, in order. */
+    bodies: (): any[] => fake.chatRequests().map((r) => r.body),
+    async [Symbol.asyncDispose]() {
+      await proxy.close();
+      await fake.close();
+    },
+  };
+}
+
+async function post(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; body: any; text: string }> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: any = null;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // A stream; the caller reads `text`.
+  }
+  return { status: res.status, headers: res.headers, body: parsed, text };
+}
+
+function chat(marker = "", extra: Record<string, unknown> = {}) {
+  return {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: `Hi${marker ? ` [[fake: ${marker}]]` : ""}` }],
+    ...extra,
+  };
+}
+
+function assertOpenAiError(body: any): void {
+  assert.deepEqual(Object.keys(body), ["error"]);
+  assert.deepEqual(Object.keys(body.error).sort(), ["code", "message", "param", "type"]);
+  assert.equal(typeof body.error.message, "string");
+  assert.equal(typeof body.error.type, "string");
+}
+
+// --- the 400 ladder ------------------------------------------------------------------------------
+
+Deno.test("400 ladder: a refused max_tokens is dropped and the request tried again", async () => {
+  await using t = await setup();
+  const res = await post(t.proxy.url, chat("reject-max-tokens", { max_tokens: 50 }));
+  assert.equal(res.status, 200);
+  const bodies = t.bodies();
+  assert.equal(bodies.length, 2);
+  assert.equal(bodies[0].max_tokens, 50);
+  assert.equal("max_tokens" in bodies[1], false);
+  assert.equal(bodies[1].model, "GPT-4o", "the model stays as it was");
+  assert.deepEqual(t.sleeps, [], "a ladder step does not wait");
+  const reasons = t.upstreamLog.lines.filter((l) => l.includes("upstream attempt"));
+  assert.match(reasons[0], /reason=first status=400/);
+  assert.match(reasons[1], /reason=drop-max-tokens status=200/);
+  const line = t.proxy.logs.find((l) => l.includes("path=/v1/chat/completions"))!;
+  assert.match(line, /attempts=first:400,drop-max-tokens:200/);
+});
+
+Deno.test("400 ladder: max_completion_tokens is dropped too", async () => {
+  await using t = await setup();
+  const res = await post(
+    t.proxy.url,
+    chat("reject-max-tokens", { max_completion_tokens: 50, max_tokens: 40 }),
+  );
+  assert.equal(res.status, 200);
+  const [first, second] = t.bodies();
+  assert.equal(first.max_completion_tokens, 50);
+  assert.equal("max_completion_tokens" in second, false);
+  assert.equal("max_tokens" in second, false);
+});
+
+Deno.test("400 ladder: a refused upper-case model is lowercased, the max_tokens step skipped when it changes nothing", async () => {
+  await using t = await setup();
+  const res = await post(t.proxy.url, chat("reject-uppercase-model"));
+  assert.equal(res.status, 200);
+  assert.deepEqual(t.bodies().map((b) => b.model), ["GPT-4o", "gpt-4o"]);
+  assert.equal(res.body.model, "gpt-4o");
+});
+
+Deno.test("400 ladder: with max_tokens and an upper-case model, lowercase keeps max_tokens", async () => {
+  await using t = await setup();
+  const res = await post(t.proxy.url, chat("reject-uppercase-model", { max_tokens: 50 }));
+  assert.equal(res.status, 200);
+  const bodies = t.bodies();
+  assert.deepEqual(bodies.map((b) => [b.model, b.max_tokens]), [
+    ["GPT-4o", 50],
+    ["GPT-4o", undefined],
+    ["gpt-4o", 50],
+  ]);
+});
+
+Deno.test("400 ladder: both steps together when each alone is refused", async () => {
+  await using t = await setup();
+  const res = await post(
+    t.proxy.url,
+    chat("reject-uppercase-model,reject-max-tokens", { max_tokens: 50 }),
+  );
+  assert.equal(res.status, 200);
+  const bodies = t.bodies();
+  assert.deepEqual(bodies.map((b) => [b.model, "max_tokens" in b]), [
+    ["GPT-4o", true],
+    ["GPT-4o", false],
+    ["gpt-4o", true],
+    ["gpt-4o", false],
+  ]);
+  const line = t.proxy.logs.find((l) => l.includes("path=/v1/chat/completions"))!;
+  assert.match(line, /attempts=first:400,drop-max-tokens:400,lowercase-model:400,both:200/);
+});
+
+Deno.test("400 ladder: no step is tried when none would change the request", async () => {
+  await using t = await setup();
+  // o3-mini is already lower case, and there is no max_tokens to drop.
+  const res = await post(t.proxy.url, {
+    model: "o3-mini",
+    messages: [{ role: "user", content: "Hi [[fake: reject-field=reasoning_effort]]" }],
+    reasoning_effort: "high",
+  });
+  assert.equal(res.status, 400);
+  assertOpenAiError(res.body);
+  assert.match(res.body.error.message, /'reasoning_effort' is not supported with this model/);
+  assert.equal(res.body.error.param, "reasoning_effort");
+  assert.equal(res.body.error.code, "unsupported_parameter");
+  assert.equal(t.bodies().length, 1);
+});
+
+Deno.test("400 ladder: a 400 no step cures ends with Poe's last 400", async () => {
+  await using t = await setup();
+  const res = await post(
+    t.proxy.url,
+    chat("reject-field=aspect", { max_tokens: 9, aspect: "1:1" }),
+  );
+  assert.equal(res.status, 400);
+  assert.equal(t.bodies().length, 4);
+  assert.ok(t.bodies().every((b) => b.aspect === "1:1"));
+});
+
+// --- transient failures --------------------------------------------------------------------------
+
+for (const status of [408, 429, 500, 502, 503, 529]) {
+  Deno.test(`transient ${status} is retried with backoff and then succeeds`, async () => {
+    await using t = await setup();
+    t.fake.script(`status=${status}`, `status=${status}`, "");
+    const res = await post(t.proxy.url, chat());
+    assert.equal(res.status, 200);
+    assert.equal(t.bodies().length, 3);
+    assert.deepEqual(t.bodies()[2], t.bodies()[0], "a retry sends the same body");
+    // Exponential from 250 ms with jitter; random() = 0 gives the lower half's floor.
+    assert.deepEqual(t.sleeps, [125, 250]);
+    const line = t.proxy.logs.find((l) => l.includes("path=/v1/chat/completions"))!;
+    assert.match(
+      line,
+      new RegExp(`attempts=first:${status},retry-${status}:${status},retry-${status}:200`),
+    );
+  });
+}
+
+Deno.test("transient failures stop after UPSTREAM_RETRIES more tries", async () => {
+  await using t = await setup({ retries: 2 });
+  t.fake.script("status=503", "status=503", "status=503", "");
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 503);
+  assertOpenAiError(res.body);
+  assert.equal(t.bodies().length, 3);
+});
+
+Deno.test("UPSTREAM_RETRIES=0 means one try", async () => {
+  await using t = await setup({ retries: 0 });
+  t.fake.script("status=502", "");
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 502);
+  assert.equal(t.bodies().length, 1);
+});
+
+Deno.test("Retry-After is honoured as the wait before the next try", async () => {
+  await using t = await setup();
+  t.fake.script("status=429,retry-after=3", "status=503,retry-after=0.5", "");
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 200);
+  assert.deepEqual(t.sleeps, [3000, 500]);
+});
+
+Deno.test("Retry-After over 30 s is answered 429 at once with the header", async () => {
+  for (const status of [429, 503]) {
+    await using t = await setup();
+    t.fake.script(`status=${status},retry-after=120`, "");
+    const res = await post(t.proxy.url, chat());
+    assert.equal(res.status, 429, `after a ${status}`);
+    assert.equal(res.headers.get("retry-after"), "120");
+    assertOpenAiError(res.body);
+    assert.equal(res.body.error.type, "rate_limit_error");
+    assert.equal(t.bodies().length, 1);
+    assert.deepEqual(t.sleeps, []);
+  }
+});
+
+for (const status of [401, 402, 403, 404, 413]) {
+  Deno.test(`${status} is never retried`, async () => {
+    await using t = await setup();
+    t.fake.script(`status=${status}`, "");
+    const res = await post(t.proxy.url, chat("", { max_tokens: 10 }));
+    assert.equal(res.status, status);
+    assertOpenAiError(res.body);
+    assert.equal(t.bodies().length, 1);
+  });
+}
+
+// --- error mapping -------------------------------------------------------------------------------
+
+const MAPPING: [number, string, RegExp | null][] = [
+  [400, "invalid_request_error", null],
+  [401, "authentication_error", /check POE_API_KEY/],
+  [402, "insufficient_credits", /out of points/],
+  [403, "moderation_error", null],
+  [404, "not_found_error", null],
+  [408, "timeout_error", null],
+  [413, "request_too_large", null],
+  [429, "rate_limit_error", /500 requests a minute/],
+  [500, "provider_error", null],
+  [502, "upstream_error", null],
+  [503, "upstream_error", null],
+  [529, "overloaded_error", null],
+];
+
+Deno.test("Poe's errors keep status, message and type, in both of Poe's shapes, with hints", async () => {
+  await using t = await setup({ retries: 0 });
+  for (const shape of ["openai", "documented"]) {
+    for (const [status, type, hint] of MAPPING) {
+      const message = `Poe says ${status} in ${shape}.`;
+      t.fake.script(`status=${status},error-shape=${shape},message=${encodeURIComponent(message)}`);
+      // o3-mini is lower case and there is no max_tokens: the 400 ladder has no step to try.
+      const res = await post(t.proxy.url, chat("", { model: "o3-mini" }));
+      assert.equal(res.status, status);
+      assert.match(res.headers.get("content-type")!, /^application\/json/);
+      assert.ok(res.headers.get("x-request-id"));
+      assertOpenAiError(res.body);
+      assert.ok(res.body.error.message.includes(message), res.body.error.message);
+      assert.equal(res.body.error.type, type, `${status} ${shape}`);
+      if (hint) assert.match(res.body.error.message, hint);
+    }
+  }
+});
+
+Deno.test("a 429 from Poe passes its Retry-After and x-ratelimit headers on", async () => {
+  await using t = await setup({ retries: 0 });
+  t.fake.script("status=429,retry-after=7");
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 429);
+  assert.equal(res.headers.get("retry-after"), "7");
+  assert.equal(res.headers.get("x-ratelimit-remaining-requests"), "0");
+  assert.equal(res.headers.get("x-ratelimit-limit-requests"), "500");
+});
+
+// --- no retry once bytes were sent -----------------------------------------------------------------
+
+Deno.test("a stream that drops mid-way is an error event and one [DONE], tried once", async () => {
+  await using t = await setup();
+  const res = await post(t.proxy.url, chat("drop", { stream: true }));
+  assert.equal(res.status, 200);
+  const events = res.text.split("\n\n").filter(Boolean);
+  const data = events.map((e) => e.replace(/^data: /, ""));
+  assert.equal(data.at(-1), "[DONE]");
+  assert.equal(data.filter((d) => d === "[DONE]").length, 1);
+  const error = JSON.parse(data.at(-2)!);
+  assert.equal(error.error.code, "upstream_disconnected");
+  assert.ok(data.slice(0, -2).every((d) => JSON.parse(d).choices[0].finish_reason === null));
+  assert.equal(t.bodies().length, 1);
+});
+
+// --- network errors and clients that leave -------------------------------------------------------
+
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+Deno.test("Poe unreachable: 502 after the retries, each attempt logged", async () => {
+  const port = closedPort();
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${port}` });
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 502);
+  assertOpenAiError(res.body);
+  assert.equal(res.body.error.code, "upstream_unreachable");
+  assert.match(res.body.error.message, /after 3 attempt/);
+  const attempts = t.upstreamLog.lines.filter((l) => l.includes("upstream attempt"));
+  assert.equal(attempts.length, 3);
+  assert.match(attempts[0], /reason=first status=0/);
+  assert.match(attempts[2], /reason=retry-network status=0/);
+  assert.deepEqual(t.sleeps, [125, 250]);
+});
+
+Deno.test("Poe unreachable with the default client from config: 502", async () => {
+  const port = closedPort();
+  await using proxy = await startProxy({
+    poeUrl: `http://127.0.0.1:${port}`,
+    env: { UPSTREAM_RETRIES: "0" },
+  });
+  const res = await post(proxy.url, chat());
+  assert.equal(res.status, 502);
+  assert.equal(res.body.error.type, "upstream_error");
+});
+
+async function until(check: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+Deno.test("a client that leaves during a retry backoff stops the retries", async () => {
+  await using fake = await FakePoe.start();
+  await using proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off" } });
+  fake.script("status=503,retry-after=5", "");
+  const ac = new AbortController();
+  const pending = fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-request-id": "gone-in-backoff" },
+    body: JSON.stringify(chat()),
+    signal: ac.signal,
+  }).catch((err) => err);
+  await until(() => fake.chatRequests().length === 1);
+  const started = Date.now();
+  ac.abort();
+  assert.ok((await pending) instanceof Error);
+  const mine = (l: string) => l.includes("request_id=gone-in-backoff") && l.includes(" path=");
+  await until(() => proxy.logs.some(mine));
+  assert.ok(Date.now() - started < 1000, "the backoff ended when the client left");
+  const line = proxy.logs.find(mine)!;
+  assert.match(line, /status=499/);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(fake.chatRequests().length, 1, "no further attempt after the client left");
+});
