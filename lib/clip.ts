@@ -1,0 +1,205 @@
+/** @module Context clipping that keeps system messages, tool-call pairs and the newest user turn. */
+
+import { ProxyError } from "./errors.ts";
+import type { ChatMessage } from "./openai_types.ts";
+import { tokenBoundWithin, type TokenCounter } from "./tokens.ts";
+
+/** Options of {@linkcode clipMessages}. */
+export interface ClipOptions {
+  /**
+   * The model's context cap in tokens (see {@linkcode contextCap}). `null`, `0` or a negative
+   * value means no cap: nothing is counted or dropped. A cap of zero therefore disables clipping,
+   * as `0` does for the other limits in the config, rather than refusing every request.
+   */
+  cap: number | null;
+  /**
+   * Tokens to leave free for the answer: the client's `max_completion_tokens` or `max_tokens`.
+   * Default: 0. When it leaves no room for the system messages and the newest user message, the
+   * request fails with `context_length_exceeded`, as it would at OpenAI.
+   */
+  reserve?: number;
+  /** The counter whose per-message cache makes a resent history cheap. */
+  counter: TokenCounter;
+}
+
+/** What {@linkcode clipMessages} kept. */
+export interface ClipResult {
+  /** The kept messages: the same objects as in the input, in their original order. */
+  messages: ChatMessage[];
+  /** Whether any message was dropped. */
+  clipped: boolean;
+  /** How many messages were dropped. */
+  dropped: number;
+  /**
+   * Tokens of the input. When `counted` is false this is the UTF-8 upper bound that let clipping
+   * skip counting, not a count.
+   */
+  tokensBefore: number;
+  /** Tokens of the kept messages (the same bound as `tokensBefore` when `counted` is false). */
+  tokensAfter: number;
+  /** Whether messages were tokenized; false when there was no cap or the byte shortcut applied. */
+  counted: boolean;
+}
+
+/** Roles that are always kept, in place. */
+const PINNED_ROLES = new Set(["system", "developer"]);
+
+/**
+ * A run of messages that is kept or dropped as a whole: a user message, a plain assistant message,
+ * or an assistant message with `tool_calls` together with every `tool` result that answers it.
+ * Messages that answer nothing (orphaned `tool` or `function` results) join the unit before them.
+ */
+interface Unit {
+  indices: number[];
+  tokens: number;
+  /** Only a user message may open the kept history. */
+  opensHistory: boolean;
+}
+
+/**
+ * The context cap of a model: the smaller of its own `max_tokens` and `defaults.text_max_tokens`
+ * (either may be null, or 0 for none), for text models only. Null means no cap.
+ */
+export function contextCap(
+  modelMaxTokens: number | null,
+  defaultTextMaxTokens: number | null,
+  modality: string,
+): number | null {
+  if (modality !== "text") return null;
+  const caps = [modelMaxTokens, defaultTextMaxTokens].filter((v): v is number =>
+    typeof v === "number" && v > 0
+  );
+  return caps.length === 0 ? null : Math.min(...caps);
+}
+
+/** Groups the non-pinned messages into units, oldest first. */
+function unitsOf(messages: readonly ChatMessage[], counts: readonly number[]): Unit[] {
+  const units: Unit[] = [];
+  const byCallId = new Map<string, Unit>();
+  for (let i = 0; i < messages.length; i++) {
+    const message = messages[i];
+    if (PINNED_ROLES.has(message.role)) continue;
+    if (message.role === "tool" || message.role === "function") {
+      const id = message.tool_call_id;
+      const owner = (typeof id === "string" ? byCallId.get(id) : undefined) ?? units.at(-1);
+      if (owner !== undefined) {
+        owner.indices.push(i);
+        owner.tokens += counts[i];
+        continue;
+      }
+    }
+    const unit = { indices: [i], tokens: counts[i], opensHistory: message.role === "user" };
+    units.push(unit);
+    if (message.role === "assistant" && Array.isArray(message.tool_calls)) {
+      for (const call of message.tool_calls) {
+        if (typeof call?.id === "string") byCallId.set(call.id, unit);
+      }
+    }
+  }
+  return units;
+}
+
+/**
+ * Drops the oldest turns of a conversation until it fits `cap - reserve` tokens. Keeps every
+ * `system` and `developer` message in place, the newest user message always, and the newest turns
+ * that fit; never separates an assistant's `tool_calls` from their results, and never lets the
+ * kept history open with an assistant or tool message. The input is not mutated.
+ *
+ * Small requests cost almost nothing: when the UTF-8 size of the text (plus fixed estimates) is
+ * within the budget, nothing is tokenized, since every token covers at least one byte.
+ *
+ * @throws {ProxyError} 400 `context_length_exceeded` when the system messages and the newest user
+ * message alone exceed the budget.
+ */
+export function clipMessages(
+  messages: readonly ChatMessage[],
+  options: ClipOptions,
+): ClipResult {
+  const { cap, counter } = options;
+  const reserve = Math.max(0, options.reserve ?? 0);
+  const unchanged = (tokens: number, counted: boolean): ClipResult => ({
+    messages: [...messages],
+    clipped: false,
+    dropped: 0,
+    tokensBefore: tokens,
+    tokensAfter: tokens,
+    counted,
+  });
+  if (cap === null || !(cap > 0)) return unchanged(0, false);
+  const budget = cap - reserve;
+  const bound = budget > 0 ? tokenBoundWithin(messages, budget) : null;
+  if (bound !== null) return unchanged(bound, false);
+
+  const counts = messages.map((m) => counter.countMessage(m));
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total <= budget) return unchanged(total, true);
+
+  let pinned = 0;
+  for (let i = 0; i < messages.length; i++) {
+    if (PINNED_ROLES.has(messages[i].role)) pinned += counts[i];
+  }
+  const units = unitsOf(messages, counts);
+  let newestUser = -1;
+  for (let u = units.length - 1; u >= 0 && newestUser < 0; u--) {
+    if (units[u].opensHistory) newestUser = u;
+  }
+  const userTokens = newestUser < 0 ? 0 : units[newestUser].tokens;
+  if (pinned + userTokens > budget || newestUser < 0) {
+    throw tooLong(pinned, userTokens, cap, reserve, newestUser >= 0);
+  }
+
+  // Newest first: take whole units while they fit; the newest user message is paid for up front.
+  let used = pinned + userTokens;
+  const kept = new Set<number>([newestUser]);
+  for (let u = units.length - 1; u >= 0; u--) {
+    if (u === newestUser) continue;
+    if (used + units[u].tokens > budget) break;
+    used += units[u].tokens;
+    kept.add(u);
+  }
+  // The kept history must open with a user message.
+  for (let u = 0; u < newestUser; u++) {
+    if (!kept.has(u)) continue;
+    if (units[u].opensHistory) break;
+    kept.delete(u);
+    used -= units[u].tokens;
+  }
+
+  const keep = new Uint8Array(messages.length);
+  for (let i = 0; i < messages.length; i++) keep[i] = PINNED_ROLES.has(messages[i].role) ? 1 : 0;
+  for (const u of kept) for (const i of units[u].indices) keep[i] = 1;
+  const result = messages.filter((_, i) => keep[i] === 1);
+  return {
+    messages: result,
+    clipped: result.length < messages.length,
+    dropped: messages.length - result.length,
+    tokensBefore: total,
+    tokensAfter: used,
+    counted: true,
+  };
+}
+
+function tooLong(
+  pinned: number,
+  user: number,
+  cap: number,
+  reserve: number,
+  hasUser: boolean,
+): ProxyError {
+  const room = reserve > 0
+    ? `the context cap of ${cap} tokens minus ${reserve} reserved for the answer (max_tokens) ` +
+      `leaves ${cap - reserve}`
+    : `the context cap is ${cap} tokens`;
+  const need = hasUser
+    ? `the system messages (${pinned} tokens) and the newest user message (${user} tokens) ` +
+      `need ${pinned + user} tokens`
+    : `there is no user message to keep, and the system messages need ${pinned} tokens`;
+  return new ProxyError(
+    400,
+    `Cannot fit the conversation into the model's context: ${need}, but ${room}.`,
+    {
+      code: "context_length_exceeded",
+      param: "messages",
+    },
+  );
+}

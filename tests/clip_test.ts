@@ -1,0 +1,247 @@
+import assert from "node:assert/strict";
+import { clipMessages, contextCap } from "../lib/clip.ts";
+import { ProxyError } from "../lib/errors.ts";
+import type { ChatMessage } from "../lib/openai_types.ts";
+import { TokenCounter } from "../lib/tokens.ts";
+
+const words = (n: number, tag: string) => `${tag} ` + "lorem ipsum dolor sit amet ".repeat(n);
+const sys = (n = 5): ChatMessage => ({ role: "system", content: words(n, "system") });
+const dev = (n = 5): ChatMessage => ({ role: "developer", content: words(n, "developer") });
+const user = (n = 10, tag = "user"): ChatMessage => ({ role: "user", content: words(n, tag) });
+const asst = (n = 10, ...calls: string[]): ChatMessage => ({
+  role: "assistant",
+  content: calls.length ? null : words(n, "assistant"),
+  ...(calls.length
+    ? {
+      tool_calls: calls.map((id) => ({
+        id,
+        type: "function",
+        function: { name: "lookup", arguments: JSON.stringify({ q: words(n, id) }) },
+      })),
+    }
+    : {}),
+});
+const tool = (id: string, n = 10): ChatMessage => ({
+  role: "tool",
+  tool_call_id: id,
+  content: words(n, `result ${id}`),
+});
+
+interface Case {
+  name: string;
+  messages: ChatMessage[];
+  /** Indices whose tokens make the cap; the cap is their sum plus `slack`. */
+  fit: number[];
+  slack?: number;
+  reserve?: number;
+  /** Expected kept indices. */
+  kept: number[];
+}
+
+const CASES: Case[] = [
+  {
+    name: "drops the oldest turns first",
+    messages: [sys(), user(), asst(), user(), asst(), user()],
+    fit: [0, 3, 4, 5],
+    kept: [0, 3, 4, 5],
+  },
+  {
+    name: "keeps several system and developer messages in place",
+    messages: [sys(), user(), asst(), dev(), user(), asst(), sys(), user()],
+    fit: [0, 3, 4, 5, 6, 7],
+    kept: [0, 3, 4, 5, 6, 7],
+  },
+  {
+    name: "drops a tool result together with its assistant message",
+    messages: [user(), asst(5, "x"), tool("x"), asst(), user()],
+    fit: [2, 3, 4],
+    kept: [4],
+  },
+  {
+    name: "keeps parallel tool calls with all their results",
+    messages: [user(40), asst(5, "x", "y"), tool("x"), tool("y"), user(), asst(5, "z"), tool("z")],
+    fit: [1, 2, 3, 4, 5, 6],
+    kept: [4, 5, 6],
+  },
+  {
+    name: "drops a parallel call unit whole when one result does not fit",
+    messages: [user(), asst(5, "x", "y"), tool("x"), tool("y", 200), user(5), asst(), user()],
+    fit: [1, 2, 4, 5, 6],
+    kept: [4, 5, 6],
+  },
+  {
+    name: "never opens the kept history with an assistant message",
+    messages: [user(50), asst(), user()],
+    fit: [1, 2],
+    kept: [2],
+  },
+  {
+    name: "keeps the newest user message and the newest agent rounds after it",
+    messages: [user(), asst(5, "x"), tool("x", 300), asst(5, "y"), tool("y")],
+    fit: [0, 3, 4],
+    kept: [0, 3, 4],
+  },
+  {
+    name: "drops an orphaned tool message with the turn before it",
+    messages: [user(), tool("nobody"), user(), asst(), user()],
+    fit: [2, 3, 4],
+    kept: [2, 3, 4],
+  },
+  {
+    name: "leaves room for max_tokens",
+    messages: [sys(), user(), asst(), user(), asst(), user()],
+    fit: [0, 3, 4, 5],
+    slack: 500,
+    reserve: 500,
+    kept: [0, 3, 4, 5],
+  },
+];
+
+for (const c of CASES) {
+  Deno.test(`clipMessages ${c.name}`, () => {
+    const counter = new TokenCounter();
+    const cap = c.fit.reduce((sum, i) => sum + counter.countMessage(c.messages[i]), 0) +
+      (c.slack ?? 0);
+    const before = structuredClone(c.messages);
+    const result = clipMessages(c.messages, { cap, reserve: c.reserve, counter });
+    assert.deepEqual(result.messages, c.kept.map((i) => c.messages[i]));
+    result.messages.forEach((m, k) => assert.equal(m, c.messages[c.kept[k]], "same objects"));
+    assert.deepEqual(c.messages, before, "input not mutated");
+    assert.equal(result.clipped, c.kept.length < c.messages.length);
+    assert.equal(result.dropped, c.messages.length - c.kept.length);
+    assert.equal(result.tokensBefore, counter.countMessages(c.messages));
+    assert.equal(result.tokensAfter, counter.countMessages(result.messages));
+    assert.ok(result.tokensAfter <= cap - (c.reserve ?? 0));
+    assertPairsIntact(result.messages);
+  });
+}
+
+/** Every kept tool result has its assistant, and every kept tool call has all its results. */
+function assertPairsIntact(messages: ChatMessage[]): void {
+  const calls = new Set(messages.flatMap((m) => m.tool_calls?.map((c) => c.id) ?? []));
+  const results = new Set(messages.filter((m) => m.role === "tool").map((m) => m.tool_call_id));
+  for (const id of results) assert.ok(calls.has(id!), `tool result ${id} without its call`);
+  for (const id of calls) assert.ok(results.has(id), `tool call ${id} without its result`);
+  const first = messages.find((m) => m.role !== "system" && m.role !== "developer");
+  assert.ok(first === undefined || first.role === "user", `history opens with ${first?.role}`);
+}
+
+Deno.test("clipMessages fails with context_length_exceeded on a single oversized message", () => {
+  const counter = new TokenCounter();
+  const messages = [sys(), user(), asst(), user(2000)];
+  assert.throws(
+    () => clipMessages(messages, { cap: 1000, counter }),
+    (e: unknown) =>
+      e instanceof ProxyError && e.status === 400 && e.code === "context_length_exceeded" &&
+      e.param === "messages",
+  );
+  try {
+    clipMessages(messages, { cap: 1000, counter });
+    assert.fail("expected a ProxyError");
+  } catch (e) {
+    const system = counter.countMessage(messages[0]);
+    const last = counter.countMessage(messages[3]);
+    const text = (e as Error).message;
+    assert.match(text, new RegExp(`system messages \\(${system} tokens\\)`));
+    assert.match(text, new RegExp(`newest user message \\(${last} tokens\\)`));
+    assert.match(text, /context cap is 1000 tokens/);
+  }
+});
+
+Deno.test("clipMessages fails when max_tokens leaves no room for the newest user message", () => {
+  const counter = new TokenCounter();
+  const messages = [user(), asst(), user()];
+  const cap = counter.countMessages(messages) + 10;
+  assert.equal(clipMessages(messages, { cap, counter }).clipped, false);
+  assert.throws(
+    () => clipMessages(messages, { cap, reserve: cap, counter }),
+    /minus \d+ reserved for the answer \(max_tokens\) leaves 0/,
+  );
+});
+
+Deno.test("clipMessages fails when there is no user message to keep", () => {
+  const counter = new TokenCounter();
+  assert.throws(
+    () => clipMessages([sys(), asst(500)], { cap: 100, counter }),
+    /no user message/,
+  );
+});
+
+Deno.test("clipMessages with a cap of zero or null clips and counts nothing", () => {
+  const counter = new TokenCounter();
+  const messages = [user(5000), asst(5000), user()];
+  for (const cap of [0, null, -1]) {
+    const result = clipMessages(messages, { cap, reserve: 100, counter });
+    assert.deepEqual(result.messages, messages);
+    assert.equal(result.clipped, false);
+    assert.equal(result.counted, false);
+  }
+  assert.equal(counter.stats().misses, 0);
+});
+
+Deno.test("clipMessages takes the byte shortcut: small requests are not tokenized", () => {
+  const counter = new TokenCounter();
+  const messages = [sys(), user(), asst(), user()];
+  const result = clipMessages(messages, { cap: 100_000, counter });
+  assert.equal(result.counted, false);
+  assert.equal(result.clipped, false);
+  assert.ok(result.tokensBefore >= new TokenCounter().countMessages(messages));
+  assert.deepEqual(counter.stats(), { hits: 0, misses: 0, entries: 0 });
+});
+
+Deno.test("clipMessages does not count base64 image data as text", () => {
+  const counter = new TokenCounter();
+  const image = "data:image/jpeg;base64," + "/9j/4AAQSkZJRg".repeat(200_000);
+  const messages: ChatMessage[] = [
+    user(),
+    asst(),
+    {
+      role: "user",
+      content: [
+        { type: "text", text: "describe" },
+        { type: "image_url", image_url: { url: image } },
+      ],
+    },
+  ];
+  const result = clipMessages(messages, { cap: 2000, counter });
+  assert.equal(result.counted, false, "the shortcut applies despite 2.8 MB of image data");
+  assert.equal(result.messages.length, 3);
+  const tight = clipMessages(messages, { cap: counter.countMessage(messages[2]), counter });
+  assert.deepEqual(tight.messages, [messages[2]]);
+});
+
+Deno.test("clipMessages on a resent history tokenizes only the new messages", () => {
+  const counter = new TokenCounter();
+  const history: ChatMessage[] = [sys()];
+  for (let i = 0; i < 100; i++) history.push(user(50, `u${i}`), asst(50));
+  history.push(user());
+  const cap = Math.floor(counter.countMessages(history) / 2);
+  const fresh = new TokenCounter();
+  const first = clipMessages(history, { cap, counter: fresh });
+  assert.ok(first.clipped);
+  const misses = fresh.stats().misses;
+  const next = structuredClone(history);
+  next.push({ role: "assistant", content: "a new answer" }, user(10, "next"));
+  const second = clipMessages(next, { cap, counter: fresh });
+  assert.ok(second.clipped);
+  assert.equal(fresh.stats().misses, misses + 2);
+});
+
+Deno.test("contextCap is the smaller cap, for text models only", () => {
+  const table: [number | null, number | null, string, number | null][] = [
+    [200_000, 128_000, "text", 128_000],
+    [64_000, 128_000, "text", 64_000],
+    [null, 128_000, "text", 128_000],
+    [32_000, null, "text", 32_000],
+    [null, null, "text", null],
+    [0, 128_000, "text", 128_000],
+    [200_000, 128_000, "image", null],
+  ];
+  for (const [model, defaults, modality, expected] of table) {
+    assert.equal(
+      contextCap(model, defaults, modality),
+      expected,
+      `${model} ${defaults} ${modality}`,
+    );
+  }
+});
