@@ -1,0 +1,160 @@
+/** @module The usage footer appended to answers, and its removal from histories sent back. */
+import type { ChatMessage, ContentPart } from "./openai_types.ts";
+
+/** The points of one answer: Poe's real figure, or the `models.yaml` estimate. */
+export type FooterPoints =
+  | { estimated: false; points: number }
+  | { estimated: true; points: number; base: number; tokens: number };
+
+/** Context clipping done on the request, as `lib/clip.ts` reports it. */
+export interface FooterClipping {
+  dropped: number;
+  tokensBefore: number;
+  tokensAfter: number;
+}
+
+/** What {@linkcode formatFooter} shows. */
+export interface FooterFacts {
+  /** Token counts from the answer's `usage`, or null when Poe sent none. */
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens?: number } | null;
+  /** Null when neither the history nor `models.yaml` gives a figure. */
+  points: FooterPoints | null;
+  /** The balance to show, or null when unknown. */
+  balance: number | null;
+  /** Milliseconds since the balance was read, shown when it is stale. Default: not shown. */
+  balanceAgeMs?: number | null;
+  /** `POINTS_PER_MESSAGE_WARN`: a costlier answer gets a warning; 0 turns it off. */
+  warnAbove: number;
+  /** `MAX_POINTS_PER_MESSAGE`: a costlier answer says so; 0 turns it off. */
+  cap: number;
+  /** Up to three cheaper models for the warning. */
+  cheaper: readonly string[];
+  /** Clipping done on this request, when messages were dropped. */
+  clipped?: FooterClipping | null;
+}
+
+const START = "\n\n---\n📊 Tokens: ";
+const int = (n: number) => String(Math.round(n));
+const grouped = (n: number) => Math.round(n).toLocaleString("en-US");
+
+function age(ms: number): string {
+  const minutes = Math.round(ms / 60_000);
+  if (minutes < 60) return `${Math.max(1, minutes)} min ago`;
+  const hours = Math.round(minutes / 60);
+  return hours < 48 ? `${hours} h ago` : `${Math.round(hours / 24)} days ago`;
+}
+
+/**
+ * The footer, starting with a blank line:
+ * ```
+ *
+ * ---
+ * 📊 Tokens: 1234 (Input: 1000, Output: 234)
+ * 💰 Points: 339            or   💰 Points (est.): 300 (Base: 226, Tokens: 74.0)
+ * 🏦 Current balance: 1,234,567 points
+ * ```
+ * then, when they apply, one line each for clipping, the warning and the cap.
+ */
+export function formatFooter(facts: FooterFacts): string {
+  const u = facts.usage;
+  const tokens = u
+    ? `${int(u.total_tokens ?? u.prompt_tokens + u.completion_tokens)} (Input: ${
+      int(u.prompt_tokens)
+    }, Output: ${int(u.completion_tokens)})`
+    : "n/a";
+  const p = facts.points;
+  const points = p === null
+    ? "💰 Points: n/a"
+    : p.estimated
+    ? `💰 Points (est.): ${int(p.points)} (Base: ${int(p.base)}, Tokens: ${p.tokens.toFixed(1)})`
+    : `💰 Points: ${int(p.points)}`;
+  const stale = facts.balanceAgeMs ? ` (as of ${age(facts.balanceAgeMs)})` : "";
+  const balance = facts.balance === null ? "unknown" : `${grouped(facts.balance)} points${stale}`;
+  const lines = [`${START}${tokens}`, points, `🏦 Current balance: ${balance}`];
+  const c = facts.clipped;
+  if (c && c.dropped > 0) {
+    lines.push(
+      `✂️ Context clipped: dropped ${c.dropped} message${c.dropped === 1 ? "" : "s"} (${
+        grouped(c.tokensBefore)
+      } → ${grouped(c.tokensAfter)} tokens)`,
+    );
+  }
+  if (p && facts.warnAbove > 0 && p.points > facts.warnAbove) {
+    const names = facts.cheaper.slice(0, 3);
+    lines.push(
+      `⚠️ This message cost more than ${
+        grouped(facts.warnAbove)
+      } points. Consider starting a new chat` +
+        (names.length ? `, or a cheaper model: ${names.join(", ")}.` : "."),
+    );
+  }
+  if (p && facts.cap > 0 && p.points > facts.cap) {
+    lines.push(`⛔ This message went over MAX_POINTS_PER_MESSAGE (${grouped(facts.cap)} points).`);
+  }
+  return lines.join("\n");
+}
+
+/** Exactly the lines {@linkcode formatFooter} writes, anchored at both ends. */
+const FOOTER = new RegExp(
+  "^\\n\\n---\\n📊 Tokens: (?:\\d+ \\(Input: \\d+, Output: \\d+\\)|n/a)\\n" +
+    "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))\\n" +
+    "🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)" +
+    "(?:\\n✂️ Context clipped: dropped \\d+ messages? \\([\\d,]+ → [\\d,]+ tokens\\))?" +
+    "(?:\\n⚠️ This message cost more than [\\d,]+ points\\. Consider starting a new chat(?:, or a cheaper model: [^\\n]+)?\\.)?" +
+    "(?:\\n⛔ This message went over MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\)\\.)?" +
+    "[ \\t\\r\\n]*$",
+  "u",
+);
+
+/** `text` without a footer at its end, or `text` itself when it has none. */
+export function stripFooter(text: string): string {
+  const at = text.lastIndexOf("---\n📊 Tokens: ");
+  if (at < 0) return text;
+  let kept: string;
+  let footer: string;
+  if (at === 0) {
+    // An answer that was only a footer, whose leading blank line a client trimmed away.
+    kept = "";
+    footer = `\n\n${text}`;
+  } else if (at >= 2 && text[at - 1] === "\n" && text[at - 2] === "\n") {
+    kept = text.slice(0, at - 2);
+    footer = text.slice(at - 2);
+  } else {
+    return text;
+  }
+  return FOOTER.test(footer) ? kept : text;
+}
+
+function stripParts(parts: ContentPart[]): ContentPart[] {
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const part = parts[i];
+    if (part.type !== "text" || typeof part.text !== "string") continue;
+    const text = stripFooter(part.text);
+    if (text === part.text) return parts;
+    const out = [...parts];
+    if (text === "" && parts.length > 1) out.splice(i, 1);
+    else out[i] = { ...part, text };
+    return out;
+  }
+  return parts;
+}
+
+/**
+ * Removes the footers this proxy wrote from the assistant messages of a history: an exact match of
+ * the footer's lines at the very end of a string content or of the last text part. Nothing else is
+ * touched; the same array is returned when nothing changed.
+ */
+export function stripFooters(messages: ChatMessage[]): ChatMessage[] {
+  let out: ChatMessage[] | null = null;
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i];
+    if (m.role !== "assistant") continue;
+    let content = m.content;
+    if (typeof content === "string") content = stripFooter(content);
+    else if (Array.isArray(content)) content = stripParts(content);
+    if (content === m.content) continue;
+    out ??= [...messages];
+    out[i] = { ...m, content };
+  }
+  return out ?? messages;
+}

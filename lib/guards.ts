@@ -1,0 +1,195 @@
+/** @module Spending guards: pause below the cutoff, refuse a request over the cost cap. */
+import type { Logger } from "./log.ts";
+import type { ModelEntry, ModelRegistry } from "./models.ts";
+import type { ChatRequest } from "./openai_types.ts";
+import { TokenCounter } from "./tokens.ts";
+import type { BalanceSnapshot } from "./usage.ts";
+
+/**
+ * Completion tokens assumed for the cost cap when the request sets neither `max_completion_tokens`
+ * nor `max_tokens`: a long but ordinary answer.
+ */
+export const DEFAULT_COMPLETION_TOKENS = 1000;
+
+/** A request a guard refused: what to tell the client, and the `x-poe-proxy-guard` value. */
+export interface GuardRefusal {
+  guard: "paused" | "cost-cap";
+  message: string;
+  /** The balance shown in the answer's usage, when known. */
+  balance: number | null;
+}
+
+/** Options of {@linkcode Guards}. */
+export interface GuardsOptions {
+  /** `POINTS_CUTOFF`: below this balance, requests are paused. */
+  pointsCutoff: number;
+  /** `MAX_POINTS_PER_MESSAGE`: a request estimated above this is refused; 0 turns it off. */
+  maxPointsPerMessage: number;
+  /** The poller's current snapshot (never waits). */
+  snapshot: () => BalanceSnapshot | null;
+  /** Counts the input tokens for the cost cap. Default: a new counter. */
+  counter?: TokenCounter;
+  /** Milliseconds since the epoch. Default: `Date.now`. */
+  now?: () => number;
+  logger?: Logger;
+}
+
+const grouped = (n: number) => Math.round(n).toLocaleString("en-US");
+
+function when(time: number, now: number): string {
+  const date = new Date(time).toISOString().slice(0, 16).replace("T", " ");
+  const hours = (time - now) / 3_600_000;
+  const rel = hours < 1
+    ? "within the hour"
+    : hours < 48
+    ? `in about ${Math.round(hours)} hours`
+    : `in ${Math.round(hours / 24)} days`;
+  return `${date} UTC (${rel})`;
+}
+
+/** The completion tokens a request may produce: what it asked for, else the default. */
+export function requestedCompletionTokens(body: ChatRequest): number {
+  const asked = body.max_completion_tokens ?? body.max_tokens;
+  return typeof asked === "number" && asked > 0 ? asked : DEFAULT_COMPLETION_TOKENS;
+}
+
+/** The pause and cost-cap checks, run before Poe is called. Reads only the poller's snapshot. */
+export class Guards {
+  readonly #options: GuardsOptions;
+  readonly #counter: TokenCounter | undefined;
+  readonly #now: () => number;
+  #warnedNoSnapshot = false;
+
+  constructor(options: GuardsOptions) {
+    this.#options = options;
+    this.#counter = options.maxPointsPerMessage > 0
+      ? options.counter ?? new TokenCounter()
+      : undefined;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * The refusal for a request, or null to let it through. `body.messages` should be what goes
+   * upstream (footers stripped, context clipped), so the estimate counts what Poe will bill.
+   */
+  check(body: ChatRequest, entry: ModelEntry, registry: ModelRegistry): GuardRefusal | null {
+    return this.paused() ?? this.overCap(body, entry, registry);
+  }
+
+  /** The pause refusal when the snapshot's balance is below `POINTS_CUTOFF`. */
+  paused(): GuardRefusal | null {
+    const snap = this.#options.snapshot();
+    const cutoff = this.#options.pointsCutoff;
+    if (snap === null) {
+      if (cutoff > 0 && !this.#warnedNoSnapshot) {
+        this.#warnedNoSnapshot = true;
+        this.#options.logger?.warn("no balance yet", {
+          message:
+            "Poe's Usage API has not answered yet; requests go through without the POINTS_CUTOFF check",
+        });
+      }
+      return null;
+    }
+    if (snap.balance >= cutoff) return null;
+    const now = this.#now();
+    let grant = "";
+    if (snap.nextGrant && snap.nextGrant.time > now) {
+      const amount = snap.nextGrant.amount === null
+        ? "Poe grants points"
+        : `Poe grants ${grouped(snap.nextGrant.amount)} points`;
+      grant = ` ${amount} next on ${when(snap.nextGrant.time, now)}.`;
+    }
+    const ageMin = Math.round((now - snap.takenAt) / 60_000);
+    const asOf = ageMin >= 2 ? ` (as of ${ageMin} minutes ago)` : "";
+    return {
+      guard: "paused",
+      balance: snap.balance,
+      message:
+        `⏸️ poe-proxy is paused: your Poe balance is ${grouped(snap.balance)} points${asOf}, ` +
+        `below the POINTS_CUTOFF of ${grouped(cutoff)} points.${grant} ` +
+        "Nothing was sent to Poe; lower POINTS_CUTOFF to go on spending.",
+    };
+  }
+
+  /** The cost-cap refusal when the estimate is over `MAX_POINTS_PER_MESSAGE` (when set). */
+  overCap(body: ChatRequest, entry: ModelEntry, registry: ModelRegistry): GuardRefusal | null {
+    const cap = this.#options.maxPointsPerMessage;
+    if (cap <= 0 || !this.#counter) return null;
+    const completion = requestedCompletionTokens(body);
+    const input = this.#counter.countMessages(body.messages);
+    const estimate = registry.estimatePoints(entry, input + completion);
+    if (estimate === null || estimate.points <= cap) return null;
+    const cheaper = registry.cheaperThan(entry, input + completion, 3);
+    const asked = body.max_completion_tokens ?? body.max_tokens;
+    const answerPart = typeof asked === "number"
+      ? `up to ${grouped(completion)} answer tokens`
+      : `${grouped(completion)} answer tokens assumed`;
+    return {
+      guard: "cost-cap",
+      balance: this.#options.snapshot()?.balance ?? null,
+      message:
+        `⛔ poe-proxy refused this request: ${entry.id} would cost about ${
+          grouped(estimate.points)
+        } points (${grouped(input)} input tokens, ${answerPart}), over MAX_POINTS_PER_MESSAGE of ${
+          grouped(cap)
+        } points. ` +
+        (cheaper.length ? `Cheaper models: ${cheaper.join(", ")}. ` : "") +
+        "Start a new chat or lower max_tokens to send less. Nothing was sent to Poe.",
+    };
+  }
+}
+
+/**
+ * The answer to a refused request, in the request's own format: SSE chunks (role and content,
+ * then `finish_reason: "stop"`, a usage chunk when asked for, `[DONE]`) when streaming, else a
+ * complete `chat.completion`. Status 200 with `x-poe-proxy-guard`.
+ */
+export function guardResponse(
+  refusal: GuardRefusal,
+  body: ChatRequest,
+  now = Date.now(),
+): Response {
+  const id = `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+  const created = Math.floor(now / 1000);
+  const usage = {
+    prompt_tokens: 0,
+    completion_tokens: 0,
+    total_tokens: 0,
+    cost_points: 0,
+    points_estimated: false,
+    ...(refusal.balance === null ? {} : { balance_points: refusal.balance }),
+  };
+  const headers = new Headers({ "x-poe-proxy-guard": refusal.guard });
+  const base = { id, created, model: body.model };
+  if (body.stream !== true) {
+    headers.set("content-type", "application/json");
+    return new Response(
+      JSON.stringify({
+        ...base,
+        object: "chat.completion",
+        choices: [{
+          index: 0,
+          message: { role: "assistant", content: refusal.message },
+          finish_reason: "stop",
+        }],
+        usage,
+      }),
+      { headers },
+    );
+  }
+  const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+    `data: ${JSON.stringify({ ...base, object: "chat.completion.chunk", choices, ...extra })}\n\n`;
+  const includeUsage =
+    (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+  const text = chunk([{
+    index: 0,
+    delta: { role: "assistant", content: refusal.message },
+    finish_reason: null,
+  }]) +
+    chunk([{ index: 0, delta: {}, finish_reason: "stop" }]) +
+    (includeUsage ? chunk([], { usage }) : "") +
+    "data: [DONE]\n\n";
+  headers.set("content-type", "text/event-stream; charset=utf-8");
+  headers.set("cache-control", "no-cache");
+  return new Response(text, { headers });
+}

@@ -1,0 +1,190 @@
+/** @module The background poller that keeps a snapshot of the Poe point balance. */
+import type { Logger } from "./log.ts";
+import type { BalanceReport, UsageSource } from "./usage_api.ts";
+
+/** Timer functions, injectable so tests drive time by hand. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+}
+
+/** The platform's timers. */
+export const REAL_TIMERS: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (id) => clearTimeout(id as number),
+};
+
+/** The balance as Poe last reported it. */
+export interface BalanceSnapshot extends BalanceReport {
+  /** When the answer arrived, in milliseconds since the epoch (from the poller's clock). */
+  takenAt: number;
+}
+
+/** Options of a {@linkcode UsagePoller}. */
+export interface UsagePollerOptions {
+  /** Where the balance comes from. */
+  api: UsageSource;
+  /** Interval of regular refreshes (`USAGE_POLL_SECONDS` x 1000). */
+  intervalMs: number;
+  /** A refresh follows a completed answer after this long, so Poe has debited it. Default: 1,500. */
+  afterAnswerMs?: number;
+  /** First retry delay after a failure; doubled on each further failure. Default: 5,000 ms. */
+  backoffMs?: number;
+  /** Longest retry delay. Default: 10 minutes, or `intervalMs` when that is longer. */
+  maxBackoffMs?: number;
+  /** A snapshot older than this is stale. Default: 3 x `intervalMs`. */
+  staleAfterMs?: number;
+  /** Milliseconds since the epoch. Default: `Date.now`. */
+  now?: () => number;
+  /** Default: {@linkcode REAL_TIMERS}. */
+  timers?: Timers;
+  logger?: Logger;
+}
+
+/**
+ * Keeps a {@linkcode BalanceSnapshot} fresh without ever making a request wait for it: readers
+ * get the last good snapshot at once. Refreshes run every `intervalMs` and shortly after answers
+ * ({@linkcode UsagePoller.answered}), one at a time; failures back off exponentially and keep the
+ * last good snapshot. Nothing runs before {@linkcode UsagePoller.start}.
+ */
+export class UsagePoller implements AsyncDisposable {
+  readonly #api: UsageSource;
+  readonly #intervalMs: number;
+  readonly #afterAnswerMs: number;
+  readonly #backoffMs: number;
+  readonly #maxBackoffMs: number;
+  readonly #staleAfterMs: number;
+  readonly #now: () => number;
+  readonly #timers: Timers;
+  readonly #logger: Logger | undefined;
+  #snapshot: BalanceSnapshot | null = null;
+  #inFlight: Promise<BalanceSnapshot | null> | null = null;
+  #abort = new AbortController();
+  #timer: unknown = null;
+  #timerAt = Infinity;
+  #failures = 0;
+  #lastError: string | null = null;
+  #calls = 0;
+  #started = false;
+  #disposed = false;
+
+  constructor(options: UsagePollerOptions) {
+    this.#api = options.api;
+    this.#intervalMs = options.intervalMs;
+    this.#afterAnswerMs = options.afterAnswerMs ?? 1_500;
+    this.#backoffMs = options.backoffMs ?? 5_000;
+    this.#maxBackoffMs = options.maxBackoffMs ?? Math.max(600_000, options.intervalMs);
+    this.#staleAfterMs = options.staleAfterMs ?? 3 * options.intervalMs;
+    this.#now = options.now ?? Date.now;
+    this.#timers = options.timers ?? REAL_TIMERS;
+    this.#logger = options.logger;
+  }
+
+  /** The last good snapshot, or null when Poe never answered. Never waits. */
+  get snapshot(): BalanceSnapshot | null {
+    return this.#snapshot;
+  }
+
+  /** Whether the snapshot is missing or older than `staleAfterMs`. */
+  get stale(): boolean {
+    return this.#snapshot === null || this.#now() - this.#snapshot.takenAt > this.#staleAfterMs;
+  }
+
+  /** Consecutive failed refreshes, the last error, and Usage API calls made, for logs and tests. */
+  get status(): { failures: number; lastError: string | null; calls: number } {
+    return { failures: this.#failures, lastError: this.#lastError, calls: this.#calls };
+  }
+
+  /** Starts polling: a refresh now, then every `intervalMs`. Idempotent. */
+  start(): void {
+    if (this.#started || this.#disposed) return;
+    this.#started = true;
+    void this.refresh();
+  }
+
+  /**
+   * Refreshes now unless a refresh is already running, whose result is shared. Resolves with the
+   * snapshot afterwards (the last good one when this refresh failed); never rejects.
+   */
+  refresh(): Promise<BalanceSnapshot | null> {
+    if (this.#disposed) return Promise.resolve(this.#snapshot);
+    if (this.#inFlight) return this.#inFlight;
+    this.#clearTimer();
+    this.#inFlight = this.#run().finally(() => {
+      this.#inFlight = null;
+    });
+    return this.#inFlight;
+  }
+
+  /**
+   * Tells the poller an answer was completed: a refresh follows within `afterAnswerMs`. Calls are
+   * coalesced; while refreshes fail, the back-off schedule wins.
+   */
+  answered(): void {
+    if (!this.#started || this.#disposed || this.#failures > 0) return;
+    this.#schedule(this.#afterAnswerMs);
+  }
+
+  async #run(): Promise<BalanceSnapshot | null> {
+    this.#calls++;
+    try {
+      const report = await this.#api.currentBalance(this.#abort.signal);
+      if (this.#disposed) return this.#snapshot;
+      this.#snapshot = { ...report, takenAt: this.#now() };
+      if (this.#failures > 0) {
+        this.#logger?.info("usage api recovered", { after_failures: this.#failures });
+      }
+      this.#failures = 0;
+      this.#lastError = null;
+      this.#schedule(this.#intervalMs);
+    } catch (err) {
+      if (this.#disposed) return this.#snapshot;
+      this.#failures++;
+      this.#lastError = err instanceof Error ? err.message : String(err);
+      const delay = Math.min(this.#maxBackoffMs, this.#backoffMs * 2 ** (this.#failures - 1));
+      this.#logger?.[this.#failures === 1 ? "warn" : "debug"]("usage api failed", {
+        error: this.#lastError,
+        failures: this.#failures,
+        retry_ms: delay,
+        snapshot_age_ms: this.#snapshot ? this.#now() - this.#snapshot.takenAt : undefined,
+      });
+      this.#clearTimer();
+      this.#schedule(delay);
+    }
+    return this.#snapshot;
+  }
+
+  /** Ensures a refresh runs within `ms` (an earlier pending one is kept). */
+  #schedule(ms: number): void {
+    if (!this.#started || this.#disposed) return;
+    const at = this.#now() + ms;
+    if (this.#timer !== null && this.#timerAt <= at) return;
+    this.#clearTimer();
+    this.#timerAt = at;
+    this.#timer = this.#timers.setTimeout(() => {
+      this.#timer = null;
+      this.#timerAt = Infinity;
+      void this.refresh();
+    }, ms);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#timerAt = Infinity;
+  }
+
+  /** Stops polling and abandons a refresh in flight. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#clearTimer();
+    this.#abort.abort(new Error("usage poller closed"));
+    await this.#inFlight?.catch(() => {});
+  }
+
+  /** Same as {@linkcode UsagePoller.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,185 @@
+/** @module The client of Poe's Usage API: `current_balance` and one page of `points_history`. */
+
+/** Poe's answer to `GET /usage/current_balance`, with times converted to milliseconds. */
+export interface BalanceReport {
+  /** `current_point_balance`: plan plus add-on points. The only field Poe guarantees. */
+  balance: number;
+  /** The next point grant Poe announced (the earlier of daily and monthly), or null. */
+  nextGrant: { time: number; amount: number | null; kind: "daily" | "monthly" } | null;
+}
+
+/** One `points_history` entry, with `creation_time` kept in microseconds as Poe sends it. */
+export interface PointsEntry {
+  query_id: string;
+  bot_name: string;
+  /** Microseconds since the epoch. */
+  creation_time: number;
+  /** `API`, `Chat` or `Canvas App`. */
+  usage_type: string;
+  /** 0 while Poe has not settled the cost yet; negative for refunds. */
+  cost_points: number;
+  cost_breakdown_in_points?: Record<string, string>;
+  [key: string]: unknown;
+}
+
+/** One page of `GET /usage/points_history`, newest first. */
+export interface PointsPage {
+  data: PointsEntry[];
+  hasMore: boolean;
+}
+
+/** Options of {@linkcode UsageApi.pointsHistory}. */
+export interface PointsPageOptions {
+  /** Entries per page, 1 to 100. Default: 100. */
+  limit?: number;
+  /** The `query_id` after which the page starts (the last entry of the previous page). */
+  startingAfter?: string;
+  signal?: AbortSignal;
+}
+
+/** What any reader of the Usage API needs; tests substitute their own. */
+export interface UsageSource {
+  currentBalance(signal?: AbortSignal): Promise<BalanceReport>;
+  pointsHistory(options?: PointsPageOptions): Promise<PointsPage>;
+}
+
+/** Options of a {@linkcode UsageApi}. */
+export interface UsageApiOptions {
+  /** Poe's base URL without `/v1`, such as `https://api.poe.com`. */
+  baseUrl: string;
+  /** The Poe API key; without one every call fails with status 401. */
+  apiKey: string | null;
+  /** Default: the global `fetch`. */
+  fetch?: typeof fetch;
+  /** Each call is abandoned after this long. Default: 10,000 ms. */
+  timeoutMs?: number;
+  /** Sent as `User-Agent`. Default: none. */
+  userAgent?: string;
+}
+
+/** A Usage API call that failed: `status` is the HTTP status, or 0 when there was no answer. */
+export class UsageApiError extends Error {
+  readonly status: number;
+  constructor(message: string, status: number, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UsageApiError";
+    this.status = status;
+  }
+}
+
+/**
+ * A Poe time as milliseconds since the epoch. Poe documents microseconds; a value small enough to
+ * be milliseconds or seconds is taken as such, so a change of unit cannot put grants in 1970.
+ */
+export function poeTimeToMs(value: unknown): number | null {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) return null;
+  if (value > 1e14) return Math.round(value / 1000);
+  if (value > 1e11) return Math.round(value);
+  return Math.round(value * 1000);
+}
+
+/** Parses the body of `current_balance`; throws when `current_point_balance` is not a number. */
+export function parseBalance(body: unknown): BalanceReport {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const balance = b.current_point_balance;
+  if (typeof balance !== "number" || !Number.isFinite(balance)) {
+    throw new UsageApiError(
+      `current_balance has no numeric current_point_balance: got ${
+        JSON.stringify(balance)?.slice(0, 40)
+      }`,
+      200,
+    );
+  }
+  const monthly = poeTimeToMs(b.next_monthly_grant_time);
+  const daily = poeTimeToMs(b.next_daily_grant_time);
+  const amount = typeof b.next_monthly_grant_amount === "number"
+    ? b.next_monthly_grant_amount
+    : null;
+  let nextGrant: BalanceReport["nextGrant"] = null;
+  if (monthly !== null && (daily === null || monthly <= daily)) {
+    nextGrant = { time: monthly, amount, kind: "monthly" };
+  } else if (daily !== null) {
+    nextGrant = { time: daily, amount: null, kind: "daily" };
+  }
+  return { balance, nextGrant };
+}
+
+function isEntry(e: unknown): e is PointsEntry {
+  const x = e as Record<string, unknown> | null;
+  return x !== null && typeof x === "object" && typeof x.query_id === "string" &&
+    typeof x.bot_name === "string" && typeof x.creation_time === "number" &&
+    typeof x.usage_type === "string" && typeof x.cost_points === "number";
+}
+
+/** Parses a `points_history` page; malformed entries are skipped. */
+export function parsePointsPage(body: unknown): PointsPage {
+  const b = (body ?? {}) as Record<string, unknown>;
+  if (!Array.isArray(b.data)) {
+    throw new UsageApiError("points_history answered without a data array", 200);
+  }
+  return { data: b.data.filter(isEntry), hasMore: b.has_more === true };
+}
+
+/** The HTTP client of Poe's Usage API (`/usage/*`, outside `/v1`). Stateless. */
+export class UsageApi implements UsageSource {
+  readonly #base: string;
+  readonly #apiKey: string | null;
+  readonly #fetch: typeof fetch;
+  readonly #timeoutMs: number;
+  readonly #userAgent: string | undefined;
+
+  constructor(options: UsageApiOptions) {
+    this.#base = options.baseUrl.replace(/\/+$/, "");
+    this.#apiKey = options.apiKey;
+    this.#fetch = options.fetch ?? fetch;
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#userAgent = options.userAgent;
+  }
+
+  /** `GET /usage/current_balance`. */
+  async currentBalance(signal?: AbortSignal): Promise<BalanceReport> {
+    return parseBalance(await this.#get("/usage/current_balance", signal));
+  }
+
+  /** One page of `GET /usage/points_history`, newest first. */
+  async pointsHistory(options: PointsPageOptions = {}): Promise<PointsPage> {
+    const params = new URLSearchParams({ limit: String(options.limit ?? 100) });
+    if (options.startingAfter) params.set("starting_after", options.startingAfter);
+    return parsePointsPage(
+      await this.#get(`/usage/points_history?${params}`, options.signal),
+    );
+  }
+
+  async #get(path: string, signal?: AbortSignal): Promise<unknown> {
+    if (!this.#apiKey) throw new UsageApiError(`Cannot call ${path}: POE_API_KEY is not set`, 401);
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const headers: Record<string, string> = { authorization: `Bearer ${this.#apiKey}` };
+    if (this.#userAgent) headers["user-agent"] = this.#userAgent;
+    let response: Response;
+    try {
+      response = await this.#fetch(`${this.#base}${path}`, {
+        headers,
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+    } catch (err) {
+      throw new UsageApiError(`Cannot reach Poe's ${path.split("?")[0]}: ${err}`, 0, {
+        cause: err,
+      });
+    }
+    const text = await response.text().catch(() => "");
+    if (!response.ok) {
+      throw new UsageApiError(
+        `Poe's ${path.split("?")[0]} answered ${response.status}: ${text.slice(0, 200)}`,
+        response.status,
+      );
+    }
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new UsageApiError(
+        `Poe's ${path.split("?")[0]} answered with a body that is not JSON`,
+        200,
+      );
+    }
+  }
+}

@@ -1,0 +1,68 @@
+/** @module The points machinery the app shares: Usage API client, balance poller, cost tracker, guards. */
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { CostTracker } from "./cost_tracker.ts";
+import { Guards } from "./guards.ts";
+import type { TokenCounter } from "./tokens.ts";
+import { REAL_TIMERS, type Timers, UsagePoller } from "./usage.ts";
+import { UsageApi, type UsageSource } from "./usage_api.ts";
+
+/** Everything about points that lives as long as the app. */
+export interface UsageService extends AsyncDisposable {
+  api: UsageSource;
+  poller: UsagePoller;
+  costs: CostTracker;
+  guards: Guards;
+  /** Stops the poller and the tracker; no timer is left. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options of {@linkcode createUsageService}. */
+export interface UsageServiceOptions {
+  logger?: Logger;
+  /** The Usage API. Default: a {@linkcode UsageApi} on `config.poeBaseUrl` with `fetch`. */
+  api?: UsageSource;
+  /** Used by the default API. Default: the global `fetch`. */
+  fetch?: typeof fetch;
+  /** Milliseconds since the epoch. Default: `Date.now`. */
+  now?: () => number;
+  timers?: Timers;
+  /** Shared with clipping so a history is tokenized once. Default: the guards' own. */
+  counter?: TokenCounter;
+  userAgent?: string;
+}
+
+/** Builds the poller (not started: call `poller.start()` once the server listens), tracker and guards. */
+export function createUsageService(
+  config: Config,
+  options: UsageServiceOptions = {},
+): UsageService {
+  const now = options.now ?? Date.now;
+  const timers = options.timers ?? REAL_TIMERS;
+  const api = options.api ?? new UsageApi({
+    baseUrl: config.poeBaseUrl,
+    apiKey: config.poeApiKey,
+    fetch: options.fetch,
+    userAgent: options.userAgent,
+  });
+  const poller = new UsagePoller({
+    api,
+    intervalMs: config.usagePollSeconds * 1000,
+    now,
+    timers,
+    logger: options.logger,
+  });
+  const costs = new CostTracker({ api, now, timers, logger: options.logger });
+  const guards = new Guards({
+    pointsCutoff: config.pointsCutoff,
+    maxPointsPerMessage: config.maxPointsPerMessage,
+    snapshot: () => poller.snapshot,
+    counter: options.counter,
+    now,
+    logger: options.logger,
+  });
+  const close = async () => {
+    await Promise.all([poller.close(), costs.close()]);
+  };
+  return { api, poller, costs, guards, close, [Symbol.asyncDispose]: close };
+}
