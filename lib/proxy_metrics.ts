@@ -1,0 +1,224 @@
+/** @module The proxy's own metrics: what each finished request adds, and gauges read at scrape time. */
+import { Counter, Gauge, Histogram, MetricsRegistry } from "./metrics.ts";
+import type { ModelRegistry } from "./models.ts";
+import type { RequestContext } from "./request_context.ts";
+
+/** Label of requests that named no model (health checks, the dashboard, `/v1/models`). */
+export const NO_MODEL = "none";
+/** Label of a model name that is not in the registry: raw client input never becomes a label. */
+export const OTHER_MODEL = "other";
+
+const CHAT = "/v1/chat/completions";
+/** Routes that get their own `route` label; everything else is `other`. */
+const ROUTES = [CHAT, "/v1/models", "/healthz", "/", "/metrics", "/api/usage"];
+
+const SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const TTFB_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
+const REASON = /^[a-z0-9-]{1,40}$/;
+const GUARDS = new Set(["paused", "cost-cap"]);
+const LIMITS = new Set(["client", "poe"]);
+
+/** The `route` label of a path. */
+export function routeLabel(path: string): string {
+  if (ROUTES.includes(path)) return path;
+  if (path.startsWith("/v1/models/")) return "/v1/models/{id}";
+  return "other";
+}
+
+/**
+ * The `model` label of a requested model name: the registry's canonical id (aliases and any
+ * casing resolve to it), {@linkcode NO_MODEL} when none was named, else {@linkcode OTHER_MODEL}.
+ */
+export function modelLabel(requested: unknown, registry: ModelRegistry): string {
+  if (requested === undefined || requested === null) return NO_MODEL;
+  if (typeof requested !== "string") return OTHER_MODEL;
+  return registry.lookup(requested)?.id ?? OTHER_MODEL;
+}
+
+/** Parses the `attempts` log field (`reason:status,reason:status`). */
+export function parseAttempts(value: unknown): { reason: string; status: string }[] {
+  if (typeof value !== "string" || value === "") return [];
+  return value.split(",").map((part) => {
+    const at = part.lastIndexOf(":");
+    const reason = at < 0 ? part : part.slice(0, at);
+    const status = at < 0 ? "" : part.slice(at + 1);
+    return {
+      reason: REASON.test(reason) ? reason : "other",
+      status: /^\d{1,3}$/.test(status) ? status : "0",
+    };
+  });
+}
+
+function num(value: unknown): number | null {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+/** What the balance gauges read at scrape time. */
+export interface BalanceReading {
+  balance: number;
+  /** When the poller last succeeded, ms since the epoch. */
+  takenAt: number;
+}
+
+/** Options of {@linkcode ProxyMetrics}. */
+export interface ProxyMetricsOptions {
+  /** The current registry: the only source of `model` label values. */
+  models: () => ModelRegistry;
+  /** The poller's last good snapshot, or null. Default: none (balance gauges absent). */
+  balance?: () => BalanceReading | null;
+  /** Shown as `poe_proxy_build_info{version}`. Default: `"dev"`. */
+  version?: string;
+}
+
+/** Every metric the proxy exposes at `GET /metrics`. */
+export class ProxyMetrics {
+  readonly registry = new MetricsRegistry();
+  readonly requests = this.registry.register(
+    new Counter({
+      name: "poe_proxy_requests_total",
+      help: "Finished requests by route, model and HTTP status (499: the client left).",
+      labels: ["route", "model", "status"],
+    }),
+  );
+  readonly duration = this.registry.register(
+    new Histogram({
+      name: "poe_proxy_request_duration_seconds",
+      help:
+        "Chat completions: time from arrival to the end of the response (streams: the last byte).",
+      buckets: SECONDS_BUCKETS,
+    }),
+  );
+  readonly ttfb = this.registry.register(
+    new Histogram({
+      name: "poe_proxy_time_to_first_byte_seconds",
+      help: "Chat completions: time from arrival to the first byte of Poe's answer.",
+      buckets: TTFB_BUCKETS,
+    }),
+  );
+  readonly attempts = this.registry.register(
+    new Counter({
+      name: "poe_proxy_upstream_attempts_total",
+      help: "Requests sent to Poe by why they were sent (first, retry-<status>, ...) and status.",
+      labels: ["reason", "status"],
+    }),
+  );
+  readonly tokens = this.registry.register(
+    new Counter({
+      name: "poe_proxy_tokens_total",
+      help: "Tokens Poe reported, by model and kind (prompt or completion).",
+      labels: ["model", "kind"],
+    }),
+  );
+  readonly points = this.registry.register(
+    new Counter({
+      name: "poe_proxy_points_spent_total",
+      help:
+        "Points spent by model; kind=real from Poe's points history (including costs found late), kind=estimated when the answer ended before the real cost was known.",
+      labels: ["model", "kind"],
+    }),
+  );
+  readonly rateLimited = this.registry.register(
+    new Counter({
+      name: "poe_proxy_rate_limited_total",
+      help: "Requests refused with 429 by this proxy: scope=client (per client) or poe (global).",
+      labels: ["scope"],
+    }),
+  );
+  readonly guarded = this.registry.register(
+    new Counter({
+      name: "poe_proxy_guarded_total",
+      help: "Requests answered by a guard without calling Poe: guard=paused or cost-cap.",
+      labels: ["guard"],
+    }),
+  );
+  readonly clipped = this.registry.register(
+    new Counter({
+      name: "poe_proxy_clipped_total",
+      help: "Chat requests whose context was clipped to the model's token cap.",
+    }),
+  );
+  readonly inFlight = this.registry.register(
+    new Gauge({
+      name: "poe_proxy_requests_in_flight",
+      help: "Requests that arrived and have not ended (open streams included).",
+    }),
+  );
+  readonly balance = this.registry.register(
+    new Gauge({
+      name: "poe_proxy_balance_points",
+      help: "Poe point balance at the poller's last success.",
+    }),
+  );
+  readonly lastPoll = this.registry.register(
+    new Gauge({
+      name: "poe_proxy_usage_poll_last_success_timestamp_seconds",
+      help: "Unix time of the usage poller's last successful refresh.",
+    }),
+  );
+  readonly buildInfo = this.registry.register(
+    new Gauge({
+      name: "poe_proxy_build_info",
+      help: "Always 1; the version is a label.",
+      labels: ["version"],
+    }),
+  );
+  readonly #models: () => ModelRegistry;
+
+  constructor(options: ProxyMetricsOptions) {
+    this.#models = options.models;
+    this.buildInfo.set({ version: options.version ?? "dev" }, 1);
+    const balance = options.balance;
+    if (balance) {
+      this.registry.onCollect(() => {
+        const reading = balance();
+        if (reading === null) return;
+        this.balance.set({}, reading.balance);
+        this.lastPoll.set({}, Math.floor(reading.takenAt / 1000));
+      });
+    }
+  }
+
+  /** A request arrived. */
+  arrived(): void {
+    this.inFlight.inc();
+  }
+
+  /** A request ended (its context's `onEnd`): counts it and takes it out of flight. */
+  ended(ctx: RequestContext): void {
+    this.inFlight.dec();
+    const f = ctx.fields;
+    const route = routeLabel(ctx.path);
+    const model = modelLabel(f.model, this.#models());
+    this.requests.inc({ route, model, status: String(ctx.status) });
+    if (route === CHAT) {
+      this.duration.observe({}, ctx.elapsedMs() / 1000);
+      if (ctx.ttfbMs !== null) this.ttfb.observe({}, ctx.ttfbMs / 1000);
+    }
+    for (const a of parseAttempts(f.attempts)) this.attempts.inc(a);
+    const tokensIn = num(f.tokens_in);
+    const tokensOut = num(f.tokens_out);
+    if (tokensIn !== null) this.tokens.inc({ model, kind: "prompt" }, tokensIn);
+    if (tokensOut !== null) this.tokens.inc({ model, kind: "completion" }, tokensOut);
+    const points = num(f.points);
+    if (points !== null) {
+      this.points.inc({ model, kind: f.points_estimated === true ? "estimated" : "real" }, points);
+    }
+    if (typeof f.limited === "string") {
+      this.rateLimited.inc({ scope: LIMITS.has(f.limited) ? f.limited : "other" });
+    }
+    if (typeof f.guard === "string") {
+      this.guarded.inc({ guard: GUARDS.has(f.guard) ? f.guard : "other" });
+    }
+    if (f.clipped !== undefined && f.clipped !== false && f.clipped !== 0) this.clipped.inc();
+  }
+
+  /** The real cost of an answer that ended with an estimate arrived later. */
+  lateCost(requestedModel: string, points: number): void {
+    this.points.inc({ model: modelLabel(requestedModel, this.#models()), kind: "real" }, points);
+  }
+
+  /** The Prometheus text. */
+  render(): string {
+    return this.registry.render();
+  }
+}

@@ -1,0 +1,111 @@
+/** @module The last requests through the proxy, in a fixed-size ring buffer, for the dashboard. */
+import type { RequestContext } from "./request_context.ts";
+
+/** One finished request as the dashboard shows it. */
+export interface RecentRequest {
+  /** Arrival, ms since the epoch. */
+  time: number;
+  id: string;
+  /** An address or a key's name, never a key. */
+  client: string;
+  /** The model as the client named it (shown escaped; never used as a metric label). */
+  model: string | null;
+  stream: boolean;
+  status: number;
+  /** Milliseconds from arrival to the end. */
+  ms: number;
+  ttfb_ms: number | null;
+  tokens_in: number | null;
+  tokens_out: number | null;
+  points: number | null;
+  points_estimated: boolean;
+  /** The guard that answered instead of Poe (`paused`, `cost-cap`), if any. */
+  guard: string | null;
+}
+
+/** Options of {@linkcode RecentRequests}. */
+export interface RecentRequestsOptions {
+  /** How many are kept. Default: 50. */
+  size?: number;
+  /** Which requests are kept. Default: `POST /v1/chat/completions` only. */
+  filter?: (ctx: RequestContext) => boolean;
+}
+
+function num(value: unknown): number | null {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+/** The row of a finished request context. */
+export function recentRequestOf(ctx: RequestContext): RecentRequest {
+  const f = ctx.fields;
+  return {
+    time: ctx.startedAt,
+    id: ctx.id,
+    client: ctx.client,
+    model: typeof f.model === "string" ? f.model.slice(0, 200) : null,
+    stream: f.stream === true,
+    status: ctx.status,
+    ms: round(ctx.elapsedMs()),
+    ttfb_ms: ctx.ttfbMs === null ? null : round(ctx.ttfbMs),
+    tokens_in: num(f.tokens_in),
+    tokens_out: num(f.tokens_out),
+    points: num(f.points),
+    points_estimated: f.points_estimated === true,
+    guard: typeof f.guard === "string" ? f.guard : null,
+  };
+}
+
+/** The last `size` requests, newest first; memory stays fixed however many pass. */
+export class RecentRequests {
+  readonly size: number;
+  #ring: (RecentRequest | undefined)[];
+  #next = 0;
+  #count = 0;
+  #filter: (ctx: RequestContext) => boolean;
+
+  constructor(options: RecentRequestsOptions = {}) {
+    this.size = Math.max(1, options.size ?? 50);
+    this.#ring = new Array(this.size);
+    this.#filter = options.filter ??
+      ((ctx) => ctx.method === "POST" && ctx.path === "/v1/chat/completions");
+  }
+
+  /** Adds a finished request when the filter keeps it. */
+  record(ctx: RequestContext): void {
+    if (this.#filter(ctx)) this.add(recentRequestOf(ctx));
+  }
+
+  /** Adds a row, dropping the oldest when full. */
+  add(row: RecentRequest): void {
+    this.#ring[this.#next] = row;
+    this.#next = (this.#next + 1) % this.size;
+    this.#count = Math.min(this.size, this.#count + 1);
+  }
+
+  /** Sets the real cost of a kept request found after it ended; false when it is gone. */
+  updateCost(id: string, points: number): boolean {
+    for (let i = 1; i <= this.#count; i++) {
+      const row = this.#ring[(this.#next - i + this.size) % this.size];
+      if (row && row.id === id) {
+        row.points = points;
+        row.points_estimated = false;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Copies of the kept rows, newest first. */
+  list(): RecentRequest[] {
+    const out: RecentRequest[] = [];
+    for (let i = 1; i <= this.#count; i++) {
+      const row = this.#ring[(this.#next - i + this.size) % this.size];
+      if (row) out.push({ ...row });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,244 @@
+import assert from "node:assert/strict";
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import {
+  Counter,
+  escapeLabelValue,
+  formatValue,
+  Gauge,
+  Histogram,
+  MetricsRegistry,
+  OVERFLOW_LABEL,
+} from "../lib/metrics.ts";
+import { modelLabel, parseAttempts, ProxyMetrics, routeLabel } from "../lib/proxy_metrics.ts";
+import { RequestContext } from "../lib/request_context.ts";
+import { memoryLogger } from "../lib/log.ts";
+import { testRegistry } from "./harness.ts";
+
+/** One family as the npm parser returns it. */
+export interface ParsedFamily {
+  name: string;
+  help: string;
+  type: string;
+  metrics: {
+    value?: string;
+    labels?: Record<string, string>;
+    buckets?: Record<string, string>;
+    count?: string;
+    sum?: string;
+  }[];
+}
+
+/** Parses Prometheus text with `parse-prometheus-text-format` into families by name. */
+export function parseMetrics(text: string): Map<string, ParsedFamily> {
+  const families = parsePrometheusTextFormat(text) as ParsedFamily[];
+  return new Map(families.map((f) => [f.name, f]));
+}
+
+/** The value of the sample whose labels include `labels`, as a number, or undefined. */
+export function sample(
+  families: Map<string, ParsedFamily>,
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
+  const family = families.get(name);
+  const m = family?.metrics.find((s) =>
+    Object.entries(labels).every(([k, v]) => s.labels?.[k] === v)
+  );
+  if (!m) return undefined;
+  return Number(m.value ?? m.count);
+}
+
+Deno.test("Counter, Gauge and Histogram render text the npm parser reads back", () => {
+  const registry = new MetricsRegistry();
+  const c = registry.register(
+    new Counter({ name: "t_total", help: "A counter.", labels: ["kind"] }),
+  );
+  const g = registry.register(new Gauge({ name: "t_gauge", help: "A gauge." }));
+  const h = registry.register(
+    new Histogram({ name: "t_seconds", help: "A histogram.", buckets: [0.1, 1] }),
+  );
+  const labelled = registry.register(
+    new Histogram({ name: "l_seconds", help: "Labelled.", labels: ["x"], buckets: [1] }),
+  );
+  labelled.observe({ x: "a" }, 2);
+  c.inc({ kind: "a" });
+  c.inc({ kind: "a" }, 2);
+  c.inc({ kind: "b" }, -5); // ignored: counters never go down
+  g.set({}, 42);
+  g.dec();
+  h.observe({}, 0.05);
+  h.observe({}, 0.5);
+  h.observe({}, 7);
+  const text = registry.render();
+  assert.match(text, /^# HELP t_total A counter\.\n# TYPE t_total counter\n/);
+  const parsed = parseMetrics(text);
+  assert.equal(parsed.get("t_total")?.type, "COUNTER");
+  assert.equal(sample(parsed, "t_total", { kind: "a" }), 3);
+  assert.equal(sample(parsed, "t_total", { kind: "b" }), undefined);
+  assert.equal(sample(parsed, "t_gauge"), 41);
+  const hist = parsed.get("t_seconds")!;
+  assert.equal(hist.type, "HISTOGRAM");
+  assert.deepEqual(hist.metrics[0].buckets, { "0.1": "1", "1": "2", "+Inf": "3" });
+  assert.equal(hist.metrics[0].count, "3");
+  assert.equal(Number(hist.metrics[0].sum), 7.55);
+  // The npm parser flattens labelled histograms, so their lines are checked as text.
+  assert.match(
+    text,
+    /\nl_seconds_bucket\{x="a",le="1"\} 0\nl_seconds_bucket\{x="a",le="\+Inf"\} 1\n/,
+  );
+  assert.match(text, /\nl_seconds_sum\{x="a"\} 2\nl_seconds_count\{x="a"\} 1\n/);
+});
+
+Deno.test("label values are escaped and parse back unchanged", () => {
+  const registry = new MetricsRegistry();
+  const c = registry.register(new Counter({ name: "e_total", help: "x", labels: ["v"] }));
+  const nasty = 'a "quoted" \\ back\nslash} {x="y"}';
+  c.inc({ v: nasty });
+  assert.equal(escapeLabelValue('a"b\\c\nd'), 'a\\"b\\\\c\\nd');
+  const parsed = parseMetrics(registry.render());
+  assert.equal(parsed.get("e_total")!.metrics[0].labels!.v, nasty);
+  assert.equal(formatValue(Infinity), "+Inf");
+  assert.equal(formatValue(NaN), "NaN");
+});
+
+Deno.test("a metric keeps at most maxSeries label sets, then folds new ones into other", () => {
+  const c = new Counter({ name: "b_total", help: "x", labels: ["k"], maxSeries: 3 });
+  for (let i = 0; i < 100; i++) c.inc({ k: `v${i}` });
+  assert.equal(c.size, 4); // three kept, plus the overflow series
+  assert.equal(c.value({ k: OVERFLOW_LABEL }), 97);
+});
+
+Deno.test("metric and label names are validated; le is reserved on histograms", () => {
+  assert.throws(() => new Counter({ name: "bad-name", help: "x" }), /Bad metric name/);
+  assert.throws(() => new Counter({ name: "ok", help: "x", labels: ["__x"] }), /Bad label/);
+  assert.throws(
+    () => new Histogram({ name: "h", help: "x", labels: ["le"], buckets: [1] }),
+    /reserved/,
+  );
+  assert.throws(() => new Histogram({ name: "h", help: "x", buckets: [2, 1] }), /increase/);
+  const r = new MetricsRegistry();
+  r.register(new Gauge({ name: "g", help: "x" }));
+  assert.throws(() => r.register(new Gauge({ name: "g", help: "y" })), /twice/);
+});
+
+Deno.test("routeLabel and modelLabel never pass raw client input through", async () => {
+  const registry = await testRegistry();
+  assert.equal(routeLabel("/v1/chat/completions"), "/v1/chat/completions");
+  assert.equal(routeLabel("/v1/models/GPT-4o"), "/v1/models/{id}");
+  assert.equal(routeLabel("/wp-admin/evil"), "other");
+  assert.equal(modelLabel("gpt-4o", registry), "GPT-4o");
+  assert.equal(modelLabel("claude-sonnet", registry), "Claude-Sonnet-4.6");
+  assert.equal(modelLabel('evil"}\nmodel', registry), "other");
+  assert.equal(modelLabel(42, registry), "other");
+  assert.equal(modelLabel(undefined, registry), "none");
+});
+
+Deno.test("parseAttempts reads reason:status pairs and bounds odd values", () => {
+  assert.deepEqual(parseAttempts("first:429,retry-429:200"), [
+    { reason: "first", status: "429" },
+    { reason: "retry-429", status: "200" },
+  ]);
+  assert.deepEqual(parseAttempts("WEIRD REASON:abc"), [{ reason: "other", status: "0" }]);
+  assert.deepEqual(parseAttempts(undefined), []);
+});
+
+function finished(
+  fields: Record<string, unknown>,
+  status: number,
+  options: { path?: string; ttfbMs?: number } = {},
+): RequestContext {
+  const ctx = new RequestContext({
+    id: crypto.randomUUID(),
+    client: "127.0.0.1",
+    method: "POST",
+    path: options.path ?? "/v1/chat/completions",
+    logger: memoryLogger(),
+  });
+  Object.assign(ctx.fields, fields);
+  if (options.ttfbMs !== undefined) ctx.ttfbMs = options.ttfbMs;
+  ctx.end(status);
+  return ctx;
+}
+
+Deno.test("ProxyMetrics counts requests, tokens, points, attempts, limits and guards", async () => {
+  const registry = await testRegistry();
+  const metrics = new ProxyMetrics({
+    models: () => registry,
+    balance: () => ({ balance: 12345, takenAt: 1_700_000_000_500 }),
+    version: "9.9.9",
+  });
+  for (let i = 0; i < 3; i++) metrics.arrived();
+  metrics.ended(
+    finished(
+      {
+        model: "gpt-4o",
+        stream: true,
+        attempts: "first:200",
+        tokens_in: 10,
+        tokens_out: 5,
+        points: 155,
+        points_estimated: true,
+      },
+      200,
+      { ttfbMs: 120 },
+    ),
+  );
+  metrics.ended(finished({ model: "not-a-model", limited: "client" }, 429));
+  metrics.ended(
+    finished({ model: "GPT-4o", guard: "paused", clipped: true, points: 40 }, 200),
+  );
+  metrics.lateCost("gpt-4o", 150);
+  const parsed = parseMetrics(metrics.render());
+  const route = "/v1/chat/completions";
+  assert.equal(sample(parsed, "poe_proxy_requests_total", { route, model: "GPT-4o" }), 2);
+  assert.equal(
+    sample(parsed, "poe_proxy_requests_total", { route, model: "other", status: "429" }),
+    1,
+  );
+  assert.equal(sample(parsed, "poe_proxy_tokens_total", { model: "GPT-4o", kind: "prompt" }), 10);
+  assert.equal(
+    sample(parsed, "poe_proxy_tokens_total", { model: "GPT-4o", kind: "completion" }),
+    5,
+  );
+  assert.equal(
+    sample(parsed, "poe_proxy_points_spent_total", { model: "GPT-4o", kind: "estimated" }),
+    155,
+  );
+  assert.equal(
+    sample(parsed, "poe_proxy_points_spent_total", { model: "GPT-4o", kind: "real" }),
+    190,
+  );
+  assert.equal(
+    sample(parsed, "poe_proxy_upstream_attempts_total", { reason: "first", status: "200" }),
+    1,
+  );
+  assert.equal(sample(parsed, "poe_proxy_rate_limited_total", { scope: "client" }), 1);
+  assert.equal(sample(parsed, "poe_proxy_guarded_total", { guard: "paused" }), 1);
+  assert.equal(sample(parsed, "poe_proxy_clipped_total"), 1);
+  assert.equal(sample(parsed, "poe_proxy_requests_in_flight"), 0);
+  assert.equal(sample(parsed, "poe_proxy_balance_points"), 12345);
+  assert.equal(
+    sample(parsed, "poe_proxy_usage_poll_last_success_timestamp_seconds"),
+    1_700_000_000,
+  );
+  assert.equal(sample(parsed, "poe_proxy_build_info", { version: "9.9.9" }), 1);
+  assert.equal(sample(parsed, "poe_proxy_request_duration_seconds"), 3);
+  const ttfb = parsed.get("poe_proxy_time_to_first_byte_seconds")!;
+  assert.equal(ttfb.metrics.length, 1);
+  assert.equal(ttfb.metrics[0].count, "1");
+  assert.equal(ttfb.metrics[0].buckets?.["0.25"], "1");
+  assert.equal(ttfb.metrics[0].buckets?.["0.1"], "0");
+});
+
+Deno.test("ProxyMetrics model labels stay bounded under many made-up model names", async () => {
+  const registry = await testRegistry();
+  const metrics = new ProxyMetrics({ models: () => registry });
+  for (let i = 0; i < 500; i++) {
+    metrics.arrived();
+    metrics.ended(finished({ model: `random-${i}`, tokens_in: 1 }, 404));
+  }
+  assert.equal(metrics.requests.size, 1);
+  assert.equal(metrics.tokens.size, 1);
+  const parsed = parseMetrics(metrics.render());
+  assert.equal(parsed.get("poe_proxy_balance_points")?.metrics.length ?? 0, 0);
+});
