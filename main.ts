@@ -149,6 +149,11 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
     load: () => loadRegistry(config),
     logger,
   });
+  // SIGHUP (systemctl reload) re-reads models.yaml; Windows has no SIGHUP. Listening before the
+  // server starts means a reload sent right after the listening line is never fatal.
+  if (Deno.build.os !== "windows") {
+    Deno.addSignalListener("SIGHUP", () => void models.reload());
+  }
   const app = createApp({
     config,
     version: VERSION,
@@ -189,10 +194,6 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
     } catch {
       // SIGTERM cannot be listened to on Windows; Ctrl+C (SIGINT) still works.
     }
-  }
-  // SIGHUP (systemctl reload) re-reads models.yaml; Windows has no SIGHUP.
-  if (Deno.build.os !== "windows") {
-    Deno.addSignalListener("SIGHUP", () => void models.reload());
   }
   await server.finished;
 }

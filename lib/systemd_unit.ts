@@ -119,6 +119,7 @@ export function systemdUnit(options: SystemdUnitOptions): string {
     `ProtectHome=${options.viaDeno ? "read-only" : "yes"}`,
     "PrivateTmp=yes",
     "PrivateDevices=yes",
+    "PrivateMounts=yes",
     "ProtectKernelTunables=yes",
     "ProtectKernelModules=yes",
     "ProtectKernelLogs=yes",
@@ -133,6 +134,9 @@ export function systemdUnit(options: SystemdUnitOptions): string {
     "RestrictSUIDSGID=yes",
     "LockPersonality=yes",
     "SystemCallArchitectures=native",
+    "# A system call outside the usual service set fails with EPERM instead of killing the process.",
+    "SystemCallFilter=@system-service",
+    "SystemCallErrorNumber=EPERM",
     ...(lowPort
       ? [
         "# PORT is below 1024: the one capability needed to listen there.",

@@ -1,0 +1,574 @@
+/** @module Shipping: compile safety, `healthcheck`, `systemd-unit`, SIGHUP reload, plain log lines. */
+import assert from "node:assert/strict";
+import { healthcheck, healthUrl } from "../lib/healthcheck.ts";
+import { execStartFor, quoteExecArg, systemdUnit } from "../lib/systemd_unit.ts";
+import { RegistryReloader } from "../lib/registry_reload.ts";
+import { ModelRegistry } from "../lib/models.ts";
+import { memoryLogger } from "../lib/log.ts";
+import { startProxy } from "./harness.ts";
+import { FakePoe } from "./fake_poe.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const MAIN = new URL("main.ts", ROOT).pathname;
+const DENO_JSON = new URL("deno.json", ROOT).pathname;
+const TARGETS = [
+  "x86_64-unknown-linux-gnu",
+  "aarch64-unknown-linux-gnu",
+  "x86_64-apple-darwin",
+  "aarch64-apple-darwin",
+  "x86_64-pc-windows-msvc",
+];
+const CLEAN_ENV: Record<string, string> = {
+  PATH: Deno.env.get("PATH") ?? "",
+  HOME: Deno.env.get("HOME") ?? "/tmp",
+  ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+  NO_COLOR: "1",
+};
+const decoder = new TextDecoder();
+
+function tasks(): Record<string, string> {
+  return JSON.parse(Deno.readTextFileSync(DENO_JSON)).tasks;
+}
+
+/** The runtime flags of `deno task start`, e.g. `--unstable-...` and `--allow-*`. */
+function startFlags(): string[] {
+  return tasks().start.split(/\s+/).filter((w) => w.startsWith("--"));
+}
+
+function mainCommand(
+  args: string[],
+  env: Record<string, string>,
+  cwd = Deno.makeTempDirSync(),
+): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...startFlags(), MAIN, ...args],
+    env: { ...CLEAN_ENV, ...env },
+    clearEnv: true,
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** A free loopback port that nothing listens on. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** `main.ts` as a subprocess, with its stdout and stderr collected as they come. */
+class MainProcess implements AsyncDisposable {
+  stdout = "";
+  stderr = "";
+  url = "";
+  readonly child: Deno.ChildProcess;
+  readonly #pumps: Promise<void>;
+  #status: Promise<Deno.CommandStatus> | null = null;
+
+  constructor(args: string[], env: Record<string, string>, cwd?: string) {
+    this.child = mainCommand(args, env, cwd).spawn();
+    const pump = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
+      for await (const text of stream.pipeThrough(new TextDecoderStream())) this[key] += text;
+    };
+    this.#pumps = Promise.all([
+      pump(this.child.stdout, "stdout"),
+      pump(this.child.stderr, "stderr"),
+    ])
+      .then(() => {});
+  }
+
+  /** Starts `main.ts` and waits for its listening line. */
+  static async start(
+    env: Record<string, string>,
+    options: { cwd?: string; args?: string[] } = {},
+  ): Promise<MainProcess> {
+    const proc = new MainProcess(options.args ?? [], { PORT: "0", ...env }, options.cwd);
+    const line = /^poe-proxy \S+ listening on (http:\/\/\S+) \(\d+ models\)$/m;
+    let exited = false;
+    proc.child.status.then(() => exited = true);
+    await waitFor(() => line.test(proc.stdout) || exited, "the listening line");
+    const match = proc.stdout.match(line);
+    if (!match) {
+      await proc.stop();
+      throw new Error(`main.ts exited before listening:\n${proc.stdout}\n${proc.stderr}`);
+    }
+    proc.url = match[1];
+    return proc;
+  }
+
+  async json(path: string, init?: RequestInit): Promise<{ status: number; body: unknown }> {
+    const response = await fetch(`${this.url}${path}`, init);
+    return { status: response.status, body: await response.json() };
+  }
+
+  async modelCount(): Promise<number> {
+    const { body } = await this.json("/healthz");
+    return (body as { models: number }).models;
+  }
+
+  /** SIGTERM, then the exit code once both streams are read. */
+  async stop(): Promise<number> {
+    if (this.#status === null) {
+      try {
+        this.child.kill("SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      this.#status = this.child.status;
+    }
+    const status = await this.#status;
+    await this.#pumps;
+    return status.code;
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compile safety
+
+Deno.test("deno.json compile builds the five targets with narrow baked permissions and models.yaml", () => {
+  const all = tasks();
+  const commands = all.compile.split("&&").map((c) => c.trim().split(/\s+/));
+  assert.deepEqual(commands.map((c) => c[c.indexOf("--target") + 1]), TARGETS);
+  const host = all["compile:host"].trim().split(/\s+/);
+  assert.ok(!host.includes("--target"));
+  assert.deepEqual(host.slice(host.indexOf("--output"), host.indexOf("--output") + 3), [
+    "--output",
+    "dist/poe-proxy",
+    "main.ts",
+  ]);
+  for (const words of [...commands, host]) {
+    assert.deepEqual(words.slice(0, 2), ["deno", "compile"]);
+    assert.equal(words.at(-1), "main.ts");
+    // The same runtime flags as `deno task start`, and nothing broader.
+    for (const flag of startFlags()) assert.ok(words.includes(flag), `${flag} in ${words}`);
+    for (const broad of ["-A", "--allow-all", "--allow-write", "--allow-run", "--allow-sys"]) {
+      assert.ok(!words.some((w) => w.startsWith(broad)), `${broad} in ${words}`);
+    }
+    assert.equal(words[words.indexOf("--include") + 1], "models.yaml");
+    assert.ok(words.includes("--exclude-unused-npm"), "test-only npm packages stay out");
+    assert.ok(words.includes("--frozen"), "the binary is built from deno.lock as it is");
+  }
+  for (const [i, t] of TARGETS.entries()) {
+    assert.equal(commands[i][commands[i].indexOf("--output") + 1], `dist/poe-proxy-${t}`);
+  }
+});
+
+/** main.ts and lib/*.ts without comments. */
+function programSources(): { path: string; code: string }[] {
+  const files = [MAIN];
+  for (const entry of Deno.readDirSync(new URL("lib/", ROOT))) {
+    if (entry.isFile && entry.name.endsWith(".ts")) {
+      files.push(new URL(`lib/${entry.name}`, ROOT).pathname);
+    }
+  }
+  return files.sort().map((path) => ({
+    path: path.slice(new URL(ROOT).pathname.length),
+    code: Deno.readTextFileSync(path)
+      .replace(/\/\*[\s\S]*?\*\//g, "")
+      .replace(/(^|[^:"'`])\/\/.*$/gm, "$1"),
+  }));
+}
+
+function includedFiles(): string[] {
+  const words = tasks()["compile:host"].split(/\s+/);
+  return words.flatMap((w, i) => (w === "--include" ? words[i + 1].split(",") : []));
+}
+
+Deno.test("program sources: no computed import, worker or require; files read are user paths or --include", () => {
+  const included = includedFiles();
+  // What main.ts may read: user-named files (MODELS_FILE, --env-file or ./.env,
+  // PROXY_API_KEYS_FILE), ./models.yaml, and the embedded copy, which --include ships.
+  const mainReads = new Set([
+    "file",
+    '"models.yaml"',
+    "EMBEDDED_MODELS",
+    "source",
+    "config.proxyApiKeysFile",
+  ]);
+  for (const { path, code } of programSources()) {
+    for (const m of code.matchAll(/\bimport\s*\(\s*([^)]*)\)/g)) {
+      assert.match(m[1].trim(), /^(["'])[^"'`]+\1$/, `${path}: computed import(${m[1]})`);
+    }
+    assert.doesNotMatch(code, /\bnew\s+Worker\s*\(/, `${path}: workers are not embedded`);
+    assert.doesNotMatch(code, /\brequire\s*\(/, `${path}: require()`);
+    assert.doesNotMatch(code, /from\s+["']node:fs/, `${path}: node:fs`);
+    for (const m of code.matchAll(/new\s+URL\(\s*["'`]([^"'`]+)["'`]\s*,\s*import\.meta\.url/g)) {
+      const file = new URL(m[1], new URL(path, ROOT)).pathname.slice(new URL(ROOT).pathname.length);
+      assert.ok(included.includes(file), `${path} reads ${file}, which compile does not --include`);
+    }
+    const reads = [
+      ...code.matchAll(/\bDeno\.(read\w*|open\w*|stat\w*|lstat\w*|realPath\w*)\s*\(([^)]*)\)/g),
+    ];
+    if (path !== "main.ts") {
+      assert.deepEqual(reads.map((m) => m[0]), [], `${path}: only main.ts touches files`);
+      continue;
+    }
+    for (const m of reads) {
+      assert.ok(mainReads.has(m[2].trim()), `main.ts reads ${m[2]}: add it to --include or here`);
+    }
+  }
+});
+
+interface InfoModule {
+  specifier: string;
+  kind?: string;
+  error?: string;
+  dependencies?: { specifier: string; isDynamic?: boolean }[];
+}
+
+async function moduleGraph(entry: string): Promise<InfoModule[]> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "--config", DENO_JSON, entry],
+    env: CLEAN_ENV,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, decoder.decode(out.stderr));
+  return JSON.parse(decoder.decode(out.stdout)).modules;
+}
+
+Deno.test("main.ts module graph: local, static, npm only; the tokenizer is in it statically", async () => {
+  const graph = await moduleGraph(MAIN);
+  for (const m of graph) {
+    assert.equal(m.error, undefined, `${m.specifier}: ${m.error}`);
+    assert.match(m.specifier, /^(file:|npm:|node:)/, `remote module ${m.specifier}`);
+    for (const d of m.dependencies ?? []) {
+      assert.ok(!d.isDynamic, `${m.specifier} imports ${d.specifier} dynamically`);
+    }
+  }
+  assert.ok(graph.some((m) => m.specifier.endsWith("/deno.json") && m.kind === "asserted"));
+  const tokensGraph = graph.some((m) => m.specifier.endsWith("/lib/tokens.ts"))
+    ? graph
+    : await moduleGraph(new URL("lib/tokens.ts", ROOT).pathname); // until chat.ts counts tokens
+  assert.ok(tokensGraph.some((m) => m.kind === "npm" && /\/gpt-tokenizer@/.test(m.specifier)));
+});
+
+Deno.test("lib/tokens.ts counts tokens with no permissions, from another folder", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(
+    `${dir}/count.ts`,
+    `import { TokenCounter } from ${JSON.stringify(new URL("lib/tokens.ts", ROOT).href)};\n` +
+      `const c = new TokenCounter();\n` +
+      `console.log(c.countText("hello world"), c.countText("Hello, world! ".repeat(100)));\n`,
+  );
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--config", DENO_JSON, `${dir}/count.ts`],
+    env: CLEAN_ENV,
+    clearEnv: true,
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, decoder.decode(out.stderr));
+  assert.equal(decoder.decode(out.stdout).trim(), "2 401");
+});
+
+Deno.test("main.ts from a folder without models.yaml and no network serves the embedded models", async () => {
+  const shipped = ModelRegistry.parse(
+    Deno.readTextFileSync(new URL("models.yaml", ROOT)),
+    "models.yaml",
+  );
+  const dead = `http://127.0.0.1:${closedPort()}`;
+  await using proc = await MainProcess.start({
+    POE_API_KEY: "k",
+    POE_BASE_URL: dead,
+    UPSTREAM_RETRIES: "0",
+    USAGE_POLL_SECONDS: "3600",
+  });
+  const { body } = await proc.json("/v1/models");
+  const ids = (body as { data: { id: string }[] }).data.map((m) => m.id);
+  assert.deepEqual(ids, shipped.list().map((e) => e.id));
+  // A chat with Poe unreachable is an OpenAI-shaped error, not a crash.
+  const chat = await proc.json("/v1/chat/completions", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: ids[0], messages: [{ role: "user", content: "hello world" }] }),
+  });
+  assert.ok(chat.status >= 500, `status ${chat.status}`);
+  assert.equal(typeof (chat.body as { error: { message: string } }).error.message, "string");
+  assert.equal(await proc.stop(), 0);
+  // Piped output has no colours: one plain line per event.
+  assert.ok(!(proc.stdout + proc.stderr).includes("\u001b["), "an ANSI escape in the logs");
+});
+
+// ---------------------------------------------------------------------------------------------
+// healthcheck
+
+Deno.test("healthUrl asks wildcard addresses on loopback and brackets IPv6", () => {
+  assert.equal(healthUrl("0.0.0.0", 8080), "http://127.0.0.1:8080/healthz");
+  assert.equal(healthUrl("127.0.0.1", 1), "http://127.0.0.1:1/healthz");
+  assert.equal(healthUrl("::", 80), "http://[::1]:80/healthz");
+  assert.equal(healthUrl("::1", 80), "http://[::1]:80/healthz");
+  assert.equal(healthUrl("localhost", 9), "http://localhost:9/healthz");
+});
+
+Deno.test("healthcheck is healthy against a running proxy, unhealthy against nothing", async () => {
+  await using proxy = await startProxy();
+  const port = Number(new URL(proxy.url).port);
+  const ok = await healthcheck("0.0.0.0", port);
+  assert.equal(ok.healthy, true, ok.message);
+  assert.match(ok.message, /^healthy: .*\d+ models/);
+  const none = await healthcheck("127.0.0.1", closedPort());
+  assert.equal(none.healthy, false);
+  assert.match(none.message, /^unhealthy: http:\/\/127\.0\.0\.1:\d+\/healthz: /);
+  assert.equal((await healthcheck("127.0.0.1", 0)).healthy, false);
+});
+
+Deno.test("healthcheck is unhealthy on another status, a wrong body, or no answer in time", async () => {
+  const answers = [
+    () => new Response('{"status":"ok"}', { status: 503 }),
+    () => new Response('{"status":"starting"}'),
+    () => new Response("<html>"),
+  ];
+  for (const answer of answers) {
+    const result = await healthcheck("127.0.0.1", 1, { fetch: () => Promise.resolve(answer()) });
+    assert.equal(result.healthy, false, result.message);
+  }
+  const hang: typeof fetch = (_input, init) =>
+    new Promise((_resolve, reject) => {
+      init?.signal?.addEventListener("abort", () => reject(init.signal!.reason));
+    });
+  const slow = await healthcheck("127.0.0.1", 1, { fetch: hang, timeoutMs: 50 });
+  assert.equal(slow.healthy, false);
+  assert.match(slow.message, /no answer within 50 ms/);
+});
+
+Deno.test("main.ts healthcheck exits 0 against a running server and 1 against nothing", async () => {
+  await using proxy = await startProxy();
+  const port = new URL(proxy.url).port;
+  const ok = await mainCommand(["healthcheck"], { HOST: "0.0.0.0", PORT: port }).output();
+  assert.equal(ok.code, 0, decoder.decode(ok.stderr));
+  assert.match(decoder.decode(ok.stdout), /^healthy: /);
+  const none = await mainCommand(["healthcheck", "--port", String(closedPort())], {}).output();
+  assert.equal(none.code, 1);
+  assert.match(decoder.decode(none.stderr), /^unhealthy: /);
+  // A configuration error is unhealthy too: Docker reserves exit code 2.
+  const bad = await mainCommand(["healthcheck"], { PORT: "abc" }).output();
+  assert.equal(bad.code, 1);
+  assert.match(decoder.decode(bad.stderr), /Invalid PORT/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// systemd-unit
+
+const HARDENING = [
+  "DynamicUser=yes",
+  "EnvironmentFile=/etc/poe-proxy/env",
+  "ProtectSystem=strict",
+  "NoNewPrivileges=yes",
+  "Restart=on-failure",
+  "After=network-online.target",
+  "Wants=network-online.target",
+  "ExecReload=/bin/kill -HUP $MAINPID",
+  "PrivateTmp=yes",
+  "PrivateDevices=yes",
+  "LockPersonality=yes",
+  "SystemCallFilter=@system-service",
+  "SystemCallArchitectures=native",
+  "RestrictNamespaces=yes",
+  "UMask=0077",
+  "WantedBy=multi-user.target",
+];
+
+function unitLines(text: string): string[] {
+  return text.split("\n").filter((l) => l && !l.startsWith("#"));
+}
+
+Deno.test("main.ts systemd-unit prints a hardened unit that runs this deno and main.ts", async () => {
+  const out = await mainCommand(["systemd-unit", "--host", "0.0.0.0"], {}).output();
+  assert.equal(out.code, 0, decoder.decode(out.stderr));
+  const lines = unitLines(decoder.decode(out.stdout));
+  for (const l of HARDENING) assert.ok(lines.includes(l), `missing ${l}`);
+  const exec = lines.find((l) => l.startsWith("ExecStart="))!;
+  const words = exec.slice("ExecStart=".length).split(" ");
+  assert.equal(words[0], Deno.realPathSync(Deno.execPath()));
+  assert.equal(words.at(-1), MAIN);
+  assert.deepEqual(words.slice(1, 2), ["run"]);
+  for (const flag of startFlags()) assert.ok(words.includes(flag), flag);
+  assert.ok(lines.includes("Environment=HOST=0.0.0.0"));
+  assert.ok(lines.includes("Environment=PORT=8080"));
+  assert.ok(lines.includes("ProtectHome=read-only"), "main.ts may live under /home");
+  assert.ok(lines.includes("CacheDirectory=poe-proxy"));
+  assert.ok(lines.includes("CapabilityBoundingSet="));
+  assert.ok(!lines.some((l) => l.startsWith("MemoryDenyWriteExecute")), "V8's JIT needs W+X");
+});
+
+Deno.test("systemdUnit for a compiled binary: ExecStart is the binary, home hidden, no cache", () => {
+  const exec = execStartFor(
+    "/usr/local/bin/poe-proxy",
+    "file:///tmp/deno-compile-poe-proxy/main.ts",
+  );
+  assert.deepEqual(exec, { argv: ["/usr/local/bin/poe-proxy"], viaDeno: false });
+  const lines = unitLines(
+    systemdUnit({ execStart: exec.argv, host: "127.0.0.1", port: 8080, version: "1.2.3" }),
+  );
+  for (const l of HARDENING) assert.ok(lines.includes(l), `missing ${l}`);
+  assert.ok(lines.includes("ExecStart=/usr/local/bin/poe-proxy"));
+  assert.ok(lines.includes("ProtectHome=yes"));
+  assert.ok(!lines.some((l) => l.includes("DENO_DIR")));
+  const low = unitLines(
+    systemdUnit({ execStart: exec.argv, host: "0.0.0.0", port: 80, version: "1" }),
+  );
+  assert.ok(low.includes("AmbientCapabilities=CAP_NET_BIND_SERVICE"));
+  assert.ok(low.includes("CapabilityBoundingSet=CAP_NET_BIND_SERVICE"));
+});
+
+Deno.test("execStartFor recognises the deno CLI; quoteExecArg escapes what systemd expands", () => {
+  const viaDeno = execStartFor("C:\\deno\\deno.exe", "file:///srv/poe%20proxy/main.ts");
+  assert.equal(viaDeno.viaDeno, true);
+  assert.equal(viaDeno.argv.at(-1), "/srv/poe proxy/main.ts");
+  assert.equal(viaDeno.argv[viaDeno.argv.indexOf("--config") + 1], "/srv/poe proxy/deno.json");
+  assert.equal(quoteExecArg("/srv/poe proxy/main.ts"), '"/srv/poe proxy/main.ts"');
+  assert.equal(quoteExecArg("/opt/100%/$x"), "/opt/100%%/$$x");
+  assert.equal(quoteExecArg('a"b c'), '"a\\"b c"');
+});
+
+Deno.test({
+  name: "systemd-analyze reads every line of the unit and rates it OK (where it is installed)",
+  ignore: !(() => {
+    try {
+      return Deno.statSync("/usr/bin/systemd-analyze").isFile;
+    } catch {
+      return false;
+    }
+  })(),
+  fn: async () => {
+    const dir = Deno.makeTempDirSync();
+    const bin = `${dir}/poe-proxy`;
+    Deno.writeTextFileSync(bin, "#!/bin/sh\n");
+    Deno.chmodSync(bin, 0o755);
+    const unit = `${dir}/poe-proxy.service`;
+    Deno.writeTextFileSync(
+      unit,
+      systemdUnit({ execStart: [bin], host: "127.0.0.1", port: 8080, version: "test" }),
+    );
+    // `security --offline` parses the file without a running systemd and reports unknown keys.
+    const out = await new Deno.Command("/usr/bin/systemd-analyze", {
+      args: ["security", "--offline=yes", "--no-pager", unit],
+      env: { SYSTEMD_COLORS: "0" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = decoder.decode(out.stderr);
+    assert.equal(stderr.trim(), "", stderr);
+    const level = decoder.decode(out.stdout).match(/Overall exposure level for \S+: ([\d.]+)/);
+    assert.ok(level, decoder.decode(out.stdout));
+    assert.ok(Number(level[1]) <= 3.0, `exposure ${level[1]}`);
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// Reload
+
+const SMALL_YAML = "models:\n  text:\n    - GPT-4o-mini\n    - Claude-Haiku-4.5\n";
+const BAD_YAML = "models:\n  text:\n    - poe_name: [1\n";
+
+Deno.test("RegistryReloader swaps in a valid file and keeps the old registry on a bad one", async () => {
+  const logger = memoryLogger();
+  let text = SMALL_YAML;
+  const reloader = new RegistryReloader({
+    initial: ModelRegistry.parse("models:\n  text:\n    - One\n", "first.yaml"),
+    load: () =>
+      Promise.resolve({ registry: ModelRegistry.parse(text, "m.yaml"), source: "m.yaml" }),
+    logger,
+  });
+  const before = reloader.registry;
+  assert.equal(await reloader.reload(), true);
+  assert.equal(reloader.registry.size, 2);
+  assert.equal(before.size, 1, "a request holding the old registry keeps it");
+  text = BAD_YAML;
+  assert.equal(await reloader.reload(), false);
+  assert.equal(reloader.registry.size, 2);
+  const failed = logger.lines.find((l) => l.includes("models reload failed"))!;
+  assert.match(failed, /ERROR/);
+  assert.match(failed, /m\.yaml:\d+:\d+/, "the ModelsError's position is logged");
+  // Reloads run one after another, so the newest file wins.
+  text = "models:\n  text:\n    - A\n    - B\n    - C\n";
+  const first = reloader.reload();
+  text = SMALL_YAML + "    - Third\n";
+  await Promise.all([first, reloader.reload()]);
+  assert.equal(reloader.registry.size, 3);
+});
+
+Deno.test("main.ts on SIGHUP reloads MODELS_FILE; a bad file keeps the old models and logs why", {
+  ignore: Deno.build.os === "windows",
+}, async () => {
+  const dir = Deno.makeTempDirSync();
+  const file = `${dir}/models.yaml`;
+  Deno.copyFileSync(new URL("testdata/models_test_registry.yaml", import.meta.url), file);
+  await using proc = await MainProcess.start({ POE_API_KEY: "k", MODELS_FILE: file });
+  const initial = await proc.modelCount();
+  assert.ok(initial > 2);
+
+  Deno.writeTextFileSync(file, SMALL_YAML);
+  proc.child.kill("SIGHUP");
+  await waitFor(async () => (await proc.modelCount()) === 2, "the new registry");
+  assert.match(proc.stdout, /models reloaded source=\S+ models=2 previous=\d+/);
+  const listed = await proc.json("/v1/models");
+  assert.deepEqual(
+    (listed.body as { data: { id: string }[] }).data.map((m) => m.id),
+    ["GPT-4o-mini", "Claude-Haiku-4.5"],
+  );
+
+  Deno.writeTextFileSync(file, BAD_YAML);
+  proc.child.kill("SIGHUP");
+  await waitFor(() => proc.stderr.includes("models reload failed"), "the reload error");
+  assert.match(proc.stderr, /ERROR models reload failed.*models\.yaml:\d+:\d+: invalid YAML/);
+  assert.equal(await proc.modelCount(), 2);
+
+  Deno.removeSync(file);
+  proc.child.kill("SIGHUP");
+  await waitFor(() => /Cannot read MODELS_FILE/.test(proc.stderr), "the missing-file error");
+  assert.equal(await proc.modelCount(), 2);
+  assert.equal(await proc.stop(), 0);
+});
+
+Deno.test("main.ts: a chat in flight during SIGHUP finishes; new requests use the new models", {
+  ignore: Deno.build.os === "windows",
+}, async () => {
+  await using fake = await FakePoe.start();
+  const dir = Deno.makeTempDirSync();
+  const file = `${dir}/models.yaml`;
+  Deno.copyFileSync(new URL("testdata/models_test_registry.yaml", import.meta.url), file);
+  await using proc = await MainProcess.start({
+    POE_API_KEY: "test-poe-key",
+    POE_BASE_URL: fake.url,
+    MODELS_FILE: file,
+  });
+  const chat = (model: string, content: string) =>
+    fetch(`${proc.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content }] }),
+    });
+  const slow = chat("GPT-4o", "Are you there? [[fake: slow-first=800]]");
+  await waitFor(() => fake.chatRequests().length === 1, "the chat to reach the fake Poe");
+  // The new file no longer has the model the request in flight uses.
+  Deno.writeTextFileSync(file, SMALL_YAML);
+  proc.child.kill("SIGHUP");
+  await waitFor(() => proc.stdout.includes("models reloaded"), "the reload");
+  const gone = await chat("GPT-4o", "hi");
+  assert.equal(gone.status, 404);
+  await gone.body?.cancel();
+  const answer = await slow;
+  assert.equal(answer.status, 200);
+  const body = await answer.json();
+  assert.equal(typeof body.choices[0].message.content, "string");
+  assert.ok(body.choices[0].message.content.length > 0);
+  assert.equal(await proc.stop(), 0);
+});
