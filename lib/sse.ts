@@ -56,6 +56,8 @@ const KEEPALIVE = encoder.encode(": keep-alive\n\n");
 const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
 function dataEvent(data: string): Uint8Array {
+  // An event of several `data:` lines arrives joined by "\n"; each line needs its own field again.
+  if (data.includes("\n")) data = data.replaceAll("\n", "\ndata: ");
   return encoder.encode(`data: ${data}\n\n`);
 }
 
@@ -98,6 +100,8 @@ export function relaySse(
   let closed = false;
   let firstEventAt: number | null = null;
   let lastActivity = Date.now();
+  /** A read from Poe is pending: silence is Poe's, not a slow client's. */
+  let reading = false;
   let started = false;
   let timedOut = false;
   const holdForEnding = options.finish !== undefined;
@@ -113,6 +117,8 @@ export function relaySse(
   );
   let lastKeepalive = Date.now();
   const timer = setInterval(() => {
+    // While the client is not pulling, nothing is read from Poe and keep-alives are pointless.
+    if (!reading) return;
     const now = Date.now();
     const limit = started ? options.idleTimeoutMs : options.firstByteTimeoutMs;
     if (now - lastActivity >= limit) {
@@ -220,6 +226,8 @@ export function relaySse(
       // Read until at least one event is ready for the client, or the stream is over.
       while (!closed) {
         let result: ReadableStreamReadResult<Uint8Array>;
+        lastActivity = Date.now();
+        reading = true;
         try {
           result = await reader.read();
         } catch {
@@ -239,6 +247,7 @@ export function relaySse(
             return;
           }
         }
+        reading = false;
         if (closed) return;
         if (timedOut) {
           summary.error = true;

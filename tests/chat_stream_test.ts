@@ -1,0 +1,468 @@
+// deno-lint-ignore-file no-explicit-any
+/** @module The streamed chat answer over real sockets: chunkings, usage, endings, timeouts, cancels, headers. */
+import assert from "node:assert/strict";
+import { FakePoe } from "./fake_poe.ts";
+import { startProxy } from "./harness.ts";
+import { relaySse } from "../lib/sse.ts";
+
+// --- helpers -------------------------------------------------------------------------------------
+
+interface Sse {
+  /** `data` of each event, in order. */
+  data: string[];
+  /** Comment lines (without the colon), in order. */
+  comments: string[];
+  /** Each event's data parsed as JSON, `[DONE]` left out. */
+  chunks: any[];
+}
+
+function parseSse(text: string): Sse {
+  const data: string[] = [];
+  const comments: string[] = [];
+  for (const block of text.split(/\r?\n\r?\n/)) {
+    if (!block) continue;
+    const lines = block.split(/\r?\n/);
+    const dataLines = lines.filter((l) => l.startsWith("data:")).map((l) =>
+      l.slice(5).replace(/^ /, "")
+    );
+    for (const l of lines) if (l.startsWith(":")) comments.push(l.slice(1).trim());
+    if (dataLines.length) data.push(dataLines.join("\n"));
+  }
+  return { data, comments, chunks: data.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d)) };
+}
+
+async function setup(env: Record<string, string> = {}) {
+  const fake = await FakePoe.start();
+  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
+  return {
+    fake,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await proxy.close();
+      await fake.close();
+    },
+  };
+}
+
+function streamRequest(
+  url: string,
+  marker: string,
+  extra: Record<string, unknown> = {},
+  init: RequestInit & { headers?: Record<string, string> } = {},
+): Promise<Response> {
+  return fetch(`${url}/v1/chat/completions`, {
+    ...init,
+    method: "POST",
+    headers: { "content-type": "application/json", ...init.headers },
+    body: JSON.stringify({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: `Hi [[fake: ${marker}]]` }],
+      stream: true,
+      ...extra,
+    }),
+  });
+}
+
+async function until(check: () => boolean, ms = 1000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function assertEndsWithOneDone(sse: Sse): void {
+  assert.equal(sse.data.at(-1), "[DONE]");
+  assert.equal(sse.data.filter((d) => d === "[DONE]").length, 1);
+}
+
+// --- a recorded Poe body, replayed in hostile chunkings ------------------------------------------
+
+const RECORDED_CHUNKS = [
+  { delta: { role: "assistant", content: "" } },
+  { delta: { reasoning_content: "Pensée ", reasoning: "Pensée " } },
+  { delta: { content: "Café 🎉 " } },
+  { delta: { content: "naïve — 日本語" } },
+  {
+    delta: {
+      tool_calls: [{
+        index: 0,
+        id: "call_1",
+        type: "function",
+        function: { name: "f", arguments: '{"q":"é' },
+      }],
+    },
+  },
+  { delta: { tool_calls: [{ index: 0, function: { arguments: '🎉"}' } }] } },
+  { delta: {}, finish_reason: "tool_calls" },
+].map(({ delta, finish_reason }) =>
+  JSON.stringify({
+    id: "chatcmpl-0123456789abcdef01234567",
+    object: "chat.completion.chunk",
+    created: 1774577726,
+    model: "GPT-4o",
+    choices: [{ index: 0, delta, finish_reason: finish_reason ?? null }],
+  })
+);
+const RECORDED_USAGE = JSON.stringify({
+  id: "chatcmpl-0123456789abcdef01234567",
+  object: "chat.completion.chunk",
+  created: 1774577726,
+  model: "GPT-4o",
+  choices: [],
+  usage: { prompt_tokens: 7, completion_tokens: 5, total_tokens: 12 },
+});
+const RECORDED_DATA = [...RECORDED_CHUNKS, RECORDED_USAGE, "[DONE]"];
+const RECORDED_BODY = new TextEncoder().encode(
+  ": keep-alive\r\n\r\n" + RECORDED_DATA.map((d) => `data: ${d}\r\n\r\n`).join(""),
+);
+
+function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (i < chunks.length) controller.enqueue(chunks[i++]);
+      else controller.close();
+    },
+  });
+}
+
+async function relayText(chunks: Uint8Array[]): Promise<string> {
+  const out = relaySse(streamOf(chunks), {
+    keepaliveMs: 60_000,
+    firstByteTimeoutMs: 60_000,
+    idleTimeoutMs: 60_000,
+    includeUsage: true,
+    abortUpstream: () => {},
+  });
+  return await new Response(out).text();
+}
+
+Deno.test("relaySse gives the same events for a Poe body split at every byte boundary", async () => {
+  const body = RECORDED_BODY;
+  for (let k = 1; k < body.length; k++) {
+    const text = await relayText([body.subarray(0, k), body.subarray(k)]);
+    assert.deepEqual(parseSse(text).data, RECORDED_DATA, `split at byte ${k}`);
+  }
+  const oneByOne = Array.from(body, (_, i) => body.subarray(i, i + 1));
+  assert.deepEqual(parseSse(await relayText(oneByOne)).data, RECORDED_DATA);
+});
+
+Deno.test("relaySse keeps an event of several data lines one event", async () => {
+  const body =
+    'data: {"choices":[{"index":0,\ndata: "delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n';
+  const text = await relayText([new TextEncoder().encode(body)]);
+  const sse = parseSse(text);
+  assert.deepEqual(sse.data.length, 2);
+  assert.equal(sse.chunks[0].choices[0].delta.content, "x");
+});
+
+Deno.test("relaySse does not count a slow client's pauses as Poe's silence", async () => {
+  const events = RECORDED_DATA.map((d) => new TextEncoder().encode(`data: ${d}\n\n`));
+  const out = relaySse(streamOf(events), {
+    keepaliveMs: 10,
+    firstByteTimeoutMs: 20,
+    idleTimeoutMs: 20,
+    includeUsage: true,
+    abortUpstream: () => {},
+  });
+  const reader = out.getReader();
+  const data: string[] = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    data.push(...parseSse(new TextDecoder().decode(value)).data);
+    await new Promise((r) => setTimeout(r, 40));
+  }
+  assert.deepEqual(data, RECORDED_DATA);
+});
+
+Deno.test("a Poe stream written one byte per chunk over TCP reaches the client intact", async () => {
+  // A tiny upstream of our own: it writes the recorded body one byte per write, yielding between.
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    let i = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (i >= RECORDED_BODY.length) return controller.close();
+        controller.enqueue(RECORDED_BODY.slice(i, i + 1));
+        i++;
+        if (i % 8 === 0) await new Promise((r) => setTimeout(r, 0));
+      },
+    });
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  });
+  try {
+    await using proxy = await startProxy({
+      poeUrl: `http://127.0.0.1:${server.addr.port}`,
+      env: { FOOTER: "off" },
+    });
+    const res = await streamRequest(proxy.url, "", { stream_options: { include_usage: true } });
+    assert.equal(res.status, 200);
+    const sse = parseSse(await res.text());
+    assert.deepEqual(sse.data, RECORDED_DATA);
+    const content = sse.chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
+    assert.equal(content, "Café 🎉 naïve — 日本語");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("CRLF line endings from Poe are relayed as the same events", async () => {
+  await using t = await setup();
+  const res = await streamRequest(t.proxy.url, "crlf,comment,chunks=6");
+  const sse = parseSse(await res.text());
+  assertEndsWithOneDone(sse);
+  const text = sse.chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
+  assert.equal(text, "Hello there, friend.");
+});
+
+// --- usage in each position ----------------------------------------------------------------------
+
+for (const position of ["finish", "separate", "none"] as const) {
+  for (const asked of [true, false]) {
+    Deno.test(`usage=${position}, client ${asked ? "asked" : "did not ask"} for include_usage`, async () => {
+      await using t = await setup();
+      const res = await streamRequest(
+        t.proxy.url,
+        `usage=${position}`,
+        asked ? { stream_options: { include_usage: true } } : {},
+      );
+      const sse = parseSse(await res.text());
+      assertEndsWithOneDone(sse);
+      assert.equal((t.fake.chatRequests()[0].body as any).stream_options.include_usage, true);
+      const withUsage = sse.chunks.filter((c) => c.usage);
+      const usageOnly = sse.chunks.filter((c) => c.choices.length === 0);
+      const finish = sse.chunks.filter((c) => c.choices[0]?.finish_reason);
+      assert.equal(finish.length, 1);
+      assert.equal(finish[0].choices[0].finish_reason, "stop");
+      if (position === "none") {
+        assert.equal(withUsage.length, 0);
+      } else if (position === "finish") {
+        assert.equal(withUsage.length, 1);
+        assert.equal(withUsage[0], finish[0], "usage stays on the finish chunk");
+      } else if (asked) {
+        assert.equal(usageOnly.length, 1);
+        assert.equal(sse.chunks.at(-1), usageOnly[0], "the usage chunk comes last");
+        assert.ok(usageOnly[0].usage.total_tokens > 0);
+      } else {
+        assert.equal(
+          usageOnly.length,
+          0,
+          "a usage-only chunk the client did not ask for is dropped",
+        );
+        assert.equal(withUsage.length, 0);
+      }
+      const line = t.proxy.logs.find((l) => l.includes(" path=/v1/chat/completions"))!;
+      if (position === "none") assert.doesNotMatch(line, /tokens_in=/);
+      else assert.match(line, /tokens_in=\d+ tokens_out=\d+/);
+    });
+  }
+}
+
+// --- endings -------------------------------------------------------------------------------------
+
+Deno.test("a stream without [DONE] ends with exactly one [DONE]", async () => {
+  await using t = await setup();
+  const sse = parseSse(await (await streamRequest(t.proxy.url, "no-done")).text());
+  assertEndsWithOneDone(sse);
+  assert.equal(sse.chunks.filter((c) => c.choices[0]?.finish_reason === "stop").length, 1);
+});
+
+Deno.test("a stream without finish_reason or [DONE] ends with one [DONE] and no invented finish", async () => {
+  await using t = await setup();
+  const sse = parseSse(await (await streamRequest(t.proxy.url, "no-finish,tools")).text());
+  assertEndsWithOneDone(sse);
+  assert.ok(sse.chunks.length > 0);
+  assert.ok(sse.chunks.every((c) => c.choices[0]?.finish_reason === null));
+  assert.ok(sse.chunks.every((c) => !c.error));
+});
+
+Deno.test("a mid-stream error event passes through, then one [DONE], no invented finish", async () => {
+  await using t = await setup();
+  const sse = parseSse(
+    await (await streamRequest(t.proxy.url, "midstream-error,message=Provider%20broke.")).text(),
+  );
+  assertEndsWithOneDone(sse);
+  const error = sse.chunks.at(-1);
+  assert.equal(error.error.message, "Provider broke.");
+  assert.ok(sse.chunks.slice(0, -1).every((c) => c.choices[0].finish_reason === null));
+  assert.equal(sse.chunks.filter((c) => c.error).length, 1);
+});
+
+// --- keep-alive and timeouts ---------------------------------------------------------------------
+
+Deno.test("keep-alive comments flow while Poe stalls between events", async () => {
+  await using t = await setup({ KEEPALIVE_SECONDS: "0.015" });
+  const res = await streamRequest(t.proxy.url, "stall=60,chunks=2");
+  const sse = parseSse(await res.text());
+  assertEndsWithOneDone(sse);
+  assert.ok(sse.comments.length >= 3, `got ${sse.comments.length} comments`);
+  assert.ok(sse.comments.every((c) => c === "keep-alive"));
+  const text = sse.chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
+  assert.equal(text, "Hello there, friend.");
+});
+
+Deno.test("first-byte timeout: 504 before any header, and Poe's request is abandoned", async () => {
+  await using t = await setup({ FIRST_BYTE_TIMEOUT_SECONDS: "0.2" });
+  for (const stream of [true, false]) {
+    const started = Date.now();
+    const res = await streamRequest(t.proxy.url, "slow-first=3000", { stream });
+    const body = await res.json();
+    assert.equal(res.status, 504);
+    assert.equal(body.error.type, "timeout_error");
+    assert.match(body.error.message, /FIRST_BYTE_TIMEOUT_SECONDS/);
+    assert.ok(Date.now() - started < 1500);
+  }
+  assert.equal(t.fake.chatRequests().length, 2, "a slow model is not asked again");
+  await until(() => t.fake.cancellations.length === 2);
+});
+
+Deno.test("idle timeout: an error event after the stream started, then [DONE]", async () => {
+  await using t = await setup({ IDLE_TIMEOUT_SECONDS: "0.2", KEEPALIVE_SECONDS: "0.05" });
+  const started = Date.now();
+  const res = await streamRequest(t.proxy.url, "stall=3000");
+  assert.equal(res.status, 200);
+  const sse = parseSse(await res.text());
+  assert.ok(Date.now() - started < 1500);
+  assertEndsWithOneDone(sse);
+  assert.ok(sse.chunks[0].choices, "the first event was relayed");
+  const error = sse.chunks.at(-1);
+  assert.equal(error.error.type, "timeout_error");
+  assert.match(error.error.message, /IDLE_TIMEOUT_SECONDS/);
+  assert.ok(sse.chunks.every((c) => c.error || c.choices[0].finish_reason === null));
+  await until(() => t.fake.cancellations.length === 1);
+});
+
+// --- clients that go away ------------------------------------------------------------------------
+
+Deno.test("a client that aborts mid-stream cancels Poe's stream within one second", async () => {
+  await using t = await setup();
+  const res = await streamRequest(t.proxy.url, "stall=300,chunks=8", {}, {
+    headers: { "x-request-id": "leaves-mid-stream" },
+  });
+  const reader = res.body!.getReader();
+  const first = await reader.read();
+  assert.match(new TextDecoder().decode(first.value), /^data: /);
+  const cancelledAt = Date.now();
+  await reader.cancel();
+  await until(() => t.fake.cancellations.length === 1, 1000);
+  assert.ok(t.fake.cancellations[0].time - cancelledAt < 1000);
+  const mine = (l: string) => l.includes("request_id=leaves-mid-stream") && l.includes(" path=");
+  await until(() => t.proxy.logs.some(mine));
+  assert.match(t.proxy.logs.find(mine)!, /status=499/);
+});
+
+Deno.test("a client that aborts before Poe answered cancels Poe's request", async () => {
+  await using t = await setup();
+  const ac = new AbortController();
+  const pending = streamRequest(t.proxy.url, "slow-first=5000", {}, { signal: ac.signal })
+    .catch((err) => err);
+  await until(() => t.fake.chatRequests().length === 1);
+  const abortedAt = Date.now();
+  ac.abort();
+  assert.ok((await pending) instanceof Error);
+  await until(() => t.fake.cancellations.length === 1, 1000);
+  assert.ok(t.fake.cancellations[0].time - abortedAt < 1000);
+});
+
+// --- headers -------------------------------------------------------------------------------------
+
+Deno.test("stream headers: event-stream, no-cache, no buffering, request id, Poe's rate limits", async () => {
+  await using t = await setup();
+  const res = await streamRequest(t.proxy.url, "", {}, { headers: { "x-request-id": "mine-1" } });
+  await res.body!.cancel();
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type")!, /^text\/event-stream/);
+  assert.equal(res.headers.get("cache-control"), "no-cache");
+  assert.equal(res.headers.get("x-accel-buffering"), "no");
+  assert.equal(res.headers.get("x-request-id"), "mine-1");
+  assert.equal(res.headers.get("x-ratelimit-limit-requests"), "500");
+  assert.match(res.headers.get("x-ratelimit-remaining-requests")!, /^\d+$/);
+  assert.match(res.headers.get("x-ratelimit-reset-requests")!, /^\d+s$/);
+
+  const plain = await streamRequest(t.proxy.url, "", { stream: false });
+  await plain.body!.cancel();
+  assert.match(plain.headers.get("content-type")!, /^application\/json/);
+  assert.equal(plain.headers.get("x-ratelimit-limit-requests"), "500");
+  assert.match(plain.headers.get("x-request-id")!, /^[0-9a-f-]{36}$/);
+});
+
+Deno.test("hop-by-hop and client headers are stripped both ways", async () => {
+  // An upstream that answers with headers no client should see.
+  let seen: Headers | null = null;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    seen = req.headers;
+    await req.body?.cancel();
+    return new Response(`data: ${RECORDED_CHUNKS[2]}\n\ndata: [DONE]\n\n`, {
+      headers: {
+        "content-type": "text/event-stream",
+        "keep-alive": "timeout=5",
+        "proxy-authenticate": "Basic",
+        "set-cookie": "poe=secret",
+        "x-internal": "1",
+        "x-ratelimit-limit-requests": "500",
+      },
+    });
+  });
+  try {
+    await using proxy = await startProxy({
+      poeUrl: `http://127.0.0.1:${server.addr.port}`,
+      env: { FOOTER: "off" },
+    });
+    const body = JSON.stringify({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+      stream: true,
+    });
+    // Raw HTTP/1.1, so the client can send headers fetch would refuse.
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: new URL(proxy.url).port as any,
+    });
+    const request = [
+      "POST /v1/chat/completions HTTP/1.1",
+      `Host: 127.0.0.1`,
+      "Content-Type: application/json",
+      `Content-Length: ${new TextEncoder().encode(body).length}`,
+      "Connection: close, X-Hop",
+      "X-Hop: 1",
+      "Keep-Alive: timeout=9",
+      "TE: trailers",
+      "Proxy-Authorization: Basic abc",
+      "Authorization: Bearer client-key",
+      "Cookie: session=1",
+      "X-Forwarded-For: 10.0.0.1",
+      "poe-feature: chat-completions-strict",
+      "",
+      body,
+    ].join("\r\n");
+    await conn.write(new TextEncoder().encode(request));
+    const response = await new Response(conn.readable).text();
+    const [head, rest] = response.split("\r\n\r\n", 2);
+    assert.match(head, /^HTTP\/1\.1 200/);
+    const lower = head.toLowerCase();
+    assert.match(lower, /\r\nx-ratelimit-limit-requests: 500/);
+    for (const name of ["keep-alive", "proxy-authenticate", "set-cookie", "x-internal"]) {
+      assert.ok(!lower.includes(`\r\n${name}:`), `${name} must not reach the client`);
+    }
+    assert.ok(rest.includes("Café"));
+    const upstream = seen! as Headers;
+    assert.equal(upstream.get("authorization"), "Bearer test-poe-key");
+    assert.equal(upstream.get("poe-feature"), "chat-completions-strict");
+    for (
+      const name of [
+        "x-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "cookie",
+        "x-forwarded-for",
+      ]
+    ) {
+      assert.equal(upstream.get(name), null, `${name} must not reach Poe`);
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
