@@ -9,6 +9,7 @@ import { RateLimiter, rateLimitError, rateLimitHeaders } from "./rate_limit.ts";
 import { RequestContext, requestIdFrom } from "./request_context.ts";
 import { UpstreamClient } from "./upstream.ts";
 import { handleChat } from "./chat.ts";
+import { TokenCounter } from "./tokens.ts";
 
 /** What the app is built from. Everything long-lived is created by the caller or from `config`. */
 export interface AppDeps {
@@ -21,6 +22,8 @@ export interface AppDeps {
   keys?: ApiKeys;
   /** The Poe client. Default: built from `config` with the global `fetch`. */
   upstream?: UpstreamClient;
+  /** Token counter shared by all requests. Default: a new one. */
+  counter?: TokenCounter;
   /** Clock for rate limiting. Default: `Date.now`. */
   now?: () => number;
 }
@@ -101,6 +104,7 @@ export function createApp(deps: AppDeps): App {
     maxClients: 1,
     now,
   });
+  const counter = deps.counter ?? new TokenCounter();
   // `created` must not change between calls: the time this app was built.
   const created = Math.floor(now() / 1000);
   const cors = new Set(config.corsOrigins);
@@ -125,6 +129,7 @@ export function createApp(deps: AppDeps): App {
       registry: deps.registry,
       upstream,
       logger,
+      counter,
     });
     for (const [k, v] of Object.entries(limitHeaders)) {
       if (!response.headers.has(k)) response.headers.set(k, v);

@@ -8,6 +8,8 @@ import type { UpstreamAnswer, UpstreamClient } from "./upstream.ts";
 import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { relaySse } from "./sse.ts";
+import { clipMessages, contextCap } from "./clip.ts";
+import type { TokenCounter } from "./tokens.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -16,6 +18,8 @@ export interface ChatDeps {
   registry: () => ModelRegistry;
   upstream: UpstreamClient;
   logger: Logger;
+  /** One counter shared by every request, so its cache serves resent histories. */
+  counter: TokenCounter;
 }
 
 /** Response headers of Poe's that the client should see. */
@@ -60,12 +64,16 @@ export async function handleChat(
     );
   }
 
-  let sendBody;
-  try {
-    sendBody = upstreamBody(body, entry.id, body.messages);
-  } catch {
-    throw new ProxyError(400, "The request body is nested too deeply.", { code: "invalid_json" });
-  }
+  const clip = clipMessages(body.messages, {
+    cap: contextCap(entry.maxTokens, registry.defaults.textMaxTokens, entry.modality),
+    reserve: body.max_completion_tokens ?? body.max_tokens ?? 0,
+    counter: deps.counter,
+  });
+  const clipped = clip.clipped
+    ? `dropped=${clip.dropped} tokens=${clip.tokensBefore}->${clip.tokensAfter}`
+    : null;
+  if (clipped) ctx.fields.clipped = clipped;
+  const sendBody = upstreamBody(body, entry.id, clip.messages);
 
   let answer: UpstreamAnswer;
   try {
@@ -87,6 +95,7 @@ export async function handleChat(
 
   const headers = new Headers();
   passHeaders(answer.response.headers, headers);
+  if (clipped) headers.set("x-poe-proxy-clipped", clipped);
 
   if (sendBody.stream) return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body));
   return await jsonAnswer(answer, ctx, deps, headers);

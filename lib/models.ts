@@ -126,9 +126,14 @@ export class ModelRegistry {
     return this.#byName.get(name.toLowerCase());
   }
 
-  /** The context cap for a model: its `max_tokens`, else `defaults.text_max_tokens` for text. */
+  /**
+   * The context cap for a text model: the smaller of its `max_tokens` and
+   * `defaults.text_max_tokens`; null for other modalities or when neither is set.
+   */
   contextCap(entry: ModelEntry): number | null {
-    return entry.maxTokens ?? (entry.modality === "text" ? this.defaults.textMaxTokens : null);
+    if (entry.modality !== "text") return null;
+    const caps = [entry.maxTokens, this.defaults.textMaxTokens].filter((v) => v !== null);
+    return caps.length === 0 ? null : Math.min(...caps);
   }
 
   /**

@@ -80,9 +80,9 @@ Deno.test("ModelRegistry.parse accepts a file without defaults and with empty mo
   assert.equal(get(registry, "second").maxTokens, 4096);
 });
 
-Deno.test("ModelRegistry.contextCap falls back to defaults.text_max_tokens for text only", async () => {
+Deno.test("ModelRegistry.contextCap is the smaller of max_tokens and the default, for text only", async () => {
   const registry = await load("models_valid.yaml");
-  assert.equal(registry.contextCap(get(registry, "Big-Model")), 200000);
+  assert.equal(registry.contextCap(get(registry, "Big-Model")), 100000);
   assert.equal(registry.contextCap(get(registry, "Mid-Model")), 100000);
   assert.equal(registry.contextCap(get(registry, "Picture-Model")), null);
 });
