@@ -1,0 +1,326 @@
+import assert from "node:assert/strict";
+import { breakdownTokens, CostTracker, type FoundCost } from "../lib/cost_tracker.ts";
+import type { PointsEntry, PointsPage, PointsPageOptions, UsageSource } from "../lib/usage_api.ts";
+import { ManualClock } from "./manual_clock.ts";
+
+interface Stored {
+  entry: PointsEntry;
+  visibleAt: number;
+  finalAt: number;
+}
+
+/** A points history on a manual clock: entries appear and settle at given times. */
+class ScriptedHistory implements UsageSource {
+  calls = 0;
+  fail = false;
+  #seq = 0;
+  #stored: Stored[] = [];
+  constructor(readonly clock: ManualClock) {}
+
+  /** Adds an entry created now (or at `createdAt`), visible after `delayMs`, final after `zeroMs` more. */
+  add(
+    bot: string,
+    points: number,
+    o: {
+      delayMs?: number;
+      zeroMs?: number;
+      createdAt?: number;
+      type?: string;
+      tokens?: [number, number];
+    } = {},
+  ): string {
+    const id = `q${++this.#seq}`;
+    const created = o.createdAt ?? this.clock.now();
+    const visibleAt = this.clock.now() + (o.delayMs ?? 0);
+    this.#stored.push({
+      entry: {
+        query_id: id,
+        bot_name: bot,
+        creation_time: created * 1000 + this.#seq,
+        usage_type: o.type ?? "API",
+        cost_points: points,
+        cost_breakdown_in_points: o.tokens
+          ? {
+            Input: `${o.tokens[0] + 10} points (${o.tokens[0]} tokens)`,
+            Output: `${o.tokens[1]} points (${o.tokens[1]} tokens)`,
+            Total: `${points} points`,
+          }
+          : {},
+      },
+      visibleAt,
+      finalAt: visibleAt + (o.zeroMs ?? 0),
+    });
+    return id;
+  }
+
+  currentBalance(): never {
+    throw new Error("not used");
+  }
+
+  pointsHistory(options: PointsPageOptions = {}): Promise<PointsPage> {
+    this.calls++;
+    if (this.fail) return Promise.reject(new Error("history down"));
+    const now = this.clock.now();
+    const visible = this.#stored
+      .filter((s) => s.visibleAt <= now)
+      .sort((a, b) => b.entry.creation_time - a.entry.creation_time)
+      .map((s) =>
+        now >= s.finalAt ? s.entry : { ...s.entry, cost_points: 0, cost_breakdown_in_points: {} }
+      );
+    let start = 0;
+    if (options.startingAfter) {
+      start = visible.findIndex((e) => e.query_id === options.startingAfter) + 1;
+    }
+    const limit = options.limit ?? 20;
+    const data = visible.slice(start, start + limit);
+    return Promise.resolve({ data, hasMore: start + limit < visible.length });
+  }
+}
+
+function setup(options: { watchMs?: number } = {}) {
+  const clock = new ManualClock();
+  const history = new ScriptedHistory(clock);
+  const tracker = new CostTracker({
+    api: history,
+    now: clock.now,
+    timers: clock,
+    watchMs: options.watchMs ?? 60_000,
+  });
+  return { clock, history, tracker };
+}
+
+Deno.test("breakdownTokens reads Poe's Input and Output token counts", () => {
+  const entry = {
+    query_id: "a",
+    bot_name: "X",
+    creation_time: 1,
+    usage_type: "API",
+    cost_points: 339,
+    cost_breakdown_in_points: {
+      Input: "120 points (2,882 tokens)",
+      Output: "219 points (512 tokens)",
+      Total: "339 points",
+    },
+  };
+  assert.deepEqual(breakdownTokens(entry), { prompt: 2882, completion: 512 });
+  assert.equal(breakdownTokens({ ...entry, cost_breakdown_in_points: {} }), null);
+});
+
+Deno.test("CostTracker finds the real cost with one fetch and stops fetching", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const startedAt = clock.now();
+  await clock.advance(500);
+  history.add("GPT-4o", 339, { delayMs: 100 });
+  const found: FoundCost[] = [];
+  const result = tracker.attribute({
+    model: "gpt-4o",
+    startedAt,
+    waitMs: 1500,
+    onFound: (c) => found.push(c),
+  });
+  await clock.advance(200);
+  const cost = await result;
+  assert.equal(cost?.points, 339);
+  assert.equal(cost?.afterMs, 200);
+  assert.equal(found.length, 1);
+  assert.equal(history.calls, 1);
+  assert.equal(clock.timers, 0);
+  assert.equal(tracker.pending, 0);
+});
+
+Deno.test("CostTracker gives up after waitMs, then reports the late cost through onFound", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const startedAt = clock.now();
+  history.add("GPT-4o", 500, { delayMs: 3000 });
+  const found: FoundCost[] = [];
+  let result: FoundCost | null | undefined;
+  tracker.attribute({ model: "GPT-4o", startedAt, waitMs: 1500, onFound: (c) => found.push(c) })
+    .then((r) => result = r);
+  await clock.advance(1499);
+  assert.equal(result, undefined);
+  await clock.advance(1);
+  assert.equal(result, null);
+  assert.equal(found.length, 0);
+  const callsAtDeadline = history.calls;
+  await clock.advance(10_000);
+  assert.equal(found.length, 1);
+  assert.equal(found[0].points, 500);
+  assert.ok(found[0].afterMs >= 3000);
+  // Background fetches are sparse, and end once nothing is watched.
+  assert.ok(history.calls - callsAtDeadline <= 3, `${history.calls - callsAtDeadline} calls`);
+  assert.equal(clock.timers, 0);
+});
+
+Deno.test("CostTracker treats cost_points 0 as not final and keeps the entry for its answer", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const a = clock.now();
+  history.add("Claude-Sonnet-4.6", 800, { zeroMs: 2500 });
+  const foundA: FoundCost[] = [];
+  const first = tracker.attribute({
+    model: "claude-sonnet-4.6",
+    startedAt: a,
+    waitMs: 1500,
+    onFound: (c) => foundA.push(c),
+  });
+  await clock.advance(1500);
+  assert.equal(await first, null);
+  // A second answer of the same model ends meanwhile; its entry lands final at once.
+  await clock.advance(100);
+  const b = clock.now() - 50;
+  history.add("Claude-Sonnet-4.6", 90);
+  const second = tracker.attribute({ model: "Claude-Sonnet-4.6", startedAt: b, waitMs: 1500 });
+  await clock.advance(1500);
+  assert.equal((await second)?.points, 90);
+  await clock.advance(5000);
+  assert.deepEqual(foundA.map((c) => c.points), [800]);
+});
+
+Deno.test("CostTracker pairs answers of one model in order of completion (FIFO)", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const start = clock.now();
+  await clock.advance(10);
+  history.add("GPT-4o", 111);
+  const one = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(10);
+  history.add("GPT-4o", 222);
+  const two = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(300);
+  assert.deepEqual([(await one)?.points, (await two)?.points], [111, 222]);
+});
+
+Deno.test("CostTracker prefers the entry whose token breakdown matches the answer", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const start = clock.now();
+  await clock.advance(10);
+  // Poe logged B's answer first, but the proxy saw A end first.
+  history.add("GPT-4o", 310, { tokens: [200, 100] });
+  history.add("GPT-4o", 40, { tokens: [20, 10] });
+  const a = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: start,
+    tokens: { prompt: 20, completion: 10 },
+    waitMs: 1500,
+  });
+  const b = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: start,
+    tokens: { prompt: 200, completion: 100 },
+    waitMs: 1500,
+  });
+  await clock.advance(200);
+  assert.deepEqual([(await a)?.points, (await b)?.points], [40, 310]);
+});
+
+Deno.test("CostTracker ignores older, other-model, non-API, refund and claimed entries", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.add("GPT-4o", 1);
+  await clock.advance(100);
+  const start = clock.now();
+  await clock.advance(100);
+  history.add("GPT-4o", 2, { type: "Chat" });
+  history.add("Claude-Sonnet-4.6", 3);
+  history.add("GPT-4o", -50);
+  history.add("gpt-4O", 4);
+  const first = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(200);
+  assert.equal((await first)?.points, 4);
+  const second = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1000 });
+  await clock.advance(1000);
+  assert.equal(await second, null);
+});
+
+Deno.test("CostTracker: one history fetch serves every answer waiting at that moment", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const start = clock.now();
+  const results: Promise<FoundCost | null>[] = [];
+  for (let i = 0; i < 40; i++) {
+    const model = i % 2 ? "GPT-4o" : "Gemini-2.5-Pro";
+    history.add(model, 100 + i, { tokens: [i, 1] });
+    results.push(
+      tracker.attribute({
+        model,
+        startedAt: start,
+        tokens: { prompt: i, completion: 1 },
+        waitMs: 1500,
+      }),
+    );
+    await clock.advance(4);
+  }
+  await clock.advance(200);
+  const costs = await Promise.all(results);
+  assert.deepEqual(costs.map((c) => c?.points), results.map((_, i) => 100 + i));
+  assert.equal(history.calls, 1);
+});
+
+Deno.test("CostTracker reads further pages when more than 100 entries are newer than a waiter", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const start = clock.now();
+  await clock.advance(1);
+  history.add("GPT-4o", 7);
+  await clock.advance(1);
+  for (let i = 0; i < 150; i++) history.add("Claude-Haiku-4.5", 1);
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(200);
+  assert.equal((await cost)?.points, 7);
+  assert.equal(history.calls, 2);
+});
+
+Deno.test("CostTracker stops watching after watchMs and leaves no timer", async () => {
+  const { clock, history, tracker } = setup({ watchMs: 20_000 });
+  await using _ = tracker;
+  const found: FoundCost[] = [];
+  tracker.attribute({
+    model: "GPT-4o",
+    startedAt: clock.now(),
+    waitMs: 0,
+    onFound: (c) => found.push(c),
+  });
+  await clock.advance(60_000);
+  assert.equal(tracker.pending, 0);
+  assert.equal(clock.timers, 0);
+  const calls = history.calls;
+  assert.ok(calls >= 3 && calls <= 10, `${calls} calls`);
+  history.add("GPT-4o", 5);
+  await clock.advance(60_000);
+  assert.equal(history.calls, calls);
+  assert.equal(found.length, 0);
+});
+
+Deno.test("CostTracker survives history errors and retries while answers wait", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.fail = true;
+  const start = clock.now();
+  history.add("GPT-4o", 12);
+  const found: FoundCost[] = [];
+  const cost = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: start - 1,
+    waitMs: 1500,
+    onFound: (c) => found.push(c),
+  });
+  await clock.advance(1500);
+  assert.equal(await cost, null);
+  history.fail = false;
+  await clock.advance(5000);
+  assert.deepEqual(found.map((c) => c.points), [12]);
+});
+
+Deno.test("CostTracker.close resolves waiting answers with null and clears its timers", async () => {
+  const { clock, history, tracker } = setup();
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 1500 });
+  assert.ok(clock.timers > 0);
+  await tracker.close();
+  assert.equal(await cost, null);
+  assert.equal(clock.timers, 0);
+  assert.equal(await tracker.attribute({ model: "x", startedAt: 0, waitMs: 100 }), null);
+  assert.equal(history.calls, 0);
+});

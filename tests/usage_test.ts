@@ -1,0 +1,243 @@
+import assert from "node:assert/strict";
+import { UsagePoller } from "../lib/usage.ts";
+import {
+  type BalanceReport,
+  parseBalance,
+  parsePointsPage,
+  poeTimeToMs,
+  UsageApi,
+  UsageApiError,
+  type UsageSource,
+} from "../lib/usage_api.ts";
+import { memoryLogger } from "../lib/log.ts";
+import { ManualClock } from "./manual_clock.ts";
+import { FakePoe } from "./fake_poe.ts";
+
+/** A Usage API whose balance answers are scripted: a number, or an Error to throw. */
+class ScriptedBalance implements UsageSource {
+  calls = 0;
+  script: (number | Error)[] = [];
+  last: number | Error = 500_000;
+  gate: Promise<void> | null = null;
+  async currentBalance(): Promise<BalanceReport> {
+    this.calls++;
+    if (this.gate) await this.gate;
+    const next = this.script.length ? this.script.shift()! : this.last;
+    this.last = next;
+    if (next instanceof Error) throw next;
+    return { balance: next, nextGrant: null };
+  }
+  pointsHistory(): never {
+    throw new Error("not used");
+  }
+}
+
+function poller(api: UsageSource, clock: ManualClock, logger = memoryLogger()) {
+  return new UsagePoller({
+    api,
+    intervalMs: 60_000,
+    afterAnswerMs: 1_500,
+    backoffMs: 5_000,
+    maxBackoffMs: 40_000,
+    now: clock.now,
+    timers: clock,
+    logger,
+  });
+}
+
+Deno.test("poeTimeToMs reads microseconds, and tolerates milliseconds and seconds", () => {
+  assert.equal(poeTimeToMs(1_774_577_803_123_456), 1_774_577_803_123);
+  assert.equal(poeTimeToMs(1_774_577_803_123), 1_774_577_803_123);
+  assert.equal(poeTimeToMs(1_774_577_803), 1_774_577_803_000);
+  assert.equal(poeTimeToMs("soon"), null);
+  assert.equal(poeTimeToMs(0), null);
+});
+
+Deno.test("parseBalance takes the earlier grant and needs only current_point_balance", () => {
+  assert.deepEqual(parseBalance({ current_point_balance: 1500 }), {
+    balance: 1500,
+    nextGrant: null,
+  });
+  const r = parseBalance({
+    current_point_balance: 10,
+    next_monthly_grant_time: 2_000_000_000_000_000,
+    next_daily_grant_time: 1_900_000_000_000_000,
+    next_monthly_grant_amount: 1_000_000,
+  });
+  assert.deepEqual(r.nextGrant, { time: 1_900_000_000_000, amount: null, kind: "daily" });
+  const m = parseBalance({
+    current_point_balance: 10,
+    next_monthly_grant_time: 1_800_000_000_000_000,
+    next_monthly_grant_amount: 1_000_000,
+  });
+  assert.deepEqual(m.nextGrant, { time: 1_800_000_000_000, amount: 1_000_000, kind: "monthly" });
+  assert.throws(() => parseBalance({ current_point_balance: "lots" }), UsageApiError);
+});
+
+Deno.test("parsePointsPage skips malformed entries and reads has_more", () => {
+  const page = parsePointsPage({
+    has_more: true,
+    data: [
+      { query_id: "a", bot_name: "X", creation_time: 1, usage_type: "API", cost_points: 3 },
+      { query_id: "b", bot_name: "X", creation_time: "1", usage_type: "API", cost_points: 3 },
+      null,
+    ],
+  });
+  assert.equal(page.hasMore, true);
+  assert.deepEqual(page.data.map((e) => e.query_id), ["a"]);
+  assert.throws(() => parsePointsPage({}), UsageApiError);
+});
+
+Deno.test("UsageApi talks to the fake Poe: balance, grants, history pages, 401 without a key", async () => {
+  await using fake = await FakePoe.start({ balance: 123_456 });
+  fake.addHistory({ bot_name: "GPT-4o", cost_points: 7 });
+  const api = new UsageApi({ baseUrl: fake.url, apiKey: fake.apiKey });
+  const balance = await api.currentBalance();
+  assert.equal(balance.balance, 123_456);
+  assert.ok(balance.nextGrant && balance.nextGrant.time > Date.now());
+  const page = await api.pointsHistory({ limit: 5 });
+  assert.equal(page.data.length, 1);
+  assert.equal(page.data[0].cost_points, 7);
+  assert.equal(fake.requests.at(-1)!.search, "?limit=5");
+  const bad = new UsageApi({ baseUrl: fake.url, apiKey: "wrong" });
+  await assert.rejects(() => bad.currentBalance(), (e: UsageApiError) => e.status === 401);
+  const none = new UsageApi({ baseUrl: fake.url, apiKey: null });
+  await assert.rejects(() => none.currentBalance(), (e: UsageApiError) => e.status === 401);
+});
+
+Deno.test("UsagePoller does nothing before start, then polls at once and every interval", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  await using p = poller(api, clock);
+  await clock.advance(120_000);
+  assert.equal(api.calls, 0);
+  assert.equal(p.snapshot?.balance, undefined);
+  assert.equal(p.stale, true);
+  const started = clock.now();
+  p.start();
+  p.start();
+  await clock.settle();
+  assert.equal(api.calls, 1);
+  assert.equal(p.snapshot?.balance, 500_000);
+  assert.equal(p.snapshot?.takenAt, started);
+  await clock.advance(59_999);
+  assert.equal(api.calls, 1);
+  await clock.advance(1);
+  assert.equal(api.calls, 2);
+  await clock.advance(60_000);
+  assert.equal(api.calls, 3);
+});
+
+Deno.test("UsagePoller.refresh is coalesced: one call in flight serves every caller", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  const { promise: gate, resolve: open } = Promise.withResolvers<void>();
+  api.gate = gate;
+  await using p = poller(api, clock);
+  p.start();
+  const results = [p.refresh(), p.refresh(), p.refresh()];
+  assert.equal(api.calls, 1);
+  open();
+  const snaps = await Promise.all(results);
+  assert.ok(snaps.every((s) => s?.balance === 500_000));
+  assert.equal(api.calls, 1);
+});
+
+Deno.test("UsagePoller.answered refreshes shortly after answers, coalesced", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  await using p = poller(api, clock);
+  p.start();
+  await clock.settle();
+  assert.equal(api.calls, 1);
+  for (let i = 0; i < 50; i++) p.answered();
+  await clock.advance(1_499);
+  assert.equal(api.calls, 1);
+  await clock.advance(1);
+  assert.equal(api.calls, 2);
+  // The regular interval restarts from that refresh.
+  await clock.advance(59_999);
+  assert.equal(api.calls, 2);
+  await clock.advance(1);
+  assert.equal(api.calls, 3);
+});
+
+Deno.test("UsagePoller backs off exponentially on errors and keeps the last good snapshot", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  const logger = memoryLogger();
+  await using p = poller(api, clock, logger);
+  api.script = [400_000];
+  p.start();
+  await clock.settle();
+  assert.equal(p.snapshot?.balance, 400_000);
+  const goodAt = p.snapshot!.takenAt;
+  api.last = new UsageApiError("Poe's /usage/current_balance answered 503", 503);
+  const times: number[] = [];
+  const origin = clock.now();
+  let seen = api.calls;
+  for (let t = 0; t < 300_000; t += 5_000) {
+    await clock.advance(5_000);
+    if (api.calls !== seen) {
+      seen = api.calls;
+      times.push(clock.now() - origin);
+    }
+  }
+  // Interval poll at 60 s fails, then retries after 5, 10, 20, 40, 40... seconds.
+  assert.deepEqual(times.slice(0, 6), [60_000, 65_000, 75_000, 95_000, 135_000, 175_000]);
+  assert.equal(p.snapshot?.balance, 400_000);
+  assert.equal(p.snapshot?.takenAt, goodAt);
+  assert.ok(p.status.failures >= 6);
+  assert.match(p.status.lastError!, /503/);
+  // One warning for the first failure, not one per retry.
+  assert.equal(logger.lines.filter((l) => l.includes("WARN") && l.includes("usage api")).length, 1);
+  // Answers do not hammer a failing API.
+  const before = api.calls;
+  for (let i = 0; i < 10; i++) p.answered();
+  await clock.advance(2_000);
+  assert.equal(api.calls, before);
+});
+
+Deno.test("UsagePoller snapshot goes stale after 3 intervals without success, fresh on recovery", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  await using p = poller(api, clock);
+  p.start();
+  await clock.settle();
+  assert.equal(p.stale, false);
+  api.last = new Error("down");
+  await clock.advance(180_000);
+  assert.equal(p.stale, false);
+  await clock.advance(1_000);
+  assert.equal(p.stale, true);
+  assert.equal(p.snapshot?.balance, 500_000);
+  api.last = 321;
+  await clock.advance(40_000);
+  assert.equal(p.stale, false);
+  assert.equal(p.snapshot?.balance, 321);
+  assert.equal(p.status.failures, 0);
+});
+
+Deno.test("UsagePoller.close leaves no timer and ignores a refresh in flight", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  const { promise: gate, resolve: open } = Promise.withResolvers<void>();
+  const p = poller(api, clock);
+  p.start();
+  await clock.settle();
+  p.answered();
+  assert.ok(clock.timers > 0);
+  api.gate = gate;
+  const pending = p.refresh();
+  const closing = p.close();
+  assert.equal(clock.timers, 0);
+  api.last = 1;
+  open();
+  await closing;
+  await pending;
+  assert.equal(p.snapshot?.balance, 500_000);
+  p.start();
+  p.answered();
+  await clock.advance(120_000);
+  assert.equal(clock.timers, 0);
+});
