@@ -1,0 +1,271 @@
+// deno-lint-ignore-file no-explicit-any
+/** @module Validation of chat requests, the body sent to Poe, and the request size cap. */
+import assert from "node:assert/strict";
+import { FakePoe } from "./fake_poe.ts";
+import { startProxy } from "./harness.ts";
+import { clientWantsUsage, upstreamBody, validateChatRequest } from "../lib/chat_request.ts";
+import { ProxyError } from "../lib/errors.ts";
+
+async function setup(env: Record<string, string> = {}) {
+  const fake = await FakePoe.start();
+  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
+  return {
+    fake,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await proxy.close();
+      await fake.close();
+    },
+  };
+}
+
+async function postRaw(
+  url: string,
+  body: BodyInit,
+  headers: Record<string, string> = { "content-type": "application/json" },
+): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers, body });
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}
+
+// --- validation over the wire --------------------------------------------------------------------
+
+const INVALID: [string, string, string | null, RegExp][] = [
+  ["malformed JSON", '{"model": "gpt-4o", "messages": [', null, /not valid JSON/],
+  ["a body that is an array", "[1, 2]", null, /must be a JSON object: got an array/],
+  ["a body that is a string", '"hello"', null, /must be a JSON object/],
+  ["an empty body", "", null, /empty/],
+  ["missing messages", '{"model":"gpt-4o"}', "messages", /Missing required field: messages/],
+  [
+    "messages not an array",
+    '{"model":"gpt-4o","messages":{"role":"user"}}',
+    "messages",
+    /messages must be an array: got an object/,
+  ],
+  ["empty messages", '{"model":"gpt-4o","messages":[]}', "messages", /at least one/],
+  [
+    "missing model",
+    '{"messages":[{"role":"user","content":"Hi"}]}',
+    "model",
+    /Missing required field: model/,
+  ],
+  [
+    "model not a string",
+    '{"model":4,"messages":[{"role":"user","content":"Hi"}]}',
+    "model",
+    /model must be a string: got number 4/,
+  ],
+  [
+    "a role that is not a string",
+    '{"model":"gpt-4o","messages":[{"role":"user","content":"a"},{"role":7,"content":"b"}]}',
+    "messages[1].role",
+    /messages\[1\]\.role must be a string: got number 7/,
+  ],
+  [
+    "a message that is not an object",
+    '{"model":"gpt-4o","messages":["Hi"]}',
+    "messages[0]",
+    /messages\[0\] must be an object/,
+  ],
+  [
+    "content of the wrong type",
+    '{"model":"gpt-4o","messages":[{"role":"user","content":5}]}',
+    "messages[0].content",
+    /content must be a string, an array of parts or null/,
+  ],
+  [
+    "stream not a boolean",
+    '{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}],"stream":"yes"}',
+    "stream",
+    /stream must be a boolean/,
+  ],
+];
+
+Deno.test("POST /v1/chat/completions refuses invalid bodies with 400, param and message", async () => {
+  await using t = await setup();
+  for (const [what, body, param, message] of INVALID) {
+    const res = await postRaw(t.proxy.url, body);
+    assert.equal(res.status, 400, what);
+    assert.equal(res.body.error.type, "invalid_request_error", what);
+    assert.equal(res.body.error.param, param, what);
+    assert.match(res.body.error.message, message, what);
+    assert.ok(res.headers.get("x-request-id"));
+  }
+  assert.equal(t.fake.chatRequests().length, 0, "Poe is never called for an invalid body");
+});
+
+Deno.test("POST /v1/chat/completions refuses a non-JSON content type with 415", async () => {
+  await using t = await setup();
+  const res = await postRaw(t.proxy.url, "model=gpt-4o", {
+    "content-type": "application/x-www-form-urlencoded",
+  });
+  assert.equal(res.status, 415);
+  assert.match(res.body.error.message, /curl, add -H "Content-Type: application\/json"/);
+});
+
+Deno.test("an unknown model is 404 naming up to three close matches; Poe is not called", async () => {
+  await using t = await setup();
+  const res = await postRaw(
+    t.proxy.url,
+    JSON.stringify({ model: "gpt-4", messages: [{ role: "user", content: "Hi" }] }),
+  );
+  assert.equal(res.status, 404);
+  assert.equal(res.body.error.param, "model");
+  assert.equal(res.body.error.code, "model_not_found");
+  const match = /Did you mean: (.*)\?/.exec(res.body.error.message);
+  assert.ok(match, res.body.error.message);
+  const names = match[1].split(", ");
+  assert.ok(names.length >= 1 && names.length <= 3, match[1]);
+  assert.ok(names.includes("GPT-4o"));
+  assert.match(res.body.error.message, /"gpt-4"/);
+
+  const far = await postRaw(
+    t.proxy.url,
+    JSON.stringify({ model: "zzzzzzzzzzzzzzzz", messages: [{ role: "user", content: "Hi" }] }),
+  );
+  assert.equal(far.status, 404);
+  assert.match(far.body.error.message, /GET \/v1\/models/);
+  assert.equal(t.fake.chatRequests().length, 0);
+});
+
+// --- the size cap --------------------------------------------------------------------------------
+
+/** Sends raw bytes to the proxy and reads until the response's head and JSON body are in. */
+async function rawExchange(
+  url: string,
+  head: string,
+  bodyParts: Uint8Array[],
+): Promise<{ status: number; body: any; sentAll: boolean }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(url).port) });
+  const encoder = new TextEncoder();
+  let sentAll = true;
+  const writing = (async () => {
+    try {
+      await conn.write(encoder.encode(head));
+      for (const part of bodyParts) await conn.write(part);
+    } catch {
+      sentAll = false; // The proxy closed the connection before the whole body went out.
+    }
+  })();
+  let text = "";
+  const decoder = new TextDecoder();
+  const buf = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    text += decoder.decode(buf.subarray(0, n), { stream: true });
+    const split = text.indexOf("\r\n\r\n");
+    if (split < 0) continue;
+    const length = /\r\ncontent-length: (\d+)/i.exec(text.slice(0, split));
+    if (length && text.length - split - 4 >= Number(length[1])) break;
+  }
+  conn.close();
+  await writing;
+  const [headText, bodyText] = text.split("\r\n\r\n", 2);
+  return {
+    status: Number(headText.split(" ")[1]),
+    body: JSON.parse(bodyText),
+    sentAll,
+  };
+}
+
+Deno.test("a body declared larger than MAX_BODY_BYTES is 413 before it is read", async () => {
+  await using t = await setup({ MAX_BODY_BYTES: "1000" });
+  const res = await rawExchange(
+    t.proxy.url,
+    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+      "Content-Length: 1000000000\r\n\r\n",
+    [new TextEncoder().encode('{"model":"gpt-4o","messages":[')],
+  );
+  assert.equal(res.status, 413);
+  assert.equal(res.body.error.type, "request_too_large");
+  assert.match(res.body.error.message, /MAX_BODY_BYTES \(1000 bytes\)/);
+  assert.equal(t.fake.chatRequests().length, 0);
+});
+
+Deno.test("a chunked body that grows past MAX_BODY_BYTES is 413 without reading the rest", async () => {
+  await using t = await setup({ MAX_BODY_BYTES: "1000" });
+  const chunk = (text: string) =>
+    new TextEncoder().encode(`${text.length.toString(16)}\r\n${text}\r\n`);
+  const parts = [chunk('{"model":"gpt-4o","messages":[{"role":"user","content":"')];
+  for (let i = 0; i < 4; i++) parts.push(chunk("x".repeat(400)));
+  const res = await rawExchange(
+    t.proxy.url,
+    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+      "Transfer-Encoding: chunked\r\n\r\n",
+    parts, // never terminated: the proxy must answer without waiting for the end
+  );
+  assert.equal(res.status, 413);
+  assert.equal(res.body.error.code, "request_too_large");
+  assert.equal(t.fake.chatRequests().length, 0);
+});
+
+Deno.test("a body just under MAX_BODY_BYTES goes through", async () => {
+  await using t = await setup({ MAX_BODY_BYTES: "2000" });
+  const body = JSON.stringify({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "x".repeat(1900) }],
+  });
+  assert.ok(body.length < 2000);
+  const res = await postRaw(t.proxy.url, body);
+  assert.equal(res.status, 200);
+});
+
+// --- validateChatRequest and upstreamBody --------------------------------------------------------
+
+Deno.test("validateChatRequest keeps the body as given, unknown fields included", () => {
+  const body = {
+    model: "GPT-4o",
+    messages: [{ role: "user", content: null }, { role: "tool", content: [], x: 1 }],
+    weird: { deep: [1] },
+  };
+  assert.equal(validateChatRequest(body), body);
+  assert.throws(
+    () => validateChatRequest({ model: "a\nb", messages: [{ role: "user" }] }),
+    (err: ProxyError) => err.status === 400 && err.param === "model",
+  );
+  assert.throws(
+    () => validateChatRequest({ model: "m", messages: [{ role: "user" }], max_tokens: 0 }),
+    (err: ProxyError) => err.param === "max_tokens",
+  );
+});
+
+Deno.test("upstreamBody: poe_name, n at 1, stream explicit, developer as system, rest untouched", () => {
+  const messages = [
+    { role: "developer", content: "Be brief.", name: "dev" },
+    { role: "user", content: [{ type: "text", text: "Hi" }] },
+  ];
+  const req = { model: "gpt-4o", messages, n: 4, extra_body: { a: 1 }, aspect: "1:1" };
+  const out = upstreamBody(req, "GPT-4o", messages);
+  assert.deepEqual(out, {
+    model: "GPT-4o",
+    messages: [{ role: "system", content: "Be brief.", name: "dev" }, messages[1]],
+    n: 1,
+    extra_body: { a: 1 },
+    aspect: "1:1",
+    stream: false,
+  });
+  assert.equal(out.messages[1], messages[1], "other messages are not copied");
+  assert.equal(messages[0].role, "developer", "the client's body is not mutated");
+  assert.equal("n" in upstreamBody({ model: "m", messages }, "M", messages), false);
+  assert.equal("stream_options" in out, false);
+});
+
+Deno.test("upstreamBody asks Poe for usage when streaming, keeping the client's stream_options", () => {
+  const messages = [{ role: "user", content: "Hi" }];
+  const asked = {
+    model: "m",
+    messages,
+    stream: true,
+    stream_options: { include_usage: false, x: 1 },
+  };
+  assert.deepEqual(upstreamBody(asked, "M", messages).stream_options, {
+    include_usage: true,
+    x: 1,
+  });
+  assert.equal(clientWantsUsage(asked), false);
+  assert.equal(clientWantsUsage({ ...asked, stream_options: { include_usage: true } }), true);
+  assert.equal(clientWantsUsage({ model: "m", messages }), false);
+  const plain = { model: "m", messages, stream_options: { include_usage: true } };
+  assert.deepEqual(upstreamBody(plain, "M", messages).stream_options, { include_usage: true });
+});
