@@ -12,6 +12,8 @@ export interface RequestContextOptions {
   logger: Logger;
   /** Called once with the finished context (metrics, recent requests). */
   onEnd?: (ctx: RequestContext) => void;
+  /** Called by {@linkcode RequestContext.lateCost} (metrics, recent requests). */
+  onLateCost?: (ctx: RequestContext, points: number) => void;
 }
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
@@ -32,7 +34,13 @@ export class RequestContext {
   readonly started = performance.now();
   /** Wall-clock time at arrival (ms since the epoch). */
   readonly startedAt = Date.now();
-  /** Fields for the log line, added by handlers (model, stream, attempts, tokens, points, ...). */
+  /**
+   * Fields for the log line, added by handlers. Metrics and the dashboard read these names:
+   * `model` (as the client named it), `stream` (boolean), `attempts` (`reason:status,...`),
+   * `tokens_in`, `tokens_out`, `points` (number), `points_estimated` (true when `points` is the
+   * models.yaml estimate), `guard` (`paused` or `cost-cap` when a guard answered), `clipped`,
+   * `limited` (`client` or `poe`).
+   */
   readonly fields: Record<string, unknown> = {};
   /** Set by a handler that ends the request itself, when its streamed body is done. */
   deferred = false;
@@ -42,6 +50,7 @@ export class RequestContext {
   #ended = false;
   #logger: Logger;
   #onEnd?: (ctx: RequestContext) => void;
+  #onLateCost?: (ctx: RequestContext, points: number) => void;
 
   constructor(options: RequestContextOptions) {
     this.id = options.id;
@@ -50,6 +59,7 @@ export class RequestContext {
     this.path = options.path;
     this.#logger = options.logger;
     this.#onEnd = options.onEnd;
+    this.#onLateCost = options.onLateCost;
   }
 
   /** Milliseconds since arrival. */
@@ -74,5 +84,19 @@ export class RequestContext {
       ...this.fields,
     });
     this.#onEnd?.(this);
+  }
+
+  /**
+   * The real cost of an answer that ended with an estimate was found later: logs it with the
+   * request id and tells the metrics and the dashboard. Call it after {@linkcode end}.
+   */
+  lateCost(points: number): void {
+    this.#logger.info("late cost", {
+      request_id: this.id,
+      model: this.fields.model,
+      points,
+      estimated_points: this.fields.points_estimated === true ? this.fields.points : undefined,
+    });
+    this.#onLateCost?.(this, points);
   }
 }
