@@ -1,0 +1,153 @@
+import assert from "node:assert/strict";
+import { type FooterFacts, formatFooter, stripFooter, stripFooters } from "../lib/footer.ts";
+import type { ChatMessage } from "../lib/openai_types.ts";
+
+const USAGE = { prompt_tokens: 1000, completion_tokens: 234, total_tokens: 1234 };
+
+function facts(over: Partial<FooterFacts> = {}): FooterFacts {
+  return {
+    usage: USAGE,
+    points: { estimated: false, points: 339 },
+    balance: 1_234_567,
+    warnAbove: 5000,
+    cap: 0,
+    cheaper: [],
+    ...over,
+  };
+}
+
+Deno.test("formatFooter writes the earlier proxy's three lines after a blank line", () => {
+  assert.equal(
+    formatFooter(facts()),
+    "\n\n---\n📊 Tokens: 1234 (Input: 1000, Output: 234)\n💰 Points: 339\n" +
+      "🏦 Current balance: 1,234,567 points",
+  );
+});
+
+Deno.test("formatFooter marks estimates with their base and token parts", () => {
+  const text = formatFooter(
+    facts({ points: { estimated: true, points: 300, base: 226, tokens: 74 } }),
+  );
+  assert.match(text, /\n💰 Points \(est\.\): 300 \(Base: 226, Tokens: 74\.0\)\n/);
+});
+
+Deno.test("formatFooter shows n/a and unknown for missing facts, and a stale balance's age", () => {
+  const text = formatFooter(facts({ usage: null, points: null, balance: null }));
+  assert.match(text, /📊 Tokens: n\/a\n💰 Points: n\/a\n🏦 Current balance: unknown$/);
+  const stale = formatFooter(facts({ balanceAgeMs: 5 * 60_000 }));
+  assert.match(stale, /🏦 Current balance: 1,234,567 points \(as of 5 min ago\)$/);
+});
+
+Deno.test("formatFooter warns over POINTS_PER_MESSAGE_WARN with up to three cheaper models", () => {
+  const text = formatFooter(facts({
+    points: { estimated: false, points: 6000 },
+    cheaper: ["A", "B", "C", "D"],
+  }));
+  assert.ok(
+    text.endsWith(
+      "\n⚠️ This message cost more than 5,000 points. Consider starting a new chat, or a cheaper model: A, B, C.",
+    ),
+  );
+  const none = formatFooter(facts({ points: { estimated: false, points: 6000 } }));
+  assert.ok(none.endsWith("Consider starting a new chat."));
+  assert.ok(
+    !formatFooter(facts({ warnAbove: 0, points: { estimated: false, points: 9e9 } })).includes(
+      "⚠️",
+    ),
+  );
+});
+
+Deno.test("formatFooter says when the cost went over MAX_POINTS_PER_MESSAGE, and shows clipping", () => {
+  const text = formatFooter(facts({
+    points: { estimated: false, points: 12_000 },
+    cap: 10_000,
+    clipped: { dropped: 3, tokensBefore: 250_000, tokensAfter: 190_000 },
+  }));
+  const lines = text.split("\n");
+  assert.equal(lines[6], "✂️ Context clipped: dropped 3 messages (250,000 → 190,000 tokens)");
+  assert.match(lines[7], /^⚠️/);
+  assert.equal(lines[8], "⛔ This message went over MAX_POINTS_PER_MESSAGE (10,000 points).");
+});
+
+Deno.test("stripFooter removes every footer formatFooter writes, and only those", () => {
+  const variants: FooterFacts[] = [
+    facts(),
+    facts({ usage: null, points: null, balance: null }),
+    facts({ points: { estimated: true, points: 300, base: 226, tokens: 74.04 } }),
+    facts({ balanceAgeMs: 3 * 3_600_000 }),
+    facts({
+      points: { estimated: false, points: 123_456 },
+      cap: 100_000,
+      cheaper: ["GPT-5-mini", "GPT-5-nano"],
+      clipped: { dropped: 1, tokensBefore: 10, tokensAfter: 5 },
+    }),
+  ];
+  for (const f of variants) {
+    const footer = formatFooter(f);
+    assert.equal(stripFooter(`Hello there.${footer}`), "Hello there.");
+    assert.equal(stripFooter(`Hello there.${footer}\n`), "Hello there.");
+    assert.equal(stripFooter(footer), "");
+    assert.equal(stripFooter(footer.trimStart()), "");
+  }
+});
+
+Deno.test("stripFooter leaves text alone unless the footer is exact and at the end", () => {
+  const footer = formatFooter(facts());
+  const cases = [
+    "No footer here.",
+    `Quoted:${footer}\nand then more text.`,
+    `Edited${footer.replace("Points: 339", "Points: lots")}`,
+    `Single newline\n${footer.trimStart()}`,
+    "---\n📊 Tokens: 12 (Input: 10, Output: 2)",
+    `Two${footer}${footer.replace("339", "abc")}`,
+  ];
+  for (const text of cases) assert.equal(stripFooter(text), text, text);
+  // Only the last footer goes; an earlier quoted one is content.
+  assert.equal(stripFooter(`A${footer}\nB${footer}`), `A${footer}\nB`);
+});
+
+Deno.test("stripFooters cleans assistant strings and last text parts, keeps everything else", () => {
+  const footer = formatFooter(facts());
+  const messages: ChatMessage[] = [
+    { role: "system", content: `sys${footer}` },
+    { role: "user", content: `user${footer}` },
+    { role: "assistant", content: `one${footer}`, name: "bot" },
+    {
+      role: "assistant",
+      content: [{ type: "text", text: "two" }, { type: "text", text: `more${footer}` }],
+    },
+    {
+      role: "assistant",
+      content: [{ type: "text", text: "three" }, { type: "text", text: footer }],
+    },
+    { role: "assistant", content: null, tool_calls: [] },
+    { role: "tool", content: `tool${footer}`, tool_call_id: "x" },
+  ];
+  const out = stripFooters(messages);
+  assert.notEqual(out, messages);
+  assert.equal(out[0], messages[0]);
+  assert.equal(out[1], messages[1]);
+  assert.deepEqual(out[2], { role: "assistant", content: "one", name: "bot" });
+  assert.deepEqual(out[3].content, [{ type: "text", text: "two" }, { type: "text", text: "more" }]);
+  assert.deepEqual(out[4].content, [{ type: "text", text: "three" }]);
+  assert.equal(out[5], messages[5]);
+  assert.equal(out[6], messages[6]);
+  // The input is not mutated.
+  assert.equal(messages[2].content, `one${footer}`);
+});
+
+Deno.test("stripFooters returns the same array when nothing changed", () => {
+  const messages: ChatMessage[] = [
+    { role: "user", content: "hi" },
+    { role: "assistant", content: "hello" },
+    { role: "assistant", content: [{ type: "text", text: "x" }] },
+  ];
+  assert.equal(stripFooters(messages), messages);
+});
+
+Deno.test("stripFooter is fast on a huge answer full of lookalike lines", () => {
+  const bulk = "\n\n---\n📊 Tokens: 1 (Input: 1, Output: x)\n".repeat(50_000);
+  const t0 = performance.now();
+  assert.equal(stripFooter(bulk), bulk);
+  assert.ok(performance.now() - t0 < 200);
+});

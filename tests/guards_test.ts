@@ -1,0 +1,149 @@
+// deno-lint-ignore-file no-explicit-any
+import assert from "node:assert/strict";
+import {
+  DEFAULT_COMPLETION_TOKENS,
+  guardResponse,
+  Guards,
+  type GuardsOptions,
+  requestedCompletionTokens,
+} from "../lib/guards.ts";
+import { memoryLogger } from "../lib/log.ts";
+import type { ChatRequest } from "../lib/openai_types.ts";
+import type { BalanceSnapshot } from "../lib/usage.ts";
+import { testRegistry } from "./harness.ts";
+
+const NOW = Date.UTC(2026, 0, 15, 12);
+const registry = await testRegistry();
+const gpt4o = registry.lookup("GPT-4o")!;
+
+function guards(snapshot: BalanceSnapshot | null, over: Partial<GuardsOptions> = {}) {
+  const logger = memoryLogger();
+  const g = new Guards({
+    pointsCutoff: 100_000,
+    maxPointsPerMessage: 0,
+    snapshot: () => snapshot,
+    now: () => NOW,
+    logger,
+    ...over,
+  });
+  return { g, logger };
+}
+
+const snap = (balance: number, over: Partial<BalanceSnapshot> = {}): BalanceSnapshot => ({
+  balance,
+  nextGrant: null,
+  takenAt: NOW,
+  ...over,
+});
+
+const body = (over: Partial<ChatRequest> = {}): ChatRequest => ({
+  model: "gpt-4o",
+  messages: [{ role: "user", content: "Hello there, how are you today?" }],
+  ...over,
+});
+
+Deno.test("Guards.paused lets requests through at or above the cutoff", () => {
+  const { g } = guards(snap(100_000));
+  assert.equal(g.check(body(), gpt4o, registry), null);
+});
+
+Deno.test("Guards.paused refuses below the cutoff naming balance, cutoff and next grant", () => {
+  const grant = { time: NOW + 3 * 86_400_000, amount: 1_000_000, kind: "monthly" as const };
+  const { g } = guards(snap(80_000, { nextGrant: grant }));
+  const refusal = g.check(body(), gpt4o, registry)!;
+  assert.equal(refusal.guard, "paused");
+  assert.equal(refusal.balance, 80_000);
+  assert.match(refusal.message, /80,000 points/);
+  assert.match(refusal.message, /POINTS_CUTOFF of 100,000/);
+  assert.match(refusal.message, /1,000,000 points next on 2026-01-18 12:00 UTC \(in 3 days\)/);
+  assert.match(refusal.message, /Nothing was sent to Poe/);
+});
+
+Deno.test("Guards.paused mentions a stale snapshot's age and skips a grant in the past", () => {
+  const grant = { time: NOW - 1000, amount: null, kind: "daily" as const };
+  const { g } = guards(snap(5, { takenAt: NOW - 10 * 60_000, nextGrant: grant }));
+  const refusal = g.paused()!;
+  assert.match(refusal.message, /as of 10 minutes ago/);
+  assert.doesNotMatch(refusal.message, /grants/);
+});
+
+Deno.test("Guards.paused lets requests through without a snapshot and warns once", () => {
+  const { g, logger } = guards(null);
+  for (let i = 0; i < 5; i++) assert.equal(g.check(body(), gpt4o, registry), null);
+  assert.equal(logger.lines.filter((l) => l.includes("no balance yet")).length, 1);
+});
+
+Deno.test("requestedCompletionTokens takes max_completion_tokens, max_tokens, else the default", () => {
+  assert.equal(requestedCompletionTokens(body({ max_completion_tokens: 50, max_tokens: 90 })), 50);
+  assert.equal(requestedCompletionTokens(body({ max_tokens: 90 })), 90);
+  assert.equal(requestedCompletionTokens(body()), DEFAULT_COMPLETION_TOKENS);
+});
+
+Deno.test("Guards.overCap is off at 0 and passes a request under the cap", () => {
+  assert.equal(guards(snap(1e6)).g.overCap(body(), gpt4o, registry), null);
+  // GPT-4o: 140 + 35 per 1k; ~15 input + 1000 answer tokens is about 176 points.
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 200 });
+  assert.equal(g.overCap(body(), gpt4o, registry), null);
+});
+
+Deno.test("Guards.overCap refuses over the cap naming estimate, cap and cheaper models", () => {
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 200 });
+  const refusal = g.check(body({ max_tokens: 4000 }), gpt4o, registry)!;
+  assert.equal(refusal.guard, "cost-cap");
+  assert.match(refusal.message, /GPT-4o would cost about 2\d\d points/);
+  assert.match(refusal.message, /up to 4,000 answer tokens/);
+  assert.match(refusal.message, /MAX_POINTS_PER_MESSAGE of 200 points/);
+  assert.match(refusal.message, /Cheaper models: GPT-4o-mini\./);
+  const long = g.check(
+    body({ messages: [{ role: "user", content: "word ".repeat(3000) }] }),
+    gpt4o,
+    registry,
+  )!;
+  assert.match(long.message, /3,0\d\d input tokens, 1,000 answer tokens assumed/);
+});
+
+Deno.test("Guards.overCap lets through models without a price", () => {
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 1 });
+  assert.equal(g.overCap(body(), registry.lookup("Veo-3")!, registry), null);
+});
+
+Deno.test("guardResponse answers a non-streamed request with a complete chat.completion", async () => {
+  const res = guardResponse({ guard: "paused", message: "Paused.", balance: 5 }, body());
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-poe-proxy-guard"), "paused");
+  assert.equal(res.headers.get("content-type"), "application/json");
+  const json: any = await res.json();
+  assert.match(json.id, /^chatcmpl-[0-9a-f]{24}$/);
+  assert.equal(json.object, "chat.completion");
+  assert.equal(json.model, "gpt-4o");
+  assert.deepEqual(json.choices, [{
+    index: 0,
+    message: { role: "assistant", content: "Paused." },
+    finish_reason: "stop",
+  }]);
+  assert.equal(json.usage.balance_points, 5);
+  assert.equal(json.usage.cost_points, 0);
+});
+
+Deno.test("guardResponse streams role, content, stop, usage when asked, then [DONE]", async () => {
+  const res = guardResponse(
+    { guard: "cost-cap", message: "Too dear.", balance: null },
+    body({ stream: true, stream_options: { include_usage: true } }),
+  );
+  assert.equal(res.headers.get("x-poe-proxy-guard"), "cost-cap");
+  assert.match(res.headers.get("content-type")!, /^text\/event-stream/);
+  const events = (await res.text()).split("\n\n").filter(Boolean).map((e) => e.slice(6));
+  assert.equal(events.at(-1), "[DONE]");
+  const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+  assert.deepEqual(chunks[0].choices[0].delta, { role: "assistant", content: "Too dear." });
+  assert.equal(chunks[1].choices[0].finish_reason, "stop");
+  assert.deepEqual(chunks[2].choices, []);
+  assert.equal(chunks[2].usage.total_tokens, 0);
+  assert.ok(chunks.every((c) => c.object === "chat.completion.chunk" && c.id === chunks[0].id));
+  const plain = guardResponse(
+    { guard: "paused", message: "x", balance: 1 },
+    body({ stream: true }),
+  );
+  const plainEvents = (await plain.text()).split("\n\n").filter(Boolean);
+  assert.equal(plainEvents.length, 3);
+});
