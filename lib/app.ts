@@ -10,6 +10,12 @@ import { RequestContext, requestIdFrom } from "./request_context.ts";
 import { UpstreamClient } from "./upstream.ts";
 import { handleChat } from "./chat.ts";
 import { TokenCounter } from "./tokens.ts";
+import { ProxyMetrics } from "./proxy_metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
+import { RecentRequests } from "./recent_requests.ts";
+import { UsageDashboard } from "./dashboard.ts";
+import { dashboardResponse } from "./dashboard_page.ts";
+import type { UsageService } from "./usage_service.ts";
 
 /** What the app is built from. Everything long-lived is created by the caller or from `config`. */
 export interface AppDeps {
@@ -26,6 +32,14 @@ export interface AppDeps {
   counter?: TokenCounter;
   /** Clock for rate limiting. Default: `Date.now`. */
   now?: () => number;
+  /** The points machinery (balance poller, Usage API, guards). Default: none (balance unknown). */
+  usage?: UsageService;
+  /** What `GET /metrics` shows. Default: new, fed by every request. */
+  metrics?: ProxyMetrics;
+  /** The last requests shown on the dashboard. Default: the last 50 chat completions. */
+  recent?: RecentRequests;
+  /** Builds `GET /api/usage`. Default: one reading `usage`. */
+  dashboard?: UsageDashboard;
 }
 
 /** Connection facts Deno.serve hands to a handler; tests may omit them. */
@@ -108,6 +122,30 @@ export function createApp(deps: AppDeps): App {
   // `created` must not change between calls: the time this app was built.
   const created = Math.floor(now() / 1000);
   const cors = new Set(config.corsOrigins);
+  const metrics = deps.metrics ?? new ProxyMetrics({
+    models: deps.registry,
+    balance: () => deps.usage?.poller.snapshot ?? null,
+    version: deps.version,
+  });
+  const recent = deps.recent ?? new RecentRequests();
+  const dashboard = deps.dashboard ?? new UsageDashboard({
+    api: deps.usage?.api ?? null,
+    poller: deps.usage?.poller ?? null,
+    paused: deps.usage ? () => deps.usage!.guards.paused() : undefined,
+    guards: config,
+    recent,
+    version: deps.version,
+    logger,
+  });
+  const ended = (ctx: RequestContext) => {
+    metrics.ended(ctx);
+    recent.record(ctx);
+    dashboard.sample();
+  };
+  const lateCost = (ctx: RequestContext, points: number) => {
+    metrics.lateCost(ctx.fields.model, points);
+    recent.updateCost(ctx.id, points);
+  };
 
   const chat: Handler = async (req, ctx) => {
     const decision = clients.take(ctx.client);
@@ -177,7 +215,33 @@ export function createApp(deps: AppDeps): App {
       auth: true,
       handler: chat,
     },
+    {
+      method: "GET",
+      pattern: new URLPattern({ pathname: "/metrics" }),
+      auth: true,
+      handler: () => {
+        dashboard.sample();
+        return new Response(metrics.render(), {
+          headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" },
+        });
+      },
+    },
   ];
+  if (config.dashboard) {
+    routes.push({
+      method: "GET",
+      pattern: new URLPattern({ pathname: "/" }),
+      // The page holds no data: it asks for a key and sends it with its API calls.
+      auth: false,
+      handler: () => dashboardResponse(),
+    }, {
+      method: "GET",
+      pattern: new URLPattern({ pathname: "/api/usage" }),
+      auth: true,
+      handler: async () =>
+        json(await dashboard.build(), { headers: { "cache-control": "no-store" } }),
+    });
+  }
 
   function corsHeaders(req: Request): Record<string, string> {
     const origin = req.headers.get("origin");
@@ -247,7 +311,10 @@ export function createApp(deps: AppDeps): App {
         method: req.method,
         path: url.pathname,
         logger,
+        onEnd: ended,
+        onLateCost: lateCost,
       });
+      metrics.arrived();
       let response: Response;
       try {
         response = await route(req, ctx, url, keyName !== null);

@@ -213,7 +213,7 @@ export class ProxyMetrics {
   }
 
   /** The real cost of an answer that ended with an estimate arrived later. */
-  lateCost(requestedModel: string, points: number): void {
+  lateCost(requestedModel: unknown, points: number): void {
     this.points.inc({ model: modelLabel(requestedModel, this.#models()), kind: "real" }, points);
   }
 
