@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import {
   Counter,
   escapeLabelValue,
@@ -13,40 +12,7 @@ import { modelLabel, parseAttempts, ProxyMetrics, routeLabel } from "../lib/prox
 import { RequestContext } from "../lib/request_context.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { testRegistry } from "./harness.ts";
-
-/** One family as the npm parser returns it. */
-export interface ParsedFamily {
-  name: string;
-  help: string;
-  type: string;
-  metrics: {
-    value?: string;
-    labels?: Record<string, string>;
-    buckets?: Record<string, string>;
-    count?: string;
-    sum?: string;
-  }[];
-}
-
-/** Parses Prometheus text with `parse-prometheus-text-format` into families by name. */
-export function parseMetrics(text: string): Map<string, ParsedFamily> {
-  const families = parsePrometheusTextFormat(text) as ParsedFamily[];
-  return new Map(families.map((f) => [f.name, f]));
-}
-
-/** The value of the sample whose labels include `labels`, as a number, or undefined. */
-export function sample(
-  families: Map<string, ParsedFamily>,
-  name: string,
-  labels: Record<string, string> = {},
-): number | undefined {
-  const family = families.get(name);
-  const m = family?.metrics.find((s) =>
-    Object.entries(labels).every(([k, v]) => s.labels?.[k] === v)
-  );
-  if (!m) return undefined;
-  return Number(m.value ?? m.count);
-}
+import { parseMetrics, sample } from "./prometheus_text.ts";
 
 Deno.test("Counter, Gauge and Histogram render text the npm parser reads back", () => {
   const registry = new MetricsRegistry();

@@ -1,0 +1,274 @@
+// deno-lint-ignore-file no-explicit-any
+import assert from "node:assert/strict";
+import { UsageDashboard } from "../lib/dashboard.ts";
+import { DASHBOARD_CSP, DASHBOARD_HTML } from "../lib/dashboard_page.ts";
+import { RecentRequests } from "../lib/recent_requests.ts";
+import { RequestContext } from "../lib/request_context.ts";
+import { createApp } from "../lib/app.ts";
+import { createLogger, memoryLogger } from "../lib/log.ts";
+import { UsageApi } from "../lib/usage_api.ts";
+import type { BalanceSnapshot } from "../lib/usage.ts";
+import { FakePoe } from "./fake_poe.ts";
+import { testConfig, testRegistry } from "./harness.ts";
+import { seedHistory, startDashboardSetup } from "./dashboard_fixture.ts";
+import { parseMetrics, sample } from "./prometheus_text.ts";
+
+const GUARDS = { pointsCutoff: 1000, pointsPerMessageWarn: 5000, maxPointsPerMessage: 0 };
+
+function poller(snapshot: BalanceSnapshot | null) {
+  return { snapshot, stale: false, status: { failures: 0, lastError: null } };
+}
+
+async function chat(url: string, body: Record<string, unknown>, headers = {}): Promise<any> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify({ messages: [{ role: "user", content: "hi" }], ...body }),
+  });
+  const text = await res.text();
+  assert.equal(res.status, 200, text);
+  return text;
+}
+
+Deno.test("RecentRequests keeps the newest 50, newest first, and takes late costs", () => {
+  const recent = new RecentRequests();
+  for (let i = 0; i < 60; i++) {
+    const ctx = new RequestContext({
+      id: `r${i}`,
+      client: "127.0.0.1",
+      method: "POST",
+      path: "/v1/chat/completions",
+      logger: memoryLogger(),
+    });
+    ctx.fields.model = "GPT-4o";
+    ctx.fields.points = 10;
+    ctx.fields.points_estimated = true;
+    ctx.end(200);
+    recent.record(ctx);
+  }
+  const skipped = new RequestContext({
+    id: "health",
+    client: "x",
+    method: "GET",
+    path: "/healthz",
+    logger: memoryLogger(),
+  });
+  skipped.end(200);
+  recent.record(skipped);
+  const rows = recent.list();
+  assert.equal(rows.length, 50);
+  assert.equal(rows[0].id, "r59");
+  assert.equal(rows[49].id, "r10");
+  assert.ok(recent.updateCost("r55", 12));
+  assert.equal(recent.list()[4].points, 12);
+  assert.equal(recent.list()[4].points_estimated, false);
+  assert.equal(recent.updateCost("r1", 1), false);
+});
+
+Deno.test("UsageDashboard.build sums 30 days per day and per model from the paged history", async () => {
+  await using fake = await FakePoe.start();
+  const now = Date.now();
+  seedHistory(fake, now);
+  const api = new UsageApi({ baseUrl: fake.url, apiKey: fake.apiKey });
+  const snap = { balance: 5000, nextGrant: null, takenAt: now - 5000 };
+  const dash = new UsageDashboard({
+    api,
+    poller: poller(snap),
+    guards: GUARDS,
+    recent: new RecentRequests(),
+    version: "t",
+    now: () => now,
+  });
+  const d = await dash.build();
+  assert.equal(d.daily.length, 30);
+  assert.equal(d.daily.at(-1)!.date, new Date(now).toISOString().slice(0, 10));
+  // 61 entries over 100 per page: one call.
+  assert.equal(fake.usageCalls(), 1);
+  const total = d.daily.reduce((sum, x) => sum + x.points, 0);
+  assert.equal(total, d.spent!.total.month);
+  assert.equal(d.spent!.total.count, 61);
+  const gpt = d.spent!.models.find((m) => m.model === "GPT-4o")!;
+  assert.equal(gpt.day, 100);
+  assert.equal(gpt.week, 100 + 101 + 102 + 103 + 104 + 105 + 106);
+  assert.equal(d.spent!.models[0].model, "Claude-Sonnet-4.6");
+  assert.ok(d.spent!.models.some((m) => m.model === "Web-Search"));
+  assert.deepEqual(d.balance, {
+    points: 5000,
+    taken_at: now - 5000,
+    age_seconds: 5,
+    stale: false,
+    next_grant: null,
+  });
+  assert.equal(d.guards.state, "ok");
+  assert.equal(d.history.ok, true);
+  assert.deepEqual(d.balance_samples, [{ time: now - 5000, points: 5000 }]);
+  await dash.close();
+});
+
+Deno.test("UsageDashboard caches the history and re-reads only the newest page", async () => {
+  await using fake = await FakePoe.start();
+  let now = Date.now();
+  for (let i = 0; i < 250; i++) {
+    fake.addHistory({ creation_time: (now - 3_600_000 - i * 60_000) * 1000, cost_points: 1 });
+  }
+  const dash = new UsageDashboard({
+    api: new UsageApi({ baseUrl: fake.url, apiKey: fake.apiKey }),
+    poller: null,
+    guards: GUARDS,
+    recent: new RecentRequests(),
+    version: "t",
+    now: () => now,
+  });
+  assert.equal((await dash.build()).spent!.total.count, 250);
+  assert.equal(fake.usageCalls(), 3);
+  await dash.build();
+  assert.equal(fake.usageCalls(), 3, "a fresh cache makes no calls");
+  fake.addHistory({ creation_time: now * 1000, cost_points: 40 });
+  now += 31_000;
+  const d = await dash.build();
+  assert.equal(fake.usageCalls(), 4, "one page covers the new entries and the overlap");
+  assert.equal(d.spent!.total.count, 251);
+  assert.equal(d.spent!.total.day, 250 + 40);
+  assert.equal(d.balance, null);
+  assert.equal(d.guards.state, "unknown");
+  await dash.close();
+});
+
+Deno.test("UsageDashboard reports the pause guard and logs when it turns on and off", async () => {
+  const logger = memoryLogger();
+  const view = poller({ balance: 500, nextGrant: null, takenAt: 1 });
+  const dash = new UsageDashboard({
+    api: null,
+    poller: view,
+    guards: GUARDS,
+    recent: new RecentRequests(),
+    version: "t",
+    logger,
+  });
+  const d = await dash.build();
+  assert.equal(d.guards.state, "paused");
+  assert.match(d.guards.message!, /POINTS_CUTOFF/);
+  assert.equal(d.history.ok, false);
+  assert.match(d.history.error!, /POE_API_KEY/);
+  view.snapshot = { balance: 2000, nextGrant: null, takenAt: 2 };
+  dash.sample();
+  view.snapshot = { balance: 2000, nextGrant: null, takenAt: 3 };
+  dash.sample();
+  assert.equal(logger.lines.filter((l) => l.includes("guard on")).length, 1);
+  assert.equal(logger.lines.filter((l) => l.includes("guard off")).length, 1);
+  assert.equal((await dash.build()).guards.state, "ok");
+});
+
+Deno.test("the dashboard page is self-contained and never inserts text as HTML", () => {
+  assert.doesNotMatch(DASHBOARD_HTML, /<script[^>]+src|<link|@import|url\(/i);
+  const urls = DASHBOARD_HTML.match(/https?:\/\/[^\s"'<>]+/g) ?? [];
+  assert.deepEqual([...new Set(urls)], ["http://www.w3.org/2000/svg"]);
+  assert.doesNotMatch(DASHBOARD_HTML, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+  assert.match(DASHBOARD_CSP, /default-src 'none'/);
+  assert.match(DASHBOARD_CSP, /script-src 'sha256-[A-Za-z0-9+/=]+'/);
+  assert.match(DASHBOARD_HTML, /name="viewport"/);
+});
+
+Deno.test("GET /api/usage shows the fake's balance, 30 days and the requests just made", async () => {
+  await using s = await startDashboardSetup();
+  await chat(s.proxy.url, { model: "gpt-4o" });
+  await chat(s.proxy.url, { model: "Claude-Sonnet-4.6", stream: true });
+  const res = await fetch(`${s.proxy.url}/api/usage`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("cache-control"), "no-store");
+  const d = await res.json();
+  assert.equal(d.balance.points, s.usage.poller.snapshot!.balance);
+  assert.ok([1_234_567, s.fake.balance].includes(d.balance.points), String(d.balance.points));
+  assert.equal(typeof d.balance.next_grant.time, "number");
+  assert.equal(d.daily.length, 30);
+  assert.ok(d.daily.every((x: any) => x.points > 0));
+  assert.equal(d.recent.length, 2);
+  assert.equal(d.recent[0].model, "Claude-Sonnet-4.6");
+  assert.equal(d.recent[0].stream, true);
+  assert.equal(d.recent[1].model, "gpt-4o");
+  assert.equal(d.recent[1].status, 200);
+  assert.equal(typeof d.recent[1].tokens_in, "number");
+  assert.equal(d.guards.points_cutoff, s.proxy.config.pointsCutoff);
+});
+
+Deno.test("GET /metrics counts the chat requests and parses as Prometheus text", async () => {
+  await using s = await startDashboardSetup();
+  await chat(s.proxy.url, { model: "gpt-4o" });
+  await chat(s.proxy.url, { model: "gpt-4o", stream: true });
+  const res = await fetch(`${s.proxy.url}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
+  const m = parseMetrics(await res.text());
+  const labels = { route: "/v1/chat/completions", model: "GPT-4o", status: "200" };
+  assert.equal(sample(m, "poe_proxy_requests_total", labels), 2);
+  assert.equal(sample(m, "poe_proxy_request_duration_seconds"), 2);
+  assert.equal(sample(m, "poe_proxy_time_to_first_byte_seconds"), 1);
+  assert.equal(sample(m, "poe_proxy_upstream_attempts_total", { reason: "first" }), 2);
+  assert.ok(sample(m, "poe_proxy_tokens_total", { model: "GPT-4o", kind: "prompt" })! > 0);
+  assert.equal(sample(m, "poe_proxy_requests_in_flight"), 1, "the scrape itself");
+  assert.equal(sample(m, "poe_proxy_balance_points"), s.usage.poller.snapshot!.balance);
+  assert.ok(sample(m, "poe_proxy_usage_poll_last_success_timestamp_seconds")! > 1.7e9);
+});
+
+Deno.test("with inbound keys, /metrics and /api/usage need a key but the page does not", async () => {
+  await using s = await startDashboardSetup({ env: { PROXY_API_KEYS: "k-one,k-two" } });
+  for (const path of ["/metrics", "/api/usage"]) {
+    const anon = await fetch(`${s.proxy.url}${path}`);
+    await anon.body?.cancel();
+    assert.equal(anon.status, 401, path);
+    const ok = await fetch(`${s.proxy.url}${path}`, { headers: { authorization: "Bearer k-two" } });
+    await ok.body?.cancel();
+    assert.equal(ok.status, 200, path);
+  }
+  const page = await fetch(`${s.proxy.url}/`);
+  const html = await page.text();
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("content-type")!, /^text\/html/);
+  assert.equal(page.headers.get("content-security-policy"), DASHBOARD_CSP);
+  assert.ok(!html.includes("k-one"));
+});
+
+Deno.test("DASHBOARD=off removes / and /api/usage but keeps /metrics", async () => {
+  await using s = await startDashboardSetup({ env: { DASHBOARD: "off" } });
+  for (const [path, status] of [["/", 404], ["/api/usage", 404], ["/metrics", 200]] as const) {
+    const res = await fetch(`${s.proxy.url}${path}`);
+    await res.body?.cancel();
+    assert.equal(res.status, status, path);
+  }
+});
+
+Deno.test("the request log line carries every field, as JSON, and no message content", async () => {
+  await using fake = await FakePoe.start();
+  const lines: string[] = [];
+  const config = testConfig({ POE_BASE_URL: fake.url, LOG_FORMAT: "json", FOOTER: "off" });
+  const app = createApp({
+    config,
+    version: "t",
+    registry: await testRegistry().then((r) => () => r),
+    logger: createLogger({ format: "json", level: "debug", write: (l) => lines.push(l) }),
+  });
+  const res = await app.handler(
+    new Request("http://proxy/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": "log-1" },
+      body: JSON.stringify({
+        model: "gpt-4o",
+        messages: [{ role: "user", content: "secret words" }],
+      }),
+    }),
+    { remoteAddr: { hostname: "10.0.0.7" } },
+  );
+  await res.text();
+  const entries = lines.map((l) => JSON.parse(l));
+  const line = entries.find((e) => e.event === "request" && e.request_id === "log-1");
+  assert.ok(line, lines.join("\n"));
+  for (const k of ["time", "client", "method", "path", "model", "stream", "status", "attempts"]) {
+    assert.ok(k in line, `missing ${k}`);
+  }
+  assert.equal(line.client, "10.0.0.7");
+  assert.equal(line.status, 200);
+  assert.equal(line.attempts, "first:200");
+  assert.equal(typeof line.ms, "number");
+  assert.equal(typeof line.tokens_in, "number");
+  assert.ok(!lines.some((l) => l.includes("secret words")), "no content without LOG_BODIES");
+});
