@@ -98,7 +98,14 @@ export async function handleChat(
   if (clipped) headers.set("x-poe-proxy-clipped", clipped);
 
   if (sendBody.stream) return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body));
-  return await jsonAnswer(answer, ctx, deps, headers);
+  try {
+    return await jsonAnswer(answer, ctx, deps, headers);
+  } catch (err) {
+    // The client's abort also broke the body's read: that is a 499, not Poe's failure.
+    if (!req.signal.aborted) throw err;
+    ctx.fields.error = "client gone while Poe answered";
+    throw new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
+  }
 }
 
 function streamAnswer(

@@ -209,6 +209,10 @@ export class UpstreamClient {
   #chatUrl: string;
 
   constructor(options: UpstreamOptions) {
+    // An option given as `undefined` keeps its default rather than erasing it.
+    const given = Object.fromEntries(
+      Object.entries(options).filter(([, value]) => value !== undefined),
+    ) as UpstreamOptions;
     this.#options = {
       retries: 2,
       connectTimeoutMs: 10_000,
@@ -217,7 +221,7 @@ export class UpstreamClient {
       sleep: defaultSleep,
       random: Math.random,
       userAgent: "poe-proxy",
-      ...options,
+      ...given,
     };
     this.#chatUrl = `${options.baseUrl}/v1/chat/completions`;
   }

@@ -8,7 +8,13 @@ import { UpstreamClient } from "../lib/upstream.ts";
 
 /** The fake, and a proxy whose Poe client sleeps instantly and records how long it would have. */
 async function setup(
-  options: { retries?: number; baseUrl?: string; env?: Record<string, string> } = {},
+  options: {
+    retries?: number;
+    baseUrl?: string;
+    env?: Record<string, string>;
+    fetch?: typeof fetch;
+    connectTimeoutMs?: number;
+  } = {},
 ) {
   const fake = await FakePoe.start();
   const sleeps: number[] = [];
@@ -17,6 +23,8 @@ async function setup(
     baseUrl: options.baseUrl ?? fake.url,
     apiKey: "test-poe-key",
     retries: options.retries ?? 2,
+    fetch: options.fetch,
+    connectTimeoutMs: options.connectTimeoutMs,
     logger: upstreamLog,
     random: () => 0,
     sleep: (ms, signal) => {
@@ -329,6 +337,31 @@ Deno.test("Poe unreachable: 502 after the retries, each attempt logged", async (
   assert.match(attempts[0], /reason=first status=0/);
   assert.match(attempts[2], /reason=retry-network status=0/);
   assert.deepEqual(t.sleeps, [125, 250]);
+});
+
+Deno.test("connect timeout: a Poe that never takes the connection is 504 after the retries", async () => {
+  const port = closedPort();
+  // fetch hangs as it would on a black-holed address; the probe finds the port closed.
+  const hanging: typeof fetch = (_input, init) =>
+    new Promise((_, reject) => {
+      const signal = init!.signal!;
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+    });
+  await using t = await setup({
+    baseUrl: `http://127.0.0.1:${port}`,
+    fetch: hanging,
+    connectTimeoutMs: 30,
+  });
+  const started = Date.now();
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 504);
+  assert.equal(res.body.error.type, "timeout_error");
+  assert.equal(res.body.error.code, "upstream_connect_timeout");
+  assert.match(res.body.error.message, /CONNECT_TIMEOUT_SECONDS/);
+  const attempts = t.upstreamLog.lines.filter((l) => l.includes("upstream attempt"));
+  assert.equal(attempts.length, 3, "a connect timeout is a network error: retried");
+  assert.match(attempts[0], /error="connect timeout"/);
+  assert.ok(Date.now() - started < 1000);
 });
 
 Deno.test("Poe unreachable with the default client from config: 502", async () => {

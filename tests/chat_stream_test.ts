@@ -366,6 +366,44 @@ Deno.test("a client that aborts before Poe answered cancels Poe's request", asyn
   assert.ok(t.fake.cancellations[0].time - abortedAt < 1000);
 });
 
+Deno.test("a client that leaves while a non-streamed answer arrives: Poe's body cancelled, 499 logged", async () => {
+  const { promise: cancelled, resolve } = Promise.withResolvers<void>();
+  const { promise: answering, resolve: started } = Promise.withResolvers<void>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    await req.body?.cancel();
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"id":'));
+        started();
+      },
+      cancel: () => resolve(),
+    });
+    return new Response(body, { headers: { "content-type": "application/json" } });
+  });
+  try {
+    await using proxy = await startProxy({
+      poeUrl: `http://127.0.0.1:${server.addr.port}`,
+      env: { FOOTER: "off" },
+    });
+    const ac = new AbortController();
+    const pending = streamRequest(proxy.url, "", { stream: false }, {
+      signal: ac.signal,
+      headers: { "x-request-id": "leaves-json" },
+    }).catch((err) => err);
+    await answering;
+    await new Promise((r) => setTimeout(r, 20));
+    ac.abort();
+    assert.ok((await pending) instanceof Error);
+    await cancelled;
+    const mine = (l: string) => l.includes("request_id=leaves-json") && l.includes(" path=");
+    await until(() => proxy.logs.some(mine));
+    assert.match(proxy.logs.find(mine)!, /status=499/);
+    assert.ok(!proxy.logs.some((l) => l.includes("request failed")));
+  } finally {
+    await server.shutdown();
+  }
+});
+
 // --- headers -------------------------------------------------------------------------------------
 
 Deno.test("stream headers: event-stream, no-cache, no buffering, request id, Poe's rate limits", async () => {
