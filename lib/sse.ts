@@ -93,7 +93,7 @@ export function relaySse(
     error: false,
   };
   let out: ReadableStreamDefaultController<Uint8Array>;
-  let pending: Uint8Array[] = [];
+  const pending: Uint8Array[] = [];
   let heldFinish: Chunk | null = null;
   let heldUsage: Chunk | null = null;
   let sawDone = false;
@@ -201,7 +201,7 @@ export function relaySse(
 
   const flush = () => {
     for (const bytes of pending) out.enqueue(bytes);
-    pending = [];
+    pending.length = 0;
   };
 
   const end = (how: RelayOutcome["end"]) => {
