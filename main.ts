@@ -14,6 +14,8 @@ import { createLogger, type Logger, printError, printLine } from "./lib/log.ts";
 import { ModelRegistry, ModelsError } from "./lib/models.ts";
 import { ApiKeys, parseKeys } from "./lib/api_keys.ts";
 import { createApp } from "./lib/app.ts";
+import { UsageApi } from "./lib/usage_api.ts";
+import { fetchUsageReport, formatUsageReport } from "./lib/usage_report.ts";
 import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts";
 import { healthcheck } from "./lib/healthcheck.ts";
 import { execStartFor, systemdUnit } from "./lib/systemd_unit.ts";
@@ -29,6 +31,7 @@ Usage:
   poe-proxy [options]                 start the server
   poe-proxy models [--remote] [--json]  list this proxy's models, or Poe's live catalogue
   poe-proxy check                     validate configuration and models.yaml, then exit
+  poe-proxy usage [--json]            print the balance, next grant and points per model (1/7/30 days)
   poe-proxy healthcheck               exit 0 if the server at HOST:PORT answers /healthz, else 1
   poe-proxy systemd-unit              print a hardened systemd unit for this program
   poe-proxy --help | --version
@@ -170,6 +173,7 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
           urlHost(hostname)
         }:${port} (${registry.size} models)`,
       );
+      app.usage.poller.start();
     },
     handler: (req, info) => app.handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }),
   });
@@ -183,7 +187,7 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
       logger.warn("grace period over; closing open requests", {});
       Deno.exit(0);
     }, config.shutdownGraceSeconds * 1000);
-    server.shutdown().then(() => {
+    server.shutdown().then(() => app.close()).then(() => {
       clearTimeout(grace);
       Deno.exit(0);
     });
@@ -268,6 +272,20 @@ async function run(args: string[]): Promise<number> {
       printLine(`configuration ok; ${registry.size} models from ${source}`);
       printLine(JSON.stringify(redactedSummary(config), null, 2));
       if (!config.poeApiKey) printLine(`warning: ${missingKeyMessage()}`);
+      return 0;
+    }
+    case "usage": {
+      if (!config.poeApiKey) throw new StartupError(missingKeyMessage());
+      const api = new UsageApi({
+        baseUrl: config.poeBaseUrl,
+        apiKey: config.poeApiKey,
+        userAgent: `poe-proxy/${VERSION}`,
+      });
+      try {
+        printLine(formatUsageReport(await fetchUsageReport(api), values.json === true));
+      } catch (err) {
+        throw new StartupError(`Cannot read Poe's usage: ${(err as Error).message}`);
+      }
       return 0;
     }
     case "systemd-unit": {

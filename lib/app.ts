@@ -15,7 +15,7 @@ import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import { RecentRequests } from "./recent_requests.ts";
 import { UsageDashboard } from "./dashboard.ts";
 import { dashboardResponse } from "./dashboard_page.ts";
-import type { UsageService } from "./usage_service.ts";
+import { createUsageService, type UsageService } from "./usage_service.ts";
 
 /** What the app is built from. Everything long-lived is created by the caller or from `config`. */
 export interface AppDeps {
@@ -32,7 +32,10 @@ export interface AppDeps {
   counter?: TokenCounter;
   /** Clock for rate limiting. Default: `Date.now`. */
   now?: () => number;
-  /** The points machinery (balance poller, Usage API, guards). Default: none (balance unknown). */
+  /**
+   * The points machinery (balance poller, Usage API, cost tracker, guards). Default: built from
+   * `config`, its poller not started (main.ts starts it once listening), closed by `App.close`.
+   */
   usage?: UsageService;
   /** What `GET /metrics` shows. Default: new, fed by every request. */
   metrics?: ProxyMetrics;
@@ -50,6 +53,10 @@ export interface ConnInfo {
 /** The built application. */
 export interface App {
   handler(req: Request, info?: ConnInfo): Promise<Response>;
+  /** The points machinery in use; start its poller once the server listens. */
+  usage: UsageService;
+  /** Stops what the app built itself (the usage service when not given). Idempotent. */
+  close(): Promise<void>;
 }
 
 type Handler = (
@@ -119,19 +126,24 @@ export function createApp(deps: AppDeps): App {
     now,
   });
   const counter = deps.counter ?? new TokenCounter();
+  const usage = deps.usage ?? createUsageService(config, {
+    logger,
+    counter,
+    userAgent: `poe-proxy/${deps.version}`,
+  });
   // `created` must not change between calls: the time this app was built.
   const created = Math.floor(now() / 1000);
   const cors = new Set(config.corsOrigins);
   const metrics = deps.metrics ?? new ProxyMetrics({
     models: deps.registry,
-    balance: () => deps.usage?.poller.snapshot ?? null,
+    balance: () => usage.poller.snapshot,
     version: deps.version,
   });
   const recent = deps.recent ?? new RecentRequests();
   const dashboard = deps.dashboard ?? new UsageDashboard({
-    api: deps.usage?.api ?? null,
-    poller: deps.usage?.poller ?? null,
-    paused: deps.usage ? () => deps.usage!.guards.paused() : undefined,
+    api: usage.api,
+    poller: usage.poller,
+    paused: () => usage.guards.paused(),
     guards: config,
     recent,
     version: deps.version,
@@ -168,6 +180,7 @@ export function createApp(deps: AppDeps): App {
       upstream,
       logger,
       counter,
+      usage,
     });
     for (const [k, v] of Object.entries(limitHeaders)) {
       if (!response.headers.has(k)) response.headers.set(k, v);
@@ -250,7 +263,7 @@ export function createApp(deps: AppDeps): App {
     return {
       "access-control-allow-origin": cors.has("*") ? "*" : origin,
       "access-control-expose-headers":
-        "x-request-id, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, retry-after, x-poe-points, x-poe-balance, x-poe-proxy-clipped, x-poe-proxy-guard",
+        "x-request-id, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, retry-after, x-poe-points, x-poe-points-estimated, x-poe-balance, x-poe-proxy-clipped, x-poe-proxy-guard",
       vary: "Origin",
     };
   }
@@ -300,6 +313,8 @@ export function createApp(deps: AppDeps): App {
   }
 
   return {
+    usage,
+    close: () => deps.usage ? Promise.resolve() : usage.close(),
     async handler(req, info) {
       const url = new URL(req.url);
       const peer = info?.remoteAddr?.hostname ?? "unknown";

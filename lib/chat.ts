@@ -10,6 +10,10 @@ import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_requ
 import { relaySse } from "./sse.ts";
 import { clipMessages, contextCap } from "./clip.ts";
 import type { TokenCounter } from "./tokens.ts";
+import type { UsageService } from "./usage_service.ts";
+import { stripFooters } from "./footer.ts";
+import { guardResponse } from "./guards.ts";
+import { AnswerPoints, footerAllowed } from "./answer_points.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -20,6 +24,8 @@ export interface ChatDeps {
   logger: Logger;
   /** One counter shared by every request, so its cache serves resent histories. */
   counter: TokenCounter;
+  /** Balance snapshot, guards and cost attribution. Default: none (no guards, no footer). */
+  usage?: UsageService;
 }
 
 /** Response headers of Poe's that the client should see. */
@@ -64,7 +70,14 @@ export async function handleChat(
     );
   }
 
-  const clip = clipMessages(body.messages, {
+  const paused = deps.usage?.guards.paused() ?? null;
+  if (paused) {
+    ctx.fields.guard = paused.guard;
+    return guardResponse(paused, body);
+  }
+
+  // Footers this proxy wrote go before anything is counted or sent.
+  const clip = clipMessages(stripFooters(body.messages), {
     cap: contextCap(entry.maxTokens, registry.defaults.textMaxTokens, entry.modality),
     reserve: body.max_completion_tokens ?? body.max_tokens ?? 0,
     counter: deps.counter,
@@ -73,6 +86,12 @@ export async function handleChat(
     ? `dropped=${clip.dropped} tokens=${clip.tokensBefore}->${clip.tokensAfter}`
     : null;
   if (clipped) ctx.fields.clipped = clipped;
+  const overCap =
+    deps.usage?.guards.overCap({ ...body, messages: clip.messages }, entry, registry) ?? null;
+  if (overCap) {
+    ctx.fields.guard = overCap.guard;
+    return guardResponse(overCap, body);
+  }
   const sendBody = upstreamBody(body, entry.id, clip.messages);
 
   let answer: UpstreamAnswer;
@@ -97,9 +116,23 @@ export async function handleChat(
   passHeaders(answer.response.headers, headers);
   if (clipped) headers.set("x-poe-proxy-clipped", clipped);
 
-  if (sendBody.stream) return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body));
+  const points = deps.usage
+    ? new AnswerPoints({
+      usage: deps.usage,
+      config,
+      registry,
+      entry,
+      ctx,
+      annotate: config.footer,
+      footer: footerAllowed(config, body, req.headers),
+      clipped: clip.clipped ? clip : null,
+    })
+    : null;
+  if (sendBody.stream) {
+    return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body), points);
+  }
   try {
-    return await jsonAnswer(answer, ctx, deps, headers);
+    return await jsonAnswer(answer, ctx, deps, headers, points);
   } catch (err) {
     // The client's abort also broke the body's read: that is a 499, not Poe's failure.
     if (!req.signal.aborted) throw err;
@@ -114,6 +147,7 @@ function streamAnswer(
   deps: ChatDeps,
   headers: Headers,
   includeUsage: boolean,
+  points: AnswerPoints | null,
 ): Response {
   const { config } = deps;
   const upstreamBody = answer.response.body;
@@ -126,6 +160,7 @@ function streamAnswer(
     firstByteTimeoutMs: config.firstByteTimeoutSeconds * 1000,
     idleTimeoutMs: config.idleTimeoutSeconds * 1000,
     includeUsage,
+    finish: points?.annotates ? (summary) => points.finish(summary) : undefined,
     abortUpstream: answer.abort,
     onEnd(outcome) {
       answer.abort();
@@ -135,6 +170,8 @@ function streamAnswer(
         ctx.fields.tokens_out = outcome.usage.completion_tokens;
       }
       ctx.fields.finish = outcome.finishReason ?? undefined;
+      // FOOTER=off: the stream went through untouched; its cost is still attributed for the logs.
+      if (points && !points.annotates && outcome.end === "done") void points.finish(outcome);
       if (outcome.end !== "done") ctx.fields.end = outcome.end;
       ctx.end(outcome.end === "client-gone" ? 499 : 200);
     },
@@ -150,6 +187,7 @@ async function jsonAnswer(
   ctx: RequestContext,
   deps: ChatDeps,
   headers: Headers,
+  points: AnswerPoints | null,
 ): Promise<Response> {
   const timeoutMs = deps.config.idleTimeoutSeconds * 1000;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -193,6 +231,11 @@ async function jsonAnswer(
       type: "upstream_error",
       code: "upstream_bad_body",
     });
+  }
+  if (points) {
+    const parsed = JSON.parse(text);
+    for (const [k, v] of Object.entries(await points.completeJson(parsed))) headers.set(k, v);
+    if (points.annotates) text = JSON.stringify(parsed);
   }
   headers.set("content-type", "application/json");
   return new Response(text, { status: 200, headers });

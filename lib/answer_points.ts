@@ -1,0 +1,156 @@
+/** @module The points side of one answer: its cost (real or estimated), footer and usage extras. */
+import type { Config } from "./config.ts";
+import { type FooterClipping, type FooterPoints, formatFooter } from "./footer.ts";
+import type { ModelEntry, ModelRegistry } from "./models.ts";
+import type { ChatRequest, Usage } from "./openai_types.ts";
+import type { RequestContext } from "./request_context.ts";
+import type { StreamEnding, StreamSummary } from "./sse.ts";
+import type { UsageService } from "./usage_service.ts";
+
+/** Options of {@linkcode AnswerPoints}. */
+export interface AnswerPointsOptions {
+  usage: UsageService;
+  config: Config;
+  registry: ModelRegistry;
+  entry: ModelEntry;
+  ctx: RequestContext;
+  /**
+   * `FOOTER`: when off, answers pass through unchanged (no footer, no usage extras) and the cost
+   * is only attributed in the background, for logs and metrics.
+   */
+  annotate: boolean;
+  /** The footer may be shown: `FOOTER` on, no `response_format`, no `x-poe-proxy-footer: off`. */
+  footer: boolean;
+  /** Clipping done on the request, for the footer. */
+  clipped?: FooterClipping | null;
+  /** Milliseconds since the epoch. Default: `Date.now`. */
+  now?: () => number;
+}
+
+/** Whether a request allows the footer: `FOOTER` on, no `response_format`, no opt-out header. */
+export function footerAllowed(
+  config: Config,
+  body: ChatRequest,
+  headers: Headers,
+): boolean {
+  return config.footer && (body.response_format === undefined || body.response_format === null) &&
+    headers.get("x-poe-proxy-footer")?.trim().toLowerCase() !== "off";
+}
+
+/** What an answer cost and what to add to it. */
+export interface AnswerCost {
+  /** Text to append to the answer, or null. */
+  footer: string | null;
+  /** Fields for the final `usage` object: `cost_points`, `points_estimated`, `balance_points`. */
+  extras: Record<string, unknown>;
+  points: FooterPoints | null;
+  balance: number | null;
+}
+
+/**
+ * Settles one answer's points once it ended: waits up to `FOOTER_WAIT_MS` for the real cost
+ * when a footer will be shown (else not at all), falls back to the `models.yaml` estimate, and
+ * reports a cost found later through `ctx.lateCost`. Also asks the poller for a fresh balance.
+ */
+export class AnswerPoints {
+  readonly #o: AnswerPointsOptions;
+  readonly #now: () => number;
+
+  constructor(options: AnswerPointsOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Whether answers get a footer or usage extras at all (`FOOTER` on). */
+  get annotates(): boolean {
+    return this.#o.annotate;
+  }
+
+  /** The cost of an answer with these tokens; `toolCalls` answers never get a footer. */
+  async settle(usage: Usage | null, toolCalls: boolean): Promise<AnswerCost> {
+    const { usage: service, config, registry, entry, ctx } = this.#o;
+    const showFooter = this.#o.annotate && this.#o.footer && !toolCalls;
+    const total = usage
+      ? (usage.total_tokens ?? (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0))
+      : 0;
+    service.poller.answered();
+    let settled = false;
+    const found = await service.costs.attribute({
+      model: entry.id,
+      startedAt: ctx.startedAt,
+      tokens: usage ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens } : null,
+      waitMs: showFooter ? config.footerWaitMs : 0,
+      onFound: (cost) => {
+        if (settled) ctx.lateCost(cost.points);
+      },
+    });
+    settled = true;
+    const estimate = registry.estimatePoints(entry, total);
+    const points: FooterPoints | null = found
+      ? { estimated: false, points: found.points }
+      : estimate
+      ? { estimated: true, points: estimate.points, base: estimate.base, tokens: estimate.tokens }
+      : null;
+    const snap = service.poller.snapshot;
+    // A snapshot read before Poe logged this answer does not include its cost yet.
+    const balance = snap === null
+      ? null
+      : snap.balance - (found && snap.takenAt < found.createdAt ? found.points : 0);
+    if (points) {
+      ctx.fields.points = Math.round(points.points);
+      ctx.fields.points_estimated = points.estimated;
+    }
+    if (balance !== null) ctx.fields.balance = balance;
+    const extras: Record<string, unknown> = {};
+    if (points) {
+      extras.cost_points = Math.round(points.points);
+      extras.points_estimated = points.estimated;
+    }
+    if (balance !== null) extras.balance_points = balance;
+    const warn = points !== null && config.pointsPerMessageWarn > 0 &&
+      points.points > config.pointsPerMessageWarn;
+    const footer = showFooter
+      ? formatFooter({
+        usage: usage && typeof usage.prompt_tokens === "number" ? usage : null,
+        points,
+        balance,
+        balanceAgeMs: snap && service.poller.stale ? this.#now() - snap.takenAt : null,
+        warnAbove: config.pointsPerMessageWarn,
+        cap: config.maxPointsPerMessage,
+        cheaper: warn ? registry.cheaperThan(entry, total, 3) : [],
+        clipped: this.#o.clipped,
+      })
+      : null;
+    return { footer, extras, points, balance };
+  }
+
+  /** The `finish` hook of {@linkcode relaySse}. */
+  async finish(summary: StreamSummary): Promise<StreamEnding> {
+    const toolCalls = summary.toolCalls || summary.finishReason === "tool_calls";
+    const cost = await this.settle(summary.usage, toolCalls);
+    return { footer: cost.footer ?? undefined, usage: cost.extras };
+  }
+
+  /**
+   * Adds the footer and usage extras to a parsed non-streamed answer (in place, unless `FOOTER` is
+   * off) and returns the `x-poe-points`, `x-poe-points-estimated` and `x-poe-balance` headers.
+   */
+  // deno-lint-ignore no-explicit-any
+  async completeJson(answer: any): Promise<Record<string, string>> {
+    const choice = answer?.choices?.[0];
+    const message = choice?.message;
+    const toolCalls = choice?.finish_reason === "tool_calls" ||
+      (Array.isArray(message?.tool_calls) && message.tool_calls.length > 0);
+    const usage = answer?.usage && typeof answer.usage === "object" ? answer.usage : null;
+    const cost = await this.settle(usage, toolCalls);
+    if (cost.footer && message && typeof message.content === "string") {
+      message.content += cost.footer;
+    }
+    if (usage && this.#o.annotate) Object.assign(usage, cost.extras);
+    const headers: Record<string, string> = {};
+    if (cost.points) headers["x-poe-points"] = String(Math.round(cost.points.points));
+    if (cost.points?.estimated) headers["x-poe-points-estimated"] = "true";
+    if (cost.balance !== null) headers["x-poe-balance"] = String(cost.balance);
+    return headers;
+  }
+}
