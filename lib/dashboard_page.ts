@@ -26,7 +26,7 @@ border:1px solid currentColor}
 .ok{color:var(--ok)}.paused,.bad{color:var(--bad)}.unknown,.stale{color:var(--warn)}
 dl{display:grid;grid-template-columns:auto 1fr;gap:.15rem .8rem;margin:.4rem 0 0;font-size:.9rem}
 dt{color:var(--muted)}dd{margin:0;text-align:right;font-variant-numeric:tabular-nums}
-svg{display:block;width:100%;height:auto}
+svg{display:block;max-width:100%;height:auto}
 svg text{fill:var(--muted);font-size:11px}
 svg .bar{fill:var(--accent)}svg .bar:hover{opacity:.75}
 svg .grid{stroke:var(--line);stroke-width:1}
@@ -178,12 +178,32 @@ function render(d) {
   balanceChart(d.balance_samples, d.now, b);
   modelsTable(d.spent);
   recentTable(d.recent, d.now);
+  last = d;
 }
+let last = null;
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (last) { dailyChart(last.daily); balanceChart(last.balance_samples, last.now, last.balance); }
+  }, 150);
+});
+
+/** Charts are drawn in CSS pixels at the width they get, so labels stay readable on a phone. */
+function frame(svg, H) {
+  svg.replaceChildren();
+  const W = Math.max(260, Math.round(svg.parentNode.clientWidth - 32 || 600));
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+  svg.setAttribute("width", W);
+  svg.setAttribute("height", H);
+  return W;
+}
+const dur = (ms) => ms === null || ms === undefined ? "–" : ms < 1000 ? Math.round(ms) + " ms" : fmt(ms / 1000) + " s";
 
 function dailyChart(days) {
   const svg = $("daily-chart");
-  svg.replaceChildren();
-  const W = 600, H = 180, L = 44, B = 22, T = 8;
+  const H = 180, L = 44, B = 22, T = 8;
+  const W = frame(svg, H);
   const max = Math.max(1, ...days.map((x) => x.points));
   const bw = (W - L) / Math.max(1, days.length);
   for (const f of [0, 0.5, 1]) {
@@ -208,15 +228,15 @@ function dailyChart(days) {
 
 function balanceChart(samples, now, b) {
   const svg = $("balance-chart");
-  svg.replaceChildren();
-  const W = 600, H = 140, L = 64, B = 22, T = 10;
+  const H = 150, L = 70, B = 22, T = 10;
+  const W = frame(svg, H);
   const pts = samples.slice();
   if (b && (!pts.length || pts[pts.length - 1].time < now)) pts.push({ time: now, points: b.points });
   if (!pts.length) {
     svg.append(s("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "no balance yet"));
     return;
   }
-  const t0 = Math.min(pts[0].time, now - 3600000), t1 = now;
+  const t0 = Math.min(pts[0].time, now - 600000), t1 = now;
   let lo = Math.min(...pts.map((p) => p.points)), hi = Math.max(...pts.map((p) => p.points));
   if (hi - lo < 1) { hi += 1; lo = Math.max(0, lo - 1); }
   const x = (t) => L + (W - L - 6) * (t - t0) / Math.max(1, t1 - t0);
@@ -258,10 +278,9 @@ function recentTable(rows, now) {
     body.append(h("tr", { "data-id": r.id },
       h("td", { title: new Date(r.time).toISOString() }, now - r.time < 86400000 ? clock(r.time) : time(r.time)),
       h("td", { class: "model text", title: r.model || "" }, r.model || "–"),
-      h("td", { class: cls }, r.status),
-      h("td", {}, tokens), h("td", {}, points),
-      h("td", {}, fmt(r.ms / 1000) + " s"),
-      h("td", {}, r.ttfb_ms === null ? "–" : fmt(r.ttfb_ms / 1000) + " s"),
+      h("td", {}, points), h("td", { class: cls }, r.status), h("td", {}, tokens),
+      h("td", {}, dur(r.ms)),
+      h("td", {}, dur(r.ttfb_ms)),
       h("td", { class: "text" }, r.stream ? "stream" : "json"),
       h("td", { class: "text" }, r.client)));
   }
@@ -315,16 +334,16 @@ const BODY = `
       <div class="sub error" id="guard-message"></div></div>
   </div>
   <section><h2>Points per day · last 30 days (UTC)</h2>
-    <svg id="daily-chart" viewBox="0 0 600 180" role="img" aria-label="Points spent per day"></svg></section>
+    <svg id="daily-chart" viewBox="0 0 600 180" width="600" height="180" role="img" aria-label="Points spent per day"></svg></section>
   <section><h2>Balance seen by this proxy</h2>
-    <svg id="balance-chart" viewBox="0 0 600 140" role="img" aria-label="Balance over time"></svg></section>
+    <svg id="balance-chart" viewBox="0 0 600 150" width="600" height="150" role="img" aria-label="Balance over time"></svg></section>
   <section><h2>Points per model</h2><div class="scroll">
     <table id="models"><thead><tr><th class="text">Model</th><th>24 h</th><th>7 days</th><th>30 days</th>
     <th>entries</th></tr></thead><tbody></tbody></table></div>
     <div class="empty" id="models-empty">No points spent in the last 30 days.</div></section>
   <section><h2>Last 50 requests</h2><div class="scroll">
-    <table id="recent"><thead><tr><th class="text">Time</th><th class="text">Model</th><th>Status</th>
-    <th>Tokens in / out</th><th>Points</th><th>Latency</th><th>First byte</th><th class="text">Mode</th>
+    <table id="recent"><thead><tr><th class="text">Time</th><th class="text">Model</th><th>Points</th>
+    <th>Status</th><th>Tokens in / out</th><th>Latency</th><th>First byte</th><th class="text">Mode</th>
     <th class="text">Client</th></tr></thead><tbody></tbody></table></div>
     <div class="empty" id="recent-empty">No requests since the proxy started.</div></section>
 </main>
@@ -339,6 +358,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>poe-proxy dashboard</title>
+<link rel="icon" href="data:,">
 <style>${STYLE}</style>
 </head>
 <body>${BODY}<script>${SCRIPT}</script>

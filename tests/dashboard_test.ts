@@ -160,7 +160,10 @@ Deno.test("UsageDashboard reports the pause guard and logs when it turns on and 
 });
 
 Deno.test("the dashboard page is self-contained and never inserts text as HTML", () => {
-  assert.doesNotMatch(DASHBOARD_HTML, /<script[^>]+src|<link|@import|url\(/i);
+  assert.doesNotMatch(DASHBOARD_HTML, /<script[^>]+src|@import|url\(/i);
+  for (const link of DASHBOARD_HTML.match(/<link[^>]*>/g) ?? []) {
+    assert.match(link, /href="data:/, link);
+  }
   const urls = DASHBOARD_HTML.match(/https?:\/\/[^\s"'<>]+/g) ?? [];
   assert.deepEqual([...new Set(urls)], ["http://www.w3.org/2000/svg"]);
   assert.doesNotMatch(DASHBOARD_HTML, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
