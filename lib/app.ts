@@ -174,17 +174,24 @@ export function createApp(deps: AppDeps): App {
           `This proxy keeps Poe under POE_RATE_LIMIT_PER_MINUTE (${config.poeRateLimitPerMinute}); try again in ${global.retryAfterSeconds} s.`,
       });
     }
-    const response = await handleChat(req, ctx, {
-      config,
-      registry: deps.registry,
-      upstream,
-      logger,
-      counter,
-      usage,
-    });
-    for (const [k, v] of Object.entries(limitHeaders)) {
-      if (!response.headers.has(k)) response.headers.set(k, v);
+    let response: Response;
+    try {
+      response = await handleChat(req, ctx, {
+        config,
+        registry: deps.registry,
+        upstream,
+        logger,
+        counter,
+        usage,
+      });
+    } catch (err) {
+      // Errors carry the client's limit too; a 429 keeps the headers that explain it (Poe's).
+      if (err instanceof ProxyError && err.status !== 429) Object.assign(err.headers, limitHeaders);
+      throw err;
     }
+    // The client's own bucket is the limit that binds it; Poe's account-wide figures (passed on
+    // when this limiter is off) would tell every client how busy the others are.
+    for (const [k, v] of Object.entries(limitHeaders)) response.headers.set(k, v);
     return response;
   };
 

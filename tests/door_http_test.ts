@@ -1,0 +1,425 @@
+// deno-lint-ignore-file no-explicit-any
+/** @module The door over HTTP: rate limits, inbound keys, CORS and the startup warning (issue 6). */
+import assert from "node:assert/strict";
+import { FakePoe } from "./fake_poe.ts";
+import { startProxy, testConfig, testRegistry } from "./harness.ts";
+import { startProxyProcess } from "./proxy_process.ts";
+import { createApp } from "../lib/app.ts";
+import { memoryLogger } from "../lib/log.ts";
+
+const LIMITED = { RATE_LIMIT_PER_MINUTE: "60", RATE_LIMIT_BURST: "3", FOOTER: "off" };
+
+async function setup(env: Record<string, string> = {}) {
+  const fake = await FakePoe.start();
+  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
+  return {
+    fake,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await proxy.close();
+      await fake.close();
+    },
+  };
+}
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+async function call(url: string, init: RequestInit = {}): Promise<Answer> {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  let body: any = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // an SSE stream or empty body stays text
+  }
+  return { status: res.status, headers: res.headers, body };
+}
+
+function chat(url: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
+  return call(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: body ??
+      JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+  });
+}
+
+function assertOpenAiError(body: any, type: string): void {
+  assert.equal(typeof body?.error?.message, "string", JSON.stringify(body));
+  assert.equal(body.error.type, type);
+  assert.ok("param" in body.error && "code" in body.error, JSON.stringify(body));
+}
+
+function remaining(a: Answer): number {
+  return Number(a.headers.get("x-ratelimit-remaining-requests"));
+}
+
+// --- rate limiting ------------------------------------------------------------------------------
+
+Deno.test("rate limit: burst 3 lets 3 through, the 4th gets 429 rate_limit_error with Retry-After", async () => {
+  await using s = await setup(LIMITED);
+  const answers: Answer[] = [];
+  for (let i = 0; i < 4; i++) answers.push(await chat(s.proxy.url));
+  for (const [i, a] of answers.slice(0, 3).entries()) {
+    assert.equal(a.status, 200, JSON.stringify(a.body));
+    assert.equal(a.headers.get("x-ratelimit-limit-requests"), "3");
+    assert.equal(remaining(a), 2 - i);
+    assert.match(a.headers.get("x-ratelimit-reset-requests")!, /^(\d+m)?\d+s$/);
+  }
+  const refused = answers[3];
+  assert.equal(refused.status, 429);
+  assertOpenAiError(refused.body, "rate_limit_error");
+  assert.equal(refused.body.error.code, "rate_limit_exceeded");
+  assert.ok(Number(refused.headers.get("retry-after")) >= 1);
+  assert.equal(refused.headers.get("x-ratelimit-limit-requests"), "3");
+  assert.equal(remaining(refused), 0);
+  assert.ok(refused.headers.get("x-ratelimit-reset-requests"));
+  // Refused requests never reach Poe.
+  assert.equal(s.fake.chatRequests().length, 3);
+});
+
+Deno.test("rate limit: every chat response carries the x-ratelimit headers, streams and errors too", async () => {
+  await using s = await setup({ ...LIMITED, RATE_LIMIT_BURST: "10" });
+  const stream = await chat(
+    s.proxy.url,
+    {},
+    JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }], stream: true }),
+  );
+  assert.equal(stream.status, 200);
+  assert.equal(remaining(stream), 9);
+  const bad = await chat(s.proxy.url, {}, "not json");
+  assert.equal(bad.status, 400);
+  assert.equal(bad.headers.get("x-ratelimit-limit-requests"), "10");
+  assert.equal(remaining(bad), 8);
+  const unknown = await chat(
+    s.proxy.url,
+    {},
+    JSON.stringify({ model: "no-such-model", messages: [{ role: "user", content: "hi" }] }),
+  );
+  assert.equal(unknown.status, 404);
+  assert.equal(remaining(unknown), 7);
+  const poeFails = await chat(
+    s.proxy.url,
+    {},
+    JSON.stringify({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "hi [[fake: status=403]]" }],
+    }),
+  );
+  assert.equal(poeFails.status, 403);
+  assert.ok(poeFails.headers.get("x-ratelimit-limit-requests"));
+});
+
+Deno.test("rate limit: with keys, each key has its own bucket, whatever its address", async () => {
+  await using s = await setup({ ...LIMITED, PROXY_API_KEYS: "key-alpha,key-beta" });
+  const alpha = { authorization: "Bearer key-alpha" };
+  for (let i = 0; i < 3; i++) assert.equal((await chat(s.proxy.url, alpha)).status, 200);
+  assert.equal((await chat(s.proxy.url, alpha)).status, 429);
+  // Same address, other key: a full bucket.
+  const beta = await chat(s.proxy.url, { "x-api-key": "key-beta" });
+  assert.equal(beta.status, 200);
+  assert.equal(remaining(beta), 2);
+  // The log names the key, never the key itself.
+  const lines = s.proxy.logs.filter((l) => l.includes("/v1/chat/completions"));
+  assert.ok(lines.some((l) => l.includes("client=key-1")));
+  assert.ok(lines.some((l) => l.includes("client=key-2")));
+  assert.ok(!s.proxy.logs.some((l) => l.includes("key-alpha") || l.includes("key-beta")));
+});
+
+Deno.test("rate limit: without keys, the peer address is the client (in-process, two peers)", async () => {
+  const config = testConfig({ ...LIMITED, RATE_LIMIT_BURST: "1" });
+  const app = createApp({
+    config,
+    version: "test",
+    registry: await testRegistry().then((r) => () => r),
+    logger: memoryLogger(),
+  });
+  // The body is invalid so Poe is never called; the bucket is taken before the body is read.
+  const send = (peer: string, xff?: string) =>
+    app.handler(
+      new Request("http://proxy/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(xff ? { "x-forwarded-for": xff } : {}) },
+        body: "[]",
+      }),
+      { remoteAddr: { hostname: peer } },
+    ).then(async (r) => (await r.body?.cancel(), r.status));
+  assert.equal(await send("203.0.113.1"), 400);
+  assert.equal(await send("203.0.113.1"), 429);
+  assert.equal(await send("203.0.113.2"), 400);
+  // Without TRUST_PROXY, X-Forwarded-For is ignored: a fresh forged address gains nothing.
+  assert.equal(await send("203.0.113.1", "198.51.100.9"), 429);
+  // IPv6 peers share a bucket per /64.
+  assert.equal(await send("2001:db8:1:2::1"), 400);
+  assert.equal(await send("2001:db8:1:2::ffff"), 429);
+  assert.equal(await send("2001:db8:1:3::1"), 400);
+});
+
+Deno.test("rate limit: X-Forwarded-For is believed only from a TRUST_PROXY peer", async (t) => {
+  await t.step("peer trusted: each forwarded address has its own bucket", async () => {
+    await using s = await setup({ ...LIMITED, RATE_LIMIT_BURST: "1", TRUST_PROXY: "127.0.0.1" });
+    assert.equal((await chat(s.proxy.url, { "x-forwarded-for": "198.51.100.1" })).status, 200);
+    assert.equal((await chat(s.proxy.url, { "x-forwarded-for": "198.51.100.1" })).status, 429);
+    assert.equal((await chat(s.proxy.url, { "x-forwarded-for": "198.51.100.2" })).status, 200);
+    // The right-most untrusted address counts: a client cannot prepend its way to a new bucket.
+    const forged = await chat(s.proxy.url, { "x-forwarded-for": "10.9.9.9, 198.51.100.1" });
+    assert.equal(forged.status, 429);
+    assert.ok(s.proxy.logs.some((l) => l.includes("client=198.51.100.2")));
+  });
+  await t.step("peer not trusted: X-Forwarded-For is ignored", async () => {
+    await using s = await setup({ ...LIMITED, RATE_LIMIT_BURST: "1", TRUST_PROXY: "10.0.0.1" });
+    assert.equal((await chat(s.proxy.url, { "x-forwarded-for": "198.51.100.1" })).status, 200);
+    assert.equal((await chat(s.proxy.url, { "x-forwarded-for": "198.51.100.2" })).status, 429);
+    assert.ok(s.proxy.logs.some((l) => l.includes("client=127.0.0.1")));
+    assert.ok(!s.proxy.logs.some((l) => l.includes("client=198.51.100")));
+  });
+});
+
+Deno.test("rate limit: POE_RATE_LIMIT_PER_MINUTE is one bucket for every client", async () => {
+  await using s = await setup({
+    RATE_LIMIT_PER_MINUTE: "0",
+    POE_RATE_LIMIT_PER_MINUTE: "2",
+    PROXY_API_KEYS: "k-one,k-two,k-three",
+  });
+  assert.equal((await chat(s.proxy.url, { authorization: "Bearer k-one" })).status, 200);
+  assert.equal((await chat(s.proxy.url, { authorization: "Bearer k-two" })).status, 200);
+  const third = await chat(s.proxy.url, { authorization: "Bearer k-three" });
+  assert.equal(third.status, 429);
+  assertOpenAiError(third.body, "rate_limit_error");
+  assert.match(third.body.error.message, /POE_RATE_LIMIT_PER_MINUTE \(2\)/);
+  assert.ok(Number(third.headers.get("retry-after")) >= 1);
+  assert.equal(s.fake.chatRequests().length, 2);
+});
+
+Deno.test("rate limit: RATE_LIMIT_PER_MINUTE=0 turns it off; only Poe's own headers pass on", async () => {
+  await using s = await setup({ RATE_LIMIT_PER_MINUTE: "0", RATE_LIMIT_BURST: "1" });
+  for (let i = 0; i < 5; i++) {
+    const a = await chat(s.proxy.url);
+    assert.equal(a.status, 200);
+    // The fake reports Poe's account limit of 500; nothing of the disabled bucket of 1.
+    assert.equal(a.headers.get("x-ratelimit-limit-requests"), "500");
+  }
+  const bad = await chat(s.proxy.url, {}, "{");
+  assert.equal(bad.status, 400);
+  assert.equal(bad.headers.get("x-ratelimit-limit-requests"), null);
+});
+
+// --- inbound keys -------------------------------------------------------------------------------
+
+Deno.test("keys: Bearer and x-api-key accepted; wrong or missing is 401; /healthz open", async () => {
+  await using s = await setup({ PROXY_API_KEYS: "good-key-1, good-key-2" });
+  const url = s.proxy.url;
+  assert.equal((await call(`${url}/healthz`)).status, 200);
+  const attempts: Record<string, string>[] = [
+    {},
+    { authorization: "Bearer wrong-key" },
+    { authorization: "Bearer good-key-1x" },
+    { authorization: "Basic Z29vZC1rZXktMQ==" },
+    { authorization: "good-key-1" },
+    { "x-api-key": "" },
+    { "x-api-key": "good-key" },
+  ];
+  for (const headers of attempts) {
+    for (const path of ["/v1/models", "/v1/models/gpt-4o"]) {
+      const a = await call(`${url}${path}`, { headers });
+      assert.equal(a.status, 401, `${path} ${JSON.stringify(headers)}`);
+      assertOpenAiError(a.body, "authentication_error");
+      assert.equal(a.body.error.code, "invalid_api_key");
+      assert.equal(a.headers.get("www-authenticate"), "Bearer");
+      assert.ok(!JSON.stringify(a.body).includes("good-key"));
+    }
+    const c = await chat(url, headers);
+    assert.equal(c.status, 401);
+    assertOpenAiError(c.body, "authentication_error");
+  }
+  assert.equal(s.fake.chatRequests().length, 0);
+  assert.equal(
+    (await call(`${url}/v1/models`, { headers: { authorization: "Bearer good-key-1" } }))
+      .status,
+    200,
+  );
+  assert.equal(
+    (await call(`${url}/v1/models`, { headers: { authorization: "bearer  good-key-2" } }))
+      .status,
+    200,
+  );
+  assert.equal(
+    (await call(`${url}/v1/models`, { headers: { "x-api-key": "good-key-2" } })).status,
+    200,
+  );
+  assert.equal((await chat(url, { "x-api-key": "good-key-1" })).status, 200);
+  // A wrong Bearer with a right x-api-key still gets in (each candidate is checked).
+  assert.equal(
+    (await call(`${url}/v1/models`, {
+      headers: { authorization: "Bearer nope", "x-api-key": "good-key-1" },
+    })).status,
+    200,
+  );
+  // An unknown endpoint under /v1/ says 404, not whether a key is right.
+  assert.equal((await call(`${url}/v1/nothing`)).status, 404);
+});
+
+Deno.test("keys: PROXY_API_KEYS_FILE is read by main.ts, one key a line, comments skipped", async () => {
+  await using fake = await FakePoe.start();
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${dir}/keys.txt`, "# clients\nfile-key-one\n\n  file-key-two  \r\n");
+  await using proxy = await startProxyProcess({
+    env: {
+      POE_API_KEY: "test-poe-key",
+      POE_BASE_URL: fake.url,
+      PORT: "0",
+      FOOTER: "off",
+      PROXY_API_KEYS: "env-key",
+      PROXY_API_KEYS_FILE: `${dir}/keys.txt`,
+    },
+    cwd: dir,
+  });
+  assert.equal((await call(`${proxy.url}/healthz`)).status, 200);
+  assert.equal((await call(`${proxy.url}/v1/models`)).status, 401);
+  assert.equal(
+    (await call(`${proxy.url}/v1/models`, { headers: { "x-api-key": "# clients" } }))
+      .status,
+    401,
+  );
+  for (const key of ["file-key-one", "file-key-two", "env-key"]) {
+    const a = await call(`${proxy.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(a.status, 200, key);
+  }
+  assert.equal((await chat(proxy.url, { authorization: "Bearer file-key-two" })).status, 200);
+  assert.equal(await proxy.stop(), 0);
+  const printed = proxy.stdout() + proxy.stderr();
+  for (const key of ["file-key-one", "file-key-two", "env-key"]) assert.ok(!printed.includes(key));
+  assert.ok(!printed.includes("no inbound keys"));
+});
+
+Deno.test("keys: an unreadable PROXY_API_KEYS_FILE stops main.ts with exit code 2", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      new URL("../main.ts", import.meta.url).pathname,
+    ],
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      POE_API_KEY: "k",
+      PORT: "0",
+      PROXY_API_KEYS_FILE: "/nonexistent/keys.txt",
+    },
+    clearEnv: true,
+    cwd: Deno.makeTempDirSync(),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 2);
+  assert.match(
+    new TextDecoder().decode(out.stderr),
+    /PROXY_API_KEYS_FILE "\/nonexistent\/keys\.txt"/,
+  );
+});
+
+// --- CORS ---------------------------------------------------------------------------------------
+
+const ORIGIN = "https://app.example.com";
+
+function corsHeaderNames(headers: Headers): string[] {
+  return [...headers.keys()].filter((k) => k.startsWith("access-control-"));
+}
+
+Deno.test("CORS: CORS_ORIGINS empty sends no CORS headers, even to a preflight", async () => {
+  await using s = await setup();
+  const get = await call(`${s.proxy.url}/v1/models`, { headers: { origin: ORIGIN } });
+  assert.equal(get.status, 200);
+  assert.deepEqual(corsHeaderNames(get.headers), []);
+  const pre = await call(`${s.proxy.url}/v1/chat/completions`, {
+    method: "OPTIONS",
+    headers: { origin: ORIGIN, "access-control-request-method": "POST" },
+  });
+  assert.deepEqual(corsHeaderNames(pre.headers), []);
+});
+
+Deno.test("CORS: an allowed origin gets headers and its preflight 204; others get none", async () => {
+  await using s = await setup({
+    CORS_ORIGINS: `${ORIGIN}, https://other.example.com`,
+    PROXY_API_KEYS: "browser-key",
+    ...LIMITED,
+  });
+  const pre = await call(`${s.proxy.url}/v1/chat/completions`, {
+    method: "OPTIONS",
+    headers: {
+      origin: ORIGIN,
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "authorization, content-type",
+    },
+  });
+  // The preflight carries no key and still succeeds.
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers.get("access-control-allow-origin"), ORIGIN);
+  assert.match(pre.headers.get("access-control-allow-methods")!, /\bPOST\b/);
+  assert.match(pre.headers.get("access-control-allow-headers")!, /authorization/i);
+  assert.match(pre.headers.get("access-control-allow-headers")!, /content-type/i);
+  assert.match(pre.headers.get("vary")!, /origin/i);
+
+  const ok = await chat(s.proxy.url, { origin: ORIGIN, authorization: "Bearer browser-key" });
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get("access-control-allow-origin"), ORIGIN);
+  assert.match(ok.headers.get("access-control-expose-headers")!, /x-ratelimit-remaining-requests/);
+  // An error is readable by the page too.
+  const refused = await chat(s.proxy.url, { origin: ORIGIN });
+  assert.equal(refused.status, 401);
+  assert.equal(refused.headers.get("access-control-allow-origin"), ORIGIN);
+
+  for (const origin of ["https://evil.example.com", "https://app.example.com.evil.net", "null"]) {
+    const pre2 = await call(`${s.proxy.url}/v1/chat/completions`, {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "POST" },
+    });
+    assert.deepEqual(corsHeaderNames(pre2.headers), [], origin);
+    const get = await call(`${s.proxy.url}/v1/models`, {
+      headers: { origin, authorization: "Bearer browser-key" },
+    });
+    assert.equal(get.status, 200);
+    assert.deepEqual(corsHeaderNames(get.headers), [], origin);
+  }
+});
+
+Deno.test("CORS: CORS_ORIGINS=* allows any origin with a literal *", async () => {
+  await using s = await setup({ CORS_ORIGINS: "*" });
+  const get = await call(`${s.proxy.url}/healthz`, { headers: { origin: "https://x.example" } });
+  assert.equal(get.headers.get("access-control-allow-origin"), "*");
+});
+
+// --- the startup warning ------------------------------------------------------------------------
+
+const WARNING = /anyone who can reach this port spends your Poe points/;
+
+Deno.test("main.ts warns at startup on a non-loopback HOST without keys, and only then", async (t) => {
+  const base = { POE_API_KEY: "k", PORT: "0", LOG_FORMAT: "text" };
+  await t.step("HOST=0.0.0.0 without keys: warns", async () => {
+    await using proxy = await startProxyProcess({ env: { ...base, HOST: "0.0.0.0" } });
+    // Only the loopback address is used, though the server listens on every interface.
+    const port = new URL(proxy.url).port;
+    assert.equal((await call(`http://127.0.0.1:${port}/healthz`)).status, 200);
+    await proxy.stop();
+    assert.match(proxy.stderr() + proxy.stdout(), WARNING);
+    assert.match(proxy.stderr(), /WARN/);
+  });
+  await t.step("HOST=0.0.0.0 with keys: silent", async () => {
+    await using proxy = await startProxyProcess({
+      env: { ...base, HOST: "0.0.0.0", PROXY_API_KEYS: "some-key" },
+    });
+    await proxy.stop();
+    assert.doesNotMatch(proxy.stderr() + proxy.stdout(), WARNING);
+  });
+  await t.step("HOST=127.0.0.1 without keys: silent", async () => {
+    await using proxy = await startProxyProcess({ env: { ...base, HOST: "127.0.0.1" } });
+    await proxy.stop();
+    assert.doesNotMatch(proxy.stderr() + proxy.stdout(), WARNING);
+  });
+});

@@ -1,0 +1,101 @@
+/** @module main.ts as a child process: its URL, pid, memory and every line it printed. */
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** A running `main.ts` child. */
+export interface ProxyProcess extends AsyncDisposable {
+  url: string;
+  pid: number;
+  /** Everything printed so far on standard output. */
+  stdout(): string;
+  /** Everything printed so far on standard error. */
+  stderr(): string;
+  /** Resident set size in bytes, from `/proc/<pid>/status` (`VmRSS`). */
+  rss(): number;
+  /** Sends SIGTERM and waits for the exit; returns the exit code. */
+  stop(): Promise<number>;
+}
+
+/** Options of {@linkcode startProxyProcess}. */
+export interface ProxyProcessOptions {
+  /** Variables of the child's otherwise empty environment (PATH, HOME and NO_COLOR are added). */
+  env: Record<string, string>;
+  /** Extra arguments after `main.ts`. */
+  args?: string[];
+  /** Working directory. Default: a new empty temporary directory. */
+  cwd?: string;
+  /** Give up waiting for the listening line after this long. Default: 20000 ms. */
+  timeoutMs?: number;
+}
+
+async function drain(stream: ReadableStream<Uint8Array>, sink: { text: string }): Promise<void> {
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) sink.text += chunk;
+}
+
+/** Spawns `deno run main.ts` and resolves once it prints its listening line. */
+export async function startProxyProcess(options: ProxyProcessOptions): Promise<ProxyProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--unstable-no-legacy-abort",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      MAIN,
+      ...(options.args ?? []),
+    ],
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      NO_COLOR: "1",
+      ...options.env,
+    },
+    clearEnv: true,
+    cwd: options.cwd ?? Deno.makeTempDirSync(),
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = { text: "" };
+  const err = { text: "" };
+  const drained = Promise.all([drain(child.stdout, out), drain(child.stderr, err)]);
+  const deadline = Date.now() + (options.timeoutMs ?? 20_000);
+  let exited = false;
+  child.status.then(() => exited = true);
+  let url = "";
+  while (!url) {
+    const match = /listening on (http:\/\/\S+) /.exec(out.text);
+    if (match) url = match[1];
+    else if (exited || Date.now() > deadline) {
+      if (!exited) child.kill("SIGKILL");
+      await child.status;
+      await drained;
+      throw new Error(`main.ts did not start:\n${out.text}\n${err.text}`);
+    } else await new Promise((r) => setTimeout(r, 20));
+  }
+  let stopped: Promise<number> | null = null;
+  const stop = () => {
+    stopped ??= (async () => {
+      if (!exited) child.kill("SIGTERM");
+      const status = await child.status;
+      await drained;
+      return status.code;
+    })();
+    return stopped;
+  };
+  return {
+    url,
+    pid: child.pid,
+    stdout: () => out.text,
+    stderr: () => err.text,
+    rss: () => {
+      const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
+      const kb = /^VmRSS:\s+(\d+) kB/m.exec(status);
+      if (!kb) throw new Error(`no VmRSS in /proc/${child.pid}/status`);
+      return Number(kb[1]) * 1024;
+    },
+    stop,
+    async [Symbol.asyncDispose]() {
+      await stop();
+    },
+  };
+}
