@@ -321,7 +321,10 @@ export function createApp(deps: AppDeps): App {
 
   return {
     usage,
-    close: () => deps.usage ? Promise.resolve() : usage.close(),
+    close: async () => {
+      await dashboard.close();
+      if (!deps.usage) await usage.close();
+    },
     async handler(req, info) {
       const url = new URL(req.url);
       const peer = info?.remoteAddr?.hostname ?? "unknown";
@@ -350,7 +353,8 @@ export function createApp(deps: AppDeps): App {
       }
       response.headers.set("x-request-id", ctx.id);
       for (const [k, v] of Object.entries(corsHeaders(req))) response.headers.set(k, v);
-      if (!ctx.deferred) ctx.end(response.status);
+      // A client that left before the answer was ready is logged as 499, whatever was prepared.
+      if (!ctx.deferred) ctx.end(req.signal.aborted ? 499 : response.status);
       return response;
     },
   };

@@ -55,6 +55,8 @@ export async function handleChat(
     timeoutMs: config.bodyTimeoutSeconds * 1000,
   });
   const body = validateChatRequest(raw);
+  // Message content is logged only when LOG_BODIES=on, and then only at debug level.
+  if (config.logBodies) deps.logger.debug("request body", { request_id: ctx.id, body });
   const registry = deps.registry();
   const entry = registry.lookup(body.model);
   ctx.fields.model = body.model;
@@ -111,6 +113,8 @@ export async function handleChat(
     throw err;
   }
   ctx.fields.attempts = answer.attempts.map((a) => `${a.reason}:${a.status}`).join(",");
+  // Poe's response headers; a stream replaces it with its first event's time.
+  ctx.ttfbMs = ctx.elapsedMs();
 
   const headers = new Headers();
   passHeaders(answer.response.headers, headers);
@@ -231,6 +235,9 @@ async function jsonAnswer(
       type: "upstream_error",
       code: "upstream_bad_body",
     });
+  }
+  if (deps.config.logBodies) {
+    deps.logger.debug("response body", { request_id: ctx.id, body: text.slice(0, 100_000) });
   }
   if (points) {
     const parsed = JSON.parse(text);

@@ -205,7 +205,7 @@ Deno.test("GET /metrics counts the chat requests and parses as Prometheus text",
   const labels = { route: "/v1/chat/completions", model: "GPT-4o", status: "200" };
   assert.equal(sample(m, "poe_proxy_requests_total", labels), 2);
   assert.equal(sample(m, "poe_proxy_request_duration_seconds"), 2);
-  assert.equal(sample(m, "poe_proxy_time_to_first_byte_seconds"), 1);
+  assert.equal(sample(m, "poe_proxy_time_to_first_byte_seconds"), 2);
   assert.equal(sample(m, "poe_proxy_upstream_attempts_total", { reason: "first" }), 2);
   assert.ok(sample(m, "poe_proxy_tokens_total", { model: "GPT-4o", kind: "prompt" })! > 0);
   assert.equal(sample(m, "poe_proxy_requests_in_flight"), 1, "the scrape itself");
@@ -240,28 +240,37 @@ Deno.test("DASHBOARD=off removes / and /api/usage but keeps /metrics", async () 
   }
 });
 
-Deno.test("the request log line carries every field, as JSON, and no message content", async () => {
+async function loggedChat(env: Record<string, string>): Promise<string[]> {
   await using fake = await FakePoe.start();
   const lines: string[] = [];
-  const config = testConfig({ POE_BASE_URL: fake.url, LOG_FORMAT: "json", FOOTER: "off" });
+  const config = testConfig({ POE_BASE_URL: fake.url, LOG_FORMAT: "json", FOOTER: "off", ...env });
   const app = createApp({
     config,
     version: "t",
     registry: await testRegistry().then((r) => () => r),
     logger: createLogger({ format: "json", level: "debug", write: (l) => lines.push(l) }),
   });
-  const res = await app.handler(
-    new Request("http://proxy/v1/chat/completions", {
-      method: "POST",
-      headers: { "content-type": "application/json", "x-request-id": "log-1" },
-      body: JSON.stringify({
-        model: "gpt-4o",
-        messages: [{ role: "user", content: "secret words" }],
+  try {
+    const res = await app.handler(
+      new Request("http://proxy/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": "log-1" },
+        body: JSON.stringify({
+          model: "gpt-4o",
+          messages: [{ role: "user", content: "secret words" }],
+        }),
       }),
-    }),
-    { remoteAddr: { hostname: "10.0.0.7" } },
-  );
-  await res.text();
+      { remoteAddr: { hostname: "10.0.0.7" } },
+    );
+    await res.text();
+  } finally {
+    await app.close();
+  }
+  return lines;
+}
+
+Deno.test("the request log line carries every field, as JSON, and no message content", async () => {
+  const lines = await loggedChat({});
   const entries = lines.map((l) => JSON.parse(l));
   const line = entries.find((e) => e.event === "request" && e.request_id === "log-1");
   assert.ok(line, lines.join("\n"));
@@ -269,9 +278,52 @@ Deno.test("the request log line carries every field, as JSON, and no message con
     assert.ok(k in line, `missing ${k}`);
   }
   assert.equal(line.client, "10.0.0.7");
+  assert.equal(line.method, "POST");
+  assert.equal(line.path, "/v1/chat/completions");
+  assert.equal(line.model, "gpt-4o");
+  assert.equal(line.stream, false);
   assert.equal(line.status, 200);
   assert.equal(line.attempts, "first:200");
   assert.equal(typeof line.ms, "number");
+  assert.equal(typeof line.ttfb_ms, "number");
   assert.equal(typeof line.tokens_in, "number");
+  assert.equal(typeof line.tokens_out, "number");
+  assert.equal(typeof line.points, "number");
+  assert.equal(typeof line.points_estimated, "boolean");
   assert.ok(!lines.some((l) => l.includes("secret words")), "no content without LOG_BODIES");
+});
+
+Deno.test("LOG_BODIES=on logs the request and answer bodies at debug level", async () => {
+  const lines = await loggedChat({ LOG_BODIES: "on" });
+  const bodies = lines.map((l) => JSON.parse(l)).filter((e) => e.event.endsWith(" body"));
+  assert.deepEqual(bodies.map((e) => [e.event, e.level]), [
+    ["request body", "debug"],
+    ["response body", "debug"],
+  ]);
+  assert.equal(bodies[0].request_id, "log-1");
+  assert.equal(bodies[0].body.messages[0].content, "secret words");
+  assert.match(bodies[1].body, /chat\.completion/);
+});
+
+Deno.test("guarded and rate-limited requests show in /metrics, /api/usage and the log", async () => {
+  await using s = await startDashboardSetup({
+    env: { POINTS_CUTOFF: "2000000", RATE_LIMIT_PER_MINUTE: "1", RATE_LIMIT_BURST: "1" },
+  });
+  await chat(s.proxy.url, { model: "gpt-4o" });
+  const limited = await fetch(`${s.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+  });
+  await limited.body?.cancel();
+  assert.equal(limited.status, 429);
+  const m = parseMetrics(await (await fetch(`${s.proxy.url}/metrics`)).text());
+  assert.equal(sample(m, "poe_proxy_guarded_total", { guard: "paused" }), 1);
+  assert.equal(sample(m, "poe_proxy_rate_limited_total", { scope: "client" }), 1);
+  assert.equal(sample(m, "poe_proxy_upstream_attempts_total"), undefined, "Poe was never called");
+  const d = await (await fetch(`${s.proxy.url}/api/usage`)).json();
+  assert.equal(d.guards.state, "paused");
+  assert.match(d.guards.message, /POINTS_CUTOFF/);
+  assert.deepEqual(d.recent.map((r: any) => [r.status, r.guard]), [[429, null], [200, "paused"]]);
+  assert.ok(s.proxy.logs.some((l) => l.includes("guard=paused")), "the log line names the guard");
 });
