@@ -173,6 +173,17 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
           urlHost(hostname)
         }:${port} (${registry.size} models)`,
       );
+      logger.info("started", {
+        version: VERSION,
+        url: `http://${urlHost(hostname)}:${port}`,
+        models: registry.size,
+        inbound_keys: keys.size,
+        dashboard: config.dashboard,
+        footer: config.footer,
+        points_cutoff: config.pointsCutoff,
+        max_points_per_message: config.maxPointsPerMessage,
+        log_bodies: config.logBodies,
+      });
       app.usage.poller.start();
     },
     handler: (req, info) => app.handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }),
