@@ -1,0 +1,431 @@
+// deno-lint-ignore-file no-explicit-any
+/** @module Points end to end: the proxy on a real port, the fake Poe with its Usage API, real clients. */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { DEFAULT_REPLY, FakePoe, type FakePoeOptions } from "./fake_poe.ts";
+import { startProxy, testConfig } from "./harness.ts";
+import { createUsageService } from "../lib/usage_service.ts";
+import { memoryLogger, printLine } from "../lib/log.ts";
+import { stripFooter } from "../lib/footer.ts";
+
+interface SetupOptions {
+  fake?: FakePoeOptions;
+  env?: Record<string, string>;
+  /** Start the poller and wait for its first snapshot. Default: true. */
+  poll?: boolean;
+}
+
+/** The fake Poe, the proxy with a usage service the test controls, and an SDK client. */
+async function setup(options: SetupOptions = {}) {
+  const fake = await FakePoe.start(options.fake);
+  const env = { FOOTER_WAIT_MS: "1500", ...options.env };
+  const logger = memoryLogger();
+  const usage = createUsageService(testConfig({ POE_BASE_URL: fake.url, ...env }), { logger });
+  if (options.poll !== false) {
+    usage.poller.start();
+    await usage.poller.refresh();
+  }
+  const proxy = await startProxy({ poeUrl: fake.url, env, deps: { usage } });
+  const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+  return {
+    fake,
+    proxy,
+    usage,
+    client,
+    usageLogs: logger.lines,
+    historyCalls: () => fake.requests.filter((r) => r.path === "/usage/points_history").length,
+    async [Symbol.asyncDispose]() {
+      await proxy.close();
+      await usage.close();
+      await fake.close();
+    },
+  };
+}
+
+/** The fake's billing: 10 points plus one per token. */
+const fakeCost = (u: { prompt_tokens: number; completion_tokens: number }) =>
+  10 + u.prompt_tokens + u.completion_tokens;
+
+const grouped = (n: number) => n.toLocaleString("en-US");
+
+async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
+  return await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+}
+
+/** Parses an SSE body into its JSON chunks (without `[DONE]`). */
+function chunks(text: string): any[] {
+  const events = text.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+  assert.equal(events.at(-1), "[DONE]");
+  return events.slice(0, -1).map((e) => JSON.parse(e));
+}
+
+async function until(check: () => boolean, ms = 6000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+Deno.test("openai SDK, non-streamed: the real cost in footer, usage and headers", async () => {
+  await using t = await setup();
+  const { data, response } = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hello, how much does this cost?" }],
+  }).withResponse();
+  const usage: any = data.usage;
+  const cost = fakeCost(usage);
+  const balance = 1_000_000 - cost;
+  assert.equal(
+    data.choices[0].message.content,
+    `${DEFAULT_REPLY}\n\n---\n📊 Tokens: ${usage.total_tokens} (Input: ${usage.prompt_tokens}, ` +
+      `Output: ${usage.completion_tokens})\n💰 Points: ${cost}\n🏦 Current balance: ${
+        grouped(balance)
+      } points`,
+  );
+  assert.equal(usage.cost_points, cost);
+  assert.equal(usage.points_estimated, false);
+  assert.equal(usage.balance_points, balance);
+  assert.equal(response.headers.get("x-poe-points"), String(cost));
+  assert.equal(response.headers.get("x-poe-balance"), String(balance));
+  assert.equal(response.headers.get("x-poe-points-estimated"), null);
+  assert.ok(t.proxy.logs.some((l) => l.includes(`points=${cost}`) && l.includes("request")));
+});
+
+Deno.test("openai SDK, streamed: the footer is the last content chunk, before the finish", async () => {
+  await using t = await setup();
+  const stream = await t.client.chat.completions.create({
+    model: "claude-sonnet",
+    messages: [{ role: "user", content: "Stream me something." }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "";
+  const seen: string[] = [];
+  let usage: any = null;
+  for await (const chunk of stream) {
+    const choice = chunk.choices[0];
+    if (choice?.delta?.content) {
+      text += choice.delta.content;
+      seen.push("content");
+    }
+    if (choice?.finish_reason) seen.push(`finish:${choice.finish_reason}`);
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.deepEqual(seen.slice(-2), ["content", "finish:stop"]);
+  assert.ok(text.startsWith(DEFAULT_REPLY));
+  assert.equal(stripFooter(text), DEFAULT_REPLY);
+  const cost = fakeCost(usage);
+  assert.match(text, new RegExp(`\\n💰 Points: ${cost}\\n`));
+  assert.equal(usage.cost_points, cost);
+  assert.equal(usage.points_estimated, false);
+  assert.equal(usage.balance_points, 1_000_000 - cost);
+});
+
+Deno.test("a history entry later than FOOTER_WAIT_MS: estimate now, real cost logged later", async () => {
+  await using t = await setup({ fake: { historyDelayMs: 700 }, env: { FOOTER_WAIT_MS: "200" } });
+  const started = Date.now();
+  const res = await post(t.proxy.url, {
+    model: "GPT-4o",
+    messages: [{ role: "user", content: "Late entry please." }],
+  });
+  const body = await res.json();
+  assert.ok(Date.now() - started < 1500, "the answer is not held past FOOTER_WAIT_MS");
+  const u = body.usage;
+  const estimate = 140 + 35 * u.total_tokens / 1000;
+  assert.match(
+    body.choices[0].message.content,
+    new RegExp(
+      `💰 Points \\(est\\.\\): ${Math.round(estimate)} \\(Base: 140, Tokens: ${
+        (35 * u.total_tokens / 1000).toFixed(1).replace(".", "\\.")
+      }\\)`,
+    ),
+  );
+  assert.equal(u.points_estimated, true);
+  assert.equal(u.cost_points, Math.round(estimate));
+  assert.equal(res.headers.get("x-poe-points-estimated"), "true");
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost")));
+  const late = t.proxy.logs.find((l) => l.includes("late cost"))!;
+  assert.match(late, new RegExp(`points=${fakeCost(u)}\\b`));
+});
+
+Deno.test("an entry that shows cost 0 first is not final: estimate, then the final cost", async () => {
+  await using t = await setup({ fake: { zeroCostMs: 800 }, env: { FOOTER_WAIT_MS: "400" } });
+  const res = await post(t.proxy.url, {
+    model: "GPT-4o",
+    stream: true,
+    stream_options: { include_usage: true },
+    messages: [{ role: "user", content: "Zero first." }],
+  });
+  const all = chunks(await res.text());
+  const usage = all.at(-1).usage;
+  assert.equal(usage.points_estimated, true);
+  assert.notEqual(usage.cost_points, 0);
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost")));
+  assert.match(
+    t.proxy.logs.find((l) => l.includes("late cost"))!,
+    new RegExp(`points=${fakeCost(usage)}\\b`),
+  );
+});
+
+Deno.test("twenty concurrent answers across two models each get their own cost, from few fetches", async () => {
+  await using t = await setup();
+  const before = t.historyCalls();
+  const results = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+    const model = i % 2 ? "GPT-4o" : "Claude-Sonnet-4.6";
+    const stream = i % 4 < 2;
+    // Different lengths give different token counts, so a swapped cost would show.
+    const content = `Question ${i}: ${"more words ".repeat(i * 3)}`;
+    const res = await post(t.proxy.url, {
+      model,
+      stream,
+      ...(stream ? { stream_options: { include_usage: true } } : {}),
+      messages: [{ role: "user", content }],
+    });
+    if (!stream) {
+      const body = await res.json();
+      return { usage: body.usage, text: body.choices[0].message.content };
+    }
+    const all = chunks(await res.text());
+    const text = all.map((c) => c.choices[0]?.delta?.content ?? "").join("");
+    return { usage: all.at(-1).usage, text };
+  }));
+  const costs = new Set<number>();
+  for (const { usage, text } of results) {
+    const cost = fakeCost(usage);
+    costs.add(cost);
+    assert.equal(usage.points_estimated, false);
+    assert.equal(usage.cost_points, cost);
+    assert.match(text, new RegExp(`\\n💰 Points: ${cost}\\n`));
+  }
+  assert.ok(costs.size >= 15, "the test requests cost different amounts");
+  const fetches = t.historyCalls() - before;
+  assert.ok(fetches >= 1 && fetches <= 4, `${fetches} history fetches for 20 answers`);
+});
+
+Deno.test("footers are stripped from a resent history before it goes to Poe", async () => {
+  await using t = await setup();
+  const first = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "First question" }],
+  });
+  const withFooter = first.choices[0].message.content!;
+  assert.notEqual(stripFooter(withFooter), withFooter);
+  await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [
+      { role: "user", content: "First question" },
+      { role: "assistant", content: withFooter },
+      { role: "assistant", content: [{ type: "text", text: `Parts${withFooter}` }] as any },
+      { role: "user", content: `Keep this user text${withFooter}` },
+    ],
+  });
+  const sent: any = t.fake.chatRequests().at(-1)!.body;
+  assert.equal(sent.messages[1].content, DEFAULT_REPLY);
+  assert.deepEqual(sent.messages[2].content, [{ type: "text", text: `Parts${DEFAULT_REPLY}` }]);
+  assert.equal(sent.messages[3].content, `Keep this user text${withFooter}`);
+});
+
+Deno.test("no footer on tool calls, response_format or x-poe-proxy-footer: off", async () => {
+  await using t = await setup();
+  const tool = {
+    type: "function" as const,
+    function: { name: "get_weather", parameters: { type: "object", properties: {} } },
+  };
+  const called = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Weather? [[fake: tools]]" }],
+    tools: [tool],
+  });
+  assert.equal(called.choices[0].finish_reason, "tool_calls");
+  assert.equal(called.choices[0].message.content, "");
+  assert.equal((called.usage as any).points_estimated !== undefined, true);
+  const stream = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Weather? [[fake: tools]]" }],
+    tools: [tool],
+    stream: true,
+  });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+  assert.ok(!text.includes("📊"));
+  const formatted = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "JSON please" }],
+    response_format: { type: "json_object" },
+  });
+  assert.equal(formatted.choices[0].message.content, DEFAULT_REPLY);
+  const res = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "No footer" }],
+  }, { "x-poe-proxy-footer": "off" });
+  const body = await res.json();
+  assert.equal(body.choices[0].message.content, DEFAULT_REPLY);
+  // Programs still get the cost; without a footer nobody waits for Poe's history.
+  assert.equal(body.usage.points_estimated, true);
+  assert.ok(body.usage.cost_points > 0);
+});
+
+Deno.test("FOOTER=off: the body passes unchanged, headers still carry the points", async () => {
+  await using t = await setup({ env: { FOOTER: "off" } });
+  const res = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "x" }],
+  });
+  const body = await res.json();
+  assert.equal(body.choices[0].message.content, DEFAULT_REPLY);
+  assert.equal(body.usage.cost_points, undefined);
+  assert.ok(Number(res.headers.get("x-poe-points")) > 0);
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost")));
+});
+
+Deno.test("pause below POINTS_CUTOFF, streamed and not: a friendly answer, Poe never called", async () => {
+  await using t = await setup({ fake: { balance: 50_000 } });
+  const { data, response } = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+  }).withResponse();
+  assert.equal(response.headers.get("x-poe-proxy-guard"), "paused");
+  assert.equal(data.choices[0].finish_reason, "stop");
+  assert.match(
+    data.choices[0].message.content!,
+    /50,000 points, below the POINTS_CUTOFF of 100,000/,
+  );
+  assert.match(
+    data.choices[0].message.content!,
+    /Poe grants (?:[\d,]+ )?points next on \d{4}-\d\d-\d\d \d\d:\d\d UTC/,
+  );
+  const stream = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+    stream: true,
+  });
+  let text = "";
+  let finish = "";
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? "";
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+  }
+  assert.match(text, /poe-proxy is paused/);
+  assert.equal(finish, "stop");
+  assert.equal(t.fake.chatRequests().length, 0);
+  assert.ok(t.proxy.logs.some((l) => l.includes("guard=paused")));
+});
+
+Deno.test("cost cap, streamed and not: refused with estimate, cap and cheaper models", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "150" } });
+  const plain = await post(t.proxy.url, {
+    model: "gpt-4o",
+    max_tokens: 4000,
+    messages: [{ role: "user", content: "Write a novel." }],
+  });
+  assert.equal(plain.headers.get("x-poe-proxy-guard"), "cost-cap");
+  const body = await plain.json();
+  assert.match(body.choices[0].message.content, /would cost about 2\d\d points/);
+  assert.match(body.choices[0].message.content, /MAX_POINTS_PER_MESSAGE of 150 points/);
+  assert.match(body.choices[0].message.content, /Cheaper models: GPT-4o-mini/);
+  const streamed = await post(t.proxy.url, {
+    model: "gpt-4o",
+    max_tokens: 4000,
+    stream: true,
+    messages: [{ role: "user", content: "Write a novel." }],
+  });
+  assert.equal(streamed.headers.get("x-poe-proxy-guard"), "cost-cap");
+  const all = chunks(await streamed.text());
+  assert.equal(all[0].choices[0].delta.role, "assistant");
+  assert.equal(all.at(-1).choices[0].finish_reason, "stop");
+  assert.equal(t.fake.chatRequests().length, 0);
+  // Under the cap, it goes through.
+  const cheap = await post(t.proxy.url, {
+    model: "gpt-4o-mini",
+    messages: [{ role: "user", content: "Short." }],
+  });
+  assert.equal(cheap.headers.get("x-poe-proxy-guard"), null);
+  await cheap.body?.cancel();
+  assert.equal(t.fake.chatRequests().length, 1);
+});
+
+Deno.test("without a balance yet, requests go through and one warning is logged", async () => {
+  await using t = await setup({ poll: false, fake: { balance: 10 } });
+  for (let i = 0; i < 3; i++) {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "x" }],
+    });
+    const body = await res.json();
+    assert.match(body.choices[0].message.content, /🏦 Current balance: unknown$/);
+  }
+  assert.equal(t.fake.chatRequests().length, 3);
+  assert.equal(t.usageLogs.filter((l) => l.includes("no balance yet")).length, 1);
+});
+
+Deno.test("load: Usage API calls per chat request at concurrency 20", async () => {
+  await using t = await setup();
+  const total = 200;
+  const concurrency = 20;
+  const before = t.fake.usageCalls();
+  let next = 0;
+  let real = 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < total) {
+      const i = next++;
+      const res = await post(t.proxy.url, {
+        model: i % 2 ? "GPT-4o" : "Gemini-2.5-Pro",
+        messages: [{ role: "user", content: `Load ${i} ${"x ".repeat(i % 37)}` }],
+      });
+      const body = await res.json();
+      if (body.usage.points_estimated === false) real++;
+    }
+  }));
+  const ms = performance.now() - started;
+  const calls = t.fake.usageCalls() - before;
+  const ratio = calls / total;
+  printLine(
+    `  load: ${total} requests at concurrency ${concurrency} in ${Math.round(ms)} ms: ` +
+      `${calls} Usage API calls (${ratio.toFixed(3)} per request), ${real} real costs`,
+  );
+  assert.equal(real, total);
+  assert.ok(ratio < 0.25, `ratio ${ratio}`);
+});
+
+Deno.test("poe-proxy usage prints the balance, next grant and points per model", async () => {
+  await using fake = await FakePoe.start({ balance: 765_432 });
+  fake.addHistory({ bot_name: "GPT-4o", cost_points: 339 });
+  fake.addHistory({ bot_name: "Claude-Sonnet-4.6", cost_points: 1200 });
+  const run = async (args: string[], key = fake.apiKey) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", "--allow-env", "--allow-read", "main.ts", "usage", ...args],
+      cwd: new URL("..", import.meta.url),
+      env: {
+        POE_API_KEY: key,
+        POE_BASE_URL: fake.url,
+        NO_COLOR: "1",
+        HOME: Deno.env.get("HOME") ?? "",
+        ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+      },
+      clearEnv: true,
+    }).output();
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+  };
+  const table = await run([]);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /^Balance: 765,432 points\n/);
+  assert.match(table.stdout, /Next (daily|monthly) grant: /);
+  assert.match(table.stdout, /Claude-Sonnet-4\.6\s+1,200\s+1,200\s+1,200/);
+  assert.match(table.stdout, /Total\s+1,539\s+1,539\s+1,539/);
+  const json = await run(["--json"]);
+  assert.equal(JSON.parse(json.stdout).total.points_30d, 1539);
+  const denied = await run([], "wrong-key");
+  assert.equal(denied.code, 2);
+  assert.match(
+    denied.stderr,
+    /^Cannot read Poe's usage: Poe's \/usage\/\w+ answered 401/,
+  );
+  assert.ok(!denied.stderr.includes("wrong-key"));
+});
