@@ -156,6 +156,9 @@ Deno.test({
       assert.equal(await page.locator("#app").isVisible(), false);
       assert.equal(await page.locator("#daily-chart rect.bar").count(), 0);
       assert.equal(await page.locator("#recent tbody tr").count(), 0);
+      const prompt = `${await Deno.makeTempDir({ prefix: "poe-proxy-dashboard-" })}/prompt.png`;
+      await page.screenshot({ path: prompt });
+      printLine(`screenshot: ${prompt} (${Deno.statSync(prompt).size} bytes)`);
 
       await page.fill("#key", "wrong-key");
       await page.click("#login-form button");
