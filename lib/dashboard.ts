@@ -103,6 +103,8 @@ export class UsageDashboard {
   #entries: PointsEntry[] = [];
   #fetchedAt: number | null = null;
   #truncated = false;
+  /** The next read re-reads all 30 days (first read, or an incremental read ran out of pages). */
+  #full = true;
   #error: string | null = null;
   #refreshing: Promise<void> | null = null;
   #samples: { time: number; points: number }[] = [];
@@ -168,7 +170,7 @@ export class UsageDashboard {
     const now = this.#now();
     const monthAgo = now - 30 * DAY_MS;
     const newest = this.#entries[0]?.creation_time;
-    const incremental = this.#fetchedAt !== null && newest !== undefined && !this.#truncated;
+    const incremental = !this.#full && newest !== undefined;
     const since = incremental
       ? Math.max(monthAgo, newest / 1000 - (this.#o.overlapMs ?? 15 * 60_000))
       : monthAgo;
@@ -181,13 +183,20 @@ export class UsageDashboard {
       const sinceUs = since * 1000;
       const kept = incremental ? this.#entries.filter((e) => e.creation_time < sinceUs) : [];
       this.#entries = [...read.entries, ...kept].filter((e) => e.creation_time >= monthAgo * 1000);
-      this.#truncated = read.truncated;
+      // A full read's truncation cuts the oldest days; an incremental one leaves a gap to fill.
+      if (incremental) this.#full = read.truncated;
+      else {
+        this.#truncated = read.truncated;
+        this.#full = false;
+      }
       this.#fetchedAt = now;
       this.#error = null;
     } catch (err) {
       if (this.#abort.signal.aborted) return;
+      const first = this.#error === null;
       this.#error = err instanceof Error ? err.message : String(err);
-      this.#o.logger?.warn("points history failed", { error: this.#error });
+      // Once per run of failures: an open dashboard retries every 30 s.
+      if (first) this.#o.logger?.warn("points history failed", { error: this.#error });
     }
   }
 

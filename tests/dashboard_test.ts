@@ -327,3 +327,78 @@ Deno.test("guarded and rate-limited requests show in /metrics, /api/usage and th
   assert.deepEqual(d.recent.map((r: any) => [r.status, r.guard]), [[429, null], [200, "paused"]]);
   assert.ok(s.proxy.logs.some((l) => l.includes("guard=paused")), "the log line names the guard");
 });
+
+Deno.test("UsageDashboard keeps re-reading only new pages after a truncated first read", async () => {
+  await using fake = await FakePoe.start();
+  let now = Date.now();
+  for (let i = 0; i < 250; i++) {
+    fake.addHistory({ creation_time: (now - 3_600_000 - i * 60_000) * 1000, cost_points: 1 });
+  }
+  const dash = new UsageDashboard({
+    api: new UsageApi({ baseUrl: fake.url, apiKey: fake.apiKey }),
+    poller: null,
+    guards: GUARDS,
+    recent: new RecentRequests(),
+    version: "t",
+    maxPages: 2,
+    now: () => now,
+  });
+  const first = await dash.build();
+  assert.equal(first.history.truncated, true);
+  assert.equal(first.spent!.total.count, 200);
+  assert.equal(fake.usageCalls(), 2);
+  now += 31_000;
+  const second = await dash.build();
+  assert.equal(fake.usageCalls(), 3);
+  assert.equal(second.history.truncated, true);
+  assert.equal(second.spent!.total.count, 200);
+  await dash.close();
+});
+
+Deno.test("UsageDashboard keeps its cache and says why when the history fails", async () => {
+  const logger = memoryLogger();
+  let fail = false;
+  let calls = 0;
+  const api = {
+    currentBalance: () => Promise.reject(new Error("unused")),
+    pointsHistory: () => {
+      calls++;
+      if (fail) return Promise.reject(new Error("Poe's /usage/points_history answered 500"));
+      return Promise.resolve({
+        data: [{
+          query_id: "q1",
+          bot_name: "GPT-4o",
+          creation_time: Date.now() * 1000,
+          usage_type: "API",
+          cost_points: 9,
+        }],
+        hasMore: false,
+      });
+    },
+  };
+  let now = Date.now();
+  const dash = new UsageDashboard({
+    api,
+    poller: null,
+    guards: GUARDS,
+    recent: new RecentRequests(),
+    version: "t",
+    now: () => now,
+    logger,
+  });
+  assert.equal((await dash.build()).spent!.total.month, 9);
+  fail = true;
+  for (let i = 0; i < 3; i++) {
+    now += 31_000;
+    const d = await dash.build();
+    assert.equal(d.spent!.total.month, 9, "the last good history stays");
+    assert.equal(d.history.ok, false);
+    assert.match(d.history.error!, /answered 500/);
+  }
+  assert.equal(calls, 4);
+  assert.equal(logger.lines.filter((l) => l.includes("points history failed")).length, 1);
+  fail = false;
+  now += 1;
+  assert.equal((await dash.build()).history.ok, true, "an error retries at once");
+  await dash.close();
+});
