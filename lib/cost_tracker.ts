@@ -1,6 +1,6 @@
 /** @module Attribution of each answer's real cost from Poe's points history, shared fetches. */
 import type { Logger } from "./log.ts";
-import type { PointsEntry, UsageSource } from "./usage_api.ts";
+import { breakdownTokens, type PointsEntry, type UsageSource } from "./usage_api.ts";
 import { REAL_TIMERS, type Timers } from "./usage.ts";
 
 /** The real cost of one answer, found in the points history. */
@@ -58,20 +58,6 @@ interface Waiter {
 }
 
 const MAX_CLAIMED = 20_000;
-const TOKENS = /\(([\d,]+) tokens?\)/;
-
-/** Input and output token counts of an entry's breakdown, as Poe writes them, or null. */
-export function breakdownTokens(entry: PointsEntry): { prompt: number; completion: number } | null {
-  const b = entry.cost_breakdown_in_points;
-  const read = (s: unknown) => {
-    const m = typeof s === "string" ? TOKENS.exec(s) : null;
-    return m ? Number(m[1].replaceAll(",", "")) : null;
-  };
-  const prompt = read(b?.Input);
-  const completion = read(b?.Output);
-  return prompt === null || completion === null ? null : { prompt, completion };
-}
-
 /**
  * Finds what each answer cost. A waiting answer is paired with an unclaimed `points_history` entry
  * of usage type `API`, of its model, created after its request started: first an entry whose token
@@ -98,6 +84,9 @@ export class CostTracker implements AsyncDisposable {
   #backgroundDelay: number;
   #abort = new AbortController();
   #calls = 0;
+  /** Consecutive failed fetches; while they fail, answers are not held for the history. */
+  #failures = 0;
+  #quietUntil = 0;
   #closed = false;
 
   constructor(options: CostTrackerOptions) {
@@ -140,6 +129,11 @@ export class CostTracker implements AsyncDisposable {
       onFound: options.onFound,
     };
     this.#waiters.push(waiter);
+    if (this.#now() < this.#quietUntil) {
+      // The history keeps failing: no answer waits for it; one fetch retries after the pause.
+      this.#schedule(this.#quietUntil - this.#now());
+      return Promise.resolve(null);
+    }
     this.#backgroundDelay = this.#backgroundPollMs;
     if (options.waitMs <= 0) {
       this.#schedule(this.#firstFetchMs);
@@ -174,6 +168,7 @@ export class CostTracker implements AsyncDisposable {
     this.#fetching = true;
     const oldestStart = Math.min(...this.#waiters.map((w) => w.startedAtUs));
     const entries: PointsEntry[] = [];
+    let failed = false;
     try {
       let after: string | undefined;
       for (let page = 0; page < this.#maxPages; page++) {
@@ -189,19 +184,45 @@ export class CostTracker implements AsyncDisposable {
         after = last.query_id;
       }
     } catch (err) {
-      if (!this.#closed) this.#logger?.debug("points history failed", { error: err });
+      failed = true;
+      if (!this.#closed) {
+        this.#failures++;
+        this.#logger?.[this.#failures === 1 ? "warn" : "debug"]("points history failed", {
+          error: err,
+          failures: this.#failures,
+        });
+      }
     } finally {
       this.#fetching = false;
     }
     if (this.#closed) return;
+    if (failed) {
+      this.#release();
+      if (this.#failures >= 3) {
+        this.#quietUntil = this.#now() + Math.min(300_000, 15_000 * 2 ** (this.#failures - 3));
+      }
+    } else {
+      this.#failures = 0;
+      this.#quietUntil = 0;
+    }
     this.#match(entries);
     this.#expire();
     const foreground = this.#waiters.some((w) => w.foreground !== null);
     if (foreground) {
       this.#schedule(this.#pollMs);
     } else if (this.#waiters.length > 0) {
-      this.#schedule(this.#backgroundDelay);
+      this.#schedule(Math.max(this.#backgroundDelay, this.#quietUntil - this.#now()));
       this.#backgroundDelay = Math.min(30_000, this.#backgroundDelay * 2);
+    }
+  }
+
+  /** Lets every answer waiting in the foreground go on with an estimate; they stay watched. */
+  #release(): void {
+    for (const w of this.#waiters) {
+      if (w.timer !== null) this.#timers.clearTimeout(w.timer);
+      w.timer = null;
+      w.foreground?.(null);
+      w.foreground = null;
     }
   }
 

@@ -111,6 +111,20 @@ function isEntry(e: unknown): e is PointsEntry {
     typeof x.usage_type === "string" && typeof x.cost_points === "number";
 }
 
+const TOKENS = /\(([\d,]+) tokens?\)/;
+
+/** Input and output token counts of an entry's breakdown, as Poe writes them, or null. */
+export function breakdownTokens(entry: PointsEntry): { prompt: number; completion: number } | null {
+  const b = entry.cost_breakdown_in_points;
+  const read = (s: unknown) => {
+    const m = typeof s === "string" ? TOKENS.exec(s) : null;
+    return m ? Number(m[1].replaceAll(",", "")) : null;
+  };
+  const prompt = read(b?.Input);
+  const completion = read(b?.Output);
+  return prompt === null || completion === null ? null : { prompt, completion };
+}
+
 /** Parses a `points_history` page; malformed entries are skipped. */
 export function parsePointsPage(body: unknown): PointsPage {
   const b = (body ?? {}) as Record<string, unknown>;

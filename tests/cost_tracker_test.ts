@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { breakdownTokens, CostTracker, type FoundCost } from "../lib/cost_tracker.ts";
+import { CostTracker, type FoundCost } from "../lib/cost_tracker.ts";
+import { breakdownTokens } from "../lib/usage_api.ts";
 import type { PointsEntry, PointsPage, PointsPageOptions, UsageSource } from "../lib/usage_api.ts";
 import { ManualClock } from "./manual_clock.ts";
 
@@ -323,4 +324,34 @@ Deno.test("CostTracker.close resolves waiting answers with null and clears its t
   assert.equal(clock.timers, 0);
   assert.equal(await tracker.attribute({ model: "x", startedAt: 0, waitMs: 100 }), null);
   assert.equal(history.calls, 0);
+});
+
+Deno.test("CostTracker: a failing history never holds answers, and goes quiet after 3 failures", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.fail = true;
+  let result: FoundCost | null | undefined;
+  tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 1500 })
+    .then((r) => result = r);
+  await clock.advance(200);
+  assert.equal(result, null, "released at the failed fetch, not at the 1.5 s deadline");
+  await clock.advance(10_000);
+  assert.ok(history.calls >= 3);
+  // Now quiet: new answers resolve at once and do not each trigger a fetch.
+  const calls = history.calls;
+  const quick = await Promise.all(
+    Array.from(
+      { length: 10 },
+      () => tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 1500 }),
+    ),
+  );
+  assert.deepEqual(quick, Array(10).fill(null));
+  await clock.advance(1_000);
+  assert.equal(history.calls, calls);
+  // Recovery: the retry after the pause finds the watched answers' costs.
+  history.fail = false;
+  history.add("GPT-4o", 9);
+  await clock.advance(60_000);
+  assert.ok(history.calls > calls);
+  assert.ok(tracker.pending < 11);
 });
