@@ -1,0 +1,742 @@
+/**
+ * @module `deno task bench`: poe-proxy side by side with a direct connection to the fake Poe and
+ * with nginx as a plain reverse proxy, against the targets of issue 9.
+ *
+ * Every server is its own process: the fake Poe (`fake_server.ts`), poe-proxy (`main.ts`, as
+ * `deno task start` runs it, with `LOG_LEVEL=warn`, no rate limits, footer and poller at their
+ * defaults), nginx when installed, and the load generator (`wrk` when installed, else `load.ts`;
+ * streamed requests and held streams always use `load.ts`, which reads raw TCP). Only 127.0.0.1 is
+ * used. Everything written goes to one temporary folder, removed at the end (`--keep` keeps it).
+ *
+ * Flags: `--quick` (shorter phases), `--profile` (run the proxy with `--cpu-prof` and print its
+ * heaviest functions), `--env NAME=VALUE` (a setting for poe-proxy, repeatable, e.g.
+ * `--env FOOTER=off`), `--no-nginx`, `--no-wrk`, `--keep`, `--budget SECONDS` (default 180).
+ */
+import { parseArgs } from "node:util";
+import { printError, printLine } from "../../lib/log.ts";
+import {
+  available,
+  Child,
+  childPids,
+  Children,
+  cpuMs,
+  freePort,
+  machineBusy,
+  rssMiB,
+  waitForPort,
+} from "./procs.ts";
+import type { HoldJob, LoopJob, LoopResult } from "./load.ts";
+import { formatProfile, summarizeProfile } from "./cpuprofile.ts";
+
+const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
+const HERE = decodeURIComponent(new URL("./", import.meta.url).pathname);
+const DENO = Deno.execPath();
+const POE_KEY = "test-poe-key";
+const CHAT = "/v1/chat/completions";
+const HEADERS = { authorization: `Bearer ${POE_KEY}` };
+const BODY = JSON.stringify({
+  model: "GPT-4o",
+  messages: [{ role: "user", content: "Hello! How are you today?" }],
+});
+/** Text of the fake's non-streamed answer to {@linkcode BODY}. */
+const EXPECT = "Hello there, friend.";
+const STREAM_BODY = JSON.stringify({
+  model: "GPT-4o",
+  stream: true,
+  messages: [{ role: "user", content: "Tell me a story. [[fake: words=40]]" }],
+});
+const HOLD_BODY = JSON.stringify({
+  model: "GPT-4o",
+  stream: true,
+  messages: [{ role: "user", content: "Take your time. [[fake: stall=120000]]" }],
+});
+const PROXY_SETTINGS: Record<string, string> = {
+  PORT: "0",
+  POE_API_KEY: POE_KEY,
+  RATE_LIMIT_PER_MINUTE: "0",
+  POE_RATE_LIMIT_PER_MINUTE: "0",
+  LOG_LEVEL: "warn",
+};
+const HOLD_COUNT = 1000;
+
+/** Seconds of each phase. */
+interface Durations {
+  warmup: number;
+  c1: number;
+  c32: number;
+  stream: number;
+}
+
+/** What one target measured. Times in milliseconds. */
+interface TargetResult {
+  c1: LoadFigures;
+  c32: LoadFigures;
+  stream: LoopResult;
+  /** CPU time the server (not the fake behind it) used per request at concurrency 32, in µs. */
+  cpuUsC32: number | null;
+  /** Requests sent to the target in all phases, warm-up included. */
+  sent: number;
+}
+
+interface LoadFigures {
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+  /** Answers that were not the fake's (a guard's): with wrk, non-2xx answers count here too. */
+  guarded: number;
+}
+
+interface Target {
+  name: string;
+  port: number;
+  /** The processes whose CPU time serves this target's requests. */
+  pids: () => Promise<number[]>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+class Load {
+  constructor(
+    readonly children: Children,
+    readonly tmp: string,
+    readonly useWrk: boolean,
+  ) {}
+
+  #luaPath = "";
+
+  async init(): Promise<void> {
+    if (!this.useWrk) return;
+    this.#luaPath = `${this.tmp}/post.lua`;
+    await Deno.writeTextFile(
+      this.#luaPath,
+      `wrk.method = "POST"
+wrk.body = [==[${BODY}]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "${HEADERS.authorization}"
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+init = function(args) guarded = 0 end
+-- A poe-proxy guard answering instead of Poe would make the run meaningless: count those.
+response = function(status, headers, body)
+  if headers["x-poe-proxy-guard"] ~= nil or not string.find(body, "${EXPECT}", 1, true) then
+    guarded = guarded + 1
+  end
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local g = 0
+  for _, t in ipairs(threads) do g = g + t:get("guarded") end
+  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"non2xx":%d,"guarded":%d,"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status, g,
+    latency:percentile(50), latency:percentile(99)))
+end
+`,
+    );
+  }
+
+  /** Non-streamed requests at `concurrency` for `seconds`. */
+  async rps(target: Target, concurrency: number, seconds: number): Promise<LoadFigures> {
+    if (this.useWrk) {
+      const child = this.children.spawn(`wrk (${target.name})`, "wrk", {
+        args: [
+          "-t1",
+          `-c${concurrency}`,
+          `-d${Math.max(1, Math.round(seconds))}s`,
+          "--timeout",
+          "10s",
+          "-s",
+          this.#luaPath,
+          `http://127.0.0.1:${target.port}${CHAT}`,
+        ],
+      });
+      const match = await child.waitLine(/^WRKJSON (.*)$/, (seconds + 30) * 1000);
+      await child.status;
+      const r = JSON.parse(match[1]);
+      return {
+        requests: r.requests,
+        rps: r.requests / (r.duration_us / 1e6),
+        p50: r.p50_us / 1000,
+        p99: r.p99_us / 1000,
+        errors: r.errors,
+        non2xx: r.non2xx,
+        guarded: r.guarded,
+      };
+    }
+    const r = await this.loop(target, {
+      body: BODY,
+      concurrency,
+      durationMs: seconds * 1000,
+      warmupMs: 200,
+    });
+    return {
+      requests: r.requests,
+      rps: r.rps,
+      p50: r.p50,
+      p99: r.p99,
+      errors: r.errors,
+      non2xx: r.non2xx,
+      guarded: r.guarded,
+    };
+  }
+
+  /** Keep-alive loops of `load.ts`. */
+  async loop(
+    target: Target,
+    job: Omit<LoopJob, "mode" | "port" | "path" | "headers">,
+  ): Promise<LoopResult> {
+    const full: LoopJob = { mode: "loop", port: target.port, path: CHAT, headers: HEADERS, ...job };
+    const child = this.children.spawn(`load.ts (${target.name})`, DENO, {
+      args: ["run", "--allow-net=127.0.0.1", `${HERE}load.ts`, JSON.stringify(full)],
+    });
+    const match = await child.waitLine(/^(\{.*\})$/, job.durationMs + (job.warmupMs ?? 0) + 30_000);
+    await child.status;
+    return JSON.parse(match[1]);
+  }
+
+  /** Opens {@linkcode HOLD_COUNT} streams; returns the child, which closes them on a line. */
+  async hold(target: Target): Promise<{ child: Child; open: number; failed: number; ms: number }> {
+    const job: HoldJob = {
+      mode: "hold",
+      port: target.port,
+      path: CHAT,
+      headers: HEADERS,
+      body: HOLD_BODY,
+      count: HOLD_COUNT,
+      batch: 100,
+    };
+    const child = this.children.spawn("load.ts (hold)", DENO, {
+      args: ["run", "--allow-net=127.0.0.1", `${HERE}load.ts`, JSON.stringify(job)],
+      stdin: true,
+    });
+    const match = await child.waitLine(/^(\{"open".*\})$/, 60_000);
+    const r = JSON.parse(match[1]);
+    return { child, open: r.open, failed: r.failed + r.non2xx, ms: r.ms };
+  }
+}
+
+async function measure(load: Load, target: Target, d: Durations): Promise<TargetResult> {
+  const warm = await load.rps(target, 8, d.warmup);
+  const c1 = await load.rps(target, 1, d.c1);
+  const pids = await target.pids();
+  const cpu = async () => {
+    let sum = 0;
+    for (const pid of pids) sum += await cpuMs(pid) ?? NaN;
+    return sum;
+  };
+  const cpuBefore = await cpu();
+  const c32 = await load.rps(target, 32, d.c32);
+  const cpuUsed = await cpu() - cpuBefore;
+  const stream = await load.loop(target, {
+    body: STREAM_BODY,
+    concurrency: 1,
+    durationMs: d.stream * 1000,
+    warmupMs: 300,
+  });
+  const cpuUsC32 = Number.isFinite(cpuUsed) ? 1000 * cpuUsed / Math.max(1, c32.requests) : null;
+  return {
+    c1,
+    c32,
+    stream,
+    cpuUsC32,
+    sent: warm.requests + c1.requests + c32.requests + stream.requests,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
+  for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+async function startProxy(
+  children: Children,
+  tmp: string,
+  fakeUrl: string,
+  cpuProf: boolean,
+): Promise<{ child: Child; port: number; startupMs: number }> {
+  const args = ["run", "--unstable-no-legacy-abort", "--allow-net", "--allow-env", "--allow-read"];
+  if (cpuProf) args.push("--cpu-prof", `--cpu-prof-dir=${tmp}/prof`);
+  args.push("main.ts", "--env-file", `${tmp}/empty.env`);
+  const started = performance.now();
+  const child = children.spawn("poe-proxy", DENO, {
+    args,
+    cwd: ROOT,
+    env: { ...baseEnv(), ...PROXY_SETTINGS, POE_BASE_URL: fakeUrl },
+  });
+  const match = await child.waitLine(/listening on http:\/\/[^:\s]+:(\d+)/, 30_000);
+  return { child, port: Number(match[1]), startupMs: performance.now() - started };
+}
+
+async function startNginx(children: Children, tmp: string, fakePort: number): Promise<Target> {
+  const dir = `${tmp}/nginx`;
+  await Deno.mkdir(dir);
+  const port = freePort();
+  const conf = `# A plain reverse proxy to the fake Poe, as poe-proxy's benchmark runs it.
+worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream fake { server 127.0.0.1:${fakePort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+`;
+  await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
+  const child = children.spawn("nginx", "nginx", {
+    args: ["-p", dir, "-c", `${dir}/nginx.conf`, "-e", `${dir}/error.log`],
+  });
+  try {
+    await waitForPort(port, 5000);
+  } catch (err) {
+    throw new Error(`nginx did not start: ${(err as Error).message}; ${child.stderr.trim()}`);
+  }
+  const master = child.pid;
+  return { name: "nginx", port, pids: () => childPids(master) };
+}
+
+async function usageCalls(statsUrl: string): Promise<number> {
+  const response = await fetch(`${statsUrl}/__stats`);
+  return (await response.json()).usage_calls;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+interface Check {
+  id: string;
+  figure: string;
+  value: number | null;
+  target: string;
+  met: boolean | null;
+}
+
+function fmt(v: number | null | undefined, digits = 2): string {
+  if (v === null || v === undefined || Number.isNaN(v)) return "-";
+  return v.toFixed(digits);
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => [...(r[i] ?? "")].length)));
+  return rows.map((r) =>
+    r.map((cell, i) => i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i])).join("  ")
+      .trimEnd()
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean" },
+      profile: { type: "boolean" },
+      keep: { type: "boolean" },
+      "no-nginx": { type: "boolean" },
+      "no-wrk": { type: "boolean" },
+      budget: { type: "string", default: "180" },
+      env: { type: "string", multiple: true },
+    },
+  });
+  const d: Durations = values.quick
+    ? { warmup: 1, c1: 2, c32: 2, stream: 1.5 }
+    : { warmup: 1, c1: 4, c32: 5, stream: 3 };
+  const budgetMs = Number(values.budget) * 1000;
+  for (const pair of values.env ?? []) {
+    const at = pair.indexOf("=");
+    if (at < 1) throw new Error(`--env wants NAME=VALUE: got ${JSON.stringify(pair)}`);
+    PROXY_SETTINGS[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  const tmp = await Deno.makeTempDir({ prefix: "poe-proxy-bench-" });
+  const children = new Children();
+  const hardStop = setTimeout(() => {
+    printError(`bench: over its budget of ${values.budget} s; stopping every child process`);
+    children.killAllNow();
+    if (!values.keep) Deno.removeSync(tmp, { recursive: true });
+    Deno.exit(1);
+  }, budgetMs);
+  const onSignal = () => {
+    children.killAllNow();
+    if (!values.keep) Deno.removeSync(tmp, { recursive: true });
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  const log = (line: string) => printLine(`bench: ${line}`);
+  const warnings: string[] = [];
+  const warn = (line: string) => {
+    warnings.push(line);
+    printLine(`bench: WARNING: ${line}`);
+  };
+
+  try {
+    const useWrk = !values["no-wrk"] && await available("wrk", ["-v"]);
+    const useNginx = !values["no-nginx"] && await available("nginx", ["-v"]);
+    await Deno.writeTextFile(`${tmp}/empty.env`, "");
+    const busy = await machineBusy(1000);
+    if (busy !== null && busy > 15) {
+      warn(
+        `the machine was ${
+          busy.toFixed(0)
+        } % busy before the bench started: other work shares these cores, figures will be low and noisy`,
+      );
+    }
+    const load = new Load(children, tmp, useWrk);
+    await load.init();
+    log(`temp folder ${tmp}`);
+    log(
+      `generator: ${useWrk ? "wrk -t1 (non-streamed), " : ""}tests/bench/load.ts (streamed${
+        useWrk ? "" : ", non-streamed"
+      }); nginx: ${useNginx ? "yes" : "not installed, skipped (apt-get install -y nginx)"}`,
+    );
+    log(
+      `poe-proxy settings: ${
+        Object.entries(PROXY_SETTINGS).filter(([k]) => k !== "POE_API_KEY").map(([k, v]) =>
+          `${k}=${v}`
+        ).join(" ")
+      }; the rest at its defaults (footer and poller on unless set here); no .env`,
+    );
+
+    const fake = children.spawn("fake-poe", DENO, {
+      args: ["run", "--unstable-no-legacy-abort", "--allow-net=127.0.0.1", `${HERE}fake_server.ts`],
+      env: baseEnv(),
+    });
+    const fakeMatch = await fake.waitLine(
+      /fake-poe listening on (http:\/\/127\.0\.0\.1:(\d+)) stats on (\S+)/,
+      30_000,
+    );
+    const fakeUrl = fakeMatch[1];
+    const statsUrl = fakeMatch[3];
+    const direct: Target = {
+      name: "direct",
+      port: Number(fakeMatch[2]),
+      pids: () => Promise.resolve([fake.pid]),
+    };
+
+    const startups: number[] = [];
+    const proxy = await startProxy(children, tmp, fakeUrl, values.profile === true);
+    startups.push(proxy.startupMs);
+    const proxyTarget: Target = {
+      name: "poe-proxy",
+      port: proxy.port,
+      pids: () => Promise.resolve([proxy.child.pid]),
+    };
+    log(
+      `poe-proxy pid ${proxy.child.pid} listening on port ${proxy.port} after ${
+        fmt(proxy.startupMs, 0)
+      } ms`,
+    );
+    await sleep(1000);
+    const rssIdle = await rssMiB(proxy.child.pid);
+
+    const nginxTarget = useNginx ? await startNginx(children, tmp, direct.port) : null;
+
+    log("direct to the fake Poe...");
+    const directResult = await measure(load, direct, d);
+    let nginxResult: TargetResult | null = null;
+    if (nginxTarget) {
+      log("through nginx...");
+      nginxResult = await measure(load, nginxTarget, d);
+    }
+
+    log("through poe-proxy, run 1...");
+    const usageBefore = await usageCalls(statsUrl);
+    const runs: TargetResult[] = [await measure(load, proxyTarget, d)];
+    const rssAfter: (number | null)[] = [await rssMiB(proxy.child.pid)];
+
+    log(`${HOLD_COUNT} streams open at once...`);
+    const held = await load.hold(proxyTarget);
+    await sleep(500);
+    const rssHold = await rssMiB(proxy.child.pid);
+    await held.child.writeLine("close");
+    await held.child.waitLine(/"closed"/, 30_000);
+    await held.child.status;
+    await sleep(1000);
+    const rssClosed = await rssMiB(proxy.child.pid);
+    if (held.open < HOLD_COUNT) {
+      warn(`only ${held.open} of ${HOLD_COUNT} streams opened (${held.failed} failed)`);
+    }
+
+    for (const n of [2, 3]) {
+      log(`through poe-proxy, run ${n}...`);
+      runs.push(await measure(load, proxyTarget, d));
+      rssAfter.push(await rssMiB(proxy.child.pid));
+    }
+    const usageAfter = await usageCalls(statsUrl);
+    const chatRequests = runs.reduce((n, r) => n + r.sent, 0) + held.open;
+    const usagePerRequest = (usageAfter - usageBefore) / Math.max(1, chatRequests);
+
+    log("start-up, twice more...");
+    for (let i = 0; i < 2; i++) {
+      const extra = await startProxy(children, tmp, fakeUrl, false);
+      startups.push(extra.startupMs);
+      await extra.child.stop();
+    }
+    const startupMs = median(startups);
+
+    let profileLines: string[] = [];
+    if (values.profile) {
+      await proxy.child.stop(10_000);
+      for await (const entry of Deno.readDir(`${tmp}/prof`)) {
+        if (!entry.name.endsWith(".cpuprofile")) continue;
+        const profile = JSON.parse(await Deno.readTextFile(`${tmp}/prof/${entry.name}`));
+        profileLines = formatProfile(summarizeProfile(profile, 30));
+      }
+      if (profileLines.length === 0) warn("no .cpuprofile was written");
+    }
+
+    // --- checks and report ----------------------------------------------------------------------
+    const p = runs[0];
+    for (
+      const [name, r] of [
+        ["direct", directResult],
+        ["nginx", nginxResult],
+        ...runs.map((r, i) => [`poe-proxy run ${i + 1}`, r] as const),
+      ] as const
+    ) {
+      if (!r) continue;
+      for (const [phase, f] of [["c=1", r.c1], ["c=32", r.c32], ["streamed", r.stream]] as const) {
+        if (f.errors || f.non2xx || f.guarded) {
+          warn(
+            `${name} ${phase}: ${f.errors} errors, ${f.non2xx} non-2xx answers, ${f.guarded} answers not from the fake (a guard's?): its figures are not valid`,
+          );
+        }
+      }
+    }
+    if (directResult.c32.rps < 1.5 * p.c32.rps) {
+      warn(
+        `direct (${fmt(directResult.c32.rps, 0)} req/s) is not well above poe-proxy (${
+          fmt(p.c32.rps, 0)
+        } req/s): the load generator or the fake may be the bottleneck`,
+      );
+    }
+    const added = (a: number, b: number) => a - b;
+    const growth = rssAfter[1] !== null && rssAfter[2] !== null
+      ? 100 * (rssAfter[2]! - rssAfter[1]!) / rssAfter[1]!
+      : null;
+    const checks: Check[] = [];
+    const check = (
+      id: string,
+      figure: string,
+      value: number | null,
+      target: string,
+      ok: (v: number) => boolean,
+    ) => checks.push({ id, figure, value, target, met: value === null ? null : ok(value) });
+    check(
+      "added_p50_c1_ms",
+      "added latency c=1 p50 (ms)",
+      added(p.c1.p50, directResult.c1.p50),
+      "< 0.5",
+      (v) => v < 0.5,
+    );
+    check(
+      "added_p99_c1_ms",
+      "added latency c=1 p99 (ms)",
+      added(p.c1.p99, directResult.c1.p99),
+      "< 2",
+      (v) => v < 2,
+    );
+    check("rps_c32", "req/s c=32", p.c32.rps, ">= 3000", (v) => v >= 3000);
+    if (nginxResult) {
+      check(
+        "rps_c32_vs_nginx_pct",
+        "req/s c=32, % of nginx",
+        100 * p.c32.rps / nginxResult.c32.rps,
+        ">= 60 %",
+        (v) => v >= 60,
+      );
+    }
+    check(
+      "added_ttfb_p50_ms",
+      "added TTFB streamed p50 (ms)",
+      added(p.stream.ttfb_p50, directResult.stream.ttfb_p50),
+      "< 1",
+      (v) => v < 1,
+    );
+    check(
+      "usage_calls_per_request",
+      "Usage API calls per chat request",
+      usagePerRequest,
+      "< 0.1",
+      (v) => v < 0.1,
+    );
+    check("rss_idle_mib", "RSS idle (MiB)", rssIdle, "< 80", (v) => v < 80);
+    check(
+      "rss_1000_streams_mib",
+      `RSS with ${HOLD_COUNT} open streams (MiB)`,
+      rssHold,
+      "< 250",
+      (v) => v < 250,
+    );
+    check(
+      "rss_growth_run2_run3_pct",
+      "RSS growth run 2 -> 3 (%)",
+      growth,
+      "<= 10 %",
+      (v) => v <= 10,
+    );
+    check("startup_ms", "start-up to listening (ms)", startupMs, "< 300", (v) => v < 300);
+
+    const cols = (f: (r: TargetResult) => number, digits = 2) => [
+      fmt(f(directResult), digits),
+      fmt(f(p), digits),
+      nginxResult ? fmt(f(nginxResult), digits) : "-",
+    ];
+    const addedCols = (f: (r: TargetResult) => number) => [
+      "",
+      fmt(f(p) - f(directResult), 3),
+      nginxResult ? fmt(f(nginxResult) - f(directResult), 3) : "-",
+    ];
+    const mark = (id: string) => {
+      const c = checks.find((c) => c.id === id);
+      return c ? [c.target, c.met === null ? "?" : c.met ? "✓" : "✗"] : ["", ""];
+    };
+    const rows: string[][] = [
+      ["figure", "direct", "poe-proxy", "nginx", "target", ""],
+      ["non-streamed c=1 req/s", ...cols((r) => r.c1.rps, 0), "", ""],
+      ["non-streamed c=1 p50 ms", ...cols((r) => r.c1.p50, 3), "", ""],
+      ["non-streamed c=1 p99 ms", ...cols((r) => r.c1.p99, 3), "", ""],
+      ["  added c=1 p50 ms", ...addedCols((r) => r.c1.p50), ...mark("added_p50_c1_ms")],
+      ["  added c=1 p99 ms", ...addedCols((r) => r.c1.p99), ...mark("added_p99_c1_ms")],
+      ["non-streamed c=32 req/s", ...cols((r) => r.c32.rps, 0), ...mark("rps_c32")],
+      [
+        "  % of nginx",
+        "",
+        nginxResult ? fmt(100 * p.c32.rps / nginxResult.c32.rps, 0) : "-",
+        "",
+        ...mark("rps_c32_vs_nginx_pct"),
+      ],
+      ["non-streamed c=32 p50 ms", ...cols((r) => r.c32.p50, 3), "", ""],
+      ["non-streamed c=32 p99 ms", ...cols((r) => r.c32.p99, 3), "", ""],
+      ["streamed c=1 TTFB p50 ms", ...cols((r) => r.stream.ttfb_p50, 3), "", ""],
+      ["streamed c=1 TTFB p99 ms", ...cols((r) => r.stream.ttfb_p99, 3), "", ""],
+      ["  added TTFB p50 ms", ...addedCols((r) => r.stream.ttfb_p50), ...mark("added_ttfb_p50_ms")],
+      ["streamed c=1 last byte p50 ms", ...cols((r) => r.stream.p50, 3), "", ""],
+      ["streamed c=1 last byte p99 ms", ...cols((r) => r.stream.p99, 3), "", ""],
+      ["  added last byte p50 ms", ...addedCols((r) => r.stream.p50), "", ""],
+      ["streamed c=1 req/s", ...cols((r) => r.stream.rps, 0), "", ""],
+      ["server CPU per request c=32 (µs)", ...cols((r) => r.cpuUsC32 ?? NaN, 0), "", ""],
+      ["proxy RSS idle MiB", "", fmt(rssIdle, 1), "", ...mark("rss_idle_mib")],
+      ["proxy RSS after run 1 MiB", "", fmt(rssAfter[0], 1), "", "", ""],
+      [
+        `proxy RSS, ${HOLD_COUNT} open streams MiB`,
+        "",
+        fmt(rssHold, 1),
+        "",
+        ...mark("rss_1000_streams_mib"),
+      ],
+      ["proxy RSS after closing them MiB", "", fmt(rssClosed, 1), "", "", ""],
+      [
+        "proxy RSS after run 2 / run 3 MiB",
+        "",
+        `${fmt(rssAfter[1], 1)} / ${fmt(rssAfter[2], 1)}`,
+        "",
+        "",
+        "",
+      ],
+      ["  growth run 2 -> 3 %", "", fmt(growth, 1), "", ...mark("rss_growth_run2_run3_pct")],
+      [
+        "poe-proxy c=32 req/s runs 1 / 2 / 3",
+        "",
+        runs.map((r) => fmt(r.c32.rps, 0)).join(" / "),
+        "",
+        "",
+        "",
+      ],
+      [
+        "Usage API calls per chat request",
+        "",
+        fmt(usagePerRequest, 4),
+        "",
+        ...mark("usage_calls_per_request"),
+      ],
+      ["start-up to listening ms", "", fmt(startupMs, 0), "", ...mark("startup_ms")],
+    ];
+    printLine("");
+    for (const line of table(rows)) printLine(line);
+    printLine("");
+    printLine(
+      `(median of ${startups.length} start-ups: ${startups.map((s) => fmt(s, 0)).join(", ")} ms; ` +
+        `TTFB is the first body byte; ${chatRequests} chat requests through poe-proxy; ` +
+        `machine ${busy === null ? "?" : busy.toFixed(0)} % busy before the start)`,
+    );
+    const met = checks.filter((c) => c.met === true).length;
+    printLine(
+      `targets met: ${met} of ${checks.length}${
+        warnings.length ? `; ${warnings.length} warning(s)` : ""
+      }`,
+    );
+    for (const line of profileLines) printLine(line);
+    const figures = (r: TargetResult | null) =>
+      r && { c1: r.c1, c32: r.c32, stream: r.stream, cpu_us_c32: r.cpuUsC32, sent: r.sent };
+    printLine(JSON.stringify({
+      bench: "poe-proxy",
+      date: new Date().toISOString(),
+      deno: Deno.version.deno,
+      generator: useWrk ? "wrk" : "load.ts",
+      machine_busy_before_pct: busy,
+      durations_s: d,
+      settings: { ...PROXY_SETTINGS, POE_API_KEY: undefined },
+      direct: figures(directResult),
+      nginx: figures(nginxResult),
+      proxy: figures(p),
+      proxy_runs_2_3: runs.slice(1).map(figures),
+      memory_mib: {
+        idle: rssIdle,
+        after_runs: rssAfter,
+        streams_open: rssHold,
+        streams_closed: rssClosed,
+        streams_opened: held.open,
+      },
+      usage_calls_per_request: usagePerRequest,
+      startup_ms: startups,
+      targets: checks,
+      all_met: checks.every((c) => c.met === true),
+      warnings,
+    }));
+    return 0;
+  } catch (err) {
+    printError(`bench failed: ${(err as Error).stack ?? err}`);
+    return 1;
+  } finally {
+    clearTimeout(hardStop);
+    Deno.removeSignalListener("SIGINT", onSignal);
+    await children.stopAll();
+    if (values.keep) printLine(`bench: kept ${tmp}`);
+    else await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) Deno.exit(await main());
