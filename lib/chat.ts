@@ -222,25 +222,26 @@ async function jsonAnswer(
     clearTimeout(timer);
     answer.abort();
   }
+  // deno-lint-ignore no-explicit-any
+  let parsed: any;
   try {
-    const parsed = JSON.parse(text);
-    const usage = parsed?.usage;
-    if (usage) {
-      ctx.fields.tokens_in = usage.prompt_tokens;
-      ctx.fields.tokens_out = usage.completion_tokens;
-    }
-    ctx.fields.finish = parsed?.choices?.[0]?.finish_reason ?? undefined;
+    parsed = JSON.parse(text);
   } catch {
     throw new ProxyError(502, "Poe answered with a body that is not JSON.", {
       type: "upstream_error",
       code: "upstream_bad_body",
     });
   }
+  const usage = parsed?.usage;
+  if (usage) {
+    ctx.fields.tokens_in = usage.prompt_tokens;
+    ctx.fields.tokens_out = usage.completion_tokens;
+  }
+  ctx.fields.finish = parsed?.choices?.[0]?.finish_reason ?? undefined;
   if (deps.config.logBodies) {
     deps.logger.debug("response body", { request_id: ctx.id, body: text.slice(0, 100_000) });
   }
   if (points) {
-    const parsed = JSON.parse(text);
     for (const [k, v] of Object.entries(await points.completeJson(parsed))) headers.set(k, v);
     if (points.annotates) text = JSON.stringify(parsed);
   }
