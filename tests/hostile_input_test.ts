@@ -1,0 +1,573 @@
+// deno-lint-ignore-file no-explicit-any
+/**
+ * @module Hostile input (issue 6): each gets a clear OpenAI-shaped error with the right status while
+ * another client streams through the same proxy, and that stream completes with the right text.
+ */
+import assert from "node:assert/strict";
+import { FakePoe } from "./fake_poe.ts";
+import { startProxy, type TestProxy } from "./harness.ts";
+import {
+  bytesOf,
+  portOf,
+  rawJsonBody,
+  rawRequest,
+  type RawResponse,
+  readResponse,
+  writeAll,
+} from "./raw_http.ts";
+
+// --- helpers ------------------------------------------------------------------------------------
+
+/** The fake's word list: `words=N` answers with the first N of these, cycling, space-separated. */
+const FAKE_WORDS =
+  "the quick brown fox jumps over a lazy dog while seven bold wizards quietly pack boxes".split(
+    " ",
+  );
+
+function wordsReply(n: number): string {
+  return Array.from({ length: n }, (_, i) => FAKE_WORDS[i % FAKE_WORDS.length]).join(" ");
+}
+
+async function setup(env: Record<string, string> = {}) {
+  const fake = await FakePoe.start();
+  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
+  return {
+    fake,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await proxy.close();
+      await fake.close();
+    },
+  };
+}
+
+interface Witness {
+  /** Whether the stream was still running when the hostile action finished. */
+  stillStreaming: boolean;
+  /** Longest pause between two chunks the streaming client saw while the action ran, in ms. */
+  maxGapMs: number;
+  /** How long the action took, in ms. */
+  actionMs: number;
+}
+
+/**
+ * Starts a long stream (`words` words, `stall` ms apart), waits until its first bytes arrive, runs
+ * `action`, then checks that the stream was still running when the action ended and that it
+ * finishes with exactly the fake's reply.
+ */
+async function whileStreaming<T>(
+  proxy: TestProxy,
+  action: () => Promise<T>,
+  options: { words?: number; stall?: number; headers?: Record<string, string> } = {},
+): Promise<T & Witness> {
+  const words = options.words ?? 150;
+  const stall = options.stall ?? 10;
+  const res = await fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...options.headers },
+    body: JSON.stringify({
+      model: "gpt-4o",
+      stream: true,
+      messages: [{ role: "user", content: `tell me [[fake: stall=${stall},words=${words}]]` }],
+    }),
+  });
+  assert.equal(res.status, 200);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let done = false;
+  let measuring = false;
+  let last = performance.now();
+  let maxGapMs = 0;
+  const first = Promise.withResolvers<void>();
+  const reading = (async () => {
+    for (;;) {
+      const r = await reader.read();
+      const now = performance.now();
+      if (measuring) maxGapMs = Math.max(maxGapMs, now - last);
+      last = now;
+      if (r.done) break;
+      text += r.value;
+      first.resolve();
+    }
+    done = true;
+    first.resolve();
+  })();
+  await first.promise;
+  measuring = true;
+  last = performance.now();
+  const started = performance.now();
+  const result = await action();
+  const actionMs = performance.now() - started;
+  const stillStreaming = !done;
+  measuring = false;
+  await reading;
+  const content = text.split("\n")
+    .filter((l) => l.startsWith("data: ") && l !== "data: [DONE]")
+    .map((l) => JSON.parse(l.slice(6)).choices?.[0]?.delta?.content ?? "")
+    .join("");
+  assert.equal(content, wordsReply(words), "the other client's stream is intact");
+  assert.ok(text.trimEnd().endsWith("data: [DONE]"));
+  assert.ok(stillStreaming, "the stream was still running when the hostile request was answered");
+  return { ...result, stillStreaming, maxGapMs, actionMs };
+}
+
+async function post(
+  url: string,
+  body: BodyInit,
+  headers: Record<string, string> = { "content-type": "application/json" },
+): Promise<{ status: number; headers: Headers; body: any }> {
+  const res = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers, body });
+  const text = await res.text();
+  let parsed: any = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // left as text; the assertions below then fail with it shown
+  }
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+function assertError(
+  a: { status: number; body: any },
+  status: number,
+  fields: { type?: string; code?: string | null; param?: string | null } = {},
+): void {
+  assert.equal(a.status, status, JSON.stringify(a.body).slice(0, 300));
+  const e = a.body?.error;
+  assert.equal(typeof e?.message, "string", JSON.stringify(a.body).slice(0, 300));
+  assert.ok(e.message.length > 10 && e.message.length < 1000, e.message);
+  assert.equal(typeof e.type, "string");
+  assert.ok("param" in e && "code" in e);
+  if (fields.type !== undefined) assert.equal(e.type, fields.type);
+  if (fields.code !== undefined) assert.equal(e.code, fields.code);
+  if (fields.param !== undefined) assert.equal(e.param, fields.param);
+}
+
+const HI = [{ role: "user", content: "hi" }];
+
+/** Sends a head and then up to `total` body bytes; stops as soon as the server answers. */
+async function sendLarge(
+  port: number,
+  head: string,
+  total: number,
+  chunked: boolean,
+): Promise<{ response: RawResponse; sentAtAnswer: number }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(conn, bytesOf(head));
+  let sent = 0;
+  let answered = false;
+  let sentAtAnswer = -1;
+  const piece = new Uint8Array(256 * 1024).fill(0x20);
+  const frame = chunked
+    ? new Uint8Array([
+      ...bytesOf(`${piece.length.toString(16)}\r\n`),
+      ...piece,
+      ...bytesOf("\r\n"),
+    ])
+    : piece;
+  const writing = (async () => {
+    try {
+      while (!answered && sent < total) {
+        await writeAll(conn, frame);
+        sent += piece.length;
+      }
+      if (chunked && !answered) await writeAll(conn, bytesOf("0\r\n\r\n"));
+    } catch {
+      // the server closed the connection: that is one of the right answers
+    }
+  })();
+  const response = await readResponse(conn, { timeoutMs: 30_000 });
+  answered = true;
+  sentAtAnswer = sent;
+  try {
+    conn.close();
+  } catch {
+    // closed already
+  }
+  await writing;
+  return { response, sentAtAnswer };
+}
+
+// --- bodies -------------------------------------------------------------------------------------
+
+Deno.test("hostile: a body that is not JSON is 400 invalid_json", async () => {
+  await using s = await setup();
+  await whileStreaming(s.proxy, async () => {
+    for (const body of ["not json", "{", '{"model": "gpt-4o",}', "\u0000\u0001", "   "]) {
+      assertError(await post(s.proxy.url, body), 400, { code: "invalid_json" });
+    }
+    return {};
+  });
+});
+
+Deno.test("hostile: JSON that is not an object is 400", async () => {
+  await using s = await setup();
+  await whileStreaming(s.proxy, async () => {
+    for (const body of ["[]", "[1,2]", '"text"', "42", "null", "true"]) {
+      assertError(await post(s.proxy.url, body), 400, { code: "invalid_json" });
+    }
+    return {};
+  });
+});
+
+Deno.test("hostile: invalid UTF-8 is 400 invalid_encoding", async () => {
+  await using s = await setup();
+  await whileStreaming(s.proxy, async () => {
+    const prefix = bytesOf('{"model":"gpt-4o","messages":[{"role":"user","content":"');
+    for (const bad of [[0xff], [0xc3, 0x28], [0xed, 0xa0, 0x80], [0xe2, 0x82]]) {
+      const body = new Uint8Array([...prefix, ...bad, ...bytesOf('"}]}')]);
+      assertError(await post(s.proxy.url, body), 400, { code: "invalid_encoding" });
+    }
+    return {};
+  });
+});
+
+Deno.test("hostile: a wrong content type is 415; text/plain JSON is accepted on purpose", async () => {
+  await using s = await setup();
+  await whileStreaming(s.proxy, async () => {
+    const json = JSON.stringify({ model: "gpt-4o", messages: HI });
+    for (
+      const type of [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "image/png",
+      ]
+    ) {
+      assertError(await post(s.proxy.url, json, { "content-type": type }), 415, {
+        code: "unsupported_media_type",
+      });
+    }
+    const plain = await post(s.proxy.url, json, { "content-type": "text/plain;charset=UTF-8" });
+    assert.equal(plain.status, 200);
+    return {};
+  });
+});
+
+Deno.test("hostile: non-string roles and content of the wrong type are 400 with the param", async () => {
+  await using s = await setup();
+  await whileStreaming(s.proxy, async () => {
+    const cases: [unknown, string][] = [
+      [{ model: 7, messages: HI }, "model"],
+      [{ model: "gpt-4o", messages: "hi" }, "messages"],
+      [{ model: "gpt-4o", messages: {} }, "messages"],
+      [{ model: "gpt-4o", messages: [] }, "messages"],
+      [{ model: "gpt-4o", messages: ["hi"] }, "messages[0]"],
+      [{ model: "gpt-4o", messages: [{ role: 5, content: "hi" }] }, "messages[0].role"],
+      [{ model: "gpt-4o", messages: [{ role: null, content: "hi" }] }, "messages[0].role"],
+      [{ model: "gpt-4o", messages: [{ content: "hi" }] }, "messages[0].role"],
+      [{ model: "gpt-4o", messages: [...HI, { role: "user", content: 5 }] }, "messages[1].content"],
+      [{ model: "gpt-4o", messages: [{ role: "user", content: { t: 1 } }] }, "messages[0].content"],
+      [{ model: "gpt-4o", messages: [{ role: "user", content: [1] }] }, "messages[0].content[0]"],
+      [
+        { model: "gpt-4o", messages: [{ role: "user", content: [{ type: 3 }] }] },
+        "messages[0].content[0]",
+      ],
+      [{ model: "gpt-4o", messages: HI, stream: "yes" }, "stream"],
+      [{ model: "gpt-4o", messages: HI, max_tokens: -1 }, "max_tokens"],
+    ];
+    for (const [body, param] of cases) {
+      assertError(await post(s.proxy.url, JSON.stringify(body)), 400, { param });
+    }
+    assert.equal(s.fake.chatRequests().length, 1, "only the stream reached Poe");
+    return {};
+  });
+});
+
+Deno.test("hostile: deeply nested JSON is refused fast with 400, nothing recursive runs", async () => {
+  await using s = await setup();
+  const w = await whileStreaming(s.proxy, async () => {
+    const timings: Record<string, number> = {};
+    const depths = [100_000, 5_000_000];
+    for (const depth of depths) {
+      const nested = "[".repeat(depth) + "]".repeat(depth);
+      const bodies = {
+        field: `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"x":${nested}}`,
+        content: `{"model":"gpt-4o","messages":[{"role":"user","content":[${nested}]}]}`,
+        objects: `{"model":"gpt-4o","messages":[],"x":${'{"a":'.repeat(depth / 5)}1${
+          "}".repeat(depth / 5)
+        }}`,
+      };
+      for (const [name, body] of Object.entries(bodies)) {
+        const t0 = performance.now();
+        assertError(await post(s.proxy.url, body), 400, { code: "nesting_too_deep" });
+        timings[`${name}@${depth}`] = Math.round(performance.now() - t0);
+      }
+    }
+    // Nesting that real requests use (tool schemas) is fine.
+    const schema = JSON.parse('{"type":"object"}');
+    let inner = schema;
+    for (let i = 0; i < 30; i++) inner = inner.properties = { a: { type: "object" } }.a;
+    const ok = await post(
+      s.proxy.url,
+      JSON.stringify({
+        model: "gpt-4o",
+        messages: HI,
+        tools: [{ type: "function", function: { name: "f", parameters: schema } }],
+      }),
+    );
+    assert.equal(ok.status, 200);
+    return { timings };
+  }, { words: 300 });
+  console.log(
+    `deep JSON answer times (ms): ${JSON.stringify(w.timings)}; longest stream pause ${
+      Math.round(w.maxGapMs)
+    } ms`,
+  );
+  assert.equal(s.fake.chatRequests().length, 2);
+});
+
+Deno.test("hostile: 100,000 messages are clipped and answered, the event loop keeps serving", async () => {
+  await using s = await setup();
+  const messages = Array.from({ length: 100_000 }, (_, i) => ({
+    role: i % 2 ? "assistant" : "user",
+    content: `message number ${i} with a few more words in it`,
+  }));
+  messages.push({ role: "user", content: "and the last question [[fake: reply=clipped fine]]" });
+  const body = JSON.stringify({ model: "gpt-4o", messages });
+  const w = await whileStreaming(s.proxy, async () => {
+    let maxTickGapMs = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      maxTickGapMs = Math.max(maxTickGapMs, now - last);
+      last = now;
+    }, 5);
+    try {
+      const a = await post(s.proxy.url, body);
+      return { a, maxTickGapMs };
+    } finally {
+      clearInterval(ticker);
+    }
+  }, { words: 400 });
+  assert.equal(w.a.status, 200, JSON.stringify(w.a.body).slice(0, 300));
+  assert.equal(w.a.body.choices[0].message.content, "clipped fine");
+  assert.match(w.a.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=\d+ tokens=\d+->\d+$/);
+  const sent = s.fake.chatRequests().at(-1)!.body as any;
+  assert.ok(sent.messages.length < messages.length);
+  assert.equal(sent.messages.at(-1).content, messages.at(-1)!.content);
+  console.log(
+    `100,000 messages (${(body.length / 1e6).toFixed(1)} MB): answered in ${
+      Math.round(w.actionMs)
+    } ms; longest event-loop stall ${Math.round(w.maxTickGapMs)} ms; longest pause of the ` +
+      `concurrent stream ${Math.round(w.maxGapMs)} ms; ${sent.messages.length} messages sent on`,
+  );
+});
+
+// --- size and time ------------------------------------------------------------------------------
+
+const FIFTY_MB = 50 * 1024 * 1024;
+
+Deno.test("hostile: a 50 MB body with content-length is 413 before it is read", async () => {
+  await using s = await setup();
+  const w = await whileStreaming(s.proxy, async () => {
+    const head =
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+      `content-length: ${FIFTY_MB}\r\n\r\n`;
+    return await sendLarge(portOf(s.proxy.url), head, FIFTY_MB, false);
+  });
+  assert.equal(w.response.status, 413);
+  const body = rawJsonBody(w.response.text) as any;
+  assert.equal(body.error.type, "request_too_large");
+  assert.equal(body.error.code, "request_too_large");
+  assert.ok(w.sentAtAnswer < FIFTY_MB, `answered after ${w.sentAtAnswer} bytes`);
+  console.log(`413 (content-length) after ${(w.sentAtAnswer / 1e6).toFixed(1)} MB sent`);
+});
+
+Deno.test("hostile: a 50 MB chunked body is 413 once MAX_BODY_BYTES is passed, not at its end", async () => {
+  await using s = await setup();
+  const w = await whileStreaming(s.proxy, async () => {
+    const head =
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+      "transfer-encoding: chunked\r\n\r\n";
+    return await sendLarge(portOf(s.proxy.url), head, FIFTY_MB, true);
+  }, { words: 300 });
+  assert.equal(w.response.status, 413);
+  assert.equal((rawJsonBody(w.response.text) as any).error.code, "request_too_large");
+  assert.ok(w.sentAtAnswer < FIFTY_MB, `answered after ${w.sentAtAnswer} bytes`);
+  console.log(`413 (chunked) after ${(w.sentAtAnswer / 1e6).toFixed(1)} MB sent`);
+});
+
+Deno.test("hostile: a client that trickles its body gets 408 after BODY_TIMEOUT_SECONDS", async () => {
+  await using s = await setup({ BODY_TIMEOUT_SECONDS: "0.5" });
+  const port = portOf(s.proxy.url);
+  for (const chunked of [false, true]) {
+    const w = await whileStreaming(s.proxy, async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await writeAll(
+        conn,
+        bytesOf(
+          "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+            (chunked ? "transfer-encoding: chunked\r\n\r\n" : "content-length: 1000\r\n\r\n"),
+        ),
+      );
+      let stop = false;
+      const trickle = (async () => {
+        try {
+          while (!stop) {
+            await writeAll(conn, bytesOf(chunked ? "1\r\n \r\n" : " "));
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        } catch {
+          // closed by the server
+        }
+      })();
+      const t0 = performance.now();
+      const response = await readResponse(conn, { timeoutMs: 5000 });
+      const ms = performance.now() - t0;
+      stop = true;
+      conn.close();
+      await trickle;
+      return { response, ms };
+    });
+    assert.equal(w.response.status, 408, w.response.text.slice(0, 300));
+    const body = rawJsonBody(w.response.text) as any;
+    assert.equal(body.error.type, "timeout_error");
+    assert.equal(body.error.code, "body_timeout");
+    assert.ok(w.ms >= 400, `408 after ${w.ms} ms`);
+  }
+});
+
+// --- the model name -----------------------------------------------------------------------------
+
+Deno.test("hostile: a model name with control characters or newlines is 400, never echoed raw", async () => {
+  await using s = await setup();
+  const names = [
+    "gpt-4o\r\nx-injected: yes",
+    "gpt-4o\nINFO request status=200",
+    "gpt\u0000",
+    "\u001b[31mred\u001b[0m",
+    "gpt-4o\u2028",
+    " gpt-4o",
+    "g".repeat(10_000),
+  ];
+  await whileStreaming(s.proxy, async () => {
+    for (const model of names) {
+      const a = await post(s.proxy.url, JSON.stringify({ model, messages: HI }));
+      assertError(a, 400, { param: "model", code: "invalid_value" });
+      assert.equal(a.headers.get("x-injected"), null);
+      for (const [, v] of a.headers) assert.doesNotMatch(v, /[\r\n\u0000\u001b]/);
+      assert.ok(!a.body.error.message.includes(model));
+    }
+    return {};
+  });
+  for (const line of s.proxy.logs) {
+    assert.doesNotMatch(line, /[\r\n\u0000\u001b\u2028]/, line);
+    assert.ok(!line.includes("x-injected"), line);
+    assert.ok(!line.includes("g".repeat(200)), "the long name is not logged");
+  }
+  assert.equal(s.fake.chatRequests().length, 1);
+});
+
+// --- the wire -----------------------------------------------------------------------------------
+
+function get(path: string, extra = ""): string {
+  return `GET ${path} HTTP/1.1\r\nhost: x\r\n${extra}connection: close\r\n\r\n`;
+}
+
+Deno.test("hostile: /v1/models/../.. and its encodings never leave the route table", async () => {
+  await using s = await setup({ PROXY_API_KEYS: "the-key", DASHBOARD: "off" });
+  const port = portOf(s.proxy.url);
+  const auth = "authorization: Bearer the-key\r\n";
+  // [request target, status with the key, status without]
+  const cases: [string, number, number][] = [
+    ["/v1/models/../..", 404, 404],
+    ["/v1/models/../../", 404, 404],
+    ["/v1/models/%2e%2e/%2e%2e", 404, 404],
+    ["/v1/models/%2E%2E/%2E%2E/etc/passwd", 404, 404],
+    ["/v1/models/..%2f..%2fetc%2fpasswd", 404, 401],
+    ["/v1/models/%2e%2e%2f%2e%2e%2fmain.ts", 404, 401],
+    ["/v1/models/....//....//", 404, 404],
+    ["/v1/models/%252e%252e", 404, 401],
+    ["/v1/models/../../healthz", 200, 200],
+    ["/healthz/../v1/models", 200, 401],
+    ["/healthz/%2e%2e/v1/models", 200, 401],
+    ["/v1/models/gpt-4o/../gpt-4o-mini", 200, 401],
+    ["/v1/models/%ff%fe", 404, 401],
+    ["//v1//models", 404, 404],
+  ];
+  await whileStreaming(s.proxy, async () => {
+    for (const [target, withKey, without] of cases) {
+      const a = await rawRequest(port, get(target, auth));
+      assert.equal(a.status, withKey, `${target} with key: ${a.text.slice(0, 300)}`);
+      const b = await rawRequest(port, get(target));
+      assert.equal(b.status, without, `${target} without key: ${b.text.slice(0, 300)}`);
+      for (const r of [a, b]) {
+        assert.doesNotMatch(r.text, /root:|import |poe_name/, target);
+        if (r.status !== 200) {
+          const body = rawJsonBody(r.text) as any;
+          assert.equal(typeof body.error.message, "string");
+        }
+      }
+    }
+    return {};
+  }, { headers: { authorization: "Bearer the-key" } });
+  // With the dashboard on, "/" is its page: a path that normalises there gets the page, no data.
+  await using d = await setup({ PROXY_API_KEYS: "the-key" });
+  const page = await rawRequest(portOf(d.proxy.url), get("/v1/models/%2e%2e/%2e%2e"));
+  assert.equal(page.status, 200);
+  assert.match(page.text, /content-type: text\/html/i);
+  assert.doesNotMatch(page.text, /the-key|test-poe-key/);
+});
+
+Deno.test("hostile: an absurdly long URL or header is refused and the server keeps serving", async () => {
+  await using s = await setup();
+  const port = portOf(s.proxy.url);
+  const seen: Record<string, number | string> = {};
+  await whileStreaming(s.proxy, async () => {
+    const long = await rawRequest(port, get(`/v1/models/${"a".repeat(1_000_000)}`));
+    seen.url1M = long.status || "closed";
+    assert.ok(long.status === 0 || long.status >= 400, long.text.slice(0, 200));
+    const medium = await rawRequest(port, get(`/${"b".repeat(20_000)}`));
+    seen.url20k = medium.status || "closed";
+    if (medium.status === 404) {
+      const msg = (rawJsonBody(medium.text) as any).error.message as string;
+      assert.ok(msg.length < 400, "the path is cut short in the message");
+    } else assert.ok(medium.status === 0 || medium.status >= 400);
+    const header = await rawRequest(port, get("/healthz", `x-big: ${"c".repeat(1_000_000)}\r\n`));
+    seen.header1M = header.status || "closed";
+    assert.ok(header.status === 0 || header.status >= 400);
+    const many = Array.from({ length: 10_000 }, (_, i) => `x-h${i}: v\r\n`).join("");
+    const headers = await rawRequest(port, get("/healthz", many));
+    seen.headers10k = headers.status || "closed";
+    assert.ok(headers.status === 0 || headers.status >= 400);
+    const health = await fetch(`${s.proxy.url}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    return {};
+  });
+  console.log(`long URL and headers answered: ${JSON.stringify(seen)}`);
+});
+
+Deno.test("hostile: pipelined requests and garbage on a raw socket leave the server serving", async () => {
+  await using s = await setup();
+  const port = portOf(s.proxy.url);
+  await whileStreaming(s.proxy, async () => {
+    const two = await rawRequest(
+      port,
+      "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+      { responses: 2 },
+    );
+    assert.equal(two.text.match(/HTTP\/1\.1 200/g)?.length, 2, two.text);
+    const garbage: (string | Uint8Array)[] = [
+      "\u0000\u0001\u0002 BLAH / HTTP/9.9\r\n\r\n",
+      "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n\u00ff\u00fe garbage after a good request\r\n\r\n",
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n" +
+      "transfer-encoding: chunked\r\n\r\nzz\r\n",
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" +
+      "fffffffffffffffffffffff\r\n",
+      "GET /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n",
+      "GET / HTTP/1.1\r\n" + "h: v\r\n".repeat(3) + "\r\n".repeat(1000),
+      crypto.getRandomValues(new Uint8Array(65536)),
+      "\r\n\r\n\r\n",
+    ];
+    for (const g of garbage) {
+      const r = await rawRequest(port, g, { timeoutMs: 2000, responses: 2 });
+      assert.ok(r.status === 0 || (r.status >= 200 && r.status < 600), r.text.slice(0, 200));
+    }
+    const health = await fetch(`${s.proxy.url}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+    return {};
+  });
+});
