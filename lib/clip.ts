@@ -2,7 +2,7 @@
 
 import { ProxyError } from "./errors.ts";
 import type { ChatMessage } from "./openai_types.ts";
-import { tokenBoundWithin, type TokenCounter } from "./tokens.ts";
+import { messageTokenBound, tokenBoundWithin, type TokenCounter } from "./tokens.ts";
 
 /** Options of {@linkcode clipMessages}. */
 export interface ClipOptions {
@@ -32,7 +32,9 @@ export interface ClipResult {
   dropped: number;
   /**
    * Tokens of the input. When `counted` is false this is the UTF-8 upper bound that let clipping
-   * skip counting, not a count.
+   * skip counting, not a count. When the dropped messages alone exceed the budget they are not
+   * tokenized (a history of 100,000 messages would block the event loop for seconds); their
+   * UTF-8 upper bound is added instead.
    */
   tokensBefore: number;
   /** Tokens of the kept messages (the same bound as `tokensBefore` when `counted` is false). */
@@ -40,6 +42,12 @@ export interface ClipResult {
   /** Whether messages were tokenized; false when there was no cap or the byte shortcut applied. */
   counted: boolean;
 }
+
+/**
+ * Dropped messages are still counted for `tokensBefore` up to about this many bytes (about 0.15 s
+ * of tokenizing); beyond it their UTF-8 upper bound is reported instead.
+ */
+const EXACT_TOTAL_BYTES = 1_000_000;
 
 /** Roles that are always kept, in place. */
 const PINNED_ROLES = new Set(["system", "developer"]);
@@ -51,6 +59,7 @@ const PINNED_ROLES = new Set(["system", "developer"]);
  */
 interface Unit {
   indices: number[];
+  /** Tokens of the unit; `-1` until counted. */
   tokens: number;
   /** Only a user message may open the kept history. */
   opensHistory: boolean;
@@ -72,8 +81,8 @@ export function contextCap(
   return caps.length === 0 ? null : Math.min(...caps);
 }
 
-/** Groups the non-pinned messages into units, oldest first. */
-function unitsOf(messages: readonly ChatMessage[], counts: readonly number[]): Unit[] {
+/** Groups the non-pinned messages into units, oldest first, not yet counted. */
+function unitsOf(messages: readonly ChatMessage[]): Unit[] {
   const units: Unit[] = [];
   const byCallId = new Map<string, Unit>();
   for (let i = 0; i < messages.length; i++) {
@@ -84,11 +93,10 @@ function unitsOf(messages: readonly ChatMessage[], counts: readonly number[]): U
       const owner = (typeof id === "string" ? byCallId.get(id) : undefined) ?? units.at(-1);
       if (owner !== undefined) {
         owner.indices.push(i);
-        owner.tokens += counts[i];
         continue;
       }
     }
-    const unit = { indices: [i], tokens: counts[i], opensHistory: message.role === "user" };
+    const unit = { indices: [i], tokens: -1, opensHistory: message.role === "user" };
     units.push(unit);
     if (message.role === "assistant" && Array.isArray(message.tool_calls)) {
       for (const call of message.tool_calls) {
@@ -130,32 +138,62 @@ export function clipMessages(
   const bound = budget > 0 ? tokenBoundWithin(messages, budget) : null;
   if (bound !== null) return unchanged(bound, false);
 
-  const counts = messages.map((m) => counter.countMessage(m));
-  const total = counts.reduce((a, b) => a + b, 0);
-  if (total <= budget) return unchanged(total, true);
+  // Messages are counted lazily, newest first: only what could be kept is tokenized.
+  const counts = new Float64Array(messages.length).fill(-1);
+  let countedTokens = 0;
+  const count = (i: number): number => {
+    if (counts[i] < 0) {
+      counts[i] = counter.countMessage(messages[i]);
+      countedTokens += counts[i];
+    }
+    return counts[i];
+  };
+  const tokensOf = (unit: Unit): number => {
+    if (unit.tokens < 0) unit.tokens = unit.indices.reduce((sum, i) => sum + count(i), 0);
+    return unit.tokens;
+  };
 
   let pinned = 0;
-  for (let i = 0; i < messages.length; i++) {
-    if (PINNED_ROLES.has(messages[i].role)) pinned += counts[i];
+  for (let i = 0; i < messages.length && pinned <= budget; i++) {
+    if (PINNED_ROLES.has(messages[i].role)) pinned += count(i);
   }
-  const units = unitsOf(messages, counts);
+  const units = unitsOf(messages);
   let newestUser = -1;
   for (let u = units.length - 1; u >= 0 && newestUser < 0; u--) {
     if (units[u].opensHistory) newestUser = u;
   }
-  const userTokens = newestUser < 0 ? 0 : units[newestUser].tokens;
-  if (pinned + userTokens > budget || newestUser < 0) {
-    throw tooLong(pinned, userTokens, cap, reserve, newestUser >= 0);
+  if (newestUser < 0) {
+    // Nothing may be dropped without a user message to open the history: all of it fits or none.
+    let all = pinned;
+    for (let u = units.length - 1; u >= 0 && all <= budget; u--) all += tokensOf(units[u]);
+    if (all <= budget) return unchanged(all, true);
+    throw tooLong(pinned, 0, cap, reserve, false);
   }
+  const userTokens = tokensOf(units[newestUser]);
+  if (pinned + userTokens > budget) throw tooLong(pinned, userTokens, cap, reserve, true);
 
   // Newest first: take whole units while they fit; the newest user message is paid for up front.
   let used = pinned + userTokens;
   const kept = new Set<number>([newestUser]);
+  let fitsWhole = true;
   for (let u = units.length - 1; u >= 0; u--) {
     if (u === newestUser) continue;
-    if (used + units[u].tokens > budget) break;
+    if (used + tokensOf(units[u]) > budget) {
+      fitsWhole = false;
+      break;
+    }
     used += units[u].tokens;
     kept.add(u);
+  }
+  if (fitsWhole) return unchanged(used, true);
+  // The input's total: exact when the uncounted rest is small, else its UTF-8 upper bound.
+  const rest = messages.filter((_, i) => counts[i] < 0);
+  let total = countedTokens;
+  if (tokenBoundWithin(rest, Math.max(budget, EXACT_TOTAL_BYTES)) !== null) {
+    for (let i = 0; i < messages.length; i++) count(i);
+    total = countedTokens;
+  } else {
+    for (const m of rest) total += messageTokenBound(m);
   }
   // The kept history must open with a user message.
   for (let u = 0; u < newestUser; u++) {

@@ -1,4 +1,4 @@
-// deno-lint-ignore-file no-explicit-any
+// deno-lint-ignore-file no-explicit-any no-control-regex
 /**
  * @module Hostile input (issue 6): each gets a clear OpenAI-shaped error with the right status while
  * another client streams through the same proxy, and that stream completes with the right text.
@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
 import { startProxy, type TestProxy } from "./harness.ts";
+import { printLine } from "../lib/log.ts";
 import {
   bytesOf,
   portOf,
@@ -309,7 +310,7 @@ Deno.test("hostile: deeply nested JSON is refused fast with 400, nothing recursi
     assert.equal(ok.status, 200);
     return { timings };
   }, { words: 300 });
-  console.log(
+  printLine(
     `deep JSON answer times (ms): ${JSON.stringify(w.timings)}; longest stream pause ${
       Math.round(w.maxGapMs)
     } ms`,
@@ -346,7 +347,7 @@ Deno.test("hostile: 100,000 messages are clipped and answered, the event loop ke
   const sent = s.fake.chatRequests().at(-1)!.body as any;
   assert.ok(sent.messages.length < messages.length);
   assert.equal(sent.messages.at(-1).content, messages.at(-1)!.content);
-  console.log(
+  printLine(
     `100,000 messages (${(body.length / 1e6).toFixed(1)} MB): answered in ${
       Math.round(w.actionMs)
     } ms; longest event-loop stall ${Math.round(w.maxTickGapMs)} ms; longest pause of the ` +
@@ -371,7 +372,7 @@ Deno.test("hostile: a 50 MB body with content-length is 413 before it is read", 
   assert.equal(body.error.type, "request_too_large");
   assert.equal(body.error.code, "request_too_large");
   assert.ok(w.sentAtAnswer < FIFTY_MB, `answered after ${w.sentAtAnswer} bytes`);
-  console.log(`413 (content-length) after ${(w.sentAtAnswer / 1e6).toFixed(1)} MB sent`);
+  printLine(`413 (content-length) after ${(w.sentAtAnswer / 1e6).toFixed(1)} MB sent`);
 });
 
 Deno.test("hostile: a 50 MB chunked body is 413 once MAX_BODY_BYTES is passed, not at its end", async () => {
@@ -385,7 +386,7 @@ Deno.test("hostile: a 50 MB chunked body is 413 once MAX_BODY_BYTES is passed, n
   assert.equal(w.response.status, 413);
   assert.equal((rawJsonBody(w.response.text) as any).error.code, "request_too_large");
   assert.ok(w.sentAtAnswer < FIFTY_MB, `answered after ${w.sentAtAnswer} bytes`);
-  console.log(`413 (chunked) after ${(w.sentAtAnswer / 1e6).toFixed(1)} MB sent`);
+  printLine(`413 (chunked) after ${(w.sentAtAnswer / 1e6).toFixed(1)} MB sent`);
 });
 
 Deno.test("hostile: a client that trickles its body gets 408 after BODY_TIMEOUT_SECONDS", async () => {
@@ -536,7 +537,7 @@ Deno.test("hostile: an absurdly long URL or header is refused and the server kee
     await health.body?.cancel();
     return {};
   });
-  console.log(`long URL and headers answered: ${JSON.stringify(seen)}`);
+  printLine(`long URL and headers answered: ${JSON.stringify(seen)}`);
 });
 
 Deno.test("hostile: pipelined requests and garbage on a raw socket leave the server serving", async () => {
