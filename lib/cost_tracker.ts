@@ -64,6 +64,8 @@ const MAX_CLAIMED = 20_000;
  * breakdown equals the answer's usage, else the oldest such entry in order of completion (FIFO per
  * model). An entry with `cost_points` 0 is not final: it is held but not reported. One fetch
  * (`limit=100`) serves every answer waiting at that moment, and no fetch runs while none waits.
+ * The first fetch after an answer comes about when costs have been landing lately (a moving
+ * average, probed 20% early); when that is past the answer's wait, it does not wait at all.
  */
 export class CostTracker implements AsyncDisposable {
   readonly #api: UsageSource;
@@ -87,6 +89,8 @@ export class CostTracker implements AsyncDisposable {
   /** Consecutive failed fetches; while they fail, answers are not held for the history. */
   #failures = 0;
   #quietUntil = 0;
+  /** Moving average of how long after an answer its final cost was found, or null. */
+  #typicalMs: number | null = null;
   #closed = false;
 
   constructor(options: CostTrackerOptions) {
@@ -135,8 +139,13 @@ export class CostTracker implements AsyncDisposable {
       return Promise.resolve(null);
     }
     this.#backgroundDelay = this.#backgroundPollMs;
-    if (options.waitMs <= 0) {
-      this.#schedule(this.#firstFetchMs);
+    // Fetch about when entries have been appearing; probing a little earlier lets it adapt down.
+    const expected = this.#typicalMs === null
+      ? this.#firstFetchMs
+      : Math.max(this.#firstFetchMs, Math.round(0.8 * this.#typicalMs));
+    if (options.waitMs <= 0 || expected >= options.waitMs) {
+      // Not expected in time: the answer ends now with an estimate; the cost is watched for.
+      this.#schedule(expected);
       return Promise.resolve(null);
     }
     const { promise, resolve } = Promise.withResolvers<FoundCost | null>();
@@ -146,7 +155,7 @@ export class CostTracker implements AsyncDisposable {
       waiter.foreground = null;
       resolve(null);
     }, options.waitMs);
-    this.#schedule(Math.min(this.#firstFetchMs, options.waitMs));
+    this.#schedule(expected);
     return promise;
   }
 
@@ -274,6 +283,9 @@ export class CostTracker implements AsyncDisposable {
       createdAt: Math.round(e.creation_time / 1000),
       afterMs: this.#now() - w.endedAt,
     };
+    this.#typicalMs = this.#typicalMs === null
+      ? cost.afterMs
+      : 0.7 * this.#typicalMs + 0.3 * cost.afterMs;
     if (w.timer !== null) this.#timers.clearTimeout(w.timer);
     w.foreground?.(cost);
     w.foreground = null;

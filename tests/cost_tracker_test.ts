@@ -355,3 +355,35 @@ Deno.test("CostTracker: a failing history never holds answers, and goes quiet af
   assert.ok(history.calls > calls);
   assert.ok(tracker.pending < 11);
 });
+
+Deno.test("CostTracker learns how late costs land: no pointless waits, no wasted early fetches", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // Poe takes 3 s to log each answer.
+  const answer = async () => {
+    const start = clock.now();
+    history.add("GPT-4o", 42, { delayMs: 3000 });
+    const t0 = clock.now();
+    let at = -1;
+    const found: FoundCost[] = [];
+    tracker.attribute({
+      model: "GPT-4o",
+      startedAt: start - 1,
+      waitMs: 1500,
+      onFound: (c) => found.push(c),
+    }).then(() => at = clock.now() - t0);
+    await clock.advance(0);
+    const before = history.calls;
+    await clock.advance(15_000);
+    return { heldMs: at, calls: history.calls - before, found: found.length };
+  };
+  const first = await answer();
+  assert.equal(first.heldMs, 1500);
+  assert.equal(first.found, 1);
+  const later = [await answer(), await answer(), await answer()];
+  for (const a of later) {
+    assert.equal(a.heldMs, 0, "an answer is not held for a cost that never comes in time");
+    assert.equal(a.found, 1);
+    assert.ok(a.calls <= 2, `${a.calls} calls`);
+  }
+});
