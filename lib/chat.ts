@@ -8,6 +8,7 @@ import type { UpstreamAnswer, UpstreamClient } from "./upstream.ts";
 import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { relaySse } from "./sse.ts";
+import { jsonAnswerAsEvents } from "./completion_events.ts";
 import { clipMessages, contextCap } from "./clip.ts";
 import type { TokenCounter } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
@@ -154,7 +155,8 @@ function streamAnswer(
   points: AnswerPoints | null,
 ): Response {
   const { config } = deps;
-  const upstreamBody = answer.response.body;
+  const json = answer.response.headers.get("content-type")?.includes("json") ?? false;
+  const upstreamBody = json ? jsonAnswerAsEvents(answer.response) : answer.response.body;
   if (!upstreamBody) {
     throw new ProxyError(502, "Poe answered without a body.", { type: "upstream_error" });
   }
