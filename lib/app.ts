@@ -344,6 +344,11 @@ export function createApp(deps: AppDeps): App {
       try {
         response = await route(req, ctx, url, keyName !== null);
       } catch (err) {
+        // Poe may quote the key it refused: it never reaches a client or a log line.
+        const poeKey = config.poeApiKey;
+        if (poeKey && err instanceof Error && err.message.includes(poeKey)) {
+          err.message = err.message.replaceAll(poeKey, "(hidden)");
+        }
         if (!(err instanceof ProxyError)) {
           logger.error("unhandled error", { request_id: ctx.id, error: err });
         } else if (err.status >= 500) {

@@ -1,0 +1,274 @@
+/**
+ * @module The Poe key and the inbound keys never appear in a log line, an error, a response header
+ * or `/healthz` (issue 6), over a full mix of requests, and never in a configuration error.
+ */
+import assert from "node:assert/strict";
+import { FakePoe } from "./fake_poe.ts";
+import { ALL_LOG_LINES, startProxy } from "./harness.ts";
+import { startProxyProcess } from "./proxy_process.ts";
+import { ConfigError, resolveConfig } from "../lib/config.ts";
+
+/** Distinctive values, so that any copy of them anywhere is found. */
+export const POE_SECRET = "sk-poe-SECRET-123";
+export const INBOUND_SECRET = "inbound-SECRET-456";
+const OTHER_INBOUND = "second-SECRET-789";
+const SECRETS = [POE_SECRET, INBOUND_SECRET, OTHER_INBOUND];
+
+/** Every place a secret could leak to, gathered while the mix runs. */
+class Exposure {
+  readonly texts: string[] = [];
+
+  async record(label: string, res: Response): Promise<{ status: number; body: string }> {
+    const body = await res.text();
+    const headers = [...res.headers].map(([k, v]) => `${k}: ${v}`).join("\n");
+    this.texts.push(`${label}\n${headers}\n\n${body}`);
+    return { status: res.status, body };
+  }
+
+  assertClean(extra: string[] = []): void {
+    for (const text of [...this.texts, ...extra]) {
+      for (const secret of SECRETS) {
+        assert.ok(!text.includes(secret), `a secret leaked into:\n${text.slice(0, 2000)}`);
+        // Nor a recognisable part of one.
+        assert.ok(!text.includes(secret.slice(0, 12)), `part of a secret leaked:\n${text}`);
+      }
+    }
+  }
+}
+
+function chatBody(content: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content }], ...extra });
+}
+
+Deno.test("secrets: a full request mix never shows the Poe key or an inbound key", async () => {
+  await using fake = await FakePoe.start({ apiKey: POE_SECRET });
+  await using proxy = await startProxy({
+    poeUrl: fake.url,
+    env: {
+      POE_API_KEY: POE_SECRET,
+      PROXY_API_KEYS: `${INBOUND_SECRET},${OTHER_INBOUND}`,
+      RATE_LIMIT_PER_MINUTE: "60",
+      RATE_LIMIT_BURST: "12",
+      LOG_LEVEL: "debug",
+      LOG_BODIES: "on",
+      CORS_ORIGINS: "https://app.example.com",
+    },
+  });
+  const seen = new Exposure();
+  const url = proxy.url;
+  const good = { "content-type": "application/json", authorization: `Bearer ${INBOUND_SECRET}` };
+  const post = (label: string, body: string, headers: Record<string, string> = good) =>
+    fetch(`${url}/v1/chat/completions`, { method: "POST", headers, body }).then((r) =>
+      seen.record(label, r)
+    );
+
+  assert.equal((await seen.record("healthz", await fetch(`${url}/healthz`))).status, 200);
+  assert.equal(
+    (await seen.record("models", await fetch(`${url}/v1/models`, { headers: good }))).status,
+    200,
+  );
+  assert.equal((await post("chat", chatBody("hello"))).status, 200);
+  assert.equal((await post("stream", chatBody("hello", { stream: true }))).status, 200);
+  assert.equal(
+    (await post("x-api-key", chatBody("hi"), {
+      "content-type": "application/json",
+      "x-api-key": OTHER_INBOUND,
+    })).status,
+    200,
+  );
+  // Refused keys: missing, wrong, a secret with a suffix or prefix, the Poe key itself.
+  for (
+    const auth of [
+      "",
+      "Bearer wrong",
+      `Bearer ${INBOUND_SECRET}x`,
+      `Bearer x${INBOUND_SECRET}`,
+      `Bearer ${POE_SECRET}`,
+      INBOUND_SECRET,
+    ]
+  ) {
+    const r = await post(`401 ${auth.length}`, chatBody("hi"), {
+      "content-type": "application/json",
+      ...(auth ? { authorization: auth } : {}),
+    });
+    assert.equal(r.status, 401);
+  }
+  // Retries, Poe's errors, broken streams.
+  assert.equal((await post("retry", chatBody("hi [[fake: fail-first=1:500]]"))).status, 200);
+  assert.equal((await post("poe 401", chatBody("hi [[fake: status=401]]"))).status, 401);
+  assert.equal(
+    (await post("poe 429", chatBody("hi [[fake: status=429,retry-after=60]]"))).status,
+    429,
+  );
+  assert.equal(
+    (await post("midstream", chatBody("hi [[fake: midstream-error]]", { stream: true }))).status,
+    200,
+  );
+  assert.equal((await post("drop", chatBody("hi [[fake: drop]]", { stream: true }))).status, 200);
+  assert.equal((await post("bad json", "{")).status, 400);
+  assert.equal((await post("404", JSON.stringify({ model: "nope", messages: [] }))).status, 400);
+  assert.equal(
+    (await post("unknown model", chatBody("hi").replace("gpt-4o", "no-such-model"))).status,
+    404,
+  );
+  // Drain the bucket: 429 from the proxy itself.
+  let limited = 0;
+  for (let i = 0; i < 15; i++) {
+    if ((await post(`burst ${i}`, chatBody("hi"))).status === 429) limited++;
+  }
+  assert.ok(limited > 0);
+  for (const path of ["/metrics", "/api/usage", "/", "/v1/nothing", "/v1/models/gpt-4o"]) {
+    await seen.record(path, await fetch(`${url}${path}`, { headers: good }));
+    await seen.record(`${path} no key`, await fetch(`${url}${path}`));
+  }
+  const preflight = await fetch(`${url}/v1/chat/completions`, {
+    method: "OPTIONS",
+    headers: { origin: "https://app.example.com", "access-control-request-method": "POST" },
+  });
+  await seen.record("preflight", preflight);
+
+  // The fake did get the key (so it was really in use), in the Authorization header only.
+  const sent = fake.chatRequests();
+  assert.ok(sent.length >= 5);
+  for (const r of sent) {
+    assert.equal(r.headers.authorization, `Bearer ${POE_SECRET}`);
+    assert.ok(!JSON.stringify(r.body).includes(POE_SECRET));
+    // The client's key is not forwarded to Poe.
+    assert.ok(!JSON.stringify(r.headers).includes(INBOUND_SECRET));
+  }
+  assert.ok(proxy.logs.length > 20, "the mix was logged");
+  seen.assertClean(proxy.logs);
+});
+
+Deno.test("secrets: a Poe error that echoes the key does not carry it to the client or the log", async () => {
+  await using fake = await FakePoe.start({ apiKey: POE_SECRET });
+  await using proxy = await startProxy({
+    poeUrl: fake.url,
+    env: { POE_API_KEY: POE_SECRET, LOG_LEVEL: "debug" },
+  });
+  const seen = new Exposure();
+  for (const status of [400, 401, 500]) {
+    const message = encodeURIComponent(`Invalid API key provided: ${POE_SECRET}`);
+    const res = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody(`hi [[fake: status=${status},message=${message}]]`),
+    });
+    const r = await seen.record(`poe ${status}`, res);
+    assert.equal(r.status, status);
+    assert.match(r.body, /Invalid API key provided/);
+  }
+  seen.assertClean(proxy.logs);
+});
+
+Deno.test("secrets: a wrong Poe key is reported without showing it", async () => {
+  await using fake = await FakePoe.start({ apiKey: "the-right-one" });
+  await using proxy = await startProxy({
+    poeUrl: fake.url,
+    env: { POE_API_KEY: POE_SECRET, LOG_LEVEL: "debug" },
+  });
+  const seen = new Exposure();
+  const r = await seen.record(
+    "wrong key",
+    await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody("hi"),
+    }),
+  );
+  assert.equal(r.status, 401);
+  assert.match(r.body, /POE_API_KEY/);
+  seen.assertClean(proxy.logs);
+});
+
+Deno.test("secrets: configuration errors name the variable and hide the value", () => {
+  const bad: Record<string, string>[] = [
+    { POE_API_KEY: `${POE_SECRET} trailing` },
+    { POE_API_KEY: `${POE_SECRET}\u0001` },
+    { POE_TOKEN: `${POE_SECRET} x` },
+    { PROXY_API_KEYS: `${INBOUND_SECRET}, bad key` },
+    { PROXY_API_KEYS: `${INBOUND_SECRET}\u0007` },
+  ];
+  for (const env of bad) {
+    let message = "";
+    try {
+      resolveConfig({ env });
+    } catch (err) {
+      assert.ok(err instanceof ConfigError);
+      message = err.message;
+    }
+    const name = Object.keys(env)[0];
+    assert.match(message, new RegExp(`Invalid ${name}: \\(hidden\\)`));
+    for (const secret of SECRETS) assert.ok(!message.includes(secret.slice(0, 12)), message);
+  }
+  // From a .env file too.
+  try {
+    resolveConfig({ dotenv: { POE_API_KEY: `${POE_SECRET} x` }, dotenvPath: "/srv/.env" });
+    assert.fail("accepted");
+  } catch (err) {
+    assert.match((err as Error).message, /Invalid POE_API_KEY in \/srv\/\.env: \(hidden\)/);
+    assert.ok(!(err as Error).message.includes(POE_SECRET));
+  }
+});
+
+Deno.test("secrets: main.ts check, start and a bad key print no secret", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${dir}/keys.txt`, `${OTHER_INBOUND}\n`);
+  const env = {
+    PATH: Deno.env.get("PATH") ?? "",
+    NO_COLOR: "1",
+    POE_API_KEY: POE_SECRET,
+    PROXY_API_KEYS: INBOUND_SECRET,
+    PROXY_API_KEYS_FILE: `${dir}/keys.txt`,
+    PORT: "0",
+  };
+  const run = (extra: Record<string, string>, args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-env",
+        "--allow-read",
+        new URL("../main.ts", import.meta.url).pathname,
+        ...args,
+      ],
+      env: { ...env, ...extra },
+      clearEnv: true,
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const check = await run({}, ["check"]);
+  assert.equal(check.code, 0);
+  const bad = await run({ POE_API_KEY: `${POE_SECRET} oops` }, []);
+  assert.equal(bad.code, 2);
+  const outputs = [check, bad].map((o) =>
+    new TextDecoder().decode(o.stdout) + new TextDecoder().decode(o.stderr)
+  );
+  assert.match(outputs[1], /Invalid POE_API_KEY: \(hidden\)/);
+
+  await using fake = await FakePoe.start({ apiKey: POE_SECRET });
+  const proxy = await startProxyProcess({
+    env: { ...env, POE_BASE_URL: fake.url, LOG_LEVEL: "debug" },
+    cwd: dir,
+  });
+  const seen = new Exposure();
+  await seen.record("healthz", await fetch(`${proxy.url}/healthz`));
+  await seen.record(
+    "chat",
+    await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": OTHER_INBOUND },
+      body: chatBody("hi", { stream: true }),
+    }),
+  );
+  await seen.record("401", await fetch(`${proxy.url}/v1/models`));
+  assert.equal(await proxy.stop(), 0);
+  seen.assertClean([...outputs, proxy.stdout(), proxy.stderr()]);
+});
+
+Deno.test("secrets: no log line of this process holds a secret (the leak scan of this file)", () => {
+  const hits = ALL_LOG_LINES.filter((l) => SECRETS.some((s) => l.includes(s)));
+  assert.deepEqual(hits, []);
+  assert.ok(ALL_LOG_LINES.length > 0);
+});
