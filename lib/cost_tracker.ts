@@ -40,6 +40,11 @@ export interface CostTrackerOptions {
   backgroundPollMs?: number;
   /** Pages read by one fetch at most (100 entries each) when many answers wait. Default: 3. */
   maxPages?: number;
+  /**
+   * Entries up to this long before a request's start still count as its own: Poe's clock and
+   * ours differ, and `creation_time` may be when Poe received the request. Default: 2,000 ms.
+   */
+  clockSkewMs?: number;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
   /** Default: the platform's timers. */
@@ -74,6 +79,7 @@ export class CostTracker implements AsyncDisposable {
   readonly #watchMs: number;
   readonly #backgroundPollMs: number;
   readonly #maxPages: number;
+  readonly #skewMs: number;
   readonly #now: () => number;
   readonly #timers: Timers;
   readonly #logger: Logger | undefined;
@@ -101,6 +107,7 @@ export class CostTracker implements AsyncDisposable {
     this.#backgroundPollMs = options.backgroundPollMs ?? 2_000;
     this.#backgroundDelay = this.#backgroundPollMs;
     this.#maxPages = options.maxPages ?? 3;
+    this.#skewMs = options.clockSkewMs ?? 2_000;
     this.#now = options.now ?? Date.now;
     this.#timers = options.timers ?? REAL_TIMERS;
     this.#logger = options.logger;
@@ -125,7 +132,7 @@ export class CostTracker implements AsyncDisposable {
     if (this.#closed) return Promise.resolve(null);
     const waiter: Waiter = {
       model: options.model.toLowerCase(),
-      startedAtUs: options.startedAt * 1000,
+      startedAtUs: (options.startedAt - this.#skewMs) * 1000,
       tokens: options.tokens ?? null,
       endedAt: this.#now(),
       foreground: null,
@@ -245,7 +252,7 @@ export class CostTracker implements AsyncDisposable {
     const taken = new Set<PointsEntry>();
     const assigned = new Map<Waiter, PointsEntry>();
     const eligible = (w: Waiter, e: PointsEntry) =>
-      !taken.has(e) && e.bot_name.toLowerCase() === w.model && e.creation_time > w.startedAtUs;
+      !taken.has(e) && e.bot_name.toLowerCase() === w.model && e.creation_time >= w.startedAtUs;
     for (const w of this.#waiters) {
       if (!w.tokens) continue;
       const hit = candidates.find((e) => {

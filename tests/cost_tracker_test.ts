@@ -221,7 +221,8 @@ Deno.test("CostTracker ignores older, other-model, non-API, refund and claimed e
   const { clock, history, tracker } = setup();
   await using _ = tracker;
   history.add("GPT-4o", 1);
-  await clock.advance(100);
+  // Older than the 2 s allowed for clock skew: another request's.
+  await clock.advance(2_100);
   const start = clock.now();
   await clock.advance(100);
   history.add("GPT-4o", 2, { type: "Chat" });
@@ -386,4 +387,14 @@ Deno.test("CostTracker learns how late costs land: no pointless waits, no wasted
     assert.equal(a.found, 1);
     assert.ok(a.calls <= 2, `${a.calls} calls`);
   }
+});
+
+Deno.test("CostTracker allows for clock skew: an entry stamped just before the start is its own", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const start = clock.now();
+  history.add("GPT-4o", 77, { createdAt: start - 800 });
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(200);
+  assert.equal((await cost)?.points, 77);
 });
