@@ -9,7 +9,15 @@ const CLEAN_ENV = {
 
 function command(args: string[], env: Record<string, string>, cwd?: string): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--unstable-no-legacy-abort", "--allow-net", "--allow-env", "--allow-read", MAIN, ...args],
+    args: [
+      "run",
+      "--unstable-no-legacy-abort",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      MAIN,
+      ...args,
+    ],
     env: { ...CLEAN_ENV, ...env },
     clearEnv: true,
     cwd: cwd ?? Deno.makeTempDirSync(),
