@@ -10,8 +10,11 @@ export interface ProxyProcess extends AsyncDisposable {
   stdout(): string;
   /** Everything printed so far on standard error. */
   stderr(): string;
-  /** Resident set size in bytes, from `/proc/<pid>/status` (`VmRSS`). */
-  rss(): number;
+  /**
+   * Resident set size in bytes, from `ps -o rss=` (reading `/proc/<pid>/status` itself would need
+   * `--allow-all`; `ps` needs only `--allow-run`).
+   */
+  rss(): Promise<number>;
   /** Sends SIGTERM and waits for the exit; returns the exit code. */
   stop(): Promise<number>;
 }
@@ -22,6 +25,8 @@ export interface ProxyProcessOptions {
   env: Record<string, string>;
   /** Extra arguments after `main.ts`. */
   args?: string[];
+  /** Extra arguments of `deno run` itself, before `main.ts` (such as `--v8-flags=...`). */
+  denoArgs?: string[];
   /** Working directory. Default: a new empty temporary directory. */
   cwd?: string;
   /** Give up waiting for the listening line after this long. Default: 20000 ms. */
@@ -41,6 +46,7 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<P
       "--allow-net",
       "--allow-env",
       "--allow-read",
+      ...(options.denoArgs ?? []),
       MAIN,
       ...(options.args ?? []),
     ],
@@ -87,11 +93,17 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<P
     pid: child.pid,
     stdout: () => out.text,
     stderr: () => err.text,
-    rss: () => {
-      const status = Deno.readTextFileSync(`/proc/${child.pid}/status`);
-      const kb = /^VmRSS:\s+(\d+) kB/m.exec(status);
-      if (!kb) throw new Error(`no VmRSS in /proc/${child.pid}/status`);
-      return Number(kb[1]) * 1024;
+    rss: async () => {
+      const out = await new Deno.Command("ps", {
+        args: ["-o", "rss=", "-p", String(child.pid)],
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      const kb = Number(new TextDecoder().decode(out.stdout).trim());
+      if (!out.success || !Number.isFinite(kb) || kb <= 0) {
+        throw new Error(`ps found no RSS for pid ${child.pid}`);
+      }
+      return kb * 1024;
     },
     stop,
     async [Symbol.asyncDispose]() {
