@@ -57,6 +57,14 @@ export interface App {
   usage: UsageService;
   /** Stops what the app built itself (the usage service when not given). Idempotent. */
   close(): Promise<void>;
+  /** Read-only figures for tests and diagnostics. */
+  stats(): AppStats;
+}
+
+/** What {@linkcode App.stats} reports. */
+export interface AppStats {
+  /** Client rate-limit buckets held now; never more than `MAX_TRACKED_CLIENTS`. */
+  trackedClients: number;
 }
 
 type Handler = (
@@ -321,6 +329,7 @@ export function createApp(deps: AppDeps): App {
 
   return {
     usage,
+    stats: () => ({ trackedClients: clients.size }),
     close: async () => {
       await dashboard.close();
       if (!deps.usage) await usage.close();

@@ -423,3 +423,96 @@ Deno.test("main.ts warns at startup on a non-loopback HOST without keys, and onl
     assert.doesNotMatch(proxy.stderr() + proxy.stdout(), WARNING);
   });
 });
+
+// --- bounded memory under a flood of addresses --------------------------------------------------
+
+const FLOOD_ENV = {
+  RATE_LIMIT_PER_MINUTE: "60",
+  RATE_LIMIT_BURST: "3",
+  TRUST_PROXY: "127.0.0.1",
+  MAX_TRACKED_CLIENTS: "1000",
+};
+
+/** The `i`-th address of a flood: 10.x.y.z, all distinct for i < 2^24. */
+function floodAddress(i: number): string {
+  return `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+}
+
+Deno.test("rate limit: 20,000 forwarded addresses leave at most MAX_TRACKED_CLIENTS buckets", async () => {
+  const app = createApp({
+    config: testConfig(FLOOD_ENV),
+    version: "test",
+    registry: await testRegistry().then((r) => () => r),
+    logger: memoryLogger("warn"),
+  });
+  try {
+    // The bucket is taken before the body is read, so an invalid body still costs a token.
+    const send = (xff: string) =>
+      app.handler(
+        new Request("http://proxy/v1/chat/completions", {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-forwarded-for": xff },
+          body: "[]",
+        }),
+        { remoteAddr: { hostname: "127.0.0.1" } },
+      ).then(async (r) => (await r.body?.cancel(), r.status));
+    let most = 0;
+    for (let i = 0; i < 20_000; i++) {
+      assert.equal(await send(floodAddress(i)), 400);
+      most = Math.max(most, app.stats().trackedClients);
+    }
+    assert.equal(most, 1000);
+    assert.equal(app.stats().trackedClients, 1000);
+    // The newest clients keep their buckets: 2 tokens left, then refused.
+    const recent = floodAddress(19_999);
+    assert.equal(await send(recent), 400);
+    assert.equal(await send(recent), 400);
+    assert.equal(await send(recent), 429);
+    // An evicted client starts again with a full bucket (a missing bucket is a full one).
+    assert.equal(await send(floodAddress(0)), 400);
+    assert.ok(app.stats().trackedClients <= 1000);
+  } finally {
+    await app.close();
+  }
+});
+
+Deno.test("rate limit: the flood over HTTP through a trusted proxy keeps buckets bounded", async () => {
+  const app = createApp({
+    config: testConfig(FLOOD_ENV),
+    version: "test",
+    registry: await testRegistry().then((r) => () => r),
+    logger: memoryLogger("warn"),
+  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (req, info) => app.handler(req, { remoteAddr: info.remoteAddr }),
+  );
+  try {
+    const url = `http://127.0.0.1:${server.addr.port}/v1/chat/completions`;
+    let next = 0;
+    let most = 0;
+    const worker = async () => {
+      while (next < 3000) {
+        const i = next++;
+        const res = await fetch(url, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "x-forwarded-for": `203.0.113.9, ${floodAddress(i)}`,
+          },
+          body: "{}",
+        });
+        await res.body?.cancel();
+        assert.equal(res.status, 400);
+        assert.equal(res.headers.get("x-ratelimit-remaining-requests"), "2");
+        most = Math.max(most, app.stats().trackedClients);
+      }
+    };
+    await Promise.all(Array.from({ length: 20 }, worker));
+    assert.ok(most <= 1000, `${most} buckets`);
+    assert.equal(app.stats().trackedClients, 1000);
+  } finally {
+    await server.shutdown();
+    await app.close();
+  }
+});
