@@ -81,6 +81,25 @@ interface Route {
   auth: boolean;
 }
 
+/** A pathname pattern without groups, wildcards or escapes matches only its own text. */
+const LITERAL_PATH = /^[\w\-./]*$/;
+/** Each route's literal pathname, or null when it needs URLPattern (about 3 µs a test). */
+const literals = new WeakMap<Route, string | null>();
+
+function literalPath(r: Route): string | null {
+  let literal = literals.get(r);
+  if (literal === undefined) {
+    literal = LITERAL_PATH.test(r.pattern.pathname) ? r.pattern.pathname : null;
+    literals.set(r, literal);
+  }
+  return literal;
+}
+
+function matchesPath(r: Route, pathname: string): boolean {
+  const literal = literalPath(r);
+  return literal !== null ? literal === pathname : r.pattern.test({ pathname });
+}
+
 function json(body: unknown, init: ResponseInit = {}): Response {
   const headers = new Headers(init.headers);
   headers.set("content-type", "application/json");
@@ -289,7 +308,7 @@ export function createApp(deps: AppDeps): App {
     url: URL,
     authed: boolean,
   ): Promise<Response> {
-    const matching = routes.filter((r) => r.pattern.test({ pathname: url.pathname }));
+    const matching = routes.filter((r) => matchesPath(r, url.pathname));
     if (matching.length === 0) {
       throw new ProxyError(404, `No such endpoint: ${req.method} ${url.pathname.slice(0, 200)}`, {
         code: "unknown_endpoint",
@@ -323,7 +342,9 @@ export function createApp(deps: AppDeps): App {
       );
     }
     if (r.auth && keys.enabled && !authed) throw authenticationError();
-    const params = r.pattern.exec({ pathname: url.pathname })?.pathname.groups ?? {};
+    const params = literalPath(r) !== null
+      ? {}
+      : r.pattern.exec({ pathname: url.pathname })?.pathname.groups ?? {};
     return await r.handler(req, ctx, params as Record<string, string>);
   }
 
