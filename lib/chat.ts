@@ -27,6 +27,8 @@ export interface ChatDeps {
   counter: TokenCounter;
   /** Balance snapshot, guards and cost attribution. Default: none (no guards, no footer). */
   usage?: UsageService;
+  /** Called right before Poe is called; throws to refuse (the global bucket in front of Poe). */
+  beforeUpstream?: (ctx: RequestContext) => void;
 }
 
 /** Response headers of Poe's that the client should see. */
@@ -96,6 +98,7 @@ export async function handleChat(
     return guardResponse(overCap, body);
   }
   const sendBody = upstreamBody(body, entry.id, clip.messages);
+  deps.beforeUpstream?.(ctx);
 
   let answer: UpstreamAnswer;
   try {
