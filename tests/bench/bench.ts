@@ -168,8 +168,8 @@ end
       return {
         requests: r.requests,
         rps: r.requests / (r.duration_us / 1e6),
-        p50: r.p50_us / 1000,
-        p99: r.p99_us / 1000,
+        p50: r.requests ? r.p50_us / 1000 : NaN,
+        p99: r.requests ? r.p99_us / 1000 : NaN,
         errors: r.errors,
         non2xx: r.non2xx,
         guarded: r.guarded,
@@ -203,7 +203,8 @@ end
     });
     const match = await child.waitLine(/^(\{.*\})$/, job.durationMs + (job.warmupMs ?? 0) + 30_000);
     await child.status;
-    return JSON.parse(match[1]);
+    // A phase with no answers has no percentiles: NaN, which JSON carried as null.
+    return JSON.parse(match[1], (_k, v) => v === null ? NaN : v);
   }
 
   /** Opens {@linkcode HOLD_COUNT} streams; returns the child, which closes them on a line. */
@@ -584,7 +585,14 @@ async function main(): Promise<number> {
       value: number | null,
       target: string,
       ok: (v: number) => boolean,
-    ) => into.push({ id, figure, value, target, met: value === null ? null : ok(value) });
+    ) =>
+      into.push({
+        id,
+        figure,
+        value: value === null || Number.isNaN(value) ? null : value,
+        target,
+        met: value === null || Number.isNaN(value) ? null : ok(value),
+      });
     const relayChecks = (r: TargetResult): Check[] => {
       const out: Check[] = [];
       check(
