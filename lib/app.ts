@@ -186,20 +186,23 @@ export function createApp(deps: AppDeps): App {
     recent.updateCost(ctx.id, points);
   };
 
+  // Taken only for a request that will really reach Poe: garbage and guarded requests spend none.
+  const takePoeToken = (ctx: RequestContext) => {
+    const global = poe.take("poe");
+    if (global.allowed) return;
+    ctx.fields.limited = "poe";
+    throw rateLimitError(global, {
+      message:
+        `This proxy keeps Poe under POE_RATE_LIMIT_PER_MINUTE (${config.poeRateLimitPerMinute}); try again in ${global.retryAfterSeconds} s.`,
+    });
+  };
+
   const chat: Handler = async (req, ctx) => {
     const decision = clients.take(ctx.client);
     const limitHeaders = rateLimitHeaders(decision);
     if (!decision.allowed) {
       ctx.fields.limited = "client";
       throw rateLimitError(decision);
-    }
-    const global = poe.take("poe");
-    if (!global.allowed) {
-      ctx.fields.limited = "poe";
-      throw rateLimitError(global, {
-        message:
-          `This proxy keeps Poe under POE_RATE_LIMIT_PER_MINUTE (${config.poeRateLimitPerMinute}); try again in ${global.retryAfterSeconds} s.`,
-      });
     }
     let response: Response;
     try {
@@ -210,6 +213,7 @@ export function createApp(deps: AppDeps): App {
         logger,
         counter,
         usage,
+        beforeUpstream: takePoeToken,
       });
     } catch (err) {
       // Errors carry the client's limit too; a 429 keeps the headers that explain it (Poe's).

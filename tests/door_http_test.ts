@@ -196,6 +196,14 @@ Deno.test("rate limit: POE_RATE_LIMIT_PER_MINUTE is one bucket for every client"
   assert.equal(s.fake.chatRequests().length, 2);
 });
 
+Deno.test("rate limit: requests that never reach Poe spend nothing of the global bucket", async () => {
+  await using s = await setup({ RATE_LIMIT_PER_MINUTE: "0", POE_RATE_LIMIT_PER_MINUTE: "1" });
+  for (let i = 0; i < 5; i++) assert.equal((await chat(s.proxy.url, {}, "{")).status, 400);
+  assert.equal((await chat(s.proxy.url)).status, 200);
+  assert.equal((await chat(s.proxy.url)).status, 429);
+  assert.equal(s.fake.chatRequests().length, 1);
+});
+
 Deno.test("rate limit: RATE_LIMIT_PER_MINUTE=0 turns it off; only Poe's own headers pass on", async () => {
   await using s = await setup({ RATE_LIMIT_PER_MINUTE: "0", RATE_LIMIT_BURST: "1" });
   for (let i = 0; i < 5; i++) {
