@@ -30,7 +30,7 @@ export interface AttributeOptions {
 /** Options of a {@linkcode CostTracker}. */
 export interface CostTrackerOptions {
   api: UsageSource;
-  /** Delay before the first fetch after an answer ends; answers ending meanwhile share it. Default: 200 ms. */
+  /** Least delay before the first look for an answer's entry, on top of what was learned. Default: 0. */
   firstFetchMs?: number;
   /** Interval of fetches while an answer waits in the foreground. Default: 400 ms. */
   pollMs?: number;
@@ -45,6 +45,16 @@ export interface CostTrackerOptions {
    * ours differ, and `creation_time` may be when Poe received the request. Default: 2,000 ms.
    */
   clockSkewMs?: number;
+  /**
+   * Answers waiting or watched at most; past it the oldest give up and keep their estimate
+   * (counted in {@linkcode CostTracker.dropped}). Default: 1,000.
+   */
+  maxWatched?: number;
+  /**
+   * Longest pause between the starts of two fetches under load, so that one fetch serves many
+   * answers; only used while many requests run at once. 0 turns it off. Default: 20 ms.
+   */
+  maxBatchMs?: number;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
   /** Default: the platform's timers. */
@@ -54,23 +64,60 @@ export interface CostTrackerOptions {
 
 interface Waiter {
   model: string;
+  /** The request's start in µs, less the allowed clock skew. */
   startedAtUs: number;
+  /** The request's start in µs, as given. */
+  realStartUs: number;
   tokens: { prompt: number; completion: number } | null;
   endedAt: number;
+  /** When its entry is probably there: the first fetch for it should start no earlier. */
+  dueAt: number;
+  /** When the last fetch that looked for it started, or -Infinity. */
+  checkedAt: number;
+  /** When the last fetch that read the history without finding it started, or -Infinity. */
+  missedAt: number;
+  /** The delay planned before its first look, from what was learned; null while quiet. */
+  plannedMs: number | null;
   foreground: ((cost: FoundCost | null) => void) | null;
   timer: unknown;
   onFound?: (cost: FoundCost) => void;
+  done: boolean;
+}
+
+interface Candidate {
+  entry: PointsEntry;
+  taken: boolean;
 }
 
 const MAX_CLAIMED = 20_000;
+/** Below this many requests at once (estimated), fetches are never delayed to batch answers. */
+const BATCH_FROM_CONCURRENCY = 4;
+/** Answers one fetch should serve under heavy load; the batching window aims at it. */
+const BATCH_TARGET = 16;
+
+/** The lowest `realStartUs` of the waiters not in `assigned`, or Infinity. */
+function oldestUnassigned(waiters: readonly Waiter[], assigned: Map<Waiter, PointsEntry>): number {
+  let oldest = Infinity;
+  for (const w of waiters) {
+    if (!assigned.has(w) && w.realStartUs < oldest) oldest = w.realStartUs;
+  }
+  return oldest;
+}
+
 /**
  * Finds what each answer cost. A waiting answer is paired with an unclaimed `points_history` entry
  * of usage type `API`, of its model, created after its request started: first an entry whose token
  * breakdown equals the answer's usage, else the oldest such entry in order of completion (FIFO per
- * model). An entry with `cost_points` 0 is not final: it is held but not reported. One fetch
- * (`limit=100`) serves every answer waiting at that moment, and no fetch runs while none waits.
- * The first fetch after an answer comes about when costs have been landing lately (a moving
- * average, probed 20% early); when that is past the answer's wait, it does not wait at all.
+ * model). An entry with `cost_points` 0 is not final: it is held but not reported.
+ *
+ * Scheduling: no fixed delay. When an answer ends and no fetch is in flight, the history is read
+ * at once (leading edge), unless costs have lately been landing later (a moving average of how long
+ * after its answer an entry was first found, probed 20% early), in which case the fetch waits until
+ * then; when that is past the answer's wait, the answer does not wait at all. Answers that end
+ * while a fetch is in flight share the next one, which starts as soon as that fetch returns
+ * (trailing edge). Under load (many requests at once, estimated from the arrival rate and request
+ * duration), the starts of two fetches are kept up to `maxBatchMs` apart so that one fetch
+ * (`limit=100`) serves many answers. No fetch runs while none waits.
  */
 export class CostTracker implements AsyncDisposable {
   readonly #api: UsageSource;
@@ -80,47 +127,76 @@ export class CostTracker implements AsyncDisposable {
   readonly #backgroundPollMs: number;
   readonly #maxPages: number;
   readonly #skewMs: number;
+  readonly #maxWatched: number;
+  readonly #maxBatchMs: number;
   readonly #now: () => number;
   readonly #timers: Timers;
   readonly #logger: Logger | undefined;
+  /** Live answers, in order of completion. */
   #waiters: Waiter[] = [];
   /** query_id to creation time (µs) of entries already attributed. */
   #claimed = new Map<string, number>();
   #timer: unknown = null;
   #timerAt = Infinity;
+  #microtask = false;
   #fetching = false;
+  /** Start of the last fetch. */
+  #lastFetchAt = -Infinity;
   #backgroundDelay: number;
   #abort = new AbortController();
   #calls = 0;
+  #fetches = 0;
+  #dropped = 0;
   /** Consecutive failed fetches; while they fail, answers are not held for the history. */
   #failures = 0;
   #quietUntil = 0;
-  /** Moving average of how long after an answer its final cost was found, or null. */
+  /** Moving average of how long after an answer ended its entry could first be found. */
   #typicalMs: number | null = null;
+  /** Moving averages for the load estimate: time between answers, and a request's duration. */
+  #lastEndedAt: number | null = null;
+  #gapAvgMs: number | null = null;
+  #spanAvgMs: number | null = null;
   #closed = false;
 
   constructor(options: CostTrackerOptions) {
     this.#api = options.api;
-    this.#firstFetchMs = options.firstFetchMs ?? 200;
+    this.#firstFetchMs = options.firstFetchMs ?? 0;
     this.#pollMs = options.pollMs ?? 400;
     this.#watchMs = options.watchMs ?? 120_000;
     this.#backgroundPollMs = options.backgroundPollMs ?? 2_000;
     this.#backgroundDelay = this.#backgroundPollMs;
     this.#maxPages = options.maxPages ?? 3;
     this.#skewMs = options.clockSkewMs ?? 2_000;
+    this.#maxWatched = Math.max(1, options.maxWatched ?? 1_000);
+    this.#maxBatchMs = options.maxBatchMs ?? 20;
     this.#now = options.now ?? Date.now;
     this.#timers = options.timers ?? REAL_TIMERS;
     this.#logger = options.logger;
   }
 
-  /** Usage API calls made so far. */
+  /** Usage API calls made so far (one per page read). */
   get calls(): number {
     return this.#calls;
+  }
+
+  /** History fetches started so far (each reads one page or more). */
+  get fetches(): number {
+    return this.#fetches;
   }
 
   /** Answers still waiting or watched. */
   get pending(): number {
     return this.#waiters.length;
+  }
+
+  /** Answers that gave up because more than `maxWatched` were waiting or watched. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** The current pause between fetch starts, in milliseconds: 0 unless under load. */
+  get batchMs(): number {
+    return this.#batchMs();
   }
 
   /**
@@ -130,59 +206,114 @@ export class CostTracker implements AsyncDisposable {
    */
   attribute(options: AttributeOptions): Promise<FoundCost | null> {
     if (this.#closed) return Promise.resolve(null);
-    const waiter: Waiter = {
-      model: options.model.toLowerCase(),
-      startedAtUs: (options.startedAt - this.#skewMs) * 1000,
-      tokens: options.tokens ?? null,
-      endedAt: this.#now(),
-      foreground: null,
-      timer: null,
-      onFound: options.onFound,
-    };
-    this.#waiters.push(waiter);
-    if (this.#now() < this.#quietUntil) {
-      // The history keeps failing: no answer waits for it; one fetch retries after the pause.
-      this.#schedule(this.#quietUntil - this.#now());
-      return Promise.resolve(null);
-    }
-    this.#backgroundDelay = this.#backgroundPollMs;
+    const now = this.#now();
+    this.#observe(now, options.startedAt);
+    const quiet = now < this.#quietUntil;
     // Fetch about when entries have been appearing; probing a little earlier lets it adapt down.
     const expected = this.#typicalMs === null
       ? this.#firstFetchMs
       : Math.max(this.#firstFetchMs, Math.round(0.8 * this.#typicalMs));
-    if (options.waitMs <= 0 || expected >= options.waitMs) {
+    const waiter: Waiter = {
+      model: options.model.toLowerCase(),
+      startedAtUs: (options.startedAt - this.#skewMs) * 1000,
+      realStartUs: options.startedAt * 1000,
+      tokens: options.tokens ?? null,
+      endedAt: now,
+      // The history keeps failing: no answer waits for it; one fetch retries after the pause.
+      dueAt: quiet ? this.#quietUntil : now + expected,
+      checkedAt: -Infinity,
+      missedAt: -Infinity,
+      plannedMs: quiet ? null : expected,
+      foreground: null,
+      timer: null,
+      onFound: options.onFound,
+      done: false,
+    };
+    if (this.#waiters.length >= this.#maxWatched) this.#drop();
+    this.#waiters.push(waiter);
+    if (!quiet) this.#backgroundDelay = this.#backgroundPollMs;
+    let result: Promise<FoundCost | null>;
+    if (quiet || options.waitMs <= 0 || expected >= options.waitMs) {
       // Not expected in time: the answer ends now with an estimate; the cost is watched for.
-      this.#schedule(expected);
-      return Promise.resolve(null);
+      result = Promise.resolve(null);
+    } else {
+      const { promise, resolve } = Promise.withResolvers<FoundCost | null>();
+      waiter.foreground = resolve;
+      waiter.timer = this.#timers.setTimeout(() => {
+        waiter.timer = null;
+        waiter.foreground = null;
+        resolve(null);
+      }, options.waitMs);
+      result = promise;
     }
-    const { promise, resolve } = Promise.withResolvers<FoundCost | null>();
-    waiter.foreground = resolve;
-    waiter.timer = this.#timers.setTimeout(() => {
-      waiter.timer = null;
-      waiter.foreground = null;
-      resolve(null);
-    }, options.waitMs);
-    this.#schedule(expected);
-    return promise;
+    this.#schedule(waiter.dueAt);
+    return result;
   }
 
-  #schedule(ms: number): void {
+  /** Updates the load estimate with an answer that ended at `now`. */
+  #observe(now: number, startedAt: number): void {
+    const span = Math.max(0, now - startedAt);
+    this.#spanAvgMs = this.#spanAvgMs === null ? span : 0.8 * this.#spanAvgMs + 0.2 * span;
+    if (this.#lastEndedAt !== null) {
+      const gap = Math.max(0, now - this.#lastEndedAt);
+      this.#gapAvgMs = this.#gapAvgMs === null ? gap : 0.8 * this.#gapAvgMs + 0.2 * gap;
+    }
+    this.#lastEndedAt = now;
+  }
+
+  /**
+   * The pause kept between fetch starts. Requests at once ≈ duration / time between answers
+   * (Little's law); with few, none. With many, half a request's duration (a fetch then serves
+   * about half of them), less once that exceeds {@linkcode BATCH_TARGET} answers, at most
+   * `maxBatchMs`. A request held by the pause lasts longer, which only lowers the estimate.
+   */
+  #batchMs(): number {
+    if (this.#maxBatchMs <= 0 || this.#spanAvgMs === null || this.#gapAvgMs === null) return 0;
+    // Load that stopped: the time since the last answer counts as a gap too.
+    const sinceLast = this.#lastEndedAt === null ? 0 : this.#now() - this.#lastEndedAt;
+    const gap = Math.max(this.#gapAvgMs, sinceLast, 0.001);
+    const concurrency = this.#spanAvgMs / gap;
+    if (concurrency < BATCH_FROM_CONCURRENCY) return 0;
+    const share = Math.min(0.5, BATCH_TARGET / concurrency);
+    return Math.min(this.#maxBatchMs, this.#spanAvgMs * share);
+  }
+
+  /** Ensures a fetch starts at `at` or earlier, but not sooner than the batching pause allows. */
+  #schedule(at: number): void {
     if (this.#closed || this.#fetching) return;
-    const at = this.#now() + ms;
-    if (this.#timer !== null && this.#timerAt <= at) return;
+    const now = this.#now();
+    at = Math.max(at, this.#lastFetchAt + this.#batchMs());
+    if (at <= now) {
+      // Leading edge: fetch now (after this turn, so answers ending together share it).
+      if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
+      this.#timer = null;
+      this.#timerAt = Infinity;
+      if (!this.#microtask) {
+        this.#microtask = true;
+        queueMicrotask(() => {
+          this.#microtask = false;
+          void this.#fetch();
+        });
+      }
+      return;
+    }
+    if (this.#microtask || (this.#timer !== null && this.#timerAt <= at)) return;
     if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
     this.#timerAt = at;
     this.#timer = this.#timers.setTimeout(() => {
       this.#timer = null;
       this.#timerAt = Infinity;
       void this.#fetch();
-    }, ms);
+    }, at - now);
   }
 
   async #fetch(): Promise<void> {
-    if (this.#closed || this.#waiters.length === 0) return;
+    if (this.#closed || this.#fetching || this.#waiters.length === 0) return;
     this.#fetching = true;
-    const oldestStart = Math.min(...this.#waiters.map((w) => w.startedAtUs));
+    this.#fetches++;
+    const startedAt = this.#now();
+    this.#lastFetchAt = startedAt;
+    for (const w of this.#waiters) w.checkedAt = startedAt;
     const entries: PointsEntry[] = [];
     let failed = false;
     try {
@@ -194,9 +325,13 @@ export class CostTracker implements AsyncDisposable {
           startingAfter: after,
           signal: this.#abort.signal,
         });
-        entries.push(...got.data);
+        for (const e of got.data) entries.push(e);
         const last = got.data.at(-1);
-        if (!got.hasMore || !last || last.creation_time <= oldestStart) break;
+        if (!got.hasMore || !last) break;
+        // Read further only for an answer still without an entry that started before this page's
+        // oldest entry: its entry may be further down.
+        const assigned = this.#pair(entries);
+        if (last.creation_time <= oldestUnassigned(this.#waiters, assigned)) break;
         after = last.query_id;
       }
     } catch (err) {
@@ -221,15 +356,48 @@ export class CostTracker implements AsyncDisposable {
       this.#failures = 0;
       this.#quietUntil = 0;
     }
-    this.#match(entries);
-    this.#expire();
-    const foreground = this.#waiters.some((w) => w.foreground !== null);
+    const assigned = this.#pair(entries);
+    for (const [w, e] of assigned) {
+      if (e.cost_points !== 0) this.#resolve(w, e, startedAt);
+    }
+    if (!failed) {
+      for (const w of this.#waiters) {
+        if (!w.done && w.checkedAt === startedAt) w.missedAt = startedAt;
+      }
+    }
+    this.#compact();
+    this.#plan();
+  }
+
+  /** Schedules the next fetch for the answers still waiting or watched, if any. */
+  #plan(): void {
+    if (this.#waiters.length === 0) return;
+    const now = this.#now();
+    let next = Infinity;
+    let foreground = false;
+    for (const w of this.#waiters) {
+      // Not looked for since its entry was due (answers that ended during the last fetch): next.
+      if (w.checkedAt < w.dueAt) next = Math.min(next, w.dueAt);
+      else if (w.foreground !== null) foreground = true;
+    }
     if (foreground) {
-      this.#schedule(this.#pollMs);
-    } else if (this.#waiters.length > 0) {
-      this.#schedule(Math.max(this.#backgroundDelay, this.#quietUntil - this.#now()));
+      next = Math.min(next, this.#lastFetchAt + this.#pollMs);
+    } else if (next === Infinity) {
+      next = now + this.#backgroundDelay;
       this.#backgroundDelay = Math.min(30_000, this.#backgroundDelay * 2);
     }
+    this.#schedule(Math.max(next, this.#quietUntil));
+  }
+
+  /** The oldest answer gives up: it keeps its estimate and is no longer watched. */
+  #drop(): void {
+    const w = this.#waiters.shift()!;
+    this.#dropped++;
+    if (w.timer !== null) this.#timers.clearTimeout(w.timer);
+    w.timer = null;
+    w.foreground?.(null);
+    w.foreground = null;
+    w.done = true;
   }
 
   /** Lets every answer waiting in the foreground go on with an estimate; they stay watched. */
@@ -242,58 +410,76 @@ export class CostTracker implements AsyncDisposable {
     }
   }
 
-  /** Pairs waiters with entries: token matches first, then FIFO per model. */
-  #match(page: PointsEntry[]): void {
-    const candidates = page
-      .filter((e) =>
-        e.usage_type.toUpperCase() === "API" && e.cost_points >= 0 && !this.#claimed.has(e.query_id)
-      )
-      .sort((a, b) => a.creation_time - b.creation_time);
-    const taken = new Set<PointsEntry>();
+  /**
+   * Pairs waiters with entries: token matches first, then FIFO per model. Entries are grouped by
+   * model (and by token counts) once, so a fetch costs about waiters + entries, not their product.
+   */
+  #pair(page: readonly PointsEntry[]): Map<Waiter, PointsEntry> {
     const assigned = new Map<Waiter, PointsEntry>();
-    const eligible = (w: Waiter, e: PointsEntry) =>
-      !taken.has(e) && e.bot_name.toLowerCase() === w.model && e.creation_time >= w.startedAtUs;
-    for (const w of this.#waiters) {
-      if (!w.tokens) continue;
-      const hit = candidates.find((e) => {
-        if (e.cost_points === 0 || !eligible(w, e)) return false;
-        const t = breakdownTokens(e);
-        return t !== null && t.prompt === w.tokens!.prompt && t.completion === w.tokens!.completion;
-      });
-      if (hit) {
-        taken.add(hit);
-        assigned.set(w, hit);
+    if (this.#waiters.length === 0 || page.length === 0) return assigned;
+    const models = new Set<string>();
+    for (const w of this.#waiters) models.add(w.model);
+    const byModel = new Map<string, Candidate[]>();
+    const byTokens = new Map<string, Candidate[]>();
+    for (const e of page) {
+      if (e.cost_points < 0 || e.usage_type.toUpperCase() !== "API") continue;
+      const model = e.bot_name.toLowerCase();
+      if (!models.has(model) || this.#claimed.has(e.query_id)) continue;
+      const c: Candidate = { entry: e, taken: false };
+      let list = byModel.get(model);
+      if (!list) byModel.set(model, list = []);
+      list.push(c);
+      if (e.cost_points === 0) continue;
+      const t = breakdownTokens(e);
+      if (t === null) continue;
+      const key = `${model}\n${t.prompt}\n${t.completion}`;
+      let same = byTokens.get(key);
+      if (!same) byTokens.set(key, same = []);
+      same.push(c);
+    }
+    const oldestFirst = (a: Candidate, b: Candidate) =>
+      a.entry.creation_time - b.entry.creation_time;
+    for (const list of byModel.values()) list.sort(oldestFirst);
+    for (const list of byTokens.values()) list.sort(oldestFirst);
+    const take = (w: Waiter, list: Candidate[] | undefined) => {
+      if (!list) return;
+      for (const c of list) {
+        if (c.taken || c.entry.creation_time < w.startedAtUs) continue;
+        c.taken = true;
+        assigned.set(w, c.entry);
+        return;
       }
+    };
+    for (const w of this.#waiters) {
+      if (w.tokens) take(w, byTokens.get(`${w.model}\n${w.tokens.prompt}\n${w.tokens.completion}`));
     }
     for (const w of this.#waiters) {
-      if (assigned.has(w)) continue;
-      const hit = candidates.find((e) => eligible(w, e));
-      if (hit) {
-        taken.add(hit);
-        assigned.set(w, hit);
-      }
+      if (!assigned.has(w)) take(w, byModel.get(w.model));
     }
-    for (const [w, e] of assigned) {
-      if (e.cost_points !== 0) this.#resolve(w, e);
-    }
+    return assigned;
   }
 
-  #resolve(w: Waiter, e: PointsEntry): void {
+  #resolve(w: Waiter, e: PointsEntry, fetchStartedAt: number): void {
     this.#claimed.set(e.query_id, e.creation_time);
     if (this.#claimed.size > MAX_CLAIMED) {
       this.#claimed.delete(this.#claimed.keys().next().value!);
     }
-    this.#waiters = this.#waiters.filter((x) => x !== w);
+    w.done = true;
     const cost: FoundCost = {
       points: e.cost_points,
       queryId: e.query_id,
       createdAt: Math.round(e.creation_time / 1000),
       afterMs: this.#now() - w.endedAt,
     };
-    this.#typicalMs = this.#typicalMs === null
-      ? cost.afterMs
-      : 0.7 * this.#typicalMs + 0.3 * cost.afterMs;
+    // How late entries land: found at the first look, the delay planned for it (time spent
+    // waiting for another fetch or for a batch is not lateness); else when the fetch that found
+    // it started. Not learned from answers that ended while the history was failing.
+    if (w.plannedMs !== null) {
+      const late = w.missedAt === -Infinity ? w.plannedMs : Math.max(0, fetchStartedAt - w.endedAt);
+      this.#typicalMs = this.#typicalMs === null ? late : 0.7 * this.#typicalMs + 0.3 * late;
+    }
     if (w.timer !== null) this.#timers.clearTimeout(w.timer);
+    w.timer = null;
     w.foreground?.(cost);
     w.foreground = null;
     try {
@@ -303,13 +489,23 @@ export class CostTracker implements AsyncDisposable {
     }
   }
 
-  #expire(): void {
+  /** Drops resolved answers and those watched for longer than `watchMs`, in one pass. */
+  #compact(): void {
     const limit = this.#now() - this.#watchMs;
-    const gone = this.#waiters.filter((w) => w.foreground === null && w.endedAt < limit);
-    if (gone.length === 0) return;
-    this.#waiters = this.#waiters.filter((w) => !gone.includes(w));
-    for (const w of gone) {
-      this.#logger?.debug("cost not found", { model: w.model, watched_ms: this.#watchMs });
+    let kept = 0;
+    let expired = 0;
+    for (const w of this.#waiters) {
+      if (w.done) continue;
+      if (w.foreground === null && w.endedAt < limit) {
+        w.done = true;
+        expired++;
+        continue;
+      }
+      this.#waiters[kept++] = w;
+    }
+    this.#waiters.length = kept;
+    if (expired > 0) {
+      this.#logger?.debug("cost not found", { answers: expired, watched_ms: this.#watchMs });
     }
   }
 

@@ -14,6 +14,8 @@ interface Stored {
 class ScriptedHistory implements UsageSource {
   calls = 0;
   fail = false;
+  /** Each answer arrives this long after the call (on the manual clock); read at the call. */
+  latencyMs = 0;
   #seq = 0;
   #stored: Stored[] = [];
   constructor(readonly clock: ManualClock) {}
@@ -74,7 +76,9 @@ class ScriptedHistory implements UsageSource {
     }
     const limit = options.limit ?? 20;
     const data = visible.slice(start, start + limit);
-    return Promise.resolve({ data, hasMore: start + limit < visible.length });
+    const page = { data, hasMore: start + limit < visible.length };
+    if (this.latencyMs <= 0) return Promise.resolve(page);
+    return new Promise((resolve) => this.clock.setTimeout(() => resolve(page), this.latencyMs));
   }
 }
 
@@ -107,12 +111,12 @@ Deno.test("breakdownTokens reads Poe's Input and Output token counts", () => {
   assert.equal(breakdownTokens({ ...entry, cost_breakdown_in_points: {} }), null);
 });
 
-Deno.test("CostTracker finds the real cost with one fetch and stops fetching", async () => {
+Deno.test("CostTracker looks at once when an answer ends: one fetch, no delay, no timer left", async () => {
   const { clock, history, tracker } = setup();
   await using _ = tracker;
   const startedAt = clock.now();
   await clock.advance(500);
-  history.add("GPT-4o", 339, { delayMs: 100 });
+  history.add("GPT-4o", 339);
   const found: FoundCost[] = [];
   const result = tracker.attribute({
     model: "gpt-4o",
@@ -120,14 +124,31 @@ Deno.test("CostTracker finds the real cost with one fetch and stops fetching", a
     waitMs: 1500,
     onFound: (c) => found.push(c),
   });
-  await clock.advance(200);
+  await clock.advance(0);
   const cost = await result;
   assert.equal(cost?.points, 339);
-  assert.equal(cost?.afterMs, 200);
+  assert.equal(cost?.afterMs, 0);
   assert.equal(found.length, 1);
   assert.equal(history.calls, 1);
   assert.equal(clock.timers, 0);
   assert.equal(tracker.pending, 0);
+});
+
+Deno.test("CostTracker: an entry not there at the first look is found by the next poll", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const startedAt = clock.now();
+  await clock.advance(500);
+  history.add("GPT-4o", 339, { delayMs: 100 });
+  const result = tracker.attribute({ model: "gpt-4o", startedAt, waitMs: 1500 });
+  await clock.advance(0);
+  assert.equal(history.calls, 1);
+  await clock.advance(400);
+  const cost = await result;
+  assert.equal(cost?.points, 339);
+  assert.equal(cost?.afterMs, 400);
+  assert.equal(history.calls, 2);
+  assert.equal(clock.timers, 0);
 });
 
 Deno.test("CostTracker gives up after waitMs, then reports the late cost through onFound", async () => {
@@ -242,6 +263,8 @@ Deno.test("CostTracker: one history fetch serves every answer waiting at that mo
   await using _ = tracker;
   const start = clock.now();
   const results: Promise<FoundCost | null>[] = [];
+  await clock.advance(10);
+  // Forty answers end in the same turn of the event loop.
   for (let i = 0; i < 40; i++) {
     const model = i % 2 ? "GPT-4o" : "Gemini-2.5-Pro";
     history.add(model, 100 + i, { tokens: [i, 1] });
@@ -253,12 +276,102 @@ Deno.test("CostTracker: one history fetch serves every answer waiting at that mo
         waitMs: 1500,
       }),
     );
-    await clock.advance(4);
   }
-  await clock.advance(200);
+  await clock.advance(0);
   const costs = await Promise.all(results);
   assert.deepEqual(costs.map((c) => c?.points), results.map((_, i) => 100 + i));
   assert.equal(history.calls, 1);
+});
+
+Deno.test("CostTracker: answers ending while a fetch is in flight share the next one (trailing edge)", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.latencyMs = 30;
+  const start = clock.now();
+  const results: Promise<FoundCost | null>[] = [];
+  for (let i = 0; i < 10; i++) {
+    history.add("GPT-4o", 100 + i, { tokens: [i, 1] });
+    results.push(
+      tracker.attribute({
+        model: "GPT-4o",
+        startedAt: start,
+        tokens: { prompt: i, completion: 1 },
+        waitMs: 1500,
+      }),
+    );
+    await clock.advance(2);
+  }
+  await clock.advance(100);
+  const costs = await Promise.all(results);
+  assert.deepEqual(costs.map((c) => c?.points), results.map((_, i) => 100 + i));
+  // The first answer's fetch at once; the nine that ended during it share the second.
+  assert.equal(history.calls, 2);
+  // The first waits one round trip; the last ended at 18 ms, its fetch ran from 30 to 60 ms.
+  assert.equal(costs[0]?.afterMs, 30);
+  assert.equal(costs[9]?.afterMs, 60 - 18);
+});
+
+Deno.test("CostTracker under load spaces its fetches, and stops doing so once load ends", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.latencyMs = 1;
+  // Answers end every 2 ms, each after a 60 ms request: about 30 requests at once.
+  const results: Promise<FoundCost | null>[] = [];
+  for (let i = 0; i < 100; i++) {
+    history.add("GPT-4o", 100 + i, { tokens: [i, 1] });
+    results.push(
+      tracker.attribute({
+        model: "GPT-4o",
+        startedAt: clock.now() - 60,
+        tokens: { prompt: i, completion: 1 },
+        waitMs: 1500,
+      }),
+    );
+    await clock.advance(2);
+  }
+  assert.ok(tracker.batchMs > 0);
+  await clock.advance(100);
+  const costs = await Promise.all(results);
+  assert.deepEqual(costs.map((c) => c?.points), results.map((_, i) => 100 + i));
+  // At most 20 ms apart (maxBatchMs): about ten answers a fetch.
+  assert.ok(history.calls <= 100 / 8, `${history.calls} fetches for 100 answers`);
+  assert.ok(costs.every((c) => c!.afterMs <= 20 + 1), "no answer held past the batch window");
+  // Load is over: a lone answer a second later is looked for at once.
+  await clock.advance(1000);
+  assert.equal(tracker.batchMs, 0);
+  const before = history.calls;
+  history.add("GPT-4o", 7);
+  const lone = tracker.attribute({ model: "GPT-4o", startedAt: clock.now() - 60, waitMs: 1500 });
+  await clock.advance(1);
+  assert.equal((await lone)?.afterMs, 1);
+  assert.equal(history.calls, before + 1);
+});
+
+Deno.test("CostTracker keeps at most maxWatched answers: the oldest give up, counted", async () => {
+  const clock = new ManualClock();
+  const history = new ScriptedHistory(clock);
+  await using tracker = new CostTracker({
+    api: history,
+    now: clock.now,
+    timers: clock,
+    maxWatched: 5,
+  });
+  const results: Promise<FoundCost | null>[] = [];
+  for (let i = 0; i < 8; i++) {
+    results.push(tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 1500 }));
+  }
+  assert.equal(tracker.pending, 5);
+  assert.equal(tracker.dropped, 3);
+  // The three oldest gave up at once, with no cost; the rest still wait.
+  let settled = 0;
+  for (const r of results) r.then(() => settled++);
+  await clock.advance(0);
+  assert.equal(settled, 3);
+  history.add("GPT-4o", 5);
+  await clock.advance(400);
+  assert.equal((await results[3])?.points, 5);
+  await clock.advance(1500);
+  assert.equal(settled, 8);
 });
 
 Deno.test("CostTracker reads further pages when more than 100 entries are newer than a waiter", async () => {

@@ -363,10 +363,8 @@ Deno.test("without a balance yet, requests go through and one warning is logged"
   assert.equal(t.usageLogs.filter((l) => l.includes("no balance yet")).length, 1);
 });
 
-Deno.test("load: Usage API calls per chat request at concurrency 20", async () => {
-  await using t = await setup();
-  const total = 200;
-  const concurrency = 20;
+/** Sends `total` chat requests, `concurrency` at a time; counts Usage API calls and real costs. */
+async function load(t: Awaited<ReturnType<typeof setup>>, total: number, concurrency: number) {
   const before = t.fake.usageCalls();
   let next = 0;
   let real = 0;
@@ -389,8 +387,20 @@ Deno.test("load: Usage API calls per chat request at concurrency 20", async () =
     `  load: ${total} requests at concurrency ${concurrency} in ${Math.round(ms)} ms: ` +
       `${calls} Usage API calls (${ratio.toFixed(3)} per request), ${real} real costs`,
   );
-  assert.equal(real, total);
-  assert.ok(ratio < 0.25, `ratio ${ratio}`);
+  return { ratio, real };
+}
+
+Deno.test("load: Usage API calls per chat request at concurrency 1, 20 and 32", async () => {
+  await using t = await setup();
+  // One at a time, each answer's history is read at once: about one call per request.
+  const single = await load(t, 50, 1);
+  assert.equal(single.real, 50);
+  assert.ok(single.ratio <= 1.1, `ratio ${single.ratio}`);
+  for (const concurrency of [20, 32]) {
+    const { ratio, real } = await load(t, 400, concurrency);
+    assert.equal(real, 400);
+    assert.ok(ratio < 0.25, `ratio ${ratio}`);
+  }
 });
 
 Deno.test("poe-proxy usage prints the balance, next grant and points per model", async () => {
