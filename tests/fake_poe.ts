@@ -631,10 +631,16 @@ export class FakePoe implements AsyncDisposable {
   /** Current balance in points. Setting it discards debits still pending. */
   get balance(): number {
     if (this.#debits.length) {
+      // Due debits come first (in billing order); apply them with one splice, not a shift each
+      // (a shift per entry made one call take 1.7 s after 65k answers).
       const now = Date.now();
-      while (this.#debits.length && this.#debits[0].at <= now) {
-        this.#balance -= this.#debits.shift()!.amount;
+      let due = 0;
+      while (due < this.#debits.length && this.#debits[due].at <= now) {
+        this.#balance -= this.#debits[due].amount;
+        due++;
       }
+      if (due === this.#debits.length) this.#debits = [];
+      else if (due > 0) this.#debits.splice(0, due);
     }
     return this.#balance;
   }

@@ -365,6 +365,21 @@ Deno.test("FakePoe debits the balance per completion and reports it in current_b
   );
 });
 
+Deno.test("FakePoe applies due debits only, in order, leaving later ones pending", async () => {
+  await using fake = await FakePoe.start({ historyDelayMs: 300, balance: 1000 });
+  const start = Date.now();
+  await (await post(fake, { model: "GPT-4o", messages: hi() })).body?.cancel();
+  await wait(200 - (Date.now() - start));
+  await (await post(fake, { model: "GPT-4o", messages: hi() })).body?.cancel();
+  assert.equal(fake.balance, 1000);
+  // The first debit is due at 300 ms, the second at about 500 ms.
+  await wait(400 - (Date.now() - start));
+  assert.equal(fake.balance, 982);
+  await wait(600 - (Date.now() - start));
+  assert.equal(fake.balance, 964);
+  assert.equal(fake.balance, 964);
+});
+
 Deno.test("FakePoe requires the Bearer key except for GET /v1/models", async () => {
   await using fake = await FakePoe.start({ apiKey: "k1" });
   let res = await post(fake, { model: "GPT-4o", messages: hi() });
