@@ -38,7 +38,10 @@ export interface CostTrackerOptions {
   watchMs?: number;
   /** First interval of background-only fetches; doubles up to 30 s. Default: 2,000 ms. */
   backgroundPollMs?: number;
-  /** Pages read by one fetch at most (100 entries each) when many answers wait. Default: 3. */
+  /**
+   * Pages read by one fetch at most when many answers wait: a first page of 10 entries plus two
+   * per answer (at most 100), then pages of 100. Default: 3.
+   */
   maxPages?: number;
   /**
    * Entries up to this long before a request's start still count as its own: Poe's clock and
@@ -94,12 +97,24 @@ const MAX_CLAIMED = 20_000;
 const BATCH_FROM_CONCURRENCY = 4;
 /** Answers one fetch should serve under heavy load; the batching window aims at it. */
 const BATCH_TARGET = 16;
+/** Entries of a first page, plus two per answer waiting or watched (at most 100). */
+const FIRST_PAGE_BASE = 10;
 
-/** The lowest `realStartUs` of the waiters not in `assigned`, or Infinity. */
-function oldestUnassigned(waiters: readonly Waiter[], assigned: Map<Waiter, PointsEntry>): number {
+/**
+ * The lowest `realStartUs` of the waiters that the fetch started at `fetchAt` looks for and did
+ * not pair yet, or Infinity. Unless `all`, only answers looked for the first time or still waiting
+ * in the foreground count: answers watched in the background do not make every fetch read deeper.
+ */
+function oldestUnassigned(
+  waiters: readonly Waiter[],
+  assigned: Map<Waiter, PointsEntry>,
+  fetchAt: number,
+  all: boolean,
+): number {
   let oldest = Infinity;
   for (const w of waiters) {
-    if (!assigned.has(w) && w.realStartUs < oldest) oldest = w.realStartUs;
+    if (w.checkedAt !== fetchAt || assigned.has(w) || w.realStartUs >= oldest) continue;
+    if (all || w.foreground !== null || w.missedAt === -Infinity) oldest = w.realStartUs;
   }
   return oldest;
 }
@@ -116,8 +131,11 @@ function oldestUnassigned(waiters: readonly Waiter[], assigned: Map<Waiter, Poin
  * then; when that is past the answer's wait, the answer does not wait at all. Answers that end
  * while a fetch is in flight share the next one, which starts as soon as that fetch returns
  * (trailing edge). Under load (many requests at once, estimated from the arrival rate and request
- * duration), the starts of two fetches are kept up to `maxBatchMs` apart so that one fetch
- * (`limit=100`) serves many answers. No fetch runs while none waits.
+ * duration), the starts of two fetches are kept up to `maxBatchMs` apart so that one fetch serves
+ * many answers. A fetch reads a first page sized to the answers waiting (up to 100 entries), and
+ * further pages only while an answer without an entry started before the oldest entry read
+ * (answers watched in the background count for that every `backgroundPollMs`). No fetch runs
+ * while none waits.
  */
 export class CostTracker implements AsyncDisposable {
   readonly #api: UsageSource;
@@ -142,6 +160,8 @@ export class CostTracker implements AsyncDisposable {
   #fetching = false;
   /** Start of the last fetch. */
   #lastFetchAt = -Infinity;
+  /** Start of the last fetch that could read deeper for answers watched in the background. */
+  #lastDeepAt = -Infinity;
   #backgroundDelay: number;
   #abort = new AbortController();
   #calls = 0;
@@ -314,6 +334,9 @@ export class CostTracker implements AsyncDisposable {
     const startedAt = this.#now();
     this.#lastFetchAt = startedAt;
     for (const w of this.#waiters) w.checkedAt = startedAt;
+    // Now and then, answers watched in the background may make a fetch read deeper too.
+    const deep = startedAt - this.#lastDeepAt >= this.#backgroundPollMs;
+    if (deep) this.#lastDeepAt = startedAt;
     const entries: PointsEntry[] = [];
     let failed = false;
     try {
@@ -321,7 +344,9 @@ export class CostTracker implements AsyncDisposable {
       for (let page = 0; page < this.#maxPages; page++) {
         this.#calls++;
         const got = await this.#api.pointsHistory({
-          limit: 100,
+          // A short first page when few answers wait: their entries are the newest, and a page
+          // of 100 costs both sides about 0.1 ms more. Further pages are full.
+          limit: page === 0 ? Math.min(100, FIRST_PAGE_BASE + 2 * this.#waiters.length) : 100,
           startingAfter: after,
           signal: this.#abort.signal,
         });
@@ -331,7 +356,7 @@ export class CostTracker implements AsyncDisposable {
         // Read further only for an answer still without an entry that started before this page's
         // oldest entry: its entry may be further down.
         const assigned = this.#pair(entries);
-        if (last.creation_time <= oldestUnassigned(this.#waiters, assigned)) break;
+        if (last.creation_time <= oldestUnassigned(this.#waiters, assigned, startedAt, deep)) break;
         after = last.query_id;
       }
     } catch (err) {

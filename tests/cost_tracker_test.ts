@@ -383,9 +383,34 @@ Deno.test("CostTracker reads further pages when more than 100 entries are newer 
   await clock.advance(1);
   for (let i = 0; i < 150; i++) history.add("Claude-Haiku-4.5", 1);
   const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
-  await clock.advance(200);
+  await clock.advance(0);
   assert.equal((await cost)?.points, 7);
-  assert.equal(history.calls, 2);
+  // One fetch: a first page of 12 (one answer waits), then pages of 100.
+  assert.equal(history.calls, 3);
+});
+
+Deno.test("CostTracker: an answer watched in the background reads deeper only now and then", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // An answer whose entry never comes, then 150 newer entries of another model.
+  tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 0 });
+  await clock.advance(0);
+  for (let i = 0; i < 150; i++) history.add("Claude-Haiku-4.5", 1);
+  await clock.advance(10);
+  history.add("Claude-Haiku-4.5", 9, { tokens: [5, 5] });
+  const calls = history.calls;
+  const cost = tracker.attribute({
+    model: "Claude-Haiku-4.5",
+    startedAt: clock.now(),
+    tokens: { prompt: 5, completion: 5 },
+    waitMs: 1500,
+  });
+  await clock.advance(0);
+  assert.equal((await cost)?.points, 9);
+  assert.equal(history.calls, calls + 1, "one page: the watched answer did not page deeper");
+  // Its background poll, 2 s later, reads every page.
+  await clock.advance(2_000);
+  assert.equal(history.calls, calls + 1 + 3);
 });
 
 Deno.test("CostTracker stops watching after watchMs and leaves no timer", async () => {
