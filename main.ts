@@ -18,7 +18,6 @@ import { UsageApi } from "./lib/usage_api.ts";
 import { fetchUsageReport, formatUsageReport } from "./lib/usage_report.ts";
 import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts";
 import { healthcheck } from "./lib/healthcheck.ts";
-import { warmTokenizer } from "./lib/tokens.ts";
 import { execStartFor, systemdUnit } from "./lib/systemd_unit.ts";
 import { RegistryReloader } from "./lib/registry_reload.ts";
 
@@ -186,8 +185,6 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
         log_bodies: config.logBodies,
       });
       app.usage.poller.start();
-      // The tokenizer's tables load once now rather than inside the first long request.
-      setTimeout(warmTokenizer, 0);
     },
     handler: (req, info) => app.handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }),
   });

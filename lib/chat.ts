@@ -9,8 +9,8 @@ import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { relaySse } from "./sse.ts";
 import { jsonAnswerAsEvents } from "./completion_events.ts";
-import { clipMessages, contextCap } from "./clip.ts";
-import type { TokenCounter } from "./tokens.ts";
+import { clipContext, contextCap } from "./clip.ts";
+import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
 import { guardResponse } from "./guards.ts";
@@ -82,7 +82,7 @@ export async function handleChat(
   }
 
   // Footers this proxy wrote go before anything is counted or sent.
-  const clip = clipMessages(stripFooters(body.messages), {
+  const clip = await clipContext(stripFooters(body.messages), {
     cap: contextCap(entry.maxTokens, registry.defaults.textMaxTokens, entry.modality),
     reserve: body.max_completion_tokens ?? body.max_tokens ?? 0,
     counter: deps.counter,
@@ -91,6 +91,8 @@ export async function handleChat(
     ? `dropped=${clip.dropped} tokens=${clip.tokensBefore}->${clip.tokensAfter}`
     : null;
   if (clipped) ctx.fields.clipped = clipped;
+  // The cost cap counts input tokens on every request it sees.
+  if (config.maxPointsPerMessage > 0 && !tokenizerLoaded()) await loadTokenizer();
   const overCap =
     deps.usage?.guards.overCap({ ...body, messages: clip.messages }, entry, registry) ?? null;
   if (overCap) {

@@ -2,7 +2,13 @@
 
 import { ProxyError } from "./errors.ts";
 import type { ChatMessage } from "./openai_types.ts";
-import { messageTokenBound, tokenBoundWithin, type TokenCounter } from "./tokens.ts";
+import {
+  loadTokenizer,
+  messageTokenBound,
+  tokenBoundWithin,
+  type TokenCounter,
+  tokenizerLoaded,
+} from "./tokens.ts";
 
 /** Options of {@linkcode clipMessages}. */
 export interface ClipOptions {
@@ -118,6 +124,26 @@ function unitsOf(messages: readonly ChatMessage[]): Unit[] {
  *
  * @throws {ProxyError} 400 `context_length_exceeded` when the system messages and the newest user
  * message alone exceed the budget.
+ */
+export async function clipContext(
+  messages: readonly ChatMessage[],
+  options: ClipOptions,
+): Promise<ClipResult> {
+  if (!tokenizerLoaded() && needsCounting(messages, options)) await loadTokenizer();
+  return clipMessages(messages, options);
+}
+
+/** Whether clipping must tokenize: there is a cap and the byte shortcut does not settle it. */
+function needsCounting(messages: readonly ChatMessage[], options: ClipOptions): boolean {
+  const { cap } = options;
+  if (cap === null || !(cap > 0)) return false;
+  const budget = cap - Math.max(0, options.reserve ?? 0);
+  return budget <= 0 || tokenBoundWithin(messages, budget) === null;
+}
+
+/**
+ * Clips like {@linkcode clipContext} once the tokenizer is loaded; it throws if counting is needed
+ * before {@linkcode loadTokenizer} resolved.
  */
 export function clipMessages(
   messages: readonly ChatMessage[],

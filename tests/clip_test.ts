@@ -2,7 +2,35 @@ import assert from "node:assert/strict";
 import { clipMessages, contextCap } from "../lib/clip.ts";
 import { ProxyError } from "../lib/errors.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
-import { TokenCounter } from "../lib/tokens.ts";
+import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
+
+Deno.test("clipContext loads the tokenizer only when the byte shortcut does not settle it", async () => {
+  // A fresh process: this one loads the tokenizer for the other tests.
+  const script = `
+    import { clipContext } from ${JSON.stringify(new URL("../lib/clip.ts", import.meta.url).href)};
+    import { TokenCounter, tokenizerLoaded } from ${
+    JSON.stringify(new URL("../lib/tokens.ts", import.meta.url).href)
+  };
+    const counter = new TokenCounter();
+    const short = await clipContext([{ role: "user", content: "hello" }], { cap: 1000, counter });
+    const afterShort = tokenizerLoaded();
+    const long = await clipContext([
+      { role: "user", content: "old question ".repeat(50) },
+      { role: "assistant", content: "old answer ".repeat(50) },
+      { role: "user", content: "new question" },
+    ], { cap: 60, counter });
+    console.log(JSON.stringify([short.counted, afterShort, tokenizerLoaded(), long.counted, long.messages.length]));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), [false, false, true, true, 1]);
+});
+
+await loadTokenizer();
 
 const words = (n: number, tag: string) => `${tag} ` + "lorem ipsum dolor sit amet ".repeat(n);
 const sys = (n = 5): ChatMessage => ({ role: "system", content: words(n, "system") });

@@ -11,6 +11,10 @@ import { memoryLogger } from "../lib/log.ts";
 import type { ChatRequest } from "../lib/openai_types.ts";
 import type { BalanceSnapshot } from "../lib/usage.ts";
 import { testRegistry } from "./harness.ts";
+import { loadTokenizer } from "../lib/tokens.ts";
+
+// Guards.overCap counts tokens synchronously; the chat path loads the tokenizer first.
+await loadTokenizer();
 
 const NOW = Date.UTC(2026, 0, 15, 12);
 const registry = await testRegistry();

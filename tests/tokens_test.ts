@@ -6,6 +6,7 @@ import {
   FILE_PART_TOKENS,
   IMAGE_LOW_DETAIL_TOKENS,
   IMAGE_PART_TOKENS,
+  loadTokenizer,
   MESSAGE_OVERHEAD,
   messageTokenBound,
   SEGMENT_LENGTH,
@@ -14,6 +15,8 @@ import {
   TokenCounter,
   utf8Length,
 } from "../lib/tokens.ts";
+
+await loadTokenizer();
 
 const MB = 1 << 20;
 

@@ -3,7 +3,7 @@
 import { clearMergeCache } from "gpt-tokenizer/encoding/o200k_base";
 import { clipMessages } from "../../lib/clip.ts";
 import type { ChatMessage } from "../../lib/openai_types.ts";
-import { TokenCounter, warmTokenizer } from "../../lib/tokens.ts";
+import { loadTokenizer, TokenCounter } from "../../lib/tokens.ts";
 
 const MB = 1 << 20;
 
@@ -121,7 +121,7 @@ const H200K = history(200_000);
 const CAP = 128_000;
 const RESERVE = 4096;
 
-warmTokenizer();
+await loadTokenizer();
 
 for (const [name, text] of Object.entries(INPUTS)) {
   Deno.bench(`countText 1 MB of ${name} (cold)`, { group: "count" }, (b) => {
