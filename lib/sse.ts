@@ -145,6 +145,10 @@ export function relaySse(
         sawDone = true;
         return;
       }
+      if (summary.id !== null && isPlainDelta(data)) {
+        emit(dataEvent(data));
+        return;
+      }
       let chunk: Chunk;
       try {
         chunk = JSON.parse(data);
@@ -307,6 +311,19 @@ export function relaySse(
       end("client-gone");
     },
   });
+}
+
+/**
+ * Whether an event is an ordinary delta with nothing this relay watches: one choice, not finished,
+ * no usage, tool calls or error. Inside JSON strings every quote is escaped, so these quoted keys
+ * can only match the structure; an event they do not settle is parsed. Most events of an answer
+ * are like this, and skipping their parse keeps the relay's cost per event low.
+ */
+function isPlainDelta(data: string): boolean {
+  const finish = data.indexOf('"finish_reason":null');
+  return finish >= 0 && data.indexOf('"finish_reason"', finish + 1) < 0 &&
+    data.indexOf('"finish_reason"') === finish && !data.includes('"usage"') &&
+    !data.includes('"tool_calls"') && !data.includes('"error"');
 }
 
 /** A content chunk carrying the footer, shaped like the answer's own chunks. */

@@ -446,6 +446,8 @@ Deno.test("hop-by-hop and client headers are stripped both ways", async () => {
   // An upstream that answers with headers no client should see.
   let seen: Headers | null = null;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    // The usage poller calls the same host; only the chat request is the one to inspect.
+    if (new URL(req.url).pathname !== "/v1/chat/completions") return new Response("{}");
     seen = req.headers;
     await req.body?.cancel();
     return new Response(`data: ${RECORDED_CHUNKS[2]}\n\ndata: [DONE]\n\n`, {
