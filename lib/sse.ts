@@ -222,6 +222,15 @@ export function relaySse(
     options.onEnd?.({ ...summary, end: how, firstEventAt });
   };
 
+  /** Ends the answer with an error event and `[DONE]`, never an invented finish_reason. */
+  const fail = (message: string, type: string, code: string) => {
+    summary.error = true;
+    pending.push(errorEvent(message, type, code), DONE);
+    flush();
+    options.abortUpstream(new Error(code));
+    end(timedOut ? "timeout" : "upstream-error");
+  };
+
   return new ReadableStream<Uint8Array>({
     start(controller) {
       out = controller;
@@ -237,38 +246,23 @@ export function relaySse(
         } catch {
           result = { done: true, value: undefined };
           if (!timedOut && !closed) {
-            summary.error = true;
-            pending.push(
-              errorEvent(
-                "The connection to Poe broke before the answer was complete.",
-                "upstream_error",
-                "upstream_disconnected",
-              ),
+            return fail(
+              "The connection to Poe broke before the answer was complete.",
+              "upstream_error",
+              "upstream_disconnected",
             );
-            pending.push(DONE);
-            flush();
-            end("upstream-error");
-            return;
           }
         }
         reading = false;
         if (closed) return;
         if (timedOut) {
-          summary.error = true;
-          pending.push(
-            errorEvent(
-              started
-                ? "Poe went silent for longer than IDLE_TIMEOUT_SECONDS."
-                : "Poe did not start answering within FIRST_BYTE_TIMEOUT_SECONDS.",
-              "timeout_error",
-              "upstream_timeout",
-            ),
+          return fail(
+            started
+              ? "Poe went silent for longer than IDLE_TIMEOUT_SECONDS."
+              : "Poe did not start answering within FIRST_BYTE_TIMEOUT_SECONDS.",
+            "timeout_error",
+            "upstream_timeout",
           );
-          pending.push(DONE);
-          flush();
-          options.abortUpstream(new Error("timeout"));
-          end("timeout");
-          return;
         }
         if (result.done) {
           parser.feed(decoder.decode() + "\n\n");
@@ -280,19 +274,11 @@ export function relaySse(
         try {
           parser.feed(decoder.decode(result.value, { stream: true }));
         } catch {
-          summary.error = true;
-          pending.push(
-            errorEvent(
-              "Poe sent an event too large to relay.",
-              "upstream_error",
-              "upstream_bad_event",
-            ),
+          return fail(
+            "Poe sent an event too large to relay.",
+            "upstream_error",
+            "upstream_bad_event",
           );
-          pending.push(DONE);
-          flush();
-          options.abortUpstream(new Error("bad event"));
-          end("upstream-error");
-          return;
         }
         if (sawDone) {
           await reader.cancel().catch(() => {});
