@@ -75,29 +75,20 @@ type Handler = (
 
 interface Route {
   method: string;
-  pattern: URLPattern;
+  /** A literal path, compared as a string, or a pattern with parameters (about 3 µs a test). */
+  path: string | URLPattern;
   handler: Handler;
   /** Needs an inbound key when keys are configured. */
   auth: boolean;
 }
 
-/** A pathname pattern without groups, wildcards or escapes matches only its own text. */
-const LITERAL_PATH = /^[\w\-./]*$/;
-/** Each route's literal pathname, or null when it needs URLPattern (about 3 µs a test). */
-const literals = new WeakMap<Route, string | null>();
-
-function literalPath(r: Route): string | null {
-  let literal = literals.get(r);
-  if (literal === undefined) {
-    literal = LITERAL_PATH.test(r.pattern.pathname) ? r.pattern.pathname : null;
-    literals.set(r, literal);
-  }
-  return literal;
+function matchesPath(r: Route, pathname: string): boolean {
+  return typeof r.path === "string" ? r.path === pathname : r.path.test({ pathname });
 }
 
-function matchesPath(r: Route, pathname: string): boolean {
-  const literal = literalPath(r);
-  return literal !== null ? literal === pathname : r.pattern.test({ pathname });
+function routeParams(r: Route, pathname: string): Record<string, string> {
+  if (typeof r.path === "string") return {};
+  return (r.path.exec({ pathname })?.pathname.groups ?? {}) as Record<string, string>;
 }
 
 function json(body: unknown, init: ResponseInit = {}): Response {
@@ -229,20 +220,20 @@ export function createApp(deps: AppDeps): App {
   const routes: Route[] = [
     {
       method: "GET",
-      pattern: new URLPattern({ pathname: "/healthz" }),
+      path: "/healthz",
       auth: false,
       handler: () => json({ status: "ok", version: deps.version, models: deps.registry().size }),
     },
     {
       method: "GET",
-      pattern: new URLPattern({ pathname: "/v1/models" }),
+      path: "/v1/models",
       auth: true,
       handler: () =>
         json({ object: "list", data: deps.registry().list().map((e) => modelObject(e, created)) }),
     },
     {
       method: "GET",
-      pattern: new URLPattern({ pathname: "/v1/models/:id+" }),
+      path: new URLPattern({ pathname: "/v1/models/:id+" }),
       auth: true,
       handler: (_req, _ctx, params) => {
         const id = safeDecode(params.id);
@@ -262,13 +253,13 @@ export function createApp(deps: AppDeps): App {
     },
     {
       method: "POST",
-      pattern: new URLPattern({ pathname: "/v1/chat/completions" }),
+      path: "/v1/chat/completions",
       auth: true,
       handler: chat,
     },
     {
       method: "GET",
-      pattern: new URLPattern({ pathname: "/metrics" }),
+      path: "/metrics",
       auth: true,
       handler: () => {
         dashboard.sample();
@@ -281,13 +272,13 @@ export function createApp(deps: AppDeps): App {
   if (config.dashboard) {
     routes.push({
       method: "GET",
-      pattern: new URLPattern({ pathname: "/" }),
+      path: "/",
       // The page holds no data: it asks for a key and sends it with its API calls.
       auth: false,
       handler: () => dashboardResponse(),
     }, {
       method: "GET",
-      pattern: new URLPattern({ pathname: "/api/usage" }),
+      path: "/api/usage",
       auth: true,
       handler: async () =>
         json(await dashboard.build(), { headers: { "cache-control": "no-store" } }),
@@ -346,10 +337,7 @@ export function createApp(deps: AppDeps): App {
       );
     }
     if (r.auth && keys.enabled && !authed) throw authenticationError();
-    const params = literalPath(r) !== null
-      ? {}
-      : r.pattern.exec({ pathname: url.pathname })?.pathname.groups ?? {};
-    return await r.handler(req, ctx, params as Record<string, string>);
+    return await r.handler(req, ctx, routeParams(r, url.pathname));
   }
 
   return {
