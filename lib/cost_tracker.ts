@@ -39,8 +39,8 @@ export interface CostTrackerOptions {
   /** First interval of background-only fetches; doubles up to 30 s. Default: 2,000 ms. */
   backgroundPollMs?: number;
   /**
-   * Pages read by one fetch at most when many answers wait: a first page of 10 entries plus two
-   * per answer (at most 100), then pages of 100. Default: 3.
+   * Pages read by one fetch at most (plus one per 100 answers waiting or watched): a first page of
+   * 20 entries when one answer waits, else pages of 100. Default: 3.
    */
   maxPages?: number;
   /**
@@ -97,23 +97,18 @@ const MAX_CLAIMED = 20_000;
 const BATCH_FROM_CONCURRENCY = 4;
 /** Answers one fetch should serve under heavy load; the batching window aims at it. */
 const BATCH_TARGET = 16;
-/** Entries of a first page, plus two per answer waiting or watched (at most 100). */
-const FIRST_PAGE_BASE = 10;
+/** Entries of the first page when one answer waits: its entry is among the newest. */
+const SHORT_PAGE = 20;
 
 /**
- * The lowest `realStartUs` of the waiters that the fetch started at `fetchAt` looks for and did
- * not pair yet, or Infinity. Unless `all`, only answers looked for the first time or still waiting
- * in the foreground count: answers watched in the background do not make every fetch read deeper.
+ * The lowest `realStartUs` of the waiters the fetch started at `fetchAt` must read back to, or
+ * Infinity. Unless `all`, only answers looked for the first time or still waiting in the
+ * foreground count: answers watched in the background do not make every fetch read deeper.
  */
-function oldestUnassigned(
-  waiters: readonly Waiter[],
-  assigned: Map<Waiter, PointsEntry>,
-  fetchAt: number,
-  all: boolean,
-): number {
+function oldestToCover(waiters: readonly Waiter[], fetchAt: number, all: boolean): number {
   let oldest = Infinity;
   for (const w of waiters) {
-    if (w.checkedAt !== fetchAt || assigned.has(w) || w.realStartUs >= oldest) continue;
+    if (w.checkedAt !== fetchAt || w.realStartUs >= oldest) continue;
     if (all || w.foreground !== null || w.missedAt === -Infinity) oldest = w.realStartUs;
   }
   return oldest;
@@ -132,10 +127,9 @@ function oldestUnassigned(
  * while a fetch is in flight share the next one, which starts as soon as that fetch returns
  * (trailing edge). Under load (many requests at once, estimated from the arrival rate and request
  * duration), the starts of two fetches are kept up to `maxBatchMs` apart so that one fetch serves
- * many answers. A fetch reads a first page sized to the answers waiting (up to 100 entries), and
- * further pages only while an answer without an entry started before the oldest entry read
- * (answers watched in the background count for that every `backgroundPollMs`). No fetch runs
- * while none waits.
+ * many answers. A fetch reads pages (a short one for a lone answer, else 100 entries) until
+ * every entry since the start of each answer it looks for is read (answers watched in the
+ * background count for that only every `backgroundPollMs`). No fetch runs while none waits.
  */
 export class CostTracker implements AsyncDisposable {
   readonly #api: UsageSource;
@@ -338,25 +332,31 @@ export class CostTracker implements AsyncDisposable {
     const deep = startedAt - this.#lastDeepAt >= this.#backgroundPollMs;
     if (deep) this.#lastDeepAt = startedAt;
     const entries: PointsEntry[] = [];
+    // The entries read reach back to `reach` (µs), or to the start of the history.
+    let reach = Infinity;
+    let complete = false;
     let failed = false;
     try {
       let after: string | undefined;
-      for (let page = 0; page < this.#maxPages; page++) {
+      const pages = this.#maxPages + Math.floor(this.#waiters.length / 100);
+      for (let page = 0; page < pages; page++) {
         this.#calls++;
         const got = await this.#api.pointsHistory({
-          // A short first page when few answers wait: their entries are the newest, and a page
-          // of 100 costs both sides about 0.1 ms more. Further pages are full.
-          limit: page === 0 ? Math.min(100, FIRST_PAGE_BASE + 2 * this.#waiters.length) : 100,
+          // One answer alone: a short page (its entry is among the newest; a page of 100 costs
+          // both sides about 0.1 ms more). Further pages, and pages under load, are full.
+          limit: page === 0 && this.#waiters.length <= 1 ? SHORT_PAGE : 100,
           startingAfter: after,
           signal: this.#abort.signal,
         });
         for (const e of got.data) entries.push(e);
         const last = got.data.at(-1);
-        if (!got.hasMore || !last) break;
-        // Read further only for an answer still without an entry that started before this page's
-        // oldest entry: its entry may be further down.
-        const assigned = this.#pair(entries);
-        if (last.creation_time <= oldestUnassigned(this.#waiters, assigned, startedAt, deep)) break;
+        if (!got.hasMore || !last) {
+          complete = true;
+          break;
+        }
+        reach = last.creation_time;
+        // Read on until every entry since the start of each answer looked for is read.
+        if (reach < oldestToCover(this.#waiters, startedAt, deep)) break;
         after = last.query_id;
       }
     } catch (err) {
@@ -381,13 +381,14 @@ export class CostTracker implements AsyncDisposable {
       this.#failures = 0;
       this.#quietUntil = 0;
     }
-    const assigned = this.#pair(entries);
+    const covered = (w: Waiter) => complete || reach < w.realStartUs;
+    const assigned = this.#pair(entries, covered);
     for (const [w, e] of assigned) {
       if (e.cost_points !== 0) this.#resolve(w, e, startedAt);
     }
     if (!failed) {
       for (const w of this.#waiters) {
-        if (!w.done && w.checkedAt === startedAt) w.missedAt = startedAt;
+        if (!w.done && w.checkedAt === startedAt && covered(w)) w.missedAt = startedAt;
       }
     }
     this.#compact();
@@ -438,8 +439,17 @@ export class CostTracker implements AsyncDisposable {
   /**
    * Pairs waiters with entries: token matches first, then FIFO per model. Entries are grouped by
    * model (and by token counts) once, so a fetch costs about waiters + entries, not their product.
+   *
+   * Token matches go to answers waiting in the foreground first: entries with the same model and
+   * tokens cost the same, and an answer watched in the background must not take the entry a
+   * waiting answer needs (each answer after it would then wait for the next one's). The FIFO pass
+   * pairs only `covered` answers, those for which every entry since their start was read: an
+   * older answer whose own entry is further down would take a newer answer's entry.
    */
-  #pair(page: readonly PointsEntry[]): Map<Waiter, PointsEntry> {
+  #pair(
+    page: readonly PointsEntry[],
+    covered: (w: Waiter) => boolean,
+  ): Map<Waiter, PointsEntry> {
     const assigned = new Map<Waiter, PointsEntry>();
     if (this.#waiters.length === 0 || page.length === 0) return assigned;
     const models = new Set<string>();
@@ -475,11 +485,16 @@ export class CostTracker implements AsyncDisposable {
         return;
       }
     };
-    for (const w of this.#waiters) {
-      if (w.tokens) take(w, byTokens.get(`${w.model}\n${w.tokens.prompt}\n${w.tokens.completion}`));
+    if (byTokens.size > 0) {
+      for (const foreground of [true, false]) {
+        for (const w of this.#waiters) {
+          if (!w.tokens || (w.foreground !== null) !== foreground) continue;
+          take(w, byTokens.get(`${w.model}\n${w.tokens.prompt}\n${w.tokens.completion}`));
+        }
+      }
     }
     for (const w of this.#waiters) {
-      if (!assigned.has(w)) take(w, byModel.get(w.model));
+      if (!assigned.has(w) && covered(w)) take(w, byModel.get(w.model));
     }
     return assigned;
   }

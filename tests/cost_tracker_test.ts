@@ -413,6 +413,65 @@ Deno.test("CostTracker: an answer watched in the background reads deeper only no
   assert.equal(history.calls, calls + 1 + 3);
 });
 
+Deno.test("CostTracker: an older answer whose entry is past the first page does not take a newer one's", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const start = clock.now();
+  await clock.advance(1);
+  history.add("GPT-4o", 7);
+  // Answers of others, logged later, that the proxy has not seen end yet.
+  for (let i = 0; i < 25; i++) {
+    await clock.advance(1);
+    history.add("GPT-4o", 1000 + i);
+  }
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(0);
+  assert.equal((await cost)?.points, 7);
+  assert.equal(history.calls, 2, "a short first page, then one more to reach its start");
+});
+
+Deno.test("CostTracker: a burst of 400 answers with the same tokens is served by one fetch", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const start = clock.now();
+  await clock.advance(1);
+  const results: Promise<FoundCost | null>[] = [];
+  for (let i = 0; i < 400; i++) {
+    history.add("GPT-4o", 22, { tokens: [7, 5] });
+    results.push(
+      tracker.attribute({
+        model: "GPT-4o",
+        startedAt: start,
+        tokens: { prompt: 7, completion: 5 },
+        waitMs: 1500,
+      }),
+    );
+  }
+  await clock.advance(0);
+  const costs = await Promise.all(results);
+  assert.ok(costs.every((c) => c?.points === 22 && c.afterMs === 0));
+  assert.equal(new Set(costs.map((c) => c!.queryId)).size, 400);
+  assert.ok(history.calls <= 5, `${history.calls} calls`);
+});
+
+Deno.test("CostTracker: an answer watched in vain does not make later ones with the same tokens wait", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const tokens = { prompt: 7, completion: 5 };
+  // Poe never logs this one (say, it was not billed).
+  tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), tokens, waitMs: 0 });
+  await clock.advance(5);
+  for (let i = 0; i < 5; i++) {
+    const startedAt = clock.now();
+    await clock.advance(3);
+    history.add("GPT-4o", 22, { tokens: [7, 5] });
+    const cost = tracker.attribute({ model: "GPT-4o", startedAt, tokens, waitMs: 1500 });
+    await clock.advance(0);
+    assert.equal((await cost)?.afterMs, 0, `answer ${i} found at once`);
+  }
+  assert.equal(tracker.pending, 1);
+});
+
 Deno.test("CostTracker stops watching after watchMs and leaves no timer", async () => {
   const { clock, history, tracker } = setup({ watchMs: 20_000 });
   await using _ = tracker;
