@@ -85,6 +85,8 @@ interface TargetResult {
   cpuUsC32: number | null;
   /** Requests sent to the target in all phases, warm-up included. */
   sent: number;
+  /** Usage API calls and chat requests during the concurrency-32 phase, when counted. */
+  sustained: { usageCalls: number; requests: number } | null;
 }
 
 interface LoadFigures {
@@ -228,7 +230,12 @@ end
   }
 }
 
-async function measure(load: Load, target: Target, d: Durations): Promise<TargetResult> {
+async function measure(
+  load: Load,
+  target: Target,
+  d: Durations,
+  usage?: () => Promise<number>,
+): Promise<TargetResult> {
   const warm = await load.rps(target, 8, d.warmup);
   const c1 = await load.rps(target, 1, d.c1);
   const pids = await target.pids();
@@ -238,8 +245,12 @@ async function measure(load: Load, target: Target, d: Durations): Promise<Target
     return sum;
   };
   const cpuBefore = await cpu();
+  const usageBefore = usage ? await usage() : 0;
   const c32 = await load.rps(target, 32, d.c32);
   const cpuUsed = await cpu() - cpuBefore;
+  const sustained = usage
+    ? { usageCalls: await usage() - usageBefore, requests: c32.requests }
+    : null;
   const stream = await load.loop(target, {
     body: STREAM_BODY,
     concurrency: 1,
@@ -253,6 +264,7 @@ async function measure(load: Load, target: Target, d: Durations): Promise<Target
     stream,
     cpuUsC32,
     sent: warm.requests + c1.requests + c32.requests + stream.requests,
+    sustained,
   };
 }
 
@@ -485,7 +497,8 @@ async function main(): Promise<number> {
 
     log("through poe-proxy, run 1...");
     const usageBefore = await usageCalls(statsUrl);
-    const runs: TargetResult[] = [await measure(load, proxyTarget, d)];
+    const usage = () => usageCalls(statsUrl);
+    const runs: TargetResult[] = [await measure(load, proxyTarget, d, usage)];
     const rssAfter: (number | null)[] = [await rssMiB(proxy.child.pid)];
 
     log(`${HOLD_COUNT} streams open at once...`);
@@ -503,12 +516,17 @@ async function main(): Promise<number> {
 
     for (const n of [2, 3]) {
       log(`through poe-proxy, run ${n}...`);
-      runs.push(await measure(load, proxyTarget, d));
+      runs.push(await measure(load, proxyTarget, d, usage));
       rssAfter.push(await rssMiB(proxy.child.pid));
     }
     const usageAfter = await usageCalls(statsUrl);
     const chatRequests = runs.reduce((n, r) => n + r.sent, 0) + held.open;
     const usagePerRequest = (usageAfter - usageBefore) / Math.max(1, chatRequests);
+    // "Under sustained load": the concurrency-32 phases. At concurrency 1 every answer waits for
+    // its own history read (one call each), which is the point of the footer.
+    const sustainedCalls = runs.reduce((n, r) => n + (r.sustained?.usageCalls ?? 0), 0);
+    const sustainedRequests = runs.reduce((n, r) => n + (r.sustained?.requests ?? 0), 0);
+    const usageSustained = sustainedCalls / Math.max(1, sustainedRequests);
 
     log("start-up, twice more...");
     for (let i = 0; i < 2; i++) {
@@ -637,8 +655,8 @@ async function main(): Promise<number> {
     check(
       checks,
       "usage_calls_per_request",
-      "Usage API calls per chat request",
-      usagePerRequest,
+      "Usage API calls per chat request (c=32)",
+      usageSustained,
       "< 0.1",
       (x) => x < 0.1,
     );
@@ -726,9 +744,14 @@ async function main(): Promise<number> {
         ...none,
       ],
       [
-        "Usage API calls per chat request",
-        ...proxyOnly(fmt(usagePerRequest, 4)),
+        "Usage API calls per chat request, c=32",
+        ...proxyOnly(fmt(usageSustained, 4)),
         ...mark("usage_calls_per_request"),
+      ],
+      [
+        "  over the whole run (c=1 included)",
+        ...proxyOnly(fmt(usagePerRequest, 4)),
+        ...none,
       ],
       ["start-up to listening ms", ...proxyOnly(fmt(startupMs, 0)), ...mark("startup_ms")],
     ];
@@ -773,7 +796,7 @@ async function main(): Promise<number> {
         streams_closed: rssClosed,
         streams_opened: held.open,
       },
-      usage_calls_per_request: usagePerRequest,
+      usage_calls_per_request: { c32: usageSustained, whole_run: usagePerRequest },
       startup_ms: startups,
       targets: checks,
       all_met: checks.every((c) => c.met === true),
