@@ -174,7 +174,8 @@ function streamAnswer(
     finish: points?.annotates ? (summary) => points.finish(summary) : undefined,
     abortUpstream: answer.abort,
     onEnd(outcome) {
-      answer.abort();
+      // An unfinished answer was already aborted by the relay; a finished one needs no abort.
+      answer.release();
       if (outcome.firstEventAt !== null) ctx.ttfbMs = outcome.firstEventAt - ctx.started;
       if (outcome.usage) {
         ctx.fields.tokens_in = outcome.usage.prompt_tokens;
@@ -227,7 +228,7 @@ async function jsonAnswer(
     });
   } finally {
     clearTimeout(timer);
-    answer.abort();
+    answer.release();
   }
   // deno-lint-ignore no-explicit-any
   let parsed: any;

@@ -65,6 +65,8 @@ export interface UpstreamAnswer {
   sent: ChatRequest;
   /** Aborts the upstream request (and its body stream). */
   abort: (reason?: unknown) => void;
+  /** Lets go of the client's signal once the answer is read; nothing is aborted. */
+  release: () => void;
 }
 
 /** The 400 ladder: the variants of a request to try in order, each only if it changes the request. */
@@ -266,12 +268,13 @@ export class UpstreamClient {
       attempts.push(attempt);
       if (response.ok) {
         // The client's abort keeps reaching the upstream body until the answer is done.
+        const release = () => options.signal.removeEventListener("abort", onClientAbort);
         const abort = (why?: unknown) => {
-          options.signal.removeEventListener("abort", onClientAbort);
+          release();
           controller.abort(why);
         };
         if (attempts.length > 1) this.#logAttempt(attempt, options);
-        return { response, attempts, sent: current, abort };
+        return { response, attempts, sent: current, abort, release };
       }
       options.signal.removeEventListener("abort", onClientAbort);
       this.#logAttempt(attempt, options);
