@@ -12,6 +12,9 @@ export interface ReadBodyOptions {
 /** Types a JSON body may arrive with: JSON itself, or plain text as `fetch` sends a string. */
 const JSON_TYPE = /^(application\/([\w.+-]+\+)?json|text\/plain)\s*(;|$)/i;
 
+/** Strict UTF-8: invalid bytes are an error, not replacement characters. Stateless without `stream`. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 /** Reads and parses a JSON request body. Throws a ProxyError for every way it can be wrong. */
 export async function readJsonBody(req: Request, options: ReadBodyOptions): Promise<unknown> {
   const type = req.headers.get("content-type");
@@ -33,7 +36,7 @@ export async function readJsonBody(req: Request, options: ReadBodyOptions): Prom
   const bytes = await readCapped(req, options);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    text = UTF8.decode(bytes);
   } catch {
     throw new ProxyError(400, "The request body is not valid UTF-8.", { code: "invalid_encoding" });
   }

@@ -326,15 +326,15 @@ export class UpstreamClient {
     }
     // fetch has no connect phase of its own: when headers are slow, a TCP probe tells an
     // unreachable Poe (connect timeout) from a slow model (first-byte timeout).
-    const connectTimer = setTimeout(() => {
+    // One timer per attempt: the connect deadline first, then the rest of the first-byte one.
+    const firstByte = () => controller.abort(new TimeoutError("first-byte"));
+    let timer = setTimeout(() => {
+      if (firstByteTimeoutMs <= connectTimeoutMs) return firstByte();
       this.#probe(connectTimeoutMs).then((reachable) => {
         if (!reachable) controller.abort(new TimeoutError("connect"));
       });
-    }, connectTimeoutMs);
-    const firstByteTimer = setTimeout(
-      () => controller.abort(new TimeoutError("first-byte")),
-      firstByteTimeoutMs,
-    );
+      timer = setTimeout(firstByte, firstByteTimeoutMs - connectTimeoutMs);
+    }, Math.min(connectTimeoutMs, firstByteTimeoutMs));
     try {
       return await this.#options.fetch(this.#chatUrl, {
         method: "POST",
@@ -346,8 +346,7 @@ export class UpstreamClient {
       if (controller.signal.reason instanceof TimeoutError) throw controller.signal.reason;
       throw err;
     } finally {
-      clearTimeout(connectTimer);
-      clearTimeout(firstByteTimer);
+      clearTimeout(timer);
     }
   }
 
