@@ -88,6 +88,11 @@ Deno.test({
     await chat(s.proxy.url, "gpt-4o", false);
     await chat(s.proxy.url, "Claude-Sonnet-4.6", true);
     await chat(s.proxy.url, "GPT-4o-mini", false);
+    // The balance after these answers, before the page asks for it (the poller refreshes after
+    // answers in the background; the page and the assertion must see the same snapshot). A
+    // refresh already in flight may predate the last debit: the second one starts after it.
+    await s.usage.poller.refresh();
+    await s.usage.poller.refresh();
     await withBrowser(async (browser) => {
       const context = await browser.newContext({ viewport: { width: 1100, height: 1400 } });
       const page = await context.newPage();
