@@ -23,5 +23,5 @@ Deno.test("README: every `deno task X` it mentions exists, and CI runs its test 
   }
   const ci = Deno.readTextFileSync(new URL("../.ci/run", import.meta.url));
   assert.match(README, /npm install -g deno@2\.9\.6 && deno task test/);
-  assert.match(ci, /^deno task test$/m);
+  assert.match(ci, /^deno task test\b/m);
 });
