@@ -116,12 +116,12 @@ function history(tokens: number): ChatMessage[] {
   return messages;
 }
 
+await loadTokenizer();
+
 const H300K = history(300_000);
 const H200K = history(200_000);
 const CAP = 128_000;
 const RESERVE = 4096;
-
-await loadTokenizer();
 
 for (const [name, text] of Object.entries(INPUTS)) {
   Deno.bench(`countText 1 MB of ${name} (cold)`, { group: "count" }, (b) => {
