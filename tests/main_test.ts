@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { FakePoe } from "./fake_poe.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CLEAN_ENV = {
@@ -133,4 +134,18 @@ Deno.test("main.ts models prints the registry table; check fails with 2 on a bad
   const bad = await command(["check", "--models", "bad.yaml"], {}, dir).output();
   assert.equal(bad.code, 2);
   assert.match(new TextDecoder().decode(bad.stderr), /Cannot load bad\.yaml: .*bad\.yaml:\d+:\d+/);
+});
+
+Deno.test("main.ts models --remote lists Poe's live catalogue, as a table and as JSON", async () => {
+  await using fake = await FakePoe.start();
+  const table = await command(["models", "--remote"], { POE_BASE_URL: fake.url }).output();
+  assert.equal(table.code, 0, new TextDecoder().decode(table.stderr));
+  const text = new TextDecoder().decode(table.stdout);
+  assert.match(text, /^id\s+modality\s+context\s+input \$\/M\s+output \$\/M/);
+  assert.match(text, /claude-sonnet-4\.6\s+\S+\s+200000\s+\$3\.00\s+\$15\.00/);
+  const json = await command(["models", "--remote", "--json"], { POE_BASE_URL: fake.url }).output();
+  const rows = JSON.parse(new TextDecoder().decode(json.stdout));
+  assert.ok(
+    rows.some((r: { id: string; modality: string }) => r.id === "veo-3" && r.modality !== "-"),
+  );
 });
