@@ -1,6 +1,7 @@
 /** @module Attribution of each answer's real cost from Poe's points history, shared fetches. */
+import { ClaimedEntries, pairEntries, type TokenCounts } from "./cost_pairing.ts";
 import type { Logger } from "./log.ts";
-import { breakdownTokens, type PointsEntry, type UsageSource } from "./usage_api.ts";
+import type { PointsEntry, UsageSource } from "./usage_api.ts";
 import { REAL_TIMERS, type Timers } from "./usage.ts";
 
 /** The real cost of one answer, found in the points history. */
@@ -71,7 +72,7 @@ interface Waiter {
   startedAtUs: number;
   /** The request's start in µs, as given. */
   realStartUs: number;
-  tokens: { prompt: number; completion: number } | null;
+  tokens: TokenCounts | null;
   endedAt: number;
   /** When its entry is probably there: the first fetch for it should start no earlier. */
   dueAt: number;
@@ -87,12 +88,6 @@ interface Waiter {
   done: boolean;
 }
 
-interface Candidate {
-  entry: PointsEntry;
-  taken: boolean;
-}
-
-const MAX_CLAIMED = 20_000;
 /** Below this many requests at once (estimated), fetches are never delayed to batch answers. */
 const BATCH_FROM_CONCURRENCY = 4;
 /** Answers one fetch should serve under heavy load; the batching window aims at it. */
@@ -118,7 +113,8 @@ function oldestToCover(waiters: readonly Waiter[], fetchAt: number, all: boolean
  * Finds what each answer cost. A waiting answer is paired with an unclaimed `points_history` entry
  * of usage type `API`, of its model, created after its request started: first an entry whose token
  * breakdown equals the answer's usage, else the oldest such entry in order of completion (FIFO per
- * model). An entry with `cost_points` 0 is not final: it is held but not reported.
+ * model; see {@linkcode pairEntries}). An entry with `cost_points` 0 is not final: it is held but
+ * not reported.
  *
  * Scheduling: no fixed delay. When an answer ends and no fetch is in flight, the history is read
  * at once (leading edge), unless costs have lately been landing later (a moving average of how long
@@ -146,8 +142,8 @@ export class CostTracker implements AsyncDisposable {
   readonly #logger: Logger | undefined;
   /** Live answers, in order of completion. */
   #waiters: Waiter[] = [];
-  /** query_id to creation time (µs) of entries already attributed. */
-  #claimed = new Map<string, number>();
+  /** Entries already attributed. */
+  #claimed = new ClaimedEntries();
   #timer: unknown = null;
   #timerAt = Infinity;
   #microtask = false;
@@ -382,7 +378,12 @@ export class CostTracker implements AsyncDisposable {
       this.#quietUntil = 0;
     }
     const covered = (w: Waiter) => complete || reach < w.realStartUs;
-    const assigned = this.#pair(entries, covered);
+    // The FIFO pass pairs only answers for which every entry since their start was read.
+    const assigned = pairEntries(this.#waiters, entries, {
+      covered,
+      waiting: (w) => w.foreground !== null,
+      claimed: this.#claimed,
+    });
     for (const [w, e] of assigned) {
       if (e.cost_points !== 0) this.#resolve(w, e, startedAt);
     }
@@ -436,74 +437,8 @@ export class CostTracker implements AsyncDisposable {
     }
   }
 
-  /**
-   * Pairs waiters with entries: token matches first, then FIFO per model. Entries are grouped by
-   * model (and by token counts) once, so a fetch costs about waiters + entries, not their product.
-   *
-   * Token matches go to answers waiting in the foreground first: entries with the same model and
-   * tokens cost the same, and an answer watched in the background must not take the entry a
-   * waiting answer needs (each answer after it would then wait for the next one's). The FIFO pass
-   * pairs only `covered` answers, those for which every entry since their start was read: an
-   * older answer whose own entry is further down would take a newer answer's entry.
-   */
-  #pair(
-    page: readonly PointsEntry[],
-    covered: (w: Waiter) => boolean,
-  ): Map<Waiter, PointsEntry> {
-    const assigned = new Map<Waiter, PointsEntry>();
-    if (this.#waiters.length === 0 || page.length === 0) return assigned;
-    const models = new Set<string>();
-    for (const w of this.#waiters) models.add(w.model);
-    const byModel = new Map<string, Candidate[]>();
-    const byTokens = new Map<string, Candidate[]>();
-    for (const e of page) {
-      if (e.cost_points < 0 || e.usage_type.toUpperCase() !== "API") continue;
-      const model = e.bot_name.toLowerCase();
-      if (!models.has(model) || this.#claimed.has(e.query_id)) continue;
-      const c: Candidate = { entry: e, taken: false };
-      let list = byModel.get(model);
-      if (!list) byModel.set(model, list = []);
-      list.push(c);
-      if (e.cost_points === 0) continue;
-      const t = breakdownTokens(e);
-      if (t === null) continue;
-      const key = `${model}\n${t.prompt}\n${t.completion}`;
-      let same = byTokens.get(key);
-      if (!same) byTokens.set(key, same = []);
-      same.push(c);
-    }
-    const oldestFirst = (a: Candidate, b: Candidate) =>
-      a.entry.creation_time - b.entry.creation_time;
-    for (const list of byModel.values()) list.sort(oldestFirst);
-    for (const list of byTokens.values()) list.sort(oldestFirst);
-    const take = (w: Waiter, list: Candidate[] | undefined) => {
-      if (!list) return;
-      for (const c of list) {
-        if (c.taken || c.entry.creation_time < w.startedAtUs) continue;
-        c.taken = true;
-        assigned.set(w, c.entry);
-        return;
-      }
-    };
-    if (byTokens.size > 0) {
-      for (const foreground of [true, false]) {
-        for (const w of this.#waiters) {
-          if (!w.tokens || (w.foreground !== null) !== foreground) continue;
-          take(w, byTokens.get(`${w.model}\n${w.tokens.prompt}\n${w.tokens.completion}`));
-        }
-      }
-    }
-    for (const w of this.#waiters) {
-      if (!assigned.has(w) && covered(w)) take(w, byModel.get(w.model));
-    }
-    return assigned;
-  }
-
   #resolve(w: Waiter, e: PointsEntry, fetchStartedAt: number): void {
-    this.#claimed.set(e.query_id, e.creation_time);
-    if (this.#claimed.size > MAX_CLAIMED) {
-      this.#claimed.delete(this.#claimed.keys().next().value!);
-    }
+    this.#claimed.add(e.query_id);
     w.done = true;
     const cost: FoundCost = {
       points: e.cost_points,

@@ -1,0 +1,142 @@
+/** @module Pairing of finished answers with the `points_history` entries that record their cost. */
+import { breakdownTokens, type PointsEntry } from "./usage_api.ts";
+
+/** Prompt and completion token counts of an answer or of an entry's cost breakdown. */
+export interface TokenCounts {
+  prompt: number;
+  completion: number;
+}
+
+/** What {@linkcode pairEntries} needs to know about an answer looking for its entry. */
+export interface PairableAnswer {
+  /** The model name sent to Poe, lower-case; compared with `bot_name` lower-cased. */
+  readonly model: string;
+  /** Entries created before this, in µs since the epoch, are not its own. */
+  readonly startedAtUs: number;
+  /** The answer's token counts, when Poe reported them; a matching entry is preferred. */
+  readonly tokens: TokenCounts | null;
+}
+
+/** Options of {@linkcode pairEntries}. */
+export interface PairOptions<A extends PairableAnswer> {
+  /**
+   * Whether every entry since the answer's start was read. Only such answers are paired in order
+   * of completion (FIFO): an older answer whose own entry is further down would take a newer
+   * answer's entry. Token matches do not need it.
+   */
+  covered: (answer: A) => boolean;
+  /**
+   * Whether the answer waits in the foreground; such answers get token matches first.
+   * Default: none waits.
+   */
+  waiting?: (answer: A) => boolean;
+  /** Entries already attributed, by `query_id`; they are never paired again. Default: none. */
+  claimed?: { has(queryId: string): boolean };
+}
+
+interface Candidate {
+  entry: PointsEntry;
+  taken: boolean;
+}
+
+/** Entries already attributed, by `query_id`, forgetting the oldest past `max`. */
+export class ClaimedEntries {
+  readonly #max: number;
+  readonly #ids = new Set<string>();
+
+  /** Remembers at most `max` entries. Default: 20,000. */
+  constructor(max = 20_000) {
+    this.#max = max;
+  }
+
+  /** How many entries are remembered. */
+  get size(): number {
+    return this.#ids.size;
+  }
+
+  /** Whether the entry with this `query_id` was claimed (and not yet forgotten). */
+  has(queryId: string): boolean {
+    return this.#ids.has(queryId);
+  }
+
+  /** Claims an entry; past `max`, the oldest claim is forgotten. */
+  add(queryId: string): void {
+    this.#ids.add(queryId);
+    if (this.#ids.size > this.#max) this.#ids.delete(this.#ids.keys().next().value!);
+  }
+}
+
+function tokenKey(model: string, tokens: TokenCounts): string {
+  return `${model}\n${tokens.prompt}\n${tokens.completion}`;
+}
+
+function oldestFirst(a: Candidate, b: Candidate): number {
+  return a.entry.creation_time - b.entry.creation_time;
+}
+
+/**
+ * Pairs answers with unclaimed entries of usage type `API` and of their model, created since each
+ * answer started: first an entry whose token breakdown equals the answer's tokens, else the
+ * oldest entry of its model (FIFO per model, `answers` being in order of completion). Entries
+ * with a negative `cost_points` are skipped; those with 0 (not final) are paired by FIFO only, and
+ * the caller decides what to do with them. Each entry goes to one answer at most.
+ *
+ * Entries are grouped by model (and by token counts) once, so pairing costs about answers +
+ * entries, not their product. Token matches go to waiting answers first: entries with the same
+ * model and tokens cost the same, and an answer watched in the background must not take the entry
+ * a waiting answer needs (each answer after it would then wait for the next one's).
+ *
+ * @returns the entry found for each answer paired; answers left out found none.
+ */
+export function pairEntries<A extends PairableAnswer>(
+  answers: readonly A[],
+  entries: readonly PointsEntry[],
+  options: PairOptions<A>,
+): Map<A, PointsEntry> {
+  const { covered, waiting = () => false, claimed } = options;
+  const assigned = new Map<A, PointsEntry>();
+  if (answers.length === 0 || entries.length === 0) return assigned;
+  const models = new Set<string>();
+  for (const a of answers) models.add(a.model);
+  const byModel = new Map<string, Candidate[]>();
+  const byTokens = new Map<string, Candidate[]>();
+  for (const e of entries) {
+    if (e.cost_points < 0 || e.usage_type.toUpperCase() !== "API") continue;
+    const model = e.bot_name.toLowerCase();
+    if (!models.has(model) || claimed?.has(e.query_id)) continue;
+    const c: Candidate = { entry: e, taken: false };
+    let list = byModel.get(model);
+    if (!list) byModel.set(model, list = []);
+    list.push(c);
+    if (e.cost_points === 0) continue;
+    const t = breakdownTokens(e);
+    if (t === null) continue;
+    const key = tokenKey(model, t);
+    let same = byTokens.get(key);
+    if (!same) byTokens.set(key, same = []);
+    same.push(c);
+  }
+  for (const list of byModel.values()) list.sort(oldestFirst);
+  for (const list of byTokens.values()) list.sort(oldestFirst);
+  const take = (a: A, list: Candidate[] | undefined) => {
+    if (!list) return;
+    for (const c of list) {
+      if (c.taken || c.entry.creation_time < a.startedAtUs) continue;
+      c.taken = true;
+      assigned.set(a, c.entry);
+      return;
+    }
+  };
+  if (byTokens.size > 0) {
+    for (const first of [true, false]) {
+      for (const a of answers) {
+        if (!a.tokens || waiting(a) !== first) continue;
+        take(a, byTokens.get(tokenKey(a.model, a.tokens)));
+      }
+    }
+  }
+  for (const a of answers) {
+    if (!assigned.has(a) && covered(a)) take(a, byModel.get(a.model));
+  }
+  return assigned;
+}
