@@ -1,23 +1,9 @@
 // deno-lint-ignore-file no-explicit-any
 /** @module Validation of chat requests, the body sent to Poe, and the request size cap. */
 import assert from "node:assert/strict";
-import { FakePoe } from "./fake_poe.ts";
-import { startProxy } from "./harness.ts";
+import { startFakeAndProxy as setup } from "./harness.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "../lib/chat_request.ts";
 import { ProxyError } from "../lib/errors.ts";
-
-async function setup(env: Record<string, string> = {}) {
-  const fake = await FakePoe.start();
-  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
-  return {
-    fake,
-    proxy,
-    async [Symbol.asyncDispose]() {
-      await proxy.close();
-      await fake.close();
-    },
-  };
-}
 
 async function postRaw(
   url: string,

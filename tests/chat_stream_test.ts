@@ -1,8 +1,7 @@
 // deno-lint-ignore-file no-explicit-any
 /** @module The streamed chat answer over real sockets: chunkings, usage, endings, timeouts, cancels, headers. */
 import assert from "node:assert/strict";
-import { FakePoe } from "./fake_poe.ts";
-import { startProxy } from "./harness.ts";
+import { startFakeAndProxy as setup, startProxy } from "./harness.ts";
 import { relaySse } from "../lib/sse.ts";
 
 // --- helpers -------------------------------------------------------------------------------------
@@ -29,19 +28,6 @@ function parseSse(text: string): Sse {
     if (dataLines.length) data.push(dataLines.join("\n"));
   }
   return { data, comments, chunks: data.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d)) };
-}
-
-async function setup(env: Record<string, string> = {}) {
-  const fake = await FakePoe.start();
-  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
-  return {
-    fake,
-    proxy,
-    async [Symbol.asyncDispose]() {
-      await proxy.close();
-      await fake.close();
-    },
-  };
 }
 
 function streamRequest(

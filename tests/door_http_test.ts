@@ -2,25 +2,12 @@
 /** @module The door over HTTP: rate limits, inbound keys, CORS and the startup warning (issue 6). */
 import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
-import { startProxy, testConfig, testRegistry } from "./harness.ts";
+import { startFakeAndProxy as setup, testConfig, testRegistry } from "./harness.ts";
 import { startProxyProcess } from "./proxy_process.ts";
 import { createApp } from "../lib/app.ts";
 import { memoryLogger } from "../lib/log.ts";
 
 const LIMITED = { RATE_LIMIT_PER_MINUTE: "60", RATE_LIMIT_BURST: "3", FOOTER: "off" };
-
-async function setup(env: Record<string, string> = {}) {
-  const fake = await FakePoe.start();
-  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
-  return {
-    fake,
-    proxy,
-    async [Symbol.asyncDispose]() {
-      await proxy.close();
-      await fake.close();
-    },
-  };
-}
 
 interface Answer {
   status: number;

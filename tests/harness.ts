@@ -3,6 +3,7 @@ import { type AppDeps, createApp } from "../lib/app.ts";
 import { type Config, resolveConfig } from "../lib/config.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { ModelRegistry } from "../lib/models.ts";
+import { FakePoe } from "./fake_poe.ts";
 
 /** Every log line written by any proxy a test started; a test searches them for leaked keys. */
 export const ALL_LOG_LINES: string[] = [];
@@ -86,5 +87,22 @@ export async function startProxy(options: StartProxyOptions = {}): Promise<TestP
     config,
     close,
     [Symbol.asyncDispose]: close,
+  };
+}
+
+/**
+ * A fake Poe and a proxy wired to it, closed together; `FOOTER` is off unless `env` sets it, so
+ * answers pass through byte for byte.
+ */
+export async function startFakeAndProxy(env: Record<string, string> = {}) {
+  const fake = await FakePoe.start();
+  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
+  return {
+    fake,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await proxy.close();
+      await fake.close();
+    },
   };
 }

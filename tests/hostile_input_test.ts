@@ -4,8 +4,7 @@
  * another client streams through the same proxy, and that stream completes with the right text.
  */
 import assert from "node:assert/strict";
-import { FakePoe } from "./fake_poe.ts";
-import { startProxy, type TestProxy } from "./harness.ts";
+import { startFakeAndProxy as setup, type TestProxy } from "./harness.ts";
 import { printLine } from "../lib/log.ts";
 import {
   bytesOf,
@@ -27,19 +26,6 @@ const FAKE_WORDS =
 
 function wordsReply(n: number): string {
   return Array.from({ length: n }, (_, i) => FAKE_WORDS[i % FAKE_WORDS.length]).join(" ");
-}
-
-async function setup(env: Record<string, string> = {}) {
-  const fake = await FakePoe.start();
-  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
-  return {
-    fake,
-    proxy,
-    async [Symbol.asyncDispose]() {
-      await proxy.close();
-      await fake.close();
-    },
-  };
 }
 
 interface Witness {
