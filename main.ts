@@ -265,7 +265,11 @@ async function run(args: string[]): Promise<number> {
     }
     case "models": {
       if (values.remote) {
-        const response = await fetch(`${config.poeBaseUrl}/v1/models`);
+        const response = await fetch(`${config.poeBaseUrl}/v1/models`, {
+          signal: AbortSignal.timeout(15_000),
+        }).catch((err) => {
+          throw new StartupError(`Cannot reach Poe's GET /v1/models: ${(err as Error).message}`);
+        });
         if (!response.ok) {
           await response.body?.cancel();
           throw new StartupError(`Poe's GET /v1/models answered ${response.status}`);
