@@ -81,7 +81,7 @@ export function relaySse(
   upstream: ReadableStream<Uint8Array>,
   options: RelayOptions,
 ): ReadableStream<Uint8Array> {
-  const reader = upstream.getReader();
+  const reader = smallReader(upstream);
   const decoder = new TextDecoder();
   const summary: StreamSummary = {
     id: null,
@@ -297,6 +297,31 @@ export function relaySse(
       end("client-gone");
     },
   });
+}
+
+/** Bytes asked of Poe's body per read; events are far smaller. */
+const READ_BYTES = 16 * 1024;
+
+/**
+ * A reader that reads into small buffers where the stream allows it: a default read of Deno's
+ * fetch body allocates 64 KiB, and while Poe thinks that buffer waits in every open stream.
+ */
+function smallReader(stream: ReadableStream<Uint8Array>): {
+  read(): Promise<ReadableStreamReadResult<Uint8Array>>;
+  cancel(reason?: unknown): Promise<void>;
+} {
+  let byob: ReadableStreamBYOBReader;
+  try {
+    byob = stream.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream (a converted JSON answer, a test's stream): read it as it comes.
+    return stream.getReader();
+  }
+  return {
+    read: () =>
+      byob.read(new Uint8Array(READ_BYTES)) as Promise<ReadableStreamReadResult<Uint8Array>>,
+    cancel: (reason) => byob.cancel(reason),
+  };
 }
 
 /**
