@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
 import { startFakeAndProxy as setup, testConfig, testRegistry } from "./harness.ts";
-import { startProxyProcess } from "./proxy_process.ts";
+import { mainCommand, startProxyProcess } from "./proxy_process.ts";
 import { createApp } from "../lib/app.ts";
 import { memoryLogger } from "../lib/log.ts";
 
@@ -293,24 +293,10 @@ Deno.test("keys: PROXY_API_KEYS_FILE is read by main.ts, one key a line, comment
 });
 
 Deno.test("keys: an unreadable PROXY_API_KEYS_FILE stops main.ts with exit code 2", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      new URL("../main.ts", import.meta.url).pathname,
-    ],
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      POE_API_KEY: "k",
-      PORT: "0",
-      PROXY_API_KEYS_FILE: "/nonexistent/keys.txt",
-    },
-    clearEnv: true,
-    cwd: Deno.makeTempDirSync(),
-    stdout: "piped",
-    stderr: "piped",
+  const out = await mainCommand([], {
+    POE_API_KEY: "k",
+    PORT: "0",
+    PROXY_API_KEYS_FILE: "/nonexistent/keys.txt",
   }).output();
   assert.equal(out.code, 2);
   assert.match(

@@ -1,30 +1,9 @@
 import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
-
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-const CLEAN_ENV = {
-  PATH: Deno.env.get("PATH") ?? "",
-  HOME: Deno.env.get("HOME") ?? "/tmp",
-  NO_COLOR: "1",
-};
+import { mainCommand } from "./proxy_process.ts";
 
 function command(args: string[], env: Record<string, string>, cwd?: string): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-no-legacy-abort",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      MAIN,
-      ...args,
-    ],
-    env: { ...CLEAN_ENV, ...env },
-    clearEnv: true,
-    cwd: cwd ?? Deno.makeTempDirSync(),
-    stdout: "piped",
-    stderr: "piped",
-  });
+  return mainCommand(args, env, { cwd });
 }
 
 /** Reads stdout until the listening line and returns its URL. */

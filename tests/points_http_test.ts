@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { DEFAULT_REPLY, FakePoe, type FakePoeOptions } from "./fake_poe.ts";
 import { startProxy, testConfig } from "./harness.ts";
+import { mainCommand } from "./proxy_process.ts";
 import { createUsageService } from "../lib/usage_service.ts";
 import { memoryLogger, printLine } from "../lib/log.ts";
 import { stripFooter } from "../lib/footer.ts";
@@ -408,18 +409,10 @@ Deno.test("poe-proxy usage prints the balance, next grant and points per model",
   fake.addHistory({ bot_name: "GPT-4o", cost_points: 339 });
   fake.addHistory({ bot_name: "Claude-Sonnet-4.6", cost_points: 1200 });
   const run = async (args: string[], key = fake.apiKey) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net", "--allow-env", "--allow-read", "main.ts", "usage", ...args],
-      cwd: new URL("..", import.meta.url),
-      env: {
-        POE_API_KEY: key,
-        POE_BASE_URL: fake.url,
-        NO_COLOR: "1",
-        HOME: Deno.env.get("HOME") ?? "",
-        ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-      },
-      clearEnv: true,
-    }).output();
+    const out = await mainCommand(["usage", ...args], {
+      POE_API_KEY: key,
+      POE_BASE_URL: fake.url,
+    }, { cwd: new URL("..", import.meta.url) }).output();
     const text = (b: Uint8Array) => new TextDecoder().decode(b);
     return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
   };

@@ -1,6 +1,44 @@
 /** @module main.ts as a child process: its URL, pid, memory and every line it printed. */
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
+/** The runtime flags of `deno task start` (`--unstable-...`, `--allow-*`): tests run what users run. */
+const START_FLAGS: string[] = JSON.parse(
+  Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
+).tasks.start.split(/\s+/).filter((w: string) => w.startsWith("--"));
+
+/** Options of {@linkcode mainCommand}. */
+export interface MainCommandOptions {
+  /** Working directory. Default: a new empty temporary directory. */
+  cwd?: string | URL;
+  /** Extra arguments of `deno run` itself, before `main.ts` (such as `--v8-flags=...`). */
+  denoArgs?: string[];
+}
+
+/**
+ * `deno run main.ts ARGS` with the flags of `deno task start`, in an environment holding only
+ * PATH, HOME, NO_COLOR, DENO_DIR (when set) and `env`; output piped.
+ */
+export function mainCommand(
+  args: string[],
+  env: Record<string, string>,
+  options: MainCommandOptions = {},
+): Deno.Command {
+  const denoDir = Deno.env.get("DENO_DIR");
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...START_FLAGS, ...(options.denoArgs ?? []), MAIN, ...args],
+    env: {
+      PATH: Deno.env.get("PATH") ?? "",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      NO_COLOR: "1",
+      ...(denoDir ? { DENO_DIR: denoDir } : {}),
+      ...env,
+    },
+    clearEnv: true,
+    cwd: options.cwd ?? Deno.makeTempDirSync(),
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
 
 /** A running `main.ts` child. */
 export interface ProxyProcess extends AsyncDisposable {
@@ -39,27 +77,9 @@ async function drain(stream: ReadableStream<Uint8Array>, sink: { text: string })
 
 /** Spawns `deno run main.ts` and resolves once it prints its listening line. */
 export async function startProxyProcess(options: ProxyProcessOptions): Promise<ProxyProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-no-legacy-abort",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      ...(options.denoArgs ?? []),
-      MAIN,
-      ...(options.args ?? []),
-    ],
-    env: {
-      PATH: Deno.env.get("PATH") ?? "",
-      HOME: Deno.env.get("HOME") ?? "/tmp",
-      NO_COLOR: "1",
-      ...options.env,
-    },
-    clearEnv: true,
-    cwd: options.cwd ?? Deno.makeTempDirSync(),
-    stdout: "piped",
-    stderr: "piped",
+  const child = mainCommand(options.args ?? [], options.env, {
+    cwd: options.cwd,
+    denoArgs: options.denoArgs,
   }).spawn();
   const out = { text: "" };
   const err = { text: "" };

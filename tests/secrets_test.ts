@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
 import { ALL_LOG_LINES, startProxy } from "./harness.ts";
-import { startProxyProcess } from "./proxy_process.ts";
+import { mainCommand, startProxyProcess } from "./proxy_process.ts";
 import { ConfigError, resolveConfig } from "../lib/config.ts";
 
 /** Distinctive values, so that any copy of them anywhere is found. */
@@ -215,29 +215,13 @@ Deno.test("secrets: main.ts check, start and a bad key print no secret", async (
   const dir = Deno.makeTempDirSync();
   Deno.writeTextFileSync(`${dir}/keys.txt`, `${OTHER_INBOUND}\n`);
   const env = {
-    PATH: Deno.env.get("PATH") ?? "",
-    NO_COLOR: "1",
     POE_API_KEY: POE_SECRET,
     PROXY_API_KEYS: INBOUND_SECRET,
     PROXY_API_KEYS_FILE: `${dir}/keys.txt`,
     PORT: "0",
   };
   const run = (extra: Record<string, string>, args: string[]) =>
-    new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-net",
-        "--allow-env",
-        "--allow-read",
-        new URL("../main.ts", import.meta.url).pathname,
-        ...args,
-      ],
-      env: { ...env, ...extra },
-      clearEnv: true,
-      cwd: dir,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    mainCommand(args, { ...env, ...extra }, { cwd: dir }).output();
   const check = await run({}, ["check"]);
   assert.equal(check.code, 0);
   const bad = await run({ POE_API_KEY: `${POE_SECRET} oops` }, []);

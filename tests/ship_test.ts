@@ -7,6 +7,7 @@ import { ModelRegistry } from "../lib/models.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { startProxy } from "./harness.ts";
 import { FakePoe } from "./fake_poe.ts";
+import { mainCommand } from "./proxy_process.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const MAIN = new URL("main.ts", ROOT).pathname;
@@ -35,21 +36,6 @@ function startFlags(): string[] {
   return tasks().start.split(/\s+/).filter((w) => w.startsWith("--"));
 }
 
-function mainCommand(
-  args: string[],
-  env: Record<string, string>,
-  cwd = Deno.makeTempDirSync(),
-): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", ...startFlags(), MAIN, ...args],
-    env: { ...CLEAN_ENV, ...env },
-    clearEnv: true,
-    cwd,
-    stdout: "piped",
-    stderr: "piped",
-  });
-}
-
 /** A free loopback port that nothing listens on. */
 function closedPort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -76,7 +62,7 @@ class MainProcess implements AsyncDisposable {
   #status: Promise<Deno.CommandStatus> | null = null;
 
   constructor(args: string[], env: Record<string, string>, cwd?: string) {
-    this.child = mainCommand(args, env, cwd).spawn();
+    this.child = mainCommand(args, env, { cwd }).spawn();
     const pump = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
       for await (const text of stream.pipeThrough(new TextDecoderStream())) this[key] += text;
     };

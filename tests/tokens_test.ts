@@ -15,20 +15,11 @@ import {
   TokenCounter,
   utf8Length,
 } from "../lib/tokens.ts";
+import { random } from "./random.ts";
 
 await loadTokenizer();
 
 const MB = 1 << 20;
-
-/** A deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function pick(alphabet: string, length: number, seed: number): string {
   const r = random(seed);

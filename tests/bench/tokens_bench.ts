@@ -4,18 +4,9 @@ import { clearMergeCache } from "gpt-tokenizer/encoding/o200k_base";
 import { clipMessages } from "../../lib/clip.ts";
 import type { ChatMessage } from "../../lib/openai_types.ts";
 import { loadTokenizer, TokenCounter } from "../../lib/tokens.ts";
+import { random } from "../random.ts";
 
 const MB = 1 << 20;
-
-/** A deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = ("the of and to in is that for it as was with be by on not he this are or his from " +
   "at which but have an they you were her she there been one all we their has would when if so " +
