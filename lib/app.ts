@@ -4,11 +4,11 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { ModelEntry, ModelRegistry } from "./models.ts";
 import { ApiKeys, authenticationError } from "./api_keys.ts";
-import { addressKey, clientAddress } from "./client_id.ts";
+import { clientKey } from "./client_id.ts";
 import { RateLimiter, rateLimitError, rateLimitHeaders } from "./rate_limit.ts";
 import { RequestContext, requestIdFrom } from "./request_context.ts";
 import { UpstreamClient } from "./upstream.ts";
-import { handleChat } from "./chat.ts";
+import { chatDeadlines, handleChat } from "./chat.ts";
 import { TokenCounter } from "./tokens.ts";
 import { ProxyMetrics } from "./proxy_metrics.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
@@ -160,6 +160,7 @@ export function createApp(deps: AppDeps): App {
     version: deps.version,
   });
   const recent = deps.recent ?? new RecentRequests();
+  const deadlines = chatDeadlines(config);
   const dashboard = deps.dashboard ?? new UsageDashboard({
     api: usage.api,
     poller: usage.poller,
@@ -207,6 +208,7 @@ export function createApp(deps: AppDeps): App {
         counter,
         usage,
         beforeUpstream: takePoeToken,
+        deadlines,
       });
     } catch (err) {
       // Errors carry the client's limit too; a 429 keeps the headers that explain it (Poe's).
@@ -287,6 +289,13 @@ export function createApp(deps: AppDeps): App {
     });
   }
 
+  // Literal paths are looked up, not tested one route at a time; prefix routes still match these.
+  const byPath = new Map<string, Route[]>();
+  for (const r of routes) {
+    if (typeof r.path !== "string") continue;
+    byPath.set(r.path, routes.filter((m) => matchesPath(m, r.path as string)));
+  }
+
   function corsHeaders(req: Request): Record<string, string> {
     const origin = req.headers.get("origin");
     if (!origin || cors.size === 0) return {};
@@ -305,7 +314,7 @@ export function createApp(deps: AppDeps): App {
     url: URL,
     authed: boolean,
   ): Promise<Response> {
-    const matching = routes.filter((r) => matchesPath(r, url.pathname));
+    const matching = byPath.get(url.pathname) ?? routes.filter((r) => matchesPath(r, url.pathname));
     if (matching.length === 0) {
       throw new ProxyError(404, `No such endpoint: ${req.method} ${url.pathname.slice(0, 200)}`, {
         code: "unknown_endpoint",
@@ -346,17 +355,19 @@ export function createApp(deps: AppDeps): App {
     usage,
     stats: () => ({ trackedClients: clients.size }),
     close: async () => {
+      deadlines.body.clear();
+      deadlines.answer.clear();
       await dashboard.close();
       if (!deps.usage) await usage.close();
     },
     async handler(req, info) {
       const url = new URL(req.url);
       const peer = info?.remoteAddr?.hostname ?? "unknown";
-      const address = clientAddress(peer, req.headers.get("x-forwarded-for"), config.trustProxy);
       const keyName = keys.enabled ? keys.identify(req.headers) : null;
       const ctx = new RequestContext({
         id: requestIdFrom(req.headers),
-        client: keyName ?? addressKey(address),
+        client: keyName ??
+          clientKey(peer, req.headers.get("x-forwarded-for"), config.trustProxy),
         method: req.method,
         path: url.pathname,
         logger,

@@ -15,6 +15,7 @@ import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
 import { guardResponse } from "./guards.ts";
 import { AnswerPoints, footerAllowed } from "./answer_points.ts";
+import { type Deadline, Deadlines } from "./deadlines.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -29,6 +30,23 @@ export interface ChatDeps {
   usage?: UsageService;
   /** Called right before Poe is called; throws to refuse (the global bucket in front of Poe). */
   beforeUpstream?: (ctx: RequestContext) => void;
+  /** Per-request timeouts, shared by every request: `BODY_TIMEOUT_SECONDS`, `IDLE_TIMEOUT_SECONDS`. */
+  deadlines: ChatDeadlines;
+}
+
+/** The shared timeouts of {@linkcode ChatDeps}. */
+export interface ChatDeadlines {
+  body: Deadlines;
+  /** A non-streamed answer's body must arrive within this. */
+  answer: Deadlines;
+}
+
+/** Builds the {@linkcode ChatDeadlines} for `config`. */
+export function chatDeadlines(config: Config): ChatDeadlines {
+  return {
+    body: new Deadlines(config.bodyTimeoutSeconds * 1000),
+    answer: new Deadlines(config.idleTimeoutSeconds * 1000),
+  };
 }
 
 /** Response headers of Poe's that the client should see. */
@@ -55,7 +73,7 @@ export async function handleChat(
   const { config } = deps;
   const raw = await readJsonBody(req, {
     maxBytes: config.maxBodyBytes,
-    timeoutMs: config.bodyTimeoutSeconds * 1000,
+    deadlines: deps.deadlines.body,
   });
   const body = validateChatRequest(raw);
   // Message content is logged only when LOG_BODIES=on, and then only at debug level.
@@ -201,14 +219,13 @@ async function jsonAnswer(
   headers: Headers,
   points: AnswerPoints | null,
 ): Promise<Response> {
-  const timeoutMs = deps.config.idleTimeoutSeconds * 1000;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let deadline: Deadline | undefined;
   let text: string;
   try {
     text = await Promise.race([
       answer.response.text(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
+        deadline = deps.deadlines.answer.add(() => {
           answer.abort(new Error("timeout"));
           reject(
             new ProxyError(504, "Poe did not finish its answer within IDLE_TIMEOUT_SECONDS.", {
@@ -216,7 +233,7 @@ async function jsonAnswer(
               code: "upstream_timeout",
             }),
           );
-        }, timeoutMs);
+        });
       }),
     ]);
   } catch (err) {
@@ -227,7 +244,7 @@ async function jsonAnswer(
       cause: err,
     });
   } finally {
-    clearTimeout(timer);
+    deadline?.cancel();
     answer.release();
   }
   // deno-lint-ignore no-explicit-any

@@ -76,6 +76,32 @@ export function addressKey(address: string): string {
   return `${formatBytes(network)}/64`;
 }
 
+/** Keys of peers seen lately; a new peer costs a parse, a known one a lookup. */
+const peerKeys = new Map<string, string>();
+const MAX_PEER_KEYS = 4096;
+
+/**
+ * The rate-limit key of a request's client: {@linkcode addressKey} of
+ * {@linkcode clientAddress}. When `X-Forwarded-For` cannot count, the answer depends on the peer
+ * alone and is remembered.
+ */
+export function clientKey(
+  peer: string,
+  forwardedFor: string | null,
+  trusted: readonly string[],
+): string {
+  if (forwardedFor && trusted.length > 0) {
+    return addressKey(clientAddress(peer, forwardedFor, trusted));
+  }
+  let key = peerKeys.get(peer);
+  if (key === undefined) {
+    if (peerKeys.size >= MAX_PEER_KEYS) peerKeys.clear();
+    key = addressKey(clientAddress(peer, null, trusted));
+    peerKeys.set(peer, key);
+  }
+  return key;
+}
+
 /** Whether `address` is an IP address (IPv4, IPv6, optionally bracketed or with a zone). */
 export function isIpAddress(address: string): boolean {
   return parseAddress(address) !== null;

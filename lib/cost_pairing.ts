@@ -43,10 +43,14 @@ interface Candidate {
 export class ClaimedEntries {
   readonly #max: number;
   readonly #ids = new Set<string>();
+  /** Claims in the order made, as a ring: the slot to fill next holds the oldest. */
+  readonly #order: (string | undefined)[];
+  #next = 0;
 
   /** Remembers at most `max` entries. Default: 20,000. */
   constructor(max = 20_000) {
-    this.#max = max;
+    this.#max = Math.max(1, max);
+    this.#order = new Array(this.#max);
   }
 
   /** How many entries are remembered. */
@@ -61,8 +65,12 @@ export class ClaimedEntries {
 
   /** Claims an entry; past `max`, the oldest claim is forgotten. */
   add(queryId: string): void {
+    if (this.#ids.has(queryId)) return;
+    const oldest = this.#order[this.#next];
+    if (oldest !== undefined) this.#ids.delete(oldest);
+    this.#order[this.#next] = queryId;
+    this.#next = (this.#next + 1) % this.#max;
     this.#ids.add(queryId);
-    if (this.#ids.size > this.#max) this.#ids.delete(this.#ids.keys().next().value!);
   }
 }
 
@@ -97,11 +105,17 @@ export function pairEntries<A extends PairableAnswer>(
   const assigned = new Map<A, PointsEntry>();
   if (answers.length === 0 || entries.length === 0) return assigned;
   const models = new Set<string>();
-  for (const a of answers) models.add(a.model);
+  // Entries older than every answer belong to none: skipped before any string is looked at.
+  let oldest = Infinity;
+  for (const a of answers) {
+    models.add(a.model);
+    if (a.startedAtUs < oldest) oldest = a.startedAtUs;
+  }
   const byModel = new Map<string, Candidate[]>();
   const byTokens = new Map<string, Candidate[]>();
   for (const e of entries) {
-    if (e.cost_points < 0 || e.usage_type.toUpperCase() !== "API") continue;
+    if (e.creation_time < oldest || e.cost_points < 0) continue;
+    if (e.usage_type !== "API" && e.usage_type.toUpperCase() !== "API") continue;
     const model = e.bot_name.toLowerCase();
     if (!models.has(model) || claimed?.has(e.query_id)) continue;
     const c: Candidate = { entry: e, taken: false };

@@ -2,7 +2,7 @@
 import { ClaimedEntries, pairEntries, type TokenCounts } from "./cost_pairing.ts";
 import type { Logger } from "./log.ts";
 import type { PointsEntry, UsageSource } from "./usage_api.ts";
-import { REAL_TIMERS, type Timers } from "./usage.ts";
+import { type Deadline, Deadlines, REAL_TIMERS, type Timers } from "./deadlines.ts";
 
 /** The real cost of one answer, found in the points history. */
 export interface FoundCost {
@@ -83,7 +83,7 @@ interface Waiter {
   /** The delay planned before its first look, from what was learned; null while quiet. */
   plannedMs: number | null;
   foreground: ((cost: FoundCost | null) => void) | null;
-  timer: unknown;
+  deadline: Deadline | null;
   onFound?: (cost: FoundCost) => void;
   done: boolean;
 }
@@ -167,6 +167,8 @@ export class CostTracker implements AsyncDisposable {
   #gapAvgMs: number | null = null;
   #spanAvgMs: number | null = null;
   #closed = false;
+  /** The foreground waits, by length (`FOOTER_WAIT_MS`): one timer for all answers waiting. */
+  #waits = new Map<number, Deadlines>();
 
   constructor(options: CostTrackerOptions) {
     this.#api = options.api;
@@ -235,7 +237,7 @@ export class CostTracker implements AsyncDisposable {
       missedAt: -Infinity,
       plannedMs: quiet ? null : expected,
       foreground: null,
-      timer: null,
+      deadline: null,
       onFound: options.onFound,
       done: false,
     };
@@ -249,15 +251,24 @@ export class CostTracker implements AsyncDisposable {
     } else {
       const { promise, resolve } = Promise.withResolvers<FoundCost | null>();
       waiter.foreground = resolve;
-      waiter.timer = this.#timers.setTimeout(() => {
-        waiter.timer = null;
+      waiter.deadline = this.#waitDeadlines(options.waitMs).add(() => {
+        waiter.deadline = null;
         waiter.foreground = null;
         resolve(null);
-      }, options.waitMs);
+      });
       result = promise;
     }
     this.#schedule(waiter.dueAt);
     return result;
+  }
+
+  #waitDeadlines(ms: number): Deadlines {
+    let deadlines = this.#waits.get(ms);
+    if (!deadlines) {
+      deadlines = new Deadlines(ms, { timers: this.#timers, now: this.#now });
+      this.#waits.set(ms, deadlines);
+    }
+    return deadlines;
   }
 
   /** Updates the load estimate with an answer that ended at `now`. */
@@ -420,8 +431,8 @@ export class CostTracker implements AsyncDisposable {
   #drop(): void {
     const w = this.#waiters.shift()!;
     this.#dropped++;
-    if (w.timer !== null) this.#timers.clearTimeout(w.timer);
-    w.timer = null;
+    w.deadline?.cancel();
+    w.deadline = null;
     w.foreground?.(null);
     w.foreground = null;
     w.done = true;
@@ -430,8 +441,8 @@ export class CostTracker implements AsyncDisposable {
   /** Lets every answer waiting in the foreground go on with an estimate; they stay watched. */
   #release(): void {
     for (const w of this.#waiters) {
-      if (w.timer !== null) this.#timers.clearTimeout(w.timer);
-      w.timer = null;
+      w.deadline?.cancel();
+      w.deadline = null;
       w.foreground?.(null);
       w.foreground = null;
     }
@@ -453,8 +464,8 @@ export class CostTracker implements AsyncDisposable {
       const late = w.missedAt === -Infinity ? w.plannedMs : Math.max(0, fetchStartedAt - w.endedAt);
       this.#typicalMs = this.#typicalMs === null ? late : 0.7 * this.#typicalMs + 0.3 * late;
     }
-    if (w.timer !== null) this.#timers.clearTimeout(w.timer);
-    w.timer = null;
+    w.deadline?.cancel();
+    w.deadline = null;
     w.foreground?.(cost);
     w.foreground = null;
     try {
@@ -492,7 +503,7 @@ export class CostTracker implements AsyncDisposable {
     this.#timer = null;
     this.#abort.abort(new Error("cost tracker closed"));
     for (const w of this.#waiters) {
-      if (w.timer !== null) this.#timers.clearTimeout(w.timer);
+      w.deadline?.cancel();
       w.foreground?.(null);
     }
     this.#waiters = [];

@@ -71,14 +71,24 @@ abstract class Metric<T> {
 
   protected abstract fresh(): T;
 
+  /** The series key of a label set: each value prefixed by its length, so no two sets collide. */
+  protected key(labels: Record<string, string>): string {
+    let key = "";
+    for (const l of this.labels) {
+      const value = String(labels[l] ?? "");
+      key += `${value.length}:${value}`;
+    }
+    return key;
+  }
+
   protected get(labels: Record<string, string>): T {
-    let values: string[] = this.labels.map((l) => String(labels[l] ?? ""));
-    let key = JSON.stringify(values);
+    let key = this.key(labels);
     let found = this.series.get(key);
     if (found) return found.data;
+    let values: string[] = this.labels.map((l) => String(labels[l] ?? ""));
     if (this.series.size >= this.#maxSeries) {
       values = this.labels.map(() => OVERFLOW_LABEL);
-      key = JSON.stringify(values);
+      key = values.map((v) => `${v.length}:${v}`).join("");
       found = this.series.get(key);
       if (found) return found.data;
     }
@@ -120,7 +130,7 @@ export class Counter extends Metric<{ value: number }> {
   }
   /** The current value of one series (0 when never touched). */
   value(labels: Record<string, string> = {}): number {
-    const key = JSON.stringify(this.labels.map((l) => String(labels[l] ?? "")));
+    const key = this.key(labels);
     return this.series.get(key)?.data.value ?? 0;
   }
   protected renderSeries(values: LabelValues, data: { value: number }): string {
@@ -148,7 +158,7 @@ export class Gauge extends Metric<{ value: number }> {
   }
   /** The current value of one series (0 when never set). */
   value(labels: Record<string, string> = {}): number {
-    const key = JSON.stringify(this.labels.map((l) => String(labels[l] ?? "")));
+    const key = this.key(labels);
     return this.series.get(key)?.data.value ?? 0;
   }
   protected renderSeries(values: LabelValues, data: { value: number }): string {
@@ -201,7 +211,7 @@ export class Histogram extends Metric<HistogramData> {
 
   /** Count of observations of one series. */
   count(labels: Record<string, string> = {}): number {
-    const key = JSON.stringify(this.labels.map((l) => String(labels[l] ?? "")));
+    const key = this.key(labels);
     return this.series.get(key)?.data.count ?? 0;
   }
 

@@ -72,6 +72,12 @@ export class RequestContext {
     if (this.#ended) return;
     this.#ended = true;
     this.status = status;
+    // The line is built only when it will be written (not at LOG_LEVEL=warn or above).
+    if (this.#logger.enabled("info")) this.#log(status);
+    this.#onEnd?.(this);
+  }
+
+  #log(status: number): void {
     const ms = this.elapsedMs();
     this.#logger.info("request", {
       request_id: this.id,
@@ -83,7 +89,6 @@ export class RequestContext {
       ttfb_ms: this.ttfbMs === null ? undefined : Math.round(this.ttfbMs * 10) / 10,
       ...this.fields,
     });
-    this.#onEnd?.(this);
   }
 
   /**

@@ -2,6 +2,7 @@
 import { ProxyError } from "./errors.ts";
 import type { ChatRequest } from "./openai_types.ts";
 import type { Logger } from "./log.ts";
+import { Deadlines } from "./deadlines.ts";
 
 /** Statuses worth another try after a pause. */
 const TRANSIENT = new Set([408, 429, 500, 502, 503, 529]);
@@ -209,6 +210,9 @@ export class UpstreamClient {
     apiKey: string | null;
   };
   #chatUrl: string;
+  /** The connect deadline (or the first-byte one, when shorter), then the rest of the first-byte one. */
+  #firstPhase: Deadlines;
+  #secondPhase: Deadlines;
 
   constructor(options: UpstreamOptions) {
     // An option given as `undefined` keeps its default rather than erasing it.
@@ -226,6 +230,9 @@ export class UpstreamClient {
       ...given,
     };
     this.#chatUrl = `${options.baseUrl}/v1/chat/completions`;
+    const { connectTimeoutMs, firstByteTimeoutMs } = this.#options;
+    this.#firstPhase = new Deadlines(Math.min(connectTimeoutMs, firstByteTimeoutMs));
+    this.#secondPhase = new Deadlines(firstByteTimeoutMs - connectTimeoutMs);
   }
 
   /**
@@ -326,15 +333,15 @@ export class UpstreamClient {
     }
     // fetch has no connect phase of its own: when headers are slow, a TCP probe tells an
     // unreachable Poe (connect timeout) from a slow model (first-byte timeout).
-    // One timer per attempt: the connect deadline first, then the rest of the first-byte one.
+    // One deadline at a time: the connect deadline first, then the rest of the first-byte one.
     const firstByte = () => controller.abort(new TimeoutError("first-byte"));
-    let timer = setTimeout(() => {
+    let deadline = this.#firstPhase.add(() => {
       if (firstByteTimeoutMs <= connectTimeoutMs) return firstByte();
       this.#probe(connectTimeoutMs).then((reachable) => {
         if (!reachable) controller.abort(new TimeoutError("connect"));
       });
-      timer = setTimeout(firstByte, firstByteTimeoutMs - connectTimeoutMs);
-    }, Math.min(connectTimeoutMs, firstByteTimeoutMs));
+      deadline = this.#secondPhase.add(firstByte);
+    });
     try {
       return await this.#options.fetch(this.#chatUrl, {
         method: "POST",
@@ -346,7 +353,7 @@ export class UpstreamClient {
       if (controller.signal.reason instanceof TimeoutError) throw controller.signal.reason;
       throw err;
     } finally {
-      clearTimeout(timer);
+      deadline.cancel();
     }
   }
 

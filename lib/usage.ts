@@ -1,18 +1,7 @@
 /** @module The background poller that keeps a snapshot of the Poe point balance. */
 import type { Logger } from "./log.ts";
 import type { BalanceReport, UsageSource } from "./usage_api.ts";
-
-/** Timer functions, injectable so tests drive time by hand. */
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(id: unknown): void;
-}
-
-/** The platform's timers. */
-export const REAL_TIMERS: Timers = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (id) => clearTimeout(id as number),
-};
+import { REAL_TIMERS, type Timers } from "./deadlines.ts";
 
 /** The balance as Poe last reported it. */
 export interface BalanceSnapshot extends BalanceReport {

@@ -4,7 +4,8 @@ import type { Logger } from "./log.ts";
 import { CostTracker } from "./cost_tracker.ts";
 import { Guards } from "./guards.ts";
 import type { TokenCounter } from "./tokens.ts";
-import { REAL_TIMERS, type Timers, UsagePoller } from "./usage.ts";
+import { UsagePoller } from "./usage.ts";
+import { REAL_TIMERS, type Timers } from "./deadlines.ts";
 import { UsageApi, type UsageSource } from "./usage_api.ts";
 
 /** Everything about points that lives as long as the app. */

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { addressKey, clientAddress, isIpAddress, parseTrustProxy } from "../lib/client_id.ts";
+import {
+  addressKey,
+  clientAddress,
+  clientKey,
+  isIpAddress,
+  parseTrustProxy,
+} from "../lib/client_id.ts";
 
 Deno.test("parseTrustProxy splits, trims, normalises and dedupes", () => {
   assert.deepEqual(parseTrustProxy(""), []);
@@ -112,4 +118,25 @@ Deno.test("isIpAddress accepts addresses and rejects the rest", () => {
   ) {
     assert.ok(!isIpAddress(bad), bad);
   }
+});
+
+Deno.test("clientKey is addressKey of clientAddress, remembered or not", () => {
+  const trusted = parseTrustProxy("10.0.0.0/8");
+  const cases: [string, string | null, readonly string[]][] = [
+    ["203.0.113.7", null, []],
+    ["203.0.113.7", "1.1.1.1", []],
+    ["2001:db8:1:2:3:4:5:6", null, []],
+    ["[2001:db8:1:2::9]", null, trusted],
+    ["::ffff:192.0.2.1", null, []],
+    ["10.1.2.3", "198.51.100.4, 10.9.9.9", trusted],
+    ["10.1.2.3", "2001:db8:7:7::1", trusted],
+    ["not-an-address", null, []],
+  ];
+  for (let round = 0; round < 2; round++) {
+    for (const [peer, xff, trust] of cases) {
+      assert.equal(clientKey(peer, xff, trust), addressKey(clientAddress(peer, xff, trust)));
+    }
+  }
+  assert.equal(clientKey("10.1.2.3", "198.51.100.4, 10.9.9.9", trusted), "198.51.100.4");
+  assert.equal(clientKey("2001:db8:1:2:3:4:5:6", null, []), "2001:db8:1:2::/64");
 });

@@ -125,4 +125,18 @@ Deno.test("ClaimedEntries forgets the oldest claim past its bound", () => {
   assert.equal(claimed.has("q1"), false);
   assert.equal(claimed.has("q2"), true);
   assert.equal(claimed.has("q3"), true);
+  // A claim made twice takes one place; the bound holds over many rounds.
+  claimed.add("q3");
+  claimed.add("q4");
+  assert.deepEqual(["q2", "q3", "q4"].map((q) => claimed.has(q)), [false, true, true]);
+  for (let i = 5; i < 1000; i++) claimed.add(`q${i}`);
+  assert.equal(claimed.size, 2);
+  assert.deepEqual(["q997", "q998", "q999"].map((q) => claimed.has(q)), [false, true, true]);
+});
+
+Deno.test("pairEntries: entries older than every answer are passed over, even unclaimed", () => {
+  const a = answer("a", { startedAtUs: 1_000_000 });
+  const entries = [entry("old", 999_999, { points: 5 }), entry("own", 1_000_500, { points: 7 })];
+  const paired = pairEntries([a], entries, { covered: () => true });
+  assert.equal(paired.get(a)?.query_id, "own");
 });

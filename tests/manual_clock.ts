@@ -1,5 +1,5 @@
 /** @module A hand-driven clock and timers for tests of pollers: time moves only when told. */
-import type { Timers } from "../lib/usage.ts";
+import type { Timers } from "../lib/deadlines.ts";
 
 interface Pending {
   id: number;

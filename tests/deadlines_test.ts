@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { Deadlines } from "../lib/deadlines.ts";
+import { ManualClock } from "./manual_clock.ts";
+
+function setup(ms: number) {
+  const clock = new ManualClock();
+  const deadlines = new Deadlines(ms, { timers: clock, now: clock.now });
+  const fired: string[] = [];
+  const at = (name: string) => () => fired.push(`${name}@${clock.now() - start}`);
+  const start = clock.now();
+  return { clock, deadlines, fired, at };
+}
+
+Deno.test("each deadline fires exactly its length after it was set, in order, on one timer", async () => {
+  const { clock, deadlines, fired, at } = setup(100);
+  deadlines.add(at("a"));
+  await clock.advance(30);
+  deadlines.add(at("b"));
+  deadlines.add(at("c"));
+  assert.deepEqual(clock.timers, 1);
+  assert.deepEqual(deadlines.pending, 3);
+  await clock.advance(69);
+  assert.deepEqual(fired, []);
+  await clock.advance(1);
+  assert.deepEqual(fired, ["a@100"]);
+  await clock.advance(30);
+  assert.deepEqual(fired, ["a@100", "b@130", "c@130"]);
+  assert.deepEqual(deadlines.pending, 0);
+  assert.deepEqual(clock.timers, 0);
+});
+
+Deno.test("cancelled deadlines never fire; the timer is re-armed for the next live one", async () => {
+  const { clock, deadlines, fired, at } = setup(100);
+  const a = deadlines.add(at("a"));
+  await clock.advance(10);
+  deadlines.add(at("b"));
+  a.cancel();
+  a.cancel();
+  assert.deepEqual(deadlines.pending, 1);
+  await clock.advance(200);
+  assert.deepEqual(fired, ["b@110"]);
+});
+
+Deno.test("cancelling the last pending deadline leaves no timer behind", async () => {
+  const { clock, deadlines, fired, at } = setup(5_000);
+  const a = deadlines.add(at("a"));
+  const b = deadlines.add(at("b"));
+  a.cancel();
+  assert.deepEqual(clock.timers, 1);
+  b.cancel();
+  assert.deepEqual(clock.timers, 0);
+  assert.deepEqual(deadlines.pending, 0);
+  deadlines.add(at("c"));
+  await clock.advance(5_000);
+  assert.deepEqual(fired, ["c@5000"]);
+});
+
+Deno.test("a long deadline under many short requests keeps its queue small", async () => {
+  const { clock, deadlines, fired, at } = setup(300_000);
+  const keep = deadlines.add(at("kept"));
+  let largest = 0;
+  for (let i = 0; i < 100_000; i++) {
+    deadlines.add(at(`x${i}`)).cancel();
+    largest = Math.max(largest, deadlines.size);
+    if (i % 10_000 === 0) await clock.advance(1);
+  }
+  assert.ok(largest <= 2048, `the queue held ${largest} entries`);
+  assert.deepEqual(deadlines.pending, 1);
+  await clock.advance(300_000);
+  assert.deepEqual(fired, ["kept@300000"]);
+  keep.cancel();
+});
+
+Deno.test("a deadline may set or cancel others while firing", async () => {
+  const { clock, deadlines, fired, at } = setup(50);
+  let later: { cancel(): void } | null = null;
+  deadlines.add(() => {
+    fired.push("first");
+    deadlines.add(at("again"));
+    later?.cancel();
+  });
+  later = deadlines.add(at("never"));
+  await clock.advance(50);
+  await clock.advance(50);
+  assert.deepEqual(fired, ["first", "again@100"]);
+  deadlines.clear();
+  assert.deepEqual(clock.timers, 0);
+});
+
+Deno.test("real timers: a deadline fires, and clear() leaves nothing for the sanitizer", async () => {
+  const deadlines = new Deadlines(10);
+  const { promise, resolve } = Promise.withResolvers<number>();
+  const started = performance.now();
+  deadlines.add(() => resolve(performance.now() - started));
+  const late = deadlines.add(() => {
+    throw new Error("cancelled deadline fired");
+  });
+  late.cancel();
+  assert.deepEqual((await promise) >= 9, true);
+  deadlines.add(() => {});
+  deadlines.clear();
+});
