@@ -357,6 +357,7 @@ export function createApp(deps: AppDeps): App {
     close: async () => {
       deadlines.body.clear();
       deadlines.answer.clear();
+      if (!deps.upstream) upstream.close();
       await dashboard.close();
       if (!deps.usage) await usage.close();
     },

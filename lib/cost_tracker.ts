@@ -502,6 +502,7 @@ export class CostTracker implements AsyncDisposable {
     if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
     this.#timer = null;
     this.#abort.abort(new Error("cost tracker closed"));
+    for (const deadlines of this.#waits.values()) deadlines.clear();
     for (const w of this.#waiters) {
       w.deadline?.cancel();
       w.foreground?.(null);

@@ -36,7 +36,9 @@ const COMPACT_FROM = 1024;
  * the order they expire in, with one platform timer armed for the oldest one still pending:
  * setting and cancelling are O(1); each deadline fires exactly `ms` after it was set, as its own
  * `setTimeout` would. Cancelled entries are dropped when the timer passes them, or in one sweep
- * when they are most of a long queue (long deadlines, many short requests).
+ * when they are most of a long queue (long deadlines, many short requests). The timer is left
+ * armed when the last deadline is cancelled (disarming and re-arming it for every request is what
+ * this saves); it then fires once for nothing. {@linkcode Deadlines.clear} stops it.
  */
 export class Deadlines {
   readonly ms: number;
@@ -75,9 +77,7 @@ export class Deadlines {
         // Taken out to fire in this turn: cancelled by one that fired just before it.
         if (!entry.queued) return;
         this.#cancelled++;
-        // Nothing left to wait for: no timer outlives the last request (nor a test).
-        if (this.pending === 0) this.clear();
-        else this.#maybeCompact();
+        this.#maybeCompact();
       },
     };
     this.#queue.push(entry);

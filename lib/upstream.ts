@@ -308,6 +308,12 @@ export class UpstreamClient {
     }
   }
 
+  /** Stops the timer of its timeouts; requests still in flight lose them. Idempotent. */
+  close(): void {
+    this.#firstPhase.clear();
+    this.#secondPhase.clear();
+  }
+
   /** Exponential backoff from 250 ms with full jitter, or Poe's `Retry-After` when it said one. */
   #backoff(n: number, retryAfterSeconds: number | null): number {
     if (retryAfterSeconds !== null) return retryAfterSeconds * 1000;

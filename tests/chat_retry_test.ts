@@ -46,6 +46,7 @@ async function setup(
     bodies: (): any[] => fake.chatRequests().map((r) => r.body),
     async [Symbol.asyncDispose]() {
       await proxy.close();
+      upstream.close();
       await fake.close();
     },
   };

@@ -111,7 +111,7 @@ Deno.test("breakdownTokens reads Poe's Input and Output token counts", () => {
   assert.equal(breakdownTokens({ ...entry, cost_breakdown_in_points: {} }), null);
 });
 
-Deno.test("CostTracker looks at once when an answer ends: one fetch, no delay, no timer left", async () => {
+Deno.test("CostTracker looks at once when an answer ends: one fetch, no delay, no timer left after", async () => {
   const { clock, history, tracker } = setup();
   await using _ = tracker;
   const startedAt = clock.now();
@@ -130,8 +130,11 @@ Deno.test("CostTracker looks at once when an answer ends: one fetch, no delay, n
   assert.equal(cost?.afterMs, 0);
   assert.equal(found.length, 1);
   assert.equal(history.calls, 1);
-  assert.equal(clock.timers, 0);
   assert.equal(tracker.pending, 0);
+  // The shared wait timer fires once, for nothing; no fetch follows and no timer is left.
+  await clock.advance(1500);
+  assert.equal(history.calls, 1);
+  assert.equal(clock.timers, 0);
 });
 
 Deno.test("CostTracker: an entry not there at the first look is found by the next poll", async () => {
@@ -147,6 +150,8 @@ Deno.test("CostTracker: an entry not there at the first look is found by the nex
   const cost = await result;
   assert.equal(cost?.points, 339);
   assert.equal(cost?.afterMs, 400);
+  assert.equal(history.calls, 2);
+  await clock.advance(1500);
   assert.equal(history.calls, 2);
   assert.equal(clock.timers, 0);
 });

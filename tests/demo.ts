@@ -57,6 +57,7 @@ async function main(): Promise<void> {
   await stopped;
   Deno.removeSignalListener("SIGINT", onSignal);
   await server.shutdown();
+  await app.close();
   await fake.close();
   printLine("demo stopped");
 }
