@@ -300,6 +300,8 @@ async function run(args: string[]): Promise<number> {
         printLine(formatUsageReport(await fetchUsageReport(api), values.json === true));
       } catch (err) {
         throw new StartupError(`Cannot read Poe's usage: ${(err as Error).message}`);
+      } finally {
+        api.close();
       }
       return 0;
     }

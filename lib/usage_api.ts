@@ -1,4 +1,5 @@
 /** @module The client of Poe's Usage API: `current_balance` and one page of `points_history`. */
+import { Deadlines } from "./deadlines.ts";
 
 /** Poe's answer to `GET /usage/current_balance`, with times converted to milliseconds. */
 export interface BalanceReport {
@@ -139,14 +140,15 @@ export class UsageApi implements UsageSource {
   readonly #base: string;
   readonly #apiKey: string | null;
   readonly #fetch: typeof fetch;
-  readonly #timeoutMs: number;
+  /** `timeoutMs` for every call on one timer; a timeout signal each piled up under load. */
+  readonly #deadlines: Deadlines;
   readonly #userAgent: string | undefined;
 
   constructor(options: UsageApiOptions) {
     this.#base = options.baseUrl.replace(/\/+$/, "");
     this.#apiKey = options.apiKey;
     this.#fetch = options.fetch ?? fetch;
-    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#deadlines = new Deadlines(options.timeoutMs ?? 10_000);
     this.#userAgent = options.userAgent;
   }
 
@@ -164,36 +166,52 @@ export class UsageApi implements UsageSource {
     );
   }
 
+  /** Stops the timer of its timeouts; calls still in flight lose them. Idempotent. */
+  close(): void {
+    this.#deadlines.clear();
+  }
+
   async #get(path: string, signal?: AbortSignal): Promise<unknown> {
     if (!this.#apiKey) throw new UsageApiError(`Cannot call ${path}: POE_API_KEY is not set`, 401);
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
     const headers: Record<string, string> = { authorization: `Bearer ${this.#apiKey}` };
     if (this.#userAgent) headers["user-agent"] = this.#userAgent;
-    let response: Response;
+    const controller = new AbortController();
+    const deadline = this.#deadlines.add(() =>
+      controller.abort(new DOMException("The Usage API did not answer in time.", "TimeoutError"))
+    );
+    const onAbort = () => controller.abort(signal?.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      response = await this.#fetch(`${this.#base}${path}`, {
-        headers,
-        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-      });
-    } catch (err) {
-      throw new UsageApiError(`Cannot reach Poe's ${path.split("?")[0]}: ${err}`, 0, {
-        cause: err,
-      });
-    }
-    const text = await response.text().catch(() => "");
-    if (!response.ok) {
-      throw new UsageApiError(
-        `Poe's ${path.split("?")[0]} answered ${response.status}: ${text.slice(0, 200)}`,
-        response.status,
-      );
-    }
-    try {
-      return JSON.parse(text);
-    } catch {
-      throw new UsageApiError(
-        `Poe's ${path.split("?")[0]} answered with a body that is not JSON`,
-        200,
-      );
+      let response: Response;
+      try {
+        response = await this.#fetch(`${this.#base}${path}`, {
+          headers,
+          signal: controller.signal,
+        });
+      } catch (err) {
+        throw new UsageApiError(`Cannot reach Poe's ${path.split("?")[0]}: ${err}`, 0, {
+          cause: err,
+        });
+      }
+      const text = await response.text().catch(() => "");
+      if (!response.ok) {
+        throw new UsageApiError(
+          `Poe's ${path.split("?")[0]} answered ${response.status}: ${text.slice(0, 200)}`,
+          response.status,
+        );
+      }
+      try {
+        return JSON.parse(text);
+      } catch {
+        throw new UsageApiError(
+          `Poe's ${path.split("?")[0]} answered with a body that is not JSON`,
+          200,
+        );
+      }
+    } finally {
+      deadline.cancel();
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 }

@@ -40,12 +40,13 @@ export function createUsageService(
 ): UsageService {
   const now = options.now ?? Date.now;
   const timers = options.timers ?? REAL_TIMERS;
-  const api = options.api ?? new UsageApi({
+  const own = options.api ? null : new UsageApi({
     baseUrl: config.poeBaseUrl,
     apiKey: config.poeApiKey,
     fetch: options.fetch,
     userAgent: options.userAgent,
   });
+  const api = options.api ?? own!;
   const poller = new UsagePoller({
     api,
     intervalMs: config.usagePollSeconds * 1000,
@@ -64,6 +65,7 @@ export function createUsageService(
   });
   const close = async () => {
     await Promise.all([poller.close(), costs.close()]);
+    own?.close();
   };
   return { api, poller, costs, guards, close, [Symbol.asyncDispose]: close };
 }

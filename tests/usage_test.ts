@@ -103,6 +103,7 @@ Deno.test("UsageApi talks to the fake Poe: balance, grants, history pages, 401 w
   await assert.rejects(() => bad.currentBalance(), (e: UsageApiError) => e.status === 401);
   const none = new UsageApi({ baseUrl: fake.url, apiKey: null });
   await assert.rejects(() => none.currentBalance(), (e: UsageApiError) => e.status === 401);
+  for (const client of [api, bad, none]) client.close();
 });
 
 Deno.test("UsagePoller does nothing before start, then polls at once and every interval", async () => {
@@ -240,4 +241,35 @@ Deno.test("UsagePoller.close leaves no timer and ignores a refresh in flight", a
   p.answered();
   await clock.advance(120_000);
   assert.equal(clock.timers, 0);
+});
+
+Deno.test("UsageApi gives up after timeoutMs, and at once when the caller aborts", async () => {
+  // A server that takes requests and never answers them.
+  const held: (() => void)[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    const { promise, resolve } = Promise.withResolvers<Response>();
+    held.push(() => resolve(new Response("late")));
+    return promise;
+  });
+  const api = new UsageApi({
+    baseUrl: `http://127.0.0.1:${server.addr.port}`,
+    apiKey: "k",
+    timeoutMs: 150,
+  });
+  try {
+    let t0 = performance.now();
+    await assert.rejects(() => api.currentBalance(), (e: UsageApiError) => e.status === 0);
+    const timedOutAfter = performance.now() - t0;
+    assert.ok(timedOutAfter >= 140 && timedOutAfter < 2000, `gave up after ${timedOutAfter} ms`);
+    const controller = new AbortController();
+    t0 = performance.now();
+    const call = api.pointsHistory({ signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("caller left")), 20);
+    await assert.rejects(() => call, (e: UsageApiError) => e.status === 0);
+    assert.ok(performance.now() - t0 < 140, "the caller's abort ends the call before the timeout");
+  } finally {
+    api.close();
+    for (const answer of held) answer();
+    await server.shutdown();
+  }
 });
