@@ -209,6 +209,11 @@ export function createApp(deps: AppDeps): App {
         usage,
         beforeUpstream: takePoeToken,
         deadlines,
+        responseHeaders: [
+          ["x-request-id", ctx.id],
+          ...Object.entries(corsHeaders(req)),
+          ...Object.entries(limitHeaders),
+        ],
       });
     } catch (err) {
       // Errors carry the client's limit too; a 429 keeps the headers that explain it (Poe's).
@@ -217,7 +222,9 @@ export function createApp(deps: AppDeps): App {
     }
     // The client's own bucket is the limit that binds it; Poe's account-wide figures (passed on
     // when this limiter is off) would tell every client how busy the others are.
-    for (const [k, v] of Object.entries(limitHeaders)) response.headers.set(k, v);
+    if (!ctx.headersIncluded) {
+      for (const [k, v] of Object.entries(limitHeaders)) response.headers.set(k, v);
+    }
     return response;
   };
 
@@ -380,6 +387,8 @@ export function createApp(deps: AppDeps): App {
       try {
         response = await route(req, ctx, url, keyName !== null);
       } catch (err) {
+        // An answer that failed half-way never carried the headers its error response needs.
+        ctx.headersIncluded = false;
         // Poe may quote the key it refused: it never reaches a client or a log line.
         const poeKey = config.poeApiKey;
         if (poeKey && err instanceof Error && err.message.includes(poeKey)) {
@@ -392,8 +401,10 @@ export function createApp(deps: AppDeps): App {
         }
         response = errorResponse(err);
       }
-      response.headers.set("x-request-id", ctx.id);
-      for (const [k, v] of Object.entries(corsHeaders(req))) response.headers.set(k, v);
+      if (!ctx.headersIncluded) {
+        response.headers.set("x-request-id", ctx.id);
+        for (const [k, v] of Object.entries(corsHeaders(req))) response.headers.set(k, v);
+      }
       // A client that left before the answer was ready is logged as 499, whatever was prepared.
       if (!ctx.deferred) ctx.end(req.signal.aborted ? 499 : response.status);
       return response;

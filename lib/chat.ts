@@ -32,6 +32,12 @@ export interface ChatDeps {
   beforeUpstream?: (ctx: RequestContext) => void;
   /** Per-request timeouts, shared by every request: `BODY_TIMEOUT_SECONDS`, `IDLE_TIMEOUT_SECONDS`. */
   deadlines: ChatDeadlines;
+  /**
+   * Headers the app puts on every response (request id, the client's rate limit, CORS; lower
+   * case). An answer from Poe carries them from the start and sets `ctx.headersIncluded`; other
+   * responses get them from the app.
+   */
+  responseHeaders?: HeaderList;
 }
 
 /** The shared timeouts of {@linkcode ChatDeps}. */
@@ -57,10 +63,14 @@ const PASSED_RESPONSE_HEADERS = [
   "x-poe-feature-active",
 ];
 
-function passHeaders(from: Headers, to: Headers): void {
+/** A response's headers as a list: `new Response` converts it once, where a Headers object is sorted and each `set` validated. */
+type HeaderList = [string, string][];
+
+function passHeaders(from: Headers, to: HeaderList, except: HeaderList): void {
   for (const name of PASSED_RESPONSE_HEADERS) {
+    if (except.some(([n]) => n === name)) continue;
     const value = from.get(name);
-    if (value !== null) to.set(name, value);
+    if (value !== null) to.push([name, value]);
   }
 }
 
@@ -140,9 +150,11 @@ export async function handleChat(
   // Poe's response headers; a stream replaces it with its first event's time.
   ctx.ttfbMs = ctx.elapsedMs();
 
-  const headers = new Headers();
-  passHeaders(answer.response.headers, headers);
-  if (clipped) headers.set("x-poe-proxy-clipped", clipped);
+  const own = deps.responseHeaders ?? [];
+  const headers: HeaderList = [...own];
+  passHeaders(answer.response.headers, headers, own);
+  if (clipped) headers.push(["x-poe-proxy-clipped", clipped]);
+  ctx.headersIncluded = deps.responseHeaders !== undefined;
 
   const points = deps.usage
     ? new AnswerPoints({
@@ -173,7 +185,7 @@ function streamAnswer(
   answer: UpstreamAnswer,
   ctx: RequestContext,
   deps: ChatDeps,
-  headers: Headers,
+  headers: HeaderList,
   includeUsage: boolean,
   points: AnswerPoints | null,
 ): Response {
@@ -206,9 +218,11 @@ function streamAnswer(
       ctx.end(outcome.end === "client-gone" ? 499 : 200);
     },
   });
-  headers.set("content-type", "text/event-stream; charset=utf-8");
-  headers.set("cache-control", "no-cache");
-  headers.set("x-accel-buffering", "no");
+  headers.push(
+    ["content-type", "text/event-stream; charset=utf-8"],
+    ["cache-control", "no-cache"],
+    ["x-accel-buffering", "no"],
+  );
   return new Response(stream, { status: 200, headers });
 }
 
@@ -216,7 +230,7 @@ async function jsonAnswer(
   answer: UpstreamAnswer,
   ctx: RequestContext,
   deps: ChatDeps,
-  headers: Headers,
+  headers: HeaderList,
   points: AnswerPoints | null,
 ): Promise<Response> {
   let deadline: Deadline | undefined;
@@ -267,9 +281,9 @@ async function jsonAnswer(
     deps.logger.debug("response body", { request_id: ctx.id, body: text.slice(0, 100_000) });
   }
   if (points) {
-    for (const [k, v] of Object.entries(await points.completeJson(parsed))) headers.set(k, v);
+    for (const [k, v] of Object.entries(await points.completeJson(parsed))) headers.push([k, v]);
     if (points.annotates) text = JSON.stringify(parsed);
   }
-  headers.set("content-type", "application/json");
+  headers.push(["content-type", "application/json"]);
   return new Response(text, { status: 200, headers });
 }

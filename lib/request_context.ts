@@ -44,6 +44,8 @@ export class RequestContext {
   readonly fields: Record<string, unknown> = {};
   /** Set by a handler that ends the request itself, when its streamed body is done. */
   deferred = false;
+  /** Set by a handler whose response already carries the app's headers (request id, limits, CORS). */
+  headersIncluded = false;
   /** Milliseconds to the first byte of the body, when known. */
   ttfbMs: number | null = null;
   status = 0;

@@ -327,15 +327,16 @@ export class UpstreamClient {
     clientHeaders?: Headers,
   ): Promise<Response> {
     const { connectTimeoutMs, firstByteTimeoutMs } = this.#options;
-    const headers = new Headers({
-      "content-type": "application/json",
-      accept: body.stream ? "text/event-stream" : "application/json",
-      "user-agent": this.#options.userAgent,
-    });
-    if (this.#options.apiKey) headers.set("authorization", `Bearer ${this.#options.apiKey}`);
+    // A list, not a Headers object: fetch converts it once, without sorting and combining.
+    const headers: [string, string][] = [
+      ["content-type", "application/json"],
+      ["accept", body.stream ? "text/event-stream" : "application/json"],
+      ["user-agent", this.#options.userAgent],
+    ];
+    if (this.#options.apiKey) headers.push(["authorization", `Bearer ${this.#options.apiKey}`]);
     for (const name of FORWARDED_REQUEST_HEADERS) {
       const value = clientHeaders?.get(name);
-      if (value) headers.set(name, value);
+      if (value) headers.push([name, value]);
     }
     // fetch has no connect phase of its own: when headers are slow, a TCP probe tells an
     // unreachable Poe (connect timeout) from a slow model (first-byte timeout).

@@ -497,3 +497,40 @@ Deno.test("rate limit: the flood over HTTP through a trusted proxy keeps buckets
     await app.close();
   }
 });
+
+Deno.test("answers carry the request id, CORS and the client's own limits, streamed or not", async () => {
+  await using s = await setup({
+    CORS_ORIGINS: ORIGIN,
+    RATE_LIMIT_PER_MINUTE: "60",
+    RATE_LIMIT_BURST: "5",
+  });
+  for (const stream of [false, true]) {
+    const res = await fetch(`${s.proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        origin: ORIGIN,
+        "x-request-id": `id-${stream}`,
+      },
+      body: JSON.stringify({
+        model: "gpt-4o",
+        stream,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    const text = await res.text();
+    assert.equal(res.status, 200, text);
+    assert.equal(res.headers.get("x-request-id"), `id-${stream}`);
+    assert.equal(res.headers.get("access-control-allow-origin"), ORIGIN);
+    assert.equal(res.headers.get("vary"), "Origin");
+    // This proxy's bucket for the client (burst 5), not Poe's account-wide figures.
+    assert.equal(res.headers.get("x-ratelimit-limit-requests"), "5");
+    assert.match(res.headers.get("x-ratelimit-remaining-requests")!, /^[0-4]$/);
+    assert.equal(
+      res.headers.get("content-type")?.split(";")[0],
+      stream ? "text/event-stream" : "application/json",
+    );
+    // A stream's cost comes after its headers, in the footer and usage.
+    assert.equal(res.headers.has("x-poe-points"), !stream);
+  }
+});
