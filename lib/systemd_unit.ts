@@ -23,6 +23,8 @@ export interface SystemdUnitOptions {
 /** The flags of `deno task start`, which `deno compile` bakes into the binary too. */
 export const DENO_RUN_FLAGS: readonly string[] = [
   "--unstable-no-legacy-abort",
+  // A young generation of 8 MiB, not 32: a third less memory after a burst, as fast (issue 9).
+  "--v8-flags=--max-semi-space-size=8",
   "--allow-net",
   "--allow-env",
   "--allow-read",

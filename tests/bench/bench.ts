@@ -34,6 +34,9 @@ const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
 const HERE = decodeURIComponent(new URL("./", import.meta.url).pathname);
 const DENO = Deno.execPath();
 const POE_KEY = "test-poe-key";
+/** The runtime flags of `deno task start`: the benchmark runs what users run. */
+const START_FLAGS: string[] = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks.start
+  .split(/\s+/).filter((w: string) => w.startsWith("--"));
 const CHAT = "/v1/chat/completions";
 const HEADERS = { authorization: `Bearer ${POE_KEY}` };
 const BODY = JSON.stringify({
@@ -287,7 +290,7 @@ async function startProxy(
   cpuProf: boolean,
   extraEnv: Record<string, string> = {},
 ): Promise<{ child: Child; port: number; startupMs: number }> {
-  const args = ["run", "--unstable-no-legacy-abort", "--allow-net", "--allow-env", "--allow-read"];
+  const args = ["run", ...START_FLAGS];
   if (cpuProf) args.push("--cpu-prof", `--cpu-prof-dir=${tmp}/prof`);
   args.push("main.ts", "--env-file", `${tmp}/empty.env`);
   const started = performance.now();
@@ -484,6 +487,24 @@ async function main(): Promise<number> {
       pids: () => Promise.resolve([fake.pid]),
     };
 
+    const bare = children.spawn("bare-proxy", DENO, {
+      args: [
+        "run",
+        "--unstable-no-legacy-abort",
+        "--allow-net=127.0.0.1",
+        `${HERE}bare_proxy.ts`,
+        fakeUrl,
+      ],
+      env: baseEnv(),
+    });
+    const bareTarget: Target = {
+      name: "bare-proxy",
+      port: Number(
+        (await bare.waitLine(/bare-proxy listening on http:\/\/[\d.]+:(\d+)/, 30_000))[1],
+      ),
+      pids: () => Promise.resolve([bare.pid]),
+    };
+
     const startups: number[] = [];
     const proxy = await startProxy(children, tmp, fakeUrl, values.profile === true);
     startups.push(proxy.startupMs);
@@ -514,6 +535,11 @@ async function main(): Promise<number> {
       await load.rps(tunedTarget, 8, d.warmup);
       tunedRps = (await load.rps(tunedTarget, 32, d.c32)).rps;
     }
+    // For scale (issue 9): what Deno itself costs, with nothing of poe-proxy's on top.
+    log("through a bare Deno proxy (reference, non-streamed only)...");
+    await load.rps(bareTarget, 8, d.warmup);
+    const bareC1 = await load.rps(bareTarget, 1, d.c1);
+    const bareC32 = await load.rps(bareTarget, 32, d.c32);
 
     log("through poe-proxy, run 1...");
     const usageBefore = await usageCalls(statsUrl);
@@ -725,6 +751,16 @@ async function main(): Promise<number> {
       ["non-streamed c=1 p99 ms", ...cols((r) => r.c1.p99, 3), ...none],
       ["  added c=1 p50 ms", ...addedCols((r) => r.c1.p50), ...mark("added_p50_c1_ms")],
       ["  added c=1 p99 ms", ...addedCols((r) => r.c1.p99), ...mark("added_p99_c1_ms")],
+      [
+        "  bare Deno proxy added c=1 p50 ms",
+        "",
+        "",
+        "",
+        fmt(bareC1.p50 - directResult.c1.p50, 3),
+        "reference",
+        "",
+        "",
+      ],
       ["non-streamed c=32 req/s", ...cols((r) => r.c32.rps, 0), ...mark("rps_c32")],
       [
         "  % of nginx",
@@ -749,6 +785,15 @@ async function main(): Promise<number> {
         "",
         tunedRps ? fmt(100 * p.c32.rps / tunedRps, 0) : "-",
         tunedRps && v ? fmt(100 * v.c32.rps / tunedRps, 0) : "-",
+        "",
+        ...none,
+      ],
+      ["  bare Deno proxy req/s", "", "", "", fmt(bareC32.rps, 0), "reference", "", ""],
+      [
+        "  % of that",
+        "",
+        fmt(100 * p.c32.rps / bareC32.rps, 0),
+        v ? fmt(100 * v.c32.rps / bareC32.rps, 0) : "-",
         "",
         ...none,
       ],
@@ -825,6 +870,7 @@ async function main(): Promise<number> {
       direct: figures(directResult),
       nginx: figures(nginxResult),
       nginx_keepalive_c32_rps: tunedRps,
+      bare_deno_proxy: { c1: bareC1, c32: bareC32 },
       proxy: figures(p),
       proxy_runs_2_3: runs.slice(1).map(figures),
       variant: v && { settings: VARIANT, ...figures(v), targets: variantChecks },
