@@ -50,19 +50,19 @@ export interface RelayOptions {
 }
 
 const encoder = new TextEncoder();
-const DONE = encoder.encode("data: [DONE]\n\n");
+const DONE = "data: [DONE]\n\n";
 const KEEPALIVE = encoder.encode(": keep-alive\n\n");
 /** One SSE line may not grow past this without a line break (a broken or hostile upstream). */
 const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
-function dataEvent(data: string): Uint8Array {
+function dataEvent(data: string): string {
   // An event of several `data:` lines arrives joined by "\n"; each line needs its own field again.
   if (data.includes("\n")) data = data.replaceAll("\n", "\ndata: ");
-  return encoder.encode(`data: ${data}\n\n`);
+  return `data: ${data}\n\n`;
 }
 
 /** An OpenAI-shaped error event. */
-export function errorEvent(message: string, type: string, code: string | null): Uint8Array {
+function errorEvent(message: string, type: string, code: string | null): string {
   return dataEvent(JSON.stringify({ error: { message, type, param: null, code } }));
 }
 
@@ -93,7 +93,8 @@ export function relaySse(
     error: false,
   };
   let out: ReadableStreamDefaultController<Uint8Array>;
-  const pending: Uint8Array[] = [];
+  /** Events ready for the client, sent together: one write for all an upstream read completed. */
+  const pending: string[] = [];
   let heldFinish: Chunk | null = null;
   let heldUsage: Chunk | null = null;
   let sawDone = false;
@@ -132,9 +133,9 @@ export function relaySse(
     }
   }, tickMs);
 
-  const emit = (bytes: Uint8Array) => {
+  const emit = (event: string) => {
     if (firstEventAt === null) firstEventAt = performance.now();
-    pending.push(bytes);
+    pending.push(event);
   };
 
   const parser = createParser({
@@ -204,7 +205,8 @@ export function relaySse(
   };
 
   const flush = () => {
-    for (const bytes of pending) out.enqueue(bytes);
+    if (pending.length === 0) return;
+    out.enqueue(encoder.encode(pending.length === 1 ? pending[0] : pending.join("")));
     pending.length = 0;
   };
 
