@@ -41,7 +41,7 @@ export interface CostTrackerOptions {
   backgroundPollMs?: number;
   /**
    * Pages read by one fetch at most (plus one per 100 answers waiting or watched): a first page of
-   * 20 entries when one answer waits, else pages of 100. Default: 3.
+   * 5 entries when one answer waits, else pages of 100. Default: 3.
    */
   maxPages?: number;
   /**
@@ -92,8 +92,11 @@ interface Waiter {
 const BATCH_FROM_CONCURRENCY = 4;
 /** Answers one fetch should serve under heavy load; the batching window aims at it. */
 const BATCH_TARGET = 16;
-/** Entries of the first page when one answer waits: its entry is among the newest. */
-const SHORT_PAGE = 20;
+/**
+ * Entries of the first page when one answer waits: its entry is among the newest. Each entry is
+ * about 300 bytes to send and parse; a lone answer's wait is that read, so it is kept short.
+ */
+const SHORT_PAGE = 5;
 
 /**
  * The lowest `realStartUs` of the waiters the fetch started at `fetchAt` must read back to, or
