@@ -12,7 +12,8 @@ COPY deno.json deno.lock ./
 RUN deno install --frozen
 COPY main.ts models.yaml ./
 COPY lib/ ./lib/
-# The same flags as `deno task compile:host`: --allow-net/env/read baked in, models.yaml embedded.
+# The same flags as `deno task compile:host`: --allow-net/env/read and the V8 flags baked in,
+# models.yaml embedded.
 RUN deno task compile:host && ./dist/poe-proxy --version
 
 FROM gcr.io/distroless/cc-debian12:nonroot
