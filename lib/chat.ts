@@ -30,7 +30,7 @@ export interface ChatDeps {
   usage?: UsageService;
   /** Called right before Poe is called; throws to refuse (the global bucket in front of Poe). */
   beforeUpstream?: (ctx: RequestContext) => void;
-  /** Per-request timeouts, shared by every request: `BODY_TIMEOUT_SECONDS`, `IDLE_TIMEOUT_SECONDS`. */
+  /** Timeouts shared by every request: `BODY_TIMEOUT_SECONDS`, `IDLE_TIMEOUT_SECONDS`. */
   deadlines: ChatDeadlines;
   /**
    * Headers the app puts on every response (request id, the client's rate limit, CORS; lower
@@ -63,7 +63,10 @@ const PASSED_RESPONSE_HEADERS = [
   "x-poe-feature-active",
 ];
 
-/** A response's headers as a list: `new Response` converts it once, where a Headers object is sorted and each `set` validated. */
+/**
+ * A response's headers as a list: `new Response` converts it once, where a Headers object is
+ * sorted on the way and each `set` on it validated.
+ */
 type HeaderList = [string, string][];
 
 function passHeaders(from: Headers, to: HeaderList, except: HeaderList): void {
