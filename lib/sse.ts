@@ -1,6 +1,7 @@
 /** @module The pass-through SSE relay: forwards Poe's events as they come and watches them. */
 import { createParser } from "eventsource-parser";
 import type { Usage } from "./openai_types.ts";
+import { tickerOf } from "./ticker.ts";
 
 /** What the relay saw of an answer, handed to {@linkcode RelayOptions.finish}. */
 export interface StreamSummary {
@@ -117,7 +118,7 @@ export function relaySse(
     ),
   );
   let lastKeepalive = Date.now();
-  const timer = setInterval(() => {
+  const stopTicking = tickerOf(tickMs).add(() => {
     // While the client is not pulling, nothing is read from Poe and keep-alives are pointless.
     if (!reading) return;
     const now = Date.now();
@@ -131,7 +132,7 @@ export function relaySse(
       lastKeepalive = now;
       out.enqueue(KEEPALIVE);
     }
-  }, tickMs);
+  });
 
   const emit = (event: string) => {
     if (firstEventAt === null) firstEventAt = performance.now();
@@ -213,7 +214,7 @@ export function relaySse(
   const end = (how: RelayOutcome["end"]) => {
     if (closed) return;
     closed = true;
-    clearInterval(timer);
+    stopTicking();
     if (how !== "client-gone") {
       try {
         out.close();
