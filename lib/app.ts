@@ -327,8 +327,9 @@ export function createApp(deps: AppDeps): App {
         code: "unknown_endpoint",
       });
     }
-    const allow = [...new Set(matching.map((r) => r.method))];
+    const allowed = () => [...new Set(matching.map((r) => r.method))];
     if (req.method === "OPTIONS") {
+      const allow = allowed();
       const headers = new Headers(corsHeaders(req));
       headers.set("allow", [...allow, "OPTIONS"].join(", "));
       if (headers.has("access-control-allow-origin")) {
@@ -345,6 +346,7 @@ export function createApp(deps: AppDeps): App {
     const method = req.method === "HEAD" ? "GET" : req.method;
     const r = matching.find((m) => m.method === method);
     if (!r) {
+      const allow = allowed();
       throw new ProxyError(
         405,
         `Method ${req.method} is not allowed on ${url.pathname}; use ${allow.join(" or ")}.`,

@@ -15,7 +15,7 @@ import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
 import { guardResponse } from "./guards.ts";
 import { AnswerPoints, footerAllowed } from "./answer_points.ts";
-import { type Deadline, Deadlines } from "./deadlines.ts";
+import { Deadlines } from "./deadlines.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -236,32 +236,29 @@ async function jsonAnswer(
   headers: HeaderList,
   points: AnswerPoints | null,
 ): Promise<Response> {
-  let deadline: Deadline | undefined;
+  // At the deadline the read is aborted, which ends it with an error.
+  let timedOut = false;
+  const deadline = deps.deadlines.answer.add(() => {
+    timedOut = true;
+    answer.abort(new Error("timeout"));
+  });
   let text: string;
   try {
-    text = await Promise.race([
-      answer.response.text(),
-      new Promise<never>((_, reject) => {
-        deadline = deps.deadlines.answer.add(() => {
-          answer.abort(new Error("timeout"));
-          reject(
-            new ProxyError(504, "Poe did not finish its answer within IDLE_TIMEOUT_SECONDS.", {
-              type: "timeout_error",
-              code: "upstream_timeout",
-            }),
-          );
-        });
-      }),
-    ]);
+    text = await answer.response.text();
   } catch (err) {
-    if (err instanceof ProxyError) throw err;
+    if (timedOut) {
+      throw new ProxyError(504, "Poe did not finish its answer within IDLE_TIMEOUT_SECONDS.", {
+        type: "timeout_error",
+        code: "upstream_timeout",
+      });
+    }
     throw new ProxyError(502, "The connection to Poe broke before the answer was complete.", {
       type: "upstream_error",
       code: "upstream_disconnected",
       cause: err,
     });
   } finally {
-    deadline?.cancel();
+    deadline.cancel();
     answer.release();
   }
   // deno-lint-ignore no-explicit-any

@@ -241,7 +241,8 @@ export class UpstreamClient {
    */
   async send(body: ChatRequest, options: SendOptions): Promise<UpstreamAnswer> {
     const attempts: Attempt[] = [];
-    const variants = ladderVariants(body);
+    // Built at the first 400 only: nearly every request is accepted as sent.
+    let variants: ReturnType<typeof ladderVariants> | null = null;
     let current = body;
     let reason = "first";
     let transientLeft = this.#options.retries;
@@ -286,7 +287,7 @@ export class UpstreamClient {
       options.signal.removeEventListener("abort", onClientAbort);
       this.#logAttempt(attempt, options);
       const status = response.status;
-      if (status === 400 && variants.length > 0) {
+      if (status === 400 && (variants ??= ladderVariants(body)).length > 0) {
         await response.body?.cancel();
         const next = variants.shift()!;
         current = next.body;

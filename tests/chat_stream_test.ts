@@ -336,6 +336,27 @@ Deno.test("idle timeout: an error event after the stream started, then [DONE]", 
   await until(() => t.fake.cancellations.length === 1);
 });
 
+Deno.test("idle timeout: an answer not streamed whose body stalls after its headers is a 504", async () => {
+  await using t = await setup({ IDLE_TIMEOUT_SECONDS: "0.2" });
+  const started = Date.now();
+  const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi [[fake: stall=3000]]" }],
+    }),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 504, JSON.stringify(body));
+  assert.ok(Date.now() - started < 1500, `answered after ${Date.now() - started} ms`);
+  assert.equal(body.error.type, "timeout_error");
+  assert.equal(body.error.code, "upstream_timeout");
+  assert.match(body.error.message, /IDLE_TIMEOUT_SECONDS/);
+  assert.ok(res.headers.get("x-request-id"));
+  await until(() => t.fake.cancellations.length === 1);
+});
+
 // --- clients that go away ------------------------------------------------------------------------
 
 Deno.test("a client that aborts mid-stream cancels Poe's stream within one second", async () => {

@@ -89,7 +89,7 @@ export interface FakeDirectives {
   midstreamError?: boolean;
   /** `slow-first=MS`: delay before the response headers. */
   slowFirst?: number;
-  /** `stall=MS`: delay between streamed events. */
+  /** `stall=MS`: delay between streamed events; for an answer not streamed, between its headers and its body. */
   stall?: number;
   /** `drop`: the connection breaks mid-stream after some content (not billed). */
   drop?: boolean;
@@ -968,7 +968,25 @@ export class FakePoe implements AsyncDisposable {
     if (b.stream !== true) {
       this.#bill(botName, answer.usage);
       headers.set("content-type", JSON_TYPE);
-      return new Response(JSON.stringify(nonStreamed(answer, d)), { headers });
+      const text = JSON.stringify(nonStreamed(answer, d));
+      if (!d.stall) return new Response(text, { headers });
+      const ac = new AbortController();
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          try {
+            await sleep(d.stall!, ac.signal);
+          } catch {
+            return;
+          }
+          controller.enqueue(new TextEncoder().encode(text));
+          controller.close();
+        },
+        cancel: () => {
+          ac.abort(new Error("client cancelled"));
+          this.cancellations.push({ path: "/v1/chat/completions", time: Date.now() });
+        },
+      });
+      return new Response(body, { headers });
     }
     const includeUsage = (b.stream_options as { include_usage?: unknown } | undefined)
       ?.include_usage === true;
