@@ -60,9 +60,9 @@ export class Deadlines {
     return this.#queue.length - this.#head - this.#cancelled;
   }
 
-  /** Entries held, cancelled ones not yet dropped included. */
+  /** Entries held in memory: pending, cancelled and not yet dropped, fired and not yet let go. */
   get size(): number {
-    return this.#queue.length - this.#head;
+    return this.#queue.length;
   }
 
   /** Calls `fn` once, `ms` from now, unless cancelled first. */
@@ -105,7 +105,13 @@ export class Deadlines {
       this.#queue = [];
       this.#head = 0;
     } else {
-      this.#arm(queue[this.#head].at);
+      // Entries that fired are let go once they are most of the array (the queue may never
+      // empty under steady load).
+      if (this.#head >= COMPACT_FROM && this.#head * 2 >= queue.length) {
+        this.#queue = queue.slice(this.#head);
+        this.#head = 0;
+      }
+      this.#arm(this.#queue[this.#head].at);
     }
     for (const entry of due) {
       const fn = entry.fn;
