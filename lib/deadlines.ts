@@ -16,6 +16,22 @@ export const REAL_TIMERS: Timers = {
   clearTimeout: (id) => clearTimeout(id as number),
 };
 
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
 /** A pending deadline; `cancel()` is cheap and idempotent. */
 export interface Deadline {
   cancel(): void;

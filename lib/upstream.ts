@@ -2,7 +2,7 @@
 import { ProxyError } from "./errors.ts";
 import type { ChatRequest } from "./openai_types.ts";
 import type { Logger } from "./log.ts";
-import { Deadlines } from "./deadlines.ts";
+import { Deadlines, sleep } from "./deadlines.ts";
 
 /** Statuses worth another try after a pause. */
 const TRANSIENT = new Set([408, 429, 500, 502, 503, 529]);
@@ -182,21 +182,6 @@ function tooLongToWait(err: ProxyError): ProxyError {
   );
 }
 
-function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 class TimeoutError extends Error {
   constructor(readonly phase: "connect" | "first-byte") {
     super(`${phase} timeout`);
@@ -224,7 +209,7 @@ export class UpstreamClient {
       connectTimeoutMs: 10_000,
       firstByteTimeoutMs: 300_000,
       fetch: globalThis.fetch,
-      sleep: defaultSleep,
+      sleep,
       random: Math.random,
       userAgent: "poe-proxy",
       ...given,

@@ -2,6 +2,7 @@
 
 import { parseArgs } from "node:util";
 import { printError, printLine } from "../lib/log.ts";
+import { sleep } from "../lib/deadlines.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -389,21 +390,6 @@ const WORDS =
   "the quick brown fox jumps over a lazy dog while seven bold wizards quietly pack boxes"
     .split(" ");
 const ID_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz123456789";
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
 /** FNV-1a over a string, seeded: a cheap deterministic 32-bit hash. */
 function fnv(text: string, seed: number): number {
