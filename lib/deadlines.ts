@@ -45,7 +45,7 @@ interface Entry extends Deadline {
 }
 
 /** Below this many entries the queue is never compacted: the sweep would cost more than it saves. */
-const COMPACT_FROM = 1024;
+const COMPACT_FROM = 256;
 
 /**
  * Deadlines that all last `ms`. They are kept in a queue in the order they were set, which is also
@@ -93,6 +93,7 @@ export class Deadlines {
         // Taken out to fire in this turn: cancelled by one that fired just before it.
         if (!entry.queued) return;
         this.#cancelled++;
+        this.#dropCancelledTail();
         this.#maybeCompact();
       },
     };
@@ -141,6 +142,19 @@ export class Deadlines {
     const queue = this.#queue;
     while (this.#head < queue.length && queue[this.#head].fn === null) {
       queue[this.#head++].queued = false;
+      this.#cancelled--;
+    }
+  }
+
+  /**
+   * Drops cancelled entries at the end of the queue: one request's deadline is usually cancelled
+   * before the next is set, and an entry let go at once dies young instead of being kept (and
+   * promoted to the old generation) until the timer or a sweep passes it.
+   */
+  #dropCancelledTail(): void {
+    const queue = this.#queue;
+    while (queue.length > this.#head && queue[queue.length - 1].fn === null) {
+      queue.pop()!.queued = false;
       this.#cancelled--;
     }
   }

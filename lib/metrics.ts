@@ -54,6 +54,9 @@ abstract class Metric<T> {
   readonly labels: readonly string[];
   abstract readonly type: "counter" | "gauge" | "histogram";
   protected readonly series = new Map<string, { values: LabelValues; data: T }>();
+  /** Series data by label value, one level per label (see `get`). */
+  #lookup = new Map<string, unknown>();
+  #only: T | undefined;
   #maxSeries: number;
 
   constructor(options: MetricOptions) {
@@ -82,18 +85,44 @@ abstract class Metric<T> {
   }
 
   protected get(labels: Record<string, string>): T {
+    // Every request updates several series: each is found by its label values, one Map level
+    // per label, without building its key string.
+    const names = this.labels;
+    if (names.length === 0) return this.#only ?? this.#add(labels);
+    let level = this.#lookup;
+    const last = names.length - 1;
+    for (let i = 0; i < last; i++) {
+      const next = level.get(String(labels[names[i]] ?? "")) as Map<string, unknown> | undefined;
+      if (next === undefined) return this.#add(labels);
+      level = next;
+    }
+    return (level.get(String(labels[names[last]] ?? "")) as T | undefined) ?? this.#add(labels);
+  }
+
+  #add(labels: Record<string, string>): T {
     let key = this.key(labels);
-    let found = this.series.get(key);
+    const found = this.series.get(key);
     if (found) return found.data;
     let values: string[] = this.labels.map((l) => String(labels[l] ?? ""));
-    if (this.series.size >= this.#maxSeries) {
+    // Sets folded into the overflow series stay out of the lookup, which must not grow either.
+    const folded = this.series.size >= this.#maxSeries;
+    if (folded) {
       values = this.labels.map(() => OVERFLOW_LABEL);
       key = values.map((v) => `${v.length}:${v}`).join("");
-      found = this.series.get(key);
-      if (found) return found.data;
+      const overflow = this.series.get(key);
+      if (overflow) return overflow.data;
     }
     const data = this.fresh();
     this.series.set(key, { values, data });
+    if (folded) return data;
+    if (values.length === 0) this.#only = data;
+    let level = this.#lookup;
+    for (let i = 0; i < values.length - 1; i++) {
+      let next = level.get(values[i]) as Map<string, unknown> | undefined;
+      if (next === undefined) level.set(values[i], next = new Map());
+      level = next;
+    }
+    if (values.length > 0) level.set(values[values.length - 1], data);
     return data;
   }
 
@@ -105,6 +134,8 @@ abstract class Metric<T> {
   /** Forgets every series. */
   reset(): void {
     this.series.clear();
+    this.#lookup = new Map();
+    this.#only = undefined;
   }
 
   /** The `# HELP`, `# TYPE` and sample lines. */

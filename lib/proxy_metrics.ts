@@ -163,6 +163,7 @@ export class ProxyMetrics {
     }),
   );
   readonly #models: () => ModelRegistry;
+  readonly #attempts = new Map<string, { reason: string; status: string }[]>();
 
   constructor(options: ProxyMetricsOptions) {
     this.#models = options.models;
@@ -194,7 +195,7 @@ export class ProxyMetrics {
       this.duration.observe({}, ctx.elapsedMs() / 1000);
       if (ctx.ttfbMs !== null) this.ttfb.observe({}, ctx.ttfbMs / 1000);
     }
-    for (const a of parseAttempts(f.attempts)) this.attempts.inc(a);
+    for (const a of this.#attemptsOf(f.attempts)) this.attempts.inc(a);
     const tokensIn = num(f.tokens_in);
     const tokensOut = num(f.tokens_out);
     if (tokensIn !== null) this.tokens.inc({ model, kind: "prompt" }, tokensIn);
@@ -210,6 +211,19 @@ export class ProxyMetrics {
       this.guarded.inc({ guard: GUARDS.has(f.guard) ? f.guard : "other" });
     }
     if (f.clipped !== undefined && f.clipped !== false && f.clipped !== 0) this.clipped.inc();
+  }
+
+  /** {@linkcode parseAttempts}, remembered: nearly every request says `first:200`. */
+  #attemptsOf(value: unknown): { reason: string; status: string }[] {
+    if (typeof value !== "string") return [];
+    let parsed = this.#attempts.get(value);
+    if (parsed === undefined) {
+      // The remembered forms stay few whatever Poe answers.
+      if (this.#attempts.size >= 64) this.#attempts.clear();
+      parsed = parseAttempts(value);
+      this.#attempts.set(value, parsed);
+    }
+    return parsed;
   }
 
   /** The real cost of an answer that ended with an estimate arrived later. */

@@ -80,6 +80,27 @@ Deno.test("a long deadline under many short requests keeps its queue small", asy
   deadlines.clear();
 });
 
+Deno.test("cancelled deadlines at the end of the queue are let go at once", async () => {
+  const { clock, deadlines, fired, at } = setup(60_000);
+  const kept = deadlines.add(at("kept"));
+  for (let i = 0; i < 1_000; i++) deadlines.add(at(`x${i}`)).cancel();
+  assert.deepEqual(deadlines.size, 1);
+  const a = deadlines.add(at("a"));
+  const b = deadlines.add(at("b"));
+  a.cancel();
+  // `a` is not last: it waits for `b`, then both go.
+  assert.deepEqual(deadlines.size, 3);
+  b.cancel();
+  assert.deepEqual(deadlines.size, 1);
+  assert.deepEqual(deadlines.pending, 1);
+  await clock.advance(60_000);
+  assert.deepEqual(fired, ["kept@60000"]);
+  kept.cancel();
+  deadlines.add(at("c")).cancel();
+  assert.deepEqual(deadlines.size, 0);
+  deadlines.clear();
+});
+
 Deno.test("a deadline may set or cancel others while firing", async () => {
   const { clock, deadlines, fired, at } = setup(50);
   let later: { cancel(): void } | null = null;

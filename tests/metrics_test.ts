@@ -72,6 +72,35 @@ Deno.test("a metric keeps at most maxSeries label sets, then folds new ones into
   for (let i = 0; i < 100; i++) c.inc({ k: `v${i}` });
   assert.equal(c.size, 4); // three kept, plus the overflow series
   assert.equal(c.value({ k: OVERFLOW_LABEL }), 97);
+  // Kept sets still count as their own; folded ones keep folding.
+  c.inc({ k: "v1" }, 5);
+  c.inc({ k: "v50" });
+  assert.equal(c.value({ k: "v1" }), 6);
+  assert.equal(c.value({ k: OVERFLOW_LABEL }), 98);
+  assert.equal(c.size, 4);
+});
+
+Deno.test("series of several labels are told apart by every value, and reset forgets them", () => {
+  const c = new Counter({ name: "m_total", help: "x", labels: ["a", "b"] });
+  c.inc({ a: "x", b: "" });
+  c.inc({ a: "", b: "x" }, 2);
+  c.inc({ a: "x", b: "" }, 3);
+  c.inc({ a: "x" }, 4); // a missing label is ""
+  assert.equal(c.value({ a: "x", b: "" }), 8);
+  assert.equal(c.value({ a: "", b: "x" }), 2);
+  assert.equal(c.size, 2);
+  const h = new Histogram({ name: "h_seconds", help: "x", buckets: [1] });
+  h.observe({}, 0.5);
+  h.observe({}, 2);
+  assert.equal(h.count(), 2);
+  c.reset();
+  h.reset();
+  assert.equal(c.size, 0);
+  assert.equal(c.value({ a: "x", b: "" }), 0);
+  c.inc({ a: "x", b: "" });
+  h.observe({}, 1);
+  assert.equal(c.value({ a: "x", b: "" }), 1);
+  assert.equal(h.count(), 1);
 });
 
 Deno.test("metric and label names are validated; le is reserved on histograms", () => {
