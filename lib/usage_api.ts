@@ -142,14 +142,16 @@ export class UsageApi implements UsageSource {
   readonly #fetch: typeof fetch;
   /** `timeoutMs` for every call on one timer; a timeout signal each piled up under load. */
   readonly #deadlines: Deadlines;
-  readonly #userAgent: string | undefined;
+  /** Built once: a list, which fetch takes without sorting or validating an object's keys. */
+  readonly #headers: [string, string][];
 
   constructor(options: UsageApiOptions) {
     this.#base = options.baseUrl.replace(/\/+$/, "");
     this.#apiKey = options.apiKey;
     this.#fetch = options.fetch ?? fetch;
     this.#deadlines = new Deadlines(options.timeoutMs ?? 10_000);
-    this.#userAgent = options.userAgent;
+    this.#headers = [["authorization", `Bearer ${options.apiKey}`]];
+    if (options.userAgent) this.#headers.push(["user-agent", options.userAgent]);
   }
 
   /** `GET /usage/current_balance`. */
@@ -159,11 +161,11 @@ export class UsageApi implements UsageSource {
 
   /** One page of `GET /usage/points_history`, newest first. */
   async pointsHistory(options: PointsPageOptions = {}): Promise<PointsPage> {
-    const params = new URLSearchParams({ limit: String(options.limit ?? 100) });
-    if (options.startingAfter) params.set("starting_after", options.startingAfter);
-    return parsePointsPage(
-      await this.#get(`/usage/points_history?${params}`, options.signal),
-    );
+    let query = `limit=${options.limit ?? 100}`;
+    if (options.startingAfter) {
+      query += `&starting_after=${encodeURIComponent(options.startingAfter)}`;
+    }
+    return parsePointsPage(await this.#get(`/usage/points_history?${query}`, options.signal));
   }
 
   /** Stops the timer of its timeouts; calls still in flight lose them. Idempotent. */
@@ -173,8 +175,6 @@ export class UsageApi implements UsageSource {
 
   async #get(path: string, signal?: AbortSignal): Promise<unknown> {
     if (!this.#apiKey) throw new UsageApiError(`Cannot call ${path}: POE_API_KEY is not set`, 401);
-    const headers: Record<string, string> = { authorization: `Bearer ${this.#apiKey}` };
-    if (this.#userAgent) headers["user-agent"] = this.#userAgent;
     const controller = new AbortController();
     const deadline = this.#deadlines.add(() =>
       controller.abort(new DOMException("The Usage API did not answer in time.", "TimeoutError"))
@@ -186,7 +186,7 @@ export class UsageApi implements UsageSource {
       let response: Response;
       try {
         response = await this.#fetch(`${this.#base}${path}`, {
-          headers,
+          headers: this.#headers,
           signal: controller.signal,
         });
       } catch (err) {
