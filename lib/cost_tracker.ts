@@ -40,8 +40,8 @@ export interface CostTrackerOptions {
   /** First interval of background-only fetches; doubles up to 30 s. Default: 2,000 ms. */
   backgroundPollMs?: number;
   /**
-   * Pages read by one fetch at most (plus one per 100 answers waiting or watched): a first page
-   * sized to the answers looked for (5 entries for one), then pages of 100. Default: 3.
+   * Pages read by one fetch at most (plus one per 100 answers waiting or watched): a first page of
+   * 5 entries when one answer waits, else pages of 100. Default: 3.
    */
   maxPages?: number;
   /**
@@ -97,24 +97,6 @@ const BATCH_TARGET = 16;
  * about 300 bytes to send and parse; a lone answer's wait is that read, so it is kept short.
  */
 const SHORT_PAGE = 5;
-
-/**
- * Entries of a fetch's first page: those expected since the start of the oldest answer it looks
- * for (answers end every `gapMs` on average), half again for other clients of the account, at
- * least {@linkcode SHORT_PAGE}, at most 100. Each entry is about 300 bytes to send, parse and
- * pair; when the page does not reach back far enough, full pages follow.
- */
-function firstPageSize(
-  waiters: readonly Waiter[],
-  oldestUs: number,
-  fetchAt: number,
-  gapMs: number | null,
-): number {
-  if (waiters.length <= 1) return SHORT_PAGE;
-  if (gapMs === null || gapMs <= 0 || oldestUs === Infinity) return 100;
-  const expected = Math.max(0, fetchAt - oldestUs / 1000) / gapMs;
-  return Math.min(100, Math.max(SHORT_PAGE, Math.ceil(1.5 * expected) + SHORT_PAGE));
-}
 
 /**
  * The lowest `realStartUs` of the waiters the fetch started at `fetchAt` must read back to, or
@@ -367,12 +349,12 @@ export class CostTracker implements AsyncDisposable {
     try {
       let after: string | undefined;
       const pages = this.#maxPages + Math.floor(this.#waiters.length / 100);
-      const oldest = oldestToCover(this.#waiters, startedAt, deep);
-      const first = firstPageSize(this.#waiters, oldest, startedAt, this.#gapAvgMs);
       for (let page = 0; page < pages; page++) {
         this.#calls++;
         const got = await this.#api.pointsHistory({
-          limit: page === 0 ? first : 100,
+          // One answer alone: a short page (its entry is among the newest; a page of 100 costs
+          // both sides about 0.1 ms more). Further pages, and pages under load, are full.
+          limit: page === 0 && this.#waiters.length <= 1 ? SHORT_PAGE : 100,
           startingAfter: after,
           signal: this.#abort.signal,
         });
