@@ -18,6 +18,9 @@ import { parseArgs } from "node:util";
 import { printError, printLine } from "../../lib/log.ts";
 import {
   available,
+  BARE_PROXY_LISTENING,
+  bareProxyArgs,
+  baseEnv,
   Child,
   childPids,
   Children,
@@ -25,6 +28,7 @@ import {
   freePort,
   machineBusy,
   rssMiB,
+  startFake,
   waitForPort,
 } from "./procs.ts";
 import type { HoldJob, LoopJob, LoopResult } from "./load.ts";
@@ -274,15 +278,6 @@ async function measure(
 // ---------------------------------------------------------------------------------------------
 // Servers
 
-function baseEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
-  for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  return env;
-}
-
 async function startProxy(
   children: Children,
   tmp: string,
@@ -486,36 +481,23 @@ async function main(): Promise<number> {
       }; the rest at its defaults (footer and poller on unless set here); no .env`,
     );
 
-    const fake = children.spawn("fake-poe", DENO, {
-      args: ["run", "--unstable-no-legacy-abort", "--allow-net=127.0.0.1", `${HERE}fake_server.ts`],
-      env: baseEnv(),
-    });
-    const fakeMatch = await fake.waitLine(
-      /fake-poe listening on (http:\/\/127\.0\.0\.1:(\d+)) stats on (\S+)/,
-      30_000,
-    );
-    const fakeUrl = fakeMatch[1];
-    const statsUrl = fakeMatch[3];
+    const fake = await startFake(children);
+    const fakeUrl = fake.url;
+    const statsUrl = fake.statsUrl;
     const direct: Target = {
       name: "direct",
-      port: Number(fakeMatch[2]),
-      pids: () => Promise.resolve([fake.pid]),
+      port: fake.port,
+      pids: () => Promise.resolve([fake.child.pid]),
     };
 
     const bare = children.spawn("bare-proxy", DENO, {
-      args: [
-        "run",
-        "--unstable-no-legacy-abort",
-        "--allow-net=127.0.0.1",
-        `${HERE}bare_proxy.ts`,
-        fakeUrl,
-      ],
+      args: bareProxyArgs(fakeUrl),
       env: baseEnv(),
     });
     const bareTarget: Target = {
       name: "bare-proxy",
       port: Number(
-        (await bare.waitLine(/bare-proxy listening on http:\/\/[\d.]+:(\d+)/, 30_000))[1],
+        (await bare.waitLine(BARE_PROXY_LISTENING, 30_000))[1],
       ),
       pids: () => Promise.resolve([bare.pid]),
     };

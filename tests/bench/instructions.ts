@@ -12,10 +12,16 @@
  */
 import { parseArgs } from "node:util";
 import { printError, printLine } from "../../lib/log.ts";
-import { available, Children } from "./procs.ts";
+import {
+  available,
+  BARE_PROXY_LISTENING,
+  bareProxyArgs,
+  baseEnv,
+  Children,
+  startFake,
+} from "./procs.ts";
 
 const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
-const HERE = decodeURIComponent(new URL("./", import.meta.url).pathname);
 const DENO = Deno.execPath();
 const POE_KEY = "test-poe-key";
 const START_FLAGS: string[] = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks.start
@@ -25,15 +31,6 @@ const BODY = JSON.stringify({
   messages: [{ role: "user", content: "Hello! How are you today?" }],
 });
 const WARMUP = 1_500;
-
-function baseEnv(): Record<string, string> {
-  const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
-  for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  return env;
-}
 
 /** Sends `count` chat requests, `concurrency` at a time; returns how many were not 200. */
 async function send(port: number, count: number, concurrency: number): Promise<number> {
@@ -134,12 +131,7 @@ async function main(): Promise<number> {
   try {
     // No .env of the working tree: the proxy runs on the settings given here only.
     await Deno.writeTextFile(`${tmp}/none.env`, "");
-    const fake = children.spawn("fake-poe", DENO, {
-      args: ["run", "--unstable-no-legacy-abort", "--allow-net=127.0.0.1", `${HERE}fake_server.ts`],
-      env: baseEnv(),
-    });
-    const fakeUrl =
-      (await fake.waitLine(/fake-poe listening on (http:\/\/127\.0\.0\.1:\d+)/, 30_000))[1];
+    const fakeUrl = (await startFake(children)).url;
     printLine(
       `instructions: ${WARMUP} warm-up requests, then ${requests} counted, ` +
         `concurrency ${concurrency}, each server under callgrind (about three minutes)...`,
@@ -171,15 +163,9 @@ async function main(): Promise<number> {
         tmp,
         {
           name: "bare-proxy",
-          args: [
-            "run",
-            "--unstable-no-legacy-abort",
-            "--allow-net=127.0.0.1",
-            `${HERE}bare_proxy.ts`,
-            fakeUrl,
-          ],
+          args: bareProxyArgs(fakeUrl),
           env: baseEnv(),
-          listening: /bare-proxy listening on http:\/\/[\d.]+:(\d+)/,
+          listening: BARE_PROXY_LISTENING,
         },
         requests,
         concurrency,

@@ -264,3 +264,44 @@ export async function machineBusy(ms: number): Promise<number | null> {
   if (!a || !b || b.total === a.total) return null;
   return 100 * (1 - (b.idle - a.idle) / (b.total - a.total));
 }
+
+const HERE = decodeURIComponent(new URL("./", import.meta.url).pathname);
+
+/** The environment every benchmark child gets: no colours, no update check, the paths it needs. */
+export function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" };
+  for (const name of ["HOME", "PATH", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+/** Starts `fake_server.ts` and waits for its listening line. */
+export async function startFake(
+  children: Children,
+): Promise<{ child: Child; url: string; port: number; statsUrl: string }> {
+  const child = children.spawn("fake-poe", Deno.execPath(), {
+    args: ["run", "--unstable-no-legacy-abort", "--allow-net=127.0.0.1", `${HERE}fake_server.ts`],
+    env: baseEnv(),
+  });
+  const match = await child.waitLine(
+    /fake-poe listening on (http:\/\/127\.0\.0\.1:(\d+)) stats on (\S+)/,
+    30_000,
+  );
+  return { child, url: match[1], port: Number(match[2]), statsUrl: match[3] };
+}
+
+/** The arguments of `deno` that run the bare Deno proxy (`bare_proxy.ts`) in front of `upstream`. */
+export function bareProxyArgs(upstream: string): string[] {
+  return [
+    "run",
+    "--unstable-no-legacy-abort",
+    "--allow-net=127.0.0.1",
+    `${HERE}bare_proxy.ts`,
+    upstream,
+  ];
+}
+
+/** The listening line of `bare_proxy.ts`; its group 1 is the port. */
+export const BARE_PROXY_LISTENING = /bare-proxy listening on http:\/\/[\d.]+:(\d+)/;
