@@ -18,7 +18,7 @@ import { UsageApi } from "./lib/usage_api.ts";
 import { fetchUsageReport, formatUsageReport } from "./lib/usage_report.ts";
 import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts";
 import { healthcheck } from "./lib/healthcheck.ts";
-import { execStartFor, systemdUnit } from "./lib/systemd_unit.ts";
+import { execStartFor, runAsFor, systemdUnit } from "./lib/systemd_unit.ts";
 import { RegistryReloader } from "./lib/registry_reload.ts";
 
 const VERSION: string = denoJson.version;
@@ -307,9 +307,17 @@ async function run(args: string[]): Promise<number> {
     }
     case "systemd-unit": {
       const exec = execStartFor(Deno.execPath(), import.meta.url);
+      let user: number | undefined;
+      if (exec.viaDeno) {
+        const main = exec.argv.at(-1)!;
+        const runAs = runAsFor(main, Deno.statSync(main).uid);
+        for (const warning of runAs.warnings) printError(`warning: ${warning}`);
+        user = runAs.user;
+      }
       printLine(systemdUnit({
         execStart: exec.argv,
         viaDeno: exec.viaDeno,
+        user,
         host: config.host,
         port: config.port,
         version: VERSION,

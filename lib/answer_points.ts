@@ -4,6 +4,7 @@ import { type FooterClipping, type FooterPoints, formatFooter } from "./footer.t
 import type { ModelEntry, ModelRegistry } from "./models.ts";
 import type { ChatRequest, Usage } from "./openai_types.ts";
 import type { RequestContext } from "./request_context.ts";
+import { isJsonDocument } from "./json_answer.ts";
 import type { StreamEnding, StreamSummary } from "./sse.ts";
 import type { UsageService } from "./usage_service.ts";
 
@@ -66,10 +67,13 @@ export class AnswerPoints {
     return this.#o.annotate;
   }
 
-  /** The cost of an answer with these tokens; `toolCalls` answers never get a footer. */
-  async settle(usage: Usage | null, toolCalls: boolean): Promise<AnswerCost> {
+  /**
+   * The cost of an answer with these tokens. A `footerless` answer (tool calls, or text that is a
+   * JSON document) never gets a footer.
+   */
+  async settle(usage: Usage | null, footerless: boolean): Promise<AnswerCost> {
     const { usage: service, config, registry, entry, ctx } = this.#o;
-    const showFooter = this.#o.annotate && this.#o.footer && !toolCalls;
+    const showFooter = this.#o.annotate && this.#o.footer && !footerless;
     const total = usage
       ? (usage.total_tokens ?? (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0))
       : 0;
@@ -127,7 +131,7 @@ export class AnswerPoints {
   /** The `finish` hook of {@linkcode relaySse}. */
   async finish(summary: StreamSummary): Promise<StreamEnding> {
     const toolCalls = summary.toolCalls || summary.finishReason === "tool_calls";
-    const cost = await this.settle(summary.usage, toolCalls);
+    const cost = await this.settle(summary.usage, toolCalls || summary.jsonText);
     return { footer: cost.footer ?? undefined, usage: cost.extras };
   }
 
@@ -142,7 +146,8 @@ export class AnswerPoints {
     const toolCalls = choice?.finish_reason === "tool_calls" ||
       (Array.isArray(message?.tool_calls) && message.tool_calls.length > 0);
     const usage = answer?.usage && typeof answer.usage === "object" ? answer.usage : null;
-    const cost = await this.settle(usage, toolCalls);
+    const jsonText = typeof message?.content === "string" && isJsonDocument(message.content);
+    const cost = await this.settle(usage, toolCalls || jsonText);
     if (cost.footer && message && typeof message.content === "string") {
       message.content += cost.footer;
     }

@@ -215,6 +215,7 @@ function streamAnswer(
         ctx.fields.tokens_out = outcome.usage.completion_tokens;
       }
       ctx.fields.finish = outcome.finishReason ?? undefined;
+      if (outcome.finishAdded) ctx.fields.finish_added = true;
       // FOOTER=off: the stream went through untouched; its cost is still attributed for the logs.
       if (points && !points.annotates && outcome.end === "done") void points.finish(outcome);
       if (outcome.end !== "done") ctx.fields.end = outcome.end;

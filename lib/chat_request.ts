@@ -62,6 +62,16 @@ export function validateChatRequest(body: unknown): ChatRequest {
       throw invalid(`${field} must be a positive integer: got ${describe(v)}.`, field);
     }
   }
+  if (b.n !== undefined && b.n !== null && b.n !== 1) {
+    // Poe answers with one choice: a client asking for more would read choices[1] and crash.
+    throw new ProxyError(
+      400,
+      `Poe returns one choice per request: n must be 1, got ${
+        describe(b.n)
+      }. Send n requests instead.`,
+      { param: "n", code: "unsupported_value" },
+    );
+  }
   return b as ChatRequest;
 }
 
@@ -96,7 +106,7 @@ function validateMessage(m: unknown, path: string): void {
 }
 
 /**
- * The body sent to Poe: the client's, every field kept, with the registry's model name, `n` at 1,
+ * The body sent to Poe: the client's, every field kept, with the registry's model name,
  * `stream` explicit, `developer` messages as `system`, and usage requested when streaming.
  */
 export function upstreamBody(
@@ -111,7 +121,8 @@ export function upstreamBody(
     messages: messages.map(developerAsSystem),
     stream,
   };
-  if ("n" in req) out.n = 1;
+  // `n: null` is OpenAI's default; Poe wants 1 or nothing (validation refused any other n).
+  if (out.n === null) delete out.n;
   if (stream) {
     const so = req.stream_options;
     out.stream_options = { ...(so && typeof so === "object" ? so : {}), include_usage: true };

@@ -1,4 +1,5 @@
 /** @module Spending guards: pause below the cutoff, refuse a request over the cost cap. */
+import { errorResponse, ProxyError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { ModelEntry, ModelRegistry } from "./models.ts";
 import type { ChatRequest } from "./openai_types.ts";
@@ -142,15 +143,33 @@ export class Guards {
 }
 
 /**
- * The answer to a refused request, in the request's own format: SSE chunks (role and content,
- * then `finish_reason: "stop"`, a usage chunk when asked for, `[DONE]`) when streaming, else a
- * complete `chat.completion`. Status 200 with `x-poe-proxy-guard`.
+ * Whether a program parses the answer: the request offers tools or asks for a `response_format`
+ * other than text. A refusal in prose would then break it where an error is handled.
+ */
+function parsedByProgram(body: ChatRequest): boolean {
+  if (Array.isArray(body.tools) && body.tools.length > 0) return true;
+  const format = body.response_format as { type?: unknown } | null | undefined;
+  return typeof format === "object" && format !== null && format.type !== "text";
+}
+
+/**
+ * The answer to a refused request. For a person, in the request's own format: SSE chunks (role
+ * and content, then `finish_reason: "stop"`, a usage chunk when asked for, `[DONE]`) when
+ * streaming, else a complete `chat.completion`, status 200. For a program (tools or a
+ * `response_format`), an error: 402, as Poe answers when points run out. Both carry
+ * `x-poe-proxy-guard`.
  */
 export function guardResponse(
   refusal: GuardRefusal,
   body: ChatRequest,
   now = Date.now(),
 ): Response {
+  if (parsedByProgram(body)) {
+    const code = refusal.guard === "paused" ? "points_paused" : "cost_cap_exceeded";
+    return errorResponse(new ProxyError(402, refusal.message, { code }), {
+      "x-poe-proxy-guard": refusal.guard,
+    });
+  }
   const id = `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
   const created = Math.floor(now / 1000);
   const usage = {

@@ -1,6 +1,8 @@
 /** @module The pass-through SSE relay: forwards Poe's events as they come and watches them. */
 import { createParser } from "eventsource-parser";
+import { TextShape } from "./json_answer.ts";
 import type { Usage } from "./openai_types.ts";
+import { carriesDelta, StreamShaper } from "./stream_shape.ts";
 import { tickerOf } from "./ticker.ts";
 
 /** What the relay saw of an answer, handed to {@linkcode RelayOptions.finish}. */
@@ -14,6 +16,10 @@ export interface StreamSummary {
   toolCalls: boolean;
   /** Poe sent an error event, or the stream failed. */
   error: boolean;
+  /** Poe ended the stream without a finish_reason; the relay sent one (`stop` or `tool_calls`). */
+  finishAdded: boolean;
+  /** The answer's text is shaped like a JSON object or array. */
+  jsonText: boolean;
 }
 
 /** What {@linkcode RelayOptions.finish} adds at the end of an answer. */
@@ -72,8 +78,10 @@ type Chunk = Record<string, any>;
 
 /**
  * Relays Poe's SSE body to the client. Events are forwarded as soon as they are complete, as
- * their original `data` text; only the few this proxy changes (the finish chunk and the usage
- * chunk, when a footer or cost is added) are re-encoded. Always ends with one `data: [DONE]`.
+ * their original `data` text; only the few this proxy changes are re-encoded: the finish and
+ * usage chunks when a footer or cost is added, and chunks {@linkcode StreamShaper} completes. A
+ * stream Poe ends without a finish_reason gets one; with `includeUsage`, usage comes in a chunk
+ * of its own, last. Always ends with one `data: [DONE]`.
  *
  * A pull-based ReadableStream rather than a TransformStream: an upstream failure must become an
  * error event for the client, and a piped TransformStream can only pass errors on.
@@ -92,7 +100,11 @@ export function relaySse(
     finishReason: null,
     toolCalls: false,
     error: false,
+    finishAdded: false,
+    jsonText: false,
   };
+  const shaper = new StreamShaper();
+  const text = new TextShape();
   let out: ReadableStreamDefaultController<Uint8Array>;
   /** Events ready for the client, sent together: one write for all an upstream read completed. */
   const pending: string[] = [];
@@ -147,7 +159,7 @@ export function relaySse(
         sawDone = true;
         return;
       }
-      if (summary.id !== null && isPlainDelta(data)) {
+      if (summary.id !== null && shaper.started && !text.watching && isPlainDelta(data)) {
         emit(dataEvent(data));
         return;
       }
@@ -171,29 +183,61 @@ export function relaySse(
       summary.model ??= typeof chunk.model === "string" ? chunk.model : null;
       summary.created ??= typeof chunk.created === "number" ? chunk.created : null;
       if (chunk.usage && typeof chunk.usage === "object") summary.usage = chunk.usage;
+      let changed = shaper.shape(chunk);
       const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
       const choice = choices[0];
       if (choice?.delta?.tool_calls) summary.toolCalls = true;
+      if (typeof choice?.delta?.content === "string") text.add(choice.delta.content);
       if (choice?.finish_reason) summary.finishReason = choice.finish_reason;
       if (choices.length === 0 && chunk.usage) {
-        if (!options.includeUsage) return;
-        if (holdForEnding) {
-          heldUsage = chunk;
-          return;
+        // The usage chunk is the last before [DONE] anyway: kept until the end, where it may
+        // gain the cost.
+        if (options.includeUsage) heldUsage = chunk;
+        return;
+      }
+      if (options.includeUsage && chunk.usage) {
+        // OpenAI sends usage in a chunk of its own, last: made at the end from `summary.usage`.
+        delete chunk.usage;
+        changed = true;
+      }
+      if (holdForEnding && choice?.finish_reason) {
+        if (carriesDelta(choice.delta)) {
+          // The finish chunk also carries the end of the answer: that goes out now, and the
+          // footer after it, not inside the text.
+          const { usage: _, ...rest } = chunk;
+          emit(
+            dataEvent(JSON.stringify({ ...rest, choices: [{ ...choice, finish_reason: null }] })),
+          );
+          choice.delta = {};
         }
-      } else if (holdForEnding && choice?.finish_reason) {
         heldFinish = chunk;
         return;
       }
-      emit(dataEvent(data));
+      emit(changed ? dataEvent(JSON.stringify(chunk)) : dataEvent(data));
     },
   });
 
   const finishAndClose = async () => {
+    if (summary.finishReason === null && !summary.error) {
+      if (summary.id === null && !shaper.started) {
+        return fail("Poe ended the stream without an answer.", "upstream_error", "upstream_empty");
+      }
+      // Some models end a stream silently; OpenAI's clients need a finish_reason to end on.
+      summary.finishReason = summary.toolCalls ? "tool_calls" : "stop";
+      summary.finishAdded = true;
+      heldFinish = {
+        ...chunkBase(summary),
+        choices: [{ index: 0, delta: {}, finish_reason: summary.finishReason }],
+      };
+    }
+    summary.jsonText = text.json;
+    if (options.includeUsage && heldUsage === null && summary.usage !== null) {
+      heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
+    }
     const ending = holdForEnding && !summary.error ? await options.finish!(summary) : null;
     if (closed) return;
     if (ending?.footer) {
-      pending.push(dataEvent(JSON.stringify(footerChunk(summary, heldFinish, ending.footer))));
+      pending.push(dataEvent(JSON.stringify(footerChunk(summary, ending.footer))));
     }
     for (const chunk of [heldFinish, heldUsage]) {
       if (!chunk) continue;
@@ -340,13 +384,20 @@ function isPlainDelta(data: string): boolean {
     !data.includes('"tool_calls"') && !data.includes('"error"');
 }
 
-/** A content chunk carrying the footer, shaped like the answer's own chunks. */
-function footerChunk(summary: StreamSummary, finish: Chunk | null, footer: string): Chunk {
+/** The fields every chunk of the answer repeats. */
+function chunkBase(summary: StreamSummary): Chunk {
   return {
-    id: summary.id ?? finish?.id,
+    id: summary.id ?? `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
     object: "chat.completion.chunk",
     created: summary.created ?? Math.floor(Date.now() / 1000),
-    model: summary.model ?? finish?.model,
+    model: summary.model ?? "",
+  };
+}
+
+/** A content chunk carrying the footer, shaped like the answer's own chunks. */
+function footerChunk(summary: StreamSummary, footer: string): Chunk {
+  return {
+    ...chunkBase(summary),
     choices: [{ index: 0, delta: { content: footer }, finish_reason: null }],
   };
 }

@@ -12,6 +12,11 @@ export interface SystemdUnitOptions {
   execStart: readonly string[];
   /** Set by {@linkcode execStartFor}: the program is `deno run main.ts`, which needs a cache. */
   viaDeno?: boolean;
+  /**
+   * A user id to run as instead of a throw-away user (`DynamicUser=yes`): for `deno run`, the
+   * owner of `main.ts`, since home directories are usually closed to other users (mode 0700).
+   */
+  user?: number;
   /** `HOST` written into the unit (the env file may override it). */
   host: string;
   /** `PORT` written into the unit (the env file may override it). */
@@ -73,7 +78,8 @@ export function quoteExecArg(arg: string): string {
 
 /**
  * The text of `poe-proxy.service`. Secrets stay out of it: they go in `/etc/poe-proxy/env`, which
- * systemd reads as root before it starts the service as a throw-away user (`DynamicUser=yes`).
+ * systemd reads as root before it starts the service as a throw-away user (`DynamicUser=yes`), or
+ * as `user`.
  * `MemoryDenyWriteExecute=` is deliberately absent: V8's JIT needs writable executable memory.
  */
 export function systemdUnit(options: SystemdUnitOptions): string {
@@ -114,7 +120,10 @@ export function systemdUnit(options: SystemdUnitOptions): string {
     "LimitNOFILE=65536",
     "",
     "# Hardening (systemd-analyze security poe-proxy)",
-    "DynamicUser=yes",
+    ...(options.user === undefined ? ["DynamicUser=yes"] : [
+      "# The owner of main.ts: a throw-away user could not read a checkout in a closed home.",
+      `User=${options.user}`,
+    ]),
     "NoNewPrivileges=yes",
     "ProtectSystem=strict",
     // A `deno run` install usually has main.ts under a home directory: let it be read.
@@ -154,4 +163,31 @@ export function systemdUnit(options: SystemdUnitOptions): string {
     "",
   ];
   return lines.join("\n");
+}
+
+/**
+ * Who a `deno run` service should run as, and what would stop it reading `main.ts`: the owner of
+ * `main.ts` unless that is root (a service never runs as root; a throw-away user is used, which
+ * can read only a world-readable checkout), and a warning for a checkout under `/tmp`, which the
+ * unit's `PrivateTmp=yes` hides.
+ */
+export function runAsFor(mainPath: string, ownerUid: number | null): {
+  user?: number;
+  warnings: string[];
+} {
+  const warnings: string[] = [];
+  if (mainPath.startsWith("/tmp/") || mainPath.startsWith("/var/tmp/")) {
+    warnings.push(
+      `${mainPath} is under a temporary folder, which the service cannot see (PrivateTmp=yes): ` +
+        "move the checkout, e.g. to /opt/poe-proxy, and print the unit again.",
+    );
+  }
+  if (ownerUid === null || ownerUid === 0) {
+    warnings.push(
+      `${mainPath} belongs to root: the service runs as a throw-away user, so the checkout and ` +
+        "every folder above it must be world-readable (e.g. /opt/poe-proxy, not /root).",
+    );
+    return { warnings };
+  }
+  return { user: ownerUid, warnings };
 }

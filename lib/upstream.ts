@@ -164,6 +164,16 @@ export async function poeError(response: Response): Promise<ProxyError> {
     const value = response.headers.get(name);
     if (value) headers[name] = value;
   }
+  if (status === 413) {
+    // Poe's "tokens over the context window": clients that trim the conversation look for
+    // OpenAI's form of it, the one the proxy's own clipping answers with too.
+    return new ProxyError(400, message, {
+      type: "invalid_request_error",
+      param: "messages",
+      code: "context_length_exceeded",
+      headers,
+    });
+  }
   return new ProxyError(status, message, {
     type: poe.type ?? undefined,
     param: poe.param,

@@ -105,7 +105,7 @@ Deno.test("openai SDK: streamed tool call arguments are reassembled by the SDK",
   assert.deepEqual(t.sent().tools, [WEATHER_TOOL], "tools reach Poe unchanged");
 });
 
-Deno.test("openai SDK: tool call deltas without index (Google style) still pass through", async () => {
+Deno.test("openai SDK: tool call deltas without index (Google style) get one, helpers work", async () => {
   await using t = await setup();
   const stream = await t.client.chat.completions.create({
     model: "Gemini-2.5-Pro",
@@ -120,13 +120,63 @@ Deno.test("openai SDK: tool call deltas without index (Google style) still pass 
   let name = "";
   for await (const chunk of stream) {
     for (const call of chunk.choices[0]?.delta.tool_calls ?? []) {
-      assert.equal("index" in call, false, "the proxy does not invent an index");
+      assert.equal(call.index, 0);
       name += call.function?.name ?? "";
       args += call.function?.arguments ?? "";
     }
   }
   assert.equal(name, "get_weather");
   assert.deepEqual(JSON.parse(args), { city: "Oslo" });
+  // The SDK's stream helper refuses a tool call delta without index, and a stream without role.
+  const helper = t.client.chat.completions.stream({
+    model: "Gemini-2.5-Pro",
+    messages: [{ role: "user", content: "Weather? [[fake: tools,no-role]]" }],
+    tools: [WEATHER_TOOL],
+  });
+  const done = await helper.finalChatCompletion();
+  assert.equal(done.choices[0].finish_reason, "tool_calls");
+  assert.equal(done.choices[0].message.role, "assistant");
+  assert.equal((done.choices[0].message.tool_calls?.[0] as any).function.name, "get_weather");
+});
+
+Deno.test("openai SDK: parallel tool calls without index are numbered by their ids", async () => {
+  const upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    const head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",';
+    const call = (fields: unknown) =>
+      `data: ${head}"choices":[{"index":0,"delta":{"tool_calls":[${
+        JSON.stringify(fields)
+      }]},"finish_reason":null}]}\n\n`;
+    const body = [
+      call({ id: "a", type: "function", function: { name: "one", arguments: "" } }),
+      call({ function: { arguments: '{"x":' } }),
+      call({ function: { arguments: "1}" } }),
+      call({ id: "b", type: "function", function: { name: "two", arguments: "{}" } }),
+      `data: ${head}"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n`,
+      "data: [DONE]\n\n",
+    ].join("");
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  });
+  const proxy = await startProxy({
+    poeUrl: `http://127.0.0.1:${upstream.addr.port}`,
+    env: { FOOTER: "off" },
+  });
+  try {
+    const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+    const done = await client.chat.completions.stream({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Two calls." }],
+      tools: [WEATHER_TOOL],
+    }).finalChatCompletion();
+    const calls = done.choices[0].message.tool_calls!.map((c: any) => [
+      c.id,
+      c.function.name,
+      c.function.arguments,
+    ]);
+    assert.deepEqual(calls, [["a", "one", '{"x":1}'], ["b", "two", "{}"]]);
+  } finally {
+    await proxy.close();
+    await upstream.shutdown();
+  }
 });
 
 Deno.test("openai SDK: reasoning_content and reasoning deltas pass through", async () => {
@@ -200,7 +250,7 @@ Deno.test("openai SDK: model-specific and unknown fields reach Poe unchanged", a
     user: "someone",
     metadata: { k: "v" },
     response_format: { type: "text" },
-    n: 3,
+    n: 1,
     tool_choice: "auto",
     parallel_tool_calls: false,
     logprobs: true,
@@ -212,7 +262,7 @@ Deno.test("openai SDK: model-specific and unknown fields reach Poe unchanged", a
   const { model: _m, n: _n, ...expected } = params;
   assert.deepEqual(rest, expected);
   assert.equal(model, "Claude-Sonnet-4.6", "an alias resolves to the poe_name");
-  assert.equal(n, 1, "n becomes 1");
+  assert.equal(n, 1);
   assert.equal(stream, false);
 });
 

@@ -216,12 +216,26 @@ Deno.test("validateChatRequest keeps the body as given, unknown fields included"
   );
 });
 
-Deno.test("upstreamBody: poe_name, n at 1, stream explicit, developer as system, rest untouched", () => {
+Deno.test("validateChatRequest: n other than 1 is refused (Poe answers one choice); null and 1 pass", () => {
+  const messages = [{ role: "user", content: "Hi" }];
+  for (const n of [2, 0, "1", 1.5]) {
+    assert.throws(
+      () => validateChatRequest({ model: "m", messages, n }),
+      (err: ProxyError) =>
+        err.status === 400 && err.param === "n" && err.code === "unsupported_value" &&
+        /n must be 1/.test(err.message),
+    );
+  }
+  for (const n of [1, null, undefined]) validateChatRequest({ model: "m", messages, n });
+  assert.equal("n" in upstreamBody({ model: "m", messages, n: null }, "M", messages), false);
+});
+
+Deno.test("upstreamBody: poe_name, stream explicit, developer as system, rest untouched", () => {
   const messages = [
     { role: "developer", content: "Be brief.", name: "dev" },
     { role: "user", content: [{ type: "text", text: "Hi" }] },
   ];
-  const req = { model: "gpt-4o", messages, n: 4, extra_body: { a: 1 }, aspect: "1:1" };
+  const req = { model: "gpt-4o", messages, n: 1, extra_body: { a: 1 }, aspect: "1:1" };
   const out = upstreamBody(req, "GPT-4o", messages);
   assert.deepEqual(out, {
     model: "GPT-4o",

@@ -155,8 +155,10 @@ Deno.test("relaySse keeps an event of several data lines one event", async () =>
     'data: {"choices":[{"index":0,\ndata: "delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n';
   const text = await relayText([new TextEncoder().encode(body)]);
   const sse = parseSse(text);
-  assert.deepEqual(sse.data.length, 2);
+  // The chunk, the finish the stream lacked, [DONE].
+  assert.deepEqual(sse.data.length, 3);
   assert.equal(sse.chunks[0].choices[0].delta.content, "x");
+  assert.equal(sse.chunks[1].choices[0].finish_reason, "stop");
 });
 
 Deno.test("relaySse does not count a slow client's pauses as Poe's silence", async () => {
@@ -240,10 +242,12 @@ for (const position of ["finish", "separate", "none"] as const) {
       assert.equal(finish[0].choices[0].finish_reason, "stop");
       if (position === "none") {
         assert.equal(withUsage.length, 0);
-      } else if (position === "finish") {
+      } else if (position === "finish" && !asked) {
         assert.equal(withUsage.length, 1);
         assert.equal(withUsage[0], finish[0], "usage stays on the finish chunk");
       } else if (asked) {
+        // Wherever Poe put it, an include_usage client gets OpenAI's separate, last usage chunk.
+        assert.equal(withUsage.length, 1);
         assert.equal(usageOnly.length, 1);
         assert.equal(sse.chunks.at(-1), usageOnly[0], "the usage chunk comes last");
         assert.ok(usageOnly[0].usage.total_tokens > 0);
@@ -271,13 +275,29 @@ Deno.test("a stream without [DONE] ends with exactly one [DONE]", async () => {
   assert.equal(sse.chunks.filter((c) => c.choices[0]?.finish_reason === "stop").length, 1);
 });
 
-Deno.test("a stream without finish_reason or [DONE] ends with one [DONE] and no invented finish", async () => {
-  await using t = await setup();
-  const sse = parseSse(await (await streamRequest(t.proxy.url, "no-finish,tools")).text());
+for (const [variant, reason] of [["no-finish,tools", "tool_calls"], ["no-finish", "stop"]]) {
+  Deno.test(`a stream ending silently (${variant}) gets finish_reason ${reason}, one [DONE]`, async () => {
+    await using t = await setup();
+    const sse = parseSse(await (await streamRequest(t.proxy.url, variant)).text());
+    assertEndsWithOneDone(sse);
+    const finishes = sse.chunks.filter((c) => c.choices[0]?.finish_reason);
+    assert.equal(finishes.length, 1);
+    assert.equal(finishes[0].choices[0].finish_reason, reason);
+    assert.deepEqual(finishes[0].choices[0].delta, {});
+    assert.equal(sse.chunks.filter((c) => c.choices[0]?.finish_reason === undefined).length, 0);
+    assert.ok(sse.chunks.every((c) => !c.error));
+    assert.ok(sse.chunks.indexOf(finishes[0]) >= sse.chunks.length - 2, "the finish comes last");
+    const line = t.proxy.logs.find((l) => l.includes(" path=/v1/chat/completions"))!;
+    assert.match(line, new RegExp(`finish=${reason} finish_added=true`));
+  });
+}
+
+Deno.test("a stream with no event at all ends with an error event, not an invented answer", async () => {
+  const text = await relayText([]);
+  const sse = parseSse(text);
   assertEndsWithOneDone(sse);
-  assert.ok(sse.chunks.length > 0);
-  assert.ok(sse.chunks.every((c) => c.choices[0]?.finish_reason === null));
-  assert.ok(sse.chunks.every((c) => !c.error));
+  assert.equal(sse.chunks.length, 1);
+  assert.equal(sse.chunks[0].error.code, "upstream_empty");
 });
 
 Deno.test("a mid-stream error event passes through, then one [DONE], no invented finish", async () => {

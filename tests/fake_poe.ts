@@ -86,6 +86,8 @@ export interface FakeDirectives {
   noFinish?: boolean;
   /** `no-done`: the stream has its finish chunk but no `[DONE]`. */
   noDone?: boolean;
+  /** `finish-content`: the last piece of the text rides on the chunk with `finish_reason`. */
+  finishContent?: boolean;
   /** `midstream-error`: some content, then `data: {"error":{...}}`, then `[DONE]` (not billed). */
   midstreamError?: boolean;
   /** `slow-first=MS`: delay before the response headers. */
@@ -249,6 +251,9 @@ export function parseDirectives(text: string): FakeDirectives {
         break;
       case "no-done":
         d.noDone = true;
+        break;
+      case "finish-content":
+        d.finishContent = true;
         break;
       case "midstream-error":
         d.midstreamError = true;
@@ -1273,7 +1278,9 @@ function streamEvents(
       body.push(() => chunk(delta({ reasoning_content: piece, reasoning: piece })));
     }
   }
-  for (const piece of a.contentChunks) body.push(() => chunk(delta({ content: piece })));
+  const pieces = [...a.contentChunks];
+  const last = d.finishContent && !a.tool ? pieces.pop() : undefined;
+  for (const piece of pieces) body.push(() => chunk(delta({ content: piece })));
   if (a.tool) {
     const tool = a.tool;
     const noIndex = d.toolNoIndex ?? google;
@@ -1306,7 +1313,11 @@ function streamEvents(
   }
   for (const f of body) f();
   if (!d.noFinish) {
-    chunk({}, a.finish, usagePos === "finish" ? a.usage : undefined);
+    chunk(
+      last === undefined ? {} : delta({ content: last }),
+      a.finish,
+      usagePos === "finish" ? a.usage : undefined,
+    );
     if (usagePos === "separate") push(`"choices":[],"usage":${JSON.stringify(a.usage)}`);
     if (!d.noDone) out.push(`data: [DONE]${nl}${nl}`);
   }

@@ -271,6 +271,50 @@ Deno.test("no footer on tool calls, response_format or x-poe-proxy-footer: off",
   assert.ok(body.usage.cost_points > 0);
 });
 
+Deno.test("the footer follows the text when Poe's finish chunk carries the last of it", async () => {
+  await using t = await setup();
+  const stream = t.client.chat.completions.stream({
+    model: "claude-sonnet",
+    messages: [{
+      role: "user",
+      content: "Stream me something. [[fake: finish-content,usage=finish]]",
+    }],
+    stream_options: { include_usage: true },
+  });
+  const done = await stream.finalChatCompletion();
+  const text = done.choices[0].message.content!;
+  assert.ok(text.startsWith(DEFAULT_REPLY), text);
+  assert.equal(stripFooter(text), DEFAULT_REPLY);
+  assert.equal(done.choices[0].finish_reason, "stop");
+  assert.equal((done.usage as any)?.cost_points, fakeCost(done.usage!));
+});
+
+Deno.test("an answer whose text is a JSON document gets no footer, streamed or not", async () => {
+  await using t = await setup();
+  const reply = encodeURIComponent('  {"city": "Oslo", "days": [1, 2]}\n');
+  const content = `Reply in JSON. [[fake: reply=${reply},chunks=5]]`;
+  const plain = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content }],
+  });
+  assert.deepEqual(JSON.parse(plain.choices[0].message.content!), { city: "Oslo", days: [1, 2] });
+  assert.equal((plain.usage as any).points_estimated, true, "nobody waited for the history");
+  const stream = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content }],
+    stream: true,
+  });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+  assert.deepEqual(JSON.parse(text), { city: "Oslo", days: [1, 2] });
+  // Text that only starts like JSON keeps its footer.
+  const prose = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "[[fake: reply=%7Bnot json%7D and more]]" }],
+  });
+  assert.match(prose.choices[0].message.content!, /📊/);
+});
+
 Deno.test("FOOTER=off: the body passes unchanged, headers still carry the points", async () => {
   await using t = await setup({ env: { FOOTER: "off" } });
   const res = await post(t.proxy.url, {
@@ -348,6 +392,67 @@ Deno.test("cost cap, streamed and not: refused with estimate, cap and cheaper mo
   assert.equal(cheap.headers.get("x-poe-proxy-guard"), null);
   await cheap.body?.cancel();
   assert.equal(t.fake.chatRequests().length, 1);
+});
+
+Deno.test("guards refuse tool and JSON-mode requests with a 402 error, not prose", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "150" } });
+  const tool = {
+    type: "function" as const,
+    function: { name: "get_weather", parameters: { type: "object", properties: {} } },
+  };
+  const requests = [
+    { tools: [tool] },
+    { response_format: { type: "json_object" } },
+    { stream: true, response_format: { type: "json_schema", json_schema: { name: "x" } } },
+  ];
+  for (const extra of requests) {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      max_tokens: 4000,
+      messages: [{ role: "user", content: "Write a novel." }],
+      ...extra,
+    });
+    assert.equal(res.status, 402, JSON.stringify(extra));
+    assert.equal(res.headers.get("x-poe-proxy-guard"), "cost-cap");
+    const body = await res.json();
+    assert.deepEqual(Object.keys(body.error).sort(), ["code", "message", "param", "type"]);
+    assert.equal(body.error.code, "cost_cap_exceeded");
+    assert.equal(body.error.type, "insufficient_credits");
+    assert.match(body.error.message, /MAX_POINTS_PER_MESSAGE of 150 points/);
+  }
+  // The SDK raises it as an error a program can catch.
+  await assert.rejects(
+    t.client.chat.completions.create({
+      model: "gpt-4o",
+      max_tokens: 4000,
+      messages: [{ role: "user", content: "Write a novel." }],
+      tools: [tool],
+    }),
+    (err: any) => err instanceof OpenAI.APIError && err.status === 402,
+  );
+  // A text response_format is a person's request: the answer stays a friendly refusal.
+  const text = await post(t.proxy.url, {
+    model: "gpt-4o",
+    max_tokens: 4000,
+    response_format: { type: "text" },
+    messages: [{ role: "user", content: "Write a novel." }],
+  });
+  assert.equal(text.status, 200);
+  await text.body?.cancel();
+  assert.equal(t.fake.chatRequests().length, 0);
+});
+
+Deno.test("paused: a tool request gets a 402 with code points_paused", async () => {
+  await using t = await setup({ fake: { balance: 50_000 } });
+  const res = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+    tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
+  });
+  assert.equal(res.status, 402);
+  assert.equal(res.headers.get("x-poe-proxy-guard"), "paused");
+  assert.equal((await res.json()).error.code, "points_paused");
+  assert.equal(t.fake.chatRequests().length, 0);
 });
 
 Deno.test("without a balance yet, requests go through and one warning is logged", async () => {

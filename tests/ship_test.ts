@@ -1,7 +1,7 @@
 /** @module Shipping: compile safety, `healthcheck`, `systemd-unit`, SIGHUP reload, plain log lines. */
 import assert from "node:assert/strict";
 import { healthcheck, healthUrl } from "../lib/healthcheck.ts";
-import { execStartFor, quoteExecArg, systemdUnit } from "../lib/systemd_unit.ts";
+import { execStartFor, quoteExecArg, runAsFor, systemdUnit } from "../lib/systemd_unit.ts";
 import { RegistryReloader } from "../lib/registry_reload.ts";
 import { ModelRegistry } from "../lib/models.ts";
 import { memoryLogger } from "../lib/log.ts";
@@ -177,8 +177,10 @@ function includedFiles(): string[] {
 Deno.test("program sources: no computed import, worker or require; files read are user paths or --include", () => {
   const included = includedFiles();
   // What main.ts may read: user-named files (MODELS_FILE, --env-file or ./.env,
-  // PROXY_API_KEYS_FILE), ./models.yaml, and the embedded copy, which --include ships.
+  // PROXY_API_KEYS_FILE), ./models.yaml, the embedded copy, which --include ships, and the
+  // owner of main.ts itself (systemd-unit, run through deno only).
   const mainReads = new Set([
+    "main",
     "file",
     '"models.yaml"',
     "EMBEDDED_MODELS",
@@ -236,7 +238,7 @@ Deno.test("main.ts module graph: local and npm only; the one dynamic import (the
     assert.match(m.specifier, /^(file:|npm:|node:)/, `remote module ${m.specifier}`);
     for (const d of m.dependencies ?? []) {
       if (!d.isDynamic || !m.specifier.startsWith("file:")) continue;
-      dynamic.push(`${m.specifier.replace(/^.*\/main\//, "")} -> ${d.specifier}`);
+      dynamic.push(`${m.specifier.slice(ROOT.href.length)} -> ${d.specifier}`);
       // Resolved at analysis time, so `deno compile` embeds it: nothing is fetched at run time.
       assert.ok(
         d.code?.specifier,
@@ -361,7 +363,6 @@ Deno.test("main.ts healthcheck exits 0 against a running server and 1 against no
 // systemd-unit
 
 const HARDENING = [
-  "DynamicUser=yes",
   "EnvironmentFile=/etc/poe-proxy/env",
   "ProtectSystem=strict",
   "NoNewPrivileges=yes",
@@ -388,6 +389,15 @@ Deno.test("main.ts systemd-unit prints a hardened unit that runs this deno and m
   assert.equal(out.code, 0, decoder.decode(out.stderr));
   const lines = unitLines(decoder.decode(out.stdout));
   for (const l of HARDENING) assert.ok(lines.includes(l), `missing ${l}`);
+  // The owner of main.ts, unless root: then a throw-away user, and a warning about reading it.
+  const owner = Deno.statSync(MAIN).uid;
+  if (owner === 0) {
+    assert.ok(lines.includes("DynamicUser=yes"));
+    assert.match(decoder.decode(out.stderr), /belongs to root.*world-readable/);
+  } else {
+    assert.ok(lines.includes(`User=${owner}`));
+    assert.ok(!lines.includes("DynamicUser=yes"));
+  }
   const exec = lines.find((l) => l.startsWith("ExecStart="))!;
   const words = exec.slice("ExecStart=".length).split(" ");
   assert.equal(words[0], Deno.realPathSync(Deno.execPath()));
@@ -402,6 +412,30 @@ Deno.test("main.ts systemd-unit prints a hardened unit that runs this deno and m
   assert.ok(!lines.some((l) => l.startsWith("MemoryDenyWriteExecute")), "V8's JIT needs W+X");
 });
 
+Deno.test("runAsFor: a deno run service runs as main.ts's owner; root and /tmp checkouts warn", () => {
+  assert.deepEqual(runAsFor("/home/ann/poe-proxy/main.ts", 1000), { user: 1000, warnings: [] });
+  const root = runAsFor("/opt/poe-proxy/main.ts", 0);
+  assert.equal(root.user, undefined);
+  assert.equal(root.warnings.length, 1);
+  assert.match(root.warnings[0], /world-readable/);
+  const tmp = runAsFor("/tmp/poe-proxy/main.ts", 1000);
+  assert.equal(tmp.user, 1000);
+  assert.match(tmp.warnings[0], /PrivateTmp=yes/);
+  const unit = unitLines(
+    systemdUnit({
+      execStart: ["/usr/bin/deno", "run", "/home/ann/poe-proxy/main.ts"],
+      viaDeno: true,
+      user: 1000,
+      host: "127.0.0.1",
+      port: 8080,
+      version: "1",
+    }),
+  );
+  assert.ok(unit.includes("User=1000"));
+  assert.ok(!unit.includes("DynamicUser=yes"));
+  for (const l of HARDENING) assert.ok(unit.includes(l), `missing ${l}`);
+});
+
 Deno.test("systemdUnit for a compiled binary: ExecStart is the binary, home hidden, no cache", () => {
   const exec = execStartFor(
     "/usr/local/bin/poe-proxy",
@@ -411,7 +445,7 @@ Deno.test("systemdUnit for a compiled binary: ExecStart is the binary, home hidd
   const lines = unitLines(
     systemdUnit({ execStart: exec.argv, host: "127.0.0.1", port: 8080, version: "1.2.3" }),
   );
-  for (const l of HARDENING) assert.ok(lines.includes(l), `missing ${l}`);
+  for (const l of [...HARDENING, "DynamicUser=yes"]) assert.ok(lines.includes(l), `missing ${l}`);
   assert.ok(lines.includes("ExecStart=/usr/local/bin/poe-proxy"));
   assert.ok(lines.includes("ProtectHome=yes"));
   assert.ok(!lines.some((l) => l.includes("DENO_DIR")));

@@ -11,7 +11,9 @@ const chunk = (content: string | null, finish: string | null = null) =>
   });
 
 Deno.test("relaySse sends the events one upstream read completed as one write, ending included", async () => {
-  const events = [chunk("Hel"), chunk("lo"), chunk(null, "stop")].map((d) => `data: ${d}\n\n`);
+  // The first delta carries the role: no event needs changing on the way.
+  const first = chunk("Hel").replace('"delta":{', '"delta":{"role":"assistant",');
+  const events = [first, chunk("lo"), chunk(null, "stop")].map((d) => `data: ${d}\n\n`);
   const reads = [events[0], events[1] + events[2] + "data: [DONE]\n\n"];
   const upstream = new ReadableStream<Uint8Array>({
     pull(controller) {

@@ -1,0 +1,80 @@
+/**
+ * @module Makes Poe's streamed chunks what OpenAI clients expect. Poe relays each provider's own
+ * habits: some streams start without `delta.role`, Google models send tool call deltas without
+ * `index`. The `openai` SDK's stream helpers (`stream()`, `runTools()`) refuse both, so every
+ * stream gets them.
+ */
+
+// deno-lint-ignore no-explicit-any
+type Chunk = Record<string, any>;
+
+/** The per-stream state that completes the chunks of one answer. */
+export class StreamShaper {
+  #roleSent = false;
+  #nextIndex = 0;
+  #lastIndex = -1;
+  #lastId: string | null = null;
+
+  /** A delta went out: from now on a chunk without tool calls needs no change. */
+  get started(): boolean {
+    return this.#roleSent;
+  }
+
+  /** Completes one parsed chunk in place; returns whether it changed. */
+  shape(chunk: Chunk): boolean {
+    const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
+    if (!choice || typeof choice !== "object") return false;
+    let delta = choice.delta;
+    if (!delta || typeof delta !== "object") return false;
+    let changed = false;
+    if (!this.#roleSent) {
+      this.#roleSent = true;
+      if (delta.role === undefined || delta.role === null) {
+        delta = choice.delta = { role: "assistant", ...delta };
+        changed = true;
+      }
+    }
+    if (Array.isArray(delta.tool_calls)) {
+      const calls: unknown[] = delta.tool_calls;
+      for (let i = 0; i < calls.length; i++) {
+        const call = calls[i];
+        if (call && typeof call === "object") {
+          const indexed = this.#index(call as Chunk);
+          if (indexed !== call) {
+            calls[i] = indexed;
+            changed = true;
+          }
+        }
+      }
+    }
+    return changed;
+  }
+
+  /**
+   * A call delta with an index, as given or counted: a delta with a new `id` opens the next call,
+   * one without an id continues the last (arguments sent in pieces).
+   */
+  #index(call: Chunk): Chunk {
+    const id = typeof call.id === "string" && call.id !== "" ? call.id : null;
+    if (typeof call.index === "number") {
+      this.#lastIndex = call.index;
+      this.#nextIndex = Math.max(this.#nextIndex, call.index + 1);
+      if (id !== null) this.#lastId = id;
+      return call;
+    }
+    if ((id !== null && id !== this.#lastId) || this.#lastIndex < 0) {
+      this.#lastIndex = this.#nextIndex++;
+      this.#lastId = id;
+    }
+    return { index: this.#lastIndex, ...call };
+  }
+}
+
+/** Whether a finish chunk's delta also carries part of the answer (text, tool calls, reasoning). */
+export function carriesDelta(delta: unknown): boolean {
+  if (!delta || typeof delta !== "object") return false;
+  for (const [key, value] of Object.entries(delta)) {
+    if (key !== "role" && value !== null && value !== undefined && value !== "") return true;
+  }
+  return false;
+}
