@@ -83,6 +83,20 @@ interface Durations {
   stream: number;
 }
 
+/** The references measured just before one poe-proxy run. */
+interface Pair {
+  directC1: LoadFigures;
+  nginxC32: number | null;
+}
+
+/** poe-proxy's figures against the references of its own run, and their medians. */
+interface Paired {
+  addedP50: number;
+  addedP99: number;
+  nginxPct: number | null;
+  runs: { addedP50: number; addedP99: number; nginxPct: number | null }[];
+}
+
 /** What one target measured. Times in milliseconds. */
 interface TargetResult {
   c1: LoadFigures;
@@ -398,6 +412,21 @@ function medianRun(runs: TargetResult[]): TargetResult {
   return { ...mid(runs), sent: runs.reduce((n, r) => n + r.sent, 0) };
 }
 
+function pairedFigures(runs: TargetResult[], pairs: Pair[]): Paired {
+  const each = runs.map((r, i) => ({
+    addedP50: r.c1.p50 - pairs[i].directC1.p50,
+    addedP99: r.c1.p99 - pairs[i].directC1.p99,
+    nginxPct: pairs[i].nginxC32 ? 100 * r.c32.rps / pairs[i].nginxC32! : null,
+  }));
+  const pct = each.map((x) => x.nginxPct).filter((x): x is number => x !== null);
+  return {
+    addedP50: median(each.map((x) => x.addedP50)),
+    addedP99: median(each.map((x) => x.addedP99)),
+    nginxPct: pct.length ? median(pct) : null,
+    runs: each,
+  };
+}
+
 function table(rows: string[][]): string[] {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => [...(r[i] ?? "")].length)));
   return rows.map((r) =>
@@ -538,7 +567,16 @@ async function main(): Promise<number> {
     const bareC1 = await load.rps(bareTarget, 1, d.c1);
     const bareC32 = await load.rps(bareTarget, 32, d.c32);
 
-    log("through poe-proxy, run 1...");
+    // The machine's speed drifts within a minute: each poe-proxy run is compared with direct at
+    // c=1 and nginx at c=32 measured just before it, and the targets take the median of those.
+    const pairs: Pair[] = [];
+    const pair = async () => {
+      const directC1 = await load.rps(direct, 1, d.c1);
+      const nginxC32 = nginxTarget ? (await load.rps(nginxTarget, 32, d.c32)).rps : null;
+      pairs.push({ directC1, nginxC32 });
+    };
+    log("direct and nginx again, then through poe-proxy, run 1...");
+    await pair();
     const usageBefore = await usageCalls(statsUrl);
     const usage = () => usageCalls(statsUrl);
     const runs: TargetResult[] = [await measure(load, proxyTarget, d, usage)];
@@ -558,7 +596,8 @@ async function main(): Promise<number> {
     }
 
     for (const n of [2, 3]) {
-      log(`through poe-proxy, run ${n}...`);
+      log(`direct and nginx again, then through poe-proxy, run ${n}...`);
+      await pair();
       runs.push(await measure(load, proxyTarget, d, usage));
       rssAfter.push(await rssMiB(proxy.child.pid));
     }
@@ -655,13 +694,13 @@ async function main(): Promise<number> {
         target,
         met: value === null || Number.isNaN(value) ? null : ok(value),
       });
-    const relayChecks = (r: TargetResult): Check[] => {
+    const relayChecks = (r: TargetResult, paired: Paired | null): Check[] => {
       const out: Check[] = [];
       check(
         out,
         "added_p50_c1_ms",
         "added latency c=1 p50 (ms)",
-        r.c1.p50 - directResult.c1.p50,
+        paired?.addedP50 ?? r.c1.p50 - directResult.c1.p50,
         "< 0.5",
         (x) => x < 0.5,
       );
@@ -669,7 +708,7 @@ async function main(): Promise<number> {
         out,
         "added_p99_c1_ms",
         "added latency c=1 p99 (ms)",
-        r.c1.p99 - directResult.c1.p99,
+        paired?.addedP99 ?? r.c1.p99 - directResult.c1.p99,
         "< 2",
         (x) => x < 2,
       );
@@ -679,7 +718,7 @@ async function main(): Promise<number> {
           out,
           "rps_c32_vs_nginx_pct",
           "req/s c=32, % of nginx",
-          100 * r.c32.rps / nginxResult.c32.rps,
+          paired?.nginxPct ?? 100 * r.c32.rps / nginxResult.c32.rps,
           ">= 60 %",
           (x) => x >= 60,
         );
@@ -694,8 +733,9 @@ async function main(): Promise<number> {
       );
       return out;
     };
-    const checks = relayChecks(p);
-    const variantChecks = v ? relayChecks(v) : [];
+    const paired = pairedFigures(runs, pairs);
+    const checks = relayChecks(p, paired);
+    const variantChecks = v ? relayChecks(v, null) : [];
     check(
       checks,
       "usage_calls_per_request",
@@ -731,9 +771,10 @@ async function main(): Promise<number> {
       cell(v, f, digits),
       cell(nginxResult, f, digits),
     ];
-    const addedCols = (f: (r: TargetResult) => number) => {
+    const addedCols = (f: (r: TargetResult) => number, pairedValue?: number | null) => {
       const minus = (r: TargetResult) => f(r) - f(directResult);
-      return ["", cell(p, minus, 3), cell(v, minus, 3), cell(nginxResult, minus, 3)];
+      const proxy = pairedValue === undefined ? cell(p, minus, 3) : fmt(pairedValue, 3);
+      return ["", proxy, cell(v, minus, 3), cell(nginxResult, minus, 3)];
     };
     const proxyOnly = (value: string) => ["", value, "", ""];
     const tick = (c: Check | undefined) => c ? c.met === null ? "?" : c.met ? "✓" : "✗" : "";
@@ -747,8 +788,16 @@ async function main(): Promise<number> {
       ["non-streamed c=1 req/s", ...cols((r) => r.c1.rps, 0), ...none],
       ["non-streamed c=1 p50 ms", ...cols((r) => r.c1.p50, 3), ...none],
       ["non-streamed c=1 p99 ms", ...cols((r) => r.c1.p99, 3), ...none],
-      ["  added c=1 p50 ms", ...addedCols((r) => r.c1.p50), ...mark("added_p50_c1_ms")],
-      ["  added c=1 p99 ms", ...addedCols((r) => r.c1.p99), ...mark("added_p99_c1_ms")],
+      [
+        "  added c=1 p50 ms",
+        ...addedCols((r) => r.c1.p50, paired.addedP50),
+        ...mark("added_p50_c1_ms"),
+      ],
+      [
+        "  added c=1 p99 ms",
+        ...addedCols((r) => r.c1.p99, paired.addedP99),
+        ...mark("added_p99_c1_ms"),
+      ],
       [
         "  bare Deno proxy added c=1 p50 ms",
         "",
@@ -763,7 +812,7 @@ async function main(): Promise<number> {
       [
         "  % of nginx",
         "",
-        nginxResult ? fmt(100 * p.c32.rps / nginxResult.c32.rps, 0) : "-",
+        fmt(paired.nginxPct, 0),
         nginxResult && v ? fmt(100 * v.c32.rps / nginxResult.c32.rps, 0) : "-",
         "",
         ...mark("rps_c32_vs_nginx_pct"),
@@ -826,7 +875,22 @@ async function main(): Promise<number> {
       ],
       [
         "  added c=1 p50 ms runs 1 / 2 / 3",
-        ...proxyOnly(runs.map((r) => fmt(r.c1.p50 - directResult.c1.p50, 3)).join(" / ")),
+        ...proxyOnly(paired.runs.map((x) => fmt(x.addedP50, 3)).join(" / ")),
+        ...none,
+      ],
+      [
+        "  added c=1 p99 ms runs 1 / 2 / 3",
+        ...proxyOnly(paired.runs.map((x) => fmt(x.addedP99, 3)).join(" / ")),
+        ...none,
+      ],
+      [
+        "  % of nginx runs 1 / 2 / 3",
+        ...proxyOnly(paired.runs.map((x) => fmt(x.nginxPct, 0)).join(" / ")),
+        ...none,
+      ],
+      [
+        "  nginx c=32 req/s beside runs 1 / 2 / 3",
+        ...proxyOnly(pairs.map((x) => fmt(x.nginxC32, 0)).join(" / ")),
         ...none,
       ],
       [
@@ -852,7 +916,9 @@ async function main(): Promise<number> {
     for (const line of table(rows)) printLine(line);
     printLine("");
     printLine(
-      `(poe-proxy: the median of its ${runs.length} runs, figure by figure; median of ` +
+      `(poe-proxy: the median of its ${runs.length} runs, figure by figure; its added c=1 ` +
+        `latency and % of nginx are the medians of each run against direct and nginx measured ` +
+        `just before it; median of ` +
         `${startups.length} start-ups: ${startups.map((s) => fmt(s, 0)).join(", ")} ms; ` +
         `TTFB is the first body byte; ${chatRequests} chat requests through poe-proxy; ` +
         `machine ${busy === null ? "?" : busy.toFixed(0)} % busy before the start)`,
@@ -884,6 +950,7 @@ async function main(): Promise<number> {
       bare_deno_proxy: { c1: bareC1, c32: bareC32 },
       proxy: figures(p),
       proxy_runs: runs.map(figures),
+      paired: { ...paired, references: pairs },
       variant: v && { settings: VARIANT, ...figures(v), targets: variantChecks },
       memory_mib: {
         idle: rssIdle,
