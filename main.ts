@@ -53,6 +53,9 @@ ${
 /** A startup failure: printed as one line, exit code 2. */
 class StartupError extends Error {}
 
+/** The server could not listen: one line, exit code 1 (a retry may succeed). */
+class ListenError extends Error {}
+
 function parseCommandLine(args: string[]) {
   try {
     return parseArgs({
@@ -128,7 +131,11 @@ async function readKeysFile(config: Config): Promise<string[]> {
       );
     }
   }
-  return parseKeys(config.proxyApiKeys.join(","), fileText);
+  try {
+    return parseKeys(config.proxyApiKeys.join(","), fileText);
+  } catch (err) {
+    throw new StartupError(`PROXY_API_KEYS_FILE: ${(err as Error).message}`);
+  }
 }
 
 function isLoopback(host: string): boolean {
@@ -164,30 +171,46 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
     logger,
     keys,
   });
-  const server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
-    onListen({ hostname, port }) {
-      printLine(
-        `poe-proxy ${VERSION} listening on http://${
-          urlHost(hostname)
-        }:${port} (${registry.size} models)`,
-      );
-      logger.info("started", {
-        version: VERSION,
-        url: `http://${urlHost(hostname)}:${port}`,
-        models: registry.size,
-        inbound_keys: keys.size,
-        dashboard: config.dashboard,
-        footer: config.footer,
-        points_cutoff: config.pointsCutoff,
-        max_points_per_message: config.maxPointsPerMessage,
-        log_bodies: config.logBodies,
-      });
-      app.usage.poller.start();
-    },
-    handler: (req, info) => app.handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }),
-  });
+  let server: Deno.HttpServer;
+  try {
+    server = listen();
+  } catch (err) {
+    await app.close();
+    // Not a configuration error (exit 2): the port may be free again when systemd retries.
+    throw new ListenError(
+      `Cannot listen on ${urlHost(config.host)}:${config.port}: ${
+        err instanceof Deno.errors.AddrInUse
+          ? "the port is in use (another poe-proxy, or the old proxy still running?); set PORT"
+          : (err as Error).message
+      }`,
+    );
+  }
+  function listen(): Deno.HttpServer {
+    return Deno.serve({
+      hostname: config.host,
+      port: config.port,
+      onListen({ hostname, port }) {
+        printLine(
+          `poe-proxy ${VERSION} listening on http://${
+            urlHost(hostname)
+          }:${port} (${registry.size} models)`,
+        );
+        logger.info("started", {
+          version: VERSION,
+          url: `http://${urlHost(hostname)}:${port}`,
+          models: registry.size,
+          inbound_keys: keys.size,
+          dashboard: config.dashboard,
+          footer: config.footer,
+          points_cutoff: config.pointsCutoff,
+          max_points_per_message: config.maxPointsPerMessage,
+          log_bodies: config.logBodies,
+        });
+        app.usage.poller.start();
+      },
+      handler: (req, info) => app.handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }),
+    });
+  }
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -338,6 +361,10 @@ if (import.meta.main) {
     if (err instanceof StartupError || err instanceof ConfigError || err instanceof ModelsError) {
       printError(err.message);
       Deno.exit(2);
+    }
+    if (err instanceof ListenError) {
+      printError(err.message);
+      Deno.exit(1);
     }
     throw err;
   }

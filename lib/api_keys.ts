@@ -4,17 +4,27 @@ import { ProxyError } from "./errors.ts";
 
 /**
  * The inbound keys from `PROXY_API_KEYS` (comma-separated) and the text of `PROXY_API_KEYS_FILE`
- * (one key a line; blank lines and lines starting with `#` ignored). Keys are trimmed and
- * deduplicated, first occurrence first. Either source may be null.
+ * (one key a line; blank lines, lines starting with `#` and a `#` comment after whitespace
+ * ignored). Keys are trimmed and deduplicated, first occurrence first. Either source may be null.
+ *
+ * @throws {Error} when a line of the file holds more than one word, naming the line only.
  */
 export function parseKeys(commaList: string | null, fileText: string | null): string[] {
   const keys = new Set<string>();
   for (const key of commaList?.split(",") ?? []) {
     if (key.trim() !== "") keys.add(key.trim());
   }
-  for (const line of fileText?.split(/\r?\n/) ?? []) {
-    const key = line.trim();
-    if (key !== "" && !key.startsWith("#")) keys.add(key);
+  const lines = fileText?.split(/\r?\n/) ?? [];
+  for (let i = 0; i < lines.length; i++) {
+    // A comment after a key, as in `.env` files: `bob-key  # Bob's laptop`.
+    const key = lines[i].replace(/(^|\s)#.*$/, "").trim();
+    if (key === "") continue;
+    // deno-lint-ignore no-control-regex -- control characters are what this rejects
+    if (/[\s\x00-\x1f\x7f]/.test(key)) {
+      // The line number only: the text may be a key.
+      throw new Error(`line ${i + 1} holds more than one word; write one key a line`);
+    }
+    keys.add(key);
   }
   return [...keys];
 }

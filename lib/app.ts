@@ -100,7 +100,11 @@ function json(body: unknown, init: ResponseInit = {}): Response {
 }
 
 /** The `/v1/models` entry of a registry model. */
-export function modelObject(entry: ModelEntry, created: number): Record<string, unknown> {
+export function modelObject(
+  entry: ModelEntry,
+  created: number,
+  cap: number | null,
+): Record<string, unknown> {
   return {
     id: entry.id,
     object: "model",
@@ -108,7 +112,8 @@ export function modelObject(entry: ModelEntry, created: number): Record<string, 
     owned_by: "poe",
     modality: entry.modality,
     aliases: entry.aliases,
-    context_window: entry.maxTokens === null ? null : { context_length: entry.maxTokens },
+    // This proxy's cap: longer conversations are clipped to it.
+    context_window: cap === null ? null : { context_length: cap },
     pricing: entry.base === null && entry.per1kTokens === null ? null : {
       unit: "points",
       base: entry.base ?? 0,
@@ -239,8 +244,13 @@ export function createApp(deps: AppDeps): App {
       method: "GET",
       path: "/v1/models",
       auth: true,
-      handler: () =>
-        json({ object: "list", data: deps.registry().list().map((e) => modelObject(e, created)) }),
+      handler: () => {
+        const registry = deps.registry();
+        return json({
+          object: "list",
+          data: registry.list().map((e) => modelObject(e, created, registry.contextCap(e))),
+        });
+      },
     },
     {
       method: "GET",
@@ -248,7 +258,8 @@ export function createApp(deps: AppDeps): App {
       auth: true,
       handler: (_req, _ctx, params) => {
         const id = safeDecode(params.rest);
-        const entry = id === null ? undefined : deps.registry().lookup(id);
+        const registry = deps.registry();
+        const entry = id === null ? undefined : registry.lookup(id);
         if (!entry) {
           throw new ProxyError(
             404,
@@ -259,7 +270,7 @@ export function createApp(deps: AppDeps): App {
             },
           );
         }
-        return json(modelObject(entry, created));
+        return json(modelObject(entry, created, registry.contextCap(entry)));
       },
     },
     {

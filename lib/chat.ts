@@ -9,7 +9,7 @@ import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { relaySse } from "./sse.ts";
 import { jsonAnswerAsEvents } from "./completion_events.ts";
-import { clipContext, contextCap } from "./clip.ts";
+import { clipContext } from "./clip.ts";
 import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
@@ -114,7 +114,7 @@ export async function handleChat(
 
   // Footers this proxy wrote go before anything is counted or sent.
   const clip = await clipContext(stripFooters(body.messages), {
-    cap: contextCap(entry.maxTokens, registry.defaults.textMaxTokens, entry.modality),
+    cap: registry.contextCap(entry),
     reserve: body.max_completion_tokens ?? body.max_tokens ?? 0,
     counter: deps.counter,
   });

@@ -1,4 +1,4 @@
-/** @module Context clipping that keeps system messages, tool-call pairs and the newest user turn. */
+/** @module Context clipping that keeps system messages, tool-call pairs and the newest turn whole. */
 
 import { ProxyError } from "./errors.ts";
 import type { ChatMessage } from "./openai_types.ts";
@@ -13,15 +13,17 @@ import {
 /** Options of {@linkcode clipMessages}. */
 export interface ClipOptions {
   /**
-   * The model's context cap in tokens (see {@linkcode contextCap}). `null`, `0` or a negative
+   * The model's context cap in tokens (`ModelRegistry.contextCap`). `null`, `0` or a negative
    * value means no cap: nothing is counted or dropped. A cap of zero therefore disables clipping,
    * as `0` does for the other limits in the config, rather than refusing every request.
    */
   cap: number | null;
   /**
    * Tokens to leave free for the answer: the client's `max_completion_tokens` or `max_tokens`.
-   * Default: 0. When it leaves no room for the system messages and the newest user message, the
-   * request fails with `context_length_exceeded`, as it would at OpenAI.
+   * Default: 0. At most half the cap is reserved: clients send large defaults (8k to 64k) while
+   * a cap lowered to save points may be smaller, and a reserve the size of the cap would refuse
+   * every request. Were the answer really too long for the model, Poe would refuse it and the
+   * retry ladder drops `max_tokens`.
    */
   reserve?: number;
   /** The counter whose per-message cache makes a resent history cheap. */
@@ -71,22 +73,6 @@ interface Unit {
   opensHistory: boolean;
 }
 
-/**
- * The context cap of a model: the smaller of its own `max_tokens` and `defaults.text_max_tokens`
- * (either may be null, or 0 for none), for text models only. Null means no cap.
- */
-export function contextCap(
-  modelMaxTokens: number | null,
-  defaultTextMaxTokens: number | null,
-  modality: string,
-): number | null {
-  if (modality !== "text") return null;
-  const caps = [modelMaxTokens, defaultTextMaxTokens].filter((v): v is number =>
-    typeof v === "number" && v > 0
-  );
-  return caps.length === 0 ? null : Math.min(...caps);
-}
-
 /** Groups the non-pinned messages into units, oldest first, not yet counted. */
 function unitsOf(messages: readonly ChatMessage[]): Unit[] {
   const units: Unit[] = [];
@@ -115,15 +101,15 @@ function unitsOf(messages: readonly ChatMessage[]): Unit[] {
 
 /**
  * Drops the oldest turns of a conversation until it fits `cap - reserve` tokens. Keeps every
- * `system` and `developer` message in place, the newest user message always, and the newest turns
- * that fit; never separates an assistant's `tool_calls` from their results, and never lets the
+ * `system` and `developer` message in place; always the newest user message, the user messages
+ * right before it and the last tool round after it; then the newest other turns that fit; never separates an assistant's `tool_calls` from their results, and never lets the
  * kept history open with an assistant or tool message. The input is not mutated.
  *
  * Small requests cost almost nothing: when the UTF-8 size of the text (plus fixed estimates) is
  * within the budget, nothing is tokenized, since every token covers at least one byte.
  *
- * @throws {ProxyError} 400 `context_length_exceeded` when the system messages and the newest user
- * message alone exceed the budget.
+ * @throws {ProxyError} 400 `context_length_exceeded` when the system messages and what is always
+ * kept exceed the budget.
  */
 export async function clipContext(
   messages: readonly ChatMessage[],
@@ -137,7 +123,7 @@ export async function clipContext(
 function needsCounting(messages: readonly ChatMessage[], options: ClipOptions): boolean {
   const { cap } = options;
   if (cap === null || !(cap > 0)) return false;
-  const budget = cap - Math.max(0, options.reserve ?? 0);
+  const budget = cap - reserveWithin(cap, options.reserve);
   return budget <= 0 || tokenBoundWithin(messages, budget) === null;
 }
 
@@ -150,7 +136,6 @@ export function clipMessages(
   options: ClipOptions,
 ): ClipResult {
   const { cap, counter } = options;
-  const reserve = Math.max(0, options.reserve ?? 0);
   const unchanged = (tokens: number, counted: boolean): ClipResult => ({
     messages: [...messages],
     clipped: false,
@@ -160,6 +145,7 @@ export function clipMessages(
     counted,
   });
   if (cap === null || !(cap > 0)) return unchanged(0, false);
+  const reserve = reserveWithin(cap, options.reserve);
   const budget = cap - reserve;
   const bound = budget > 0 ? tokenBoundWithin(messages, budget) : null;
   if (bound !== null) return unchanged(bound, false);
@@ -193,17 +179,41 @@ export function clipMessages(
     let all = pinned;
     for (let u = units.length - 1; u >= 0 && all <= budget; u--) all += tokensOf(units[u]);
     if (all <= budget) return unchanged(all, true);
-    throw tooLong(pinned, 0, cap, reserve, false);
+    throw tooLong(
+      `there is no user message to open a shorter history, and the whole conversation needs ` +
+        `more than ${budget} tokens`,
+      cap,
+      reserve,
+    );
   }
-  const userTokens = tokensOf(units[newestUser]);
-  if (pinned + userTokens > budget) throw tooLong(pinned, userTokens, cap, reserve, true);
+  // Always kept: the newest user message with the user messages right before it (a document,
+  // then the question), and the newest unit after it (the last tool round of an agent). Dropping
+  // the tool result the model just asked for would make it ask again, and pay again, in a loop.
+  let turn = newestUser;
+  while (turn > 0 && units[turn - 1].opensHistory) turn--;
+  const pinnedUnits = new Set<number>();
+  for (let u = turn; u <= newestUser; u++) pinnedUnits.add(u);
+  if (units.length - 1 > newestUser) pinnedUnits.add(units.length - 1);
+  let turnTokens = 0;
+  for (const u of pinnedUnits) turnTokens += tokensOf(units[u]);
+  if (pinned + turnTokens > budget) {
+    const users = newestUser - turn + 1;
+    const what = `the newest user message${users > 1 ? `s (${users})` : ""}${
+      units.length - 1 > newestUser ? " and the last tool round after it" : ""
+    } (${turnTokens} tokens)`;
+    throw tooLong(
+      `the system messages (${pinned} tokens) and ${what} need ${pinned + turnTokens} tokens`,
+      cap,
+      reserve,
+    );
+  }
 
-  // Newest first: take whole units while they fit; the newest user message is paid for up front.
-  let used = pinned + userTokens;
-  const kept = new Set<number>([newestUser]);
+  // Newest first: take whole units while they fit; the units always kept are paid for up front.
+  let used = pinned + turnTokens;
+  const kept = new Set<number>(pinnedUnits);
   let fitsWhole = true;
   for (let u = units.length - 1; u >= 0; u--) {
-    if (u === newestUser) continue;
+    if (pinnedUnits.has(u)) continue;
     if (used + tokensOf(units[u]) > budget) {
       fitsWhole = false;
       break;
@@ -222,7 +232,7 @@ export function clipMessages(
     for (const m of rest) total += messageTokenBound(m);
   }
   // The kept history must open with a user message.
-  for (let u = 0; u < newestUser; u++) {
+  for (let u = 0; u < turn; u++) {
     if (!kept.has(u)) continue;
     if (units[u].opensHistory) break;
     kept.delete(u);
@@ -243,21 +253,16 @@ export function clipMessages(
   };
 }
 
-function tooLong(
-  pinned: number,
-  user: number,
-  cap: number,
-  reserve: number,
-  hasUser: boolean,
-): ProxyError {
+/** The tokens reserved for the answer: what the client asked for, at most half the cap. */
+function reserveWithin(cap: number, asked: number | undefined): number {
+  return Math.min(Math.max(0, asked ?? 0), Math.floor(cap / 2));
+}
+
+function tooLong(need: string, cap: number, reserve: number): ProxyError {
   const room = reserve > 0
     ? `the context cap of ${cap} tokens minus ${reserve} reserved for the answer (max_tokens) ` +
       `leaves ${cap - reserve}`
     : `the context cap is ${cap} tokens`;
-  const need = hasUser
-    ? `the system messages (${pinned} tokens) and the newest user message (${user} tokens) ` +
-      `need ${pinned + user} tokens`
-    : `there is no user message to keep, and the system messages need ${pinned} tokens`;
   return new ProxyError(
     400,
     `Cannot fit the conversation into the model's context: ${need}, but ${room}.`,

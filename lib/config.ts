@@ -1,5 +1,6 @@
 /** @module Flags, environment, `.env` and defaults resolved once into one readonly, validated Config. */
 import { parseEnv } from "node:util";
+import { isIpAddress, parseTrustProxy } from "./client_id.ts";
 import type { LogFormat, LogLevel } from "./log.ts";
 
 /** The resolved configuration. Built once at startup; nothing reads env per request. */
@@ -129,13 +130,25 @@ function integer(min: number, max?: number): (raw: string) => number {
   };
 }
 
-function number(positive: boolean): (raw: string) => number {
-  const expected = positive ? "a positive number" : "a non-negative number";
+function number(positive: boolean, max = Infinity): (raw: string) => number {
+  const expected = (positive ? "a positive number" : "a non-negative number") +
+    (max < Infinity ? ` up to ${max}` : "");
   return (raw) => {
     const n = /^\+?(\d+\.?\d*|\.\d+)$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isFinite(n) || (positive && n === 0)) throw new Expected(expected);
+    if (!Number.isFinite(n) || (positive && n === 0) || n > max) throw new Expected(expected);
     return n;
   };
+}
+
+/**
+ * The longest wait a timer can hold: JavaScript runs a timeout above 2^31 - 1 ms (about 24.8
+ * days) at once, which would turn a poll into a flood.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Seconds a timer waits: positive (or not), at most {@linkcode MAX_TIMER_MS}. */
+function seconds(positive: boolean): (raw: string) => number {
+  return number(positive, Math.floor(MAX_TIMER_MS / 1000));
 }
 
 const TRUE = ["on", "true", "1", "yes"];
@@ -161,8 +174,15 @@ function filePath(raw: string): string {
   return raw;
 }
 
+/** A DNS name: labels of letters, digits and inner hyphens, not all digits and dots. */
+const HOST_NAME =
+  /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+
 function host(raw: string): string {
-  if (raw === "" || /\s/.test(raw)) throw new Expected("a host name or IP address without spaces");
+  const ip = isIpAddress(raw) && !raw.startsWith("[");
+  if (!ip && (!HOST_NAME.test(raw) || /^[\d.]+$/.test(raw))) {
+    throw new Expected("a host name or IP address, without a port (PORT sets that)");
+  }
   return raw;
 }
 
@@ -201,9 +221,16 @@ function proxyKey(entry: string): string {
   return entry;
 }
 
-function trustEntry(entry: string): string {
-  if (/\s/.test(entry)) throw new Expected("comma-separated addresses without spaces", entry);
-  return entry;
+function trustProxy(raw: string): readonly string[] {
+  for (const entry of raw.split(",").map((e) => e.trim()).filter((e) => e !== "")) {
+    try {
+      parseTrustProxy(entry);
+    } catch {
+      // A host name would never match a peer address: every client would share one bucket.
+      throw new Expected("comma-separated IP addresses or CIDR ranges (not host names)", entry);
+    }
+  }
+  return parseTrustProxy(raw);
 }
 
 function origin(entry: string): string {
@@ -298,7 +325,7 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
   shutdownGraceSeconds: {
     name: "SHUTDOWN_GRACE_SECONDS",
     default: "10",
-    parse: number(false),
+    parse: seconds(false),
     description: "On SIGINT or SIGTERM, how long requests in flight may take to finish.",
   },
   maxBodyBytes: {
@@ -310,13 +337,13 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
   bodyTimeoutSeconds: {
     name: "BODY_TIMEOUT_SECONDS",
     default: "30",
-    parse: number(true),
+    parse: seconds(true),
     description: "How long a client may take to send its request body.",
   },
   keepaliveSeconds: {
     name: "KEEPALIVE_SECONDS",
     default: "15",
-    parse: number(true),
+    parse: seconds(true),
     description: "Interval of SSE keep-alive comments while a stream is quiet.",
   },
   upstreamRetries: {
@@ -328,31 +355,31 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
   connectTimeoutSeconds: {
     name: "CONNECT_TIMEOUT_SECONDS",
     default: "10",
-    parse: number(true),
+    parse: seconds(true),
     description: "How long to wait for Poe to accept a connection.",
   },
   firstByteTimeoutSeconds: {
     name: "FIRST_BYTE_TIMEOUT_SECONDS",
     default: "300",
-    parse: number(true),
+    parse: seconds(true),
     description: "How long to wait for Poe's first byte; reasoning models can think for minutes.",
   },
   idleTimeoutSeconds: {
     name: "IDLE_TIMEOUT_SECONDS",
     default: "120",
-    parse: number(true),
+    parse: seconds(true),
     description: "How long a Poe stream may stay silent before it is abandoned.",
   },
   usagePollSeconds: {
     name: "USAGE_POLL_SECONDS",
     default: "60",
-    parse: number(true),
+    parse: seconds(true),
     description: "Interval of the background poll of Poe's point balance.",
   },
   footerWaitMs: {
     name: "FOOTER_WAIT_MS",
     default: "1500",
-    parse: integer(0),
+    parse: integer(0, MAX_TIMER_MS),
     description: "How long the footer waits for Poe's points history to show the real cost.",
   },
   footer: {
@@ -370,7 +397,7 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
   rateLimitBurst: {
     name: "RATE_LIMIT_BURST",
     default: "20",
-    parse: integer(0),
+    parse: integer(1),
     description: "Requests a client may send at once before the per-minute rate applies.",
   },
   poeRateLimitPerMinute: {
@@ -388,8 +415,9 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
   trustProxy: {
     name: "TRUST_PROXY",
     default: "",
-    parse: list(trustEntry),
-    description: "Comma-separated proxy addresses whose X-Forwarded-For is believed.",
+    parse: trustProxy,
+    description:
+      "Comma-separated IP addresses or CIDR ranges of proxies whose X-Forwarded-For is believed.",
   },
   proxyApiKeys: {
     name: "PROXY_API_KEYS",
@@ -403,7 +431,7 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "",
     fallback: null,
     parse: filePath,
-    description: "File with more client keys, one a line.",
+    description: "File with more client keys, one a line (`#` starts a comment).",
   },
   corsOrigins: {
     name: "CORS_ORIGINS",
@@ -503,6 +531,8 @@ export function resolveConfig(sources: ConfigSources): Config {
 export function parseDotenv(text: string, source: string): Record<string, string> {
   if (text.includes("\0")) throw new ConfigError(`Cannot read ${source}: not a text file`);
   let parsed: Record<string, string>;
+  // Windows Notepad starts UTF-8 files with a byte-order mark, which would join the first name.
+  if (text.startsWith("\uFEFF")) text = text.slice(1);
   try {
     parsed = parseEnv(text) as Record<string, string>;
   } catch (error) {

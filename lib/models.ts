@@ -126,14 +126,9 @@ export class ModelRegistry {
     return this.#byName.get(name.toLowerCase());
   }
 
-  /**
-   * The context cap for a text model: the smaller of its `max_tokens` and
-   * `defaults.text_max_tokens`; null for other modalities or when neither is set.
-   */
+  /** The context cap for a model: see {@linkcode contextCapOf}. */
   contextCap(entry: ModelEntry): number | null {
-    if (entry.modality !== "text") return null;
-    const caps = [entry.maxTokens, this.defaults.textMaxTokens].filter((v) => v !== null);
-    return caps.length === 0 ? null : Math.min(...caps);
+    return contextCapOf(entry.maxTokens, this.defaults.textMaxTokens, entry.modality);
   }
 
   /**
@@ -465,4 +460,19 @@ function editDistance(a: string, b: string, max: number): number {
     prev = row;
   }
   return prev[b.length];
+}
+
+/**
+ * The context cap of a model: its own `max_tokens` when set (above 0), else
+ * `defaults.text_max_tokens`, so one model can be given more or less than the rest; text models
+ * only. Null means no cap.
+ */
+export function contextCapOf(
+  modelMaxTokens: number | null,
+  defaultTextMaxTokens: number | null,
+  modality: string,
+): number | null {
+  if (modality !== "text") return null;
+  if (modelMaxTokens !== null && modelMaxTokens > 0) return modelMaxTokens;
+  return defaultTextMaxTokens !== null && defaultTextMaxTokens > 0 ? defaultTextMaxTokens : null;
 }

@@ -4,6 +4,17 @@ import { ApiKeys, authenticationError, parseKeys, timingSafeEqual } from "../lib
 const KEY_A = "sk-proxy-alpha-0123456789";
 const KEY_B = "sk-proxy-bravo-9876543210";
 
+Deno.test("parseKeys: a comment after a key in the file is dropped; two words on a line are an error", () => {
+  assert.deepEqual(parseKeys(null, "bob-key  # Bob's laptop\n# all\nann#key\n"), [
+    "bob-key",
+    "ann#key",
+  ]);
+  assert.throws(
+    () => parseKeys(null, "ok-key\nsecret-one secret-two\n"),
+    (e: Error) => e.message === "line 2 holds more than one word; write one key a line",
+  );
+});
+
 Deno.test("parseKeys reads a comma list, trimmed, blanks dropped", () => {
   assert.deepEqual(parseKeys(" a , b,,c ", null), ["a", "b", "c"]);
   assert.deepEqual(parseKeys("", null), []);

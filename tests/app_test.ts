@@ -36,6 +36,11 @@ Deno.test("GET /v1/models lists the registry in OpenAI's shape with stable creat
   assert.equal(gpt.owned_by, "poe");
   assert.equal(gpt.modality, "text");
   assert.deepEqual(gpt.context_window, { context_length: 128000 });
+  // The cap the proxy clips to: a model without its own max_tokens shows the default.
+  const mini = first.body.data.find((m: any) => m.id === "GPT-4o-mini");
+  assert.deepEqual(mini.context_window, { context_length: 200000 });
+  const image = first.body.data.find((m: any) => m.modality === "image");
+  assert.equal(image.context_window, null);
   assert.equal(gpt.pricing.base, 140);
   assert.equal(typeof gpt.created, "number");
   const modalities = new Set(first.body.data.map((m: any) => m.modality));

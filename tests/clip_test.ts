@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { clipMessages, contextCap } from "../lib/clip.ts";
+import { clipMessages } from "../lib/clip.ts";
 import { ProxyError } from "../lib/errors.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
 import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
@@ -117,11 +117,24 @@ const CASES: Case[] = [
   },
   {
     name: "leaves room for max_tokens",
-    messages: [sys(), user(), asst(), user(), asst(), user()],
+    messages: [sys(), user(), asst(), user(100), asst(100), user(100)],
     fit: [0, 3, 4, 5],
-    slack: 500,
-    reserve: 500,
+    slack: 200,
+    reserve: 200,
     kept: [0, 3, 4, 5],
+  },
+  {
+    name: "keeps the user messages right before the newest one (a document, then the question)",
+    messages: [user(), asst(), user(60, "document"), user(2, "question")],
+    fit: [2, 3],
+    slack: 5,
+    kept: [2, 3],
+  },
+  {
+    name: "keeps the last tool round after the newest user message, dropping older ones first",
+    messages: [user(), asst(), user(), asst(5, "x"), tool("x", 100), asst(5, "y"), tool("y", 100)],
+    fit: [2, 5, 6],
+    kept: [2, 5, 6],
   },
 ];
 
@@ -176,14 +189,40 @@ Deno.test("clipMessages fails with context_length_exceeded on a single oversized
   }
 });
 
-Deno.test("clipMessages fails when max_tokens leaves no room for the newest user message", () => {
+Deno.test("clipMessages reserves at most half the cap for the answer", () => {
   const counter = new TokenCounter();
   const messages = [user(), asst(), user()];
-  const cap = counter.countMessages(messages) + 10;
+  const cap = 2 * counter.countMessages(messages) + 10;
   assert.equal(clipMessages(messages, { cap, counter }).clipped, false);
+  // A client's max_tokens of the whole cap (or more) still leaves half of it for the input.
+  for (const reserve of [cap, 10 * cap]) {
+    assert.equal(clipMessages(messages, { cap, reserve, counter }).clipped, false);
+  }
+  const last = counter.countMessage(messages[2]);
   assert.throws(
-    () => clipMessages(messages, { cap, reserve: cap, counter }),
-    /minus \d+ reserved for the answer \(max_tokens\) leaves 0/,
+    () => clipMessages(messages, { cap: 2 * last - 2, reserve: 10 * cap, counter }),
+    new RegExp(`minus ${last - 1} reserved for the answer \\(max_tokens\\) leaves ${last - 1}`),
+  );
+});
+
+Deno.test("clipMessages refuses, not clips, a document sent just before the question that does not fit", () => {
+  const counter = new TokenCounter();
+  const messages = [sys(), user(60, "document"), user(2, "question")];
+  assert.throws(
+    () => clipMessages(messages, { cap: 100, counter }),
+    (e: ProxyError) =>
+      e.code === "context_length_exceeded" && /the newest user messages \(2\)/.test(e.message),
+  );
+});
+
+Deno.test("clipMessages refuses, not clips, when the last tool result alone is over the cap", () => {
+  const counter = new TokenCounter();
+  const messages = [sys(), user(), asst(5, "x"), tool("x", 400)];
+  assert.throws(
+    () => clipMessages(messages, { cap: 300, counter }),
+    (e: ProxyError) =>
+      e.code === "context_length_exceeded" &&
+      /the newest user message and the last tool round after it/.test(e.message),
   );
 });
 
@@ -253,23 +292,4 @@ Deno.test("clipMessages on a resent history tokenizes only the new messages", ()
   const second = clipMessages(next, { cap, counter: fresh });
   assert.ok(second.clipped);
   assert.equal(fresh.stats().misses, misses + 2);
-});
-
-Deno.test("contextCap is the smaller cap, for text models only", () => {
-  const table: [number | null, number | null, string, number | null][] = [
-    [200_000, 128_000, "text", 128_000],
-    [64_000, 128_000, "text", 64_000],
-    [null, 128_000, "text", 128_000],
-    [32_000, null, "text", 32_000],
-    [null, null, "text", null],
-    [0, 128_000, "text", 128_000],
-    [200_000, 128_000, "image", null],
-  ];
-  for (const [model, defaults, modality, expected] of table) {
-    assert.equal(
-      contextCap(model, defaults, modality),
-      expected,
-      `${model} ${defaults} ${modality}`,
-    );
-  }
 });

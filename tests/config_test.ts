@@ -125,7 +125,8 @@ Deno.test("resolveConfig: trims values and parses each kind", () => {
       FOOTER: "0",
       DASHBOARD: "FALSE",
       UPSTREAM_RETRIES: "10",
-      TRUST_PROXY: " 127.0.0.1 , ,10.0.0.0/8 ",
+      TRUST_PROXY: " 127.0.0.1 , ,10.0.0.0/8, ::ffff:10.1.2.3 ",
+      HOST: "my-server.lan",
       PROXY_API_KEYS: "a, b ,,c",
       PROXY_API_KEYS_FILE: "keys.txt",
       CORS_ORIGINS: "https://Example.com/, http://localhost:3000",
@@ -140,7 +141,11 @@ Deno.test("resolveConfig: trims values and parses each kind", () => {
   assert.equal(config.footer, false);
   assert.equal(config.dashboard, false);
   assert.equal(config.upstreamRetries, 10);
-  assert.deepEqual(config.trustProxy, ["127.0.0.1", "10.0.0.0/8"]);
+  assert.deepEqual(config.trustProxy, ["127.0.0.1", "10.0.0.0/8", "10.1.2.3"]);
+  assert.equal(config.host, "my-server.lan");
+  for (const host of ["localhost", "0.0.0.0", "::", "::1", "192.168.1.20"]) {
+    assert.equal(resolveConfig({ env: { HOST: host } }).host, host);
+  }
   assert.deepEqual(config.proxyApiKeys, ["a", "b", "c"]);
   assert.equal(config.proxyApiKeysFile, "keys.txt");
   assert.deepEqual(config.corsOrigins, ["https://example.com", "http://localhost:3000"]);
@@ -193,24 +198,53 @@ Deno.test("resolveConfig: error messages name variable, value and expectation", 
       { CORS_ORIGINS: "https://example.com/app" },
       `Invalid CORS_ORIGINS: "https://example.com/app" (expected "*" or comma-separated origins like https://example.com)`,
     ],
+    ...["my host", "localhost:8080", "999.1.1.1", "[::1]", "-x.lan"].map((
+      host,
+    ): [Record<string, string>, string] => [
+      { HOST: host },
+      `Invalid HOST: ${
+        JSON.stringify(host)
+      } (expected a host name or IP address, without a port (PORT sets that))`,
+    ]),
+    // A timer above 2^31 - 1 ms fires at once: a poll every 35 days would be a flood.
     [
-      { HOST: "my host" },
-      `Invalid HOST: "my host" (expected a host name or IP address without spaces)`,
+      { USAGE_POLL_SECONDS: "3000000" },
+      `Invalid USAGE_POLL_SECONDS: "3000000" (expected a positive number up to 2147483)`,
+    ],
+    [
+      { SHUTDOWN_GRACE_SECONDS: "2147484" },
+      `Invalid SHUTDOWN_GRACE_SECONDS: "2147484" (expected a non-negative number up to 2147483)`,
+    ],
+    [
+      { FOOTER_WAIT_MS: "2147483648" },
+      `Invalid FOOTER_WAIT_MS: "2147483648" (expected an integer from 0 to 2147483647)`,
+    ],
+    [{ RATE_LIMIT_BURST: "0" }, `Invalid RATE_LIMIT_BURST: "0" (expected a positive integer)`],
+    [
+      { TRUST_PROXY: "127.0.0.1, localhost" },
+      `Invalid TRUST_PROXY: "localhost" (expected comma-separated IP addresses or CIDR ranges (not host names))`,
+    ],
+    [
+      { TRUST_PROXY: "10.0.0.0/33" },
+      `Invalid TRUST_PROXY: "10.0.0.0/33" (expected comma-separated IP addresses or CIDR ranges (not host names))`,
     ],
     [
       { SHUTDOWN_GRACE_SECONDS: "-5" },
-      `Invalid SHUTDOWN_GRACE_SECONDS: "-5" (expected a non-negative number)`,
+      `Invalid SHUTDOWN_GRACE_SECONDS: "-5" (expected a non-negative number up to 2147483)`,
     ],
     [{ MAX_BODY_BYTES: "0" }, `Invalid MAX_BODY_BYTES: "0" (expected a positive integer)`],
     [
       { IDLE_TIMEOUT_SECONDS: "0" },
-      `Invalid IDLE_TIMEOUT_SECONDS: "0" (expected a positive number)`,
+      `Invalid IDLE_TIMEOUT_SECONDS: "0" (expected a positive number up to 2147483)`,
     ],
     [
       { UPSTREAM_RETRIES: "11" },
       `Invalid UPSTREAM_RETRIES: "11" (expected an integer from 0 to 10)`,
     ],
-    [{ FOOTER_WAIT_MS: "1.5" }, `Invalid FOOTER_WAIT_MS: "1.5" (expected a non-negative integer)`],
+    [
+      { FOOTER_WAIT_MS: "1.5" },
+      `Invalid FOOTER_WAIT_MS: "1.5" (expected an integer from 0 to 2147483647)`,
+    ],
     [
       { RATE_LIMIT_PER_MINUTE: "Infinity" },
       `Invalid RATE_LIMIT_PER_MINUTE: "Infinity" (expected a non-negative number)`,
@@ -221,7 +255,7 @@ Deno.test("resolveConfig: error messages name variable, value and expectation", 
     ],
     [
       { TRUST_PROXY: "10.0.0.1 10.0.0.2" },
-      `Invalid TRUST_PROXY: "10.0.0.1 10.0.0.2" (expected comma-separated addresses without spaces)`,
+      `Invalid TRUST_PROXY: "10.0.0.1 10.0.0.2" (expected comma-separated IP addresses or CIDR ranges (not host names))`,
     ],
   ];
   for (const [env, message] of cases) assert.equal(errorFor(env), message);
@@ -234,7 +268,9 @@ Deno.test("resolveConfig: errors name the flag or the .env file the value came f
   );
   assert.throws(
     () => resolveConfig({ flags: { host: "" } }),
-    new ConfigError(`Invalid --host: "" (expected a host name or IP address without spaces)`),
+    new ConfigError(
+      `Invalid --host: "" (expected a host name or IP address, without a port (PORT sets that))`,
+    ),
   );
   assert.throws(
     () => resolveConfig({ flags: { models: " " } }),
@@ -340,6 +376,13 @@ Deno.test("parseDotenv: quotes, comments, export lines, blanks", () => {
   const config = resolveConfig({ dotenv: vars });
   assert.equal(config.poeApiKey, "abc123");
   assert.equal(config.port, 9000);
+});
+
+Deno.test("parseDotenv: a UTF-8 byte-order mark (Windows Notepad) does not hide the first name", () => {
+  assert.deepEqual(parseDotenv("\uFEFFPOE_API_KEY=abc\r\nPORT=0\r\n", ".env"), {
+    POE_API_KEY: "abc",
+    PORT: "0",
+  });
 });
 
 Deno.test("parseDotenv: empty text gives no variables", () => {

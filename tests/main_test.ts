@@ -68,6 +68,35 @@ Deno.test("main.ts with a bad PORT exits 2 with one clear line", async () => {
   assert.equal(err, 'Invalid PORT: "abc" (expected an integer from 0 to 65535)');
 });
 
+Deno.test("main.ts on a port already in use exits 1 with one line, no stack trace", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = String((taken.addr as Deno.NetAddr).port);
+    const out = await command([], { POE_API_KEY: "k", PORT: port, HOST: "127.0.0.1" }).output();
+    assert.equal(out.code, 1);
+    const err = new TextDecoder().decode(out.stderr).trim();
+    assert.equal(
+      err,
+      `Cannot listen on 127.0.0.1:${port}: the port is in use (another poe-proxy, or the old proxy still running?); set PORT`,
+    );
+  } finally {
+    taken.close();
+  }
+});
+
+Deno.test("main.ts with a bad keys file line exits 2 naming the line, not the key", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/keys`, "good-key\nsecret-one secret-two\n");
+  const out = await command([], {
+    POE_API_KEY: "k",
+    PORT: "0",
+    PROXY_API_KEYS_FILE: `${dir}/keys`,
+  }).output();
+  assert.equal(out.code, 2);
+  const err = new TextDecoder().decode(out.stderr).trim();
+  assert.equal(err, "PROXY_API_KEYS_FILE: line 2 holds more than one word; write one key a line");
+});
+
 Deno.test("main.ts without a Poe key exits 2 and says where to put it and about the demo", async () => {
   const out = await command([], { PORT: "0" }).output();
   assert.equal(out.code, 2);

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { MODALITIES, type ModelEntry, ModelRegistry, ModelsError } from "../lib/models.ts";
+import {
+  contextCapOf,
+  MODALITIES,
+  type ModelEntry,
+  ModelRegistry,
+  ModelsError,
+} from "../lib/models.ts";
 
 function fixture(name: string): Promise<string> {
   return Deno.readTextFile(new URL(`./testdata/${name}`, import.meta.url));
@@ -80,11 +86,24 @@ Deno.test("ModelRegistry.parse accepts a file without defaults and with empty mo
   assert.equal(get(registry, "second").maxTokens, 4096);
 });
 
-Deno.test("ModelRegistry.contextCap is the smaller of max_tokens and the default, for text only", async () => {
+Deno.test("ModelRegistry.contextCap is the model's own max_tokens, else the default, for text only", async () => {
   const registry = await load("models_valid.yaml");
-  assert.equal(registry.contextCap(get(registry, "Big-Model")), 100000);
-  assert.equal(registry.contextCap(get(registry, "Mid-Model")), 100000);
+  assert.equal(registry.defaults.textMaxTokens, 100000);
+  assert.equal(registry.contextCap(get(registry, "Big-Model")), 200000, "raised above the default");
   assert.equal(registry.contextCap(get(registry, "Picture-Model")), null);
+  const table: [number | null, number | null, string, number | null][] = [
+    [200_000, 128_000, "text", 200_000],
+    [64_000, 128_000, "text", 64_000],
+    [null, 128_000, "text", 128_000],
+    [32_000, null, "text", 32_000],
+    [null, null, "text", null],
+    [0, 128_000, "text", 128_000],
+    [null, 0, "text", null],
+    [200_000, 128_000, "image", null],
+  ];
+  for (const [model, defaults, modality, expected] of table) {
+    assert.equal(contextCapOf(model, defaults, modality), expected, `${model} ${defaults}`);
+  }
 });
 
 Deno.test("ModelRegistry.parse reports a YAML syntax error with source, line and column", async () => {
