@@ -16,7 +16,7 @@ export interface AnswerPointsOptions {
   entry: ModelEntry;
   ctx: RequestContext;
   /**
-   * `FOOTER`: when off, answers pass through unchanged (no footer, no usage extras) and the cost
+   * `FOOTER`: when off, answers get no footer and no usage extras and the cost
    * is only attributed in the background, for logs and metrics.
    */
   annotate: boolean;

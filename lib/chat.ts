@@ -216,7 +216,7 @@ function streamAnswer(
       }
       ctx.fields.finish = outcome.finishReason ?? undefined;
       if (outcome.finishAdded) ctx.fields.finish_added = true;
-      // FOOTER=off: the stream went through untouched; its cost is still attributed for the logs.
+      // FOOTER=off: the stream got no footer or points; its cost is still attributed for the logs.
       if (points && !points.annotates && outcome.end === "done") void points.finish(outcome);
       if (outcome.end !== "done") ctx.fields.end = outcome.end;
       ctx.end(outcome.end === "client-gone" ? 499 : 200);
