@@ -139,6 +139,10 @@ export async function handleChat(
       signal: req.signal,
       headers: req.headers,
       requestId: ctx.id,
+      // The ladder's variant without max_tokens must pass the cost cap too.
+      allowVariant: deps.usage && config.maxPointsPerMessage > 0
+        ? (variant) => deps.usage!.guards.overCap(variant, entry, registry) === null
+        : undefined,
     });
   } catch (err) {
     if (req.signal.aborted) {

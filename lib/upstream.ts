@@ -55,6 +55,11 @@ export interface SendOptions {
   headers?: Headers;
   /** Request id, for log lines. */
   requestId?: string;
+  /**
+   * Whether a variant of the 400 ladder may be sent: without `max_tokens` an answer may run
+   * longer, so the cost cap checks it again. Default: every variant.
+   */
+  allowVariant?: (body: ChatRequest) => boolean;
 }
 
 /** A successful answer from Poe: headers arrived with a 2xx status. */
@@ -282,7 +287,10 @@ export class UpstreamClient {
       options.signal.removeEventListener("abort", onClientAbort);
       this.#logAttempt(attempt, options);
       const status = response.status;
-      if (status === 400 && (variants ??= ladderVariants(body)).length > 0) {
+      variants ??= status === 400
+        ? ladderVariants(body).filter((v) => options.allowVariant?.(v.body) ?? true)
+        : null;
+      if (status === 400 && variants !== null && variants.length > 0) {
         await response.body?.cancel();
         const next = variants.shift()!;
         current = next.body;

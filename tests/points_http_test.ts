@@ -442,6 +442,29 @@ Deno.test("guards refuse tool and JSON-mode requests with a 402 error, not prose
   assert.equal(t.fake.chatRequests().length, 0);
 });
 
+Deno.test("cost cap: the retry ladder never drops max_tokens past the cap", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "250" } });
+  const body = (content: string, extra = {}) => ({
+    model: "Claude-Sonnet-4.6",
+    messages: [{ role: "user", content }],
+    ...extra,
+  });
+  // Without max_tokens the estimate (1,000 answer tokens) is over the cap.
+  const refused = await post(t.proxy.url, body("Tell me everything."));
+  assert.equal(refused.headers.get("x-poe-proxy-guard"), "cost-cap");
+  await refused.body?.cancel();
+  // With max_tokens 50 it is under; Poe refuses max_tokens, and the variant without it is not sent.
+  const res = await post(
+    t.proxy.url,
+    body("Tell me everything. [[fake: reject-max-tokens]]", { max_tokens: 50 }),
+  );
+  assert.equal(res.status, 400);
+  await res.body?.cancel();
+  const sent = t.fake.chatRequests().map((r) => (r.body as any).max_tokens);
+  assert.ok(sent.length >= 1);
+  assert.ok(sent.every((m) => m === 50), `sent without max_tokens: ${JSON.stringify(sent)}`);
+});
+
 Deno.test("paused: a tool request gets a 402 with code points_paused", async () => {
   await using t = await setup({ fake: { balance: 50_000 } });
   const res = await post(t.proxy.url, {
