@@ -89,6 +89,9 @@ export class AnswerPoints {
       },
     });
     settled = true;
+    // The client left while the answer waited for its cost (a stream ended, then the tab closed):
+    // the request's line is written, and Poe billed the answer all the same.
+    if (found && ctx.ended) ctx.lateCost(found.points);
     const estimate = registry.estimatePoints(entry, total);
     const points: FooterPoints | null = found
       ? { estimated: false, points: found.points }

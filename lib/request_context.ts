@@ -69,6 +69,11 @@ export class RequestContext {
     return performance.now() - this.started;
   }
 
+  /** Whether the log line was written: what is learnt later goes through {@linkcode lateCost}. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
   /** Writes the request's log line, once. */
   end(status: number): void {
     if (this.#ended) return;

@@ -315,6 +315,33 @@ Deno.test("an answer whose text is a JSON document gets no footer, streamed or n
   assert.match(prose.choices[0].message.content!, /📊/);
 });
 
+Deno.test("a stream Poe finished, left by its client during the footer wait, still counts its points", async () => {
+  await using t = await setup({ fake: { historyDelayMs: 600 }, env: { FOOTER_WAIT_MS: "1500" } });
+  const abort = new AbortController();
+  const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "gpt-4o",
+      stream: true,
+      messages: [{ role: "user", content: "x" }],
+    }),
+    signal: abort.signal,
+  });
+  const reader = res.body!.getReader();
+  await reader.read();
+  // Poe's answer is complete; the relay now waits for the points history.
+  await until(() => t.fake.historyEntries().length > 0 || t.fake.chatRequests().length > 0);
+  await new Promise((r) => setTimeout(r, 200));
+  abort.abort();
+  await reader.cancel().catch(() => {});
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost")));
+  const billed = t.fake.historyEntries()[0].cost_points;
+  assert.ok(t.proxy.logs.some((l) => l.includes("late cost") && l.includes(`points=${billed}`)));
+  const metrics = await (await fetch(`${t.proxy.url}/metrics`)).text();
+  assert.match(metrics, /^poe_proxy_points_spent_total\{[^}]*\} [1-9]/m);
+});
+
 Deno.test("FOOTER=off: the body passes unchanged, headers still carry the points", async () => {
   await using t = await setup({ env: { FOOTER: "off" } });
   const res = await post(t.proxy.url, {
