@@ -106,6 +106,10 @@ export class AnswerPoints {
     if (points) {
       ctx.fields.points = Math.round(points.points);
       ctx.fields.points_estimated = points.estimated;
+      // Unless the snapshot already shows it, the guards count it against the balance.
+      if (!(found && snap !== null && snap.takenAt >= found.createdAt)) {
+        service.poller.spent(points.points);
+      }
     }
     if (balance !== null) ctx.fields.balance = balance;
     const extras: Record<string, unknown> = {};

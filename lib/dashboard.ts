@@ -66,7 +66,8 @@ export interface UsageJson {
   poller: { failures: number; last_error: string | null; last_success_at: number | null };
   guards: {
     /** `paused` (below the cutoff), `ok`, or `unknown` (no balance yet). */
-    state: "ok" | "paused" | "unknown";
+    /** `stale`: spending allowed on Poe's last reading less this proxy's spending since. */
+    state: "ok" | "paused" | "stale" | "unknown";
     points_cutoff: number;
     points_per_message_warn: number;
     max_points_per_message: number;
@@ -241,7 +242,13 @@ export class UsageDashboard {
         last_success_at: snap?.takenAt ?? null,
       },
       guards: {
-        state: snap === null ? "unknown" : refusal?.guard === "paused" ? "paused" : "ok",
+        state: snap === null
+          ? "unknown"
+          : refusal?.guard === "paused"
+          ? "paused"
+          : o.poller?.stale
+          ? "stale"
+          : "ok",
         points_cutoff: o.guards.pointsCutoff,
         points_per_message_warn: o.guards.pointsPerMessageWarn,
         max_points_per_message: o.guards.maxPointsPerMessage,

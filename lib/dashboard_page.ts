@@ -162,7 +162,13 @@ function render(d) {
   const gs = d.guards;
   const state = $("guard-state");
   state.className = "badge " + gs.state;
-  state.textContent = gs.state === "paused" ? "paused" : gs.state === "ok" ? "spending allowed" : "no balance yet";
+  state.textContent = gs.state === "paused"
+    ? "paused"
+    : gs.state === "ok"
+    ? "spending allowed"
+    : gs.state === "stale"
+    ? "allowed on an old balance"
+    : "no balance yet";
   setText("cutoff", fmt(gs.points_cutoff));
   setText("warn", fmt(gs.points_per_message_warn));
   setText("cap", gs.max_points_per_message > 0 ? fmt(gs.max_points_per_message) : "off");

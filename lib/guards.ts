@@ -28,6 +28,8 @@ export interface GuardsOptions {
   maxPointsPerMessage: number;
   /** The poller's current snapshot (never waits). */
   snapshot: () => BalanceSnapshot | null;
+  /** Points this proxy spent since that snapshot, subtracted from its balance. Default: 0. */
+  spentSince?: () => number;
   /** Counts the input tokens for the cost cap. Default: a new counter. */
   counter?: TokenCounter;
   /** Milliseconds since the epoch. Default: `Date.now`. */
@@ -93,7 +95,9 @@ export class Guards {
       }
       return null;
     }
-    if (snap.balance >= cutoff) return null;
+    const spent = this.#options.spentSince?.() ?? 0;
+    const balance = snap.balance - spent;
+    if (balance >= cutoff) return null;
     const now = this.#now();
     let grant = "";
     if (snap.nextGrant && snap.nextGrant.time > now) {
@@ -103,12 +107,18 @@ export class Guards {
       grant = ` ${amount} next on ${when(snap.nextGrant.time, now)}.`;
     }
     const ageMin = Math.round((now - snap.takenAt) / 60_000);
-    const asOf = ageMin >= 2 ? ` (as of ${ageMin} minutes ago)` : "";
+    const asOf = spent > 0
+      ? ` (${grouped(snap.balance)} at Poe's last reading${
+        ageMin >= 2 ? `, ${ageMin} minutes ago` : ""
+      }, less ${grouped(spent)} spent through this proxy since)`
+      : ageMin >= 2
+      ? ` (as of ${ageMin} minutes ago)`
+      : "";
     return {
       guard: "paused",
-      balance: snap.balance,
+      balance,
       message:
-        `⏸️ poe-proxy is paused: your Poe balance is ${grouped(snap.balance)} points${asOf}, ` +
+        `⏸️ poe-proxy is paused: your Poe balance is about ${grouped(balance)} points${asOf}, ` +
         `below the POINTS_CUTOFF of ${grouped(cutoff)} points.${grant} ` +
         "Nothing was sent to Poe; lower POINTS_CUTOFF to go on spending.",
     };

@@ -3,6 +3,9 @@ import type { Logger } from "./log.ts";
 import type { BalanceReport, UsageSource } from "./usage_api.ts";
 import { REAL_TIMERS, type Timers } from "./deadlines.ts";
 
+/** While the Usage API keeps failing, a warning this often (the others are debug lines). */
+const WARN_EVERY_MS = 10 * 60_000;
+
 /** The balance as Poe last reported it. */
 export interface BalanceSnapshot extends BalanceReport {
   /** When the answer arrived, in milliseconds since the epoch (from the poller's clock). */
@@ -52,6 +55,8 @@ export class UsagePoller implements AsyncDisposable {
   #timer: unknown = null;
   #timerAt = Infinity;
   #failures = 0;
+  #spentSince = 0;
+  #warnedAt = -Infinity;
   #lastError: string | null = null;
   #calls = 0;
   #started = false;
@@ -114,12 +119,26 @@ export class UsagePoller implements AsyncDisposable {
     this.#schedule(this.#afterAnswerMs);
   }
 
+  /**
+   * Points this proxy spent since the snapshot was taken, as far as it knows (real costs and
+   * estimates): while Poe's Usage API fails, the balance the guards see still goes down.
+   */
+  get spentSinceSnapshot(): number {
+    return this.#spentSince;
+  }
+
+  /** Counts an answer's points against the snapshot, until the next one is taken. */
+  spent(points: number): void {
+    if (points > 0 && Number.isFinite(points)) this.#spentSince += points;
+  }
+
   async #run(): Promise<BalanceSnapshot | null> {
     this.#calls++;
     try {
       const report = await this.#api.currentBalance(this.#abort.signal);
       if (this.#disposed) return this.#snapshot;
       this.#snapshot = { ...report, takenAt: this.#now() };
+      this.#spentSince = 0;
       if (this.#failures > 0) {
         this.#logger?.info("usage api recovered", { after_failures: this.#failures });
       }
@@ -131,7 +150,12 @@ export class UsagePoller implements AsyncDisposable {
       this.#failures++;
       this.#lastError = err instanceof Error ? err.message : String(err);
       const delay = Math.min(this.#maxBackoffMs, this.#backoffMs * 2 ** (this.#failures - 1));
-      this.#logger?.[this.#failures === 1 ? "warn" : "debug"]("usage api failed", {
+      // A warning at the first failure and every ten minutes while it lasts: the balance the
+      // guards use is then Poe's last reading less this proxy's own spending.
+      const now = this.#now();
+      const warn = this.#failures === 1 || now - this.#warnedAt >= WARN_EVERY_MS;
+      if (warn) this.#warnedAt = now;
+      this.#logger?.[warn ? "warn" : "debug"]("usage api failed", {
         error: this.#lastError,
         failures: this.#failures,
         retry_ms: delay,

@@ -59,6 +59,7 @@ export function createUsageService(
     pointsCutoff: config.pointsCutoff,
     maxPointsPerMessage: config.maxPointsPerMessage,
     snapshot: () => poller.snapshot,
+    spentSince: () => poller.spentSinceSnapshot,
     counter: options.counter,
     now,
     logger: options.logger,

@@ -651,6 +651,9 @@ export class FakePoe implements AsyncDisposable {
   }
 
   /** Queues steps: the next chat requests (one each, in order) behave as these, ignoring directives. */
+  /** When set, `GET /usage/current_balance` answers this error status (a failing Usage API). */
+  balanceErrorStatus: number | null = null;
+
   script(...steps: FakeStep[]): void {
     this.#queue.push(...steps);
   }
@@ -765,6 +768,7 @@ export class FakePoe implements AsyncDisposable {
   // --- usage API -------------------------------------------------------------------------------
 
   #currentBalance(): Response {
+    if (this.balanceErrorStatus !== null) return error({ status: this.balanceErrorStatus });
     const balance = this.balance;
     const now = new Date();
     const nextMonth = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);

@@ -40,6 +40,22 @@ const snap = (balance: number, over: Partial<BalanceSnapshot> = {}): BalanceSnap
   ...over,
 });
 
+Deno.test("Guards.paused counts this proxy's spending since the last reading (Usage API down)", () => {
+  let spent = 0;
+  const { g } = guards(snap(150_000, { takenAt: NOW - 30 * 60_000 }), { spentSince: () => spent });
+  assert.equal(g.paused(), null);
+  spent = 49_000;
+  assert.equal(g.paused(), null);
+  spent = 50_001;
+  const refusal = g.paused()!;
+  assert.equal(refusal.guard, "paused");
+  assert.equal(refusal.balance, 99_999);
+  assert.match(
+    refusal.message,
+    /about 99,999 points \(150,000 at Poe's last reading, 30 minutes ago, less 50,001 spent through this proxy since\)/,
+  );
+});
+
 const body = (over: Partial<ChatRequest> = {}): ChatRequest => ({
   model: "gpt-4o",
   messages: [{ role: "user", content: "Hello there, how are you today?" }],

@@ -469,6 +469,26 @@ Deno.test("guards refuse tool and JSON-mode requests with a 402 error, not prose
   assert.equal(t.fake.chatRequests().length, 0);
 });
 
+Deno.test("POINTS_CUTOFF still holds while the Usage API fails: this proxy's spending counts", async () => {
+  await using t = await setup({ fake: { balance: 100_060 }, env: { POINTS_CUTOFF: "100000" } });
+  assert.equal(t.usage.poller.snapshot?.balance, 100_060);
+  t.fake.balanceErrorStatus = 503;
+  let paused = -1;
+  for (let i = 0; i < 10 && paused < 0; i++) {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    if (res.headers.get("x-poe-proxy-guard") === "paused") paused = i;
+    await res.body?.cancel();
+  }
+  // Each answer costs about 20 points: the 60 above the cutoff last three or four answers.
+  assert.ok(paused >= 2 && paused <= 5, `paused at request ${paused}`);
+  assert.equal(t.usage.poller.snapshot?.balance, 100_060, "Poe's last reading is kept");
+  const usage = await (await fetch(`${t.proxy.url}/api/usage`)).json();
+  assert.equal(usage.guards.state, "paused");
+});
+
 Deno.test("cost cap: the retry ladder never drops max_tokens past the cap", async () => {
   await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "250" } });
   const body = (content: string, extra = {}) => ({

@@ -197,6 +197,29 @@ Deno.test("UsagePoller backs off exponentially on errors and keeps the last good
   for (let i = 0; i < 10; i++) p.answered();
   await clock.advance(2_000);
   assert.equal(api.calls, before);
+  // While it lasts, the warning comes back every ten minutes.
+  for (let t = 0; t < 600_000; t += 40_000) await clock.advance(40_000);
+  assert.equal(logger.lines.filter((l) => l.includes("WARN") && l.includes("usage api")).length, 2);
+});
+
+Deno.test("UsagePoller counts this proxy's spending since its snapshot, until the next one", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  await using p = poller(api, clock);
+  p.start();
+  await clock.settle();
+  assert.equal(p.spentSinceSnapshot, 0);
+  p.spent(120);
+  p.spent(30.5);
+  p.spent(-5);
+  p.spent(NaN);
+  assert.equal(p.spentSinceSnapshot, 150.5);
+  api.last = new Error("down");
+  await p.refresh();
+  assert.equal(p.spentSinceSnapshot, 150.5, "a failed reading keeps it");
+  api.last = 400_000;
+  await p.refresh();
+  assert.equal(p.spentSinceSnapshot, 0, "a new reading includes it");
 });
 
 Deno.test("UsagePoller snapshot goes stale after 3 intervals without success, fresh on recovery", async () => {
