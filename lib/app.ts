@@ -196,6 +196,13 @@ export function createApp(deps: AppDeps): App {
     });
   };
 
+  // A retry is a call to Poe too: without a token the request ends with Poe's last error.
+  const takePoeRetryToken = (ctx: RequestContext) => {
+    if (poe.take("poe").allowed) return true;
+    ctx.fields.limited = "poe-retry";
+    return false;
+  };
+
   const chat: Handler = async (req, ctx) => {
     const decision = clients.take(ctx.client);
     const limitHeaders = rateLimitHeaders(decision);
@@ -213,6 +220,7 @@ export function createApp(deps: AppDeps): App {
         counter,
         usage,
         beforeUpstream: takePoeToken,
+        beforeRetry: takePoeRetryToken,
         deadlines,
         responseHeaders: [
           ["x-request-id", ctx.id],

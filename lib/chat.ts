@@ -30,6 +30,8 @@ export interface ChatDeps {
   usage?: UsageService;
   /** Called right before Poe is called; throws to refuse (the global bucket in front of Poe). */
   beforeUpstream?: (ctx: RequestContext) => void;
+  /** Called before each retry or ladder step; false ends the tries (the same bucket). */
+  beforeRetry?: (ctx: RequestContext) => boolean;
   /** Timeouts shared by every request: `BODY_TIMEOUT_SECONDS`, `IDLE_TIMEOUT_SECONDS`. */
   deadlines: ChatDeadlines;
   /**
@@ -143,6 +145,7 @@ export async function handleChat(
       allowVariant: deps.usage && config.maxPointsPerMessage > 0
         ? (variant) => deps.usage!.guards.overCap(variant, entry, registry) === null
         : undefined,
+      mayRetry: deps.beforeRetry && (() => deps.beforeRetry!(ctx)),
     });
   } catch (err) {
     if (req.signal.aborted) {

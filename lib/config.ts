@@ -404,7 +404,8 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "POE_RATE_LIMIT_PER_MINUTE",
     default: "450",
     parse: number(false),
-    description: "Requests per minute sent to Poe in total; 0 turns the limit off.",
+    description:
+      "Chat calls per minute sent to Poe in total, retries included; 0 turns the limit off.",
   },
   maxTrackedClients: {
     name: "MAX_TRACKED_CLIENTS",

@@ -60,6 +60,11 @@ export interface SendOptions {
    * longer, so the cost cap checks it again. Default: every variant.
    */
   allowVariant?: (body: ChatRequest) => boolean;
+  /**
+   * Asked before each further call to Poe (a retry or a ladder step): false ends the tries with
+   * the last error. The global limit in front of Poe takes a token here, so retries count too.
+   */
+  mayRetry?: () => boolean;
 }
 
 /** A successful answer from Poe: headers arrived with a 2xx status. */
@@ -264,7 +269,7 @@ export class UpstreamClient {
         this.#logAttempt(attempt, options, err);
         // A model that stayed silent for FIRST_BYTE_TIMEOUT_SECONDS is not worth another wait.
         const slowModel = err instanceof TimeoutError && err.phase === "first-byte";
-        if (transientLeft > 0 && !slowModel) {
+        if (transientLeft > 0 && !slowModel && (options.mayRetry?.() ?? true)) {
           transientLeft--;
           await this.#options.sleep(this.#backoff(transientCount++, null), options.signal);
           reason = "retry-network";
@@ -290,7 +295,10 @@ export class UpstreamClient {
       variants ??= status === 400
         ? ladderVariants(body).filter((v) => options.allowVariant?.(v.body) ?? true)
         : null;
-      if (status === 400 && variants !== null && variants.length > 0) {
+      if (
+        status === 400 && variants !== null && variants.length > 0 &&
+        (options.mayRetry?.() ?? true)
+      ) {
         await response.body?.cancel();
         const next = variants.shift()!;
         current = next.body;
@@ -302,11 +310,13 @@ export class UpstreamClient {
         if (retryAfter !== null && retryAfter > MAX_WAIT_SECONDS) {
           throw tooLongToWait(await poeError(response));
         }
-        await response.body?.cancel();
-        transientLeft--;
-        await this.#options.sleep(this.#backoff(transientCount++, retryAfter), options.signal);
-        reason = `retry-${status}`;
-        continue;
+        if (options.mayRetry?.() ?? true) {
+          await response.body?.cancel();
+          transientLeft--;
+          await this.#options.sleep(this.#backoff(transientCount++, retryAfter), options.signal);
+          reason = `retry-${status}`;
+          continue;
+        }
       }
       throw await poeError(response);
     }

@@ -254,6 +254,20 @@ for (const status of [401, 402, 403, 404, 413]) {
   });
 }
 
+Deno.test("retries take tokens from POE_RATE_LIMIT_PER_MINUTE: no more calls to Poe than it allows", async () => {
+  await using t = await setup({ env: { POE_RATE_LIMIT_PER_MINUTE: "2" } });
+  t.fake.script("status=503", "status=503", "status=503", "");
+  const res = await post(t.proxy.url, chat());
+  // One token for the first call, one for the first retry; the second retry finds none.
+  assert.equal(res.status, 503);
+  assertOpenAiError(res.body);
+  assert.equal(t.bodies().length, 2);
+  assert.ok(t.proxy.logs.some((l) => l.includes("limited=poe-retry")));
+  const next = await post(t.proxy.url, chat());
+  assert.equal(next.status, 429, "the bucket is empty for the next request too");
+  assert.equal(t.bodies().length, 2);
+});
+
 // --- error mapping -------------------------------------------------------------------------------
 
 const MAPPING: [number, string, RegExp | null][] = [
