@@ -32,6 +32,11 @@ export interface PairOptions<A extends PairableAnswer> {
   waiting?: (answer: A) => boolean;
   /** Entries already attributed, by `query_id`; they are never paired again. Default: none. */
   claimed?: { has(queryId: string): boolean };
+  /**
+   * The `api_key_name` of this proxy's own entries, once known: entries of the account's other
+   * keys (another app spending the same points) are skipped. Default: none skipped.
+   */
+  keyName?: string | null;
 }
 
 interface Candidate {
@@ -101,7 +106,7 @@ export function pairEntries<A extends PairableAnswer>(
   entries: readonly PointsEntry[],
   options: PairOptions<A>,
 ): Map<A, PointsEntry> {
-  const { covered, waiting = () => false, claimed } = options;
+  const { covered, waiting = () => false, claimed, keyName } = options;
   const assigned = new Map<A, PointsEntry>();
   if (answers.length === 0 || entries.length === 0) return assigned;
   const models = new Set<string>();
@@ -116,6 +121,7 @@ export function pairEntries<A extends PairableAnswer>(
   for (const e of entries) {
     if (e.creation_time < oldest || e.cost_points < 0) continue;
     if (e.usage_type !== "API" && e.usage_type.toUpperCase() !== "API") continue;
+    if (keyName && typeof e.api_key_name === "string" && e.api_key_name !== keyName) continue;
     const model = e.bot_name.toLowerCase();
     if (!models.has(model) || claimed?.has(e.query_id)) continue;
     const c: Candidate = { entry: e, taken: false };
@@ -153,4 +159,36 @@ export function pairEntries<A extends PairableAnswer>(
     if (!assigned.has(a) && covered(a)) take(a, byModel.get(a.model));
   }
   return assigned;
+}
+
+/**
+ * Learns which `api_key_name` is this proxy's from entries paired by their token counts (a match
+ * that is almost never chance): a name is trusted after `confirmations` such matches in a row,
+ * and forgotten when a token match shows another one (the key was renamed or replaced).
+ */
+export class KeyNameLearner {
+  readonly #confirmations: number;
+  #candidate: string | null = null;
+  #count = 0;
+
+  /** Trusts a name after `confirmations` matches in a row. Default: 3. */
+  constructor(confirmations = 3) {
+    this.#confirmations = Math.max(1, confirmations);
+  }
+
+  /** The name trusted, or null. */
+  get name(): string | null {
+    return this.#count >= this.#confirmations ? this.#candidate : null;
+  }
+
+  /** Takes the `api_key_name` of an entry paired by its token counts. */
+  confirm(name: unknown): void {
+    if (typeof name !== "string" || name === "") return;
+    if (name === this.#candidate) {
+      this.#count++;
+    } else {
+      this.#candidate = name;
+      this.#count = 1;
+    }
+  }
 }

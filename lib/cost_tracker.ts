@@ -1,7 +1,7 @@
 /** @module Attribution of each answer's real cost from Poe's points history, shared fetches. */
-import { ClaimedEntries, pairEntries, type TokenCounts } from "./cost_pairing.ts";
+import { ClaimedEntries, KeyNameLearner, pairEntries, type TokenCounts } from "./cost_pairing.ts";
 import type { Logger } from "./log.ts";
-import type { PointsEntry, UsageSource } from "./usage_api.ts";
+import { breakdownTokens, type PointsEntry, type UsageSource } from "./usage_api.ts";
 import { type Deadline, Deadlines, REAL_TIMERS, type Timers } from "./deadlines.ts";
 
 /** The real cost of one answer, found in the points history. */
@@ -147,6 +147,8 @@ export class CostTracker implements AsyncDisposable {
   #waiters: Waiter[] = [];
   /** Entries already attributed. */
   #claimed = new ClaimedEntries();
+  /** This proxy's own `api_key_name`, learnt from token matches. */
+  #keyName = new KeyNameLearner();
   #timer: unknown = null;
   #timerAt = Infinity;
   #microtask = false;
@@ -397,6 +399,7 @@ export class CostTracker implements AsyncDisposable {
       covered,
       waiting: (w) => w.foreground !== null,
       claimed: this.#claimed,
+      keyName: this.#keyName.name,
     });
     for (const [w, e] of assigned) {
       if (e.cost_points !== 0) this.#resolve(w, e, startedAt);
@@ -453,6 +456,12 @@ export class CostTracker implements AsyncDisposable {
 
   #resolve(w: Waiter, e: PointsEntry, fetchStartedAt: number): void {
     this.#claimed.add(e.query_id);
+    if (w.tokens !== null) {
+      const t = breakdownTokens(e);
+      if (t && t.prompt === w.tokens.prompt && t.completion === w.tokens.completion) {
+        this.#keyName.confirm(e.api_key_name);
+      }
+    }
     w.done = true;
     const cost: FoundCost = {
       points: e.cost_points,

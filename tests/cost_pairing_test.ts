@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { ClaimedEntries, type PairableAnswer, pairEntries } from "../lib/cost_pairing.ts";
+import {
+  ClaimedEntries,
+  KeyNameLearner,
+  type PairableAnswer,
+  pairEntries,
+} from "../lib/cost_pairing.ts";
 import type { PointsEntry } from "../lib/usage_api.ts";
 
 interface Answer extends PairableAnswer {
@@ -139,4 +144,40 @@ Deno.test("pairEntries: entries older than every answer are passed over, even un
   const entries = [entry("old", 999_999, { points: 5 }), entry("own", 1_000_500, { points: 7 })];
   const paired = pairEntries([a], entries, { covered: () => true });
   assert.equal(paired.get(a)?.query_id, "own");
+});
+
+Deno.test("entries of another api_key_name are skipped once this proxy's key name is known", () => {
+  const answers = [answer("a", { startedAtUs: 100 })];
+  const other = { ...entry("theirs", 200, { points: 5000 }), api_key_name: "other-app" };
+  const own = { ...entry("ours", 300), api_key_name: "proxy-key" };
+  const unnamed = entry("unnamed", 250);
+  const byFifo = pairEntries(answers, [own, other], { covered: () => true });
+  assert.equal(
+    byFifo.get(answers[0])?.query_id,
+    "theirs",
+    "without the name, FIFO takes the oldest",
+  );
+  const known = pairEntries(answers, [own, other], { covered: () => true, keyName: "proxy-key" });
+  assert.equal(known.get(answers[0])?.query_id, "ours");
+  // Entries without a name are never skipped.
+  const withUnnamed = pairEntries(answers, [own, unnamed, other], {
+    covered: () => true,
+    keyName: "proxy-key",
+  });
+  assert.equal(withUnnamed.get(answers[0])?.query_id, "unnamed");
+});
+
+Deno.test("KeyNameLearner trusts a name after three token matches in a row, forgets it on another", () => {
+  const learner = new KeyNameLearner();
+  learner.confirm("proxy-key");
+  learner.confirm("proxy-key");
+  assert.equal(learner.name, null);
+  learner.confirm(null);
+  learner.confirm("");
+  learner.confirm("proxy-key");
+  assert.equal(learner.name, "proxy-key");
+  learner.confirm("renamed");
+  assert.equal(learner.name, null);
+  for (let i = 0; i < 2; i++) learner.confirm("renamed");
+  assert.equal(learner.name, "renamed");
 });

@@ -342,6 +342,30 @@ Deno.test("a stream Poe finished, left by its client during the footer wait, sti
   assert.match(metrics, /^poe_proxy_points_spent_total\{[^}]*\} [1-9]/m);
 });
 
+Deno.test("another app's entry on the same account is not taken once the proxy knows its key name", async () => {
+  await using t = await setup({ fake: { historyDelayMs: 300 } });
+  const ask = async () => {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    return (await res.json()).usage;
+  };
+  // Three answers matched by their token counts teach it the key's name.
+  for (let i = 0; i < 3; i++) assert.equal((await ask()).points_estimated, false);
+  // Another app spends 5,000 points on GPT-4o just as the next answer ends; its own entry lands
+  // 300 ms later, so the first read sees only the other app's.
+  t.fake.addHistory({
+    bot_name: "GPT-4o",
+    cost_points: 5000,
+    api_key_name: "other-app",
+    creation_time: (Date.now() + 50) * 1000,
+  });
+  const usage = await ask();
+  assert.equal(usage.cost_points, fakeCost(usage));
+  assert.equal(usage.points_estimated, false);
+});
+
 Deno.test("FOOTER=off: the body passes unchanged, headers still carry the points", async () => {
   await using t = await setup({ env: { FOOTER: "off" } });
   const res = await post(t.proxy.url, {
