@@ -154,6 +154,15 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
         `listening on ${config.host} without PROXY_API_KEYS: anyone who can reach this port spends your Poe points`,
     });
   }
+  if (config.maxPointsPerMessage > 0) {
+    const unpriced = registry.list().filter((e) => registry.estimatePoints(e, 0) === null);
+    if (unpriced.length > 0) {
+      logger.warn("cost cap blind", {
+        message: `MAX_POINTS_PER_MESSAGE cannot check ${unpriced.length} models without a price ` +
+          `in models.yaml (base or per_1k_tokens): ${unpriced.map((e) => e.id).join(", ")}`,
+      });
+    }
+  }
   const models = new RegistryReloader({
     initial: registry,
     load: () => loadRegistry(config),

@@ -92,7 +92,12 @@ export class AnswerPoints {
     // The client left while the answer waited for its cost (a stream ended, then the tab closed):
     // the request's line is written, and Poe billed the answer all the same.
     if (found && ctx.ended) ctx.lateCost(found.points);
-    const estimate = registry.estimatePoints(entry, total);
+    // Answer tokens may cost more than the prompt's: priced apart when Poe told them apart.
+    const split = usage && typeof usage.prompt_tokens === "number" &&
+      typeof usage.completion_tokens === "number";
+    const input = split ? usage.prompt_tokens : total;
+    const output = split ? usage.completion_tokens : 0;
+    const estimate = registry.estimatePoints(entry, input, output);
     const points: FooterPoints | null = found
       ? { estimated: false, points: found.points }
       : estimate
@@ -128,7 +133,7 @@ export class AnswerPoints {
         balanceAgeMs: snap && service.poller.stale ? this.#now() - snap.takenAt : null,
         warnAbove: config.pointsPerMessageWarn,
         cap: config.maxPointsPerMessage,
-        cheaper: warn ? registry.cheaperThan(entry, total, 3) : [],
+        cheaper: warn ? registry.cheaperThan(entry, input, output, 3) : [],
         clipped: this.#o.clipped,
       })
       : null;

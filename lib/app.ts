@@ -114,12 +114,15 @@ export function modelObject(
     aliases: entry.aliases,
     // This proxy's cap: longer conversations are clipped to it.
     context_window: cap === null ? null : { context_length: cap },
-    pricing: entry.base === null && entry.per1kTokens === null ? null : {
-      unit: "points",
-      base: entry.base ?? 0,
-      per_1k_tokens: entry.per1kTokens ?? 0,
-      estimated: true,
-    },
+    pricing: entry.base === null && entry.per1kTokens === null && entry.per1kOutputTokens === null
+      ? null
+      : {
+        unit: "points",
+        base: entry.base ?? 0,
+        per_1k_tokens: entry.per1kTokens ?? 0,
+        per_1k_output_tokens: entry.per1kOutputTokens ?? entry.per1kTokens ?? 0,
+        estimated: true,
+      },
   };
 }
 

@@ -132,6 +132,9 @@ export async function handleChat(
     ctx.fields.guard = overCap.guard;
     return guardResponse(overCap, body);
   }
+  if (config.maxPointsPerMessage > 0 && registry.estimatePoints(entry, 0) === null) {
+    ctx.fields.cap = "no price in models.yaml";
+  }
   const sendBody = upstreamBody(body, entry.id, clip.messages);
   deps.beforeUpstream?.(ctx);
 

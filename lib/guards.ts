@@ -130,9 +130,9 @@ export class Guards {
     if (cap <= 0 || !this.#counter) return null;
     const completion = requestedCompletionTokens(body);
     const input = this.#counter.countMessages(body.messages);
-    const estimate = registry.estimatePoints(entry, input + completion);
+    const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) return null;
-    const cheaper = registry.cheaperThan(entry, input + completion, 3);
+    const cheaper = registry.cheaperThan(entry, input, completion, 3);
     const asked = body.max_completion_tokens ?? body.max_tokens;
     const answerPart = typeof asked === "number"
       ? `up to ${grouped(completion)} answer tokens`

@@ -12,9 +12,10 @@ export function table(header: string[], rows: string[][]): string {
 export function formatRegistryTable(registry: ModelRegistry, asJson: boolean): string {
   const rows = registry.list().map((e) => {
     const cap = registry.contextCap(e);
-    const estimate = e.base === null && e.per1kTokens === null
+    const estimate = e.base === null && e.per1kTokens === null && e.per1kOutputTokens === null
       ? "-"
-      : `${e.base ?? 0} + ${e.per1kTokens ?? 0}/1k tokens`;
+      : `${e.base ?? 0} + ${e.per1kTokens ?? 0}/1k tokens` +
+        (e.per1kOutputTokens === null ? "" : ` (${e.per1kOutputTokens}/1k answer tokens)`);
     return { id: e.id, modality: e.modality, context_cap: cap, estimate, aliases: e.aliases };
   });
   if (asJson) return JSON.stringify(rows, null, 2);

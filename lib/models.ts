@@ -17,6 +17,8 @@ export interface ModelEntry {
   readonly base: number | null;
   /** Point estimate per 1,000 tokens of the conversation, or null when not given. */
   readonly per1kTokens: number | null;
+  /** Point estimate per 1,000 answer tokens, when they cost more; null: `per1kTokens` applies. */
+  readonly per1kOutputTokens: number | null;
   /** This proxy's context cap for the model, in tokens, or null when not given. */
   readonly maxTokens: number | null;
   /** Other names clients may use, as written. */
@@ -31,13 +33,16 @@ export interface RegistryDefaults {
   readonly textMaxTokens: number | null;
 }
 
+/** Answer tokens a model's `base` points cover: a typical answer. */
+export const ANSWER_IN_BASE = 1000;
+
 /** A point estimate from {@linkcode ModelRegistry.estimatePoints}; exact values, not rounded. */
 export interface PointEstimate {
   /** `base + tokens`. */
   readonly points: number;
   /** The per-message part. */
   readonly base: number;
-  /** The per-token part: `per_1k_tokens * totalTokens / 1000`. */
+  /** The per-token part: input and answer tokens at their prices per 1,000. */
   readonly tokens: number;
 }
 
@@ -74,7 +79,15 @@ export class ModelsError extends Error {
 
 const ROOT_KEYS = ["defaults", "models"];
 const DEFAULTS_KEYS = ["text_max_tokens"];
-const ENTRY_KEYS = ["poe_name", "base", "per_1k_tokens", "max_tokens", "aliases", "cheaper"];
+const ENTRY_KEYS = [
+  "poe_name",
+  "base",
+  "per_1k_tokens",
+  "per_1k_output_tokens",
+  "max_tokens",
+  "aliases",
+  "cheaper",
+];
 const MAX_NAME_LENGTH = 200;
 const MAX_ALIAS_RESOLUTIONS = 1000;
 // deno-lint-ignore no-control-regex
@@ -163,17 +176,26 @@ export class ModelRegistry {
   }
 
   /**
-   * The estimated points of one message: `base + per_1k_tokens * totalTokens / 1000`, with a
-   * missing part counted as 0. Null when the model has neither. Only used until Poe's Usage API
-   * reports the real cost.
+   * The estimated points of one message: `base + per_1k_tokens * inputTokens / 1000 +
+   * per_1k_output_tokens * (outputTokens - 1000) / 1000`. `base` covers a typical answer of up to
+   * {@linkcode ANSWER_IN_BASE} tokens; longer answers pay the rest at the answer price
+   * (`per_1k_tokens` when none is given), and without a base every answer token does. A missing
+   * part counts as 0; null when the model has no price at all. Only used until Poe's Usage API
+   * reports the real cost, and by the cost cap (with the answer tokens a request may produce).
    *
-   * @param totalTokens Prompt plus completion tokens; negative or non-finite counts as 0.
+   * @param inputTokens Prompt tokens (or all tokens, when they are not told apart); negative or
+   * non-finite counts as 0, as for `outputTokens`.
    */
-  estimatePoints(entry: ModelEntry, totalTokens: number): PointEstimate | null {
-    if (entry.base === null && entry.per1kTokens === null) return null;
-    const count = Number.isFinite(totalTokens) && totalTokens > 0 ? totalTokens : 0;
+  estimatePoints(entry: ModelEntry, inputTokens: number, outputTokens = 0): PointEstimate | null {
+    if (entry.base === null && entry.per1kTokens === null && entry.per1kOutputTokens === null) {
+      return null;
+    }
+    const count = (n: number) => Number.isFinite(n) && n > 0 ? n : 0;
     const base = entry.base ?? 0;
-    const tokens = (entry.per1kTokens ?? 0) * count / 1000;
+    const perIn = entry.per1kTokens ?? 0;
+    const perOut = entry.per1kOutputTokens ?? perIn;
+    const beyondBase = count(outputTokens) - (entry.base === null ? 0 : ANSWER_IN_BASE);
+    const tokens = (perIn * count(inputTokens) + perOut * Math.max(0, beyondBase)) / 1000;
     return { points: base + tokens, base, tokens };
   }
 
@@ -183,15 +205,15 @@ export class ModelRegistry {
    *
    * @param limit Default: 3.
    */
-  cheaperThan(entry: ModelEntry, totalTokens: number, limit = 3): string[] {
+  cheaperThan(entry: ModelEntry, inputTokens: number, outputTokens = 0, limit = 3): string[] {
     if (limit <= 0) return [];
     if (entry.cheaper.length > 0) return entry.cheaper.slice(0, limit);
-    const own = this.estimatePoints(entry, totalTokens);
+    const own = this.estimatePoints(entry, inputTokens, outputTokens);
     if (own === null) return [];
     const cheaper: { id: string; points: number }[] = [];
     for (const other of this.#entries) {
       if (other === entry || other.modality !== entry.modality) continue;
-      const estimate = this.estimatePoints(other, totalTokens);
+      const estimate = this.estimatePoints(other, inputTokens, outputTokens);
       if (estimate !== null && estimate.points < own.points) {
         cheaper.push({ id: other.id, points: estimate.points });
       }
@@ -292,7 +314,14 @@ class Reader {
 
   #entry(node: unknown, path: string, modality: Modality) {
     const item = this.#deref(node);
-    const blank = { modality, base: null, per1kTokens: null, maxTokens: null, cheaper: [] };
+    const blank = {
+      modality,
+      base: null,
+      per1kTokens: null,
+      per1kOutputTokens: null,
+      maxTokens: null,
+      cheaper: [],
+    };
     if (isScalar(item) && typeof item.value === "string") {
       const id = this.#name(item, path);
       const entry: ModelEntry = { id, ...blank, aliases: Object.freeze([]) };
@@ -311,6 +340,10 @@ class Reader {
       id,
       base: this.#number(keys.get("base"), `${path}.base`),
       per1kTokens: this.#number(keys.get("per_1k_tokens"), `${path}.per_1k_tokens`),
+      per1kOutputTokens: this.#number(
+        keys.get("per_1k_output_tokens"),
+        `${path}.per_1k_output_tokens`,
+      ),
       maxTokens: this.#integer(keys.get("max_tokens"), `${path}.max_tokens`),
       aliases: Object.freeze(aliases.map((a) => a.name)),
     };

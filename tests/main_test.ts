@@ -48,6 +48,28 @@ Deno.test("main.ts prints one listening line, serves, and exits 0 on SIGTERM", a
   assert.equal(status.code, 0);
 });
 
+Deno.test("main.ts warns at startup about models MAX_POINTS_PER_MESSAGE cannot price", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(
+    `${dir}/models.yaml`,
+    "models:\n  text:\n    - Bare-One\n    - poe_name: Priced-One\n      base: 5\n",
+  );
+  const child = command([], {
+    POE_API_KEY: "k",
+    PORT: "0",
+    MAX_POINTS_PER_MESSAGE: "100",
+    MODELS_FILE: `${dir}/models.yaml`,
+  }).spawn();
+  const { rest } = await listeningUrl(child);
+  child.kill("SIGTERM");
+  await child.status;
+  const logs = await rest +
+    new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
+  const line = logs.split("\n").find((l) => l.includes("cost cap blind"));
+  assert.ok(line, logs);
+  assert.match(line, /cannot check 1 models without a price in models\.yaml.*: Bare-One/);
+});
+
 Deno.test("main.ts from a folder without models.yaml serves the embedded registry", async () => {
   const empty = Deno.makeTempDirSync();
   const child = command(["--port", "0"], { POE_API_KEY: "k" }, empty).spawn();

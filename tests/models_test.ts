@@ -56,6 +56,7 @@ Deno.test("ModelRegistry.parse reads bare names, maps, aliases and defaults", as
     modality: "text",
     base: null,
     per1kTokens: null,
+    per1kOutputTokens: null,
     maxTokens: null,
     aliases: [],
     cheaper: [],
@@ -65,6 +66,7 @@ Deno.test("ModelRegistry.parse reads bare names, maps, aliases and defaults", as
     modality: "text",
     base: 300,
     per1kTokens: 50,
+    per1kOutputTokens: null,
     maxTokens: 200000,
     aliases: ["big", "big-latest"],
     cheaper: ["Small-Model"],
@@ -338,6 +340,34 @@ Deno.test("ModelRegistry.estimatePoints adds base and per-1k tokens", async () =
     tokens: 0,
   });
   assert.equal(registry.estimatePoints(get(registry, "Bare-Text-Model"), 1000), null);
+  // Base covers an answer of up to 1,000 tokens; the rest is paid at the answer price
+  // (per_1k_output_tokens when given, else per_1k_tokens).
+  assert.deepEqual(registry.estimatePoints(get(registry, "Big-Model"), 2000, 1000), {
+    points: 400,
+    base: 300,
+    tokens: 100,
+  });
+  assert.deepEqual(registry.estimatePoints(get(registry, "Big-Model"), 2000, 3000), {
+    points: 500,
+    base: 300,
+    tokens: 200,
+  });
+  // Without a base, every answer token is paid.
+  assert.deepEqual(registry.estimatePoints(get(registry, "Tokens-Only"), 1000, 2000), {
+    points: 3,
+    base: 0,
+    tokens: 3,
+  });
+  const priced = ModelRegistry.parse(
+    "models:\n  text:\n    - poe_name: Output-Priced\n      base: 10\n" +
+      "      per_1k_tokens: 30\n      per_1k_output_tokens: 200\n",
+    "inline.yaml",
+  );
+  assert.deepEqual(priced.estimatePoints(get(priced, "Output-Priced"), 2000, 31_000), {
+    points: 6070,
+    base: 10,
+    tokens: 6060,
+  });
 });
 
 Deno.test("ModelRegistry.cheaperThan prefers the cheaper list, else cheaper same-modality models", async () => {
@@ -347,7 +377,7 @@ Deno.test("ModelRegistry.cheaperThan prefers the cheaper list, else cheaper same
     "Tokens-Only",
     "Small-Model",
   ]);
-  assert.deepEqual(registry.cheaperThan(get(registry, "Mid-Model"), 1000, 1), ["Tokens-Only"]);
+  assert.deepEqual(registry.cheaperThan(get(registry, "Mid-Model"), 1000, 0, 1), ["Tokens-Only"]);
   assert.deepEqual(registry.cheaperThan(get(registry, "Tokens-Only"), 1000), []);
   // Cheap-Picture has no estimate, so it is never offered; Movie-Model is another modality.
   assert.deepEqual(registry.cheaperThan(get(registry, "Picture-Model"), 0), []);

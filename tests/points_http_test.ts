@@ -8,12 +8,15 @@ import { mainCommand } from "./proxy_process.ts";
 import { createUsageService } from "../lib/usage_service.ts";
 import { memoryLogger, printLine } from "../lib/log.ts";
 import { stripFooter } from "../lib/footer.ts";
+import { ModelRegistry } from "../lib/models.ts";
 
 interface SetupOptions {
   fake?: FakePoeOptions;
   env?: Record<string, string>;
   /** Start the poller and wait for its first snapshot. Default: true. */
   poll?: boolean;
+  /** Default: the tests' registry. */
+  registry?: ModelRegistry;
 }
 
 /** The fake Poe, the proxy with a usage service the test controls, and an SDK client. */
@@ -26,7 +29,12 @@ async function setup(options: SetupOptions = {}) {
     usage.poller.start();
     await usage.poller.refresh();
   }
-  const proxy = await startProxy({ poeUrl: fake.url, env, deps: { usage } });
+  const proxy = await startProxy({
+    poeUrl: fake.url,
+    env,
+    deps: { usage },
+    registry: options.registry,
+  });
   const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
   return {
     fake,
@@ -137,12 +145,13 @@ Deno.test("a history entry later than FOOTER_WAIT_MS: estimate now, real cost lo
   const body = await res.json();
   assert.ok(Date.now() - started < 1500, "the answer is not held past FOOTER_WAIT_MS");
   const u = body.usage;
-  const estimate = 140 + 35 * u.total_tokens / 1000;
+  // Base covers the short answer; the prompt's tokens are paid on top.
+  const estimate = 140 + 35 * u.prompt_tokens / 1000;
   assert.match(
     body.choices[0].message.content,
     new RegExp(
       `💰 Points \\(est\\.\\): ${Math.round(estimate)} \\(Base: 140, Tokens: ${
-        (35 * u.total_tokens / 1000).toFixed(1).replace(".", "\\.")
+        (35 * u.prompt_tokens / 1000).toFixed(1).replace(".", "\\.")
       }\\)`,
     ),
   );
@@ -514,9 +523,15 @@ Deno.test("POINTS_CUTOFF still holds while the Usage API fails: this proxy's spe
 });
 
 Deno.test("cost cap: the retry ladder never drops max_tokens past the cap", async () => {
-  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "250" } });
+  // Priced per token only, so every answer token counts: 50 of them are under the cap, the
+  // default 1,000 are not.
+  const registry = ModelRegistry.parse(
+    "models:\n  text:\n    - poe_name: GPT-4o\n      per_1k_tokens: 100\n",
+    "inline.yaml",
+  );
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "50" }, registry });
   const body = (content: string, extra = {}) => ({
-    model: "Claude-Sonnet-4.6",
+    model: "GPT-4o",
     messages: [{ role: "user", content }],
     ...extra,
   });
