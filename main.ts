@@ -159,7 +159,9 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
     if (unpriced.length > 0) {
       logger.warn("cost cap blind", {
         message: `MAX_POINTS_PER_MESSAGE cannot check ${unpriced.length} models without a price ` +
-          `in models.yaml (base or per_1k_tokens): ${unpriced.map((e) => e.id).join(", ")}`,
+          `in models.yaml (base, per_1k_tokens or per_1k_output_tokens): ${
+            unpriced.map((e) => e.id).join(", ")
+          }`,
       });
     }
   }

@@ -179,8 +179,9 @@ const HOST_NAME =
   /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
 
 function host(raw: string): string {
-  const ip = isIpAddress(raw) && !raw.startsWith("[");
-  if (!ip && (!HOST_NAME.test(raw) || /^[\d.]+$/.test(raw))) {
+  // `[::1]`, as in a URL, is the address inside the brackets.
+  if (raw.startsWith("[") && raw.endsWith("]") && isIpAddress(raw)) return raw.slice(1, -1);
+  if (!isIpAddress(raw) && (!HOST_NAME.test(raw) || /^[\d.]+$/.test(raw))) {
     throw new Expected("a host name or IP address, without a port (PORT sets that)");
   }
   return raw;
@@ -432,7 +433,8 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "",
     fallback: null,
     parse: filePath,
-    description: "File with more client keys, one a line (`#` starts a comment).",
+    description:
+      "File with more client keys, one a line (`#` at a line's start or after a space starts a comment).",
   },
   corsOrigins: {
     name: "CORS_ORIGINS",

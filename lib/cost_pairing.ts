@@ -34,7 +34,8 @@ export interface PairOptions<A extends PairableAnswer> {
   claimed?: { has(queryId: string): boolean };
   /**
    * The `api_key_name` of this proxy's own entries, once known: entries of the account's other
-   * keys (another app spending the same points) are skipped. Default: none skipped.
+   * keys (another app spending the same points) are paired only by their token counts, never by
+   * order. Default: none set apart.
    */
   keyName?: string | null;
 }
@@ -121,13 +122,17 @@ export function pairEntries<A extends PairableAnswer>(
   for (const e of entries) {
     if (e.creation_time < oldest || e.cost_points < 0) continue;
     if (e.usage_type !== "API" && e.usage_type.toUpperCase() !== "API") continue;
-    if (keyName && typeof e.api_key_name === "string" && e.api_key_name !== keyName) continue;
     const model = e.bot_name.toLowerCase();
     if (!models.has(model) || claimed?.has(e.query_id)) continue;
     const c: Candidate = { entry: e, taken: false };
-    let list = byModel.get(model);
-    if (!list) byModel.set(model, list = []);
-    list.push(c);
+    // Another key's entry is never taken by order alone; a token match may still take it, so a
+    // renamed key is seen (and learnt) again.
+    const otherKey = keyName && typeof e.api_key_name === "string" && e.api_key_name !== keyName;
+    if (!otherKey) {
+      let list = byModel.get(model);
+      if (!list) byModel.set(model, list = []);
+      list.push(c);
+    }
     if (e.cost_points === 0) continue;
     const t = breakdownTokens(e);
     if (t === null) continue;

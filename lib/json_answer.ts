@@ -17,33 +17,47 @@ export function isJsonDocument(text: string): boolean {
   }
 }
 
+/** Text kept to check a streamed answer that opens like JSON; past it, only its ends count. */
+const KEEP_CHARS = 256 * 1024;
+
 /**
- * The shape of a streamed answer's text, seen delta by delta without keeping it: whether it opens
- * with `{` or `[` and ends with the matching bracket. Only the first and last visible characters
- * are kept, so a long answer costs nothing; once the text opens with anything else, the deltas
- * need no more looking at.
+ * Whether a streamed answer's text is a JSON document, seen delta by delta. Text that opens with
+ * anything but `{` or `[` is settled at its first visible character and kept no further; text
+ * that opens like JSON is kept (up to {@linkcode KEEP_CHARS}) and parsed at the end, as a
+ * non-streamed answer is. Past that size, matching first and last brackets decide.
  */
 export class TextShape {
   #first = "";
   #last = "";
+  #pieces: string[] = [];
+  #size = 0;
 
   /** Deltas must still be looked at: no text yet, or text that may be JSON. */
   get watching(): boolean {
     return this.#first === "" || this.#first === "{" || this.#first === "[";
   }
 
-  /** The text so far opens and closes like a JSON object or array. */
+  /** The whole text is one JSON object or array. */
   get json(): boolean {
-    return (this.#first === "{" && this.#last === "}") ||
-      (this.#first === "[" && this.#last === "]");
+    if (this.#first !== "{" && this.#first !== "[") return false;
+    if (this.#size > KEEP_CHARS) {
+      return (this.#first === "{" && this.#last === "}") ||
+        (this.#first === "[" && this.#last === "]");
+    }
+    return isJsonDocument(this.#pieces.join(""));
   }
 
   /** Takes the next piece of text. */
   add(piece: string): void {
     if (!this.watching) return;
     const t = piece.trim();
-    if (t === "") return;
-    if (this.#first === "") this.#first = t[0];
-    this.#last = t[t.length - 1];
+    if (t !== "") {
+      if (this.#first === "") this.#first = t[0];
+      this.#last = t[t.length - 1];
+    }
+    if (!this.watching || this.#size > KEEP_CHARS) return;
+    this.#size += piece.length;
+    if (this.#size > KEEP_CHARS) this.#pieces = [];
+    else this.#pieces.push(piece);
   }
 }

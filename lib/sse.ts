@@ -186,7 +186,8 @@ export function relaySse(
       let changed = shaper.shape(chunk);
       const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
       const choice = choices[0];
-      if (choice?.delta?.tool_calls) summary.toolCalls = true;
+      const calls = choice?.delta?.tool_calls;
+      if (Array.isArray(calls) && calls.length > 0) summary.toolCalls = true;
       if (typeof choice?.delta?.content === "string") text.add(choice.delta.content);
       if (choice?.finish_reason) summary.finishReason = choice.finish_reason;
       if (choices.length === 0 && chunk.usage) {

@@ -30,7 +30,8 @@ export class StreamShaper {
     if (!this.#roleSent) {
       this.#roleSent = true;
       if (delta.role === undefined || delta.role === null) {
-        delta = choice.delta = { role: "assistant", ...delta };
+        const { role: _, ...rest } = delta;
+        delta = choice.delta = { role: "assistant", ...rest };
         changed = true;
       }
     }
@@ -39,7 +40,7 @@ export class StreamShaper {
       for (let i = 0; i < calls.length; i++) {
         const call = calls[i];
         if (call && typeof call === "object") {
-          const indexed = this.#index(call as Chunk);
+          const indexed = this.#index(call as Chunk, i);
           if (indexed !== call) {
             calls[i] = indexed;
             changed = true;
@@ -51,10 +52,11 @@ export class StreamShaper {
   }
 
   /**
-   * A call delta with an index, as given or counted: a delta with a new `id` opens the next call,
-   * one without an id continues the last (arguments sent in pieces).
+   * A call delta with an index, as given or counted. A delta opens the next call when it has a new
+   * `id`, or no id but a function name (Gemini sends whole calls with `id: ""`), or follows another
+   * call in the same delta; else it continues the last call (arguments sent in pieces).
    */
-  #index(call: Chunk): Chunk {
+  #index(call: Chunk, position: number): Chunk {
     const id = typeof call.id === "string" && call.id !== "" ? call.id : null;
     if (typeof call.index === "number") {
       this.#lastIndex = call.index;
@@ -62,7 +64,9 @@ export class StreamShaper {
       if (id !== null) this.#lastId = id;
       return call;
     }
-    if ((id !== null && id !== this.#lastId) || this.#lastIndex < 0) {
+    const named = typeof call.function?.name === "string" && call.function.name !== "";
+    const opens = id !== null ? id !== this.#lastId : named || position > 0 || this.#lastIndex < 0;
+    if (opens || this.#lastIndex < 0) {
       this.#lastIndex = this.#nextIndex++;
       this.#lastId = id;
     }

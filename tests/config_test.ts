@@ -143,9 +143,10 @@ Deno.test("resolveConfig: trims values and parses each kind", () => {
   assert.equal(config.upstreamRetries, 10);
   assert.deepEqual(config.trustProxy, ["127.0.0.1", "10.0.0.0/8", "10.1.2.3"]);
   assert.equal(config.host, "my-server.lan");
-  for (const host of ["localhost", "0.0.0.0", "::", "::1", "192.168.1.20"]) {
+  for (const host of ["localhost", "0.0.0.0", "::", "::1", "192.168.1.20", "fe80::1%eth0"]) {
     assert.equal(resolveConfig({ env: { HOST: host } }).host, host);
   }
+  assert.equal(resolveConfig({ env: { HOST: "[::1]" } }).host, "::1");
   assert.deepEqual(config.proxyApiKeys, ["a", "b", "c"]);
   assert.equal(config.proxyApiKeysFile, "keys.txt");
   assert.deepEqual(config.corsOrigins, ["https://example.com", "http://localhost:3000"]);
@@ -198,7 +199,7 @@ Deno.test("resolveConfig: error messages name variable, value and expectation", 
       { CORS_ORIGINS: "https://example.com/app" },
       `Invalid CORS_ORIGINS: "https://example.com/app" (expected "*" or comma-separated origins like https://example.com)`,
     ],
-    ...["my host", "localhost:8080", "999.1.1.1", "[::1]", "-x.lan"].map((
+    ...["my host", "localhost:8080", "999.1.1.1", "[::1]:8080", "-x.lan"].map((
       host,
     ): [Record<string, string>, string] => [
       { HOST: host },

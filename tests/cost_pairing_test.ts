@@ -167,6 +167,13 @@ Deno.test("entries of another api_key_name are skipped once this proxy's key nam
   assert.equal(withUnnamed.get(answers[0])?.query_id, "unnamed");
 });
 
+Deno.test("another key's entry is still paired by its token counts, so a renamed key is seen", () => {
+  const answers = [answer("a", { startedAtUs: 100, tokens: { prompt: 7, completion: 5 } })];
+  const renamed = { ...entry("renamed", 200, { tokens: [7, 5] }), api_key_name: "new-name" };
+  const found = pairEntries(answers, [renamed], { covered: () => true, keyName: "old-name" });
+  assert.equal(found.get(answers[0])?.query_id, "renamed");
+});
+
 Deno.test("KeyNameLearner trusts a name after three token matches in a row, forgets it on another", () => {
   const learner = new KeyNameLearner();
   learner.confirm("proxy-key");

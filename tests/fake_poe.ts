@@ -650,10 +650,10 @@ export class FakePoe implements AsyncDisposable {
     return this.#usageCalls;
   }
 
-  /** Queues steps: the next chat requests (one each, in order) behave as these, ignoring directives. */
   /** When set, `GET /usage/current_balance` answers this error status (a failing Usage API). */
   balanceErrorStatus: number | null = null;
 
+  /** Queues steps: the next chat requests (one each, in order) behave as these, ignoring directives. */
   script(...steps: FakeStep[]): void {
     this.#queue.push(...steps);
   }

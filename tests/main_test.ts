@@ -67,7 +67,8 @@ Deno.test("main.ts warns at startup about models MAX_POINTS_PER_MESSAGE cannot p
     new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
   const line = logs.split("\n").find((l) => l.includes("cost cap blind"));
   assert.ok(line, logs);
-  assert.match(line, /cannot check 1 models without a price in models\.yaml.*: Bare-One/);
+  assert.match(line, /cannot check 1 models without a price in models\.yaml.*: Bare-One\b/);
+  assert.doesNotMatch(line, /Priced-One/);
 });
 
 Deno.test("main.ts from a folder without models.yaml serves the embedded registry", async () => {
