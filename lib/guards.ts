@@ -2,7 +2,7 @@
 import { errorResponse, ProxyError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { ModelEntry, ModelRegistry } from "./models.ts";
-import type { ChatRequest } from "./openai_types.ts";
+import { type ChatRequest, completionId } from "./openai_types.ts";
 import { TokenCounter } from "./tokens.ts";
 import type { BalanceSnapshot } from "./usage.ts";
 
@@ -180,7 +180,7 @@ export function guardResponse(
       "x-poe-proxy-guard": refusal.guard,
     });
   }
-  const id = `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+  const id = completionId();
   const created = Math.floor(now / 1000);
   const usage = {
     prompt_tokens: 0,

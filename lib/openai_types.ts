@@ -1,4 +1,7 @@
-/** @module The OpenAI Chat Completions shapes the proxy reads; everything else passes through untouched. */
+/**
+ * @module The OpenAI Chat Completions shapes the proxy reads (everything else passes through
+ * untouched), and the form of the completion ids it makes.
+ */
 
 /** A content part of a message: text, image, file, or anything newer (kept as is). */
 export type ContentPart =
@@ -43,4 +46,9 @@ export interface Usage {
   points_estimated?: boolean;
   balance_points?: number;
   [key: string]: unknown;
+}
+
+/** A new completion id in OpenAI's and Poe's form: `chatcmpl-` and 24 hex digits. */
+export function completionId(): string {
+  return `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
 }

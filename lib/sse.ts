@@ -1,7 +1,7 @@
 /** @module The pass-through SSE relay: forwards Poe's events as they come and watches them. */
 import { createParser } from "eventsource-parser";
 import { TextShape } from "./json_answer.ts";
-import type { Usage } from "./openai_types.ts";
+import { completionId, type Usage } from "./openai_types.ts";
 import { carriesDelta, StreamShaper } from "./stream_shape.ts";
 import { tickerOf } from "./ticker.ts";
 
@@ -18,7 +18,7 @@ export interface StreamSummary {
   error: boolean;
   /** Poe ended the stream without a finish_reason; the relay sent one (`stop` or `tool_calls`). */
   finishAdded: boolean;
-  /** The answer's text is shaped like a JSON object or array. */
+  /** The answer's text is one JSON object or array (it then gets no footer). */
   jsonText: boolean;
 }
 
@@ -388,7 +388,7 @@ function isPlainDelta(data: string): boolean {
 /** The fields every chunk of the answer repeats. */
 function chunkBase(summary: StreamSummary): Chunk {
   return {
-    id: summary.id ?? `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
+    id: summary.id ?? completionId(),
     object: "chat.completion.chunk",
     created: summary.created ?? Math.floor(Date.now() / 1000),
     model: summary.model ?? "",
