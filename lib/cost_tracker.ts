@@ -97,6 +97,8 @@ const BATCH_TARGET = 16;
  * about 300 bytes to send and parse; a lone answer's wait is that read, so it is kept short.
  */
 const SHORT_PAGE = 5;
+/** A clock offset read from `Date` headers smaller than this is noise. */
+const CLOCK_NOISE_MS = 1_500;
 
 /**
  * The lowest `realStartUs` of the waiters the fetch started at `fetchAt` must read back to, or
@@ -230,10 +232,12 @@ export class CostTracker implements AsyncDisposable {
     const expected = this.#typicalMs === null
       ? this.#firstFetchMs
       : Math.max(this.#firstFetchMs, Math.round(0.8 * this.#typicalMs));
+    // History times are Poe's: the start in Poe's clock, when it is clearly off from this one.
+    const start = options.startedAt + this.#poeClockAhead();
     const waiter: Waiter = {
       model: options.model.toLowerCase(),
-      startedAtUs: (options.startedAt - this.#skewMs) * 1000,
-      realStartUs: options.startedAt * 1000,
+      startedAtUs: (start - this.#skewMs) * 1000,
+      realStartUs: start * 1000,
       tokens: options.tokens ?? null,
       endedAt: now,
       // The history keeps failing: no answer waits for it; one fetch retries after the pause.
@@ -265,6 +269,16 @@ export class CostTracker implements AsyncDisposable {
     }
     this.#schedule(waiter.dueAt);
     return result;
+  }
+
+  /**
+   * How far Poe's clock is ahead of this one, when the Usage API's `Date` headers say so clearly:
+   * past {@linkcode CLOCK_NOISE_MS}. Smaller offsets are within reading error and the skew
+   * allowance; trusting them could call an answer's history read complete too early.
+   */
+  #poeClockAhead(): number {
+    const offset = this.#api.clockOffsetMs ?? 0;
+    return Math.abs(offset) >= CLOCK_NOISE_MS ? offset : 0;
   }
 
   #waitDeadlines(ms: number): Deadlines {
@@ -466,7 +480,7 @@ export class CostTracker implements AsyncDisposable {
     const cost: FoundCost = {
       points: e.cost_points,
       queryId: e.query_id,
-      createdAt: Math.round(e.creation_time / 1000),
+      createdAt: Math.round(e.creation_time / 1000) - this.#poeClockAhead(),
       afterMs: this.#now() - w.endedAt,
     };
     // How late entries land: found at the first look, the delay planned for it (time spent

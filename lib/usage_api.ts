@@ -42,7 +42,12 @@ export interface PointsPageOptions {
 export interface UsageSource {
   currentBalance(signal?: AbortSignal): Promise<BalanceReport>;
   pointsHistory(options?: PointsPageOptions): Promise<PointsPage>;
+  /** How far Poe's clock is ahead of this machine's, in ms (negative: behind); null: unknown. */
+  readonly clockOffsetMs?: number | null;
 }
+
+/** Clock readings kept: the median of the last few smooths out network delays. */
+const CLOCK_SAMPLES = 5;
 
 /** Options of a {@linkcode UsageApi}. */
 export interface UsageApiOptions {
@@ -135,8 +140,13 @@ export function parsePointsPage(body: unknown): PointsPage {
   return { data: b.data.filter(isEntry), hasMore: b.has_more === true };
 }
 
-/** The HTTP client of Poe's Usage API (`/usage/*`, outside `/v1`). Stateless. */
+/**
+ * The HTTP client of Poe's Usage API (`/usage/*`, outside `/v1`). Keeps no state but the last few
+ * readings of Poe's clock, from the `Date` header of its answers.
+ */
 export class UsageApi implements UsageSource {
+  /** Poe's clock minus this machine's, in ms, newest last. */
+  readonly #clock: number[] = [];
   readonly #base: string;
   readonly #apiKey: string | null;
   readonly #fetch: typeof fetch;
@@ -173,6 +183,25 @@ export class UsageApi implements UsageSource {
     this.#deadlines.clear();
   }
 
+  /**
+   * How far Poe's clock is ahead of this machine's, in ms: the median of the last readings, each
+   * good to about half a second (the header has whole seconds). Null before the first answer.
+   */
+  get clockOffsetMs(): number | null {
+    if (this.#clock.length === 0) return null;
+    const sorted = [...this.#clock].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
+  }
+
+  #readClock(response: Response): void {
+    const date = response.headers.get("date");
+    const at = date === null ? NaN : Date.parse(date);
+    if (Number.isNaN(at)) return;
+    // The header drops the milliseconds: on average, its second is half over.
+    this.#clock.push(at + 500 - Date.now());
+    if (this.#clock.length > CLOCK_SAMPLES) this.#clock.shift();
+  }
+
   async #get(path: string, signal?: AbortSignal): Promise<unknown> {
     if (!this.#apiKey) throw new UsageApiError(`Cannot call ${path}: POE_API_KEY is not set`, 401);
     const controller = new AbortController();
@@ -194,6 +223,7 @@ export class UsageApi implements UsageSource {
           cause: err,
         });
       }
+      this.#readClock(response);
       const text = await response.text().catch(() => "");
       if (!response.ok) {
         throw new UsageApiError(

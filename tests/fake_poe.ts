@@ -25,6 +25,11 @@ export interface FakePoeOptions {
   record?: boolean;
   /** `api_key_name` of history entries. Default: `"test-key"`. */
   apiKeyName?: string;
+  /**
+   * How far Poe's clock is ahead of this machine's (negative: behind), in milliseconds: history
+   * times and the `Date` header of its answers. Default: 0.
+   */
+  clockOffsetMs?: number;
 }
 
 /** One request the fake received. */
@@ -583,6 +588,7 @@ export class FakePoe implements AsyncDisposable {
   #seed = 0x2545f491;
   #window = 0;
   #windowCount = 0;
+  #clockOffsetMs: number;
   #active = new Set<AbortController>();
   #closed: Promise<void> | null = null;
 
@@ -594,6 +600,7 @@ export class FakePoe implements AsyncDisposable {
     this.#zeroCostMs = options.zeroCostMs ?? 0;
     this.#botNameCasing = options.botNameCasing ?? "display";
     this.#apiKeyName = options.apiKeyName ?? "test-key";
+    this.#clockOffsetMs = options.clockOffsetMs ?? 0;
     this.#balance = options.balance ?? 1_000_000;
     this.#server = Deno.serve({
       hostname: "127.0.0.1",
@@ -604,7 +611,13 @@ export class FakePoe implements AsyncDisposable {
           status: 500,
           headers: { "content-type": JSON_TYPE },
         }),
-    }, (req) => this.#handle(req));
+    }, async (req) => {
+      const response = await this.#handle(req);
+      if (this.#clockOffsetMs !== 0) {
+        response.headers.set("date", new Date(this.#now()).toUTCString());
+      }
+      return response;
+    });
     this.port = this.#server.addr.port;
     this.url = `http://127.0.0.1:${this.port}`;
   }
@@ -669,7 +682,7 @@ export class FakePoe implements AsyncDisposable {
       entry: {
         query_id: entry.query_id ?? this.#queryId(),
         bot_name: entry.bot_name ?? "GPT-4o",
-        creation_time: entry.creation_time ?? Date.now() * 1000,
+        creation_time: entry.creation_time ?? this.#now() * 1000,
         usage_type: entry.usage_type ?? "API",
         cost_points: cost,
         cost_usd: entry.cost_usd ?? usd(cost),
@@ -796,7 +809,7 @@ export class FakePoe implements AsyncDisposable {
       });
     }
     const now = Date.now();
-    const oldest = (now - 30 * DAY_MS) * 1000;
+    const oldest = (this.#now() - 30 * DAY_MS) * 1000;
     const after = params.get("starting_after");
     // One lazy walk over the newest-first list: the proxy may poll this after every answer.
     const page: HistoryEntry[] = [];
@@ -822,6 +835,11 @@ export class FakePoe implements AsyncDisposable {
     return json({ has_more: hasMore, length: page.length, data: page });
   }
 
+  /** Poe's clock: this machine's, shifted by `clockOffsetMs`. */
+  #now(): number {
+    return Date.now() + this.#clockOffsetMs;
+  }
+
   #sortedHistory(): StoredEntry[] {
     if (!this.#historySorted) {
       this.#history.sort((a, b) => b.entry.creation_time - a.entry.creation_time);
@@ -836,7 +854,7 @@ export class FakePoe implements AsyncDisposable {
     const cost = input + usage.completion_tokens;
     const visibleAt = end + this.#historyDelayMs;
     const finalAt = visibleAt + this.#zeroCostMs;
-    const creation = Math.max(end * 1000, this.#lastBilled + 1);
+    const creation = Math.max((end + this.#clockOffsetMs) * 1000, this.#lastBilled + 1);
     this.#lastBilled = creation;
     const entry: HistoryEntry = {
       query_id: this.#queryId(),

@@ -375,6 +375,23 @@ Deno.test("another app's entry on the same account is not taken once the proxy k
   assert.equal(usage.points_estimated, false);
 });
 
+for (const offset of [-5_000, 5_000]) {
+  Deno.test(`Poe's clock ${offset / 1000} s off this machine's: costs are still found, from its Date header`, async () => {
+    await using t = await setup({ fake: { clockOffsetMs: offset } });
+    const offsetRead = (t.usage.api as { clockOffsetMs?: number | null }).clockOffsetMs!;
+    assert.ok(Math.abs(offsetRead - offset) <= 1_000, `read ${offsetRead}`);
+    for (let i = 0; i < 3; i++) {
+      const res = await post(t.proxy.url, {
+        model: "gpt-4o",
+        messages: [{ role: "user", content: `Hi ${i}` }],
+      });
+      const usage = (await res.json()).usage;
+      assert.equal(usage.points_estimated, false);
+      assert.equal(usage.cost_points, fakeCost(usage));
+    }
+  });
+}
+
 Deno.test("FOOTER=off: the body passes unchanged, headers still carry the points", async () => {
   await using t = await setup({ env: { FOOTER: "off" } });
   const res = await post(t.proxy.url, {
