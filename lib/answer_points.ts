@@ -140,6 +140,21 @@ export class AnswerPoints {
     return { footer, extras, points, balance };
   }
 
+  /**
+   * An answer whose client left before it was complete: no footer and no wait, but its history
+   * entry is watched for in the background (a cost found is reported with `ctx.lateCost`).
+   */
+  abandoned(): void {
+    const { usage: service, entry, ctx } = this.#o;
+    void service.costs.attribute({
+      model: entry.id,
+      startedAt: ctx.startedAt,
+      tokens: null,
+      waitMs: 0,
+      onFound: (cost) => ctx.lateCost(cost.points),
+    });
+  }
+
   /** The `finish` hook of {@linkcode relaySse}. */
   async finish(summary: StreamSummary): Promise<StreamEnding> {
     const toolCalls = summary.toolCalls || summary.finishReason === "tool_calls";

@@ -189,6 +189,7 @@ export async function handleChat(
   } catch (err) {
     // The client's abort also broke the body's read: that is a 499, not Poe's failure.
     if (!req.signal.aborted) throw err;
+    points?.abandoned();
     ctx.fields.error = "client gone while Poe answered";
     throw new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
   }
@@ -209,12 +210,19 @@ function streamAnswer(
     throw new ProxyError(502, "Poe answered without a body.", { type: "upstream_error" });
   }
   ctx.deferred = true;
+  /** The relay asked for the answer's points: its cost is being settled. */
+  let settling = false;
   const stream = relaySse(upstreamBody, {
     keepaliveMs: config.keepaliveSeconds * 1000,
     firstByteTimeoutMs: config.firstByteTimeoutSeconds * 1000,
     idleTimeoutMs: config.idleTimeoutSeconds * 1000,
     includeUsage,
-    finish: points?.annotates ? (summary) => points.finish(summary) : undefined,
+    finish: points?.annotates
+      ? (summary) => {
+        settling = true;
+        return points.finish(summary);
+      }
+      : undefined,
     abortUpstream: answer.abort,
     onEnd(outcome) {
       // An unfinished answer was already aborted by the relay; a finished one needs no abort.
@@ -228,6 +236,9 @@ function streamAnswer(
       if (outcome.finishAdded) ctx.fields.finish_added = true;
       // FOOTER=off: the stream got no footer or points; its cost is still attributed for the logs.
       if (points && !points.annotates && outcome.end === "done") void points.finish(outcome);
+      // Poe may bill an answer its client left: watched for, so that its history entry is not
+      // taken for the next answer's, and its cost is logged.
+      if (points && outcome.end === "client-gone" && !settling) points.abandoned();
       if (outcome.end !== "done") ctx.fields.end = outcome.end;
       ctx.end(outcome.end === "client-gone" ? 499 : 200);
     },

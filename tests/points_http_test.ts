@@ -392,6 +392,40 @@ for (const offset of [-5_000, 5_000]) {
   });
 }
 
+Deno.test("stop, then regenerate: the abandoned answer's entry is not the next answer's cost", async () => {
+  await using t = await setup({ fake: { historyDelayMs: 300 } });
+  const abort = new AbortController();
+  // Poe bills the answer although its client leaves while the body is on its way. (A request body
+  // of 4 KB or more would hide the client's leaving until the answer is written: Deno.serve's
+  // signal does not fire for it.)
+  const long = "word ".repeat(16);
+  const left = fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: `${long} [[fake: stall=2000]]` }],
+    }),
+    signal: abort.signal,
+  }).catch(() => null);
+  await until(() => t.fake.historyEntries().length > 0);
+  await new Promise((r) => setTimeout(r, 300));
+  abort.abort();
+  await left;
+  await until(() => t.proxy.logs.some((l) => l.includes("status=499")));
+  const usage = (await (await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "short again" }],
+  })).json()).usage;
+  assert.equal(usage.cost_points, fakeCost(usage));
+  assert.equal(usage.points_estimated, false);
+  // The abandoned answer's cost is logged as its own.
+  const billed = Math.max(...t.fake.historyEntries().map((e) => e.cost_points));
+  await until(() =>
+    t.proxy.logs.some((l) => l.includes("late cost") && l.includes(`points=${billed}`))
+  );
+});
+
 Deno.test("FOOTER=off: the body passes unchanged, headers still carry the points", async () => {
   await using t = await setup({ env: { FOOTER: "off" } });
   const res = await post(t.proxy.url, {
