@@ -396,7 +396,7 @@ Deno.test("stop, then regenerate: the abandoned answer's entry is not the next a
   await using t = await setup({ fake: { historyDelayMs: 300 } });
   const abort = new AbortController();
   // Poe bills the answer although its client leaves while the body is on its way. (A request body
-  // of 4 KB or more would hide the client's leaving until the answer is written: Deno.serve's
+  // over about 300 bytes would hide the client's leaving until the answer is written: Deno.serve's
   // signal does not fire for it.)
   const long = "word ".repeat(16);
   const left = fetch(`${t.proxy.url}/v1/chat/completions`, {
