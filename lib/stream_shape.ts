@@ -66,7 +66,7 @@ export class StreamShaper {
     }
     const named = typeof call.function?.name === "string" && call.function.name !== "";
     const opens = id !== null ? id !== this.#lastId : named || position > 0 || this.#lastIndex < 0;
-    if (opens || this.#lastIndex < 0) {
+    if (opens) {
       this.#lastIndex = this.#nextIndex++;
       this.#lastId = id;
     }

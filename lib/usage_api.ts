@@ -147,6 +147,8 @@ export function parsePointsPage(body: unknown): PointsPage {
 export class UsageApi implements UsageSource {
   /** Poe's clock minus this machine's, in ms, newest last. */
   readonly #clock: number[] = [];
+  /** Their median, kept as they come: every answer asks for it. */
+  #clockOffset: number | null = null;
   readonly #base: string;
   readonly #apiKey: string | null;
   readonly #fetch: typeof fetch;
@@ -188,9 +190,7 @@ export class UsageApi implements UsageSource {
    * good to about half a second (the header has whole seconds). Null before the first answer.
    */
   get clockOffsetMs(): number | null {
-    if (this.#clock.length === 0) return null;
-    const sorted = [...this.#clock].sort((a, b) => a - b);
-    return sorted[Math.floor(sorted.length / 2)];
+    return this.#clockOffset;
   }
 
   #readClock(response: Response): void {
@@ -200,6 +200,8 @@ export class UsageApi implements UsageSource {
     // The header drops the milliseconds: on average, its second is half over.
     this.#clock.push(at + 500 - Date.now());
     if (this.#clock.length > CLOCK_SAMPLES) this.#clock.shift();
+    const sorted = [...this.#clock].sort((a, b) => a - b);
+    this.#clockOffset = sorted[Math.floor(sorted.length / 2)];
   }
 
   async #get(path: string, signal?: AbortSignal): Promise<unknown> {
