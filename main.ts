@@ -13,6 +13,7 @@ import {
 import { createLogger, type Logger, printError, printLine } from "./lib/log.ts";
 import { ModelRegistry, ModelsError } from "./lib/models.ts";
 import { ApiKeys, parseKeys } from "./lib/api_keys.ts";
+import { Redactor } from "./lib/redact.ts";
 import { createApp } from "./lib/app.ts";
 import { UsageApi } from "./lib/usage_api.ts";
 import { fetchUsageReport, formatUsageReport } from "./lib/usage_report.ts";
@@ -287,7 +288,12 @@ async function run(args: string[]): Promise<number> {
   const command = positionals[0] ?? "start";
   if (command === "healthcheck") return await runHealthcheck(values);
   const config = await loadConfig(values);
-  const logger = createLogger({ level: config.logLevel, format: config.logFormat });
+  const poeKey = new Redactor([config.poeApiKey]);
+  const logger = createLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    redact: (line) => poeKey.redact(line),
+  });
 
   switch (command) {
     case "start": {

@@ -66,6 +66,13 @@ export class ApiKeys {
     }
     return found < 0 ? null : `key-${found + 1}`;
   }
+
+  /** Whether `text` is one of the keys: a key pasted into another field must not be logged. */
+  isKey(text: string): boolean {
+    if (!this.enabled || text.length === 0) return false;
+    const d = digest(text);
+    return this.#digests.some((k) => bytesEqual(d, k));
+  }
 }
 
 /** The 401 `authentication_error` for a missing or wrong key; it never repeats what was sent. */

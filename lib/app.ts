@@ -16,6 +16,7 @@ import { RecentRequests } from "./recent_requests.ts";
 import { UsageDashboard } from "./dashboard.ts";
 import { dashboardResponse } from "./dashboard_page.ts";
 import { createUsageService, type UsageService } from "./usage_service.ts";
+import { HIDDEN, Redactor } from "./redact.ts";
 
 /** What the app is built from. Everything long-lived is created by the caller or from `config`. */
 export interface AppDeps {
@@ -154,6 +155,9 @@ export function createApp(deps: AppDeps): App {
     now,
   });
   const counter = deps.counter ?? new TokenCounter();
+  const poeKey = new Redactor([config.poeApiKey]);
+  /** A client-sent text made safe to log and show: a key pasted into it is hidden. */
+  const loggable = (text: string) => keys.isKey(text) ? HIDDEN : poeKey.redact(text);
   const usage = deps.usage ?? createUsageService(config, {
     logger,
     counter,
@@ -224,6 +228,7 @@ export function createApp(deps: AppDeps): App {
         usage,
         beforeUpstream: takePoeToken,
         beforeRetry: takePoeRetryToken,
+        loggable,
         deadlines,
         responseHeaders: [
           ["x-request-id", ctx.id],
@@ -413,11 +418,8 @@ export function createApp(deps: AppDeps): App {
       } catch (err) {
         // An answer that failed half-way never carried the headers its error response needs.
         ctx.headersIncluded = false;
-        // Poe may quote the key it refused: it never reaches a client or a log line.
-        const poeKey = config.poeApiKey;
-        if (poeKey && err instanceof Error && err.message.includes(poeKey)) {
-          err.message = err.message.replaceAll(poeKey, "(hidden)");
-        }
+        // Poe may quote the key it refused, whole or shortened: it never reaches a client or a log.
+        if (err instanceof Error) err.message = poeKey.redact(err.message);
         if (!(err instanceof ProxyError)) {
           logger.error("unhandled error", { request_id: ctx.id, error: err });
         } else if (err.status >= 500) {

@@ -32,6 +32,11 @@ export interface ChatDeps {
   beforeUpstream?: (ctx: RequestContext) => void;
   /** Called before each retry or ladder step; false ends the tries (the same bucket). */
   beforeRetry?: (ctx: RequestContext) => boolean;
+  /**
+   * A text from the client or Poe made safe for logs, pages and clients: keys hidden. Default:
+   * unchanged.
+   */
+  loggable?: (text: string) => string;
   /** Timeouts shared by every request: `BODY_TIMEOUT_SECONDS`, `IDLE_TIMEOUT_SECONDS`. */
   deadlines: ChatDeadlines;
   /**
@@ -95,13 +100,15 @@ export async function handleChat(
   if (config.logBodies) deps.logger.debug("request body", { request_id: ctx.id, body });
   const registry = deps.registry();
   const entry = registry.lookup(body.model);
-  ctx.fields.model = body.model;
+  // A name not in the registry may be a key pasted into the wrong field: logged and shown on the
+  // dashboard, so it is checked first.
+  ctx.fields.model = entry || !deps.loggable ? body.model : deps.loggable(body.model);
   ctx.fields.stream = body.stream === true;
   if (!entry) {
     const close = registry.suggest(body.model, 3);
     throw new ProxyError(
       404,
-      `The model ${JSON.stringify(body.model)} is not in this proxy's models.yaml.` +
+      `The model ${JSON.stringify(ctx.fields.model)} is not in this proxy's models.yaml.` +
         (close.length ? ` Did you mean: ${close.join(", ")}?` : "") +
         " GET /v1/models lists them all.",
       { param: "model", code: "model_not_found" },
@@ -217,6 +224,7 @@ function streamAnswer(
     firstByteTimeoutMs: config.firstByteTimeoutSeconds * 1000,
     idleTimeoutMs: config.idleTimeoutSeconds * 1000,
     includeUsage,
+    redact: deps.loggable,
     finish: points?.annotates
       ? (summary) => {
         settling = true;

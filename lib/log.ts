@@ -20,6 +20,8 @@ export interface LoggerOptions {
   write?: (line: string, level: LogLevel) => void;
   /** Clock for timestamps. Default: `Date.now`. */
   now?: () => number;
+  /** Applied to every line before it is written: hides the Poe key wherever it came from. */
+  redact?: (line: string) => string;
 }
 
 /** A structured logger: one line per event. */
@@ -61,6 +63,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const format = options.format ?? "text";
   const write = options.write ?? defaultWrite;
   const now = options.now ?? Date.now;
+  const redact = options.redact;
   const emit = (level: LogLevel, event: string, fields: LogFields = {}) => {
     if (LEVELS[level] < min) return;
     const time = new Date(now()).toISOString();
@@ -78,7 +81,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       }
       line = `${time} ${level.toUpperCase().padEnd(5)} ${event}${rest}`;
     }
-    write(line, level);
+    write(redact ? redact(line) : line, level);
   };
   return {
     debug: (e, f) => emit("debug", e, f),

@@ -54,6 +54,8 @@ export interface RelayOptions {
   abortUpstream: (reason?: unknown) => void;
   /** Called once when the stream is over, however it ended. */
   onEnd?: (outcome: RelayOutcome) => void;
+  /** Applied to Poe's error events, which may quote the key. Default: unchanged. */
+  redact?: (text: string) => string;
 }
 
 const encoder = new TextEncoder();
@@ -176,7 +178,7 @@ export function relaySse(
       }
       if (chunk.error) {
         summary.error = true;
-        emit(dataEvent(data));
+        emit(dataEvent(options.redact ? options.redact(data) : data));
         return;
       }
       summary.id ??= typeof chunk.id === "string" ? chunk.id : null;

@@ -1,5 +1,6 @@
 /** @module The client of Poe's Usage API: `current_balance` and one page of `points_history`. */
 import { Deadlines } from "./deadlines.ts";
+import { Redactor } from "./redact.ts";
 
 /** Poe's answer to `GET /usage/current_balance`, with times converted to milliseconds. */
 export interface BalanceReport {
@@ -151,6 +152,8 @@ export class UsageApi implements UsageSource {
   #clockOffset: number | null = null;
   readonly #base: string;
   readonly #apiKey: string | null;
+  /** Poe may quote the key in an error: the message is logged and shown on the dashboard. */
+  readonly #redactor: Redactor;
   readonly #fetch: typeof fetch;
   /** `timeoutMs` for every call on one timer; a timeout signal each piled up under load. */
   readonly #deadlines: Deadlines;
@@ -160,6 +163,7 @@ export class UsageApi implements UsageSource {
   constructor(options: UsageApiOptions) {
     this.#base = options.baseUrl.replace(/\/+$/, "");
     this.#apiKey = options.apiKey;
+    this.#redactor = new Redactor([options.apiKey]);
     this.#fetch = options.fetch ?? fetch;
     this.#deadlines = new Deadlines(options.timeoutMs ?? 10_000);
     this.#headers = [["authorization", `Bearer ${options.apiKey}`]];
@@ -229,7 +233,9 @@ export class UsageApi implements UsageSource {
       const text = await response.text().catch(() => "");
       if (!response.ok) {
         throw new UsageApiError(
-          `Poe's ${path.split("?")[0]} answered ${response.status}: ${text.slice(0, 200)}`,
+          `Poe's ${path.split("?")[0]} answered ${response.status}: ${
+            this.#redactor.redact(text).slice(0, 200)
+          }`,
           response.status,
         );
       }

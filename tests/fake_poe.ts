@@ -665,6 +665,8 @@ export class FakePoe implements AsyncDisposable {
 
   /** When set, `GET /usage/current_balance` answers this error status (a failing Usage API). */
   balanceErrorStatus: number | null = null;
+  /** The message of that error; default: the status's usual one. */
+  balanceErrorMessage: string | undefined = undefined;
 
   /** Queues steps: the next chat requests (one each, in order) behave as these, ignoring directives. */
   script(...steps: FakeStep[]): void {
@@ -781,7 +783,9 @@ export class FakePoe implements AsyncDisposable {
   // --- usage API -------------------------------------------------------------------------------
 
   #currentBalance(): Response {
-    if (this.balanceErrorStatus !== null) return error({ status: this.balanceErrorStatus });
+    if (this.balanceErrorStatus !== null) {
+      return error({ status: this.balanceErrorStatus, message: this.balanceErrorMessage });
+    }
     const balance = this.balance;
     const now = new Date();
     const nextMonth = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);

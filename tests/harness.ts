@@ -2,6 +2,7 @@
 import { type AppDeps, createApp } from "../lib/app.ts";
 import { type Config, resolveConfig } from "../lib/config.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
+import { Redactor } from "../lib/redact.ts";
 import { ModelRegistry } from "../lib/models.ts";
 import { FakePoe } from "./fake_poe.ts";
 
@@ -54,8 +55,10 @@ export async function startProxy(options: StartProxyOptions = {}): Promise<TestP
   const env = { ...(options.poeUrl ? { POE_BASE_URL: options.poeUrl } : {}), ...options.env };
   const config = testConfig(env);
   const logs: string[] = [];
+  const poeKey = new Redactor([config.poeApiKey]);
   const logger: Logger = createLogger({
     level: config.logLevel,
+    redact: (line) => poeKey.redact(line),
     write: (line) => {
       logs.push(line);
       ALL_LOG_LINES.push(line);

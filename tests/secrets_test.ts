@@ -4,7 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
-import { ALL_LOG_LINES, startProxy } from "./harness.ts";
+import { ALL_LOG_LINES, startProxy, testConfig } from "./harness.ts";
+import { memoryLogger } from "../lib/log.ts";
+import { createUsageService } from "../lib/usage_service.ts";
 import { mainCommand, startProxyProcess } from "./proxy_process.ts";
 import { ConfigError, resolveConfig } from "../lib/config.ts";
 
@@ -159,6 +161,68 @@ Deno.test("secrets: a Poe error that echoes the key does not carry it to the cli
     assert.match(r.body, /Invalid API key provided/);
   }
   seen.assertClean(proxy.logs);
+});
+
+Deno.test("secrets: the Poe key quoted whole or shortened, or a key sent as the model, is hidden everywhere", async () => {
+  await using fake = await FakePoe.start({ apiKey: POE_SECRET });
+  // The Usage API refuses the key and quotes it, as some services do.
+  fake.balanceErrorStatus = 401;
+  fake.balanceErrorMessage = `Incorrect API key provided: ${POE_SECRET}. Partial: sk-p...123`;
+  const env = {
+    POE_API_KEY: POE_SECRET,
+    POE_BASE_URL: fake.url,
+    PROXY_API_KEYS: `${INBOUND_SECRET},${OTHER_INBOUND}`,
+    LOG_LEVEL: "debug",
+  };
+  // A logger of its own, without the redaction every log line gets: the message itself is clean.
+  const usageLog = memoryLogger();
+  await using points = createUsageService(testConfig(env), { logger: usageLog });
+  await points.poller.refresh();
+  await using proxy = await startProxy({ env, deps: { usage: points } });
+  const seen = new Exposure();
+  const headers = { "content-type": "application/json", authorization: `Bearer ${INBOUND_SECRET}` };
+  const post = async (label: string, body: string) => {
+    const res = await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers, body });
+    return await seen.record(label, res);
+  };
+  const shortened = encodeURIComponent("Key sk-po...-123 or sk-p…23 refused");
+  let r = await post("poe 401 shortened", chatBody(`hi [[fake: status=401,message=${shortened}]]`));
+  assert.equal(r.status, 401);
+  assert.match(r.body, /Key \(hidden\) or \(hidden\) refused/);
+  const quoted = encodeURIComponent(`bad key ${POE_SECRET} here`);
+  r = await post(
+    "midstream quoting the key",
+    chatBody(`hi [[fake: midstream-error,message=${quoted}]]`, { stream: true }),
+  );
+  assert.equal(r.status, 200);
+  assert.match(r.body, /bad key \(hidden\) here/);
+  for (const model of [POE_SECRET, OTHER_INBOUND]) {
+    r = await post(
+      "key as model",
+      JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+    );
+    assert.equal(r.status, 404);
+  }
+  const usage = await seen.record(
+    "usage",
+    await fetch(`${proxy.url}/api/usage`, {
+      headers: { authorization: `Bearer ${INBOUND_SECRET}` },
+    }),
+  );
+  assert.equal(usage.status, 200);
+  assert.match(usage.body, /Incorrect API key provided: \(hidden\)\. Partial: \(hidden\)/);
+  // The rows of the dashboard show the unknown models' names hidden.
+  assert.equal(
+    JSON.parse(usage.body).recent.filter((row: { model: string }) => row.model === "(hidden)")
+      .length,
+    2,
+  );
+  const all = [...seen.texts, ...proxy.logs, ...usageLog.lines].join("\n");
+  for (const part of ["sk-p...123", "sk-po...-123", "sk-p…23"]) {
+    assert.ok(!all.includes(part), part);
+  }
+  assert.ok(usageLog.lines.some((l) => l.includes("Incorrect API key provided")));
+  seen.assertClean([...proxy.logs, ...usageLog.lines]);
 });
 
 Deno.test("secrets: a wrong Poe key is reported without showing it", async () => {
