@@ -4,7 +4,7 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { ModelRegistry } from "./models.ts";
 import type { RequestContext } from "./request_context.ts";
-import type { UpstreamAnswer, UpstreamClient } from "./upstream.ts";
+import { NO_CLIENT_RETRY, type UpstreamAnswer, type UpstreamClient } from "./upstream.ts";
 import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { relaySse } from "./sse.ts";
@@ -280,12 +280,14 @@ async function jsonAnswer(
       throw new ProxyError(504, "Poe did not finish its answer within IDLE_TIMEOUT_SECONDS.", {
         type: "timeout_error",
         code: "upstream_timeout",
+        headers: { ...NO_CLIENT_RETRY },
       });
     }
     throw new ProxyError(502, "The connection to Poe broke before the answer was complete.", {
       type: "upstream_error",
       code: "upstream_disconnected",
       cause: err,
+      headers: { ...NO_CLIENT_RETRY },
     });
   } finally {
     deadline.cancel();
@@ -296,10 +298,10 @@ async function jsonAnswer(
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new ProxyError(502, "Poe answered with a body that is not JSON.", {
-      type: "upstream_error",
-      code: "upstream_bad_body",
-    });
+    parsed = undefined;
+  }
+  if (!Array.isArray(parsed?.choices) || parsed.choices.length === 0) {
+    throw notAnAnswer(parsed);
   }
   const usage = parsed?.usage;
   if (usage) {
@@ -316,4 +318,30 @@ async function jsonAnswer(
   }
   headers.push(["content-type", "application/json"]);
   return new Response(text, { status: 200, headers });
+}
+
+/**
+ * The error for a 200 from Poe that holds no answer: not JSON, no choices, or an error object. The
+ * SDKs would read `choices[0]` of it and fail far from the cause. Poe may have billed the attempt,
+ * so the client is told not to retry it on its own.
+ */
+// deno-lint-ignore no-explicit-any
+function notAnAnswer(parsed: any): ProxyError {
+  const headers = { ...NO_CLIENT_RETRY };
+  const poe = parsed?.error;
+  if (poe && typeof poe === "object") {
+    const message = typeof poe.message === "string" ? poe.message.slice(0, 1000) : "";
+    return new ProxyError(502, `Poe answered 200 with an error${message ? `: ${message}` : "."}`, {
+      type: typeof poe.type === "string" ? poe.type : "upstream_error",
+      code: typeof poe.code === "string" ? poe.code : "upstream_error",
+      headers,
+    });
+  }
+  return new ProxyError(
+    502,
+    parsed === undefined
+      ? "Poe answered with a body that is not JSON."
+      : "Poe answered with a body that holds no answer (no choices).",
+    { type: "upstream_error", code: "upstream_bad_body", headers },
+  );
 }

@@ -4,8 +4,20 @@ import type { ChatRequest } from "./openai_types.ts";
 import type { Logger } from "./log.ts";
 import { Deadlines, sleep } from "./deadlines.ts";
 
-/** Statuses worth another try after a pause. */
-const TRANSIENT = new Set([408, 429, 500, 502, 503, 529]);
+/**
+ * Statuses worth another try after a pause. Not 504 and Cloudflare's 524: the model may have run
+ * (and been billed) behind a gateway that gave up waiting for it.
+ */
+const TRANSIENT = new Set([408, 429, 500, 502, 503, 520, 521, 522, 523, 529]);
+/**
+ * Statuses the OpenAI SDKs retry on their own (twice, by default) unless told not to. The proxy
+ * has retried already: another layer of retries would multiply the calls to Poe (nine for one).
+ */
+function sdkRetries(status: number): boolean {
+  return status === 408 || status === 409 || status === 429 || status >= 500;
+}
+/** The header the OpenAI SDKs obey over their own judgement of a status. */
+export const NO_CLIENT_RETRY = { "x-should-retry": "false" } as const;
 /** A `Retry-After` longer than this is passed to the client instead of waited out. */
 const MAX_WAIT_SECONDS = 30;
 const BACKOFF_BASE_MS = 250;
@@ -192,14 +204,14 @@ export async function poeError(response: Response): Promise<ProxyError> {
   });
 }
 
-/** A transient failure whose `Retry-After` is too long to wait out: a 429 for the client to honour. */
+/**
+ * A transient failure whose `Retry-After` is too long to wait out: passed on with Poe's status, and
+ * the wait said in words, as the SDKs retry within a second when a wait is over their 60 s.
+ */
 function tooLongToWait(err: ProxyError): ProxyError {
-  if (err.status === 429) return err;
-  return new ProxyError(
-    429,
-    `${err.message} Poe asked to wait ${err.headers["retry-after"]} s before trying again.`,
-    { param: err.param, code: err.code, headers: err.headers },
-  );
+  err.message += ` Poe asked to wait ${err.headers["retry-after"]} s before trying again.`;
+  Object.assign(err.headers, NO_CLIENT_RETRY);
+  return err;
 }
 
 class TimeoutError extends Error {
@@ -275,7 +287,7 @@ export class UpstreamClient {
           reason = "retry-network";
           continue;
         }
-        throw this.#networkError(err, attempts);
+        throw this.#final(this.#networkError(err, attempts), !slowModel);
       }
       const attempt = { reason, status: response.status, ms: performance.now() - started };
       attempts.push(attempt);
@@ -318,8 +330,20 @@ export class UpstreamClient {
           continue;
         }
       }
-      throw await poeError(response);
+      throw this.#final(await poeError(response), TRANSIENT.has(status));
     }
+  }
+
+  /**
+   * Marks an error the client should not retry: the proxy retried it already, or retrying would
+   * start the work (and the bill) again. Only with `UPSTREAM_RETRIES=0` are transient failures
+   * left to the client's own retries.
+   */
+  #final(err: ProxyError, transient: boolean): ProxyError {
+    if (sdkRetries(err.status) && (!transient || this.#options.retries > 0)) {
+      Object.assign(err.headers, NO_CLIENT_RETRY);
+    }
+    return err;
   }
 
   /** Stops the timer of its timeouts; requests still in flight lose them. Idempotent. */

@@ -1,6 +1,7 @@
 // deno-lint-ignore-file no-explicit-any
 /** @module The retry ladder and Poe's error mapping, over real sockets against the fake Poe. */
 import assert from "node:assert/strict";
+import OpenAI from "openai";
 import { FakePoe } from "./fake_poe.ts";
 import { startProxy } from "./harness.ts";
 import { memoryLogger } from "../lib/log.ts";
@@ -229,18 +230,55 @@ Deno.test("Retry-After is honoured as the wait before the next try", async () =>
   assert.deepEqual(t.sleeps, [3000, 500]);
 });
 
-Deno.test("Retry-After over 30 s is answered 429 at once with the header", async () => {
+Deno.test("Retry-After over 30 s is passed on at once, with Poe's status and no client retry", async () => {
   for (const status of [429, 503]) {
     await using t = await setup();
     t.fake.script(`status=${status},retry-after=120`, "");
     const res = await post(t.proxy.url, chat());
-    assert.equal(res.status, 429, `after a ${status}`);
+    assert.equal(res.status, status);
     assert.equal(res.headers.get("retry-after"), "120");
+    // The SDKs retry within a second when a wait is over their 60 s: they are told not to.
+    assert.equal(res.headers.get("x-should-retry"), "false");
     assertOpenAiError(res.body);
-    assert.equal(res.body.error.type, "rate_limit_error");
+    assert.match(res.body.error.message, /wait 120 s/);
     assert.equal(t.bodies().length, 1);
     assert.deepEqual(t.sleeps, []);
   }
+});
+
+Deno.test("errors the proxy retried already, or that may have been billed, tell the SDK not to retry", async () => {
+  const cases: { script: string[]; status: number; calls: number; retry: string | null }[] = [
+    // Retried twice here: a third layer of retries in the client would make nine calls.
+    { script: ["status=500", "status=500", "status=500"], status: 500, calls: 3, retry: "false" },
+    { script: ["status=520", "status=522", ""], status: 200, calls: 3, retry: null },
+    // A gateway that gave up on a running model: not retried, by the proxy or the client.
+    { script: ["status=504", ""], status: 504, calls: 1, retry: "false" },
+    { script: ["status=524", ""], status: 524, calls: 1, retry: "false" },
+    // Not retried by the SDKs anyway: no header needed.
+    {
+      script: ["status=400", "status=400", "status=400", "status=400"],
+      status: 400,
+      calls: 4,
+      retry: null,
+    },
+  ];
+  for (const c of cases) {
+    await using t = await setup();
+    t.fake.script(...c.script);
+    const res = await post(t.proxy.url, chat("", { max_tokens: 10, model: "GPT-4o" }));
+    assert.equal(res.status, c.status, c.script.join(" "));
+    assert.equal(res.headers.get("x-should-retry"), c.retry, c.script.join(" "));
+    assert.equal(t.bodies().length, c.calls, c.script.join(" "));
+  }
+});
+
+Deno.test("with UPSTREAM_RETRIES=0 a transient failure is left to the client's own retries", async () => {
+  await using t = await setup({ retries: 0 });
+  t.fake.script("status=503", "");
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 503);
+  assert.equal(res.headers.get("x-should-retry"), null);
+  assert.equal(t.bodies().length, 1);
 });
 
 for (const status of [401, 402, 403, 404, 413]) {
@@ -422,4 +460,47 @@ Deno.test("a client that leaves during a retry backoff stops the retries", async
   assert.match(line, /status=499/);
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(fake.chatRequests().length, 1, "no further attempt after the client left");
+});
+
+Deno.test("a 200 from Poe that holds no answer is a 502 the client is told not to retry", async () => {
+  const bodies = [
+    {
+      body: '{"error":{"message":"provider crashed","type":"provider_error"}}',
+      code: "upstream_error",
+      message: /200 with an error: provider crashed/,
+    },
+    { body: "{}", code: "upstream_bad_body", message: /no choices/ },
+    { body: '{"choices":[]}', code: "upstream_bad_body", message: /no choices/ },
+    { body: "null", code: "upstream_bad_body", message: /no choices/ },
+    { body: "<html>oops</html>", code: "upstream_bad_body", message: /not JSON/ },
+  ];
+  let next = "";
+  await using upstream = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response(next, { headers: { "content-type": "application/json" } }),
+  );
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
+  for (const b of bodies) {
+    next = b.body;
+    const res = await post(t.proxy.url, chat());
+    assert.equal(res.status, 502, b.body);
+    assertOpenAiError(res.body);
+    assert.equal(res.body.error.code, b.code, b.body);
+    assert.match(res.body.error.message, b.message);
+    assert.equal(res.headers.get("x-should-retry"), "false");
+  }
+});
+
+Deno.test("the openai client does not add its retries to the proxy's: three calls to Poe, not nine", async () => {
+  await using t = await setup();
+  t.fake.script("status=503", "status=503", "status=503", "status=503", "status=503");
+  const client = new OpenAI({ baseURL: `${t.proxy.url}/v1`, apiKey: "k", maxRetries: 2 });
+  await assert.rejects(
+    client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+    }),
+    (err: unknown) => err instanceof OpenAI.APIError && err.status === 503,
+  );
+  assert.equal(t.bodies().length, 3);
 });

@@ -374,6 +374,8 @@ Deno.test("idle timeout: an answer not streamed whose body stalls after its head
   assert.equal(body.error.code, "upstream_timeout");
   assert.match(body.error.message, /IDLE_TIMEOUT_SECONDS/);
   assert.ok(res.headers.get("x-request-id"));
+  // Poe may bill the answer it was making: the SDKs must not start it again.
+  assert.equal(res.headers.get("x-should-retry"), "false");
   await until(() => t.fake.cancellations.length === 1);
 });
 
