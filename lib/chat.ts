@@ -221,7 +221,8 @@ function streamAnswer(
   let settling = false;
   const stream = relaySse(upstreamBody, {
     keepaliveMs: config.keepaliveSeconds * 1000,
-    firstByteTimeoutMs: config.firstByteTimeoutSeconds * 1000,
+    // What is left of it: the wait for Poe's headers counted already.
+    firstByteTimeoutMs: Math.max(1, config.firstByteTimeoutSeconds * 1000 - ctx.elapsedMs()),
     idleTimeoutMs: config.idleTimeoutSeconds * 1000,
     includeUsage,
     redact: deps.loggable,
@@ -242,6 +243,7 @@ function streamAnswer(
       }
       ctx.fields.finish = outcome.finishReason ?? undefined;
       if (outcome.finishAdded) ctx.fields.finish_added = true;
+      if (outcome.droppedEvents > 0) ctx.fields.dropped_events = outcome.droppedEvents;
       // FOOTER=off: the stream got no footer or points; its cost is still attributed for the logs.
       if (points && !points.annotates && outcome.end === "done") void points.finish(outcome);
       // Poe may bill an answer its client left: watched for, so that its history entry is not

@@ -20,6 +20,8 @@ export interface StreamSummary {
   finishAdded: boolean;
   /** The answer's text is one JSON object or array (it then gets no footer). */
   jsonText: boolean;
+  /** Events of Poe's that were not JSON objects, dropped: the SDKs end the stream on them. */
+  droppedEvents: number;
 }
 
 /** What {@linkcode RelayOptions.finish} adds at the end of an answer. */
@@ -70,9 +72,31 @@ function dataEvent(data: string): string {
   return `data: ${data}\n\n`;
 }
 
+/**
+ * Poe's error event made OpenAI's: Poe's documented shape has a numeric `code` and `metadata`, and a
+ * named `event: error` may carry a bare message.
+ */
+// deno-lint-ignore no-explicit-any
+function openAiErrorEvent(e: any, redact?: (text: string) => string): string {
+  const text = (v: unknown) => typeof v === "string" ? v : null;
+  const message = text(e?.message) ?? "Poe reported an error in the stream.";
+  const event = errorEvent(
+    message,
+    text(e?.type) ?? "upstream_error",
+    e?.code === null || e?.code === undefined ? null : String(e.code),
+    text(e?.param),
+  );
+  return redact ? redact(event) : event;
+}
+
 /** An OpenAI-shaped error event. */
-function errorEvent(message: string, type: string, code: string | null): string {
-  return dataEvent(JSON.stringify({ error: { message, type, param: null, code } }));
+function errorEvent(
+  message: string,
+  type: string,
+  code: string | null,
+  param: string | null = null,
+): string {
+  return dataEvent(JSON.stringify({ error: { message, type, param, code } }));
 }
 
 // deno-lint-ignore no-explicit-any
@@ -104,6 +128,7 @@ export function relaySse(
     error: false,
     finishAdded: false,
     jsonText: false,
+    droppedEvents: 0,
   };
   const shaper = new StreamShaper();
   const text = new TextShape();
@@ -165,20 +190,20 @@ export function relaySse(
         emit(dataEvent(data));
         return;
       }
-      let chunk: Chunk;
+      let chunk: Chunk | null = null;
       try {
         chunk = JSON.parse(data);
       } catch {
-        emit(dataEvent(data));
+        // Not JSON: the SDKs would end the whole stream on it.
+      }
+      if (event.event === "error" || chunk?.error) {
+        summary.error = true;
+        const error = chunk?.error ?? chunk ?? { message: data };
+        emit(openAiErrorEvent(error, options.redact));
         return;
       }
       if (chunk === null || typeof chunk !== "object") {
-        emit(dataEvent(data));
-        return;
-      }
-      if (chunk.error) {
-        summary.error = true;
-        emit(dataEvent(options.redact ? options.redact(data) : data));
+        summary.droppedEvents++;
         return;
       }
       summary.id ??= typeof chunk.id === "string" ? chunk.id : null;

@@ -291,6 +291,26 @@ export class UpstreamClient {
       }
       const attempt = { reason, status: response.status, ms: performance.now() - started };
       attempts.push(attempt);
+      // A 200 web page is a captive portal's or a broken gateway's, not Poe's answer: for a stream
+      // it would become a 200 with an error inside, so it fails here, where it can be retried.
+      if (response.ok && response.headers.get("content-type")?.includes("text/html")) {
+        options.signal.removeEventListener("abort", onClientAbort);
+        this.#logAttempt(attempt, options);
+        await response.body?.cancel();
+        if (transientLeft > 0 && (options.mayRetry?.() ?? true)) {
+          transientLeft--;
+          await this.#options.sleep(this.#backoff(transientCount++, null), options.signal);
+          reason = "retry-html";
+          continue;
+        }
+        throw this.#final(
+          new ProxyError(502, "Poe answered 200 with a web page instead of an answer.", {
+            type: "upstream_error",
+            code: "upstream_bad_body",
+          }),
+          true,
+        );
+      }
       if (response.ok) {
         // The client's abort keeps reaching the upstream body until the answer is done.
         const release = () => options.signal.removeEventListener("abort", onClientAbort);

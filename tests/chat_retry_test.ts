@@ -504,3 +504,77 @@ Deno.test("the openai client does not add its retries to the proxy's: three call
   );
   assert.equal(t.bodies().length, 3);
 });
+
+Deno.test("a 200 web page (a captive portal) is retried, and never becomes a streamed 200", async () => {
+  let calls = 0;
+  let pages = 0;
+  await using upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    calls++;
+    if (calls <= pages) {
+      return new Response("<html>Sign in to the hotel wifi</html>", {
+        headers: { "content-type": "text/html; charset=utf-8" },
+      });
+    }
+    return Response.json({
+      id: "c1",
+      object: "chat.completion",
+      created: 1,
+      model: "gpt-4o",
+      choices: [{
+        index: 0,
+        message: { role: "assistant", content: "Hi!" },
+        finish_reason: "stop",
+      }],
+    });
+  });
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
+  pages = 1;
+  const ok = await post(t.proxy.url, chat("", { stream: true }));
+  assert.equal(ok.status, 200);
+  assert.match(ok.text, /Hi!/);
+  assert.equal(calls, 2);
+  calls = 0;
+  pages = 10;
+  const res = await post(t.proxy.url, chat("", { stream: true }));
+  assert.equal(res.status, 502);
+  assertOpenAiError(res.body);
+  assert.equal(res.body.error.code, "upstream_bad_body");
+  assert.match(res.body.error.message, /web page/);
+  assert.equal(calls, 3);
+});
+
+Deno.test("first-byte timeout: the wait for Poe's headers counts toward it, it is not restarted", async () => {
+  // Headers after 0.7 s, the first event 0.7 s later: 1.4 s in all, over FIRST_BYTE_TIMEOUT_SECONDS.
+  await using upstream = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async () => {
+      await new Promise((r) => setTimeout(r, 700));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          timer = setTimeout(() => {
+            const chunk = {
+              id: "c1",
+              object: "chat.completion.chunk",
+              created: 1,
+              model: "gpt-4o",
+              choices: [{ index: 0, delta: { content: "late" }, finish_reason: "stop" }],
+            };
+            controller.enqueue(new TextEncoder().encode(`data: ${JSON.stringify(chunk)}\n\n`));
+            controller.close();
+          }, 700);
+        },
+        cancel: () => clearTimeout(timer),
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    },
+  );
+  await using t = await setup({
+    baseUrl: `http://127.0.0.1:${upstream.addr.port}`,
+    env: { FIRST_BYTE_TIMEOUT_SECONDS: "1", KEEPALIVE_SECONDS: "0.1" },
+  });
+  const res = await post(t.proxy.url, chat("", { stream: true }));
+  assert.equal(res.status, 200);
+  assert.match(res.text, /upstream_timeout|FIRST_BYTE_TIMEOUT_SECONDS/);
+  assert.doesNotMatch(res.text, /late/);
+});
