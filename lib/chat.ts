@@ -166,7 +166,8 @@ export async function handleChat(
     }
     throw err;
   }
-  ctx.fields.attempts = answer.attempts.map((a) => `${a.reason}:${a.status}`).join(",");
+  const attempts = answer.attempts.map((a) => `${a.reason}:${a.status}`).join(",");
+  ctx.fields.attempts = attempts;
   // Poe's response headers; a stream replaces it with its first event's time.
   ctx.ttfbMs = ctx.elapsedMs();
 
@@ -174,6 +175,8 @@ export async function handleChat(
   const headers: HeaderList = [...own];
   passHeaders(answer.response.headers, headers, own);
   if (clipped) headers.push(["x-poe-proxy-clipped", clipped]);
+  // The ladder may have dropped max_tokens: the client is told what was sent, not only the log.
+  if (answer.attempts.length > 1) headers.push(["x-poe-proxy-attempts", attempts]);
   ctx.headersIncluded = deps.responseHeaders !== undefined;
 
   const points = deps.usage

@@ -119,6 +119,18 @@ function sameLadderFields(a: ChatRequest, b: ChatRequest): boolean {
     ("max_completion_tokens" in a) === ("max_completion_tokens" in b);
 }
 
+/**
+ * Seconds Poe asked to wait: `Retry-After` (seconds or an HTTP date), else `retry-after-ms`; null
+ * when neither says. Not `x-ratelimit-reset-requests`: it tells when the rate-limit window ends, on
+ * every answer, and Poe's documentation asks for exponential backoff from 250 ms instead.
+ */
+export function retryAfterOf(response: Response, now = Date.now()): number | null {
+  const seconds = parseRetryAfter(response.headers.get("retry-after"), now);
+  if (seconds !== null) return seconds;
+  const ms = Number(response.headers.get("retry-after-ms") ?? NaN);
+  return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null;
+}
+
 /** Seconds from a `Retry-After` header (seconds or an HTTP date), or null. */
 export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
   if (!value) return null;
@@ -152,7 +164,10 @@ export async function readPoeError(
   } catch {
     // Not JSON: a proxy's HTML page or plain text; keep a short excerpt.
   }
-  return { message: text.slice(0, 200).trim(), type: null, param: null, code: null };
+  // A gateway's HTML page: its title says it (`502 Bad Gateway`), its markup is noise.
+  const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1].trim();
+  const message = title || text.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim();
+  return { message: message.slice(0, 200), type: null, param: null, code: null };
 }
 
 const HINTS: Record<number, string> = {
@@ -168,6 +183,7 @@ const HINTS: Record<number, string> = {
 /** Headers of Poe's error answers that the client should see. */
 const ERROR_HEADERS = [
   "retry-after",
+  "retry-after-ms",
   "x-ratelimit-limit-requests",
   "x-ratelimit-remaining-requests",
   "x-ratelimit-reset-requests",
@@ -179,7 +195,8 @@ export async function poeError(response: Response): Promise<ProxyError> {
   const status = response.status;
   const hint = HINTS[status] ??
     (status >= 500 ? "Poe or the model's provider failed; try again later." : "");
-  const message = [`Poe answered ${status}${poe.message ? `: ${poe.message}` : "."}`, hint]
+  const said = poe.message ? `: ${poe.message}${/[.!?]$/.test(poe.message) ? "" : "."}` : ".";
+  const message = [`Poe answered ${status}${said}`, hint]
     .filter(Boolean).join(" ");
   const headers: Record<string, string> = {};
   for (const name of ERROR_HEADERS) {
@@ -199,7 +216,8 @@ export async function poeError(response: Response): Promise<ProxyError> {
   return new ProxyError(status, message, {
     type: poe.type ?? undefined,
     param: poe.param,
-    code: poe.code,
+    // OpenAI's code for it, which clients look for.
+    code: poe.code ?? (status === 429 ? "rate_limit_exceeded" : null),
     headers,
   });
 }
@@ -208,8 +226,9 @@ export async function poeError(response: Response): Promise<ProxyError> {
  * A transient failure whose `Retry-After` is too long to wait out: passed on with Poe's status, and
  * the wait said in words, as the SDKs retry within a second when a wait is over their 60 s.
  */
-function tooLongToWait(err: ProxyError): ProxyError {
-  err.message += ` Poe asked to wait ${err.headers["retry-after"]} s before trying again.`;
+function tooLongToWait(err: ProxyError, seconds: number): ProxyError {
+  err.message += ` Poe asked to wait ${Math.ceil(seconds)} s before trying again.`;
+  err.headers["retry-after"] ??= String(Math.ceil(seconds));
   Object.assign(err.headers, NO_CLIENT_RETRY);
   return err;
 }
@@ -338,9 +357,9 @@ export class UpstreamClient {
         continue;
       }
       if (TRANSIENT.has(status) && transientLeft > 0) {
-        const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
+        const retryAfter = retryAfterOf(response);
         if (retryAfter !== null && retryAfter > MAX_WAIT_SECONDS) {
-          throw tooLongToWait(await poeError(response));
+          throw tooLongToWait(await poeError(response), retryAfter);
         }
         if (options.mayRetry?.() ?? true) {
           await response.body?.cancel();

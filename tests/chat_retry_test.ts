@@ -105,6 +105,8 @@ Deno.test("400 ladder: a refused max_tokens is dropped and the request tried aga
   assert.match(reasons[1], /reason=drop-max-tokens status=200/);
   const line = t.proxy.logs.find((l) => l.includes("path=/v1/chat/completions"))!;
   assert.match(line, /attempts=first:400,drop-max-tokens:200/);
+  // The client learns that its max_tokens was not applied.
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:400,drop-max-tokens:200");
 });
 
 Deno.test("400 ladder: max_completion_tokens is dropped too", async () => {
@@ -577,4 +579,64 @@ Deno.test("first-byte timeout: the wait for Poe's headers counts toward it, it i
   assert.equal(res.status, 200);
   assert.match(res.text, /upstream_timeout|FIRST_BYTE_TIMEOUT_SECONDS/);
   assert.doesNotMatch(res.text, /late/);
+});
+
+Deno.test("retry-after-ms is honoured like Retry-After", async () => {
+  const cases: [Record<string, string>, number][] = [
+    [{ "retry-after-ms": "1500" }, 1500],
+    [{ "retry-after-ms": "63000" }, 63_000],
+  ];
+  for (const [hint, ms] of cases) {
+    let calls = 0;
+    await using upstream = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      () => {
+        if (++calls > 1) {
+          return Response.json({
+            id: "c1",
+            object: "chat.completion",
+            created: 1,
+            model: "gpt-4o",
+            choices: [{
+              index: 0,
+              message: { role: "assistant", content: "Hi" },
+              finish_reason: "stop",
+            }],
+          });
+        }
+        return Response.json({ error: { message: "slow down", type: "rate_limit_error" } }, {
+          status: 429,
+          headers: hint,
+        });
+      },
+    );
+    await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
+    const res = await post(t.proxy.url, chat());
+    if (ms > 30_000) {
+      // Too long to wait here: passed on at once, with the wait said in Retry-After.
+      assert.equal(res.status, 429);
+      assert.equal(res.headers.get("retry-after"), String(ms / 1000));
+      assert.equal(res.body.error.code, "rate_limit_exceeded");
+      assert.deepEqual(t.sleeps, []);
+    } else {
+      assert.equal(res.status, 200);
+      assert.deepEqual(t.sleeps, [ms]);
+    }
+  }
+});
+
+Deno.test("a gateway's HTML error page becomes its title, not its markup", async () => {
+  await using upstream = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(
+        "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>",
+        { status: 502, headers: { "content-type": "text/html" } },
+      ),
+  );
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}`, retries: 0 });
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 502);
+  assert.match(res.body.error.message, /^Poe answered 502: 502 Bad Gateway\. /);
+  assert.doesNotMatch(res.body.error.message, /</);
 });
