@@ -138,6 +138,7 @@ export function createApp(deps: AppDeps): App {
     retries: config.upstreamRetries,
     connectTimeoutMs: config.connectTimeoutSeconds * 1000,
     firstByteTimeoutMs: config.firstByteTimeoutSeconds * 1000,
+    slowFirstByteTimeoutMs: config.mediaTimeoutSeconds * 1000,
     logger,
     userAgent: `poe-proxy/${deps.version}`,
   });
@@ -393,6 +394,7 @@ export function createApp(deps: AppDeps): App {
     close: async () => {
       deadlines.body.clear();
       deadlines.answer.clear();
+      deadlines.mediaAnswer.clear();
       if (!deps.upstream) upstream.close();
       await dashboard.close();
       if (!deps.usage) await usage.close();

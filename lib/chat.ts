@@ -50,15 +50,21 @@ export interface ChatDeps {
 /** The shared timeouts of {@linkcode ChatDeps}. */
 export interface ChatDeadlines {
   body: Deadlines;
-  /** A non-streamed answer's body must arrive within this. */
+  /**
+   * A non-streamed answer's body must arrive within this (`FIRST_BYTE_TIMEOUT_SECONDS`): Poe may
+   * send its headers at once and the answer when it is whole.
+   */
   answer: Deadlines;
+  /** The same for image, video and audio models (`MEDIA_TIMEOUT_SECONDS`). */
+  mediaAnswer: Deadlines;
 }
 
 /** Builds the {@linkcode ChatDeadlines} for `config`. */
 export function chatDeadlines(config: Config): ChatDeadlines {
   return {
     body: new Deadlines(config.bodyTimeoutSeconds * 1000),
-    answer: new Deadlines(config.idleTimeoutSeconds * 1000),
+    answer: new Deadlines(config.firstByteTimeoutSeconds * 1000),
+    mediaAnswer: new Deadlines(config.mediaTimeoutSeconds * 1000),
   };
 }
 
@@ -156,6 +162,7 @@ export async function handleChat(
         ? (variant) => deps.usage!.guards.overCap(variant, entry, registry) === null
         : undefined,
       mayRetry: deps.beforeRetry && (() => deps.beforeRetry!(ctx)),
+      slow: entry.modality !== "text",
     });
   } catch (err) {
     if (req.signal.aborted) {
@@ -191,11 +198,13 @@ export async function handleChat(
       clipped: clip.clipped ? clip : null,
     })
     : null;
+  // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.
+  const media = entry.modality !== "text";
   if (sendBody.stream) {
-    return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body), points);
+    return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body), points, media);
   }
   try {
-    return await jsonAnswer(answer, ctx, deps, headers, points);
+    return await jsonAnswer(answer, ctx, deps, headers, points, media);
   } catch (err) {
     // The client's abort also broke the body's read: that is a 499, not Poe's failure.
     if (!req.signal.aborted) throw err;
@@ -212,6 +221,7 @@ function streamAnswer(
   headers: HeaderList,
   includeUsage: boolean,
   points: AnswerPoints | null,
+  media: boolean,
 ): Response {
   const { config } = deps;
   const json = answer.response.headers.get("content-type")?.includes("json") ?? false;
@@ -225,8 +235,13 @@ function streamAnswer(
   const stream = relaySse(upstreamBody, {
     keepaliveMs: config.keepaliveSeconds * 1000,
     // What is left of it: the wait for Poe's headers counted already.
-    firstByteTimeoutMs: Math.max(1, config.firstByteTimeoutSeconds * 1000 - ctx.elapsedMs()),
-    idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+    firstByteTimeoutMs: Math.max(
+      1,
+      (media ? config.mediaTimeoutSeconds : config.firstByteTimeoutSeconds) * 1000 -
+        ctx.elapsedMs(),
+    ),
+    idleTimeoutMs: (media ? config.mediaTimeoutSeconds : config.idleTimeoutSeconds) * 1000,
+    timeoutSetting: media ? "MEDIA_TIMEOUT_SECONDS" : undefined,
     includeUsage,
     redact: deps.loggable,
     finish: points?.annotates
@@ -270,10 +285,11 @@ async function jsonAnswer(
   deps: ChatDeps,
   headers: HeaderList,
   points: AnswerPoints | null,
+  media: boolean,
 ): Promise<Response> {
   // At the deadline the read is aborted, which ends it with an error.
   let timedOut = false;
-  const deadline = deps.deadlines.answer.add(() => {
+  const deadline = (media ? deps.deadlines.mediaAnswer : deps.deadlines.answer).add(() => {
     timedOut = true;
     answer.abort(new Error("timeout"));
   });
@@ -282,7 +298,8 @@ async function jsonAnswer(
     text = await answer.response.text();
   } catch (err) {
     if (timedOut) {
-      throw new ProxyError(504, "Poe did not finish its answer within IDLE_TIMEOUT_SECONDS.", {
+      const setting = media ? "MEDIA_TIMEOUT_SECONDS" : "FIRST_BYTE_TIMEOUT_SECONDS";
+      throw new ProxyError(504, `Poe did not finish its answer within ${setting}.`, {
         type: "timeout_error",
         code: "upstream_timeout",
         headers: { ...NO_CLIENT_RETRY },

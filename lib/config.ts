@@ -26,6 +26,7 @@ export interface Config {
   readonly connectTimeoutSeconds: number;
   readonly firstByteTimeoutSeconds: number;
   readonly idleTimeoutSeconds: number;
+  readonly mediaTimeoutSeconds: number;
   readonly usagePollSeconds: number;
   readonly footerWaitMs: number;
   readonly footer: boolean;
@@ -363,13 +364,21 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "FIRST_BYTE_TIMEOUT_SECONDS",
     default: "300",
     parse: seconds(true),
-    description: "How long to wait for Poe's first byte; reasoning models can think for minutes.",
+    description:
+      "How long to wait for Poe's first byte (for an answer not streamed: the whole answer); reasoning models can think for minutes.",
   },
   idleTimeoutSeconds: {
     name: "IDLE_TIMEOUT_SECONDS",
     default: "120",
     parse: seconds(true),
     description: "How long a Poe stream may stay silent before it is abandoned.",
+  },
+  mediaTimeoutSeconds: {
+    name: "MEDIA_TIMEOUT_SECONDS",
+    default: "900",
+    parse: seconds(true),
+    description:
+      "Both of the above for image, video and audio models, which may work for minutes in silence.",
   },
   usagePollSeconds: {
     name: "USAGE_POLL_SECONDS",

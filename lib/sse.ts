@@ -48,6 +48,8 @@ export interface RelayOptions {
   firstByteTimeoutMs: number;
   /** Poe must send something at least this often once it started. */
   idleTimeoutMs: number;
+  /** The setting the timeout errors name, when one setting sets both. Default: their own names. */
+  timeoutSetting?: string;
   /** The client asked for `stream_options.include_usage`; otherwise a usage-only chunk is dropped. */
   includeUsage: boolean;
   /** Called once the answer ended, before the finish chunk is sent; may add a footer and usage fields. */
@@ -333,8 +335,12 @@ export function relaySse(
         if (timedOut) {
           return fail(
             started
-              ? "Poe went silent for longer than IDLE_TIMEOUT_SECONDS."
-              : "Poe did not start answering within FIRST_BYTE_TIMEOUT_SECONDS.",
+              ? `Poe went silent for longer than ${
+                options.timeoutSetting ?? "IDLE_TIMEOUT_SECONDS"
+              }.`
+              : `Poe did not start answering within ${
+                options.timeoutSetting ?? "FIRST_BYTE_TIMEOUT_SECONDS"
+              }.`,
             "timeout_error",
             "upstream_timeout",
           );

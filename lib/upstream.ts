@@ -37,6 +37,8 @@ export interface UpstreamOptions {
   connectTimeoutMs?: number;
   /** How long to wait for Poe's response headers. Default: 300 s. */
   firstByteTimeoutMs?: number;
+  /** The same, for calls marked `slow` (image, video and audio models). Default: 900 s. */
+  slowFirstByteTimeoutMs?: number;
   /** `fetch` to use. Default: the global one. */
   fetch?: typeof fetch;
   /** Sleeps that end early when the signal aborts. Default: timers. */
@@ -72,6 +74,8 @@ export interface SendOptions {
    * longer, so the cost cap checks it again. Default: every variant.
    */
   allowVariant?: (body: ChatRequest) => boolean;
+  /** A media model's call: `slowFirstByteTimeoutMs` applies. */
+  slow?: boolean;
   /**
    * Asked before each further call to Poe (a retry or a ladder step): false ends the tries with
    * the last error. The global limit in front of Poe takes a token here, so retries count too.
@@ -233,6 +237,24 @@ function tooLongToWait(err: ProxyError, seconds: number): ProxyError {
   return err;
 }
 
+/**
+ * The deadlines of one first-byte timeout: the connect deadline (or the first-byte one, when
+ * shorter), then the rest of the first-byte one. Deadlines of one length share a timer.
+ */
+interface Phases {
+  first: Deadlines;
+  second: Deadlines;
+  firstByteMs: number;
+}
+
+function phases(connectMs: number, firstByteMs: number): Phases {
+  return {
+    first: new Deadlines(Math.min(connectMs, firstByteMs)),
+    second: new Deadlines(Math.max(0, firstByteMs - connectMs)),
+    firstByteMs,
+  };
+}
+
 class TimeoutError extends Error {
   constructor(readonly phase: "connect" | "first-byte") {
     super(`${phase} timeout`);
@@ -247,8 +269,8 @@ export class UpstreamClient {
   };
   #chatUrl: string;
   /** The connect deadline (or the first-byte one, when shorter), then the rest of the first-byte one. */
-  #firstPhase: Deadlines;
-  #secondPhase: Deadlines;
+  #phases: Phases;
+  #slowPhases: Phases;
 
   constructor(options: UpstreamOptions) {
     // An option given as `undefined` keeps its default rather than erasing it.
@@ -259,6 +281,7 @@ export class UpstreamClient {
       retries: 2,
       connectTimeoutMs: 10_000,
       firstByteTimeoutMs: 300_000,
+      slowFirstByteTimeoutMs: 900_000,
       fetch: globalThis.fetch,
       sleep,
       random: Math.random,
@@ -266,9 +289,9 @@ export class UpstreamClient {
       ...given,
     };
     this.#chatUrl = `${options.baseUrl}/v1/chat/completions`;
-    const { connectTimeoutMs, firstByteTimeoutMs } = this.#options;
-    this.#firstPhase = new Deadlines(Math.min(connectTimeoutMs, firstByteTimeoutMs));
-    this.#secondPhase = new Deadlines(firstByteTimeoutMs - connectTimeoutMs);
+    const { connectTimeoutMs, firstByteTimeoutMs, slowFirstByteTimeoutMs } = this.#options;
+    this.#phases = phases(connectTimeoutMs, firstByteTimeoutMs);
+    this.#slowPhases = phases(connectTimeoutMs, slowFirstByteTimeoutMs);
   }
 
   /**
@@ -291,7 +314,12 @@ export class UpstreamClient {
       const onClientAbort = () => controller.abort(options.signal.reason);
       options.signal.addEventListener("abort", onClientAbort, { once: true });
       try {
-        response = await this.#fetchWithTimeouts(current, controller, options.headers);
+        response = await this.#fetchWithTimeouts(
+          current,
+          controller,
+          options.slow ? this.#slowPhases : this.#phases,
+          options.headers,
+        );
       } catch (err) {
         options.signal.removeEventListener("abort", onClientAbort);
         if (options.signal.aborted) throw options.signal.reason;
@@ -306,7 +334,7 @@ export class UpstreamClient {
           reason = "retry-network";
           continue;
         }
-        throw this.#final(this.#networkError(err, attempts), !slowModel);
+        throw this.#final(this.#networkError(err, attempts, options.slow), !slowModel);
       }
       const attempt = { reason, status: response.status, ms: performance.now() - started };
       attempts.push(attempt);
@@ -387,8 +415,10 @@ export class UpstreamClient {
 
   /** Stops the timer of its timeouts; requests still in flight lose them. Idempotent. */
   close(): void {
-    this.#firstPhase.clear();
-    this.#secondPhase.clear();
+    for (const p of [this.#phases, this.#slowPhases]) {
+      p.first.clear();
+      p.second.clear();
+    }
   }
 
   /** Exponential backoff from 250 ms with full jitter, or Poe's `Retry-After` when it said one. */
@@ -401,9 +431,10 @@ export class UpstreamClient {
   async #fetchWithTimeouts(
     body: ChatRequest,
     controller: AbortController,
+    phases: Phases,
     clientHeaders?: Headers,
   ): Promise<Response> {
-    const { connectTimeoutMs, firstByteTimeoutMs } = this.#options;
+    const { connectTimeoutMs } = this.#options;
     // A list, not a Headers object: fetch converts it once, without sorting and combining.
     const headers: [string, string][] = [
       ["content-type", "application/json"],
@@ -419,12 +450,12 @@ export class UpstreamClient {
     // unreachable Poe (connect timeout) from a slow model (first-byte timeout).
     // One deadline at a time: the connect deadline first, then the rest of the first-byte one.
     const firstByte = () => controller.abort(new TimeoutError("first-byte"));
-    let deadline = this.#firstPhase.add(() => {
-      if (firstByteTimeoutMs <= connectTimeoutMs) return firstByte();
+    let deadline = phases.first.add(() => {
+      if (phases.firstByteMs <= connectTimeoutMs) return firstByte();
       this.#probe(connectTimeoutMs).then((reachable) => {
         if (!reachable) controller.abort(new TimeoutError("connect"));
       });
-      deadline = this.#secondPhase.add(firstByte);
+      deadline = phases.second.add(firstByte);
     });
     try {
       return await this.#options.fetch(this.#chatUrl, {
@@ -460,10 +491,11 @@ export class UpstreamClient {
     }
   }
 
-  #networkError(err: unknown, attempts: Attempt[]): ProxyError {
+  #networkError(err: unknown, attempts: Attempt[], slow = false): ProxyError {
     if (err instanceof TimeoutError) {
+      const setting = slow ? "MEDIA_TIMEOUT_SECONDS" : "FIRST_BYTE_TIMEOUT_SECONDS";
       return err.phase === "first-byte"
-        ? new ProxyError(504, "Poe did not start answering within FIRST_BYTE_TIMEOUT_SECONDS.", {
+        ? new ProxyError(504, `Poe did not start answering within ${setting}.`, {
           type: "timeout_error",
           code: "upstream_timeout",
         })

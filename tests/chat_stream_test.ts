@@ -356,8 +356,10 @@ Deno.test("idle timeout: an error event after the stream started, then [DONE]", 
   await until(() => t.fake.cancellations.length === 1);
 });
 
-Deno.test("idle timeout: an answer not streamed whose body stalls after its headers is a 504", async () => {
-  await using t = await setup({ IDLE_TIMEOUT_SECONDS: "0.2" });
+Deno.test("first-byte timeout: an answer not streamed whose body stalls after its headers is a 504", async () => {
+  // Poe may send its headers at once and the answer when it is whole: FIRST_BYTE_TIMEOUT_SECONDS
+  // covers the body too, not the shorter IDLE_TIMEOUT_SECONDS.
+  await using t = await setup({ FIRST_BYTE_TIMEOUT_SECONDS: "0.3", IDLE_TIMEOUT_SECONDS: "0.1" });
   const started = Date.now();
   const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
     method: "POST",
@@ -372,7 +374,7 @@ Deno.test("idle timeout: an answer not streamed whose body stalls after its head
   assert.ok(Date.now() - started < 1500, `answered after ${Date.now() - started} ms`);
   assert.equal(body.error.type, "timeout_error");
   assert.equal(body.error.code, "upstream_timeout");
-  assert.match(body.error.message, /IDLE_TIMEOUT_SECONDS/);
+  assert.match(body.error.message, /FIRST_BYTE_TIMEOUT_SECONDS/);
   assert.ok(res.headers.get("x-request-id"));
   // Poe may bill the answer it was making: the SDKs must not start it again.
   assert.equal(res.headers.get("x-should-retry"), "false");
@@ -550,4 +552,38 @@ Deno.test("hop-by-hop and client headers are stripped both ways", async () => {
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test("media models wait MEDIA_TIMEOUT_SECONDS, text models FIRST_BYTE_TIMEOUT_SECONDS", async () => {
+  await using t = await setup({
+    FIRST_BYTE_TIMEOUT_SECONDS: "0.3",
+    IDLE_TIMEOUT_SECONDS: "0.3",
+    MEDIA_TIMEOUT_SECONDS: "1.5",
+  });
+  const ask = async (model: string, marker: string, stream: boolean) => {
+    const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model,
+        stream,
+        messages: [{ role: "user", content: `a cat [[fake: ${marker}]]` }],
+      }),
+    });
+    return { status: res.status, text: await res.text() };
+  };
+  // Headers after 0.6 s; a stalled body after 0.6 s more: within the media timeout, not the other.
+  for (const stream of [false, true]) {
+    for (const marker of ["slow-first=600", "stall=600"]) {
+      const media = await ask("imagen-4", marker, stream);
+      assert.equal(media.status, 200, `${marker} ${stream}: ${media.text}`);
+      assert.doesNotMatch(media.text, /timeout/, `${marker} ${stream}`);
+      const text = await ask("gpt-4o", marker, stream);
+      assert.match(text.text, /upstream_timeout/, `${marker} ${stream}`);
+    }
+  }
+  // Over it: the error names the setting to raise.
+  const late = await ask("imagen-4", "slow-first=2000", false);
+  assert.equal(late.status, 504);
+  assert.match(late.text, /MEDIA_TIMEOUT_SECONDS/);
 });

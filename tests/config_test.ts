@@ -30,6 +30,7 @@ const DEFAULTS = {
   connectTimeoutSeconds: 10,
   firstByteTimeoutSeconds: 300,
   idleTimeoutSeconds: 120,
+  mediaTimeoutSeconds: 900,
   usagePollSeconds: 60,
   footerWaitMs: 1500,
   footer: true,
