@@ -4,7 +4,7 @@ import { type FooterClipping, type FooterPoints, formatFooter } from "./footer.t
 import type { ModelEntry, ModelRegistry } from "./models.ts";
 import type { ChatRequest, Usage } from "./openai_types.ts";
 import type { RequestContext } from "./request_context.ts";
-import { isJsonDocument } from "./json_answer.ts";
+import { isDataText } from "./data_answer.ts";
 import type { StreamEnding, StreamSummary } from "./sse.ts";
 import type { UsageService } from "./usage_service.ts";
 
@@ -68,8 +68,8 @@ export class AnswerPoints {
   }
 
   /**
-   * The cost of an answer with these tokens. A `footerless` answer (tool calls, or text that is a
-   * JSON document) never gets a footer.
+   * The cost of an answer with these tokens. A `footerless` answer (tool calls, or text that is
+   * data: a JSON document or a URL) never gets a footer.
    */
   async settle(usage: Usage | null, footerless: boolean): Promise<AnswerCost> {
     const { usage: service, config, registry, entry, ctx } = this.#o;
@@ -158,7 +158,7 @@ export class AnswerPoints {
   /** The `finish` hook of {@linkcode relaySse}. */
   async finish(summary: StreamSummary): Promise<StreamEnding> {
     const toolCalls = summary.toolCalls || summary.finishReason === "tool_calls";
-    const cost = await this.settle(summary.usage, toolCalls || summary.jsonText);
+    const cost = await this.settle(summary.usage, toolCalls || summary.dataText);
     return { footer: cost.footer ?? undefined, usage: cost.extras };
   }
 
@@ -173,8 +173,8 @@ export class AnswerPoints {
     const toolCalls = choice?.finish_reason === "tool_calls" ||
       (Array.isArray(message?.tool_calls) && message.tool_calls.length > 0);
     const usage = answer?.usage && typeof answer.usage === "object" ? answer.usage : null;
-    const jsonText = typeof message?.content === "string" && isJsonDocument(message.content);
-    const cost = await this.settle(usage, toolCalls || jsonText);
+    const dataText = typeof message?.content === "string" && isDataText(message.content);
+    const cost = await this.settle(usage, toolCalls || dataText);
     if (cost.footer && message && typeof message.content === "string") {
       message.content += cost.footer;
     }
