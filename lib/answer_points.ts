@@ -1,7 +1,7 @@
 /** @module The points side of one answer: its cost (real or estimated), footer and usage extras. */
 import type { Config } from "./config.ts";
 import { type FooterClipping, type FooterPoints, formatFooter } from "./footer.ts";
-import type { ModelEntry, ModelRegistry } from "./models.ts";
+import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
 import type { ChatRequest, Usage } from "./openai_types.ts";
 import type { RequestContext } from "./request_context.ts";
 import { isDataText } from "./data_answer.ts";
@@ -24,6 +24,12 @@ export interface AnswerPointsOptions {
   footer: boolean;
   /** Clipping done on the request, for the footer. */
   clipped?: FooterClipping | null;
+  /**
+   * The input tokens to price instead of Poe's prompt count: for a media model, its newest user
+   * message's (`pricedInputTokens` in `lib/guards.ts`), as Poe may count the whole chat. Default:
+   * Poe's count.
+   */
+  pricedInput?: number | null;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
 }
@@ -95,7 +101,7 @@ export class AnswerPoints {
     // Answer tokens may cost more than the prompt's: priced apart when Poe told them apart.
     const split = usage && typeof usage.prompt_tokens === "number" &&
       typeof usage.completion_tokens === "number";
-    const input = split ? usage.prompt_tokens : total;
+    const input = this.#o.pricedInput ?? (split ? usage.prompt_tokens : total);
     const output = split ? usage.completion_tokens : 0;
     const estimate = registry.estimatePoints(entry, input, output);
     const points: FooterPoints | null = found
@@ -134,6 +140,7 @@ export class AnswerPoints {
         warnAbove: config.pointsPerMessageWarn,
         cap: config.maxPointsPerMessage,
         cheaper: warn ? registry.cheaperThan(entry, input, output, 3) : [],
+        media: isMedia(entry),
         clipped: this.#o.clipped,
       })
       : null;

@@ -2,7 +2,7 @@
 import { ProxyError } from "./errors.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import type { ModelRegistry } from "./models.ts";
+import { isMedia, type ModelRegistry } from "./models.ts";
 import type { RequestContext } from "./request_context.ts";
 import type { UpstreamAnswer, UpstreamClient } from "./upstream.ts";
 import { readJsonBody } from "./request_body.ts";
@@ -13,7 +13,7 @@ import { clipContext } from "./clip.ts";
 import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
-import { guardResponse } from "./guards.ts";
+import { guardResponse, pricedInputTokens } from "./guards.ts";
 import { AnswerPoints, footerAllowed } from "./answer_points.ts";
 import { Deadlines } from "./deadlines.ts";
 
@@ -169,6 +169,12 @@ export async function handleChat(
   if (clipped) headers.push(["x-poe-proxy-clipped", clipped]);
   ctx.headersIncluded = deps.responseHeaders !== undefined;
 
+  // A media model's estimate prices the newest user message, not the chat Poe counts.
+  let pricedInput: number | null = null;
+  if (deps.usage && isMedia(entry) && entry.per1kTokens !== null) {
+    if (!tokenizerLoaded()) await loadTokenizer();
+    pricedInput = pricedInputTokens(deps.counter, clip.messages, entry);
+  }
   const points = deps.usage
     ? new AnswerPoints({
       usage: deps.usage,
@@ -179,6 +185,7 @@ export async function handleChat(
       annotate: config.footer,
       footer: footerAllowed(config, body, req.headers),
       clipped: clip.clipped ? clip : null,
+      pricedInput,
     })
     : null;
   if (sendBody.stream) {

@@ -400,6 +400,43 @@ Deno.test("an answer that is a bare URL (audio, video) gets no footer, streamed 
   }
 });
 
+Deno.test("cost cap and estimate of media models: the newest message and the item, not the chat or max_tokens", async () => {
+  await using t = await setup({
+    registry: ModelRegistry.parse(MEDIA_REGISTRY, "media.yaml"),
+    env: { MAX_POINTS_PER_MESSAGE: "1000" },
+  });
+  const messages: any[] = [];
+  for (let i = 0; i < 10; i++) {
+    messages.push(
+      { role: "user", content: `Read this aloud: ${"a long paragraph of prose ".repeat(40)}` },
+      { role: "assistant", content: `${t.fake.url}/base/audio/${String(i).repeat(64)}` },
+    );
+  }
+  messages.push({ role: "user", content: "Read this aloud: Hello, world." });
+  const { data, response } = await t.client.chat.completions.create({
+    model: "ElevenLabs",
+    max_tokens: 16_000,
+    messages,
+  }).withResponse();
+  assert.equal(response.headers.get("x-poe-proxy-guard"), null);
+  assert.match(data.choices[0].message.content!, /\/base\/audio\/[0-9a-f]{64}$/);
+  const usage: any = data.usage;
+  // Poe counted the whole chat; the estimate prices the one line read aloud.
+  assert.ok(usage.prompt_tokens > 1000, `prompt_tokens ${usage.prompt_tokens}`);
+  assert.equal(usage.points_estimated, true);
+  assert.ok(usage.cost_points >= 100 && usage.cost_points < 150, `cost ${usage.cost_points}`);
+  // A per-item price over the cap is refused without advice about chats or max_tokens.
+  const refused = await t.client.chat.completions.create({
+    model: "Veo-3",
+    messages: [{ role: "user", content: "A fox in the snow" }],
+  }).withResponse();
+  assert.equal(refused.response.headers.get("x-poe-proxy-guard"), "cost-cap");
+  const message = refused.data.choices[0].message.content!;
+  assert.match(message, /Veo-3 would cost about 84,000 points \(84,000 points per video\)/);
+  assert.doesNotMatch(message, /new chat|max_tokens/);
+  assert.equal(t.fake.chatRequests().length, 1);
+});
+
 Deno.test("a stream Poe finished, left by its client during the footer wait, still counts its points", async () => {
   await using t = await setup({ fake: { historyDelayMs: 600 }, env: { FOOTER_WAIT_MS: "1500" } });
   const abort = new AbortController();
