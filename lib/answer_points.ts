@@ -1,10 +1,10 @@
 /** @module The points side of one answer: its cost (real or estimated), footer and usage extras. */
 import type { Config } from "./config.ts";
 import { type FooterClipping, type FooterPoints, formatFooter } from "./footer.ts";
-import type { ModelEntry, ModelRegistry } from "./models.ts";
+import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
 import type { ChatRequest, Usage } from "./openai_types.ts";
 import type { RequestContext } from "./request_context.ts";
-import { isJsonDocument } from "./json_answer.ts";
+import { isDataText } from "./data_answer.ts";
 import type { StreamEnding, StreamSummary } from "./sse.ts";
 import type { UsageService } from "./usage_service.ts";
 
@@ -24,6 +24,12 @@ export interface AnswerPointsOptions {
   footer: boolean;
   /** Clipping done on the request, for the footer. */
   clipped?: FooterClipping | null;
+  /**
+   * The input tokens to price instead of Poe's prompt count: for a media model, its newest user
+   * message's (`pricedInputTokens` in `lib/guards.ts`), as Poe may count the whole chat. Default:
+   * Poe's count.
+   */
+  pricedInput?: number | null;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
 }
@@ -68,8 +74,8 @@ export class AnswerPoints {
   }
 
   /**
-   * The cost of an answer with these tokens. A `footerless` answer (tool calls, or text that is a
-   * JSON document) never gets a footer.
+   * The cost of an answer with these tokens. A `footerless` answer (tool calls, or text that is
+   * data: a JSON document or a URL) never gets a footer.
    */
   async settle(usage: Usage | null, footerless: boolean): Promise<AnswerCost> {
     const { usage: service, config, registry, entry, ctx } = this.#o;
@@ -95,7 +101,7 @@ export class AnswerPoints {
     // Answer tokens may cost more than the prompt's: priced apart when Poe told them apart.
     const split = usage && typeof usage.prompt_tokens === "number" &&
       typeof usage.completion_tokens === "number";
-    const input = split ? usage.prompt_tokens : total;
+    const input = this.#o.pricedInput ?? (split ? usage.prompt_tokens : total);
     const output = split ? usage.completion_tokens : 0;
     const estimate = registry.estimatePoints(entry, input, output);
     const points: FooterPoints | null = found
@@ -134,6 +140,7 @@ export class AnswerPoints {
         warnAbove: config.pointsPerMessageWarn,
         cap: config.maxPointsPerMessage,
         cheaper: warn ? registry.cheaperThan(entry, input, output, 3) : [],
+        media: isMedia(entry),
         clipped: this.#o.clipped,
       })
       : null;
@@ -158,7 +165,7 @@ export class AnswerPoints {
   /** The `finish` hook of {@linkcode relaySse}. */
   async finish(summary: StreamSummary): Promise<StreamEnding> {
     const toolCalls = summary.toolCalls || summary.finishReason === "tool_calls";
-    const cost = await this.settle(summary.usage, toolCalls || summary.jsonText);
+    const cost = await this.settle(summary.usage, toolCalls || summary.dataText);
     return { footer: cost.footer ?? undefined, usage: cost.extras };
   }
 
@@ -173,8 +180,8 @@ export class AnswerPoints {
     const toolCalls = choice?.finish_reason === "tool_calls" ||
       (Array.isArray(message?.tool_calls) && message.tool_calls.length > 0);
     const usage = answer?.usage && typeof answer.usage === "object" ? answer.usage : null;
-    const jsonText = typeof message?.content === "string" && isJsonDocument(message.content);
-    const cost = await this.settle(usage, toolCalls || jsonText);
+    const dataText = typeof message?.content === "string" && isDataText(message.content);
+    const cost = await this.settle(usage, toolCalls || dataText);
     if (cost.footer && message && typeof message.content === "string") {
       message.content += cost.footer;
     }

@@ -2,7 +2,7 @@
 import { ProxyError } from "./errors.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import type { ModelRegistry } from "./models.ts";
+import { isMedia, type ModelRegistry } from "./models.ts";
 import type { RequestContext } from "./request_context.ts";
 import { NO_CLIENT_RETRY, type UpstreamAnswer, type UpstreamClient } from "./upstream.ts";
 import { readJsonBody } from "./request_body.ts";
@@ -13,7 +13,7 @@ import { clipContext } from "./clip.ts";
 import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
-import { guardResponse } from "./guards.ts";
+import { guardResponse, pricedInputTokens } from "./guards.ts";
 import { AnswerPoints, footerAllowed } from "./answer_points.ts";
 import { Deadlines } from "./deadlines.ts";
 
@@ -186,6 +186,12 @@ export async function handleChat(
   if (answer.attempts.length > 1) headers.push(["x-poe-proxy-attempts", attempts]);
   ctx.headersIncluded = deps.responseHeaders !== undefined;
 
+  // A media model's estimate prices the newest user message, not the chat Poe counts.
+  let pricedInput: number | null = null;
+  if (deps.usage && isMedia(entry) && entry.per1kTokens !== null) {
+    if (!tokenizerLoaded()) await loadTokenizer();
+    pricedInput = pricedInputTokens(deps.counter, clip.messages, entry);
+  }
   const points = deps.usage
     ? new AnswerPoints({
       usage: deps.usage,
@@ -196,6 +202,7 @@ export async function handleChat(
       annotate: config.footer,
       footer: footerAllowed(config, body, req.headers),
       clipped: clip.clipped ? clip : null,
+      pricedInput,
     })
     : null;
   // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.

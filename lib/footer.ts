@@ -29,6 +29,11 @@ export interface FooterFacts {
   cap: number;
   /** Up to three cheaper models for the warning. */
   cheaper: readonly string[];
+  /**
+   * The model makes images, video or audio, priced per item: a new chat would not cost less, so
+   * the warning names only cheaper models. Default: false.
+   */
+  media?: boolean;
   /** Clipping done on this request, when messages were dropped. */
   clipped?: FooterClipping | null;
 }
@@ -82,13 +87,11 @@ export function formatFooter(facts: FooterFacts): string {
     );
   }
   if (p && facts.warnAbove > 0 && p.points > facts.warnAbove) {
-    const names = facts.cheaper.slice(0, 3);
-    lines.push(
-      `⚠️ This message cost more than ${
-        grouped(facts.warnAbove)
-      } points. Consider starting a new chat` +
-        (names.length ? `, or a cheaper model: ${names.join(", ")}.` : "."),
-    );
+    const names = facts.cheaper.slice(0, 3).join(", ");
+    const advice = facts.media
+      ? (names ? ` Cheaper models: ${names}.` : "")
+      : ` Consider starting a new chat${names ? `, or a cheaper model: ${names}.` : "."}`;
+    lines.push(`⚠️ This message cost more than ${grouped(facts.warnAbove)} points.${advice}`);
   }
   if (p && facts.cap > 0 && p.points > facts.cap) {
     lines.push(`⛔ This message went over MAX_POINTS_PER_MESSAGE (${grouped(facts.cap)} points).`);
@@ -102,7 +105,8 @@ const FOOTER = new RegExp(
     "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))\\n" +
     "🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)" +
     "(?:\\n✂️ Context clipped: dropped \\d+ messages? \\([\\d,]+ → [\\d,]+ tokens\\))?" +
-    "(?:\\n⚠️ This message cost more than [\\d,]+ points\\. Consider starting a new chat(?:, or a cheaper model: [^\\n]+)?\\.)?" +
+    "(?:\\n⚠️ This message cost more than [\\d,]+ points\\." +
+    "(?: Consider starting a new chat(?:, or a cheaper model: [^\\n]+)?\\.| Cheaper models: [^\\n]+\\.)?)?" +
     "(?:\\n⛔ This message went over MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\)\\.)?" +
     "[ \\t\\r\\n]*$",
   "u",

@@ -1,8 +1,8 @@
 /** @module Spending guards: pause below the cutoff, refuse a request over the cost cap. */
 import { errorResponse, ProxyError } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import type { ModelEntry, ModelRegistry } from "./models.ts";
-import { type ChatRequest, completionId } from "./openai_types.ts";
+import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
+import { type ChatMessage, type ChatRequest, completionId } from "./openai_types.ts";
 import { TokenCounter } from "./tokens.ts";
 import type { BalanceSnapshot } from "./usage.ts";
 
@@ -56,6 +56,40 @@ function when(time: number, now: number): string {
 export function requestedCompletionTokens(body: ChatRequest): number {
   const asked = body.max_completion_tokens ?? body.max_tokens;
   return typeof asked === "number" && asked > 0 ? asked : DEFAULT_COMPLETION_TOKENS;
+}
+
+/** What one answer of a media model is, for the per-item part of a refusal. */
+const ITEM: Record<string, string> = { image: "image", video: "video", audio: "audio clip" };
+
+/** The text of the newest user message: string content, or its text parts joined. */
+function newestUserText(messages: readonly ChatMessage[]): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i];
+    if (m.role !== "user") continue;
+    if (typeof m.content === "string") return m.content;
+    if (!Array.isArray(m.content)) return "";
+    const texts: string[] = [];
+    for (const part of m.content) {
+      if (part?.type === "text" && typeof part.text === "string") texts.push(part.text);
+    }
+    return texts.join("\n");
+  }
+  return "";
+}
+
+/**
+ * The input tokens a request is priced by: the whole conversation for a text model; for an image,
+ * video or audio model only the newest user message's text (see {@linkcode isMedia}).
+ * Needs the tokenizer loaded.
+ */
+export function pricedInputTokens(
+  counter: TokenCounter,
+  messages: readonly ChatMessage[],
+  entry: ModelEntry,
+): number {
+  return isMedia(entry)
+    ? counter.countText(newestUserText(messages))
+    : counter.countMessages(messages);
 }
 
 /** The pause and cost-cap checks, run before Poe is called. Reads only the poller's snapshot. */
@@ -129,7 +163,7 @@ export class Guards {
     const cap = this.#options.maxPointsPerMessage;
     if (cap <= 0 || !this.#counter) return null;
     const completion = requestedCompletionTokens(body);
-    const input = this.#counter.countMessages(body.messages);
+    const input = pricedInputTokens(this.#counter, body.messages, entry);
     const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) return null;
     const cheaper = registry.cheaperThan(entry, input, completion, 3);
@@ -137,17 +171,35 @@ export class Guards {
     const answerPart = typeof asked === "number"
       ? `up to ${grouped(completion)} answer tokens`
       : `${grouped(completion)} answer tokens assumed`;
+    const media = isMedia(entry);
+    // What the estimate counted, and what the client can change to lower it.
+    const parts: string[] = [];
+    const advice: string[] = [];
+    if (!media) {
+      parts.push(`${grouped(input)} input tokens`, answerPart);
+      advice.push("Start a new chat or lower max_tokens to send less.");
+    } else {
+      if (entry.base !== null) {
+        parts.push(`${grouped(entry.base)} points per ${ITEM[entry.modality]}`);
+      }
+      if (entry.per1kTokens !== null) {
+        parts.push(`${grouped(input)} tokens in your newest message`);
+        advice.push("A shorter message costs less.");
+      }
+      if (entry.per1kOutputTokens !== null) {
+        parts.push(answerPart);
+        advice.push("A lower max_tokens costs less.");
+      }
+    }
     return {
       guard: "cost-cap",
       balance: this.#options.snapshot()?.balance ?? null,
       message:
         `⛔ poe-proxy refused this request: ${entry.id} would cost about ${
           grouped(estimate.points)
-        } points (${grouped(input)} input tokens, ${answerPart}), over MAX_POINTS_PER_MESSAGE of ${
-          grouped(cap)
-        } points. ` +
+        } points (${parts.join(", ")}), over MAX_POINTS_PER_MESSAGE of ${grouped(cap)} points. ` +
         (cheaper.length ? `Cheaper models: ${cheaper.join(", ")}. ` : "") +
-        "Start a new chat or lower max_tokens to send less. Nothing was sent to Poe.",
+        (advice.length ? `${advice.join(" ")} ` : "") + "Nothing was sent to Poe.",
     };
   }
 }

@@ -15,9 +15,15 @@ export interface ModelEntry {
   readonly modality: Modality;
   /** Point estimate: base points per message, or null when not given. */
   readonly base: number | null;
-  /** Point estimate per 1,000 tokens of the conversation, or null when not given. */
+  /**
+   * Point estimate per 1,000 tokens of the conversation (of a media model: of the newest user
+   * message's text, see {@linkcode isMedia}), or null when not given.
+   */
   readonly per1kTokens: number | null;
-  /** Point estimate per 1,000 answer tokens, when they cost more; null: `per1kTokens` applies. */
+  /**
+   * Point estimate per 1,000 answer tokens, when they cost more; null: `per1kTokens` applies to a
+   * text model's answer, and a media model's answer (a URL) is not priced.
+   */
   readonly per1kOutputTokens: number | null;
   /** This proxy's context cap for the model, in tokens, or null when not given. */
   readonly maxTokens: number | null;
@@ -179,9 +185,11 @@ export class ModelRegistry {
    * The estimated points of one message: `base + per_1k_tokens * inputTokens / 1000 +
    * per_1k_output_tokens * (outputTokens - 1000) / 1000`. `base` covers a typical answer of up to
    * {@linkcode ANSWER_IN_BASE} tokens; longer answers pay the rest at the answer price
-   * (`per_1k_tokens` when none is given), and without a base every answer token does. A missing
-   * part counts as 0; null when the model has no price at all. Only used until Poe's Usage API
-   * reports the real cost, and by the cost cap (with the answer tokens a request may produce).
+   * (`per_1k_tokens` when none is given), and without a base every answer token does. A media
+   * model's answer tokens are priced only with an explicit `per_1k_output_tokens`: its answer is a
+   * link, whatever `max_tokens` a request asks for. A missing part counts as 0; null when the
+   * model has no price at all. Only used until Poe's Usage API reports the real cost, and by the
+   * cost cap (with the answer tokens a request may produce).
    *
    * @param inputTokens Prompt tokens (or all tokens, when they are not told apart); negative or
    * non-finite counts as 0, as for `outputTokens`.
@@ -193,7 +201,7 @@ export class ModelRegistry {
     const count = (n: number) => Number.isFinite(n) && n > 0 ? n : 0;
     const base = entry.base ?? 0;
     const perIn = entry.per1kTokens ?? 0;
-    const perOut = entry.per1kOutputTokens ?? perIn;
+    const perOut = entry.per1kOutputTokens ?? (entry.modality === "text" ? perIn : 0);
     const beyondBase = count(outputTokens) - (entry.base === null ? 0 : ANSWER_IN_BASE);
     const tokens = (perIn * count(inputTokens) + perOut * Math.max(0, beyondBase)) / 1000;
     return { points: base + tokens, base, tokens };
@@ -493,6 +501,17 @@ function editDistance(a: string, b: string, max: number): number {
     prev = row;
   }
   return prev[b.length];
+}
+
+/**
+ * Whether a model makes images, video or audio. Such a model is priced per item (`base`), and a
+ * text-to-speech one also by the text it reads (`per_1k_tokens`): the newest user message, which
+ * is what the bot acts on, not the chat before it (never clipped for media models, so pricing it
+ * would refuse a short request after a long chat). Its answer is a link: `max_tokens` does not
+ * change its price.
+ */
+export function isMedia(entry: ModelEntry): boolean {
+  return entry.modality !== "text";
 }
 
 /**

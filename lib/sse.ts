@@ -1,6 +1,6 @@
 /** @module The pass-through SSE relay: forwards Poe's events as they come and watches them. */
 import { createParser } from "eventsource-parser";
-import { TextShape } from "./json_answer.ts";
+import { TextShape } from "./data_answer.ts";
 import { completionId, type Usage } from "./openai_types.ts";
 import { carriesDelta, StreamShaper } from "./stream_shape.ts";
 import { tickerOf } from "./ticker.ts";
@@ -18,8 +18,8 @@ export interface StreamSummary {
   error: boolean;
   /** Poe ended the stream without a finish_reason; the relay sent one (`stop` or `tool_calls`). */
   finishAdded: boolean;
-  /** The answer's text is one JSON object or array (it then gets no footer). */
-  jsonText: boolean;
+  /** The answer's text is data: one JSON object or array, or one URL (it then gets no footer). */
+  dataText: boolean;
   /** Events of Poe's that were not JSON objects, dropped: the SDKs end the stream on them. */
   droppedEvents: number;
 }
@@ -129,7 +129,7 @@ export function relaySse(
     toolCalls: false,
     error: false,
     finishAdded: false,
-    jsonText: false,
+    dataText: false,
     droppedEvents: 0,
   };
   const shaper = new StreamShaper();
@@ -260,7 +260,7 @@ export function relaySse(
         choices: [{ index: 0, delta: {}, finish_reason: summary.finishReason }],
       };
     }
-    summary.jsonText = text.json;
+    summary.dataText = text.data;
     if (options.includeUsage && heldUsage === null && summary.usage !== null) {
       heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
     }

@@ -57,6 +57,21 @@ Deno.test("formatFooter warns over POINTS_PER_MESSAGE_WARN with up to three chea
   );
 });
 
+Deno.test("formatFooter warns about a media model naming only cheaper models, and stripFooter removes it", () => {
+  const dear = { estimated: false as const, points: 84_000 };
+  const named = formatFooter(facts({ points: dear, cheaper: ["Kling-2.1"], media: true }));
+  assert.ok(
+    named.endsWith("\n⚠️ This message cost more than 5,000 points. Cheaper models: Kling-2.1."),
+    named,
+  );
+  const alone = formatFooter(facts({ points: dear, media: true, cap: 10_000 }));
+  assert.match(alone, /\n⚠️ This message cost more than 5,000 points\.\n⛔ /);
+  for (const footer of [named, alone]) {
+    assert.doesNotMatch(footer, /new chat/);
+    assert.equal(stripFooter(`![fox.png](https://x/y)${footer}`), "![fox.png](https://x/y)");
+  }
+});
+
 Deno.test("formatFooter says when the cost went over MAX_POINTS_PER_MESSAGE, and shows clipping", () => {
   const text = formatFooter(facts({
     points: { estimated: false, points: 12_000 },

@@ -12,6 +12,7 @@ import type { ChatRequest } from "../lib/openai_types.ts";
 import type { BalanceSnapshot } from "../lib/usage.ts";
 import { testRegistry } from "./harness.ts";
 import { loadTokenizer } from "../lib/tokens.ts";
+import { ModelRegistry } from "../lib/models.ts";
 
 // Guards.overCap counts tokens synchronously; the chat path loads the tokenizer first.
 await loadTokenizer();
@@ -125,6 +126,90 @@ Deno.test("Guards.overCap refuses over the cap naming estimate, cap and cheaper 
 Deno.test("Guards.overCap lets through models without a price", () => {
   const { g } = guards(snap(1e6), { maxPointsPerMessage: 1 });
   assert.equal(g.overCap(body(), registry.lookup("Veo-3")!, registry), null);
+});
+
+/** Media priced as the shipped models.yaml prices them. */
+const media = ModelRegistry.parse(
+  `models:
+  text:
+    - poe_name: GPT-4o
+      base: 140
+      per_1k_tokens: 35
+  video:
+    - poe_name: Veo-3
+      base: 84000
+      cheaper: [Kling-2.1]
+    - poe_name: Kling-2.1
+      base: 7000
+  audio:
+    - poe_name: ElevenLabs-v3
+      base: 100
+      per_1k_tokens: 1500
+`,
+  "media.yaml",
+);
+
+/** A chat of `turns` user and assistant pairs, then `last` from the user. */
+function chat(turns: number, last: string): ChatRequest["messages"] {
+  const messages: ChatRequest["messages"] = [];
+  for (let i = 0; i < turns; i++) {
+    messages.push(
+      { role: "user", content: `Question ${i}: ${"tell me more about the weather ".repeat(20)}` },
+      { role: "assistant", content: `Answer ${i}: ${"it is sunny and warm today ".repeat(20)}` },
+    );
+  }
+  messages.push({ role: "user", content: last });
+  return messages;
+}
+
+Deno.test("Guards.overCap prices a media model by its newest user message, not the chat or max_tokens", () => {
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 1000 });
+  const speech = media.lookup("ElevenLabs-v3")!;
+  const ask = (messages: ChatRequest["messages"]) =>
+    g.overCap(body({ model: "ElevenLabs-v3", max_tokens: 16_000, messages }), speech, media);
+  // Was refused at about 22,618 points: 16,000 answer tokens at the input price.
+  assert.equal(ask(chat(0, "Read this aloud: Hello, world.")), null);
+  // Was refused at about 20,593 points: the whole chat priced.
+  assert.equal(ask(chat(10, "Read this aloud: Hello, world.")), null);
+  // The text to read is what costs: a long one is refused, with advice that fits.
+  const parts = [{ type: "text", text: "Read this aloud: " }, {
+    type: "text",
+    text: "word ".repeat(2000),
+  }];
+  const long = ask([...chat(2, "x"), { role: "user", content: parts }])!;
+  assert.equal(long.guard, "cost-cap");
+  assert.match(long.message, /ElevenLabs-v3 would cost about 3,\d\d\d points/);
+  assert.match(
+    long.message,
+    /\(100 points per audio clip, 2,0\d\d tokens in your newest message\)/,
+  );
+  assert.match(long.message, /A shorter message costs less\. Nothing was sent to Poe\.$/);
+  assert.doesNotMatch(long.message, /new chat|max_tokens/);
+});
+
+Deno.test("Guards.overCap: a per-item price is refused naming only cheaper models", () => {
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 10_000 });
+  const veo = media.lookup("Veo-3")!;
+  const refusal = g.overCap(
+    body({ model: "Veo-3", messages: chat(10, "A fox in the snow"), max_tokens: 50 }),
+    veo,
+    media,
+  )!;
+  assert.equal(
+    refusal.message,
+    "⛔ poe-proxy refused this request: Veo-3 would cost about 84,000 points (84,000 points per " +
+      "video), over MAX_POINTS_PER_MESSAGE of 10,000 points. Cheaper models: Kling-2.1. " +
+      "Nothing was sent to Poe.",
+  );
+  const kling = media.lookup("Kling-2.1")!;
+  assert.equal(g.overCap(body({ model: "Kling-2.1" }), kling, media), null);
+  // Text models keep their advice.
+  const text = g.overCap(
+    body({ model: "GPT-4o", max_tokens: 300_000 }),
+    media.lookup("GPT-4o")!,
+    media,
+  )!;
+  assert.match(text.message, /Start a new chat or lower max_tokens to send less\./);
 });
 
 Deno.test("guardResponse answers a non-streamed request with a complete chat.completion", async () => {

@@ -370,6 +370,28 @@ Deno.test("ModelRegistry.estimatePoints adds base and per-1k tokens", async () =
   });
 });
 
+Deno.test("ModelRegistry.estimatePoints prices a media model's answer only with per_1k_output_tokens", () => {
+  const registry = ModelRegistry.parse(
+    "models:\n  audio:\n    - poe_name: Speech\n      base: 100\n      per_1k_tokens: 1500\n" +
+      "    - poe_name: Speech-Out\n      per_1k_tokens: 1500\n      per_1k_output_tokens: 10\n" +
+      "  video:\n    - poe_name: Film\n      base: 84000\n",
+    "inline.yaml",
+  );
+  // The answer is a link: 16,000 requested answer tokens cost nothing more.
+  assert.deepEqual(registry.estimatePoints(get(registry, "Speech"), 10, 16_000), {
+    points: 115,
+    base: 100,
+    tokens: 15,
+  });
+  assert.equal(registry.estimatePoints(get(registry, "Film"), 5000, 16_000)?.points, 84_000);
+  // Given explicitly, the answer price applies (without a base, to every answer token).
+  assert.deepEqual(registry.estimatePoints(get(registry, "Speech-Out"), 10, 16_000), {
+    points: 175,
+    base: 0,
+    tokens: 175,
+  });
+});
+
 Deno.test("ModelRegistry.cheaperThan prefers the cheaper list, else cheaper same-modality models", async () => {
   const registry = await load("models_valid.yaml");
   assert.deepEqual(registry.cheaperThan(get(registry, "Big-Model"), 1000), ["Small-Model"]);

@@ -324,6 +324,119 @@ Deno.test("an answer whose text is a JSON document gets no footer, streamed or n
   assert.match(prose.choices[0].message.content!, /📊/);
 });
 
+/** Media bots priced as models.yaml prices them, beside a text model. */
+const MEDIA_REGISTRY = `
+models:
+  text:
+    - poe_name: GPT-4o
+      base: 140
+      per_1k_tokens: 35
+  image:
+    - poe_name: Imagen-4
+      base: 400
+  video:
+    - poe_name: Veo-3
+      base: 84000
+  audio:
+    - poe_name: ElevenLabs
+      base: 100
+      per_1k_tokens: 1500
+`;
+
+Deno.test("an answer that is a bare URL (audio, video) gets no footer, streamed or not, and fetches", async () => {
+  await using t = await setup({ registry: ModelRegistry.parse(MEDIA_REGISTRY, "media.yaml") });
+  for (const model of ["ElevenLabs", "Veo-3"]) {
+    const { data, response } = await t.client.chat.completions.create({
+      model,
+      messages: [{ role: "user", content: "Read this aloud: Hello, world." }],
+    }).withResponse();
+    const url = data.choices[0].message.content!;
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/base\/(audio|video)\/[0-9a-f]{64}$/);
+    const media = await fetch(url);
+    assert.equal(media.status, 200, `${model}: fetch(message.content)`);
+    await media.body?.cancel();
+    // The points are still there for programs, as for a JSON answer.
+    const usage: any = data.usage;
+    assert.ok(usage.cost_points > 0);
+    assert.equal(response.headers.get("x-poe-points"), String(usage.cost_points));
+    assert.ok(response.headers.get("x-poe-balance"));
+    const stream = await t.client.chat.completions.create({
+      model,
+      messages: [{ role: "user", content: "Read this aloud: Hello, world." }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let streamed: any = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      if (chunk.usage) streamed = chunk.usage;
+    }
+    assert.equal(text, url, `${model}: the streamed text is the URL alone`);
+    assert.ok(streamed.cost_points > 0);
+  }
+  // Any model's answer that is one URL, however the stream splits it, trailing newline and all.
+  const reply = encodeURIComponent(`  ${t.fake.url}/base/audio/${"ab".repeat(32)}\n`);
+  const stream = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: `Only the link. [[fake: reply=${reply},chunks=9]]` }],
+    stream: true,
+  });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+  assert.equal(text.trim(), `${t.fake.url}/base/audio/${"ab".repeat(32)}`);
+  // A URL with words after it is prose; an image answer (markdown for chat UIs) keeps its footer.
+  for (
+    const [model, content] of [
+      ["gpt-4o", `[[fake: reply=${encodeURIComponent("https://example.com/a is the link")}]]`],
+      ["Imagen-4", "A red fox in the snow"],
+    ]
+  ) {
+    const answer = await t.client.chat.completions.create({
+      model,
+      messages: [{ role: "user", content }],
+    });
+    assert.match(answer.choices[0].message.content!, /\n\n---\n📊 Tokens: /, model);
+  }
+});
+
+Deno.test("cost cap and estimate of media models: the newest message and the item, not the chat or max_tokens", async () => {
+  await using t = await setup({
+    registry: ModelRegistry.parse(MEDIA_REGISTRY, "media.yaml"),
+    env: { MAX_POINTS_PER_MESSAGE: "1000" },
+  });
+  const messages: any[] = [];
+  for (let i = 0; i < 10; i++) {
+    messages.push(
+      { role: "user", content: `Read this aloud: ${"a long paragraph of prose ".repeat(40)}` },
+      { role: "assistant", content: `${t.fake.url}/base/audio/${String(i).repeat(64)}` },
+    );
+  }
+  messages.push({ role: "user", content: "Read this aloud: Hello, world." });
+  const { data, response } = await t.client.chat.completions.create({
+    model: "ElevenLabs",
+    max_tokens: 16_000,
+    messages,
+  }).withResponse();
+  assert.equal(response.headers.get("x-poe-proxy-guard"), null);
+  assert.match(data.choices[0].message.content!, /\/base\/audio\/[0-9a-f]{64}$/);
+  const usage: any = data.usage;
+  // Poe counted the whole chat; the estimate prices the one line read aloud.
+  assert.ok(usage.prompt_tokens > 1000, `prompt_tokens ${usage.prompt_tokens}`);
+  assert.equal(usage.points_estimated, true);
+  assert.ok(usage.cost_points >= 100 && usage.cost_points < 150, `cost ${usage.cost_points}`);
+  // A per-item price over the cap is refused without advice about chats or max_tokens.
+  const refused = await t.client.chat.completions.create({
+    model: "Veo-3",
+    messages: [{ role: "user", content: "A fox in the snow" }],
+  }).withResponse();
+  assert.equal(refused.response.headers.get("x-poe-proxy-guard"), "cost-cap");
+  const message = refused.data.choices[0].message.content!;
+  assert.match(message, /Veo-3 would cost about 84,000 points \(84,000 points per video\)/);
+  assert.doesNotMatch(message, /new chat|max_tokens/);
+  assert.equal(t.fake.chatRequests().length, 1);
+});
+
 Deno.test("a stream Poe finished, left by its client during the footer wait, still counts its points", async () => {
   await using t = await setup({ fake: { historyDelayMs: 600 }, env: { FOOTER_WAIT_MS: "1500" } });
   const abort = new AbortController();
