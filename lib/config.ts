@@ -340,7 +340,8 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "BODY_TIMEOUT_SECONDS",
     default: "30",
     parse: seconds(true),
-    description: "How long a client may take to send its request body.",
+    description:
+      "How long a request body may pause; a body under 64 KiB must arrive within it in all.",
   },
   keepaliveSeconds: {
     name: "KEEPALIVE_SECONDS",

@@ -6,7 +6,10 @@ import type { Deadline, Deadlines } from "./deadlines.ts";
 export interface ReadBodyOptions {
   /** Larger bodies are refused with 413 before they are read in full. */
   maxBytes: number;
-  /** The whole body must arrive within their length (`BODY_TIMEOUT_SECONDS`); else 408. */
+  /**
+   * Their length (`BODY_TIMEOUT_SECONDS`) is the longest a body may pause, or, for a small one, take
+   * in all; else 408.
+   */
   deadlines: Deadlines;
 }
 
@@ -102,6 +105,11 @@ function closingQuote(text: string, from: number): number {
   }
 }
 
+/** Bodies up to this size are read in one go, within one deadline. */
+const SMALL_BODY_BYTES = 64 * 1024;
+/** The slowest average upload a large body may arrive at once its deadline is over: 64 kbit/s. */
+const MIN_BYTES_PER_SECOND = 8 * 1024;
+
 function tooLarge(maxBytes: number): ProxyError {
   return new ProxyError(
     413,
@@ -115,7 +123,7 @@ function tooLarge(maxBytes: number): ProxyError {
 function bodyTimeout(deadlines: Deadlines): ProxyError {
   return new ProxyError(
     408,
-    `The request body did not arrive within BODY_TIMEOUT_SECONDS (${deadlines.ms / 1000} s).`,
+    `The request body did not arrive in time (BODY_TIMEOUT_SECONDS, ${deadlines.ms / 1000} s).`,
     { type: "timeout_error", code: "body_timeout" },
   );
 }
@@ -133,10 +141,10 @@ async function readCapped(
   options: ReadBodyOptions,
 ): Promise<Uint8Array> {
   if (!req.body) return new Uint8Array();
-  // A declared length (already within the cap) bounds the body: read it in one go, far cheaper
-  // than a chunk at a time. A trickling client is left behind at the deadline; the server then
-  // drops its connection, which ends the read.
-  if (declared !== null) {
+  // A small declared body (nearly every chat request) is read in one go, far cheaper than a chunk
+  // at a time, and must arrive within the deadline. A trickling client is left behind at the
+  // deadline; the server then drops its connection, which ends the read.
+  if (declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
     let deadline: Deadline | undefined;
     const read = req.bytes();
     try {
@@ -156,19 +164,30 @@ async function readCapped(
       deadline?.cancel();
     }
   }
+  // A large body (an image, a PDF) may take minutes on a slow uplink: it fails when it stops
+  // arriving for the deadline's length, as with nginx's `client_body_timeout`, or when it arrives
+  // slower than MIN_BYTES_PER_SECOND on average after the deadline (a trickle holding a connection).
+  const started = Date.now();
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   let timedOut = false;
-  const deadline = options.deadlines.add(() => {
+  const onTimeout = () => {
     timedOut = true;
     reader.cancel().catch(() => {});
-  });
+  };
+  let deadline = options.deadlines.add(onTimeout);
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
+      deadline.cancel();
       size += value.byteLength;
+      if (Date.now() - started > options.deadlines.ms + size * 1000 / MIN_BYTES_PER_SECOND) {
+        onTimeout();
+        break;
+      }
+      deadline = options.deadlines.add(onTimeout);
       if (size > options.maxBytes) {
         reader.cancel().catch(() => {});
         throw tooLarge(options.maxBytes);

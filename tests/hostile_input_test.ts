@@ -415,6 +415,40 @@ Deno.test("hostile: a client that trickles its body gets 408 after BODY_TIMEOUT_
   }
 });
 
+Deno.test("a large body on a slow uplink is read for as long as it keeps arriving", async () => {
+  await using s = await setup({ BODY_TIMEOUT_SECONDS: "0.5" });
+  const image = "A".repeat(300_000);
+  const body = bytesOf(JSON.stringify({
+    model: "gpt-4o",
+    messages: [{
+      role: "user",
+      content: [
+        { type: "text", text: "What is this?" },
+        { type: "image_url", image_url: { url: `data:image/png;base64,${image}` } },
+      ],
+    }],
+  }));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: portOf(s.proxy.url) });
+  await writeAll(
+    conn,
+    bytesOf(
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+        `content-length: ${body.length}\r\nconnection: close\r\n\r\n`,
+    ),
+  );
+  // 30 kB every 100 ms: about 300 kB/s, for a second and a half, three times the deadline.
+  const t0 = performance.now();
+  for (let i = 0; i < body.length; i += 20_000) {
+    await writeAll(conn, body.subarray(i, i + 20_000));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const response = await readResponse(conn, { timeoutMs: 10_000 });
+  conn.close();
+  assert.ok(performance.now() - t0 > 1000, "the upload took longer than the deadline");
+  assert.equal(response.status, 200, response.text.slice(0, 300));
+  assert.equal(s.fake.chatRequests().length, 1);
+});
+
 // --- the model name -----------------------------------------------------------------------------
 
 Deno.test("hostile: a model name with control characters or newlines is 400, never echoed raw", async () => {
