@@ -17,6 +17,7 @@ import { UsageDashboard } from "./dashboard.ts";
 import { dashboardResponse } from "./dashboard_page.ts";
 import { createUsageService, type UsageService } from "./usage_service.ts";
 import { HIDDEN, Redactor } from "./redact.ts";
+import { BrowserGuard } from "./browser_guard.ts";
 
 /** What the app is built from. Everything long-lived is created by the caller or from `config`. */
 export interface AppDeps {
@@ -167,6 +168,11 @@ export function createApp(deps: AppDeps): App {
   // `created` must not change between calls: the time this app was built.
   const created = Math.floor(now() / 1000);
   const cors = new Set(config.corsOrigins);
+  const browsers = new BrowserGuard({
+    corsOrigins: config.corsOrigins,
+    allowedHosts: config.allowedHosts,
+    keysEnabled: keys.enabled,
+  });
   const metrics = deps.metrics ?? new ProxyMetrics({
     models: deps.registry,
     balance: () => usage.poller.snapshot,
@@ -349,6 +355,7 @@ export function createApp(deps: AppDeps): App {
     url: URL,
     authed: boolean,
   ): Promise<Response> {
+    browsers.check(req);
     const matching = byPath.get(url.pathname) ?? routes.filter((r) => matchesPath(r, url.pathname));
     if (matching.length === 0) {
       throw new ProxyError(404, `No such endpoint: ${req.method} ${url.pathname.slice(0, 200)}`, {

@@ -38,6 +38,7 @@ export interface Config {
   readonly proxyApiKeys: readonly string[];
   readonly proxyApiKeysFile: string | null;
   readonly corsOrigins: readonly string[];
+  readonly allowedHosts: readonly string[];
   readonly dashboard: boolean;
 }
 
@@ -214,6 +215,13 @@ function apiKey(raw: string): string {
 /** A comma-separated list: entries trimmed, empties dropped, each checked by `entry`. */
 function list(entry: (e: string) => string): (raw: string) => readonly string[] {
   return (raw) => raw.split(",").map((e) => e.trim()).filter((e) => e !== "").map(entry);
+}
+
+function hostName(entry: string): string {
+  if (entry !== "*" && !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(entry)) {
+    throw new Expected("comma-separated host names without ports, or *", entry);
+  }
+  return entry.toLowerCase();
 }
 
 function proxyKey(entry: string): string {
@@ -451,6 +459,13 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "",
     parse: corsOrigins,
     description: "Comma-separated browser origins allowed by CORS, or *; empty means none.",
+  },
+  allowedHosts: {
+    name: "ALLOWED_HOSTS",
+    default: "",
+    parse: list(hostName),
+    description:
+      "Without inbound keys, host names the proxy answers to besides localhost and IP addresses (a DNS-rebinding guard), or *.",
   },
   dashboard: {
     name: "DASHBOARD",

@@ -159,7 +159,7 @@ Deno.test("a body declared larger than MAX_BODY_BYTES is 413 before it is read",
   await using t = await setup({ MAX_BODY_BYTES: "1000" });
   const res = await rawExchange(
     t.proxy.url,
-    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+    "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
       "Content-Length: 1000000000\r\n\r\n",
     [new TextEncoder().encode('{"model":"gpt-4o","messages":[')],
   );
@@ -177,7 +177,7 @@ Deno.test("a chunked body that grows past MAX_BODY_BYTES is 413 without reading 
   for (let i = 0; i < 4; i++) parts.push(chunk("x".repeat(400)));
   const res = await rawExchange(
     t.proxy.url,
-    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+    "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
       "Transfer-Encoding: chunked\r\n\r\n",
     parts, // never terminated: the proxy must answer without waiting for the end
   );

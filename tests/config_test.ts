@@ -42,6 +42,7 @@ const DEFAULTS = {
   proxyApiKeys: [],
   proxyApiKeysFile: null,
   corsOrigins: [],
+  allowedHosts: [],
   dashboard: true,
 };
 

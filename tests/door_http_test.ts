@@ -6,6 +6,7 @@ import { startFakeAndProxy as setup, testConfig, testRegistry } from "./harness.
 import { mainCommand, startProxyProcess } from "./proxy_process.ts";
 import { createApp } from "../lib/app.ts";
 import { memoryLogger } from "../lib/log.ts";
+import { portOf, rawJsonBody, rawRequest } from "./raw_http.ts";
 
 const LIMITED = { RATE_LIMIT_PER_MINUTE: "60", RATE_LIMIT_BURST: "3", FOOTER: "off" };
 
@@ -315,8 +316,9 @@ function corsHeaderNames(headers: Headers): string[] {
 
 Deno.test("CORS: CORS_ORIGINS empty sends no CORS headers, even to a preflight", async () => {
   await using s = await setup();
+  // A page's request is refused outright: a simple POST needs no preflight to reach Poe.
   const get = await call(`${s.proxy.url}/v1/models`, { headers: { origin: ORIGIN } });
-  assert.equal(get.status, 200);
+  assert.equal(get.status, 403);
   assert.deepEqual(corsHeaderNames(get.headers), []);
   const pre = await call(`${s.proxy.url}/v1/chat/completions`, {
     method: "OPTIONS",
@@ -365,7 +367,7 @@ Deno.test("CORS: an allowed origin gets headers and its preflight 204; others ge
     const get = await call(`${s.proxy.url}/v1/models`, {
       headers: { origin, authorization: "Bearer browser-key" },
     });
-    assert.equal(get.status, 200);
+    assert.equal(get.status, 403);
     assert.deepEqual(corsHeaderNames(get.headers), [], origin);
   }
 });
@@ -533,4 +535,71 @@ Deno.test("answers carry the request id, CORS and the client's own limits, strea
     // A stream's cost comes after its headers, in the footer and usage.
     assert.equal(res.headers.has("x-poe-points"), !stream);
   }
+});
+
+// --- web pages: foreign origins and DNS rebinding ---------------------------------------------
+
+Deno.test("a web page of a foreign origin cannot spend points, even with a simple no-preflight POST", async () => {
+  await using s = await setup();
+  const res = await fetch(`${s.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    // What a page's `fetch(url, {mode: "no-cors", body: "..."})` sends.
+    headers: { "content-type": "text/plain;charset=UTF-8", origin: "https://evil.example" },
+    body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+  });
+  assert.equal(res.status, 403);
+  const body = await res.json();
+  assert.equal(body.error.code, "origin_not_allowed");
+  assert.match(body.error.message, /CORS_ORIGINS/);
+  assert.equal(s.fake.chatRequests().length, 0);
+  // The proxy's own page (the dashboard) is same-origin.
+  const own = await fetch(`${s.proxy.url}/api/usage`, { headers: { origin: s.proxy.url } });
+  assert.equal(own.status, 200);
+  await own.body?.cancel();
+});
+
+Deno.test("without inbound keys, only localhost, IP addresses and ALLOWED_HOSTS are answered (DNS rebinding)", async () => {
+  const statusFor = async (url: string, host: string) => {
+    const res = await rawRequest(
+      portOf(url),
+      `GET /api/usage HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+      { timeoutMs: 5000 },
+    );
+    return { status: res.status, text: res.text };
+  };
+  {
+    await using s = await setup({ ALLOWED_HOSTS: "homeserver, nas.lan" });
+    for (
+      const host of [
+        "127.0.0.1:8080",
+        "localhost:8080",
+        "[::1]:8080",
+        "192.168.1.5",
+        "app.localhost",
+        "HomeServer:8080",
+        "nas.lan",
+      ]
+    ) {
+      assert.equal((await statusFor(s.proxy.url, host)).status, 200, host);
+    }
+    // A page of attacker.example, whose name now resolves to 127.0.0.1.
+    for (
+      const host of [
+        "attacker.example:8080",
+        "homeserver.attacker.example",
+        "localhost.attacker.example",
+      ]
+    ) {
+      const r = await statusFor(s.proxy.url, host);
+      assert.equal(r.status, 403, host);
+      const body = rawJsonBody(r.text) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, "host_not_allowed");
+      assert.match(body.error.message, /ALLOWED_HOSTS/);
+    }
+  }
+  // With keys, a page cannot authenticate: any host name is answered.
+  await using k = await setup({ PROXY_API_KEYS: "k1" });
+  assert.equal((await statusFor(k.proxy.url, "attacker.example")).status, 401);
+  await using any = await setup({ ALLOWED_HOSTS: "*" });
+  assert.equal((await statusFor(any.proxy.url, "attacker.example")).status, 200);
 });

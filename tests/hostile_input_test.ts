@@ -349,7 +349,7 @@ Deno.test("hostile: a 50 MB body with content-length is 413 before it is read", 
   await using s = await setup();
   const w = await whileStreaming(s.proxy, async () => {
     const head =
-      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n" +
       `content-length: ${FIFTY_MB}\r\n\r\n`;
     return await sendLarge(portOf(s.proxy.url), head, FIFTY_MB, false);
   });
@@ -365,7 +365,7 @@ Deno.test("hostile: a 50 MB chunked body is 413 once MAX_BODY_BYTES is passed, n
   await using s = await setup();
   const w = await whileStreaming(s.proxy, async () => {
     const head =
-      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n" +
       "transfer-encoding: chunked\r\n\r\n";
     return await sendLarge(portOf(s.proxy.url), head, FIFTY_MB, true);
   }, { words: 300 });
@@ -384,7 +384,7 @@ Deno.test("hostile: a client that trickles its body gets 408 after BODY_TIMEOUT_
       await writeAll(
         conn,
         bytesOf(
-          "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+          "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n" +
             (chunked ? "transfer-encoding: chunked\r\n\r\n" : "content-length: 1000\r\n\r\n"),
         ),
       );
@@ -432,7 +432,7 @@ Deno.test("a large body on a slow uplink is read for as long as it keeps arrivin
   await writeAll(
     conn,
     bytesOf(
-      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n" +
         `content-length: ${body.length}\r\nconnection: close\r\n\r\n`,
     ),
   );
@@ -483,7 +483,7 @@ Deno.test("hostile: a model name with control characters or newlines is 400, nev
 // --- the wire -----------------------------------------------------------------------------------
 
 function get(path: string, extra = ""): string {
-  return `GET ${path} HTTP/1.1\r\nhost: x\r\n${extra}connection: close\r\n\r\n`;
+  return `GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n${extra}connection: close\r\n\r\n`;
 }
 
 Deno.test("hostile: /v1/models/../.. and its encodings never leave the route table", async () => {
@@ -566,18 +566,18 @@ Deno.test("hostile: pipelined requests and garbage on a raw socket leave the ser
   await whileStreaming(s.proxy, async () => {
     const two = await rawRequest(
       port,
-      "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+      "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\nGET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n",
       { responses: 2 },
     );
     assert.equal(two.text.match(/HTTP\/1\.1 200/g)?.length, 2, two.text);
     const garbage: (string | Uint8Array)[] = [
       "\u0000\u0001\u0002 BLAH / HTTP/9.9\r\n\r\n",
-      "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n\u00ff\u00fe garbage after a good request\r\n\r\n",
-      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n" +
+      "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n\u00ff\u00fe garbage after a good request\r\n\r\n",
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 5\r\n" +
       "transfer-encoding: chunked\r\n\r\nzz\r\n",
-      "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" +
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ntransfer-encoding: chunked\r\n\r\n" +
       "fffffffffffffffffffffff\r\n",
-      "GET /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: -1\r\n\r\n",
+      "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: -1\r\n\r\n",
       "GET / HTTP/1.1\r\n" + "h: v\r\n".repeat(3) + "\r\n".repeat(1000),
       crypto.getRandomValues(new Uint8Array(65536)),
       "\r\n\r\n\r\n",

@@ -1,0 +1,84 @@
+/**
+ * @module Keeps web pages from spending the owner's points: a request from a page of a foreign
+ * `Origin`, or, without inbound keys, for a `Host` that only a DNS-rebinding page would send.
+ *
+ * A page can send a "simple" cross-origin POST (`text/plain`, `no-cors`) without a preflight: CORS
+ * only stops it from reading the answer, not the proxy from calling Poe. And a page whose name
+ * resolves to 127.0.0.1 after it loaded is same-origin to the proxy; only its `Host` tells.
+ */
+import { ProxyError } from "./errors.ts";
+import { isIpAddress } from "./client_id.ts";
+
+/** Options of {@linkcode BrowserGuard}. */
+export interface BrowserGuardOptions {
+  /** `CORS_ORIGINS`: pages of these origins (or any, with `*`) may call the proxy. */
+  corsOrigins: readonly string[];
+  /** `ALLOWED_HOSTS`: host names answered besides localhost and IP addresses; `*` for any. */
+  allowedHosts: readonly string[];
+  /** Inbound keys are required: a page cannot know one, so the `Host` needs no check. */
+  keysEnabled: boolean;
+}
+
+/** Checks the `Origin` and `Host` of each request. */
+export class BrowserGuard {
+  #origins: ReadonlySet<string>;
+  #anyOrigin: boolean;
+  #hosts: ReadonlySet<string>;
+  #checkHost: boolean;
+
+  constructor(options: BrowserGuardOptions) {
+    this.#origins = new Set(options.corsOrigins);
+    this.#anyOrigin = this.#origins.has("*");
+    this.#hosts = new Set(options.allowedHosts);
+    this.#checkHost = !options.keysEnabled && !this.#hosts.has("*");
+  }
+
+  /** Throws a 403 for a request a web page must not make. */
+  check(req: Request): void {
+    const host = req.headers.get("host");
+    if (this.#checkHost && host !== null && !this.#hostAllowed(hostnameOf(host))) {
+      throw new ProxyError(
+        403,
+        `Requests for the host ${
+          JSON.stringify(hostnameOf(host).slice(0, 100))
+        } are refused while no inbound keys are set: a web page could reach this proxy through DNS rebinding. Add the name to ALLOWED_HOSTS, or set PROXY_API_KEYS.`,
+        { type: "permission_error", code: "host_not_allowed" },
+      );
+    }
+    // A preflight only asks; its answer carries CORS headers for allowed origins alone.
+    if (req.method === "OPTIONS") return;
+    const origin = req.headers.get("origin");
+    if (origin === null || this.#anyOrigin || this.#origins.has(origin)) return;
+    if (host !== null && sameHost(origin, host)) return;
+    throw new ProxyError(
+      403,
+      `Requests from web pages of ${
+        JSON.stringify(origin.slice(0, 100))
+      } are refused: a page could spend your Poe points. Add the origin to CORS_ORIGINS to allow it.`,
+      { type: "permission_error", code: "origin_not_allowed" },
+    );
+  }
+
+  #hostAllowed(name: string): boolean {
+    return name === "localhost" || name.endsWith(".localhost") || isIpAddress(name) ||
+      this.#hosts.has(name);
+  }
+}
+
+/** The name of a `Host` header: lower case, without port, brackets or a final dot. */
+function hostnameOf(host: string): string {
+  let name = host.trim().toLowerCase();
+  if (name.startsWith("[")) return name.slice(1, name.indexOf("]") >>> 0);
+  const colon = name.lastIndexOf(":");
+  if (colon >= 0) name = name.slice(0, colon);
+  return name.endsWith(".") ? name.slice(0, -1) : name;
+}
+
+/** Whether a page of `origin` is this proxy's own (the dashboard). */
+function sameHost(origin: string, host: string): boolean {
+  try {
+    return new URL(origin).host === new URL(`http://${host}`).host;
+  } catch {
+    return false;
+  }
+}
