@@ -4,7 +4,7 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { ModelRegistry } from "./models.ts";
 import type { RequestContext } from "./request_context.ts";
-import type { UpstreamAnswer, UpstreamClient } from "./upstream.ts";
+import type { Attempt, UpstreamAnswer, UpstreamClient } from "./upstream.ts";
 import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { relaySse } from "./sse.ts";
@@ -139,6 +139,8 @@ export async function handleChat(
   deps.beforeUpstream?.(ctx);
 
   let answer: UpstreamAnswer;
+  // Filled as the calls are made: a request that ends in an error called Poe too.
+  const attempts: Attempt[] = [];
   try {
     answer = await deps.upstream.send(sendBody, {
       signal: req.signal,
@@ -149,8 +151,10 @@ export async function handleChat(
         ? (variant) => deps.usage!.guards.overCap(variant, entry, registry) === null
         : undefined,
       mayRetry: deps.beforeRetry && (() => deps.beforeRetry!(ctx)),
+      attempts,
     });
   } catch (err) {
+    if (attempts.length > 0) ctx.fields.attempts = attemptsField(attempts);
     if (req.signal.aborted) {
       ctx.fields.error = "client gone before Poe answered";
       throw new ProxyError(499, "The client closed the request.", {
@@ -159,7 +163,7 @@ export async function handleChat(
     }
     throw err;
   }
-  ctx.fields.attempts = answer.attempts.map((a) => `${a.reason}:${a.status}`).join(",");
+  ctx.fields.attempts = attemptsField(answer.attempts);
   // Poe's response headers; a stream replaces it with its first event's time.
   ctx.ttfbMs = ctx.elapsedMs();
 
@@ -193,6 +197,13 @@ export async function handleChat(
     ctx.fields.error = "client gone while Poe answered";
     throw new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
   }
+}
+
+/** The `attempts` log field: `reason:status,...`, the form metrics parse. */
+function attemptsField(attempts: Attempt[]): string {
+  // Nearly every request is one call: no array of strings built for it.
+  if (attempts.length === 1) return `${attempts[0].reason}:${attempts[0].status}`;
+  return attempts.map((a) => `${a.reason}:${a.status}`).join(",");
 }
 
 function streamAnswer(

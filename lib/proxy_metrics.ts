@@ -98,7 +98,8 @@ export class ProxyMetrics {
   readonly attempts = this.registry.register(
     new Counter({
       name: "poe_proxy_upstream_attempts_total",
-      help: "Requests sent to Poe by why they were sent (first, retry-<status>, ...) and status.",
+      help:
+        "Calls to Poe by why they were made (first, retry-<status>, ...) and Poe's status (0: network failure or timeout, 499: the client left before Poe's headers), whether the request succeeded or not.",
       labels: ["reason", "status"],
     }),
   );

@@ -11,7 +11,7 @@ import {
 import { modelLabel, parseAttempts, ProxyMetrics, routeLabel } from "../lib/proxy_metrics.ts";
 import { RequestContext } from "../lib/request_context.ts";
 import { memoryLogger } from "../lib/log.ts";
-import { testRegistry } from "./harness.ts";
+import { startFakeAndProxy, testRegistry } from "./harness.ts";
 import { parseMetrics, sample } from "./prometheus_text.ts";
 
 Deno.test("Counter, Gauge and Histogram render text the npm parser reads back", () => {
@@ -236,4 +236,71 @@ Deno.test("ProxyMetrics model labels stay bounded under many made-up model names
   assert.equal(metrics.tokens.size, 1);
   const parsed = parseMetrics(metrics.render());
   assert.equal(parsed.get("poe_proxy_balance_points")?.metrics.length ?? 0, 0);
+});
+
+// --- over real HTTP: the proxy and the fake Poe on port 0 ----------------------------------------
+
+/** Posts a chat request; `marker` becomes the fake's `[[fake: ...]]` directive. */
+async function post(
+  url: string,
+  marker: string,
+  extra: Record<string, unknown> = {},
+  init: RequestInit = {},
+): Promise<{ status: number; text: string }> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    ...init,
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: `Hi${marker ? ` [[fake: ${marker}]]` : ""}` }],
+      ...extra,
+    }),
+  });
+  return { status: res.status, text: await res.text() };
+}
+
+async function scrape(url: string) {
+  const res = await fetch(`${url}/metrics`);
+  return parseMetrics(await res.text());
+}
+
+async function until(check: () => boolean | Promise<boolean>, ms = 6000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!await check()) {
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+Deno.test("poe_proxy_upstream_attempts_total counts the calls of requests that end in an error", async () => {
+  await using t = await startFakeAndProxy();
+  // Three calls, all failing: the first and two retries.
+  assert.equal((await post(t.proxy.url, "status=500")).status, 500);
+  assert.equal((await post(t.proxy.url, "status=401")).status, 401);
+  // A Retry-After too long to wait out is passed on: one call, and not this proxy's 429.
+  assert.equal((await post(t.proxy.url, "status=429,retry-after=120")).status, 429);
+  // The client leaves before Poe's headers.
+  const ac = new AbortController();
+  const pending = post(t.proxy.url, "slow-first=5000", {}, { signal: ac.signal }).catch((e) => e);
+  await until(() => t.fake.chatRequests().length === 6);
+  ac.abort();
+  assert.ok((await pending) instanceof Error);
+  await until(async () =>
+    sample(await scrape(t.proxy.url), "poe_proxy_requests_total", { status: "499" }) === 1
+  );
+  const m = await scrape(t.proxy.url);
+  const calls = (reason: string, status: string) =>
+    sample(m, "poe_proxy_upstream_attempts_total", { reason, status });
+  assert.equal(calls("first", "500"), 1);
+  assert.equal(calls("retry-500", "500"), 2);
+  assert.equal(calls("first", "401"), 1);
+  assert.equal(calls("first", "429"), 1);
+  assert.equal(calls("first", "499"), 1);
+  const total = m.get("poe_proxy_upstream_attempts_total")!.metrics
+    .reduce((n, s) => n + Number(s.value), 0);
+  assert.equal(total, t.fake.chatRequests().length, "every call to Poe is counted once");
+  assert.equal(sample(m, "poe_proxy_rate_limited_total"), undefined, "Poe's 429, not ours");
+  const line = t.proxy.logs.find((l) => l.includes(" path=") && l.includes("status=500"));
+  assert.match(line ?? "", /attempts=first:500,retry-500:500,retry-500:500/);
 });
