@@ -114,8 +114,16 @@ export class ProxyMetrics {
     new Counter({
       name: "poe_proxy_points_spent_total",
       help:
-        "Points spent by model; kind=real from Poe's points history (including costs found late), kind=estimated when the answer ended before the real cost was known.",
+        "Points by model; kind=real from Poe's points history (including costs found late), kind=estimated when the answer ended before the real cost was known. Points spent: real + estimated - poe_proxy_points_estimate_replaced_total.",
       labels: ["model", "kind"],
+    }),
+  );
+  readonly estimateReplaced = this.registry.register(
+    new Counter({
+      name: "poe_proxy_points_estimate_replaced_total",
+      help:
+        "Estimated points (counted in poe_proxy_points_spent_total as kind=estimated) whose real cost was found later and counted as kind=real: subtract them from the sum.",
+      labels: ["model"],
     }),
   );
   readonly rateLimited = this.registry.register(
@@ -227,9 +235,14 @@ export class ProxyMetrics {
     return parsed;
   }
 
-  /** The real cost of an answer that ended with an estimate arrived later. */
-  lateCost(requestedModel: unknown, points: number): void {
-    this.points.inc({ model: modelLabel(requestedModel, this.#models()), kind: "real" }, points);
+  /**
+   * The real cost of an answer arrived after it ended; `replaced` is the estimate counted for it
+   * then (null when none was), so that the sum stays right while every counter only goes up.
+   */
+  lateCost(requestedModel: unknown, points: number, replaced: number | null): void {
+    const model = modelLabel(requestedModel, this.#models());
+    this.points.inc({ model, kind: "real" }, points);
+    if (replaced !== null) this.estimateReplaced.inc({ model }, replaced);
   }
 
   /** The Prometheus text. */

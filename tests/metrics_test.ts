@@ -11,7 +11,9 @@ import {
 import { modelLabel, parseAttempts, ProxyMetrics, routeLabel } from "../lib/proxy_metrics.ts";
 import { RequestContext } from "../lib/request_context.ts";
 import { memoryLogger } from "../lib/log.ts";
-import { startFakeAndProxy, testRegistry } from "./harness.ts";
+import { createUsageService } from "../lib/usage_service.ts";
+import { FakePoe } from "./fake_poe.ts";
+import { startFakeAndProxy, startProxy, testConfig, testRegistry } from "./harness.ts";
 import { parseMetrics, sample } from "./prometheus_text.ts";
 
 Deno.test("Counter, Gauge and Histogram render text the npm parser reads back", () => {
@@ -182,7 +184,8 @@ Deno.test("ProxyMetrics counts requests, tokens, points, attempts, limits and gu
   metrics.ended(
     finished({ model: "GPT-4o", guard: "paused", clipped: true, points: 40 }, 200),
   );
-  metrics.lateCost("gpt-4o", 150);
+  // The first answer's real cost, found after it ended with its estimate of 155.
+  metrics.lateCost("gpt-4o", 150, 155);
   const parsed = parseMetrics(metrics.render());
   const route = "/v1/chat/completions";
   assert.equal(sample(parsed, "poe_proxy_requests_total", { route, model: "GPT-4o" }), 2);
@@ -202,6 +205,10 @@ Deno.test("ProxyMetrics counts requests, tokens, points, attempts, limits and gu
   assert.equal(
     sample(parsed, "poe_proxy_points_spent_total", { model: "GPT-4o", kind: "real" }),
     190,
+  );
+  assert.equal(
+    sample(parsed, "poe_proxy_points_estimate_replaced_total", { model: "GPT-4o" }),
+    155,
   );
   assert.equal(
     sample(parsed, "poe_proxy_upstream_attempts_total", { reason: "first", status: "200" }),
@@ -303,4 +310,37 @@ Deno.test("poe_proxy_upstream_attempts_total counts the calls of requests that e
   assert.equal(sample(m, "poe_proxy_rate_limited_total"), undefined, "Poe's 429, not ours");
   const line = t.proxy.logs.find((l) => l.includes(" path=") && l.includes("status=500"));
   assert.match(line ?? "", /attempts=first:500,retry-500:500,retry-500:500/);
+});
+
+Deno.test("a late real cost replaces its estimate: real + estimated - replaced sums each answer once", async () => {
+  await using fake = await FakePoe.start({ historyDelayMs: 700 });
+  const env = { POE_BASE_URL: fake.url, FOOTER_WAIT_MS: "200" };
+  const usage = createUsageService(testConfig(env), { logger: memoryLogger() });
+  usage.poller.start();
+  await usage.poller.refresh();
+  await using proxy = await startProxy({ poeUrl: fake.url, env, deps: { usage } });
+  try {
+    const res = await post(proxy.url, "", { model: "GPT-4o" });
+    const u = JSON.parse(res.text).usage;
+    assert.equal(u.points_estimated, true);
+    const estimate = u.cost_points;
+    const real = 10 + u.prompt_tokens + u.completion_tokens; // the fake's billing
+    assert.notEqual(real, estimate);
+    const spent = (m: Map<string, unknown>, kind: string) =>
+      sample(m as ReturnType<typeof parseMetrics>, "poe_proxy_points_spent_total", {
+        model: "GPT-4o",
+        kind,
+      }) ?? 0;
+    let m = await scrape(proxy.url);
+    assert.equal(spent(m, "estimated"), estimate);
+    assert.equal(spent(m, "real"), 0);
+    await until(async () => spent(m = await scrape(proxy.url), "real") > 0);
+    const replaced = sample(m, "poe_proxy_points_estimate_replaced_total", { model: "GPT-4o" });
+    assert.equal(replaced, estimate);
+    assert.equal(spent(m, "real") + spent(m, "estimated") - replaced!, real);
+    const late = proxy.logs.find((l) => l.includes("late cost"))!;
+    assert.match(late, new RegExp(`points=${real}\\b.*estimated_points=${estimate}\\b`));
+  } finally {
+    await usage.close();
+  }
 });
