@@ -17,6 +17,8 @@ const TTFB_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
 const REASON = /^[a-z0-9-]{1,40}$/;
 const GUARDS = new Set(["paused", "cost-cap"]);
 const LIMITS = new Set(["client", "poe"]);
+/** How a relayed stream ends (`RelayOutcome.end`). */
+const ENDS = new Set(["done", "upstream-error", "timeout", "client-gone"]);
 
 /** The `route` label of a path. */
 export function routeLabel(path: string): string {
@@ -126,6 +128,14 @@ export class ProxyMetrics {
       labels: ["model"],
     }),
   );
+  readonly streamEnds = this.registry.register(
+    new Counter({
+      name: "poe_proxy_stream_ends_total",
+      help:
+        "Streamed chat answers by how the stream ended: done, upstream-error (Poe's error event or a broken connection), timeout (Poe fell silent), client-gone. The status was sent first, so poe_proxy_requests_total counts the failed ones as 200.",
+      labels: ["end"],
+    }),
+  );
   readonly rateLimited = this.registry.register(
     new Counter({
       name: "poe_proxy_rate_limited_total",
@@ -203,6 +213,11 @@ export class ProxyMetrics {
     if (route === CHAT) {
       this.duration.observe({}, ctx.elapsedMs() / 1000);
       if (ctx.ttfbMs !== null) this.ttfb.observe({}, ctx.ttfbMs / 1000);
+      // Only a relayed stream ends itself (deferred); `end` is set when it did not end `done`.
+      if (ctx.deferred) {
+        const end = f.end === undefined ? "done" : String(f.end);
+        this.streamEnds.inc({ end: ENDS.has(end) ? end : "other" });
+      }
     }
     for (const a of this.#attemptsOf(f.attempts)) this.attempts.inc(a);
     const tokensIn = num(f.tokens_in);

@@ -14,6 +14,7 @@ import { memoryLogger } from "../lib/log.ts";
 import { createUsageService } from "../lib/usage_service.ts";
 import { FakePoe } from "./fake_poe.ts";
 import { startFakeAndProxy, startProxy, testConfig, testRegistry } from "./harness.ts";
+import { startDashboardSetup } from "./dashboard_fixture.ts";
 import { parseMetrics, sample } from "./prometheus_text.ts";
 
 Deno.test("Counter, Gauge and Histogram render text the npm parser reads back", () => {
@@ -279,6 +280,26 @@ async function until(check: () => boolean | Promise<boolean>, ms = 6000): Promis
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+Deno.test("/metrics and the dashboard's rows tell streams that failed after their 200 apart", async () => {
+  await using s = await startDashboardSetup();
+  const stream = { stream: true };
+  assert.equal((await post(s.proxy.url, "", stream)).status, 200);
+  assert.equal((await post(s.proxy.url, "midstream-error", stream)).status, 200);
+  assert.equal((await post(s.proxy.url, "drop", stream)).status, 200);
+  assert.equal((await post(s.proxy.url, "")).status, 200, "not a stream: no stream end");
+  const m = await scrape(s.proxy.url);
+  const route = "/v1/chat/completions";
+  assert.equal(sample(m, "poe_proxy_requests_total", { route, status: "200" }), 4);
+  assert.equal(sample(m, "poe_proxy_stream_ends_total", { end: "done" }), 1);
+  assert.equal(sample(m, "poe_proxy_stream_ends_total", { end: "upstream-error" }), 2);
+  assert.equal(m.get("poe_proxy_stream_ends_total")!.metrics.length, 2);
+  const d = await (await fetch(`${s.proxy.url}/api/usage`)).json();
+  assert.deepEqual(
+    d.recent.map((r: { status: number; end: string | null }) => [r.status, r.end]),
+    [[200, null], [200, "upstream-error"], [200, "upstream-error"], [200, null]],
+  );
+});
 
 Deno.test("poe_proxy_upstream_attempts_total counts the calls of requests that end in an error", async () => {
   await using t = await startFakeAndProxy();
