@@ -16,6 +16,7 @@ const SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const TTFB_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
 const REASON = /^[a-z0-9-]{1,40}$/;
 const GUARDS = new Set(["paused", "cost-cap"]);
+/** `limited` values that mean a 429 from this proxy (`poe-retry` is a retry left unsent). */
 const LIMITS = new Set(["client", "poe"]);
 /** How a relayed stream ends (`RelayOutcome.end`). */
 const ENDS = new Set(["done", "upstream-error", "timeout", "client-gone"]);
@@ -143,6 +144,13 @@ export class ProxyMetrics {
       labels: ["scope"],
     }),
   );
+  readonly retriesSkipped = this.registry.register(
+    new Counter({
+      name: "poe_proxy_upstream_retries_skipped_total",
+      help:
+        "Requests whose retry (or 400-ladder step) was not sent for lack of a POE_RATE_LIMIT_PER_MINUTE token: the client got Poe's last error.",
+    }),
+  );
   readonly guarded = this.registry.register(
     new Counter({
       name: "poe_proxy_guarded_total",
@@ -229,7 +237,8 @@ export class ProxyMetrics {
       this.points.inc({ model, kind: f.points_estimated === true ? "estimated" : "real" }, points);
     }
     if (typeof f.limited === "string") {
-      this.rateLimited.inc({ scope: LIMITS.has(f.limited) ? f.limited : "other" });
+      if (LIMITS.has(f.limited)) this.rateLimited.inc({ scope: f.limited });
+      else if (f.limited === "poe-retry") this.retriesSkipped.inc();
     }
     if (typeof f.guard === "string") {
       this.guarded.inc({ guard: GUARDS.has(f.guard) ? f.guard : "other" });

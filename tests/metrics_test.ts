@@ -365,3 +365,19 @@ Deno.test("a late real cost replaces its estimate: real + estimated - replaced s
     await usage.close();
   }
 });
+
+Deno.test("a retry left unsent for lack of a POE_RATE_LIMIT token is no 429 of this proxy", async () => {
+  await using t = await startFakeAndProxy({ POE_RATE_LIMIT_PER_MINUTE: "2" });
+  // One token for the first call, one for the first retry; the second retry finds none.
+  assert.equal((await post(t.proxy.url, "status=503")).status, 503);
+  assert.equal(t.fake.chatRequests().length, 2);
+  let m = await scrape(t.proxy.url);
+  assert.equal(sample(m, "poe_proxy_rate_limited_total"), undefined);
+  assert.equal(sample(m, "poe_proxy_upstream_retries_skipped_total"), 1);
+  // The bucket is empty now: the next request is refused with a 429 of this proxy's.
+  assert.equal((await post(t.proxy.url, "")).status, 429);
+  m = await scrape(t.proxy.url);
+  assert.equal(sample(m, "poe_proxy_rate_limited_total", { scope: "poe" }), 1);
+  assert.equal(m.get("poe_proxy_rate_limited_total")!.metrics.length, 1);
+  assert.equal(sample(m, "poe_proxy_upstream_retries_skipped_total"), 1);
+});
