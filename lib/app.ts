@@ -194,8 +194,8 @@ export function createApp(deps: AppDeps): App {
     recent.record(ctx);
     dashboard.sample();
   };
-  const lateCost = (ctx: RequestContext, points: number) => {
-    metrics.lateCost(ctx.fields.model, points);
+  const lateCost = (ctx: RequestContext, points: number, replaced: number | null) => {
+    metrics.lateCost(ctx.fields.model, points, replaced);
     recent.updateCost(ctx.id, points);
   };
 

@@ -4,7 +4,12 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelRegistry } from "./models.ts";
 import type { RequestContext } from "./request_context.ts";
-import { NO_CLIENT_RETRY, type UpstreamAnswer, type UpstreamClient } from "./upstream.ts";
+import {
+  type Attempt,
+  NO_CLIENT_RETRY,
+  type UpstreamAnswer,
+  type UpstreamClient,
+} from "./upstream.ts";
 import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { relaySse } from "./sse.ts";
@@ -152,6 +157,8 @@ export async function handleChat(
   deps.beforeUpstream?.(ctx);
 
   let answer: UpstreamAnswer;
+  // Filled as the calls are made: a request that ends in an error called Poe too.
+  const attempts: Attempt[] = [];
   try {
     answer = await deps.upstream.send(sendBody, {
       signal: req.signal,
@@ -163,8 +170,10 @@ export async function handleChat(
         : undefined,
       mayRetry: deps.beforeRetry && (() => deps.beforeRetry!(ctx)),
       slow: entry.modality !== "text",
+      attempts,
     });
   } catch (err) {
+    if (attempts.length > 0) ctx.fields.attempts = attemptsField(attempts);
     if (req.signal.aborted) {
       ctx.fields.error = "client gone before Poe answered";
       throw new ProxyError(499, "The client closed the request.", {
@@ -173,8 +182,8 @@ export async function handleChat(
     }
     throw err;
   }
-  const attempts = answer.attempts.map((a) => `${a.reason}:${a.status}`).join(",");
-  ctx.fields.attempts = attempts;
+  const tried = attemptsField(answer.attempts);
+  ctx.fields.attempts = tried;
   // Poe's response headers; a stream replaces it with its first event's time.
   ctx.ttfbMs = ctx.elapsedMs();
 
@@ -183,7 +192,7 @@ export async function handleChat(
   passHeaders(answer.response.headers, headers, own);
   if (clipped) headers.push(["x-poe-proxy-clipped", clipped]);
   // The ladder may have dropped max_tokens: the client is told what was sent, not only the log.
-  if (answer.attempts.length > 1) headers.push(["x-poe-proxy-attempts", attempts]);
+  if (answer.attempts.length > 1) headers.push(["x-poe-proxy-attempts", tried]);
   ctx.headersIncluded = deps.responseHeaders !== undefined;
 
   // A media model's estimate prices the newest user message, not the chat Poe counts.
@@ -219,6 +228,13 @@ export async function handleChat(
     ctx.fields.error = "client gone while Poe answered";
     throw new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
   }
+}
+
+/** The `attempts` log field: `reason:status,...`, the form metrics parse. */
+function attemptsField(attempts: Attempt[]): string {
+  // Nearly every request is one call: no array of strings built for it.
+  if (attempts.length === 1) return `${attempts[0].reason}:${attempts[0].status}`;
+  return attempts.map((a) => `${a.reason}:${a.status}`).join(",");
 }
 
 function streamAnswer(

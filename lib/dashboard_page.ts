@@ -280,11 +280,13 @@ function recentTable(rows, now) {
   for (const r of rows) {
     const tokens = r.tokens_in === null && r.tokens_out === null ? "–" : fmt(r.tokens_in) + " / " + fmt(r.tokens_out);
     const points = r.points === null ? (r.guard ? r.guard : "–") : fmt(r.points) + (r.points_estimated ? " est." : "");
-    const cls = r.status >= 400 ? "bad" : "";
+    // A stream that failed after its 200 was sent: the status alone would call it a success.
+    const status = r.end ? r.status + " · " + r.end : r.status;
+    const cls = r.status >= 400 || r.end ? "bad" : "";
     body.append(h("tr", { "data-id": r.id },
       h("td", { title: new Date(r.time).toISOString() }, now - r.time < 86400000 ? clock(r.time) : time(r.time)),
       h("td", { class: "model text", title: r.model || "" }, r.model || "–"),
-      h("td", {}, points), h("td", { class: cls }, r.status), h("td", {}, tokens),
+      h("td", {}, points), h("td", { class: cls }, status), h("td", {}, tokens),
       h("td", {}, dur(r.ms)),
       h("td", {}, dur(r.ttfb_ms)),
       h("td", { class: "text" }, r.stream ? "stream" : "json"),

@@ -16,7 +16,10 @@ const SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const TTFB_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
 const REASON = /^[a-z0-9-]{1,40}$/;
 const GUARDS = new Set(["paused", "cost-cap"]);
+/** `limited` values that mean a 429 from this proxy (`poe-retry` is a retry left unsent). */
 const LIMITS = new Set(["client", "poe"]);
+/** How a relayed stream ends (`RelayOutcome.end`). */
+const ENDS = new Set(["done", "upstream-error", "timeout", "client-gone"]);
 
 /** The `route` label of a path. */
 export function routeLabel(path: string): string {
@@ -98,7 +101,8 @@ export class ProxyMetrics {
   readonly attempts = this.registry.register(
     new Counter({
       name: "poe_proxy_upstream_attempts_total",
-      help: "Requests sent to Poe by why they were sent (first, retry-<status>, ...) and status.",
+      help:
+        "Calls to Poe by why they were made (first, retry-<status>, ...) and Poe's status (0: network failure or timeout, 499: the client left before Poe's headers), whether the request succeeded or not.",
       labels: ["reason", "status"],
     }),
   );
@@ -113,8 +117,24 @@ export class ProxyMetrics {
     new Counter({
       name: "poe_proxy_points_spent_total",
       help:
-        "Points spent by model; kind=real from Poe's points history (including costs found late), kind=estimated when the answer ended before the real cost was known.",
+        "Points by model; kind=real from Poe's points history (including costs found late), kind=estimated when the answer ended before the real cost was known. Points spent: real + estimated - poe_proxy_points_estimate_replaced_total.",
       labels: ["model", "kind"],
+    }),
+  );
+  readonly estimateReplaced = this.registry.register(
+    new Counter({
+      name: "poe_proxy_points_estimate_replaced_total",
+      help:
+        "Estimated points (counted in poe_proxy_points_spent_total as kind=estimated) whose real cost was found later and counted as kind=real: subtract them from the sum.",
+      labels: ["model"],
+    }),
+  );
+  readonly streamEnds = this.registry.register(
+    new Counter({
+      name: "poe_proxy_stream_ends_total",
+      help:
+        "Streamed chat answers by how the stream ended: done, upstream-error (Poe's error event or a broken connection), timeout (Poe fell silent), client-gone. The status was sent first, so poe_proxy_requests_total counts the failed ones as 200.",
+      labels: ["end"],
     }),
   );
   readonly rateLimited = this.registry.register(
@@ -122,6 +142,13 @@ export class ProxyMetrics {
       name: "poe_proxy_rate_limited_total",
       help: "Requests refused with 429 by this proxy: scope=client (per client) or poe (global).",
       labels: ["scope"],
+    }),
+  );
+  readonly retriesSkipped = this.registry.register(
+    new Counter({
+      name: "poe_proxy_upstream_retries_skipped_total",
+      help:
+        "Requests whose retry (or 400-ladder step) was not sent for lack of a POE_RATE_LIMIT_PER_MINUTE token: the client got Poe's last error.",
     }),
   );
   readonly guarded = this.registry.register(
@@ -194,6 +221,11 @@ export class ProxyMetrics {
     if (route === CHAT) {
       this.duration.observe({}, ctx.elapsedMs() / 1000);
       if (ctx.ttfbMs !== null) this.ttfb.observe({}, ctx.ttfbMs / 1000);
+      // Only a relayed stream ends itself (deferred); `end` is set when it did not end `done`.
+      if (ctx.deferred) {
+        const end = f.end === undefined ? "done" : String(f.end);
+        this.streamEnds.inc({ end: ENDS.has(end) ? end : "other" });
+      }
     }
     for (const a of this.#attemptsOf(f.attempts)) this.attempts.inc(a);
     const tokensIn = num(f.tokens_in);
@@ -205,7 +237,8 @@ export class ProxyMetrics {
       this.points.inc({ model, kind: f.points_estimated === true ? "estimated" : "real" }, points);
     }
     if (typeof f.limited === "string") {
-      this.rateLimited.inc({ scope: LIMITS.has(f.limited) ? f.limited : "other" });
+      if (LIMITS.has(f.limited)) this.rateLimited.inc({ scope: f.limited });
+      else if (f.limited === "poe-retry") this.retriesSkipped.inc();
     }
     if (typeof f.guard === "string") {
       this.guarded.inc({ guard: GUARDS.has(f.guard) ? f.guard : "other" });
@@ -226,9 +259,14 @@ export class ProxyMetrics {
     return parsed;
   }
 
-  /** The real cost of an answer that ended with an estimate arrived later. */
-  lateCost(requestedModel: unknown, points: number): void {
-    this.points.inc({ model: modelLabel(requestedModel, this.#models()), kind: "real" }, points);
+  /**
+   * The real cost of an answer arrived after it ended; `replaced` is the estimate counted for it
+   * then (null when none was), so that the sum stays right while every counter only goes up.
+   */
+  lateCost(requestedModel: unknown, points: number, replaced: number | null): void {
+    const model = modelLabel(requestedModel, this.#models());
+    this.points.inc({ model, kind: "real" }, points);
+    if (replaced !== null) this.estimateReplaced.inc({ model }, replaced);
   }
 
   /** The Prometheus text. */

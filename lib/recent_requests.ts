@@ -21,6 +21,11 @@ export interface RecentRequest {
   points_estimated: boolean;
   /** The guard that answered instead of Poe (`paused`, `cost-cap`), if any. */
   guard: string | null;
+  /**
+   * How a streamed answer ended when not normally (`upstream-error`, `timeout`, `client-gone`),
+   * else null: a stream that failed after its 200 was sent still has status 200.
+   */
+  end: string | null;
 }
 
 /** Options of {@linkcode RecentRequests}. */
@@ -56,6 +61,7 @@ export function recentRequestOf(ctx: RequestContext): RecentRequest {
     points: num(f.points),
     points_estimated: f.points_estimated === true,
     guard: typeof f.guard === "string" ? f.guard : null,
+    end: typeof f.end === "string" ? f.end : null,
   };
 }
 

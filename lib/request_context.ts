@@ -12,8 +12,11 @@ export interface RequestContextOptions {
   logger: Logger;
   /** Called once with the finished context (metrics, recent requests). */
   onEnd?: (ctx: RequestContext) => void;
-  /** Called by {@linkcode RequestContext.lateCost} (metrics, recent requests). */
-  onLateCost?: (ctx: RequestContext, points: number) => void;
+  /**
+   * Called by {@linkcode RequestContext.lateCost} (metrics, recent requests) with the real cost
+   * and the estimate it replaces: the one the request's log line reported, or null.
+   */
+  onLateCost?: (ctx: RequestContext, points: number, replaced: number | null) => void;
 }
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
@@ -39,7 +42,8 @@ export class RequestContext {
    * `model` (as the client named it), `stream` (boolean), `attempts` (`reason:status,...`),
    * `tokens_in`, `tokens_out`, `points` (number), `points_estimated` (true when `points` is the
    * models.yaml estimate), `guard` (`paused` or `cost-cap` when a guard answered), `clipped`,
-   * `limited` (`client` or `poe`).
+   * `limited` (`client` or `poe` when refused with 429, `poe-retry` when a retry found no token),
+   * `end` (how a relayed stream ended when not `done`: `upstream-error`, `timeout`, `client-gone`).
    */
   readonly fields: Record<string, unknown> = {};
   /** Set by a handler that ends the request itself, when its streamed body is done. */
@@ -52,7 +56,9 @@ export class RequestContext {
   #ended = false;
   #logger: Logger;
   #onEnd?: (ctx: RequestContext) => void;
-  #onLateCost?: (ctx: RequestContext, points: number) => void;
+  #onLateCost?: (ctx: RequestContext, points: number, replaced: number | null) => void;
+  /** The estimate the log line reported, until a late cost replaces it. */
+  #estimate: number | null = null;
 
   constructor(options: RequestContextOptions) {
     this.id = options.id;
@@ -79,6 +85,10 @@ export class RequestContext {
     if (this.#ended) return;
     this.#ended = true;
     this.status = status;
+    // An estimate settled after this line (the client left first) was never reported, so a late
+    // cost replaces only the one reported here.
+    const f = this.fields;
+    if (f.points_estimated === true && typeof f.points === "number") this.#estimate = f.points;
     // The line is built only when it will be written (not at LOG_LEVEL=warn or above).
     if (this.#logger.enabled("info")) this.#log(status);
     this.#onEnd?.(this);
@@ -103,12 +113,14 @@ export class RequestContext {
    * request id and tells the metrics and the dashboard. Call it after {@linkcode end}.
    */
   lateCost(points: number): void {
+    const replaced = this.#estimate;
+    this.#estimate = null;
     this.#logger.info("late cost", {
       request_id: this.id,
       model: this.fields.model,
       points,
-      estimated_points: this.fields.points_estimated === true ? this.fields.points : undefined,
+      estimated_points: replaced ?? undefined,
     });
-    this.#onLateCost?.(this, points);
+    this.#onLateCost?.(this, points, replaced);
   }
 }

@@ -55,7 +55,7 @@ export interface UpstreamOptions {
 export interface Attempt {
   /** Why this try was made: `first`, `drop-max-tokens`, `lowercase-model`, `both`, or `retry-<status|network>`. */
   reason: string;
-  /** Poe's status, or 0 for a network failure or timeout. */
+  /** Poe's status; 0 for a network failure or timeout, 499 when the client left before Poe's headers. */
   status: number;
   /** Milliseconds until Poe's headers (or the failure). */
   ms: number;
@@ -81,6 +81,11 @@ export interface SendOptions {
    * the last error. The global limit in front of Poe takes a token here, so retries count too.
    */
   mayRetry?: () => boolean;
+  /**
+   * Where each try is recorded as it is made: a call that ends in an error (thrown) made calls to
+   * Poe too, and the caller's metrics and log line count them. Default: a new array.
+   */
+  attempts?: Attempt[];
 }
 
 /** A successful answer from Poe: headers arrived with a 2xx status. */
@@ -299,7 +304,7 @@ export class UpstreamClient {
    * returns that answer with its body unread. Throws a ProxyError otherwise.
    */
   async send(body: ChatRequest, options: SendOptions): Promise<UpstreamAnswer> {
-    const attempts: Attempt[] = [];
+    const attempts = options.attempts ?? [];
     // Built at the first 400 only: nearly every request is accepted as sent.
     let variants: ReturnType<typeof ladderVariants> | null = null;
     let current = body;
@@ -322,7 +327,11 @@ export class UpstreamClient {
         );
       } catch (err) {
         options.signal.removeEventListener("abort", onClientAbort);
-        if (options.signal.aborted) throw options.signal.reason;
+        if (options.signal.aborted) {
+          // The call reached Poe all the same: it is counted, as the client's leaving.
+          attempts.push({ reason, status: 499, ms: performance.now() - started });
+          throw options.signal.reason;
+        }
         const attempt = { reason, status: 0, ms: performance.now() - started };
         attempts.push(attempt);
         this.#logAttempt(attempt, options, err);

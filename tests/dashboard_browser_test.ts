@@ -49,14 +49,20 @@ async function withBrowser(fn: (browser: Browser) => Promise<void>): Promise<voi
   }
 }
 
-async function chat(url: string, model: string, stream: boolean, key?: string): Promise<void> {
+async function chat(
+  url: string,
+  model: string,
+  stream: boolean,
+  key?: string,
+  content = "hello",
+): Promise<void> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
     headers: {
       "content-type": "application/json",
       ...(key ? { authorization: `Bearer ${key}` } : {}),
     },
-    body: JSON.stringify({ model, stream, messages: [{ role: "user", content: "hello" }] }),
+    body: JSON.stringify({ model, stream, messages: [{ role: "user", content }] }),
   });
   await res.text();
   assert.equal(res.status, 200);
@@ -85,6 +91,8 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await using s = await startDashboardSetup();
+    // A stream that fails after its 200: its row must not read as a success.
+    await chat(s.proxy.url, "gpt-4o", true, undefined, "hello [[fake: midstream-error]]");
     await chat(s.proxy.url, "gpt-4o", false);
     await chat(s.proxy.url, "Claude-Sonnet-4.6", true);
     await chat(s.proxy.url, "GPT-4o-mini", false);
@@ -111,9 +119,14 @@ Deno.test({
         rects.map((r) => Number(r.getAttribute("height")))
       );
       assert.ok(heights.every((h) => h > 0), "every seeded day has a bar");
-      assert.equal(await page.locator("#recent tbody tr").count(), 3);
+      assert.equal(await page.locator("#recent tbody tr").count(), 4);
       const models = await page.locator("#recent tbody tr td.model").allTextContents();
       assert.equal(models[0], "GPT-4o-mini", "newest first");
+      const failed = page.locator("#recent tbody tr").last().locator("td").nth(3);
+      assert.equal(await failed.textContent(), "200 · upstream-error");
+      assert.equal(await failed.getAttribute("class"), "bad");
+      const fine = page.locator("#recent tbody tr").first().locator("td").nth(3);
+      assert.equal(await fine.textContent(), "200");
       assert.ok(models.includes("Claude-Sonnet-4.6") && models.includes("gpt-4o"), String(models));
       assert.ok((await page.locator("#models tbody tr").count()) >= 2);
       assert.match(await page.textContent("#guard-state") ?? "", /spending allowed/);

@@ -11,7 +11,10 @@ import {
 import { modelLabel, parseAttempts, ProxyMetrics, routeLabel } from "../lib/proxy_metrics.ts";
 import { RequestContext } from "../lib/request_context.ts";
 import { memoryLogger } from "../lib/log.ts";
-import { testRegistry } from "./harness.ts";
+import { createUsageService } from "../lib/usage_service.ts";
+import { FakePoe } from "./fake_poe.ts";
+import { startFakeAndProxy, startProxy, testConfig, testRegistry } from "./harness.ts";
+import { startDashboardSetup } from "./dashboard_fixture.ts";
 import { parseMetrics, sample } from "./prometheus_text.ts";
 
 Deno.test("Counter, Gauge and Histogram render text the npm parser reads back", () => {
@@ -182,7 +185,8 @@ Deno.test("ProxyMetrics counts requests, tokens, points, attempts, limits and gu
   metrics.ended(
     finished({ model: "GPT-4o", guard: "paused", clipped: true, points: 40 }, 200),
   );
-  metrics.lateCost("gpt-4o", 150);
+  // The first answer's real cost, found after it ended with its estimate of 155.
+  metrics.lateCost("gpt-4o", 150, 155);
   const parsed = parseMetrics(metrics.render());
   const route = "/v1/chat/completions";
   assert.equal(sample(parsed, "poe_proxy_requests_total", { route, model: "GPT-4o" }), 2);
@@ -202,6 +206,10 @@ Deno.test("ProxyMetrics counts requests, tokens, points, attempts, limits and gu
   assert.equal(
     sample(parsed, "poe_proxy_points_spent_total", { model: "GPT-4o", kind: "real" }),
     190,
+  );
+  assert.equal(
+    sample(parsed, "poe_proxy_points_estimate_replaced_total", { model: "GPT-4o" }),
+    155,
   );
   assert.equal(
     sample(parsed, "poe_proxy_upstream_attempts_total", { reason: "first", status: "200" }),
@@ -236,4 +244,140 @@ Deno.test("ProxyMetrics model labels stay bounded under many made-up model names
   assert.equal(metrics.tokens.size, 1);
   const parsed = parseMetrics(metrics.render());
   assert.equal(parsed.get("poe_proxy_balance_points")?.metrics.length ?? 0, 0);
+});
+
+// --- over real HTTP: the proxy and the fake Poe on port 0 ----------------------------------------
+
+/** Posts a chat request; `marker` becomes the fake's `[[fake: ...]]` directive. */
+async function post(
+  url: string,
+  marker: string,
+  extra: Record<string, unknown> = {},
+  init: RequestInit = {},
+): Promise<{ status: number; text: string }> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    ...init,
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: `Hi${marker ? ` [[fake: ${marker}]]` : ""}` }],
+      ...extra,
+    }),
+  });
+  return { status: res.status, text: await res.text() };
+}
+
+async function scrape(url: string) {
+  const res = await fetch(`${url}/metrics`);
+  return parseMetrics(await res.text());
+}
+
+async function until(check: () => boolean | Promise<boolean>, ms = 6000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!await check()) {
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+Deno.test("/metrics and the dashboard's rows tell streams that failed after their 200 apart", async () => {
+  await using s = await startDashboardSetup();
+  const stream = { stream: true };
+  assert.equal((await post(s.proxy.url, "", stream)).status, 200);
+  assert.equal((await post(s.proxy.url, "midstream-error", stream)).status, 200);
+  assert.equal((await post(s.proxy.url, "drop", stream)).status, 200);
+  assert.equal((await post(s.proxy.url, "")).status, 200, "not a stream: no stream end");
+  const m = await scrape(s.proxy.url);
+  const route = "/v1/chat/completions";
+  assert.equal(sample(m, "poe_proxy_requests_total", { route, status: "200" }), 4);
+  assert.equal(sample(m, "poe_proxy_stream_ends_total", { end: "done" }), 1);
+  assert.equal(sample(m, "poe_proxy_stream_ends_total", { end: "upstream-error" }), 2);
+  assert.equal(m.get("poe_proxy_stream_ends_total")!.metrics.length, 2);
+  const d = await (await fetch(`${s.proxy.url}/api/usage`)).json();
+  assert.deepEqual(
+    d.recent.map((r: { status: number; end: string | null }) => [r.status, r.end]),
+    [[200, null], [200, "upstream-error"], [200, "upstream-error"], [200, null]],
+  );
+});
+
+Deno.test("poe_proxy_upstream_attempts_total counts the calls of requests that end in an error", async () => {
+  await using t = await startFakeAndProxy();
+  // Three calls, all failing: the first and two retries.
+  assert.equal((await post(t.proxy.url, "status=500")).status, 500);
+  assert.equal((await post(t.proxy.url, "status=401")).status, 401);
+  // A Retry-After too long to wait out is passed on: one call, and not this proxy's 429.
+  assert.equal((await post(t.proxy.url, "status=429,retry-after=120")).status, 429);
+  // The client leaves before Poe's headers.
+  const ac = new AbortController();
+  const pending = post(t.proxy.url, "slow-first=5000", {}, { signal: ac.signal }).catch((e) => e);
+  await until(() => t.fake.chatRequests().length === 6);
+  ac.abort();
+  assert.ok((await pending) instanceof Error);
+  await until(async () =>
+    sample(await scrape(t.proxy.url), "poe_proxy_requests_total", { status: "499" }) === 1
+  );
+  const m = await scrape(t.proxy.url);
+  const calls = (reason: string, status: string) =>
+    sample(m, "poe_proxy_upstream_attempts_total", { reason, status });
+  assert.equal(calls("first", "500"), 1);
+  assert.equal(calls("retry-500", "500"), 2);
+  assert.equal(calls("first", "401"), 1);
+  assert.equal(calls("first", "429"), 1);
+  assert.equal(calls("first", "499"), 1);
+  const total = m.get("poe_proxy_upstream_attempts_total")!.metrics
+    .reduce((n, s) => n + Number(s.value), 0);
+  assert.equal(total, t.fake.chatRequests().length, "every call to Poe is counted once");
+  assert.equal(sample(m, "poe_proxy_rate_limited_total"), undefined, "Poe's 429, not ours");
+  const line = t.proxy.logs.find((l) => l.includes(" path=") && l.includes("status=500"));
+  assert.match(line ?? "", /attempts=first:500,retry-500:500,retry-500:500/);
+});
+
+Deno.test("a late real cost replaces its estimate: real + estimated - replaced sums each answer once", async () => {
+  await using fake = await FakePoe.start({ historyDelayMs: 700 });
+  const env = { POE_BASE_URL: fake.url, FOOTER_WAIT_MS: "200" };
+  const usage = createUsageService(testConfig(env), { logger: memoryLogger() });
+  usage.poller.start();
+  await usage.poller.refresh();
+  await using proxy = await startProxy({ poeUrl: fake.url, env, deps: { usage } });
+  try {
+    const res = await post(proxy.url, "", { model: "GPT-4o" });
+    const u = JSON.parse(res.text).usage;
+    assert.equal(u.points_estimated, true);
+    const estimate = u.cost_points;
+    const real = 10 + u.prompt_tokens + u.completion_tokens; // the fake's billing
+    assert.notEqual(real, estimate);
+    const spent = (m: Map<string, unknown>, kind: string) =>
+      sample(m as ReturnType<typeof parseMetrics>, "poe_proxy_points_spent_total", {
+        model: "GPT-4o",
+        kind,
+      }) ?? 0;
+    let m = await scrape(proxy.url);
+    assert.equal(spent(m, "estimated"), estimate);
+    assert.equal(spent(m, "real"), 0);
+    await until(async () => spent(m = await scrape(proxy.url), "real") > 0);
+    const replaced = sample(m, "poe_proxy_points_estimate_replaced_total", { model: "GPT-4o" });
+    assert.equal(replaced, estimate);
+    assert.equal(spent(m, "real") + spent(m, "estimated") - replaced!, real);
+    const late = proxy.logs.find((l) => l.includes("late cost"))!;
+    assert.match(late, new RegExp(`points=${real}\\b.*estimated_points=${estimate}\\b`));
+  } finally {
+    await usage.close();
+  }
+});
+
+Deno.test("a retry left unsent for lack of a POE_RATE_LIMIT token is no 429 of this proxy", async () => {
+  await using t = await startFakeAndProxy({ POE_RATE_LIMIT_PER_MINUTE: "2" });
+  // One token for the first call, one for the first retry; the second retry finds none.
+  assert.equal((await post(t.proxy.url, "status=503")).status, 503);
+  assert.equal(t.fake.chatRequests().length, 2);
+  let m = await scrape(t.proxy.url);
+  assert.equal(sample(m, "poe_proxy_rate_limited_total"), undefined);
+  assert.equal(sample(m, "poe_proxy_upstream_retries_skipped_total"), 1);
+  // The bucket is empty now: the next request is refused with a 429 of this proxy's.
+  assert.equal((await post(t.proxy.url, "")).status, 429);
+  m = await scrape(t.proxy.url);
+  assert.equal(sample(m, "poe_proxy_rate_limited_total", { scope: "poe" }), 1);
+  assert.equal(m.get("poe_proxy_rate_limited_total")!.metrics.length, 1);
+  assert.equal(sample(m, "poe_proxy_upstream_retries_skipped_total"), 1);
 });
