@@ -153,7 +153,7 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
     logger.warn("no inbound keys", {
       message:
         `listening on ${config.host} without PROXY_API_KEYS: anyone who can reach this port spends your Poe points` +
-        " (reached by a name, it answers only the names in ALLOWED_HOSTS)",
+        " (browsers are answered only at the names in ALLOWED_HOSTS)",
     });
   }
   if (config.maxPointsPerMessage > 0) {

@@ -4,7 +4,9 @@
  *
  * A page can send a "simple" cross-origin POST (`text/plain`, `no-cors`) without a preflight: CORS
  * only stops it from reading the answer, not the proxy from calling Poe. And a page whose name
- * resolves to 127.0.0.1 after it loaded is same-origin to the proxy; only its `Host` tells.
+ * resolves to 127.0.0.1 after it loaded is same-origin to the proxy; only its `Host` tells. The
+ * `Host` is checked on browsers' requests only (they carry `Sec-Fetch-*` or `Origin`): programs
+ * reach the proxy by any name, such as a Compose service's or `host.docker.internal`.
  */
 import { ProxyError } from "./errors.ts";
 import { isIpAddress } from "./client_id.ts";
@@ -13,7 +15,9 @@ import { isIpAddress } from "./client_id.ts";
 export interface BrowserGuardOptions {
   /** `CORS_ORIGINS`: pages of these origins (or any, with `*`) may call the proxy. */
   corsOrigins: readonly string[];
-  /** `ALLOWED_HOSTS`: host names answered besides localhost and IP addresses; `*` for any. */
+  /**
+   * `ALLOWED_HOSTS`: host names browsers may use besides localhost and IP addresses; `*` for any.
+   */
   allowedHosts: readonly string[];
   /** Inbound keys are required: a page cannot know one, so the `Host` needs no check. */
   keysEnabled: boolean;
@@ -36,7 +40,11 @@ export class BrowserGuard {
   /** Throws a 403 for a request a web page must not make. */
   check(req: Request): void {
     const host = req.headers.get("host");
-    if (this.#checkHost && host !== null && !this.#hostAllowed(hostnameOf(host))) {
+    const origin = req.headers.get("origin");
+    if (
+      this.#checkHost && host !== null && !this.#hostAllowed(hostnameOf(host)) &&
+      (origin !== null || req.headers.has("sec-fetch-mode"))
+    ) {
       throw new ProxyError(
         403,
         `Requests for the host ${
@@ -47,7 +55,6 @@ export class BrowserGuard {
     }
     // A preflight only asks; its answer carries CORS headers for allowed origins alone.
     if (req.method === "OPTIONS") return;
-    const origin = req.headers.get("origin");
     if (origin === null || this.#anyOrigin || this.#origins.has(origin)) return;
     if (host !== null && sameHost(origin, host)) return;
     throw new ProxyError(

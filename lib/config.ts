@@ -465,7 +465,7 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "",
     parse: list(hostName),
     description:
-      "Without inbound keys, host names the proxy answers to besides localhost and IP addresses (a DNS-rebinding guard), or *.",
+      "Without inbound keys, host names browsers may reach the proxy by besides localhost and IP addresses (a DNS-rebinding guard), or *.",
   },
   dashboard: {
     name: "DASHBOARD",

@@ -559,10 +559,11 @@ Deno.test("a web page of a foreign origin cannot spend points, even with a simpl
 });
 
 Deno.test("without inbound keys, only localhost, IP addresses and ALLOWED_HOSTS are answered (DNS rebinding)", async () => {
-  const statusFor = async (url: string, host: string) => {
+  // What a browser sends with every request, a page's fetch or the address bar's.
+  const statusFor = async (url: string, host: string, browser = "Sec-Fetch-Mode: cors\r\n") => {
     const res = await rawRequest(
       portOf(url),
-      `GET /api/usage HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+      `GET /api/usage HTTP/1.1\r\nHost: ${host}\r\n${browser}Connection: close\r\n\r\n`,
       { timeoutMs: 5000 },
     );
     return { status: res.status, text: res.text };
@@ -596,6 +597,16 @@ Deno.test("without inbound keys, only localhost, IP addresses and ALLOWED_HOSTS 
       assert.equal(body.error.code, "host_not_allowed");
       assert.match(body.error.message, /ALLOWED_HOSTS/);
     }
+    // A program (an SDK, a chat UI's server, another container) may use any name.
+    for (const host of ["poe-proxy:8080", "host.docker.internal:8080"]) {
+      assert.equal((await statusFor(s.proxy.url, host, "")).status, 200, host);
+    }
+    // A rebinding page's POST carries an Origin of the same name: refused too.
+    assert.equal(
+      (await statusFor(s.proxy.url, "attacker.example", "Origin: http://attacker.example\r\n"))
+        .status,
+      403,
+    );
   }
   // With keys, a page cannot authenticate: any host name is answered.
   await using k = await setup({ PROXY_API_KEYS: "k1" });
