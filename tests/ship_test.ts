@@ -546,7 +546,11 @@ Deno.test("main.ts on SIGHUP reloads MODELS_FILE; a bad file keeps the old model
   Deno.writeTextFileSync(file, SMALL_YAML);
   proc.child.kill("SIGHUP");
   await waitFor(async () => (await proc.modelCount()) === 2, "the new registry");
-  assert.match(proc.stdout, /models reloaded source=\S+ models=2 previous=\d+/);
+  // Info lines are written a few milliseconds late, several in one write.
+  await waitFor(
+    () => /models reloaded source=\S+ models=2 previous=\d+/.test(proc.stdout),
+    "the log line",
+  );
   const listed = await proc.json("/v1/models");
   assert.deepEqual(
     (listed.body as { data: { id: string }[] }).data.map((m) => m.id),
