@@ -110,10 +110,6 @@ export class AnswerPoints {
       ? { estimated: true, points: estimate.points, base: estimate.base, tokens: estimate.tokens }
       : null;
     const snap = service.poller.snapshot;
-    // A snapshot read before Poe logged this answer does not include its cost yet.
-    const balance = snap === null
-      ? null
-      : snap.balance - (found && snap.takenAt < found.createdAt ? found.points : 0);
     if (points) {
       ctx.fields.points = Math.round(points.points);
       ctx.fields.points_estimated = points.estimated;
@@ -122,6 +118,9 @@ export class AnswerPoints {
         service.poller.spent(points.points);
       }
     }
+    // The snapshot less every answer settled since it was read, this one included: answers in
+    // quick succession (an agent's) show a balance that only goes down.
+    const balance = snap === null ? null : snap.balance - service.poller.spentSinceSnapshot;
     if (balance !== null) ctx.fields.balance = balance;
     const extras: Record<string, unknown> = {};
     if (points) {

@@ -810,3 +810,23 @@ Deno.test("poe-proxy usage prints the balance, next grant and points per model",
   );
   assert.ok(!denied.stderr.includes("wrong-key"));
 });
+
+Deno.test("footer balance: answers in quick succession show a balance that only goes down", async () => {
+  await using t = await setup({ env: { FOOTER: "on" } });
+  // The balance is not read again in between (Poe's Usage API lags or fails): the footers count
+  // from the one snapshot.
+  t.fake.balanceErrorStatus = 503;
+  const balances: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const completion = await t.client.chat.completions.create({
+      model: "gpt-4o",
+      // Answers of different lengths cost different points.
+      messages: [{ role: "user", content: `Hi ${"more ".repeat((5 - i) * 40)}` }],
+    });
+    balances.push((completion.usage as unknown as { balance_points: number }).balance_points);
+  }
+  for (let i = 1; i < balances.length; i++) {
+    assert.ok(balances[i] <= balances[i - 1], `balances went up: ${balances.join(", ")}`);
+  }
+  assert.ok(balances.at(-1)! < balances[0]);
+});
