@@ -5,8 +5,10 @@
  * A page can send a "simple" cross-origin POST (`text/plain`, `no-cors`) without a preflight: CORS
  * only stops it from reading the answer, not the proxy from calling Poe. And a page whose name
  * resolves to 127.0.0.1 after it loaded is same-origin to the proxy; only its `Host` tells. The
- * `Host` is checked on browsers' requests only (they carry `Sec-Fetch-*` or `Origin`): programs
- * reach the proxy by any name, such as a Compose service's or `host.docker.internal`.
+ * `Host` is checked on browsers' requests only (a `Mozilla/` user agent, which a page cannot
+ * change, or `Sec-Fetch-*` or `Origin`; over plain http Chromium sends neither of the last two on a
+ * same-origin GET): programs reach the proxy by any name, such as a Compose service's or
+ * `host.docker.internal`.
  */
 import { ProxyError } from "./errors.ts";
 import { isIpAddress } from "./client_id.ts";
@@ -43,7 +45,8 @@ export class BrowserGuard {
     const origin = req.headers.get("origin");
     if (
       this.#checkHost && host !== null && !this.#hostAllowed(hostnameOf(host)) &&
-      (origin !== null || req.headers.has("sec-fetch-mode"))
+      (origin !== null || req.headers.has("sec-fetch-mode") ||
+        req.headers.get("user-agent")?.startsWith("Mozilla/"))
     ) {
       throw new ProxyError(
         403,

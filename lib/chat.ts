@@ -257,11 +257,12 @@ function streamAnswer(
   let settling = false;
   const stream = relaySse(upstreamBody, {
     keepaliveMs: config.keepaliveSeconds * 1000,
-    // What is left of it: the wait for Poe's headers counted already.
+    // What is left of it: the wait for the answering call's headers counted already (not the
+    // client's upload, nor earlier tries).
     firstByteTimeoutMs: Math.max(
       1,
       (media ? config.mediaTimeoutSeconds : config.firstByteTimeoutSeconds) * 1000 -
-        ctx.elapsedMs(),
+        answer.attempts[answer.attempts.length - 1].ms,
     ),
     idleTimeoutMs: (media ? config.mediaTimeoutSeconds : config.idleTimeoutSeconds) * 1000,
     timeoutSetting: media ? "MEDIA_TIMEOUT_SECONDS" : undefined,

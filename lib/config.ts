@@ -374,7 +374,7 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "300",
     parse: seconds(true),
     description:
-      "How long to wait for Poe's first byte (for an answer not streamed: the whole answer); reasoning models can think for minutes.",
+      "How long to wait for Poe's first byte, and for an answer not streamed, as long again for its body; reasoning models can think for minutes.",
   },
   idleTimeoutSeconds: {
     name: "IDLE_TIMEOUT_SECONDS",

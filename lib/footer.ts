@@ -99,56 +99,50 @@ export function formatFooter(facts: FooterFacts): string {
   return lines.join("\n");
 }
 
-/** Exactly the lines {@linkcode formatFooter} writes, anchored at both ends. */
-const FOOTER = new RegExp(
-  "^\\n\\n---\\n📊 Tokens: (?:\\d+ \\(Input: \\d+, Output: \\d+\\)|n/a)\\n" +
-    "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))\\n" +
-    "🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)" +
-    "(?:\\n✂️ Context clipped: dropped \\d+ messages? \\([\\d,]+ → [\\d,]+ tokens\\))?" +
-    "(?:\\n⚠️ This message cost more than [\\d,]+ points\\." +
-    "(?: Consider starting a new chat(?:, or a cheaper model: [^\\n]+)?\\.| Cheaper models: [^\\n]+\\.)?)?" +
-    "(?:\\n⛔ This message went over MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\)\\.)?" +
-    "[ \\t\\r\\n]*$",
-  "u",
+/**
+ * Exactly the lines {@linkcode formatFooter} writes, wherever they are in a text: clients may add
+ * to an answer after it (Cline and its forks append "[Response interrupted by a tool use
+ * result...]"), trim its blank line, or turn its line ends into `\r\n`. The footer goes with the
+ * line breaks before it, and with the blank space after it when nothing follows.
+ */
+const NL = "\\r?\\n";
+const FOOTERS = new RegExp(
+  `(?:^|(?:${NL}){1,2})---${NL}📊 Tokens: (?:\\d+ \\(Input: \\d+, Output: \\d+\\)|n/a)${NL}` +
+    "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))" +
+    `${NL}🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)` +
+    `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\([\\d,]+ → [\\d,]+ tokens\\))?` +
+    `(?:${NL}⚠️ This message cost more than [\\d,]+ points\\.` +
+    "(?: Consider starting a new chat(?:, or a cheaper model: [^\\r\\n]+)?\\.| Cheaper models: [^\\r\\n]+\\.)?)?" +
+    `(?:${NL}⛔ This message went over MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\)\\.)?` +
+    "(?:[ \\t\\r\\n]*$|[ \\t]*(?=\\r?\\n))",
+  "gu",
 );
 
-/** `text` without a footer at its end, or `text` itself when it has none. */
+/** `text` without the footers in it, or `text` itself when it has none. */
 export function stripFooter(text: string): string {
-  const at = text.lastIndexOf("---\n📊 Tokens: ");
-  if (at < 0) return text;
-  let kept: string;
-  let footer: string;
-  if (at === 0) {
-    // An answer that was only a footer, whose leading blank line a client trimmed away.
-    kept = "";
-    footer = `\n\n${text}`;
-  } else if (at >= 2 && text[at - 1] === "\n" && text[at - 2] === "\n") {
-    kept = text.slice(0, at - 2);
-    footer = text.slice(at - 2);
-  } else {
-    return text;
-  }
-  return FOOTER.test(footer) ? kept : text;
+  // Nearly every message has none: one search, no regular expression.
+  if (!text.includes("📊 Tokens: ")) return text;
+  return text.replace(FOOTERS, "");
 }
 
 function stripParts(parts: ContentPart[]): ContentPart[] {
+  let out: ContentPart[] | null = null;
   for (let i = parts.length - 1; i >= 0; i--) {
     const part = parts[i];
     if (part.type !== "text" || typeof part.text !== "string") continue;
     const text = stripFooter(part.text);
-    if (text === part.text) return parts;
-    const out = [...parts];
-    if (text === "" && parts.length > 1) out.splice(i, 1);
+    if (text === part.text) continue;
+    out ??= [...parts];
+    if (text === "" && out.length > 1) out.splice(i, 1);
     else out[i] = { ...part, text };
-    return out;
   }
-  return parts;
+  return out ?? parts;
 }
 
 /**
- * Removes the footers this proxy wrote from the assistant messages of a history: an exact match of
- * the footer's lines at the very end of a string content or of the last text part. Nothing else is
- * touched; the same array is returned when nothing changed.
+ * Removes the footers this proxy wrote from the assistant messages of a history: exact matches of
+ * the footer's lines, in a string content or in text parts. Nothing else is touched; the same array
+ * is returned when nothing changed.
  */
 export function stripFooters(messages: ChatMessage[]): ChatMessage[] {
   let out: ChatMessage[] | null = null;

@@ -200,7 +200,8 @@ export function relaySse(
       }
       if (event.event === "error" || chunk?.error) {
         summary.error = true;
-        const error = chunk?.error ?? chunk ?? { message: data };
+        const poe = chunk?.error ?? chunk ?? data;
+        const error = typeof poe === "string" ? { message: poe } : poe;
         emit(openAiErrorEvent(error, options.redact));
         return;
       }

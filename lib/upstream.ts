@@ -174,8 +174,9 @@ export async function readPoeError(
     // Not JSON: a proxy's HTML page or plain text; keep a short excerpt.
   }
   // A gateway's HTML page: its title says it (`502 Bad Gateway`), its markup is noise.
-  const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1].trim();
-  const message = title || text.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim();
+  const page = text.slice(0, 64 * 1024);
+  const title = /<title[^<>]*>([^<]*)<\/title>/i.exec(page)?.[1].trim();
+  const message = title || page.replace(/<[^<>]*>/g, " ").replace(/\s+/g, " ").trim();
   return { message: message.slice(0, 200), type: null, param: null, code: null };
 }
 

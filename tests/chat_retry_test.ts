@@ -6,6 +6,7 @@ import { FakePoe } from "./fake_poe.ts";
 import { startProxy } from "./harness.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { UpstreamClient } from "../lib/upstream.ts";
+import { bytesOf, portOf, writeAll } from "./raw_http.ts";
 
 /** The fake, and a proxy whose Poe client sleeps instantly and records how long it would have. */
 async function setup(
@@ -639,4 +640,69 @@ Deno.test("a gateway's HTML error page becomes its title, not its markup", async
   assert.equal(res.status, 502);
   assert.match(res.body.error.message, /^Poe answered 502: 502 Bad Gateway\. /);
   assert.doesNotMatch(res.body.error.message, /</);
+});
+
+Deno.test("first-byte timeout: a slow upload does not count toward it", async () => {
+  // Poe's headers at once, its first event 0.3 s later.
+  await using upstream = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          timer = setTimeout(() => {
+            const chunk = {
+              id: "c1",
+              object: "chat.completion.chunk",
+              created: 1,
+              model: "gpt-4o",
+              choices: [{ index: 0, delta: { content: "on time" }, finish_reason: "stop" }],
+            };
+            controller.enqueue(new TextEncoder().encode(`data: ${JSON.stringify(chunk)}\n\n`));
+            controller.close();
+          }, 300);
+        },
+        cancel: () => clearTimeout(timer),
+      });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    },
+  );
+  await using t = await setup({
+    baseUrl: `http://127.0.0.1:${upstream.addr.port}`,
+    env: { FIRST_BYTE_TIMEOUT_SECONDS: "1" },
+  });
+  // A 100 kB body (an image) sent over 1.5 s: longer than the timeout.
+  const body = bytesOf(JSON.stringify({
+    model: "gpt-4o",
+    stream: true,
+    messages: [{
+      role: "user",
+      content: [
+        { type: "text", text: "What is this?" },
+        { type: "image_url", image_url: { url: `data:image/png;base64,${"A".repeat(100_000)}` } },
+      ],
+    }],
+  }));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: portOf(t.proxy.url) });
+  await writeAll(
+    conn,
+    bytesOf(
+      "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n" +
+        `content-length: ${body.length}\r\nconnection: close\r\n\r\n`,
+    ),
+  );
+  for (let i = 0; i < body.length; i += 10_000) {
+    await writeAll(conn, body.subarray(i, i + 10_000));
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  // The whole chunked answer, to the end of the connection.
+  let text = "";
+  const buf = new Uint8Array(65536);
+  for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+    text += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  conn.close();
+  assert.match(text, /^HTTP\/1\.1 200/);
+  assert.match(text, /on time/);
+  assert.doesNotMatch(text, /FIRST_BYTE_TIMEOUT_SECONDS/);
 });

@@ -559,8 +559,12 @@ Deno.test("a web page of a foreign origin cannot spend points, even with a simpl
 });
 
 Deno.test("without inbound keys, only localhost, IP addresses and ALLOWED_HOSTS are answered (DNS rebinding)", async () => {
-  // What a browser sends with every request, a page's fetch or the address bar's.
-  const statusFor = async (url: string, host: string, browser = "Sec-Fetch-Mode: cors\r\n") => {
+  // What Chromium sends on a same-origin GET over plain http: no Sec-Fetch-*, no Origin.
+  const statusFor = async (
+    url: string,
+    host: string,
+    browser = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0\r\n",
+  ) => {
     const res = await rawRequest(
       portOf(url),
       `GET /api/usage HTTP/1.1\r\nHost: ${host}\r\n${browser}Connection: close\r\n\r\n`,
@@ -601,6 +605,10 @@ Deno.test("without inbound keys, only localhost, IP addresses and ALLOWED_HOSTS 
     for (const host of ["poe-proxy:8080", "host.docker.internal:8080"]) {
       assert.equal((await statusFor(s.proxy.url, host, "")).status, 200, host);
     }
+    assert.equal(
+      (await statusFor(s.proxy.url, "attacker.example", "Sec-Fetch-Mode: cors\r\n")).status,
+      403,
+    );
     // A rebinding page's POST carries an Origin of the same name: refused too.
     assert.equal(
       (await statusFor(s.proxy.url, "attacker.example", "Origin: http://attacker.example\r\n"))

@@ -106,22 +106,32 @@ Deno.test("stripFooter removes every footer formatFooter writes, and only those"
   }
 });
 
-Deno.test("stripFooter leaves text alone unless the footer is exact and at the end", () => {
+Deno.test("stripFooter removes exact footers wherever they are, and nothing else", () => {
   const footer = formatFooter(facts());
-  const cases = [
+  const untouched = [
     "No footer here.",
-    `Quoted:${footer}\nand then more text.`,
     `Edited${footer.replace("Points: 339", "Points: lots")}`,
-    `Single newline\n${footer.trimStart()}`,
     "---\n📊 Tokens: 12 (Input: 10, Output: 2)",
-    `Two${footer}${footer.replace("339", "abc")}`,
+    `Inline text---\n📊 Tokens: 12 (Input: 10, Output: 2)`,
   ];
-  for (const text of cases) assert.equal(stripFooter(text), text, text);
-  // Only the last footer goes; an earlier quoted one is content.
-  assert.equal(stripFooter(`A${footer}\nB${footer}`), `A${footer}\nB`);
+  for (const text of untouched) assert.equal(stripFooter(text), text, text);
+  const cleaned: [string, string][] = [
+    [`Quoted:${footer}\nand then more text.`, "Quoted:\nand then more text."],
+    [`Single newline\n${footer.trimStart()}`, "Single newline"],
+    [`Two${footer}${footer.replace("339", "abc")}`, `Two${footer.replace("339", "abc")}`],
+    [`A${footer}\nB${footer}`, "A\nB"],
+    // Cline and its forks mark an answer they cut at a tool's result, after the footer.
+    [
+      `<read_file>x</read_file>${footer}\n\n[Response interrupted by a tool use result.]`,
+      "<read_file>x</read_file>\n\n[Response interrupted by a tool use result.]",
+    ],
+    // Line ends turned into CRLF by a client.
+    [`Windows${footer.replaceAll("\n", "\r\n")}\r\n`, "Windows"],
+  ];
+  for (const [text, want] of cleaned) assert.equal(stripFooter(text), want, text);
 });
 
-Deno.test("stripFooters cleans assistant strings and last text parts, keeps everything else", () => {
+Deno.test("stripFooters cleans assistant strings and text parts, keeps everything else", () => {
   const footer = formatFooter(facts());
   const messages: ChatMessage[] = [
     { role: "system", content: `sys${footer}` },

@@ -91,6 +91,15 @@ Deno.test("relaySse makes Poe's error events OpenAI's, named `event: error` ones
       error: { message: "boom", type: "upstream_error", param: null, code: null },
     },
     {
+      body: `data: {"error":"Upstream provider overloaded"}\n\n`,
+      error: {
+        message: "Upstream provider overloaded",
+        type: "upstream_error",
+        param: null,
+        code: null,
+      },
+    },
+    {
       body: `event: error\ndata: overloaded\n\n`,
       error: { message: "overloaded", type: "upstream_error", param: null, code: null },
     },
