@@ -34,14 +34,23 @@ export interface AnswerPointsOptions {
   now?: () => number;
 }
 
-/** Whether a request allows the footer: `FOOTER` on, no `response_format`, no opt-out header. */
+/** Values of the `x-poe-proxy-footer` header. */
+const OFF = new Set(["off", "false", "0", "no", "none"]);
+const ON = new Set(["on", "true", "1", "yes"]);
+
+/**
+ * Whether a request allows the footer: `FOOTER` on (or `stream` and a streamed request, or the
+ * header asks for it), no `response_format`, and no `x-poe-proxy-footer: off`.
+ */
 export function footerAllowed(
   config: Config,
   body: ChatRequest,
   headers: Headers,
 ): boolean {
-  return config.footer && (body.response_format === undefined || body.response_format === null) &&
-    headers.get("x-poe-proxy-footer")?.trim().toLowerCase() !== "off";
+  const asked = headers.get("x-poe-proxy-footer")?.trim().toLowerCase();
+  if (config.footer === "off" || (asked !== undefined && OFF.has(asked))) return false;
+  if (body.response_format !== undefined && body.response_format !== null) return false;
+  return config.footer === "on" || body.stream === true || (asked !== undefined && ON.has(asked));
 }
 
 /** What an answer cost and what to add to it. */

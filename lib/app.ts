@@ -356,11 +356,15 @@ export function createApp(deps: AppDeps): App {
     authed: boolean,
   ): Promise<Response> {
     browsers.check(req);
-    const matching = byPath.get(url.pathname) ?? routes.filter((r) => matchesPath(r, url.pathname));
+    let path = url.pathname;
+    let matching = byPath.get(path);
+    if (!matching) {
+      // Base URLs are typed without /v1, or with a trailing slash that clients then double.
+      path = clientPath(path);
+      matching = byPath.get(path) ?? routes.filter((r) => matchesPath(r, path));
+    }
     if (matching.length === 0) {
-      throw new ProxyError(404, `No such endpoint: ${req.method} ${url.pathname.slice(0, 200)}`, {
-        code: "unknown_endpoint",
-      });
+      throw new ProxyError(404, unknownEndpoint(req.method, path), { code: "unknown_endpoint" });
     }
     const allowed = () => [...new Set(matching.map((r) => r.method))];
     if (req.method === "OPTIONS") {
@@ -392,7 +396,7 @@ export function createApp(deps: AppDeps): App {
       );
     }
     if (r.auth && keys.enabled && !authed) throw authenticationError();
-    return await r.handler(req, ctx, routeParams(r, url.pathname));
+    return await r.handler(req, ctx, routeParams(r, path));
   }
 
   return {
@@ -445,6 +449,36 @@ export function createApp(deps: AppDeps): App {
       return response;
     },
   };
+}
+
+/**
+ * The path a client meant: slashes collapsed, no trailing one, and `/v1` added to the API's paths
+ * when the base URL was set without it.
+ */
+function clientPath(path: string): string {
+  let p = path.replace(/\/{2,}/g, "/");
+  if (p.length > 1 && p.endsWith("/")) p = p.slice(0, -1);
+  if (p === "/chat/completions" || p === "/models" || p.startsWith("/models/")) p = `/v1${p}`;
+  return p;
+}
+
+/** Endpoints of OpenAI's that Poe has no counterpart of, and what to use instead. */
+const OTHER_APIS: [RegExp, string][] = [
+  [
+    /^\/(v1\/)?responses(\/|$)/,
+    'poe-proxy serves the Chat Completions API, not the Responses API: point the client at /v1/chat/completions (Vercel AI SDK: openai.chat(model) or createOpenAICompatible; Codex: wire_api = "chat").',
+  ],
+  [
+    /^\/(v1\/)?(completions|embeddings|images|audio|files|assistants|threads|batches|moderations)(\/|$)/,
+    "Poe has no such API: poe-proxy serves POST /v1/chat/completions and GET /v1/models.",
+  ],
+];
+
+function unknownEndpoint(method: string, path: string): string {
+  const other = OTHER_APIS.find(([pattern]) => pattern.test(path));
+  return `No such endpoint: ${method} ${path.slice(0, 200)}.${
+    other ? ` ${other[1]}` : " poe-proxy serves POST /v1/chat/completions and GET /v1/models."
+  }`;
 }
 
 function safeDecode(value: string): string | null {

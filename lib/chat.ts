@@ -208,7 +208,7 @@ export async function handleChat(
       registry,
       entry,
       ctx,
-      annotate: config.footer,
+      annotate: config.footer !== "off",
       footer: footerAllowed(config, body, req.headers),
       clipped: clip.clipped ? clip : null,
       pricedInput,

@@ -3,6 +3,13 @@ import { parseEnv } from "node:util";
 import { isIpAddress, parseTrustProxy } from "./client_id.ts";
 import type { LogFormat, LogLevel } from "./log.ts";
 
+/**
+ * Which answers get the footer: all, streamed ones only (a non-streamed answer is most often a
+ * program's: a chat title, a commit message), or none. Points reach headers and usage in any case
+ * but `off`.
+ */
+export type FooterMode = "on" | "stream" | "off";
+
 /** The resolved configuration. Built once at startup; nothing reads env per request. */
 export interface Config {
   readonly poeApiKey: string | null;
@@ -29,7 +36,7 @@ export interface Config {
   readonly mediaTimeoutSeconds: number;
   readonly usagePollSeconds: number;
   readonly footerWaitMs: number;
-  readonly footer: boolean;
+  readonly footer: FooterMode;
   readonly rateLimitPerMinute: number;
   readonly rateLimitBurst: number;
   readonly poeRateLimitPerMinute: number;
@@ -161,6 +168,15 @@ function boolean(raw: string): boolean {
   if (TRUE.includes(lower)) return true;
   if (FALSE.includes(lower)) return false;
   throw new Expected("on or off (or true/false, yes/no, 1/0)");
+}
+
+function footerMode(raw: string): FooterMode {
+  if (raw.toLowerCase() === "stream") return "stream";
+  try {
+    return boolean(raw) ? "on" : "off";
+  } catch {
+    throw new Expected("on, stream or off");
+  }
 }
 
 function oneOf<T extends string>(values: readonly T[]): (raw: string) => T {
@@ -403,9 +419,10 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
   },
   footer: {
     name: "FOOTER",
-    default: "on",
-    parse: boolean,
-    description: "Append the usage footer (tokens, points, balance) to answers.",
+    default: "stream",
+    parse: footerMode,
+    description:
+      "Append the usage footer (tokens, points, balance) to answers: on (all), stream (streamed ones: chats, not titles or commit messages) or off.",
   },
   rateLimitPerMinute: {
     name: "RATE_LIMIT_PER_MINUTE",

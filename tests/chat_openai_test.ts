@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { DEFAULT_REASONING, DEFAULT_REPLY, FakePoe } from "./fake_poe.ts";
-import { startProxy } from "./harness.ts";
+import { startFakeAndProxy, startProxy } from "./harness.ts";
 
 /** The fake, the proxy wired to it, and an SDK client pointed at the proxy. */
 async function setup(env: Record<string, string> = {}) {
@@ -317,5 +317,38 @@ Deno.test("openai SDK: Poe's error reaches the SDK as an APIError with status an
       assert.match(err.message, /out of points/);
       return true;
     },
+  );
+});
+
+Deno.test("openai SDK: a base URL without /v1, or with a trailing slash, works; other APIs get a 404 that says why", async () => {
+  await using t = await startFakeAndProxy();
+  for (const baseURL of [t.proxy.url, `${t.proxy.url}/`, `${t.proxy.url}/v1/`]) {
+    const client = new OpenAI({ baseURL, apiKey: "k", maxRetries: 0 });
+    const completion = await client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    assert.equal(completion.choices[0].message.role, "assistant", baseURL);
+    assert.ok((await client.models.list()).data.length > 0, baseURL);
+    assert.equal((await client.models.retrieve("gpt-4o")).id, "GPT-4o", baseURL);
+  }
+  // What Zed builds from a base URL with a trailing slash.
+  const zed = await fetch(`${t.proxy.url}/v1//chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "Hi" }] }),
+  });
+  assert.equal(zed.status, 200);
+  await zed.body?.cancel();
+  const client = new OpenAI({ baseURL: `${t.proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+  await assert.rejects(
+    client.responses.create({ model: "gpt-4o", input: "Hi" }),
+    (err: unknown) =>
+      err instanceof OpenAI.NotFoundError && /Chat Completions API/.test(err.message),
+  );
+  await assert.rejects(
+    client.embeddings.create({ model: "x", input: "Hi" }),
+    (err: unknown) =>
+      err instanceof OpenAI.NotFoundError && /Poe has no such API/.test(err.message),
   );
 });

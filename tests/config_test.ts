@@ -33,7 +33,7 @@ const DEFAULTS = {
   mediaTimeoutSeconds: 900,
   usagePollSeconds: 60,
   footerWaitMs: 1500,
-  footer: true,
+  footer: "stream",
   rateLimitPerMinute: 60,
   rateLimitBurst: 20,
   poeRateLimitPerMinute: 450,
@@ -81,7 +81,7 @@ Deno.test("resolveConfig: flags win over env, env over .env, .env over defaults"
   assert.equal(config.modelsFile, "flag.yaml");
   assert.equal(config.logLevel, "debug");
   assert.equal(config.pointsCutoff, 5);
-  assert.equal(config.footer, false);
+  assert.equal(config.footer, "off");
   assert.equal(config.shutdownGraceSeconds, 10);
 });
 
@@ -140,7 +140,7 @@ Deno.test("resolveConfig: trims values and parses each kind", () => {
   assert.equal(config.logLevel, "warn");
   assert.equal(config.logFormat, "json");
   assert.equal(config.logBodies, true);
-  assert.equal(config.footer, false);
+  assert.equal(config.footer, "off");
   assert.equal(config.dashboard, false);
   assert.equal(config.upstreamRetries, 10);
   assert.deepEqual(config.trustProxy, ["127.0.0.1", "10.0.0.0/8", "10.1.2.3"]);
@@ -186,7 +186,7 @@ Deno.test("resolveConfig: error messages name variable, value and expectation", 
     ],
     [
       { FOOTER: "maybe" },
-      `Invalid FOOTER: "maybe" (expected on or off (or true/false, yes/no, 1/0))`,
+      `Invalid FOOTER: "maybe" (expected on, stream or off)`,
     ],
     [
       { LOG_LEVEL: "verbose" },

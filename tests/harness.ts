@@ -26,6 +26,8 @@ export function testConfig(env: Record<string, string> = {}): Config {
       RATE_LIMIT_PER_MINUTE: "0",
       POE_RATE_LIMIT_PER_MINUTE: "0",
       LOG_LEVEL: "debug",
+      // Most tests look at non-streamed answers' footers; FOOTER=stream has tests of its own.
+      FOOTER: "on",
       ...env,
     },
   });

@@ -498,14 +498,15 @@ Deno.test("hostile: /v1/models/../.. and its encodings never leave the route tab
     ["/v1/models/%2E%2E/%2E%2E/etc/passwd", 404, 404],
     ["/v1/models/..%2f..%2fetc%2fpasswd", 404, 401],
     ["/v1/models/%2e%2e%2f%2e%2e%2fmain.ts", 404, 401],
-    ["/v1/models/....//....//", 404, 404],
+    // Doubled slashes are collapsed (a base URL with a trailing slash): a model id, or the list.
+    ["/v1/models/....//....//", 404, 401],
     ["/v1/models/%252e%252e", 404, 401],
     ["/v1/models/../../healthz", 200, 200],
     ["/healthz/../v1/models", 200, 401],
     ["/healthz/%2e%2e/v1/models", 200, 401],
     ["/v1/models/gpt-4o/../gpt-4o-mini", 200, 401],
     ["/v1/models/%ff%fe", 404, 401],
-    ["//v1//models", 404, 404],
+    ["//v1//models", 200, 401],
   ];
   await whileStreaming(s.proxy, async () => {
     for (const [target, withKey, without] of cases) {

@@ -830,3 +830,37 @@ Deno.test("footer balance: answers in quick succession show a balance that only 
   }
   assert.ok(balances.at(-1)! < balances[0]);
 });
+
+Deno.test("FOOTER=stream (the default): streamed answers get the footer, a program's non-streamed ones the points only", async () => {
+  await using t = await setup({ env: { FOOTER: "stream" } });
+  const ask = async (stream: boolean, header?: string) => {
+    const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        ...(header ? { "x-poe-proxy-footer": header } : {}),
+      },
+      body: JSON.stringify({
+        model: "gpt-4o",
+        stream,
+        messages: [{ role: "system", content: "Write a one-line commit message." }, {
+          role: "user",
+          content: "diff --git a/x b/x",
+        }],
+      }),
+    });
+    return { headers: res.headers, text: await res.text() };
+  };
+  // A commit message: no footer, but the points in usage and headers.
+  const plain = await ask(false);
+  assert.doesNotMatch(plain.text, /📊 Tokens/);
+  assert.ok(Number(plain.headers.get("x-poe-points")) > 0);
+  assert.ok(typeof JSON.parse(plain.text).usage.cost_points === "number");
+  // A chat streams: footer.
+  assert.match((await ask(true)).text, /📊 Tokens/);
+  // The header asks for it, or turns it off, either way.
+  assert.match((await ask(false, "on")).text, /📊 Tokens/);
+  for (const off of ["off", "false", "no", "0"]) {
+    assert.doesNotMatch((await ask(true, off)).text, /📊 Tokens/, off);
+  }
+});
