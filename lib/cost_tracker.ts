@@ -124,8 +124,7 @@ function oldestToCover(waiters: readonly Waiter[], fetchAt: number, all: boolean
  * Scheduling: no fixed delay. When an answer ends and no fetch is in flight, the history is read
  * at once (leading edge), unless costs have lately been landing later (a moving average of how long
  * after its answer an entry was first found, probed 20% early), in which case the fetch waits until
- * then; when that is past the answer's wait, the answer does not wait at all. An answer nobody
- * waits for (no footer) is first looked for a second after it ended. Answers that end
+ * then; when that is past the answer's wait, the answer does not wait at all. Answers that end
  * while a fetch is in flight share the next one, which starts as soon as that fetch returns
  * (trailing edge). Under load (many requests at once, estimated from the arrival rate and request
  * duration), the starts of two fetches are kept up to `maxBatchMs` apart so that one fetch serves
@@ -133,9 +132,6 @@ function oldestToCover(waiters: readonly Waiter[], fetchAt: number, all: boolean
  * every entry since the start of each answer it looks for is read (answers watched in the
  * background count for that only every `backgroundPollMs`). No fetch runs while none waits.
  */
-/** How long an answer nobody waits for waits before its cost is looked for. */
-const UNAWAITED_MS = 1_000;
-
 export class CostTracker implements AsyncDisposable {
   readonly #api: UsageSource;
   readonly #firstFetchMs: number;
@@ -244,12 +240,8 @@ export class CostTracker implements AsyncDisposable {
       realStartUs: start * 1000,
       tokens: options.tokens ?? null,
       endedAt: now,
-      // The history keeps failing: no answer waits for it; one fetch retries after the pause. An
-      // answer nobody waits for (no footer) is looked for a second later, with the others
-      // ending meanwhile: one read for many, instead of one every few answers of a busy client.
-      dueAt: quiet
-        ? this.#quietUntil
-        : now + (options.waitMs > 0 ? expected : Math.max(expected, UNAWAITED_MS)),
+      // The history keeps failing: no answer waits for it; one fetch retries after the pause.
+      dueAt: quiet ? this.#quietUntil : now + expected,
       checkedAt: -Infinity,
       missedAt: -Infinity,
       plannedMs: quiet ? null : expected,

