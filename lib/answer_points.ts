@@ -94,13 +94,17 @@ export class AnswerPoints {
       : 0;
     service.poller.answered();
     let settled = false;
+    /** The estimate counted against the snapshot taken at `countedAt`, for a late correction. */
+    let counted: { estimate: number; countedAt: number } | null = null;
     const found = await service.costs.attribute({
       model: entry.id,
       startedAt: ctx.startedAt,
       tokens: usage ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens } : null,
       waitMs: showFooter ? config.footerWaitMs : 0,
       onFound: (cost) => {
-        if (settled) ctx.lateCost(cost.points);
+        if (!settled) return;
+        ctx.lateCost(cost.points);
+        if (counted) service.poller.corrected(counted.estimate, cost.points, counted.countedAt);
       },
     });
     settled = true;
@@ -125,11 +129,16 @@ export class AnswerPoints {
       // Unless the snapshot already shows it, the guards count it against the balance.
       if (!(found && snap !== null && snap.takenAt >= found.createdAt)) {
         service.poller.spent(points.points);
+        if (points.estimated && snap !== null) {
+          counted = { estimate: points.points, countedAt: snap.takenAt };
+        }
       }
     }
     // The snapshot less every answer settled since it was read, this one included: answers in
     // quick succession (an agent's) show a balance that only goes down.
-    const balance = snap === null ? null : snap.balance - service.poller.spentSinceSnapshot;
+    const balance = snap === null
+      ? null
+      : Math.round(snap.balance - service.poller.spentSinceSnapshot);
     if (balance !== null) ctx.fields.balance = balance;
     const extras: Record<string, unknown> = {};
     if (points) {

@@ -352,17 +352,12 @@ export function createApp(deps: AppDeps): App {
   async function route(
     req: Request,
     ctx: RequestContext,
-    url: URL,
+    path: string,
     authed: boolean,
   ): Promise<Response> {
-    browsers.check(req);
-    let path = url.pathname;
-    let matching = byPath.get(path);
-    if (!matching) {
-      // Base URLs are typed without /v1, or with a trailing slash that clients then double.
-      path = clientPath(path);
-      matching = byPath.get(path) ?? routes.filter((r) => matchesPath(r, path));
-    }
+    // The pages and figures are read by browsers alone: any client's Host is checked there.
+    browsers.check(req, DATA_PATHS.has(path));
+    const matching = byPath.get(path) ?? routes.filter((r) => matchesPath(r, path));
     if (matching.length === 0) {
       throw new ProxyError(404, unknownEndpoint(req.method, path), { code: "unknown_endpoint" });
     }
@@ -388,7 +383,7 @@ export function createApp(deps: AppDeps): App {
       const allow = allowed();
       throw new ProxyError(
         405,
-        `Method ${req.method} is not allowed on ${url.pathname}; use ${allow.join(" or ")}.`,
+        `Method ${req.method} is not allowed on ${path}; use ${allow.join(" or ")}.`,
         {
           code: "method_not_allowed",
           headers: { allow: allow.join(", ") },
@@ -412,6 +407,8 @@ export function createApp(deps: AppDeps): App {
     },
     async handler(req, info) {
       const url = new URL(req.url);
+      // Base URLs are typed without /v1, or with a trailing slash that clients then double.
+      const path = byPath.has(url.pathname) ? url.pathname : clientPath(url.pathname);
       const peer = info?.remoteAddr?.hostname ?? "unknown";
       const keyName = keys.enabled ? keys.identify(req.headers) : null;
       const ctx = new RequestContext({
@@ -419,7 +416,7 @@ export function createApp(deps: AppDeps): App {
         client: keyName ??
           clientKey(peer, req.headers.get("x-forwarded-for"), config.trustProxy),
         method: req.method,
-        path: url.pathname,
+        path,
         logger,
         onEnd: ended,
         onLateCost: lateCost,
@@ -427,7 +424,7 @@ export function createApp(deps: AppDeps): App {
       metrics.arrived();
       let response: Response;
       try {
-        response = await route(req, ctx, url, keyName !== null);
+        response = await route(req, ctx, path, keyName !== null);
       } catch (err) {
         // An answer that failed half-way never carried the headers its error response needs.
         ctx.headersIncluded = false;
@@ -450,6 +447,9 @@ export function createApp(deps: AppDeps): App {
     },
   };
 }
+
+/** Paths of the dashboard and the figures: what a DNS-rebinding page would read. */
+const DATA_PATHS = new Set(["/", "/api/usage", "/metrics"]);
 
 /**
  * The path a client meant: slashes collapsed, no trailing one, and `/v1` added to the API's paths

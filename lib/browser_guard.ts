@@ -5,10 +5,11 @@
  * A page can send a "simple" cross-origin POST (`text/plain`, `no-cors`) without a preflight: CORS
  * only stops it from reading the answer, not the proxy from calling Poe. And a page whose name
  * resolves to 127.0.0.1 after it loaded is same-origin to the proxy; only its `Host` tells. The
- * `Host` is checked on browsers' requests only (a `Mozilla/` user agent, which a page cannot
- * change, or `Sec-Fetch-*` or `Origin`; over plain http Chromium sends neither of the last two on a
- * same-origin GET): programs reach the proxy by any name, such as a Compose service's or
- * `host.docker.internal`.
+ * `Host` is checked on every request for the dashboard and the figures (`/`, `/api/usage`,
+ * `/metrics`), which only browsers and scrapers read; on the API's paths, on browsers' requests
+ * only (`Origin`, `Sec-Fetch-*` or a `Mozilla/` user agent: over plain http Chromium sends none of
+ * the first two on a same-origin GET, and a Firefox page may change the last), so that programs
+ * reach the API by any name, such as a Compose service's or `host.docker.internal`.
  */
 import { ProxyError } from "./errors.ts";
 import { isIpAddress } from "./client_id.ts";
@@ -39,13 +40,16 @@ export class BrowserGuard {
     this.#checkHost = !options.keysEnabled && !this.#hosts.has("*");
   }
 
-  /** Throws a 403 for a request a web page must not make. */
-  check(req: Request): void {
+  /**
+   * Throws a 403 for a request a web page must not make. `anyClient`: the `Host` is checked
+   * whoever asks.
+   */
+  check(req: Request, anyClient = false): void {
     const host = req.headers.get("host");
     const origin = req.headers.get("origin");
     if (
       this.#checkHost && host !== null && !this.#hostAllowed(hostnameOf(host)) &&
-      (origin !== null || req.headers.has("sec-fetch-mode") ||
+      (anyClient || origin !== null || req.headers.has("sec-fetch-mode") ||
         req.headers.get("user-agent")?.startsWith("Mozilla/"))
     ) {
       throw new ProxyError(

@@ -61,8 +61,11 @@ function flushLines(): void {
   pending.length = 0;
 }
 
-// Deno.exit and the end of the program dispatch it: no line is lost on a normal exit.
+// Deno.exit and the end of the program dispatch `unload`; a crash dispatches one of the others
+// first: the lines before it are not lost.
 globalThis.addEventListener("unload", flushLines);
+globalThis.addEventListener("error", flushLines);
+globalThis.addEventListener("unhandledrejection", flushLines);
 
 function defaultWrite(line: string, level: LogLevel): void {
   if (LEVELS[level] >= LEVELS.warn) {

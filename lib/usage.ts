@@ -132,6 +132,15 @@ export class UsagePoller implements AsyncDisposable {
     if (points > 0 && Number.isFinite(points)) this.#spentSince += points;
   }
 
+  /**
+   * An answer counted at its estimate turned out to cost `real`: the count is corrected, if the
+   * snapshot it was counted against (taken at `takenAt`) is still the current one.
+   */
+  corrected(estimate: number, real: number, takenAt: number): void {
+    if (this.#snapshot?.takenAt !== takenAt || !Number.isFinite(real - estimate)) return;
+    this.#spentSince = Math.max(0, this.#spentSince + real - estimate);
+  }
+
   async #run(): Promise<BalanceSnapshot | null> {
     this.#calls++;
     try {

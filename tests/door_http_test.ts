@@ -601,9 +601,24 @@ Deno.test("without inbound keys, only localhost, IP addresses and ALLOWED_HOSTS 
       assert.equal(body.error.code, "host_not_allowed");
       assert.match(body.error.message, /ALLOWED_HOSTS/);
     }
-    // A program (an SDK, a chat UI's server, another container) may use any name.
+    // A program (an SDK, a chat UI's server, another container) may reach the API by any name.
     for (const host of ["poe-proxy:8080", "host.docker.internal:8080"]) {
-      assert.equal((await statusFor(s.proxy.url, host, "")).status, 200, host);
+      const api = await rawRequest(
+        portOf(s.proxy.url),
+        `GET /v1/models HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+        { timeoutMs: 5000 },
+      );
+      assert.equal(api.status, 200, host);
+      // Not the dashboard's figures, whose readers are browsers (a Firefox page may set its own
+      // user agent) and scrapers: those need ALLOWED_HOSTS.
+      for (const path of ["/api/usage", "/metrics", "/"]) {
+        const data = await rawRequest(
+          portOf(s.proxy.url),
+          `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: curl/8\r\nConnection: close\r\n\r\n`,
+          { timeoutMs: 5000 },
+        );
+        assert.equal(data.status, 403, `${host}${path}`);
+      }
     }
     assert.equal(
       (await statusFor(s.proxy.url, "attacker.example", "Sec-Fetch-Mode: cors\r\n")).status,

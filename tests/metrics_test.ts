@@ -381,3 +381,21 @@ Deno.test("a retry left unsent for lack of a POE_RATE_LIMIT token is no 429 of t
   assert.equal(m.get("poe_proxy_rate_limited_total")!.metrics.length, 1);
   assert.equal(sample(m, "poe_proxy_upstream_retries_skipped_total"), 1);
 });
+
+Deno.test("a base URL without /v1 or with doubled slashes is counted and listed as chat completions", async () => {
+  await using t = await startFakeAndProxy();
+  for (const path of ["/chat/completions", "/v1/chat/completions/", "//v1//chat/completions"]) {
+    const res = await fetch(`${t.proxy.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "Hi" }] }),
+    });
+    assert.equal(res.status, 200, path);
+    await res.body?.cancel();
+  }
+  const metrics = await (await fetch(`${t.proxy.url}/metrics`)).text();
+  assert.match(metrics, /poe_proxy_requests_total\{[^}]*route="\/v1\/chat\/completions"[^}]*\} 3/);
+  assert.match(metrics, /poe_proxy_request_duration_seconds_count 3/);
+  const usage = await (await fetch(`${t.proxy.url}/api/usage`)).json();
+  assert.equal(usage.recent.length, 3);
+});

@@ -864,3 +864,30 @@ Deno.test("FOOTER=stream (the default): streamed answers get the footer, a progr
     assert.doesNotMatch((await ask(true, off)).text, /📊 Tokens/, off);
   }
 });
+
+Deno.test("an answer counted at its estimate is corrected when its real cost lands: the next balance is right", async () => {
+  await using t = await setup({ env: { FOOTER: "stream" } });
+  // One snapshot for the whole test: the balances count from it.
+  t.fake.balanceErrorStatus = 503;
+  const ask = async () => {
+    const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "Hi" }] }),
+    });
+    assert.equal(res.headers.get("x-poe-points-estimated"), "true");
+    return (await res.json()).usage as { cost_points: number; balance_points: number };
+  };
+  const first = await ask();
+  assert.ok(Number.isInteger(first.balance_points), String(first.balance_points));
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost")));
+  const real = Number(
+    /late cost .*\bpoints=(\d+)/.exec(
+      t.proxy.logs.find((l) => l.includes("late cost"))!,
+    )![1],
+  );
+  assert.notEqual(real, first.cost_points, "the fake bills other than the estimate");
+  const second = await ask();
+  // The first answer counts at its real cost now, the second at its estimate.
+  assert.equal(first.balance_points - second.balance_points, Math.round(real));
+});
