@@ -30,6 +30,6 @@ Deno.test("log: info lines written in one batch reach stdout in order, whatever 
   for (const [ending, code] of endings) {
     const r = await run(ending);
     assert.equal(r.code, code, ending);
-    assert.match(r.stdout, /INFO  first n=1\n.*INFO  second n=2\n/s, ending || "(end)");
+    assert.match(r.stdout, /INFO {2}first n=1\n.*INFO {2}second n=2\n/s, ending || "(end)");
   }
 });
