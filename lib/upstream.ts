@@ -22,6 +22,9 @@ export const NO_CLIENT_RETRY = { "x-should-retry": "false" } as const;
 const MAX_WAIT_SECONDS = 30;
 const BACKOFF_BASE_MS = 250;
 
+/** The fields the 400 ladder changes: a 400 naming any other is not worth a variant. */
+const LADDER_PARAMS = new Set(["max_tokens", "max_completion_tokens", "model"]);
+
 /** Request headers a client may send that are meant for Poe. */
 const FORWARDED_REQUEST_HEADERS = ["poe-feature"];
 
@@ -384,11 +387,11 @@ export class UpstreamClient {
       variants ??= status === 400
         ? ladderVariants(body).filter((v) => options.allowVariant?.(v.body) ?? true)
         : null;
-      if (
-        status === 400 && variants !== null && variants.length > 0 &&
-        (options.mayRetry?.() ?? true)
-      ) {
-        await response.body?.cancel();
+      if (status === 400 && variants !== null && variants.length > 0) {
+        // Poe named another field it refuses (`reasoning_effort`, say): no variant changes it.
+        const error = await poeError(response);
+        if (error.param !== null && !LADDER_PARAMS.has(error.param)) throw error;
+        if (!(options.mayRetry?.() ?? true)) throw error;
         const next = variants.shift()!;
         current = next.body;
         reason = next.reason;

@@ -177,15 +177,24 @@ Deno.test("400 ladder: no step is tried when none would change the request", asy
   assert.equal(t.bodies().length, 1);
 });
 
-Deno.test("400 ladder: a 400 no step cures ends with Poe's last 400", async () => {
+Deno.test("400 ladder: a 400 naming another field is passed on at once, no variant can cure it", async () => {
   await using t = await setup();
   const res = await post(
     t.proxy.url,
-    chat("reject-field=aspect", { max_tokens: 9, aspect: "1:1" }),
+    chat("reject-field=reasoning_effort", { max_tokens: 9, reasoning_effort: "high" }),
   );
   assert.equal(res.status, 400);
+  assert.equal(res.body.error.param, "reasoning_effort");
+  assert.equal(t.bodies().length, 1);
+});
+
+Deno.test("400 ladder: a 400 no step cures ends with Poe's last 400", async () => {
+  await using t = await setup();
+  // A 400 that names no field: each variant is tried.
+  t.fake.script("status=400", "status=400", "status=400", "status=400");
+  const res = await post(t.proxy.url, chat("", { max_tokens: 9, model: "GPT-4o" }));
+  assert.equal(res.status, 400);
   assert.equal(t.bodies().length, 4);
-  assert.ok(t.bodies().every((b) => b.aspect === "1:1"));
 });
 
 // --- transient failures --------------------------------------------------------------------------
