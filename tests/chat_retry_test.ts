@@ -557,30 +557,7 @@ Deno.test("a 200 web page (a captive portal) is retried, and never becomes a str
 
 Deno.test("first-byte timeout: the wait for Poe's headers counts toward it, it is not restarted", async () => {
   // Headers after 0.7 s, the first event 0.7 s later: 1.4 s in all, over FIRST_BYTE_TIMEOUT_SECONDS.
-  await using upstream = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    async () => {
-      await new Promise((r) => setTimeout(r, 700));
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const body = new ReadableStream<Uint8Array>({
-        start(controller) {
-          timer = setTimeout(() => {
-            const chunk = {
-              id: "c1",
-              object: "chat.completion.chunk",
-              created: 1,
-              model: "gpt-4o",
-              choices: [{ index: 0, delta: { content: "late" }, finish_reason: "stop" }],
-            };
-            controller.enqueue(new TextEncoder().encode(`data: ${JSON.stringify(chunk)}\n\n`));
-            controller.close();
-          }, 700);
-        },
-        cancel: () => clearTimeout(timer),
-      });
-      return new Response(body, { headers: { "content-type": "text/event-stream" } });
-    },
-  );
+  await using upstream = sseUpstream(700, 700, "late");
   await using t = await setup({
     baseUrl: `http://127.0.0.1:${upstream.addr.port}`,
     env: { FIRST_BYTE_TIMEOUT_SECONDS: "1", KEEPALIVE_SECONDS: "0.1" },
@@ -653,29 +630,7 @@ Deno.test("a gateway's HTML error page becomes its title, not its markup", async
 
 Deno.test("first-byte timeout: a slow upload does not count toward it", async () => {
   // Poe's headers at once, its first event 0.3 s later.
-  await using upstream = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    () => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const body = new ReadableStream<Uint8Array>({
-        start(controller) {
-          timer = setTimeout(() => {
-            const chunk = {
-              id: "c1",
-              object: "chat.completion.chunk",
-              created: 1,
-              model: "gpt-4o",
-              choices: [{ index: 0, delta: { content: "on time" }, finish_reason: "stop" }],
-            };
-            controller.enqueue(new TextEncoder().encode(`data: ${JSON.stringify(chunk)}\n\n`));
-            controller.close();
-          }, 300);
-        },
-        cancel: () => clearTimeout(timer),
-      });
-      return new Response(body, { headers: { "content-type": "text/event-stream" } });
-    },
-  );
+  await using upstream = sseUpstream(0, 300, "on time");
   await using t = await setup({
     baseUrl: `http://127.0.0.1:${upstream.addr.port}`,
     env: { FIRST_BYTE_TIMEOUT_SECONDS: "1" },
@@ -715,3 +670,32 @@ Deno.test("first-byte timeout: a slow upload does not count toward it", async ()
   assert.match(text, /on time/);
   assert.doesNotMatch(text, /FIRST_BYTE_TIMEOUT_SECONDS/);
 });
+
+/** A Poe stand-in that sends its SSE headers after `headersMs` and one answer event `eventMs` later. */
+function sseUpstream(
+  headersMs: number,
+  eventMs: number,
+  content: string,
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async () => {
+    if (headersMs > 0) await new Promise((r) => setTimeout(r, headersMs));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        timer = setTimeout(() => {
+          const chunk = {
+            id: "c1",
+            object: "chat.completion.chunk",
+            created: 1,
+            model: "gpt-4o",
+            choices: [{ index: 0, delta: { content }, finish_reason: "stop" }],
+          };
+          controller.enqueue(new TextEncoder().encode(`data: ${JSON.stringify(chunk)}\n\n`));
+          controller.close();
+        }, eventMs);
+      },
+      cancel: () => clearTimeout(timer),
+    });
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  });
+}
