@@ -527,17 +527,7 @@ Deno.test("a 200 web page (a captive portal) is retried, and never becomes a str
         headers: { "content-type": "text/html; charset=utf-8" },
       });
     }
-    return Response.json({
-      id: "c1",
-      object: "chat.completion",
-      created: 1,
-      model: "gpt-4o",
-      choices: [{
-        index: 0,
-        message: { role: "assistant", content: "Hi!" },
-        finish_reason: "stop",
-      }],
-    });
+    return Response.json(completion("Hi!"));
   });
   await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
   pages = 1;
@@ -579,17 +569,7 @@ Deno.test("retry-after-ms is honoured like Retry-After", async () => {
       { hostname: "127.0.0.1", port: 0, onListen: () => {} },
       () => {
         if (++calls > 1) {
-          return Response.json({
-            id: "c1",
-            object: "chat.completion",
-            created: 1,
-            model: "gpt-4o",
-            choices: [{
-              index: 0,
-              message: { role: "assistant", content: "Hi" },
-              finish_reason: "stop",
-            }],
-          });
+          return Response.json(completion("Hi"));
         }
         return Response.json({ error: { message: "slow down", type: "rate_limit_error" } }, {
           status: 429,
@@ -698,4 +678,15 @@ function sseUpstream(
     });
     return new Response(body, { headers: { "content-type": "text/event-stream" } });
   });
+}
+
+/** A non-streamed answer of Poe's with `content`. */
+function completion(content: string) {
+  return {
+    id: "c1",
+    object: "chat.completion",
+    created: 1,
+    model: "gpt-4o",
+    choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+  };
 }
