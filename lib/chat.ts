@@ -248,7 +248,8 @@ function streamAnswer(
 ): Response {
   const { config } = deps;
   const json = answer.response.headers.get("content-type")?.includes("json") ?? false;
-  const upstreamBody = json ? jsonAnswerAsEvents(answer.response) : answer.response.body;
+  const upstreamBody = json ? jsonAnswerAsEvents(answer.response) : answer.body ??
+    answer.response.body;
   if (!upstreamBody) {
     throw new ProxyError(502, "Poe answered without a body.", { type: "upstream_error" });
   }

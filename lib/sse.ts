@@ -4,6 +4,7 @@ import { TextShape } from "./data_answer.ts";
 import { completionId, type Usage } from "./openai_types.ts";
 import { carriesDelta, StreamShaper } from "./stream_shape.ts";
 import { tickerOf } from "./ticker.ts";
+import { type BodyReader, smallReader } from "./stream_start.ts";
 
 /** What the relay saw of an answer, handed to {@linkcode RelayOptions.finish}. */
 export interface StreamSummary {
@@ -115,10 +116,10 @@ type Chunk = Record<string, any>;
  * error event for the client, and a piped TransformStream can only pass errors on.
  */
 export function relaySse(
-  upstream: ReadableStream<Uint8Array>,
+  upstream: ReadableStream<Uint8Array> | BodyReader,
   options: RelayOptions,
 ): ReadableStream<Uint8Array> {
-  const reader = smallReader(upstream);
+  const reader = upstream instanceof ReadableStream ? smallReader(upstream) : upstream;
   const decoder = new TextDecoder();
   const summary: StreamSummary = {
     id: null,
@@ -379,31 +380,6 @@ export function relaySse(
       end("client-gone");
     },
   });
-}
-
-/** Bytes asked of Poe's body per read; events are far smaller. */
-const READ_BYTES = 16 * 1024;
-
-/**
- * A reader that reads into small buffers where the stream allows it: a default read of Deno's
- * fetch body allocates 64 KiB, and while Poe thinks that buffer waits in every open stream.
- */
-function smallReader(stream: ReadableStream<Uint8Array>): {
-  read(): Promise<ReadableStreamReadResult<Uint8Array>>;
-  cancel(reason?: unknown): Promise<void>;
-} {
-  let byob: ReadableStreamBYOBReader;
-  try {
-    byob = stream.getReader({ mode: "byob" });
-  } catch {
-    // Not a byte stream (a converted JSON answer, a test's stream): read it as it comes.
-    return stream.getReader();
-  }
-  return {
-    read: () =>
-      byob.read(new Uint8Array(READ_BYTES)) as Promise<ReadableStreamReadResult<Uint8Array>>,
-    cancel: (reason) => byob.cancel(reason),
-  };
 }
 
 /**

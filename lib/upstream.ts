@@ -2,7 +2,8 @@
 import { ProxyError } from "./errors.ts";
 import type { ChatRequest } from "./openai_types.ts";
 import type { Logger } from "./log.ts";
-import { Deadlines, sleep } from "./deadlines.ts";
+import { type Deadline, Deadlines, sleep } from "./deadlines.ts";
+import { type BodyReader, readStreamStart, type StreamStart } from "./stream_start.ts";
 
 /**
  * Statuses worth another try after a pause. Not 504 and Cloudflare's 524: the model may have run
@@ -42,6 +43,11 @@ export interface UpstreamOptions {
   firstByteTimeoutMs?: number;
   /** The same, for calls marked `slow` (image, video and audio models). Default: 900 s. */
   slowFirstByteTimeoutMs?: number;
+  /**
+   * How long a stream's opening is read for an error before the answer is passed on as it is
+   * (the client then gets its headers). Default: 5 s.
+   */
+  streamStartMs?: number;
   /** `fetch` to use. Default: the global one. */
   fetch?: typeof fetch;
   /** Sleeps that end early when the signal aborts. Default: timers. */
@@ -102,6 +108,11 @@ export interface UpstreamAnswer {
   abort: (reason?: unknown) => void;
   /** Lets go of the client's signal once the answer is read; nothing is aborted. */
   release: () => void;
+  /**
+   * A streamed answer's body from its first byte, when its opening was read for an error (then
+   * `response.body` is locked); null otherwise.
+   */
+  body: BodyReader | null;
 }
 
 /** The 400 ladder: the variants of a request to try in order, each only if it changes the request. */
@@ -202,6 +213,44 @@ const ERROR_HEADERS = [
   "x-ratelimit-reset-requests",
 ];
 
+/** The status an error event's `type` stands for, as Poe's error statuses have them. */
+const TYPE_STATUS: Record<string, number> = {
+  invalid_request_error: 400,
+  authentication_error: 401,
+  insufficient_credits: 402,
+  moderation_error: 403,
+  not_found_error: 404,
+  timeout_error: 408,
+  request_too_large: 413,
+  rate_limit_error: 429,
+  provider_error: 500,
+  upstream_error: 502,
+  overloaded_error: 529,
+};
+
+/** Error answers made from a stream's opening error event, not sent by Poe as such. */
+const STREAM_ERRORS = new WeakSet<Response>();
+
+/**
+ * The error answer a stream's opening error event stands for: the status of its numeric `code`
+ * (Poe's documented shape), else of its `type`, else 502. It then takes the path of Poe's own
+ * error answers: the same retries, ladder and message.
+ */
+function streamErrorAnswer(error: Record<string, unknown>, from: Headers): Response {
+  const code = Number(error.code);
+  const status = Number.isInteger(code) && code >= 400 && code <= 599
+    ? code
+    : TYPE_STATUS[String(error.type)] ?? 502;
+  const headers = new Headers(ERROR_HEADERS.flatMap((n) => {
+    const value = from.get(n);
+    return value === null ? [] : [[n, value] as [string, string]];
+  }));
+  headers.set("content-type", "application/json");
+  const response = new Response(JSON.stringify({ error }), { status, headers });
+  STREAM_ERRORS.add(response);
+  return response;
+}
+
 /** Turns Poe's error answer into a ProxyError with Poe's status, message and a hint. */
 export async function poeError(response: Response): Promise<ProxyError> {
   const poe = await readPoeError(response);
@@ -209,7 +258,10 @@ export async function poeError(response: Response): Promise<ProxyError> {
   const hint = HINTS[status] ??
     (status >= 500 ? "Poe or the model's provider failed; try again later." : "");
   const said = poe.message ? `: ${poe.message}${/[.!?]$/.test(poe.message) ? "" : "."}` : ".";
-  const message = [`Poe answered ${status}${said}`, hint]
+  const answered = STREAM_ERRORS.has(response)
+    ? "Poe answered 200, and its stream opened with an error"
+    : `Poe answered ${status}`;
+  const message = [`${answered}${said}`, hint]
     .filter(Boolean).join(" ");
   const headers: Record<string, string> = {};
   for (const name of ERROR_HEADERS) {
@@ -280,6 +332,7 @@ export class UpstreamClient {
   /** The connect deadline (or the first-byte one, when shorter), then the rest of the first-byte one. */
   #phases: Phases;
   #slowPhases: Phases;
+  #streamStart: Deadlines;
 
   constructor(options: UpstreamOptions) {
     // An option given as `undefined` keeps its default rather than erasing it.
@@ -295,12 +348,14 @@ export class UpstreamClient {
       sleep,
       random: Math.random,
       userAgent: "poe-proxy",
+      streamStartMs: 5_000,
       ...given,
     };
     this.#chatUrl = `${options.baseUrl}/v1/chat/completions`;
     const { connectTimeoutMs, firstByteTimeoutMs, slowFirstByteTimeoutMs } = this.#options;
     this.#phases = phases(connectTimeoutMs, firstByteTimeoutMs);
     this.#slowPhases = phases(connectTimeoutMs, slowFirstByteTimeoutMs);
+    this.#streamStart = new Deadlines(this.#options.streamStartMs);
   }
 
   /**
@@ -371,6 +426,62 @@ export class UpstreamClient {
           true,
         );
       }
+      let opened: BodyReader | null = null;
+      if (
+        response.ok && current.stream === true && response.body !== null &&
+        response.headers.get("content-type")?.includes("text/event-stream")
+      ) {
+        // Nothing has reached the client yet: a stream that opens with an error is still a failed
+        // call, with its own status and retries.
+        let start: StreamStart;
+        try {
+          const phases = options.slow ? this.#slowPhases : this.#phases;
+          start = await this.#readStart(
+            response.body,
+            phases.firstByteMs - (performance.now() - started),
+          );
+        } catch (err) {
+          options.signal.removeEventListener("abort", onClientAbort);
+          attempt.ms = performance.now() - started;
+          if (options.signal.aborted) {
+            attempt.status = 499;
+            throw options.signal.reason;
+          }
+          attempt.status = 0;
+          this.#logAttempt(attempt, options, err);
+          if (transientLeft > 0 && (options.mayRetry?.() ?? true)) {
+            transientLeft--;
+            await this.#options.sleep(this.#backoff(transientCount++, null), options.signal);
+            reason = "retry-network";
+            continue;
+          }
+          throw this.#final(
+            new ProxyError(502, "The connection to Poe broke before the answer began.", {
+              type: "upstream_error",
+              code: "upstream_disconnected",
+              cause: err,
+            }),
+            true,
+          );
+        }
+        attempt.ms = performance.now() - started;
+        if (start.kind === "answer") opened = start.body;
+        else if (start.kind === "error") {
+          response = streamErrorAnswer(start.error, response.headers);
+          attempt.status = response.status;
+        } else {
+          options.signal.removeEventListener("abort", onClientAbort);
+          this.#logAttempt(attempt, options, new Error("the stream ended without an answer"));
+          // Like a 200 without choices: Poe may have billed it, and it is not retried.
+          throw this.#final(
+            new ProxyError(502, "Poe's stream ended without an answer.", {
+              type: "upstream_error",
+              code: "upstream_empty",
+            }),
+            false,
+          );
+        }
+      }
       if (response.ok) {
         // The client's abort keeps reaching the upstream body until the answer is done.
         const release = () => options.signal.removeEventListener("abort", onClientAbort);
@@ -379,7 +490,7 @@ export class UpstreamClient {
           controller.abort(why);
         };
         if (attempts.length > 1) this.#logAttempt(attempt, options);
-        return { response, attempts, sent: current, abort, release };
+        return { response, attempts, sent: current, abort, release, body: opened };
       }
       options.signal.removeEventListener("abort", onClientAbort);
       this.#logAttempt(attempt, options);
@@ -431,6 +542,27 @@ export class UpstreamClient {
     for (const p of [this.#phases, this.#slowPhases]) {
       p.first.clear();
       p.second.clear();
+    }
+    this.#streamStart.clear();
+  }
+
+  /**
+   * Reads a stream's opening for at most `streamStartMs`, or what is left of the first-byte
+   * timeout when that is less: the relay then times the answer out at once.
+   */
+  async #readStart(stream: ReadableStream<Uint8Array>, leftMs: number): Promise<StreamStart> {
+    let deadline: Deadline | undefined;
+    const wait = new Promise<void>((resolve) => {
+      if (leftMs >= this.#streamStart.ms) deadline = this.#streamStart.add(resolve);
+      else {
+        const timer = setTimeout(resolve, Math.max(0, leftMs));
+        deadline = { cancel: () => clearTimeout(timer) };
+      }
+    });
+    try {
+      return await readStreamStart(stream, wait);
+    } finally {
+      deadline!.cancel();
     }
   }
 

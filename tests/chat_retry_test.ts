@@ -8,6 +8,10 @@ import { memoryLogger } from "../lib/log.ts";
 import { UpstreamClient } from "../lib/upstream.ts";
 import { bytesOf, portOf, writeAll } from "./raw_http.ts";
 
+function seconds(value: string | undefined): number | undefined {
+  return value === undefined ? undefined : Number(value) * 1000;
+}
+
 /** The fake, and a proxy whose Poe client sleeps instantly and records how long it would have. */
 async function setup(
   options: {
@@ -16,6 +20,7 @@ async function setup(
     env?: Record<string, string>;
     fetch?: typeof fetch;
     connectTimeoutMs?: number;
+    streamStartMs?: number;
   } = {},
 ) {
   const fake = await FakePoe.start();
@@ -27,6 +32,9 @@ async function setup(
     retries: options.retries ?? 2,
     fetch: options.fetch,
     connectTimeoutMs: options.connectTimeoutMs,
+    // As the app sets them from its config.
+    firstByteTimeoutMs: seconds(options.env?.FIRST_BYTE_TIMEOUT_SECONDS),
+    streamStartMs: options.streamStartMs ?? seconds(options.env?.KEEPALIVE_SECONDS),
     logger: upstreamLog,
     random: () => 0,
     sleep: (ms, signal) => {
@@ -382,6 +390,100 @@ Deno.test("a stream that drops mid-way is an error event and one [DONE], tried o
   assert.equal(t.bodies().length, 1);
 });
 
+// --- streams that open with an error ------------------------------------------------------------
+
+Deno.test("a stream that opens with a transient error event is retried before the client sees a byte", async () => {
+  await using t = await setup();
+  t.fake.script("open-error=529", "open-error=502,error-shape=documented", "");
+  const res = await post(t.proxy.url, chat("", { stream: true }));
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:529,retry-529:502,retry-502:200");
+  assert.doesNotMatch(res.text, /error/);
+  const data = res.text.split("\n\n").filter(Boolean).map((e) => e.replace(/^data: /, ""));
+  assert.equal(data.filter((d) => d === "[DONE]").length, 1);
+  assert.equal(JSON.parse(data[0]).choices[0].delta.role, "assistant", "the answer from its start");
+  assert.ok(data.some((d) => d !== "[DONE]" && JSON.parse(d).choices[0]?.delta?.content));
+  assert.equal(t.bodies().length, 3);
+  assert.deepEqual(t.sleeps, [125, 250]);
+});
+
+Deno.test("a stream that opens with an error gets that error's status, in OpenAI's shape", async () => {
+  const cases = [
+    // Poe's documented shape: a numeric code.
+    { marker: "open-error=401,error-shape=documented", status: 401, type: "authentication_error" },
+    // The OpenAI shape: the status comes from the type.
+    { marker: "open-error=402", status: 402, type: "insufficient_credits" },
+    { marker: "open-error=400,message=Temperature%20too%20high.", status: 400, type: null },
+  ];
+  for (const c of cases) {
+    await using t = await setup();
+    const res = await post(t.proxy.url, chat(c.marker, { stream: true, max_tokens: 10 }));
+    assert.equal(res.status, c.status, c.marker);
+    assertOpenAiError(res.body);
+    assert.match(res.body.error.message, /^Poe answered 200, and its stream opened with an error/);
+    if (c.type) assert.equal(res.body.error.type, c.type);
+    assert.equal(t.bodies().length, c.status === 400 ? 4 : 1, "the 400 ladder applies too");
+  }
+  await using t = await setup();
+  t.fake.script("open-error=529", "open-error=529", "open-error=529", "");
+  const client = new OpenAI({ baseURL: `${t.proxy.url}/v1`, apiKey: "k", maxRetries: 2 });
+  await assert.rejects(
+    client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+      stream: true,
+    }),
+    (err: unknown) =>
+      err instanceof OpenAI.APIError && err.status === 529 && /overloaded/.test(err.message),
+  );
+  assert.equal(t.bodies().length, 3, "retried by the proxy only: the SDK was told not to");
+});
+
+Deno.test("a stream's opening is read for an error only so long: a slow one is passed on whole", async () => {
+  await using t = await setup({ streamStartMs: 50 });
+  // The role chunk, then 150 ms of silence before the content.
+  const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(chat("stall=150,chunks=2,reply=Slow%20but%20sure.", { stream: true })),
+  });
+  assert.equal(res.status, 200, "headers after the wait, before the answer");
+  const text = await res.text();
+  const data = text.split("\n\n").filter(Boolean).map((e) => e.replace(/^data: /, ""));
+  assert.equal(JSON.parse(data[0]).choices[0].delta.role, "assistant");
+  const content = data.filter((d) => d !== "[DONE]")
+    .map((d) => JSON.parse(d).choices[0]?.delta?.content ?? "").join("");
+  assert.equal(content, "Slow but sure.");
+  assert.equal(t.bodies().length, 1);
+});
+
+Deno.test("a stream whose opening breaks is retried", async () => {
+  await using t = await setup();
+  t.fake.script("open-drop", "");
+  const res = await post(t.proxy.url, chat("", { stream: true }));
+  assert.equal(res.status, 200);
+  assert.doesNotMatch(res.text, /error/);
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:0,retry-network:200");
+  assert.equal(t.bodies().length, 2);
+});
+
+Deno.test("a stream that ends with no event at all is a 502 the client is told not to retry", async () => {
+  let calls = 0;
+  await using upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    calls++;
+    return new Response(": nothing but a comment\n\ndata: [DONE]\n\n", {
+      headers: { "content-type": "text/event-stream" },
+    });
+  });
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
+  const res = await post(t.proxy.url, chat("", { stream: true }));
+  assert.equal(res.status, 502);
+  assertOpenAiError(res.body);
+  assert.equal(res.body.error.code, "upstream_empty");
+  assert.equal(res.headers.get("x-should-retry"), "false");
+  assert.equal(calls, 1, "not retried: like a 200 without choices");
+});
+
 // --- network errors and clients that leave -------------------------------------------------------
 
 function closedPort(): number {
@@ -548,14 +650,18 @@ Deno.test("a 200 web page (a captive portal) is retried, and never becomes a str
 Deno.test("first-byte timeout: the wait for Poe's headers counts toward it, it is not restarted", async () => {
   // Headers after 0.7 s, the first event 0.7 s later: 1.4 s in all, over FIRST_BYTE_TIMEOUT_SECONDS.
   await using upstream = sseUpstream(700, 700, "late");
-  await using t = await setup({
-    baseUrl: `http://127.0.0.1:${upstream.addr.port}`,
-    env: { FIRST_BYTE_TIMEOUT_SECONDS: "1", KEEPALIVE_SECONDS: "0.1" },
-  });
-  const res = await post(t.proxy.url, chat("", { stream: true }));
-  assert.equal(res.status, 200);
-  assert.match(res.text, /upstream_timeout|FIRST_BYTE_TIMEOUT_SECONDS/);
-  assert.doesNotMatch(res.text, /late/);
+  // The stream's opening read for an error for 0.1 s, then relayed; or read until the timeout.
+  for (const streamStartMs of [100, 5_000]) {
+    await using t = await setup({
+      baseUrl: `http://127.0.0.1:${upstream.addr.port}`,
+      env: { FIRST_BYTE_TIMEOUT_SECONDS: "1", KEEPALIVE_SECONDS: "0.1" },
+      streamStartMs,
+    });
+    const res = await post(t.proxy.url, chat("", { stream: true }));
+    assert.equal(res.status, 200);
+    assert.match(res.text, /upstream_timeout|FIRST_BYTE_TIMEOUT_SECONDS/);
+    assert.doesNotMatch(res.text, /late/);
+  }
 });
 
 Deno.test("retry-after-ms is honoured like Retry-After", async () => {

@@ -95,6 +95,13 @@ export interface FakeDirectives {
   finishContent?: boolean;
   /** `midstream-error`: some content, then `data: {"error":{...}}`, then `[DONE]` (not billed). */
   midstreamError?: boolean;
+  /**
+   * `open-error=CODE`: the stream opens with its role chunk, then an error event of CODE's type
+   * (in the `error-shape`), then `[DONE]` (not billed).
+   */
+  openError?: number;
+  /** `open-drop`: the connection breaks after the stream's role chunk (not billed). */
+  openDrop?: boolean;
   /** `slow-first=MS`: delay before the response headers. */
   slowFirst?: number;
   /** `stall=MS`: delay between streamed events; for an answer not streamed, between its headers and its body. */
@@ -262,6 +269,12 @@ export function parseDirectives(text: string): FakeDirectives {
         break;
       case "midstream-error":
         d.midstreamError = true;
+        break;
+      case "open-error":
+        d.openError = num();
+        break;
+      case "open-drop":
+        d.openDrop = true;
         break;
       case "slow-first":
         d.slowFirst = num();
@@ -1324,6 +1337,20 @@ function streamEvents(
     }
   }
 
+  if (d.openDrop) {
+    body[0]();
+    return { events: encode(prefix, out), drop: true, bill: false };
+  }
+  if (d.openError !== undefined) {
+    if (!d.noRole) body[0]();
+    out.push(
+      `data: ${
+        errorBody({ status: d.openError, message: d.message, shape: d.errorShape })
+      }${nl}${nl}`,
+      `data: [DONE]${nl}${nl}`,
+    );
+    return { events: encode(prefix, out), drop: false, bill: false };
+  }
   if (d.drop || d.midstreamError) {
     const half = Math.max(1, Math.ceil(body.length / 2));
     for (const f of body.slice(0, half)) f();

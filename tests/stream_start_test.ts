@@ -1,0 +1,115 @@
+/** @module Reading a stream's opening for an error, without losing a byte of the answer. */
+import assert from "node:assert/strict";
+import { type BodyReader, readStreamStart } from "../lib/stream_start.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const never = new Promise<void>(() => {});
+
+/** A byte stream of these pieces, each a read of its own. */
+function streamOf(pieces: string[]): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream({
+    type: "bytes",
+    pull(c) {
+      if (i < pieces.length) return c.enqueue(enc.encode(pieces[i++]));
+      c.close();
+      // A read into the reader's own buffer waits for this to end.
+      c.byobRequest?.respond(0);
+    },
+  });
+}
+
+async function readAll(body: BodyReader): Promise<string> {
+  let text = "";
+  for (;;) {
+    const { done, value } = await body.read();
+    if (done) return text + dec.decode();
+    text += dec.decode(value, { stream: true });
+  }
+}
+
+const ROLE =
+  `data: {"id":"a","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n`;
+const HELLO = `data: {"id":"a","choices":[{"index":0,"delta":{"content":"Hello"}}]}\n\n`;
+const DONE = "data: [DONE]\n\n";
+
+Deno.test("readStreamStart: an error event after the role chunk is the stream's verdict", async () => {
+  const start = await readStreamStart(
+    streamOf([
+      ROLE,
+      `data: {"error":{"message":"Overloaded.","type":"overloaded_error"}}\n\n`,
+      DONE,
+    ]),
+    never,
+  );
+  assert.deepEqual(start, {
+    kind: "error",
+    error: { message: "Overloaded.", type: "overloaded_error" },
+  });
+});
+
+Deno.test("readStreamStart: a named error event with a bare message", async () => {
+  const start = await readStreamStart(streamOf(["event: error\ndata: Model is down\n\n"]), never);
+  assert.deepEqual(start, { kind: "error", error: { message: "Model is down" } });
+});
+
+Deno.test("readStreamStart: an answer is handed on whole, however its bytes were split", async () => {
+  const whole = ": ping\n\n" + ROLE + "data: not json\n\n" + HELLO + DONE;
+  for (const size of [1, 3, 7, 64, whole.length]) {
+    const pieces: string[] = [];
+    for (let i = 0; i < whole.length; i += size) pieces.push(whole.slice(i, i + size));
+    const start = await readStreamStart(streamOf(pieces), never);
+    assert.equal(start.kind, "answer", `pieces of ${size}`);
+    if (start.kind !== "answer") continue;
+    assert.equal(await readAll(start.body), whole, `pieces of ${size}`);
+  }
+});
+
+Deno.test("readStreamStart: past the wait, the answer is handed on with the read in flight", async () => {
+  let release!: () => void;
+  const later = new Promise<void>((r) => release = r);
+  let pulls = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(c) {
+      pulls++;
+      if (pulls === 1) return c.enqueue(enc.encode(ROLE));
+      if (pulls === 2) {
+        await later;
+        return c.enqueue(enc.encode(HELLO));
+      }
+      c.enqueue(enc.encode(DONE));
+      c.close();
+    },
+  });
+  let endWait!: () => void;
+  const wait = new Promise<void>((r) => endWait = r);
+  const started = readStreamStart(stream, wait);
+  await new Promise((r) => setTimeout(r, 10));
+  endWait();
+  const start = await started;
+  assert.equal(start.kind, "answer");
+  if (start.kind !== "answer") return;
+  release();
+  assert.equal(await readAll(start.body), ROLE + HELLO + DONE);
+});
+
+Deno.test("readStreamStart: a stream with no event before its end is empty", async () => {
+  for (const pieces of [[], [": keep-alive\n\n"], [DONE], ["data: 42\n\n", DONE]]) {
+    assert.deepEqual(await readStreamStart(streamOf(pieces), never), { kind: "empty" });
+  }
+  // A role chunk alone is an (empty) answer: the relay gives it its finish.
+  const start = await readStreamStart(streamOf([ROLE]), never);
+  assert.equal(start.kind, "answer");
+});
+
+Deno.test("readStreamStart: a broken body rejects, as its own read would", async () => {
+  let pulls = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (pulls++ === 0) c.enqueue(enc.encode(ROLE));
+      else c.error(new Error("reset"));
+    },
+  });
+  await assert.rejects(readStreamStart(stream, never), /reset/);
+});
