@@ -99,7 +99,10 @@ export class AnswerPoints {
     const found = await service.costs.attribute({
       model: entry.id,
       startedAt: ctx.startedAt,
-      tokens: usage ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens } : null,
+      // Counts of this proxy's never match Poe's history entries: paired by order instead.
+      tokens: usage && !usage.tokens_estimated
+        ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens }
+        : null,
       waitMs: showFooter ? config.footerWaitMs : 0,
       onFound: (cost) => {
         if (!settled) return;

@@ -21,6 +21,7 @@ import { stripFooters } from "./footer.ts";
 import { guardResponse, pricedInputTokens } from "./guards.ts";
 import { AnswerPoints, footerAllowed } from "./answer_points.ts";
 import { Deadlines } from "./deadlines.ts";
+import { collectAnswerText, estimatedUsage } from "./usage_estimate.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -269,6 +270,10 @@ function streamAnswer(
     timeoutSetting: media ? "MEDIA_TIMEOUT_SECONDS" : undefined,
     includeUsage,
     redact: deps.loggable,
+    // Asked for, and Poe may not send it: counted here then.
+    estimateUsage: includeUsage
+      ? (answerText) => estimatedUsage(deps.counter, answer.sent, answerText)
+      : undefined,
     finish: points?.annotates
       ? (summary) => {
         settling = true;
@@ -283,6 +288,7 @@ function streamAnswer(
       if (outcome.usage) {
         ctx.fields.tokens_in = outcome.usage.prompt_tokens;
         ctx.fields.tokens_out = outcome.usage.completion_tokens;
+        if (outcome.usage.tokens_estimated) ctx.fields.tokens_estimated = true;
       }
       ctx.fields.finish = outcome.finishReason ?? undefined;
       if (outcome.finishAdded) ctx.fields.finish_added = true;
@@ -350,7 +356,20 @@ async function jsonAnswer(
   if (!Array.isArray(parsed?.choices) || parsed.choices.length === 0) {
     throw notAnAnswer(parsed);
   }
-  const usage = parsed?.usage;
+  // OpenAI's answers always carry usage: one Poe sent without is counted here.
+  let changed = false;
+  if (!parsed.usage || typeof parsed.usage !== "object") {
+    const answerText: string[] = [];
+    collectAnswerText(parsed.choices[0]?.message, answerText);
+    try {
+      parsed.usage = await estimatedUsage(deps.counter, answer.sent, answerText.join(""));
+      ctx.fields.tokens_estimated = true;
+      changed = true;
+    } catch {
+      // Without the tokenizer the answer goes as Poe sent it.
+    }
+  }
+  const usage = parsed.usage;
   if (usage) {
     ctx.fields.tokens_in = usage.prompt_tokens;
     ctx.fields.tokens_out = usage.completion_tokens;
@@ -361,8 +380,9 @@ async function jsonAnswer(
   }
   if (points) {
     for (const [k, v] of Object.entries(await points.completeJson(parsed))) headers.push([k, v]);
-    if (points.annotates) text = JSON.stringify(parsed);
+    if (points.annotates) changed = true;
   }
+  if (changed) text = JSON.stringify(parsed);
   headers.push(["content-type", "application/json"]);
   return new Response(text, { status: 200, headers });
 }

@@ -5,6 +5,7 @@ import { completionId, type Usage } from "./openai_types.ts";
 import { carriesDelta, StreamShaper } from "./stream_shape.ts";
 import { tickerOf } from "./ticker.ts";
 import { type BodyReader, smallReader } from "./stream_start.ts";
+import { collectAnswerText } from "./usage_estimate.ts";
 
 /** What the relay saw of an answer, handed to {@linkcode RelayOptions.finish}. */
 export interface StreamSummary {
@@ -61,6 +62,11 @@ export interface RelayOptions {
   onEnd?: (outcome: RelayOutcome) => void;
   /** Applied to Poe's error events, which may quote the key. Default: unchanged. */
   redact?: (text: string) => string;
+  /**
+   * Counts the usage of an answer Poe sent none for, from its text; it then ends the stream as
+   * Poe's would have. Default: an answer without usage gets none.
+   */
+  estimateUsage?: (answerText: string) => Promise<Usage>;
 }
 
 const encoder = new TextEncoder();
@@ -149,6 +155,8 @@ export function relaySse(
   let started = false;
   let timedOut = false;
   const holdForEnding = options.finish !== undefined;
+  /** The answer's text, kept while it may need counting. */
+  const answerText: string[] | null = options.estimateUsage ? [] : null;
 
   const tickMs = Math.max(
     10,
@@ -189,7 +197,10 @@ export function relaySse(
         sawDone = true;
         return;
       }
-      if (summary.id !== null && shaper.started && !text.watching && isPlainDelta(data)) {
+      if (
+        summary.id !== null && shaper.started && !text.watching && answerText === null &&
+        isPlainDelta(data)
+      ) {
         emit(dataEvent(data));
         return;
       }
@@ -217,6 +228,7 @@ export function relaySse(
       let changed = shaper.shape(chunk);
       const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
       const choice = choices[0];
+      if (answerText !== null) collectAnswerText(choice?.delta, answerText);
       const calls = choice?.delta?.tool_calls;
       if (Array.isArray(calls) && calls.length > 0) summary.toolCalls = true;
       if (typeof choice?.delta?.content === "string") text.add(choice.delta.content);
@@ -263,6 +275,14 @@ export function relaySse(
       };
     }
     summary.dataText = text.data;
+    if (options.estimateUsage && summary.usage === null && !summary.error) {
+      try {
+        summary.usage = await options.estimateUsage(answerText!.join(""));
+      } catch {
+        // Without the tokenizer the answer ends as Poe sent it: with no usage.
+      }
+      if (closed) return;
+    }
     if (options.includeUsage && heldUsage === null && summary.usage !== null) {
       heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
     }

@@ -352,3 +352,39 @@ Deno.test("openai SDK: a base URL without /v1, or with a trailing slash, works; 
       err instanceof OpenAI.NotFoundError && /Poe has no such API/.test(err.message),
   );
 });
+
+Deno.test("openai SDK: an answer Poe sent without usage gets counted usage, streamed or not", async () => {
+  await using t = await setup({ FOOTER: "on" });
+  const messages = [{ role: "user" as const, content: "Hi [[fake: usage=none]]" }];
+  const answer = await t.client.chat.completions.create({ model: "gpt-4o", messages });
+  const u: any = answer.usage;
+  assert.ok(u, "OpenAI's answers always carry usage");
+  assert.equal(u.tokens_estimated, true);
+  assert.ok(u.prompt_tokens > 0);
+  assert.equal(u.completion_tokens, 5, `"${DEFAULT_REPLY}" in o200k_base`);
+  assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens);
+  assert.equal(typeof u.cost_points, "number", "the points extras join it");
+
+  // A tool call's name and arguments are answer tokens too.
+  const stream = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Weather? [[fake: usage=none,tools]]" }],
+    tools: [WEATHER_TOOL],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let last: any = null;
+  let args = "";
+  for await (const chunk of stream) {
+    last = chunk;
+    args += chunk.choices[0]?.delta?.tool_calls?.[0]?.function?.arguments ?? "";
+  }
+  assert.ok(args.length > 0);
+  assert.deepEqual(last.choices, []);
+  assert.equal(last.usage.tokens_estimated, true);
+  assert.ok(last.usage.completion_tokens >= 3, "get_weather and its arguments");
+  assert.ok(
+    last.usage.prompt_tokens > u.prompt_tokens,
+    "the tool's definition counts toward the prompt",
+  );
+});

@@ -240,7 +240,17 @@ for (const position of ["finish", "separate", "none"] as const) {
       const finish = sse.chunks.filter((c) => c.choices[0]?.finish_reason);
       assert.equal(finish.length, 1);
       assert.equal(finish[0].choices[0].finish_reason, "stop");
-      if (position === "none") {
+      if (position === "none" && asked) {
+        // Poe sent none: counted here, as OpenAI's last chunk, marked as counted.
+        assert.equal(usageOnly.length, 1);
+        assert.equal(sse.chunks.at(-1), usageOnly[0]);
+        const u = usageOnly[0].usage;
+        assert.equal(u.tokens_estimated, true);
+        assert.ok(u.prompt_tokens > 0);
+        // The fake's reply: "Hello there, friend." is 5 tokens of o200k_base.
+        assert.equal(u.completion_tokens, 5);
+        assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens);
+      } else if (position === "none") {
         assert.equal(withUsage.length, 0);
       } else if (position === "finish" && !asked) {
         assert.equal(withUsage.length, 1);
@@ -260,8 +270,9 @@ for (const position of ["finish", "separate", "none"] as const) {
         assert.equal(withUsage.length, 0);
       }
       const line = t.proxy.logs.find((l) => l.includes(" path=/v1/chat/completions"))!;
-      if (position === "none") assert.doesNotMatch(line, /tokens_in=/);
+      if (position === "none" && !asked) assert.doesNotMatch(line, /tokens_in=/);
       else assert.match(line, /tokens_in=\d+ tokens_out=\d+/);
+      assert.equal(/tokens_estimated=true/.test(line), position === "none" && asked);
     });
   }
 }
