@@ -33,6 +33,12 @@ export interface CostTrackerOptions {
   api: UsageSource;
   /** Least delay before the first look for an answer's entry, on top of what was learned. Default: 0. */
   firstFetchMs?: number;
+  /**
+   * Least delay before the first look for an answer nobody waits for (a footer-less answer): its
+   * read then starts after the response went out, and serves the answers that end meanwhile.
+   * Default: 50 ms.
+   */
+  backgroundFirstMs?: number;
   /** Interval of fetches while an answer waits in the foreground. Default: 400 ms. */
   pollMs?: number;
   /** How long an answer is watched in the background after its wait. Default: 120,000 ms. */
@@ -109,6 +115,9 @@ function oldestToCover(waiters: readonly Waiter[], fetchAt: number, all: boolean
   let oldest = Infinity;
   for (const w of waiters) {
     if (w.checkedAt !== fetchAt || w.realStartUs >= oldest) continue;
+    // Not due yet (an answer nobody waits for, in its first delay): the fetch at its due time
+    // reads back to it.
+    if (!all && w.foreground === null && w.dueAt > fetchAt) continue;
     if (all || w.foreground !== null || w.missedAt === -Infinity) oldest = w.realStartUs;
   }
   return oldest;
@@ -135,6 +144,7 @@ function oldestToCover(waiters: readonly Waiter[], fetchAt: number, all: boolean
 export class CostTracker implements AsyncDisposable {
   readonly #api: UsageSource;
   readonly #firstFetchMs: number;
+  readonly #backgroundFirstMs: number;
   readonly #pollMs: number;
   readonly #watchMs: number;
   readonly #backgroundPollMs: number;
@@ -180,6 +190,7 @@ export class CostTracker implements AsyncDisposable {
   constructor(options: CostTrackerOptions) {
     this.#api = options.api;
     this.#firstFetchMs = options.firstFetchMs ?? 0;
+    this.#backgroundFirstMs = options.backgroundFirstMs ?? 50;
     this.#pollMs = options.pollMs ?? 400;
     this.#watchMs = options.watchMs ?? 120_000;
     this.#backgroundPollMs = options.backgroundPollMs ?? 2_000;
@@ -234,6 +245,8 @@ export class CostTracker implements AsyncDisposable {
       : Math.max(this.#firstFetchMs, Math.round(0.8 * this.#typicalMs));
     // History times are Poe's: the start in Poe's clock, when it is clearly off from this one.
     const start = options.startedAt + this.#poeClockAhead();
+    // Not expected in time: the answer ends now with an estimate; the cost is watched for.
+    const background = quiet || options.waitMs <= 0 || expected >= options.waitMs;
     const waiter: Waiter = {
       model: options.model.toLowerCase(),
       startedAtUs: (start - this.#skewMs) * 1000,
@@ -241,10 +254,14 @@ export class CostTracker implements AsyncDisposable {
       tokens: options.tokens ?? null,
       endedAt: now,
       // The history keeps failing: no answer waits for it; one fetch retries after the pause.
-      dueAt: quiet ? this.#quietUntil : now + expected,
+      dueAt: quiet
+        ? this.#quietUntil
+        : now + (background ? Math.max(expected, this.#backgroundFirstMs) : expected),
       checkedAt: -Infinity,
       missedAt: -Infinity,
-      plannedMs: quiet ? null : expected,
+      // An answer's own first delay is not how late entries land: only answers held for their
+      // cost teach it.
+      plannedMs: background ? null : expected,
       foreground: null,
       deadline: null,
       onFound: options.onFound,
@@ -254,8 +271,7 @@ export class CostTracker implements AsyncDisposable {
     this.#waiters.push(waiter);
     if (!quiet) this.#backgroundDelay = this.#backgroundPollMs;
     let result: Promise<FoundCost | null>;
-    if (quiet || options.waitMs <= 0 || expected >= options.waitMs) {
-      // Not expected in time: the answer ends now with an estimate; the cost is watched for.
+    if (background) {
       result = Promise.resolve(null);
     } else {
       const { promise, resolve } = Promise.withResolvers<FoundCost | null>();

@@ -397,9 +397,10 @@ Deno.test("CostTracker reads further pages when more than 100 entries are newer 
 Deno.test("CostTracker: an answer watched in the background reads deeper only now and then", async () => {
   const { clock, history, tracker } = setup();
   await using _ = tracker;
-  // An answer whose entry never comes, then 150 newer entries of another model.
+  // An answer whose entry never comes (looked for first after its 50 ms), then 150 newer entries
+  // of another model.
   tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 0 });
-  await clock.advance(0);
+  await clock.advance(50);
   for (let i = 0; i < 150; i++) history.add("Claude-Haiku-4.5", 1);
   await clock.advance(10);
   history.add("Claude-Haiku-4.5", 9, { tokens: [5, 5] });
@@ -599,4 +600,55 @@ Deno.test("CostTracker allows for clock skew: an entry stamped just before the s
   const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
   await clock.advance(200);
   assert.equal((await cost)?.points, 77);
+});
+
+Deno.test("CostTracker: answers nobody waits for are first looked for 50 ms on, by one read", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const found: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const start = clock.now();
+    history.add("GPT-4o", 100 + i);
+    const cost = tracker.attribute({
+      model: "GPT-4o",
+      startedAt: start,
+      waitMs: 0,
+      onFound: (c) => found.push(c.points),
+    });
+    assert.equal(await cost, null, "nobody waits: an estimate at once");
+    await clock.advance(1);
+  }
+  assert.equal(history.calls, 0, "no read on the request's path");
+  // 50 ms after the first answer: one read for the ten.
+  await clock.advance(39);
+  assert.equal(history.calls, 0);
+  await clock.advance(1);
+  assert.equal(history.calls, 1);
+  assert.deepEqual(found, [100, 101, 102, 103, 104, 105, 106, 107, 108, 109]);
+});
+
+Deno.test("CostTracker: an answer held for its cost is looked for at once, and not deeper for those in their delay", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // Answers nobody waits for, found at their first look: they teach no lateness.
+  for (let i = 0; i < 3; i++) {
+    history.add("GPT-4o", 1);
+    tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 0 });
+    await clock.advance(60);
+  }
+  // One more in its delay, then 150 entries of another model, then an answer held for its cost.
+  tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 0 });
+  for (let i = 0; i < 150; i++) history.add("Claude-Haiku-4.5", 1);
+  await clock.advance(5);
+  history.add("Claude-Haiku-4.5", 9, { tokens: [5, 5] });
+  const calls = history.calls;
+  const cost = tracker.attribute({
+    model: "Claude-Haiku-4.5",
+    startedAt: clock.now(),
+    tokens: { prompt: 5, completion: 5 },
+    waitMs: 1500,
+  });
+  await clock.advance(0);
+  assert.equal((await cost)?.points, 9, "found at once");
+  assert.equal(history.calls, calls + 1, "one page: the answer in its delay is not due yet");
 });
