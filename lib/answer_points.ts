@@ -172,14 +172,7 @@ export class AnswerPoints {
    * entry is watched for in the background (a cost found is reported with `ctx.lateCost`).
    */
   abandoned(): void {
-    const { usage: service, entry, ctx } = this.#o;
-    void service.costs.attribute({
-      model: entry.id,
-      startedAt: ctx.startedAt,
-      tokens: null,
-      waitMs: 0,
-      onFound: (cost) => ctx.lateCost(cost.points),
-    });
+    watchAbandoned(this.#o.usage, this.#o.entry.id, this.#o.ctx);
   }
 
   /** The `finish` hook of {@linkcode relaySse}. */
@@ -212,4 +205,18 @@ export class AnswerPoints {
     if (cost.balance !== null) headers["x-poe-balance"] = String(cost.balance);
     return headers;
   }
+}
+
+/**
+ * Watches for the history entry of an answer its client left: Poe may bill it all the same. Its
+ * cost is reported with `ctx.lateCost`, and the entry is not left for the next answer to take.
+ */
+export function watchAbandoned(usage: UsageService, model: string, ctx: RequestContext): void {
+  void usage.costs.attribute({
+    model,
+    startedAt: ctx.startedAt,
+    tokens: null,
+    waitMs: 0,
+    onFound: (cost) => ctx.lateCost(cost.points),
+  });
 }

@@ -19,7 +19,7 @@ import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
 import { guardResponse, pricedInputTokens } from "./guards.ts";
-import { AnswerPoints, footerAllowed } from "./answer_points.ts";
+import { AnswerPoints, footerAllowed, watchAbandoned } from "./answer_points.ts";
 import { Deadlines } from "./deadlines.ts";
 import { collectAnswerText, estimatedUsage } from "./usage_estimate.ts";
 
@@ -176,7 +176,13 @@ export async function handleChat(
   } catch (err) {
     if (attempts.length > 0) ctx.fields.attempts = attemptsField(attempts);
     if (req.signal.aborted) {
-      ctx.fields.error = "client gone before Poe answered";
+      // Left while a stream's opening was read: Poe may bill the answer it started, so its entry is
+      // watched for, not left for the next answer to take.
+      const started = attempts.at(-1)?.status === 200;
+      ctx.fields.error = started
+        ? "client gone while Poe answered"
+        : "client gone before Poe answered";
+      if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx);
       throw new ProxyError(499, "The client closed the request.", {
         code: "client_closed_request",
       });
@@ -270,8 +276,8 @@ function streamAnswer(
     timeoutSetting: media ? "MEDIA_TIMEOUT_SECONDS" : undefined,
     includeUsage,
     redact: deps.loggable,
-    // Asked for, and Poe may not send it: counted here then.
-    estimateUsage: includeUsage
+    // Asked for, or shown in the footer, and Poe may not send it: counted here then.
+    estimateUsage: includeUsage || points?.annotates
       ? (answerText) => estimatedUsage(deps.counter, answer.sent, answerText)
       : undefined,
     finish: points?.annotates
@@ -361,13 +367,9 @@ async function jsonAnswer(
   if (!parsed.usage || typeof parsed.usage !== "object") {
     const answerText: string[] = [];
     collectAnswerText(parsed.choices[0]?.message, answerText);
-    try {
-      parsed.usage = await estimatedUsage(deps.counter, answer.sent, answerText.join(""));
-      ctx.fields.tokens_estimated = true;
-      changed = true;
-    } catch {
-      // Without the tokenizer the answer goes as Poe sent it.
-    }
+    parsed.usage = estimatedUsage(deps.counter, answer.sent, answerText.join(""));
+    ctx.fields.tokens_estimated = true;
+    changed = true;
   }
   const usage = parsed.usage;
   if (usage) {

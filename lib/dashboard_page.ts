@@ -278,7 +278,7 @@ function recentTable(rows, now) {
   body.replaceChildren();
   $("recent-empty").hidden = rows.length > 0;
   for (const r of rows) {
-    const tokens = r.tokens_in === null && r.tokens_out === null ? "–" : fmt(r.tokens_in) + " / " + fmt(r.tokens_out);
+    const tokens = r.tokens_in === null && r.tokens_out === null ? "–" : fmt(r.tokens_in) + " / " + fmt(r.tokens_out) + (r.tokens_estimated ? " est." : "");
     const points = r.points === null ? (r.guard ? r.guard : "–") : fmt(r.points) + (r.points_estimated ? " est." : "");
     // A stream that failed after its 200 was sent: the status alone would call it a success.
     const status = r.end ? r.status + " · " + r.end : r.status;

@@ -15,8 +15,13 @@ export interface FooterClipping {
 
 /** What {@linkcode formatFooter} shows. */
 export interface FooterFacts {
-  /** Token counts from the answer's `usage`, or null when Poe sent none. */
-  usage: { prompt_tokens: number; completion_tokens: number; total_tokens?: number } | null;
+  /** Token counts from the answer's `usage` (counted here when Poe sent none), or null. */
+  usage: {
+    prompt_tokens: number;
+    completion_tokens: number;
+    total_tokens?: number;
+    tokens_estimated?: unknown;
+  } | null;
   /** Null when neither the history nor `models.yaml` gives a figure. */
   points: FooterPoints | null;
   /** The balance to show, or null when unknown. */
@@ -38,7 +43,7 @@ export interface FooterFacts {
   clipped?: FooterClipping | null;
 }
 
-const START = "\n\n---\n📊 Tokens: ";
+const START = "\n\n---\n📊 Tokens";
 const int = (n: number) => String(Math.round(n));
 /** Built once: `toLocaleString` builds a formatter on every call (about 17 µs). */
 const GROUPED = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
@@ -56,7 +61,7 @@ function age(ms: number): string {
  * ```
  *
  * ---
- * 📊 Tokens: 1234 (Input: 1000, Output: 234)
+ * 📊 Tokens: 1234 (Input: 1000, Output: 234)     (or `Tokens (est.)`, counted here)
  * 💰 Points: 339            or   💰 Points (est.): 300 (Base: 226, Tokens: 74.0)
  * 🏦 Current balance: 1,234,567 points
  * ```
@@ -65,10 +70,10 @@ function age(ms: number): string {
 export function formatFooter(facts: FooterFacts): string {
   const u = facts.usage;
   const tokens = u
-    ? `${int(u.total_tokens ?? u.prompt_tokens + u.completion_tokens)} (Input: ${
-      int(u.prompt_tokens)
-    }, Output: ${int(u.completion_tokens)})`
-    : "n/a";
+    ? `${u.tokens_estimated ? " (est.)" : ""}: ${
+      int(u.total_tokens ?? u.prompt_tokens + u.completion_tokens)
+    } (Input: ${int(u.prompt_tokens)}, Output: ${int(u.completion_tokens)})`
+    : ": n/a";
   const p = facts.points;
   const points = p === null
     ? "💰 Points: n/a"
@@ -107,7 +112,8 @@ export function formatFooter(facts: FooterFacts): string {
  */
 const NL = "\\r?\\n";
 const FOOTERS = new RegExp(
-  `(?:^|(?:${NL}){1,2})---${NL}📊 Tokens: (?:\\d+ \\(Input: \\d+, Output: \\d+\\)|n/a)${NL}` +
+  `(?:^|(?:${NL}){1,2})---${NL}📊 Tokens(?: \\(est\\.\\))?: ` +
+    `(?:\\d+ \\(Input: \\d+, Output: \\d+\\)|n/a)${NL}` +
     "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))" +
     `${NL}🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)` +
     `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\([\\d,]+ → [\\d,]+ tokens\\))?` +
@@ -121,7 +127,7 @@ const FOOTERS = new RegExp(
 /** `text` without the footers in it, or `text` itself when it has none. */
 export function stripFooter(text: string): string {
   // Nearly every message has none: one search, no regular expression.
-  if (!text.includes("📊 Tokens: ")) return text;
+  if (!text.includes("📊 Tokens")) return text;
   return text.replace(FOOTERS, "");
 }
 

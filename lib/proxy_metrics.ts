@@ -228,8 +228,10 @@ export class ProxyMetrics {
       }
     }
     for (const a of this.#attemptsOf(f.attempts)) this.attempts.inc(a);
-    const tokensIn = num(f.tokens_in);
-    const tokensOut = num(f.tokens_out);
+    // Counted here for an answer Poe sent none for: not Poe's figures.
+    const estimated = f.tokens_estimated === true;
+    const tokensIn = estimated ? null : num(f.tokens_in);
+    const tokensOut = estimated ? null : num(f.tokens_out);
     if (tokensIn !== null) this.tokens.inc({ model, kind: "prompt" }, tokensIn);
     if (tokensOut !== null) this.tokens.inc({ model, kind: "completion" }, tokensOut);
     const points = num(f.points);

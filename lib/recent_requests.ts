@@ -17,6 +17,8 @@ export interface RecentRequest {
   ttfb_ms: number | null;
   tokens_in: number | null;
   tokens_out: number | null;
+  /** The tokens were counted here: Poe sent no usage. */
+  tokens_estimated: boolean;
   points: number | null;
   points_estimated: boolean;
   /** The guard that answered instead of Poe (`paused`, `cost-cap`), if any. */
@@ -58,6 +60,7 @@ export function recentRequestOf(ctx: RequestContext): RecentRequest {
     ttfb_ms: ctx.ttfbMs === null ? null : round(ctx.ttfbMs),
     tokens_in: num(f.tokens_in),
     tokens_out: num(f.tokens_out),
+    tokens_estimated: f.tokens_estimated === true,
     points: num(f.points),
     points_estimated: f.points_estimated === true,
     guard: typeof f.guard === "string" ? f.guard : null,

@@ -66,7 +66,7 @@ export interface RelayOptions {
    * Counts the usage of an answer Poe sent none for, from its text; it then ends the stream as
    * Poe's would have. Default: an answer without usage gets none.
    */
-  estimateUsage?: (answerText: string) => Promise<Usage>;
+  estimateUsage?: (answerText: string) => Usage;
 }
 
 const encoder = new TextEncoder();
@@ -155,8 +155,11 @@ export function relaySse(
   let started = false;
   let timedOut = false;
   const holdForEnding = options.finish !== undefined;
-  /** The answer's text, kept while it may need counting. */
-  const answerText: string[] | null = options.estimateUsage ? [] : null;
+  /**
+   * The answer's events, kept as they came while they may need counting: parsed only at the end,
+   * and only when Poe sent no usage. Dropped once usage is seen.
+   */
+  let kept: string[] | null = options.estimateUsage ? [] : null;
 
   const tickMs = Math.max(
     10,
@@ -197,10 +200,8 @@ export function relaySse(
         sawDone = true;
         return;
       }
-      if (
-        summary.id !== null && shaper.started && !text.watching && answerText === null &&
-        isPlainDelta(data)
-      ) {
+      if (summary.id !== null && shaper.started && !text.watching && isPlainDelta(data)) {
+        kept?.push(data);
         emit(dataEvent(data));
         return;
       }
@@ -224,11 +225,14 @@ export function relaySse(
       summary.id ??= typeof chunk.id === "string" ? chunk.id : null;
       summary.model ??= typeof chunk.model === "string" ? chunk.model : null;
       summary.created ??= typeof chunk.created === "number" ? chunk.created : null;
-      if (chunk.usage && typeof chunk.usage === "object") summary.usage = chunk.usage;
+      if (chunk.usage && typeof chunk.usage === "object") {
+        summary.usage = chunk.usage;
+        kept = null;
+      }
+      kept?.push(data);
       let changed = shaper.shape(chunk);
       const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
       const choice = choices[0];
-      if (answerText !== null) collectAnswerText(choice?.delta, answerText);
       const calls = choice?.delta?.tool_calls;
       if (Array.isArray(calls) && calls.length > 0) summary.toolCalls = true;
       if (typeof choice?.delta?.content === "string") text.add(choice.delta.content);
@@ -275,13 +279,9 @@ export function relaySse(
       };
     }
     summary.dataText = text.data;
-    if (options.estimateUsage && summary.usage === null && !summary.error) {
-      try {
-        summary.usage = await options.estimateUsage(answerText!.join(""));
-      } catch {
-        // Without the tokenizer the answer ends as Poe sent it: with no usage.
-      }
-      if (closed) return;
+    if (kept !== null && summary.usage === null && !summary.error) {
+      summary.usage = options.estimateUsage!(answerTextOf(kept));
+      kept = null;
     }
     if (options.includeUsage && heldUsage === null && summary.usage !== null) {
       heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
@@ -413,6 +413,19 @@ function isPlainDelta(data: string): boolean {
   return finish >= 0 && data.indexOf('"finish_reason"', finish + 1) < 0 &&
     data.indexOf('"finish_reason"') === finish && !data.includes('"usage"') &&
     !data.includes('"tool_calls"') && !data.includes('"error"');
+}
+
+/** The text of kept events (content, reasoning, tool calls), for counting. */
+function answerTextOf(events: string[]): string {
+  const text: string[] = [];
+  for (const data of events) {
+    try {
+      collectAnswerText(JSON.parse(data)?.choices?.[0]?.delta, text);
+    } catch {
+      // Kept events were parsed once already.
+    }
+  }
+  return text.join("");
 }
 
 /** The fields every chunk of the answer repeats. */

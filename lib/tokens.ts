@@ -163,6 +163,16 @@ export function messageTokenBound(message: ChatMessage): number {
 }
 
 /**
+ * A guess of {@linkcode TokenCounter.countMessage} without the tokenizer: a token for every four
+ * bytes of text (English averages about that), plus the overhead and fixed part estimates.
+ */
+export function messageTokenGuess(message: ChatMessage): number {
+  let bytes = 0;
+  const fixed = visitMessage(message, (text) => bytes += utf8Length(text));
+  return MESSAGE_OVERHEAD + fixed + Math.ceil(bytes / 4);
+}
+
+/**
  * The sum of {@linkcode messageTokenBound} over `messages` when it is at most `limit`, else null:
  * then `messages` certainly fit `limit` tokens without counting. Stops as soon as the bound
  * exceeds the limit, so it reads at most about `limit` characters of text.

@@ -443,10 +443,8 @@ export class UpstreamClient {
         } catch (err) {
           options.signal.removeEventListener("abort", onClientAbort);
           attempt.ms = performance.now() - started;
-          if (options.signal.aborted) {
-            attempt.status = 499;
-            throw options.signal.reason;
-          }
+          // Poe accepted the call and its model runs: it stays a 200, as a relayed stream's does.
+          if (options.signal.aborted) throw options.signal.reason;
           attempt.status = 0;
           this.#logAttempt(attempt, options, err);
           if (transientLeft > 0 && (options.mayRetry?.() ?? true)) {

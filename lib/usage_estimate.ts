@@ -4,21 +4,37 @@
  * stream that asked with `stream_options.include_usage`.
  */
 import type { ChatRequest, Usage } from "./openai_types.ts";
-import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
+import {
+  loadTokenizer,
+  messageTokenGuess,
+  type TokenCounter,
+  tokenizerLoaded,
+  utf8Length,
+} from "./tokens.ts";
 
 /**
  * Counts the prompt Poe was sent (messages and tool definitions) and the answer's text. Marked
- * `tokens_estimated`: the points history is never matched against these counts.
+ * `tokens_estimated`: the points history is never matched against these counts. Until the
+ * tokenizer is loaded (it takes about 300 ms, once, started here), a token is taken for every four
+ * bytes: an answer is not held for it.
  */
-export async function estimatedUsage(
+export function estimatedUsage(
   counter: TokenCounter,
   sent: ChatRequest,
   answerText: string,
-): Promise<Usage> {
-  if (!tokenizerLoaded()) await loadTokenizer();
-  const prompt = counter.countMessages(sent.messages) +
-    (Array.isArray(sent.tools) ? counter.countText(JSON.stringify(sent.tools)) : 0);
-  const completion = counter.countText(answerText);
+): Usage {
+  const tools = Array.isArray(sent.tools) ? JSON.stringify(sent.tools) : "";
+  let prompt: number;
+  let completion: number;
+  if (tokenizerLoaded()) {
+    prompt = counter.countMessages(sent.messages) + (tools ? counter.countText(tools) : 0);
+    completion = counter.countText(answerText);
+  } else {
+    loadTokenizer().catch(() => {});
+    prompt = sent.messages.reduce((n, m) => n + messageTokenGuess(m), 0) +
+      Math.ceil(utf8Length(tools) / 4);
+    completion = Math.ceil(utf8Length(answerText) / 4);
+  }
   return {
     prompt_tokens: prompt,
     completion_tokens: completion,

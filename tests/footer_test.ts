@@ -31,6 +31,11 @@ Deno.test("formatFooter marks estimates with their base and token parts", () => 
   assert.match(text, /\n💰 Points \(est\.\): 300 \(Base: 226, Tokens: 74\.0\)\n/);
 });
 
+Deno.test("formatFooter marks token counts made here, Poe having sent none", () => {
+  const text = formatFooter(facts({ usage: { ...USAGE, tokens_estimated: true } }));
+  assert.match(text, /^\n\n---\n📊 Tokens \(est\.\): 1234 \(Input: 1000, Output: 234\)\n/);
+});
+
 Deno.test("formatFooter shows n/a and unknown for missing facts, and a stale balance's age", () => {
   const text = formatFooter(facts({ usage: null, points: null, balance: null }));
   assert.match(text, /📊 Tokens: n\/a\n💰 Points: n\/a\n🏦 Current balance: unknown$/);
@@ -90,6 +95,7 @@ Deno.test("stripFooter removes every footer formatFooter writes, and only those"
     facts({ usage: null, points: null, balance: null }),
     facts({ points: { estimated: true, points: 300, base: 226, tokens: 74.04 } }),
     facts({ balanceAgeMs: 3 * 3_600_000 }),
+    facts({ usage: { ...USAGE, tokens_estimated: true } }),
     facts({
       points: { estimated: false, points: 123_456 },
       cap: 100_000,

@@ -399,3 +399,22 @@ Deno.test("a base URL without /v1 or with doubled slashes is counted and listed 
   const usage = await (await fetch(`${t.proxy.url}/api/usage`)).json();
   assert.equal(usage.recent.length, 3);
 });
+
+Deno.test("tokens counted here for an answer Poe sent without usage are marked, and not Poe's tokens in /metrics", async () => {
+  await using s = await startDashboardSetup();
+  const plain = await post(s.proxy.url, "usage=none");
+  assert.equal(plain.status, 200);
+  assert.equal(JSON.parse(plain.text).usage.tokens_estimated, true);
+  const streamed = await post(s.proxy.url, "usage=none", {
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  assert.match(streamed.text, /"usage":\{[^}]*"tokens_estimated":true/);
+  const m = await scrape(s.proxy.url);
+  assert.deepEqual(m.get("poe_proxy_tokens_total")!.metrics, [], "no token Poe reported");
+  const d = await (await fetch(`${s.proxy.url}/api/usage`)).json();
+  assert.deepEqual(d.recent.map((r: { tokens_estimated: boolean }) => r.tokens_estimated), [
+    true,
+    true,
+  ]);
+});

@@ -539,6 +539,52 @@ Deno.test("stop, then regenerate: the abandoned answer's entry is not the next a
   );
 });
 
+Deno.test("stop while a model thinks in silence: the left stream's entry is not the next answer's cost", async () => {
+  // The client leaves while the stream's opening is read for an error (within KEEPALIVE_SECONDS,
+  // 5 s at most), before anything reached it; Poe bills the answer it started.
+  await using t = await setup({ fake: { historyDelayMs: 300 } });
+  const abort = new AbortController();
+  const left = fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "gpt-4o",
+      stream: true,
+      messages: [{ role: "user", content: "think [[fake: stall=3000]]" }],
+    }),
+    signal: abort.signal,
+  }).then((r) => r.body?.cancel()).catch(() => null);
+  await until(() => t.fake.chatRequests().length === 1);
+  await new Promise((r) => setTimeout(r, 300));
+  abort.abort();
+  await left;
+  await until(() => t.proxy.logs.some((l) => l.includes("status=499")));
+  const line = t.proxy.logs.find((l) => l.includes("status=499"))!;
+  assert.match(line, /attempts=first:200 /);
+  assert.match(line, /client gone while Poe answered/);
+  // The fake bills only finished streams: the left answer's entry is added as Poe would.
+  t.fake.addHistory({ bot_name: "GPT-4o", cost_points: 5000 });
+  const usage = (await (await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "next" }],
+  })).json()).usage;
+  assert.equal(usage.cost_points, fakeCost(usage));
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost") && l.includes("points=5000")));
+});
+
+Deno.test("a stream Poe sent without usage: its footer shows the tokens counted here, marked", async () => {
+  await using t = await setup();
+  const res = await post(t.proxy.url, {
+    model: "gpt-4o",
+    stream: true,
+    messages: [{ role: "user", content: "Hi [[fake: usage=none]]" }],
+  });
+  const text = chunks(await res.text()).map((c) => c.choices[0]?.delta?.content ?? "").join("");
+  assert.match(text, /\n📊 Tokens \(est\.\): \d+ \(Input: \d+, Output: \d+\)\n💰 Points/);
+  // Not matched to the history by these counts, but by order: the real cost still lands.
+  assert.match(text, /💰 Points: \d+\n/);
+});
+
 Deno.test("FOOTER=off: the body passes unchanged, headers still carry the points", async () => {
   await using t = await setup({ env: { FOOTER: "off" } });
   const res = await post(t.proxy.url, {
