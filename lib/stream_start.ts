@@ -126,8 +126,9 @@ function opensAnswer(chunk: any): boolean {
   const delta = choice.delta;
   if (!delta || typeof delta !== "object") return false;
   for (const [key, value] of Object.entries(delta)) {
-    if (key === "role") continue;
-    if (value !== null && value !== undefined && value !== "") return true;
+    if (key === "role" || value === null || value === undefined || value === "") continue;
+    if (Array.isArray(value) && value.length === 0) continue;
+    return true;
   }
   return false;
 }

@@ -54,7 +54,7 @@ export function collectAnswerText(part: any, into: string[]): void {
   for (const field of ["content", "refusal"]) {
     if (typeof part[field] === "string") into.push(part[field]);
   }
-  const reasoning = part.reasoning_content ?? part.reasoning;
+  const reasoning = part.reasoning_content || part.reasoning;
   if (typeof reasoning === "string") into.push(reasoning);
   if (Array.isArray(part.tool_calls)) {
     for (const call of part.tool_calls) {

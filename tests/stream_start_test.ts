@@ -98,6 +98,14 @@ Deno.test("readStreamStart: a stream with no event before its end is empty", asy
   for (const pieces of [[], [": keep-alive\n\n"], [DONE], ["data: 42\n\n", DONE]]) {
     assert.deepEqual(await readStreamStart(streamOf(pieces), never), { kind: "empty" });
   }
+  // Empty lists in the first delta are not yet the answer: an error may follow.
+  const EMPTY =
+    `data: {"id":"a","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[],"annotations":[]}}]}\n\n`;
+  const failed = await readStreamStart(
+    streamOf([EMPTY, `data: {"error":{"message":"Down."}}\n\n`]),
+    never,
+  );
+  assert.equal(failed.kind, "error");
   // A role chunk alone is an (empty) answer: the relay gives it its finish.
   const start = await readStreamStart(streamOf([ROLE]), never);
   assert.equal(start.kind, "answer");

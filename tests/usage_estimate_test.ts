@@ -52,6 +52,9 @@ Deno.test("collectAnswerText: content, refusal, reasoning once, tool calls' name
     tool_calls: [{ function: { name: "f", arguments: "{}" } }, { function: null }, null],
   }, text);
   assert.deepEqual(text, ["Hi", "no", "think", "f", "{}"]);
+  const reasoning: string[] = [];
+  collectAnswerText({ reasoning_content: "", reasoning: "only here" }, reasoning);
+  assert.deepEqual(reasoning, ["only here"]);
   for (const odd of [null, undefined, "text", 42, { content: null, tool_calls: "x" }]) {
     const none: string[] = [];
     collectAnswerText(odd, none);
