@@ -4,7 +4,10 @@
  */
 import { createParser } from "eventsource-parser";
 
-/** What the relay reads Poe's body through. */
+/**
+ * What the relay reads Poe's body through. A chunk read is valid until the next read: its memory
+ * may be reused for it.
+ */
 export interface BodyReader {
   read(): Promise<ReadableStreamReadResult<Uint8Array>>;
   cancel(reason?: unknown): Promise<void>;
@@ -15,7 +18,9 @@ const READ_BYTES = 16 * 1024;
 
 /**
  * A reader that reads into small buffers where the stream allows it: a default read of Deno's
- * fetch body allocates 64 KiB, and while Poe thinks that buffer waits in every open stream.
+ * fetch body allocates 64 KiB, and while Poe thinks that buffer waits in every open stream. The
+ * buffer of one read is the next read's (a new 16 KiB buffer for each event cost more than the
+ * relay's own work on it).
  */
 export function smallReader(stream: ReadableStream<Uint8Array>): BodyReader {
   let byob: ReadableStreamBYOBReader;
@@ -25,9 +30,15 @@ export function smallReader(stream: ReadableStream<Uint8Array>): BodyReader {
     // Not a byte stream (a converted JSON answer, a test's stream): read it as it comes.
     return stream.getReader();
   }
+  let spare: ArrayBuffer | null = null;
   return {
-    read: () =>
-      byob.read(new Uint8Array(READ_BYTES)) as Promise<ReadableStreamReadResult<Uint8Array>>,
+    async read() {
+      const buffer = spare ?? new ArrayBuffer(READ_BYTES);
+      spare = null;
+      const result = await byob.read(new Uint8Array(buffer));
+      if (result.value) spare = result.value.buffer as ArrayBuffer;
+      return result as ReadableStreamReadResult<Uint8Array>;
+    },
     cancel: (reason) => byob.cancel(reason),
   };
 }
@@ -99,7 +110,8 @@ export async function readStreamStart(
         ? { kind: "empty" }
         : { kind: "answer", body: resumed(head, null, reader) };
     }
-    head.push(result.value);
+    // Kept past the next read, which may reuse its memory.
+    head.push(result.value.slice());
     size += result.value.byteLength;
     parser.feed(decoder.decode(result.value, { stream: true }));
     if (verdict === "error") {

@@ -1,6 +1,7 @@
 // deno-lint-ignore-file no-explicit-any
 /** @module The streamed chat answer over real sockets: chunkings, usage, endings, timeouts, cancels, headers. */
 import assert from "node:assert/strict";
+import OpenAI from "openai";
 import { startFakeAndProxy as setup, startProxy } from "./harness.ts";
 import { relaySse } from "../lib/sse.ts";
 
@@ -597,4 +598,60 @@ Deno.test("media models wait MEDIA_TIMEOUT_SECONDS, text models FIRST_BYTE_TIMEO
   const late = await ask("imagen-4", "slow-first=2000", false);
   assert.equal(late.status, 504);
   assert.match(late.text, /MEDIA_TIMEOUT_SECONDS/);
+});
+
+Deno.test("a stream handed on mid-event and mid-character, in reads of reused buffers: every byte once, in order", async () => {
+  const enc = new TextEncoder();
+  // About 120 KB of multi-byte text in one event, arriving in 7,001-byte writes: many reads into
+  // the relay's 16 KiB buffers, each cut inside a character.
+  const big = "é😀".repeat(20_000);
+  const ev = (content: string) =>
+    `data: ${
+      JSON.stringify({
+        id: "chatcmpl-1",
+        object: "chat.completion.chunk",
+        created: 1,
+        model: "gpt-4o",
+        choices: [{ index: 0, delta: { content }, finish_reason: null }],
+      })
+    }\n\n`;
+  const role =
+    `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n`;
+  const whole = enc.encode(ev("A😀B") + ev(big) + ev("end"));
+  // Inside the first event's emoji: the opening is handed on there, its wait over.
+  const cut = enc.encode(ev("A")).length + 1;
+  await using poe = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(
+        new ReadableStream({
+          async start(c) {
+            c.enqueue(enc.encode(role));
+            c.enqueue(whole.slice(0, cut));
+            await new Promise((r) => setTimeout(r, 300));
+            for (let i = cut; i < whole.length; i += 7001) c.enqueue(whole.slice(i, i + 7001));
+            c.enqueue(
+              enc.encode(
+                `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n`,
+              ),
+            );
+            c.close();
+          },
+        }),
+        { headers: { "content-type": "text/event-stream" } },
+      ),
+  );
+  await using proxy = await startProxy({
+    poeUrl: `http://127.0.0.1:${poe.addr.port}`,
+    env: { KEEPALIVE_SECONDS: "0.05", FOOTER: "off" },
+  });
+  const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+  const stream = await client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "x" }],
+    stream: true,
+  });
+  let text = "";
+  for await (const c of stream) text += c.choices[0]?.delta?.content ?? "";
+  assert.equal(text, "A😀B" + big + "end");
 });
