@@ -66,7 +66,7 @@ export interface Attempt {
   reason: string;
   /** Poe's status; 0 for a network failure or timeout, 499 when the client left before Poe's headers. */
   status: number;
-  /** Milliseconds until Poe's headers (or the failure). */
+  /** Milliseconds until Poe's headers (a stream's: until its opening was read), or the failure. */
   ms: number;
 }
 
