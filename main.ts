@@ -132,12 +132,25 @@ async function readKeysFile(config: Config): Promise<string[]> {
       );
     }
   }
+  let keys: string[];
   try {
-    return parseKeys(config.proxyApiKeys.join(","), fileText);
+    keys = parseKeys(config.proxyApiKeys.join(","), fileText);
   } catch (err) {
     throw new StartupError(`PROXY_API_KEYS_FILE: ${(err as Error).message}`);
   }
+  // An emptied file (a key rotation half done, an empty mounted secret) must not open the door.
+  if (fileText !== null && keys.length === 0) {
+    throw new StartupError(
+      `PROXY_API_KEYS_FILE ${
+        JSON.stringify(config.proxyApiKeysFile)
+      } holds no key: refusing to start without inbound keys. Put one key a line in it, or unset it.`,
+    );
+  }
+  return keys;
 }
+
+/** Inbound keys shorter than this can be guessed; `openssl rand -hex 24` makes a good one. */
+const SHORT_KEY = 16;
 
 function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || host.startsWith("127.");
@@ -148,7 +161,16 @@ function urlHost(host: string): string {
 }
 
 async function serve(config: Config, registry: ModelRegistry, logger: Logger): Promise<void> {
-  const keys = new ApiKeys(await readKeysFile(config));
+  const inbound = await readKeysFile(config);
+  const keys = new ApiKeys(inbound);
+  const short = inbound.filter((k) => k.length < SHORT_KEY).length;
+  if (short > 0) {
+    logger.warn("short inbound keys", {
+      message: `${short} of the inbound keys ${
+        short === 1 ? "is" : "are"
+      } shorter than ${SHORT_KEY} characters and could be guessed; make new ones with: openssl rand -hex 24`,
+    });
+  }
   if (!keys.enabled && !isLoopback(config.host)) {
     logger.warn("no inbound keys", {
       message:
@@ -184,7 +206,29 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
     logger,
     keys,
   });
-  let server: Deno.HttpServer;
+  // Listened to before the listening line is printed: a stop sent right after it is graceful.
+  let server: Deno.HttpServer | undefined;
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("shutting down", { signal, grace_seconds: config.shutdownGraceSeconds });
+    const grace = setTimeout(() => {
+      logger.warn("grace period over; closing open requests", {});
+      Deno.exit(0);
+    }, config.shutdownGraceSeconds * 1000);
+    (server?.shutdown() ?? Promise.resolve()).then(() => app.close()).then(() => {
+      clearTimeout(grace);
+      Deno.exit(0);
+    });
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(signal, () => stop(signal));
+    } catch {
+      // SIGTERM cannot be listened to on Windows; Ctrl+C (SIGINT) still works.
+    }
+  }
   try {
     server = listen();
   } catch (err) {
@@ -225,27 +269,6 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
     });
   }
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info("shutting down", { signal, grace_seconds: config.shutdownGraceSeconds });
-    const grace = setTimeout(() => {
-      logger.warn("grace period over; closing open requests", {});
-      Deno.exit(0);
-    }, config.shutdownGraceSeconds * 1000);
-    server.shutdown().then(() => app.close()).then(() => {
-      clearTimeout(grace);
-      Deno.exit(0);
-    });
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    try {
-      Deno.addSignalListener(signal, () => stop(signal));
-    } catch {
-      // SIGTERM cannot be listened to on Windows; Ctrl+C (SIGINT) still works.
-    }
-  }
   await server.finished;
 }
 

@@ -151,6 +151,14 @@ export function createApp(deps: AppDeps): App {
     maxClients: config.maxTrackedClients,
     now,
   });
+  // Wrong keys from one address: a few a minute, then that address waits, right key or not, so
+  // that no key can be found by trying.
+  const authFailures = new RateLimiter({
+    perMinute: AUTH_FAILURES_PER_MINUTE,
+    burst: AUTH_FAILURES_PER_MINUTE,
+    maxClients: config.maxTrackedClients,
+    now,
+  });
   // Poe allows 500 a minute per account; a small burst keeps any 60 s window under it.
   const poe = new RateLimiter({
     perMinute: config.poeRateLimitPerMinute,
@@ -246,8 +254,18 @@ export function createApp(deps: AppDeps): App {
         ],
       });
     } catch (err) {
-      // Errors carry the client's limit too; a 429 keeps the headers that explain it (Poe's).
-      if (err instanceof ProxyError && err.status !== 429) Object.assign(err.headers, limitHeaders);
+      if (ctx.fields.limited === "poe" && clients.enabled && err instanceof ProxyError) {
+        // Refused in front of Poe: the client's own allowance is not spent on it (the SDKs retry
+        // a 429 twice), and its headers stay its own, with the global bucket's wait.
+        clients.refund(ctx.client);
+        for (const name of Object.keys(err.headers)) {
+          if (name.startsWith("x-ratelimit-")) delete err.headers[name];
+        }
+        Object.assign(err.headers, rateLimitHeaders(clients.peek(ctx.client)));
+      } else if (err instanceof ProxyError && err.status !== 429) {
+        // Errors carry the client's limit too; a 429 keeps the headers that explain it (Poe's).
+        Object.assign(err.headers, limitHeaders);
+      }
       throw err;
     }
     // The client's own bucket is the limit that binds it; Poe's account-wide figures (passed on
@@ -356,6 +374,7 @@ export function createApp(deps: AppDeps): App {
     ctx: RequestContext,
     path: string,
     authed: boolean,
+    address: string,
   ): Promise<Response> {
     // The pages and figures are read by browsers alone: any client's Host is checked there.
     browsers.check(req, DATA_PATHS.has(path));
@@ -392,7 +411,25 @@ export function createApp(deps: AppDeps): App {
         },
       );
     }
-    if (r.auth && keys.enabled && !authed) throw authenticationError();
+    if (r.auth && keys.enabled) {
+      const wait = authFailures.waitSeconds(address);
+      if (wait > 0) {
+        ctx.fields.limited = "auth";
+        throw new ProxyError(
+          429,
+          `Too many requests with a wrong API key from this address; try again in ${wait} s.`,
+          {
+            type: "rate_limit_error",
+            code: "too_many_auth_failures",
+            headers: { "retry-after": String(wait) },
+          },
+        );
+      }
+      if (!authed) {
+        authFailures.take(address);
+        throw authenticationError();
+      }
+    }
     return await r.handler(req, ctx, routeParams(r, path));
   }
 
@@ -413,10 +450,13 @@ export function createApp(deps: AppDeps): App {
       const path = byPath.has(url.pathname) ? url.pathname : clientPath(url.pathname);
       const peer = info?.remoteAddr?.hostname ?? "unknown";
       const keyName = keys.enabled ? keys.identify(req.headers) : null;
+      // Known for every request while keys are required: wrong keys are counted by address.
+      const address = keyName === null || keys.enabled
+        ? clientKey(peer, req.headers.get("x-forwarded-for"), config.trustProxy)
+        : "";
       const ctx = new RequestContext({
         id: requestIdFrom(req.headers),
-        client: keyName ??
-          clientKey(peer, req.headers.get("x-forwarded-for"), config.trustProxy),
+        client: keyName ?? address,
         method: req.method,
         path,
         logger,
@@ -426,7 +466,7 @@ export function createApp(deps: AppDeps): App {
       metrics.arrived();
       let response: Response;
       try {
-        response = await route(req, ctx, path, keyName !== null);
+        response = await route(req, ctx, path, keyName !== null, address);
       } catch (err) {
         // An answer that failed half-way never carried the headers its error response needs.
         ctx.headersIncluded = false;
@@ -449,6 +489,9 @@ export function createApp(deps: AppDeps): App {
     },
   };
 }
+
+/** Wrong inbound keys one address may send a minute (and at once) before it has to wait. */
+const AUTH_FAILURES_PER_MINUTE = 10;
 
 /** Paths of the dashboard and the figures: what a DNS-rebinding page would read. */
 const DATA_PATHS = new Set(["/", "/api/usage", "/metrics"]);

@@ -47,8 +47,11 @@ export class BrowserGuard {
   check(req: Request, anyClient = false): void {
     const host = req.headers.get("host");
     const origin = req.headers.get("origin");
+    // A page of an origin allowed by name is no DNS-rebinding page: that one's origin is the host.
+    const trusted = origin !== null && this.#origins.has(origin) &&
+      (host === null || !sameHost(origin, host));
     if (
-      this.#checkHost && host !== null && !this.#hostAllowed(hostnameOf(host)) &&
+      this.#checkHost && !trusted && host !== null && !this.#hostAllowed(hostnameOf(host)) &&
       (anyClient || origin !== null || req.headers.has("sec-fetch-mode") ||
         req.headers.get("user-agent")?.startsWith("Mozilla/"))
     ) {

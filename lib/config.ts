@@ -259,11 +259,23 @@ function trustProxy(raw: string): readonly string[] {
   return parseTrustProxy(raw);
 }
 
+/**
+ * An origin of another scheme, as a browser sends it: an app's (`app://obsidian.md`,
+ * `tauri://localhost`) or an extension's (`chrome-extension://<id>`). Not `null`: sandboxed
+ * frames of any site send that.
+ */
+const OTHER_ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[a-z0-9.-]+(:\d{1,5})?$/;
+
 function origin(entry: string): string {
   if (entry === "*") return entry;
+  const trimmed = entry.replace(/\/$/, "").toLowerCase();
+  if (!/^https?:/.test(trimmed) && OTHER_ORIGIN.test(trimmed)) return trimmed;
   const url = httpUrl(entry);
-  if (url === null || url.origin !== entry.replace(/\/$/, "").toLowerCase()) {
-    throw new Expected(`"*" or comma-separated origins like https://example.com`, entry);
+  if (url === null || url.origin !== trimmed) {
+    throw new Expected(
+      `"*" or comma-separated origins like https://example.com or app://obsidian.md`,
+      entry,
+    );
   }
   return url.origin;
 }
@@ -475,7 +487,8 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "CORS_ORIGINS",
     default: "",
     parse: corsOrigins,
-    description: "Comma-separated browser origins allowed by CORS, or *; empty means none.",
+    description:
+      "Comma-separated browser origins allowed by CORS (https://chat.example.com, app://obsidian.md, chrome-extension://ID), or *; empty means none.",
   },
   allowedHosts: {
     name: "ALLOWED_HOSTS",

@@ -17,7 +17,7 @@ const TTFB_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
 const REASON = /^[a-z0-9-]{1,40}$/;
 const GUARDS = new Set(["paused", "cost-cap"]);
 /** `limited` values that mean a 429 from this proxy (`poe-retry` is a retry left unsent). */
-const LIMITS = new Set(["client", "poe"]);
+const LIMITS = new Set(["client", "poe", "auth"]);
 /** How a relayed stream ends (`RelayOutcome.end`). */
 const ENDS = new Set(["done", "upstream-error", "timeout", "client-gone"]);
 
@@ -140,7 +140,8 @@ export class ProxyMetrics {
   readonly rateLimited = this.registry.register(
     new Counter({
       name: "poe_proxy_rate_limited_total",
-      help: "Requests refused with 429 by this proxy: scope=client (per client) or poe (global).",
+      help:
+        "Requests refused with 429 by this proxy: scope=client (per client), poe (global) or auth (an address that sent too many wrong keys).",
       labels: ["scope"],
     }),
   );

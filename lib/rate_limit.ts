@@ -118,6 +118,25 @@ export class RateLimiter {
     return this.#decision(bucket.units, Math.max(1, this.#seconds(missing)));
   }
 
+  /**
+   * Gives back `cost` tokens (default 1) taken from the bucket of `key` for a request that was
+   * then refused elsewhere; never past the burst.
+   */
+  refund(key: string, cost = 1): void {
+    const bucket = this.#buckets.get(key);
+    if (!this.enabled || !bucket) return;
+    bucket.units = Math.min(this.#capacity, this.#refilled(bucket, this.#now()) + cost * UNITS);
+    bucket.updated = this.#now();
+  }
+
+  /** Whole seconds until the bucket of `key` holds a token again; 0 when it holds one. */
+  waitSeconds(key: string): number {
+    const bucket = this.enabled ? this.#buckets.get(key) : undefined;
+    if (!bucket) return 0;
+    const units = this.#refilled(bucket, this.#now());
+    return units >= UNITS ? 0 : Math.max(1, this.#seconds(UNITS - units));
+  }
+
   /** The state of the bucket of `key` without consuming, creating or touching it (for headers). */
   peek(key: string): RateDecision {
     if (!this.enabled) return DISABLED;

@@ -195,11 +195,11 @@ Deno.test("resolveConfig: error messages name variable, value and expectation", 
     [{ LOG_FORMAT: "xml" }, `Invalid LOG_FORMAT: "xml" (expected one of text, json)`],
     [
       { CORS_ORIGINS: "https://ok.com, example.com" },
-      `Invalid CORS_ORIGINS: "example.com" (expected "*" or comma-separated origins like https://example.com)`,
+      `Invalid CORS_ORIGINS: "example.com" (expected "*" or comma-separated origins like https://example.com or app://obsidian.md)`,
     ],
     [
       { CORS_ORIGINS: "https://example.com/app" },
-      `Invalid CORS_ORIGINS: "https://example.com/app" (expected "*" or comma-separated origins like https://example.com)`,
+      `Invalid CORS_ORIGINS: "https://example.com/app" (expected "*" or comma-separated origins like https://example.com or app://obsidian.md)`,
     ],
     ...["my host", "localhost:8080", "999.1.1.1", "[::1]:8080", "-x.lan"].map((
       host,

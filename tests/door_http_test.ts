@@ -220,19 +220,22 @@ Deno.test("keys: Bearer and x-api-key accepted; wrong or missing is 401; /health
     { "x-api-key": "" },
     { "x-api-key": "good-key" },
   ];
-  for (const headers of attempts) {
-    for (const path of ["/v1/models", "/v1/models/gpt-4o"]) {
-      const a = await call(`${url}${path}`, { headers });
-      assert.equal(a.status, 401, `${path} ${JSON.stringify(headers)}`);
-      assertOpenAiError(a.body, "authentication_error");
-      assert.equal(a.body.error.code, "invalid_api_key");
-      assert.equal(a.headers.get("www-authenticate"), "Bearer");
-      assert.ok(!JSON.stringify(a.body).includes("good-key"));
-    }
-    const c = await chat(url, headers);
-    assert.equal(c.status, 401);
-    assertOpenAiError(c.body, "authentication_error");
+  // Nine wrong tries in all: the tenth would make this address wait (a test of its own).
+  const tries: [string, Record<string, string>][] = [
+    ...attempts.map((headers): [string, Record<string, string>] => ["/v1/models", headers]),
+    ["/v1/models/gpt-4o", {}],
+  ];
+  for (const [path, headers] of tries) {
+    const a = await call(`${url}${path}`, { headers });
+    assert.equal(a.status, 401, `${path} ${JSON.stringify(headers)}`);
+    assertOpenAiError(a.body, "authentication_error");
+    assert.equal(a.body.error.code, "invalid_api_key");
+    assert.equal(a.headers.get("www-authenticate"), "Bearer");
+    assert.ok(!JSON.stringify(a.body).includes("good-key"));
   }
+  const c = await chat(url, { authorization: "Bearer wrong-key" });
+  assert.equal(c.status, 401);
+  assertOpenAiError(c.body, "authentication_error");
   assert.equal(s.fake.chatRequests().length, 0);
   assert.equal(
     (await call(`${url}/v1/models`, { headers: { authorization: "Bearer good-key-1" } }))
@@ -636,4 +639,111 @@ Deno.test("without inbound keys, only localhost, IP addresses and ALLOWED_HOSTS 
   assert.equal((await statusFor(k.proxy.url, "attacker.example")).status, 401);
   await using any = await setup({ ALLOWED_HOSTS: "*" });
   assert.equal((await statusFor(any.proxy.url, "attacker.example")).status, 200);
+});
+
+// --- review fixes: empty key files, app origins, auth failures, the global bucket --------------
+
+Deno.test("keys: a PROXY_API_KEYS_FILE that holds no key stops main.ts; short keys are warned about", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${dir}/keys.txt`, "# alice-key\n# bob-key\n\n");
+  const out = await mainCommand([], {
+    POE_API_KEY: "k",
+    PORT: "0",
+    PROXY_API_KEYS_FILE: `${dir}/keys.txt`,
+  }).output();
+  assert.equal(out.code, 2, "an emptied file must not leave the proxy open");
+  assert.match(new TextDecoder().decode(out.stderr), /holds no key/);
+
+  await using fake = await FakePoe.start();
+  await using proxy = await startProxyProcess({
+    env: {
+      POE_API_KEY: "test-poe-key",
+      POE_BASE_URL: fake.url,
+      PORT: "0",
+      PROXY_API_KEYS: "q7,a-long-enough-random-key-0123",
+    },
+    cwd: dir,
+  });
+  assert.equal(await proxy.stop(), 0);
+  const printed = proxy.stdout() + proxy.stderr();
+  assert.match(printed, /1 of the inbound keys is shorter than 16 characters/);
+  assert.ok(!printed.includes("q7,") && !/\bq7\b/.test(printed), "the short key is not shown");
+});
+
+Deno.test("CORS: app and extension origins can be allowed by name; null cannot", async () => {
+  for (const bad of ["null", "app://obsidian.md/path", "javascript:alert(1)"]) {
+    assert.throws(() => testConfig({ CORS_ORIGINS: bad }), /CORS_ORIGINS/, bad);
+  }
+  await using s = await setup({
+    CORS_ORIGINS: "app://obsidian.md, chrome-extension://abcdefghijklmnop, tauri://localhost",
+    PROXY_API_KEYS: "a-long-enough-random-key-0123",
+    FOOTER: "off",
+  });
+  for (const origin of ["app://obsidian.md", "chrome-extension://abcdefghijklmnop"]) {
+    const a = await chat(s.proxy.url, {
+      origin,
+      authorization: "Bearer a-long-enough-random-key-0123",
+    });
+    assert.equal(a.status, 200, origin);
+    assert.equal(a.headers.get("access-control-allow-origin"), origin);
+  }
+  const other = await chat(s.proxy.url, {
+    origin: "app://other.app",
+    authorization: "Bearer a-long-enough-random-key-0123",
+  });
+  assert.equal(other.status, 403);
+});
+
+Deno.test("CORS: a page of an allowed origin gets its preflight when the proxy is reached by a name", async () => {
+  await using s = await setup({ CORS_ORIGINS: ORIGIN });
+  const preflight = (origin: string) =>
+    rawRequest(
+      portOf(s.proxy.url),
+      `OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: homeserver.lan:8080\r\nOrigin: ${origin}\r\n` +
+        "Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n",
+      { timeoutMs: 5000 },
+    );
+  const allowed = await preflight(ORIGIN);
+  assert.equal(allowed.status, 204, allowed.text);
+  // A DNS-rebinding page's origin is the host itself: still refused.
+  assert.equal((await preflight("http://homeserver.lan:8080")).status, 403);
+});
+
+Deno.test("keys: wrong keys from one address are 401 ten times, then 429 for that address, right key or not", async () => {
+  const key = "a-long-enough-random-key-0123";
+  await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off" });
+  const statuses: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    statuses.push((await chat(s.proxy.url, { authorization: `Bearer guess-${i}` })).status);
+  }
+  assert.deepEqual(statuses, [...Array(10).fill(401), 429, 429]);
+  const right = await chat(s.proxy.url, { authorization: `Bearer ${key}` });
+  assert.equal(right.status, 429, "a key found by trying would be hidden");
+  assertOpenAiError(right.body, "rate_limit_error");
+  assert.equal(right.body.error.code, "too_many_auth_failures");
+  assert.ok(Number(right.headers.get("retry-after")) >= 1);
+  assert.equal(s.fake.chatRequests().length, 0);
+});
+
+Deno.test("rate limit: a refusal in front of Poe spends nothing of the client's own bucket, and shows its headers", async () => {
+  await using s = await setup({
+    RATE_LIMIT_PER_MINUTE: "60",
+    RATE_LIMIT_BURST: "3",
+    POE_RATE_LIMIT_PER_MINUTE: "2",
+    PROXY_API_KEYS: "key-a-0123456789abcdef,key-b-0123456789abcdef",
+    FOOTER: "off",
+  });
+  const a = { authorization: "Bearer key-a-0123456789abcdef" };
+  const b = { authorization: "Bearer key-b-0123456789abcdef" };
+  assert.equal((await chat(s.proxy.url, a)).status, 200);
+  assert.equal((await chat(s.proxy.url, a)).status, 200);
+  for (let i = 0; i < 4; i++) {
+    const refused = await chat(s.proxy.url, b);
+    assert.equal(refused.status, 429);
+    assert.match(refused.body.error.message, /POE_RATE_LIMIT_PER_MINUTE/);
+    assert.equal(refused.headers.get("x-ratelimit-limit-requests"), "3", "B's own limit");
+    assert.equal(remaining(refused), 3, "nothing of B's spent");
+    assert.ok(Number(refused.headers.get("retry-after")) >= 1, "the global bucket's wait");
+  }
+  assert.equal(s.fake.chatRequests().length, 2);
 });
