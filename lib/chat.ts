@@ -15,7 +15,7 @@ import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_requ
 import { relaySse } from "./sse.ts";
 import { jsonAnswerAsEvents } from "./completion_events.ts";
 import { clipContext } from "./clip.ts";
-import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
+import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
 import { guardResponse, pricedInputTokens } from "./guards.ts";
@@ -138,6 +138,7 @@ export async function handleChat(
     cap: registry.contextCap(entry),
     reserve: body.max_completion_tokens ?? body.max_tokens ?? 0,
     counter: deps.counter,
+    definitions: definitionsText(body),
   });
   const clipped = clip.clipped
     ? `dropped=${clip.dropped} tokens=${clip.tokensBefore}->${clip.tokensAfter}`
@@ -206,7 +207,7 @@ export async function handleChat(
   let pricedInput: number | null = null;
   if (deps.usage && isMedia(entry) && entry.per1kTokens !== null) {
     if (!tokenizerLoaded()) await loadTokenizer();
-    pricedInput = pricedInputTokens(deps.counter, clip.messages, entry);
+    pricedInput = pricedInputTokens(deps.counter, { ...body, messages: clip.messages }, entry);
   }
   const points = deps.usage
     ? new AnswerPoints({

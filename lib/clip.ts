@@ -8,6 +8,7 @@ import {
   tokenBoundWithin,
   type TokenCounter,
   tokenizerLoaded,
+  utf8Length,
 } from "./tokens.ts";
 
 /** Options of {@linkcode clipMessages}. */
@@ -28,6 +29,11 @@ export interface ClipOptions {
   reserve?: number;
   /** The counter whose per-message cache makes a resent history cheap. */
   counter: TokenCounter;
+  /**
+   * What the request sends besides its messages (`definitionsText`: tools, a response_format
+   * schema): it takes room in the context first. Default: none.
+   */
+  definitions?: string;
 }
 
 /** What {@linkcode clipMessages} kept. */
@@ -45,7 +51,10 @@ export interface ClipResult {
    * UTF-8 upper bound is added instead.
    */
   tokensBefore: number;
-  /** Tokens of the kept messages (the same bound as `tokensBefore` when `counted` is false). */
+  /**
+   * Tokens of the kept messages (the same bound as `tokensBefore` when `counted` is false). Both
+   * include the definitions.
+   */
   tokensAfter: number;
   /** Whether messages were tokenized; false when there was no cap or the byte shortcut applied. */
   counted: boolean;
@@ -100,10 +109,11 @@ function unitsOf(messages: readonly ChatMessage[]): Unit[] {
 }
 
 /**
- * Drops the oldest turns of a conversation until it fits `cap - reserve` tokens. Keeps every
- * `system` and `developer` message in place; always the newest user message, the user messages
- * right before it and the last tool round after it; then the newest other turns that fit; never separates an assistant's `tool_calls` from their results, and never lets the
- * kept history open with an assistant or tool message. The input is not mutated.
+ * Drops the oldest turns of a conversation until it fits `cap - reserve - definitions` tokens.
+ * Keeps every `system` and `developer` message in place; always the newest user message and the
+ * last tool round after it; then the newest other turns that fit; never separates an assistant's
+ * `tool_calls` from their results, and never lets the kept history open with an assistant or tool
+ * message. The input is not mutated.
  *
  * Small requests cost almost nothing: when the UTF-8 size of the text (plus fixed estimates) is
  * within the budget, nothing is tokenized, since every token covers at least one byte.
@@ -123,7 +133,8 @@ export async function clipContext(
 function needsCounting(messages: readonly ChatMessage[], options: ClipOptions): boolean {
   const { cap } = options;
   if (cap === null || !(cap > 0)) return false;
-  const budget = cap - reserveWithin(cap, options.reserve);
+  const budget = cap - reserveWithin(cap, options.reserve) -
+    utf8Length(options.definitions ?? "");
   return budget <= 0 || tokenBoundWithin(messages, budget) === null;
 }
 
@@ -146,9 +157,13 @@ export function clipMessages(
   });
   if (cap === null || !(cap > 0)) return unchanged(0, false);
   const reserve = reserveWithin(cap, options.reserve);
-  const budget = cap - reserve;
-  const bound = budget > 0 ? tokenBoundWithin(messages, budget) : null;
-  if (bound !== null) return unchanged(bound, false);
+  const definitionsBound = utf8Length(options.definitions ?? "");
+  const boundBudget = cap - reserve - definitionsBound;
+  const bound = boundBudget > 0 ? tokenBoundWithin(messages, boundBudget) : null;
+  if (bound !== null) return unchanged(bound + definitionsBound, false);
+  // Counted: they take their room first, like the system messages.
+  const definitions = counter.countDefinitions(options.definitions ?? "");
+  const budget = cap - reserve - definitions;
 
   // Messages are counted lazily, newest first: only what could be kept is tokenized.
   const counts = new Float64Array(messages.length).fill(-1);
@@ -178,33 +193,33 @@ export function clipMessages(
     // Nothing may be dropped without a user message to open the history: all of it fits or none.
     let all = pinned;
     for (let u = units.length - 1; u >= 0 && all <= budget; u--) all += tokensOf(units[u]);
-    if (all <= budget) return unchanged(all, true);
+    if (all <= budget) return unchanged(all + definitions, true);
     throw tooLong(
       `there is no user message to open a shorter history, and the whole conversation needs ` +
         `more than ${budget} tokens`,
       cap,
       reserve,
+      definitions,
     );
   }
-  // Always kept: the newest user message with the user messages right before it (a document,
-  // then the question), and the newest unit after it (the last tool round of an agent). Dropping
-  // the tool result the model just asked for would make it ask again, and pay again, in a loop.
-  let turn = newestUser;
-  while (turn > 0 && units[turn - 1].opensHistory) turn--;
-  const pinnedUnits = new Set<number>();
-  for (let u = turn; u <= newestUser; u++) pinnedUnits.add(u);
+  // Always kept: the newest user message, and the newest unit after it (the last tool round of an
+  // agent). Dropping the tool result the model just asked for would make it ask again, and pay
+  // again, in a loop. The user messages right before it (a document, then the question) come
+  // first among the rest, newest first, as far as they fit.
+  const turn = newestUser;
+  const pinnedUnits = new Set<number>([newestUser]);
   if (units.length - 1 > newestUser) pinnedUnits.add(units.length - 1);
   let turnTokens = 0;
   for (const u of pinnedUnits) turnTokens += tokensOf(units[u]);
   if (pinned + turnTokens > budget) {
-    const users = newestUser - turn + 1;
-    const what = `the newest user message${users > 1 ? `s (${users})` : ""}${
+    const what = `the newest user message${
       units.length - 1 > newestUser ? " and the last tool round after it" : ""
     } (${turnTokens} tokens)`;
     throw tooLong(
       `the system messages (${pinned} tokens) and ${what} need ${pinned + turnTokens} tokens`,
       cap,
       reserve,
+      definitions,
     );
   }
 
@@ -221,7 +236,7 @@ export function clipMessages(
     used += units[u].tokens;
     kept.add(u);
   }
-  if (fitsWhole) return unchanged(used, true);
+  if (fitsWhole) return unchanged(used + definitions, true);
   // The input's total: exact when the uncounted rest is small, else its UTF-8 upper bound.
   const rest = messages.filter((_, i) => counts[i] < 0);
   let total = countedTokens;
@@ -247,8 +262,8 @@ export function clipMessages(
     messages: result,
     clipped: result.length < messages.length,
     dropped: messages.length - result.length,
-    tokensBefore: total,
-    tokensAfter: used,
+    tokensBefore: total + definitions,
+    tokensAfter: used + definitions,
     counted: true,
   };
 }
@@ -258,10 +273,15 @@ function reserveWithin(cap: number, asked: number | undefined): number {
   return Math.min(Math.max(0, asked ?? 0), Math.floor(cap / 2));
 }
 
-function tooLong(need: string, cap: number, reserve: number): ProxyError {
-  const room = reserve > 0
-    ? `the context cap of ${cap} tokens minus ${reserve} reserved for the answer (max_tokens) ` +
-      `leaves ${cap - reserve}`
+function tooLong(need: string, cap: number, reserve: number, definitions: number): ProxyError {
+  const taken = [
+    ...(reserve > 0 ? [`${reserve} reserved for the answer (max_tokens)`] : []),
+    ...(definitions > 0 ? [`${definitions} for the tool definitions and response_format`] : []),
+  ];
+  const room = taken.length > 0
+    ? `the context cap of ${cap} tokens minus ${taken.join(" and ")} leaves ${
+      cap - reserve - definitions
+    }`
     : `the context cap is ${cap} tokens`;
   return new ProxyError(
     400,

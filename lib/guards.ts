@@ -3,7 +3,7 @@ import { errorResponse, ProxyError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
 import { type ChatMessage, type ChatRequest, completionId } from "./openai_types.ts";
-import { TokenCounter } from "./tokens.ts";
+import { definitionsText, TokenCounter } from "./tokens.ts";
 import type { BalanceSnapshot } from "./usage.ts";
 
 /**
@@ -78,18 +78,18 @@ function newestUserText(messages: readonly ChatMessage[]): string {
 }
 
 /**
- * The input tokens a request is priced by: the whole conversation for a text model; for an image,
- * video or audio model only the newest user message's text (see {@linkcode isMedia}).
- * Needs the tokenizer loaded.
+ * The input tokens a request is priced by: the whole conversation and its tool definitions for a
+ * text model; for an image, video or audio model only the newest user message's text (see
+ * {@linkcode isMedia}). Needs the tokenizer loaded.
  */
 export function pricedInputTokens(
   counter: TokenCounter,
-  messages: readonly ChatMessage[],
+  body: ChatRequest,
   entry: ModelEntry,
 ): number {
   return isMedia(entry)
-    ? counter.countText(newestUserText(messages))
-    : counter.countMessages(messages);
+    ? counter.countText(newestUserText(body.messages))
+    : counter.countMessages(body.messages) + counter.countDefinitions(definitionsText(body));
 }
 
 /** The pause and cost-cap checks, run before Poe is called. Reads only the poller's snapshot. */
@@ -163,7 +163,7 @@ export class Guards {
     const cap = this.#options.maxPointsPerMessage;
     if (cap <= 0 || !this.#counter) return null;
     const completion = requestedCompletionTokens(body);
-    const input = pricedInputTokens(this.#counter, body.messages, entry);
+    const input = pricedInputTokens(this.#counter, body, entry);
     const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) return null;
     const cheaper = registry.cheaperThan(entry, input, completion, 3);

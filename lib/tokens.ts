@@ -299,6 +299,15 @@ export class TokenCounter {
     return tokens;
   }
 
+  /**
+   * The tokens of a request's definitions ({@linkcode definitionsText}), remembered like a
+   * message's: agents send the same tools with every request.
+   */
+  countDefinitions(text: string): number {
+    if (text === "") return 0;
+    return this.countMessage({ role: "", content: text }) - MESSAGE_OVERHEAD;
+  }
+
   /** The sum of {@linkcode TokenCounter.countMessage} over `messages`. */
   countMessages(messages: readonly ChatMessage[]): number {
     let total = 0;
@@ -310,4 +319,18 @@ export class TokenCounter {
   stats(): TokenCounterStats {
     return { hits: this.#hits, misses: this.#misses, entries: this.#cache.size };
   }
+}
+
+/**
+ * What a request sends the model besides its messages, as JSON text: its tool (and older function)
+ * definitions and its `response_format` schema; "" when it has none. Agents send 5k to 30k tokens
+ * of tools: they take room in the context and are billed as input.
+ */
+export function definitionsText(body: Record<string, unknown>): string {
+  const parts: unknown[] = [];
+  for (const field of ["tools", "functions", "response_format"]) {
+    const value = body[field];
+    if (value !== undefined && value !== null && typeof value === "object") parts.push(value);
+  }
+  return parts.length === 0 ? "" : JSON.stringify(parts);
 }

@@ -5,6 +5,7 @@
  */
 import type { ChatRequest, Usage } from "./openai_types.ts";
 import {
+  definitionsText,
   loadTokenizer,
   messageTokenGuess,
   type TokenCounter,
@@ -13,7 +14,8 @@ import {
 } from "./tokens.ts";
 
 /**
- * Counts the prompt Poe was sent (messages and tool definitions) and the answer's text. Marked
+ * Counts the prompt Poe was sent (messages, tool definitions, a response_format schema) and the
+ * answer's text. Marked
  * `tokens_estimated`: the points history is never matched against these counts. Until the
  * tokenizer is loaded (it takes about 300 ms, once, started here), a token is taken for every four
  * bytes: an answer is not held for it.
@@ -23,16 +25,16 @@ export function estimatedUsage(
   sent: ChatRequest,
   answerText: string,
 ): Usage {
-  const tools = Array.isArray(sent.tools) ? JSON.stringify(sent.tools) : "";
+  const definitions = definitionsText(sent);
   let prompt: number;
   let completion: number;
   if (tokenizerLoaded()) {
-    prompt = counter.countMessages(sent.messages) + (tools ? counter.countText(tools) : 0);
+    prompt = counter.countMessages(sent.messages) + counter.countDefinitions(definitions);
     completion = counter.countText(answerText);
   } else {
     loadTokenizer().catch(() => {});
     prompt = sent.messages.reduce((n, m) => n + messageTokenGuess(m), 0) +
-      Math.ceil(utf8Length(tools) / 4);
+      Math.ceil(utf8Length(definitions) / 4);
     completion = Math.ceil(utf8Length(answerText) / 4);
   }
   return {

@@ -80,3 +80,21 @@ Deno.test("clipping: max_tokens leaves room for the answer", async () => {
   );
   assert.ok(b < a, `with max_tokens ${b} messages should be fewer than ${a}`);
 });
+
+Deno.test("clipping: the tools an agent sends take their room in the context first", async () => {
+  await using fake = await FakePoe.start();
+  await using proxy = await startProxy({ poeUrl: fake.url });
+  // Fits the 60-token cap of Claude-Haiku-4.5 alone; not with a tool definition besides.
+  const messages = longHistory(1);
+  const alone = await chat(proxy.url, { model: "claude-haiku-4.5", messages });
+  assert.equal(alone.status, 200);
+  await alone.body?.cancel();
+  assert.equal(alone.headers.get("x-poe-proxy-clipped"), null);
+  const tools = [{ type: "function", function: { name: "get_weather", description: "City." } }];
+  const res = await chat(proxy.url, { model: "claude-haiku-4.5", messages, tools });
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+  assert.match(res.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=2 /);
+  const sent = (fake.chatRequests()[1].body as { messages: ChatMessage[] }).messages;
+  assert.deepEqual(sent, [messages[0], messages.at(-1)]);
+});

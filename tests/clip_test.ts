@@ -205,14 +205,26 @@ Deno.test("clipMessages reserves at most half the cap for the answer", () => {
   );
 });
 
-Deno.test("clipMessages refuses, not clips, a document sent just before the question that does not fit", () => {
+Deno.test("clipMessages drops the oldest of a run of user messages that does not fit, not the chat", () => {
   const counter = new TokenCounter();
-  const messages = [sys(), user(60, "document"), user(2, "question")];
-  assert.throws(
-    () => clipMessages(messages, { cap: 100, counter }),
-    (e: ProxyError) =>
-      e.code === "context_length_exceeded" && /the newest user messages \(2\)/.test(e.message),
-  );
+  // A group chat relayed by a bot, or messages resent after failed answers: user after user.
+  const run = Array.from({ length: 60 }, (_, i) => user(10, `said ${i}`));
+  const messages = [sys(), user(10, "first"), asst(10, "reply"), ...run];
+  const cap = 25 * counter.countMessage(run[0]);
+  const result = clipMessages(messages, { cap, counter });
+  assert.ok(result.clipped);
+  assert.ok(result.tokensAfter <= cap);
+  assert.equal(result.messages[0], messages[0], "the system message stays");
+  assert.equal(result.messages.at(-1), run.at(-1), "the newest message stays");
+  // The newest of the run, in order, as many as fit.
+  const kept = result.messages.slice(1);
+  assert.deepEqual(kept, run.slice(run.length - kept.length));
+  assert.ok(kept.length > 10);
+  // A document just before the question goes the same way when it cannot fit: the question is
+  // answered, and the footer and x-poe-proxy-clipped say what was dropped.
+  const doc = [sys(), user(60, "document"), user(2, "question")];
+  const clipped = clipMessages(doc, { cap: 100, counter });
+  assert.deepEqual(clipped.messages, [doc[0], doc[2]]);
 });
 
 Deno.test("clipMessages refuses, not clips, when the last tool result alone is over the cap", () => {
@@ -292,4 +304,32 @@ Deno.test("clipMessages on a resent history tokenizes only the new messages", ()
   const second = clipMessages(next, { cap, counter: fresh });
   assert.ok(second.clipped);
   assert.equal(fresh.stats().misses, misses + 2);
+});
+
+Deno.test("clipMessages makes room for the tool definitions first, and says so when they leave none", () => {
+  const counter = new TokenCounter();
+  const messages = [sys(), user(50, "a"), asst(50, "b"), user(50, "c"), asst(50, "d"), user(5)];
+  const all = counter.countMessages(messages);
+  const cap = all + 20;
+  assert.equal(clipMessages(messages, { cap, counter }).clipped, false);
+  const definitions = JSON.stringify([[{
+    type: "function",
+    function: { name: "read_file", description: "Reads a file. ".repeat(20) },
+  }]]);
+  const tools = counter.countDefinitions(definitions);
+  assert.ok(tools > 40);
+  const result = clipMessages(messages, { cap, counter, definitions });
+  assert.ok(result.clipped, "the history makes room for the tools");
+  assert.ok(result.tokensAfter <= cap, `${result.tokensAfter} <= ${cap}`);
+  assert.equal(
+    result.tokensAfter,
+    counter.countMessages(result.messages) + tools,
+    "what is sent, tools included",
+  );
+  assert.throws(
+    () => clipMessages(messages, { cap: tools + 10, counter, definitions }),
+    (e: ProxyError) =>
+      e.code === "context_length_exceeded" &&
+      new RegExp(`minus ${tools} for the tool definitions`).test(e.message),
+  );
 });

@@ -252,3 +252,25 @@ Deno.test("guardResponse streams role, content, stop, usage when asked, then [DO
   const plainEvents = (await plain.text()).split("\n\n").filter(Boolean);
   assert.equal(plainEvents.length, 3);
 });
+
+Deno.test("Guards.overCap counts the tool definitions and response_format schema as input", () => {
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 200 });
+  // About 176 points without tools (see above); an agent's tools are thousands of tokens more.
+  assert.equal(g.overCap(body(), gpt4o, registry), null);
+  const tools = Array.from({ length: 40 }, (_, i) => ({
+    type: "function",
+    function: {
+      name: `tool_${i}`,
+      description: "Does one thing of many in a long list of things. ".repeat(8),
+      parameters: { type: "object", properties: { path: { type: "string" } } },
+    },
+  }));
+  const refusal = g.overCap(body({ tools }), gpt4o, registry);
+  assert.ok(refusal, "the tools push the estimate over the cap");
+  assert.match(refusal.message, /\d,\d{3} input tokens/);
+  const schema = {
+    type: "json_schema",
+    json_schema: { schema: { description: "x ".repeat(5000) } },
+  };
+  assert.ok(g.overCap(body({ response_format: schema }), gpt4o, registry));
+});

@@ -1,7 +1,7 @@
 /** @module The usage counted for an answer Poe sent without one. */
 import assert from "node:assert/strict";
 import { collectAnswerText, estimatedUsage } from "../lib/usage_estimate.ts";
-import { loadTokenizer, TokenCounter, tokenizerLoaded } from "../lib/tokens.ts";
+import { definitionsText, loadTokenizer, TokenCounter, tokenizerLoaded } from "../lib/tokens.ts";
 
 const sent = {
   model: "GPT-4o",
@@ -34,7 +34,7 @@ Deno.test("estimatedUsage: a guess before the tokenizer is loaded, which it star
   const withoutTools = estimatedUsage(counter, { ...sent, tools: undefined }, answer);
   assert.equal(
     u.prompt_tokens - withoutTools.prompt_tokens,
-    counter.countText(JSON.stringify(sent.tools)),
+    counter.countDefinitions(definitionsText(sent)),
   );
   assert.equal(withoutTools.prompt_tokens, counter.countMessages(sent.messages));
   assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens);
