@@ -20,7 +20,7 @@ import { fetchUsageReport, formatUsageReport } from "./lib/usage_report.ts";
 import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts";
 import { healthcheck } from "./lib/healthcheck.ts";
 import { execStartFor, runAsFor, systemdUnit } from "./lib/systemd_unit.ts";
-import { RegistryReloader } from "./lib/registry_reload.ts";
+import { type LoadedRegistry, RegistryReloader } from "./lib/registry_reload.ts";
 
 const VERSION: string = denoJson.version;
 /** The models file shipped inside the program (`deno compile --include models.yaml`). */
@@ -96,27 +96,60 @@ async function readDotenv(
   return { values: parseDotenv(text, file), path: file };
 }
 
-async function loadRegistry(config: Config): Promise<{ registry: ModelRegistry; source: string }> {
-  let source = config.modelsFile;
-  let text: string;
-  if (source === null) {
-    try {
-      text = await Deno.readTextFile("models.yaml");
-      source = "models.yaml";
-    } catch {
-      text = await Deno.readTextFile(EMBEDDED_MODELS);
-      source = "(embedded models.yaml)";
-    }
-  } else {
-    try {
-      text = await Deno.readTextFile(source);
-    } catch (err) {
-      throw new StartupError(
-        `Cannot read MODELS_FILE ${JSON.stringify(source)}: ${(err as Error).message}`,
-      );
-    }
+const EMBEDDED_SOURCE = "(embedded models.yaml)";
+
+/**
+ * Where the models come from: a file, named in messages by `label` (`MODELS_FILE "/m.yaml"`,
+ * `./models.yaml`), or (`file` null) the copy embedded in the program.
+ */
+interface ModelsSource {
+  file: string | null;
+  label: string;
+}
+
+/** The models and the place they were read from, which a reload reads again. */
+interface LoadedModels extends LoadedRegistry {
+  from: ModelsSource;
+}
+
+/** Reads and validates `from`; a file that cannot be read is an error, never the embedded copy. */
+async function readModels(from: ModelsSource): Promise<LoadedModels> {
+  const file = from.file;
+  if (file === null) {
+    const text = await Deno.readTextFile(EMBEDDED_MODELS);
+    return { registry: ModelRegistry.parse(text, EMBEDDED_SOURCE), source: EMBEDDED_SOURCE, from };
   }
-  return { registry: ModelRegistry.parse(text, source), source };
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (err) {
+    throw new StartupError(`Cannot read ${from.label}: ${(err as Error).message}`, { cause: err });
+  }
+  return { registry: ModelRegistry.parse(text, file), source: file, from };
+}
+
+/**
+ * Loads the models: `MODELS_FILE`; else ./models.yaml, or the embedded copy only when there is no
+ * ./models.yaml (one that cannot be read is an error: its models must not be replaced unseen).
+ * A reload passes the place the models came from: a file is read again and nothing else, so a
+ * moved or unreadable file keeps the old models; the embedded copy gives way to a ./models.yaml
+ * put there since (a systemd unit's working directory).
+ */
+async function loadRegistry(config: Config, previous?: ModelsSource): Promise<LoadedModels> {
+  if (config.modelsFile !== null) {
+    return await readModels({
+      file: config.modelsFile,
+      label: `MODELS_FILE ${JSON.stringify(config.modelsFile)}`,
+    });
+  }
+  const local = { file: "models.yaml", label: "./models.yaml" };
+  if (previous !== undefined && previous.file !== null) return await readModels(local);
+  try {
+    return await readModels(local);
+  } catch (err) {
+    if (!(err instanceof StartupError && err.cause instanceof Deno.errors.NotFound)) throw err;
+  }
+  return await readModels({ file: null, label: EMBEDDED_SOURCE });
 }
 
 async function readKeysFile(config: Config): Promise<string[]> {
@@ -160,7 +193,8 @@ function urlHost(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
 }
 
-async function serve(config: Config, registry: ModelRegistry, logger: Logger): Promise<void> {
+async function serve(config: Config, loaded: LoadedModels, logger: Logger): Promise<void> {
+  const registry = loaded.registry;
   const inbound = await readKeysFile(config);
   const keys = new ApiKeys(inbound);
   const short = inbound.filter((k) => k.length < SHORT_KEY).length;
@@ -189,9 +223,14 @@ async function serve(config: Config, registry: ModelRegistry, logger: Logger): P
       });
     }
   }
+  let from = loaded.from;
   const models = new RegistryReloader({
     initial: registry,
-    load: () => loadRegistry(config),
+    load: async () => {
+      const next = await loadRegistry(config, from);
+      from = next.from;
+      return next;
+    },
     logger,
   });
   // SIGHUP (systemctl reload) re-reads models.yaml; Windows has no SIGHUP. Listening before the
@@ -322,9 +361,9 @@ async function run(args: string[]): Promise<number> {
   switch (command) {
     case "start": {
       if (!config.poeApiKey) throw new StartupError(missingKeyMessage());
-      const { registry, source } = await loadRegistry(config);
-      logger.debug("models loaded", { source, models: registry.size });
-      await serve(config, registry, logger);
+      const loaded = await loadRegistry(config);
+      logger.debug("models loaded", { source: loaded.source, models: loaded.registry.size });
+      await serve(config, loaded, logger);
       return 0;
     }
     case "models": {

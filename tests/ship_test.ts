@@ -570,6 +570,78 @@ Deno.test("main.ts on SIGHUP reloads MODELS_FILE; a bad file keeps the old model
   assert.equal(await proc.stop(), 0);
 });
 
+Deno.test(
+  "main.ts with MODELS_FILE unset: SIGHUP rereads ./models.yaml; once removed, its models stay",
+  {
+    ignore: Deno.build.os === "windows",
+  },
+  async () => {
+    const dir = Deno.makeTempDirSync();
+    Deno.writeTextFileSync(`${dir}/models.yaml`, SMALL_YAML);
+    await using proc = await MainProcess.start({ POE_API_KEY: "k" }, { cwd: dir });
+    assert.equal(await proc.modelCount(), 2);
+
+    Deno.writeTextFileSync(`${dir}/models.yaml`, SMALL_YAML + "    - Third\n");
+    proc.child.kill("SIGHUP");
+    await waitFor(
+      () => /models reloaded source=models\.yaml models=3 previous=2/.test(proc.stdout),
+      "the reload",
+    );
+    assert.equal(await proc.modelCount(), 3);
+
+    // Gone: the reload fails and keeps the user's models, never the embedded ones.
+    Deno.removeSync(`${dir}/models.yaml`);
+    proc.child.kill("SIGHUP");
+    await waitFor(() => proc.stderr.includes("models reload failed"), "the reload error");
+    assert.match(
+      proc.stderr,
+      /ERROR models reload failed; keeping the previous models error="Cannot read \.\/models\.yaml: No such file.*models=3/,
+    );
+    assert.equal(await proc.modelCount(), 3);
+    // Unreadable (a directory in its place, which even root cannot read as a file): the same.
+    Deno.mkdirSync(`${dir}/models.yaml`);
+    proc.child.kill("SIGHUP");
+    await waitFor(
+      () => proc.stderr.match(/models reload failed/g)?.length === 2,
+      "the second reload error",
+    );
+    assert.match(proc.stderr, /Cannot read \.\/models\.yaml: Is a directory/);
+    assert.equal(await proc.modelCount(), 3);
+    assert.equal(await proc.stop(), 0);
+    assert.doesNotMatch(proc.stdout + proc.stderr, /embedded/);
+  },
+);
+
+Deno.test(
+  "main.ts on the embedded models: SIGHUP takes a ./models.yaml put there since, then keeps to it",
+  {
+    ignore: Deno.build.os === "windows",
+  },
+  async () => {
+    const dir = Deno.makeTempDirSync();
+    await using proc = await MainProcess.start({ POE_API_KEY: "k" }, { cwd: dir });
+    const embedded = await proc.modelCount();
+    assert.ok(embedded > 2);
+    // Nothing there yet: the embedded copy again.
+    proc.child.kill("SIGHUP");
+    await waitFor(
+      () =>
+        proc.stdout.includes(`models reloaded source="(embedded models.yaml)" models=${embedded}`),
+      "the embedded reload",
+    );
+    // README: put a models.yaml in the working directory and reload.
+    Deno.writeTextFileSync(`${dir}/models.yaml`, SMALL_YAML);
+    proc.child.kill("SIGHUP");
+    await waitFor(async () => (await proc.modelCount()) === 2, "the user's models");
+    Deno.removeSync(`${dir}/models.yaml`);
+    proc.child.kill("SIGHUP");
+    await waitFor(() => proc.stderr.includes("models reload failed"), "the reload error");
+    assert.match(proc.stderr, /Cannot read \.\/models\.yaml: No such file/);
+    assert.equal(await proc.modelCount(), 2);
+    assert.equal(await proc.stop(), 0);
+  },
+);
+
 Deno.test("main.ts: a chat in flight during SIGHUP finishes; new requests use the new models", {
   ignore: Deno.build.os === "windows",
 }, async () => {
