@@ -122,7 +122,10 @@ export function modelObject(
         unit: "points",
         base: entry.base ?? 0,
         per_1k_tokens: entry.per1kTokens ?? 0,
-        per_1k_output_tokens: entry.per1kOutputTokens ?? entry.per1kTokens ?? 0,
+        // What the estimate charges an answer token: a media model's answer (a link) is free
+        // unless per_1k_output_tokens says otherwise (ModelRegistry.estimatePoints).
+        per_1k_output_tokens: entry.per1kOutputTokens ??
+          (entry.modality === "text" ? entry.per1kTokens ?? 0 : 0),
         estimated: true,
       },
   };

@@ -1,6 +1,7 @@
 // deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
 import { startProxy } from "./harness.ts";
+import { ModelRegistry } from "../lib/models.ts";
 
 async function getJson(
   url: string,
@@ -47,6 +48,51 @@ Deno.test("GET /v1/models lists the registry in OpenAI's shape with stable creat
   assert.deepEqual([...modalities].sort(), ["audio", "image", "text", "video"]);
   const second = await getJson(`${proxy.url}/v1/models`);
   assert.deepEqual(second.body, first.body);
+});
+
+Deno.test("GET /v1/models prices answer tokens as the estimate does: a media model's are free", async () => {
+  const shipped = ModelRegistry.parse(
+    await Deno.readTextFile(new URL("../models.yaml", import.meta.url)),
+    "models.yaml",
+  );
+  const registry = ModelRegistry.parse(
+    await Deno.readTextFile(new URL("../models.yaml", import.meta.url)) +
+      "    - poe_name: Speech-Out\n      per_1k_tokens: 40\n      per_1k_output_tokens: 7\n",
+    "models.yaml",
+  );
+  assert.equal(registry.size, shipped.size + 1);
+  await using proxy = await startProxy({ registry });
+  const listed = await getJson(`${proxy.url}/v1/models`);
+  const byId = new Map<string, any>(listed.body.data.map((m: any) => [m.id, m]));
+  const eleven = await getJson(`${proxy.url}/v1/models/elevenlabs`);
+  assert.equal(eleven.body.modality, "audio");
+  assert.deepEqual(eleven.body.pricing, {
+    unit: "points",
+    base: 100,
+    per_1k_tokens: 1500,
+    per_1k_output_tokens: 0,
+    estimated: true,
+  });
+  assert.equal(byId.get("Speech-Out").pricing.per_1k_output_tokens, 7);
+  // A text model without per_1k_output_tokens pays per_1k_tokens for its answer.
+  const text = registry.list().find((e) =>
+    e.modality === "text" && e.per1kOutputTokens === null && e.per1kTokens !== null
+  )!;
+  assert.equal(byId.get(text.id).pricing.per_1k_output_tokens, text.per1kTokens);
+  // Every priced model: the listed price of 1,000 more answer tokens is what the estimate adds.
+  let checked = 0;
+  for (const entry of registry.list()) {
+    const pricing = byId.get(entry.id).pricing;
+    const more = registry.estimatePoints(entry, 0, 3000);
+    if (more === null) {
+      assert.equal(pricing, null, entry.id);
+      continue;
+    }
+    const added = more.points - registry.estimatePoints(entry, 0, 2000)!.points;
+    assert.equal(pricing.per_1k_output_tokens, added, entry.id);
+    checked++;
+  }
+  assert.ok(checked > 20);
 });
 
 Deno.test("GET /v1/models/{id} finds by any casing and alias, else 404", async () => {
