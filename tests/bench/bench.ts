@@ -54,10 +54,15 @@ const STREAM_BODY = JSON.stringify({
   stream: true,
   messages: [{ role: "user", content: "Tell me a story. [[fake: words=40]]" }],
 });
+/**
+ * Streams that stay open: a first word, then two minutes of silence. The first word is content
+ * (`no-role`): a stream whose opening holds only its role chunk gets its headers after up to 5 s
+ * (its opening is read for an error), and the hold phase reads each stream to its first byte.
+ */
 const HOLD_BODY = JSON.stringify({
   model: "GPT-4o",
   stream: true,
-  messages: [{ role: "user", content: "Take your time. [[fake: stall=120000]]" }],
+  messages: [{ role: "user", content: "Take your time. [[fake: stall=120000,no-role]]" }],
 });
 const PROXY_SETTINGS: Record<string, string> = {
   PORT: "0",
