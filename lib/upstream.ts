@@ -368,8 +368,19 @@ export class UpstreamClient {
     let variants: ReturnType<typeof ladderVariants> | null = null;
     let current = body;
     let reason = "first";
-    let transientLeft = this.#options.retries;
-    let transientCount = 0;
+    const transient = { left: this.#options.retries, made: 0 };
+    /** Waits out the backoff before another try, when one is left and allowed. */
+    const pause = async (
+      retryAfter: number | null = null,
+      letGo?: () => Promise<void> | undefined,
+    ): Promise<boolean> => {
+      if (transient.left <= 0 || !(options.mayRetry?.() ?? true)) return false;
+      // The failed answer's body is let go before the wait: its connection goes back to the pool.
+      await letGo?.();
+      transient.left--;
+      await this.#options.sleep(this.#backoff(transient.made++, retryAfter), options.signal);
+      return true;
+    };
     for (;;) {
       if (options.signal.aborted) throw options.signal.reason;
       const started = performance.now();
@@ -396,9 +407,7 @@ export class UpstreamClient {
         this.#logAttempt(attempt, options, err);
         // A model that stayed silent for FIRST_BYTE_TIMEOUT_SECONDS is not worth another wait.
         const slowModel = err instanceof TimeoutError && err.phase === "first-byte";
-        if (transientLeft > 0 && !slowModel && (options.mayRetry?.() ?? true)) {
-          transientLeft--;
-          await this.#options.sleep(this.#backoff(transientCount++, null), options.signal);
+        if (!slowModel && await pause()) {
           reason = "retry-network";
           continue;
         }
@@ -412,9 +421,7 @@ export class UpstreamClient {
         options.signal.removeEventListener("abort", onClientAbort);
         this.#logAttempt(attempt, options);
         await response.body?.cancel();
-        if (transientLeft > 0 && (options.mayRetry?.() ?? true)) {
-          transientLeft--;
-          await this.#options.sleep(this.#backoff(transientCount++, null), options.signal);
+        if (await pause()) {
           reason = "retry-html";
           continue;
         }
@@ -447,9 +454,7 @@ export class UpstreamClient {
           if (options.signal.aborted) throw options.signal.reason;
           attempt.status = 0;
           this.#logAttempt(attempt, options, err);
-          if (transientLeft > 0 && (options.mayRetry?.() ?? true)) {
-            transientLeft--;
-            await this.#options.sleep(this.#backoff(transientCount++, null), options.signal);
+          if (await pause()) {
             reason = "retry-network";
             continue;
           }
@@ -506,15 +511,12 @@ export class UpstreamClient {
         reason = next.reason;
         continue;
       }
-      if (TRANSIENT.has(status) && transientLeft > 0) {
+      if (TRANSIENT.has(status) && transient.left > 0) {
         const retryAfter = retryAfterOf(response);
         if (retryAfter !== null && retryAfter > MAX_WAIT_SECONDS) {
           throw tooLongToWait(await poeError(response), retryAfter);
         }
-        if (options.mayRetry?.() ?? true) {
-          await response.body?.cancel();
-          transientLeft--;
-          await this.#options.sleep(this.#backoff(transientCount++, retryAfter), options.signal);
+        if (await pause(retryAfter, () => response.body?.cancel())) {
           reason = `retry-${status}`;
           continue;
         }
