@@ -429,7 +429,11 @@ export function createApp(deps: AppDeps): App {
         );
       }
       if (!authed) {
-        authFailures.take(address);
+        // Only a key that was sent counts: a page anywhere can make a browser send requests
+        // without one (an image), and must not lock the owner's programs out.
+        if (req.headers.has("authorization") || req.headers.has("x-api-key")) {
+          authFailures.take(address);
+        }
         throw authenticationError();
       }
     }

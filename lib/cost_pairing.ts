@@ -30,6 +30,12 @@ export interface PairOptions<A extends PairableAnswer> {
    * Default: none waits.
    */
   waiting?: (answer: A) => boolean;
+  /**
+   * Whether an answer that is not covered holds the later answers of its model back from pairing
+   * in order: one whose entry is probably among those not read yet (it was never looked for), so
+   * the oldest entry read would be its, not theirs. Default: none holds.
+   */
+  holds?: (answer: A) => boolean;
   /** Entries already attributed, by `query_id`; they are never paired again. Default: none. */
   claimed?: { has(queryId: string): boolean };
   /**
@@ -107,7 +113,7 @@ export function pairEntries<A extends PairableAnswer>(
   entries: readonly PointsEntry[],
   options: PairOptions<A>,
 ): Map<A, PointsEntry> {
-  const { covered, waiting = () => false, claimed, keyName } = options;
+  const { covered, waiting = () => false, holds = () => false, claimed, keyName } = options;
   const assigned = new Map<A, PointsEntry>();
   if (answers.length === 0 || entries.length === 0) return assigned;
   const models = new Set<string>();
@@ -160,8 +166,15 @@ export function pairEntries<A extends PairableAnswer>(
       }
     }
   }
+  /** Models whose order pairing waits for an earlier answer's entry to be read. */
+  let held: Set<string> | null = null;
   for (const a of answers) {
-    if (!assigned.has(a) && covered(a)) take(a, byModel.get(a.model));
+    if (assigned.has(a)) continue;
+    if (!covered(a)) {
+      if (holds(a)) (held ??= new Set()).add(a.model);
+      continue;
+    }
+    if (!held?.has(a.model)) take(a, byModel.get(a.model));
   }
   return assigned;
 }

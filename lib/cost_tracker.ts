@@ -428,6 +428,8 @@ export class CostTracker implements AsyncDisposable {
     const assigned = pairEntries(this.#waiters, entries, {
       covered,
       waiting: (w) => w.foreground !== null,
+      // Never looked for yet (an answer in its first delay, which this read did not reach back to).
+      holds: (w) => w.missedAt === -Infinity,
       claimed: this.#claimed,
       keyName: this.#keyName.name,
     });

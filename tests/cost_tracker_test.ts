@@ -652,3 +652,37 @@ Deno.test("CostTracker: an answer held for its cost is looked for at once, and n
   assert.equal((await cost)?.points, 9, "found at once");
   assert.equal(history.calls, calls + 1, "one page: the answer in its delay is not due yet");
 });
+
+Deno.test("CostTracker: an answer in its first delay holds later ones of its model from taking its entry by order", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // A first answer: its read is the deep one, so the next ones within 2 s are not.
+  history.add("GPT-4o", 5);
+  const first = tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 1500 });
+  await clock.advance(0);
+  assert.equal((await first)?.points, 5);
+  await clock.advance(100);
+  // A: nobody waits for its cost. Another app's entries land while it runs, then B starts.
+  const aStart = clock.now();
+  await clock.advance(10);
+  for (let i = 0; i < 120; i++) history.add("Claude-Haiku-4.5", 1);
+  await clock.advance(10);
+  const bStart = clock.now();
+  await clock.advance(500);
+  history.add("GPT-4o", 561);
+  const aCost: number[] = [];
+  tracker.attribute({
+    model: "GPT-4o",
+    startedAt: aStart,
+    waitMs: 0,
+    onFound: (c) => aCost.push(c.points),
+  });
+  // B, held for its footer, ends inside A's first delay; neither has token counts.
+  await clock.advance(18);
+  history.add("GPT-4o", 27);
+  const b = tracker.attribute({ model: "GPT-4o", startedAt: bStart, waitMs: 1500 });
+  await clock.advance(0);
+  await clock.advance(50);
+  assert.equal((await b)?.points, 27, "B's own entry, not A's");
+  assert.deepEqual(aCost, [561]);
+});

@@ -1,6 +1,7 @@
 // deno-lint-ignore-file no-explicit-any
 /** @module The door over HTTP: rate limits, inbound keys, CORS and the startup warning (issue 6). */
 import assert from "node:assert/strict";
+import OpenAI from "openai";
 import { FakePoe } from "./fake_poe.ts";
 import { startFakeAndProxy as setup, testConfig, testRegistry } from "./harness.ts";
 import { mainCommand, startProxyProcess } from "./proxy_process.ts";
@@ -746,4 +747,21 @@ Deno.test("rate limit: a refusal in front of Poe spends nothing of the client's 
     assert.ok(Number(refused.headers.get("retry-after")) >= 1, "the global bucket's wait");
   }
   assert.equal(s.fake.chatRequests().length, 2);
+});
+
+Deno.test("keys: requests that carry no key (a page's image, a probe) never lock the address out", async () => {
+  const key = "a-long-enough-random-key-0123";
+  await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off" });
+  // What any web page makes a browser send for <img src="http://127.0.0.1:8080/v1/models">.
+  const image = {
+    "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
+    "sec-fetch-mode": "no-cors",
+    "sec-fetch-site": "cross-site",
+  };
+  for (let i = 0; i < 15; i++) {
+    assert.equal((await call(`${s.proxy.url}/v1/models`, { headers: image })).status, 401);
+  }
+  const client = new OpenAI({ baseURL: `${s.proxy.url}/v1`, apiKey: key, maxRetries: 0 });
+  const list = await client.models.list();
+  assert.ok(list.data.length > 0, "the owner's program still gets in");
 });
