@@ -206,7 +206,6 @@ export function clipMessages(
   // agent). Dropping the tool result the model just asked for would make it ask again, and pay
   // again, in a loop. The user messages right before it (a document, then the question) come
   // first among the rest, newest first, as far as they fit.
-  const turn = newestUser;
   const pinnedUnits = new Set<number>([newestUser]);
   if (units.length - 1 > newestUser) pinnedUnits.add(units.length - 1);
   let turnTokens = 0;
@@ -247,7 +246,7 @@ export function clipMessages(
     for (const m of rest) total += messageTokenBound(m);
   }
   // The kept history must open with a user message.
-  for (let u = 0; u < turn; u++) {
+  for (let u = 0; u < newestUser; u++) {
     if (!kept.has(u)) continue;
     if (units[u].opensHistory) break;
     kept.delete(u);
