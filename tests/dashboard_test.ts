@@ -63,6 +63,10 @@ Deno.test("RecentRequests keeps the newest 50, newest first, and takes late cost
   assert.equal(recent.list()[4].points, 12);
   assert.equal(recent.list()[4].points_estimated, false);
   assert.equal(recent.updateCost("r1", 1), false);
+  // The oldest row kept, and the newest dropped.
+  assert.ok(recent.updateCost("r10", 3));
+  assert.equal(recent.list()[49].points, 3);
+  assert.equal(recent.updateCost("r9", 1), false);
 });
 
 Deno.test("UsageDashboard.build sums 30 days per day and per model from the paged history", async () => {
