@@ -51,7 +51,7 @@ export class BrowserGuard {
     const trusted = origin !== null && this.#origins.has(origin) &&
       (host === null || !sameHost(origin, host));
     if (
-      this.#checkHost && !trusted && host !== null && !this.#hostAllowed(hostnameOf(host)) &&
+      this.#checkHost && !trusted && host !== null && !this.#hostAllowed(host) &&
       (anyClient || origin !== null || req.headers.has("sec-fetch-mode") ||
         req.headers.get("user-agent")?.startsWith("Mozilla/"))
     ) {
@@ -76,9 +76,20 @@ export class BrowserGuard {
     );
   }
 
-  #hostAllowed(name: string): boolean {
-    return name === "localhost" || name.endsWith(".localhost") || isIpAddress(name) ||
-      this.#hosts.has(name);
+  /** Verdicts by `Host` header: clients send one or two, and parsing it showed in the profile. */
+  #hostVerdicts = new Map<string, boolean>();
+
+  #hostAllowed(host: string): boolean {
+    let allowed = this.#hostVerdicts.get(host);
+    if (allowed === undefined) {
+      const name = hostnameOf(host);
+      allowed = name === "localhost" || name.endsWith(".localhost") || isIpAddress(name) ||
+        this.#hosts.has(name);
+      // Bounded: any client may send any Host.
+      if (this.#hostVerdicts.size >= 256) this.#hostVerdicts.clear();
+      this.#hostVerdicts.set(host, allowed);
+    }
+    return allowed;
   }
 }
 
