@@ -67,6 +67,8 @@ export interface App {
 export interface AppStats {
   /** Client rate-limit buckets held now; never more than `MAX_TRACKED_CLIENTS`. */
   trackedClients: number;
+  /** Poe bodies of answers that are over, still being read to their end to keep the connection. */
+  drainingBodies: number;
 }
 
 type Handler = (
@@ -442,7 +444,7 @@ export function createApp(deps: AppDeps): App {
 
   return {
     usage,
-    stats: () => ({ trackedClients: clients.size }),
+    stats: () => ({ trackedClients: clients.size, drainingBodies: upstream.draining }),
     close: async () => {
       deadlines.body.clear();
       deadlines.answer.clear();

@@ -288,6 +288,7 @@ function streamAnswer(
       }
       : undefined,
     abortUpstream: answer.abort,
+    drainUpstream: answer.drain,
     onEnd(outcome) {
       // An unfinished answer was already aborted by the relay; a finished one needs no abort.
       answer.release();

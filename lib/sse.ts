@@ -58,6 +58,11 @@ export interface RelayOptions {
   finish?: (summary: StreamSummary) => Promise<StreamEnding | null> | StreamEnding | null;
   /** Aborts the upstream request. */
   abortUpstream: (reason?: unknown) => void;
+  /**
+   * Takes Poe's body once its `[DONE]` was read, to read its end in the background: a body
+   * cancelled before its last chunk loses its keep-alive connection. Default: it is cancelled.
+   */
+  drainUpstream?: (body: BodyReader) => void;
   /** Called once when the stream is over, however it ended. */
   onEnd?: (outcome: RelayOutcome) => void;
   /** Applied to Poe's error events, which may quote the key. Default: unchanged. */
@@ -384,7 +389,8 @@ export function relaySse(
           );
         }
         if (sawDone) {
-          await reader.cancel().catch(() => {});
+          if (options.drainUpstream) options.drainUpstream(reader);
+          else await reader.cancel().catch(() => {});
           await finishAndClose();
           return;
         }

@@ -47,13 +47,22 @@ export function smallReader(stream: ReadableStream<Uint8Array>): BodyReader {
 export type StreamStart =
   /** With its answer (or silence past the wait): `body` reads it from its first byte. */
   | { kind: "answer"; body: BodyReader }
-  /** With an error event before any of the answer; the body is cancelled. */
+  /** With an error event before any of the answer; the body is let go. */
   | { kind: "error"; error: Record<string, unknown> }
   /** With no event at all before its end. */
   | { kind: "empty" };
 
 /** Past this much without a verdict the opening is handed on as it is (a hostile upstream). */
 const MAX_HEAD_BYTES = 1024 * 1024;
+
+/** Options of {@linkcode readStreamStart}. */
+export interface StreamStartOptions {
+  /**
+   * Takes a body that opened with an error or `[DONE]`, whose end should follow soon. Default:
+   * the body is cancelled.
+   */
+  drain?: (body: BodyReader) => void;
+}
 
 /**
  * Reads the opening of an SSE body until it shows the answer (content, reasoning, a tool call, a
@@ -65,8 +74,13 @@ const MAX_HEAD_BYTES = 1024 * 1024;
 export async function readStreamStart(
   stream: ReadableStream<Uint8Array>,
   wait: Promise<void>,
+  options: StreamStartOptions = {},
 ): Promise<StreamStart> {
   const reader = smallReader(stream);
+  const letGo = async () => {
+    if (options.drain) options.drain(reader);
+    else await reader.cancel().catch(() => {});
+  };
   const decoder = new TextDecoder();
   const head: Uint8Array[] = [];
   let size = 0;
@@ -115,11 +129,11 @@ export async function readStreamStart(
     size += result.value.byteLength;
     parser.feed(decoder.decode(result.value, { stream: true }));
     if (verdict === "error") {
-      await reader.cancel().catch(() => {});
+      await letGo();
       return { kind: "error", error };
     }
     if (verdict === "done" && events === 0) {
-      await reader.cancel().catch(() => {});
+      await letGo();
       return { kind: "empty" };
     }
     if (verdict !== null || size > MAX_HEAD_BYTES) {

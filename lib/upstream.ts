@@ -2,6 +2,7 @@
 import { ProxyError } from "./errors.ts";
 import type { ChatRequest } from "./openai_types.ts";
 import type { Logger } from "./log.ts";
+import { BodyDrains } from "./body_drain.ts";
 import { type Deadline, Deadlines, sleep } from "./deadlines.ts";
 import { type BodyReader, readStreamStart, type StreamStart } from "./stream_start.ts";
 
@@ -108,6 +109,11 @@ export interface UpstreamAnswer {
   abort: (reason?: unknown) => void;
   /** Lets go of the client's signal once the answer is read; nothing is aborted. */
   release: () => void;
+  /**
+   * Takes the answer's body once its `[DONE]` was read and reads what is left of it in the
+   * background (bounded, then cancelled), so that its connection serves the next call.
+   */
+  drain: (body: BodyReader) => void;
   /**
    * A streamed answer's body from its first byte, when its opening was read for an error (then
    * `response.body` is locked); null otherwise.
@@ -322,7 +328,10 @@ class TimeoutError extends Error {
   }
 }
 
-/** The Poe client. One instance serves every request; it keeps no per-request state. */
+/**
+ * The Poe client. One instance serves every request; it keeps no per-request state but the bodies
+ * of answers that are over, read to their end so that their connections are kept.
+ */
 export class UpstreamClient {
   #options: Required<Omit<UpstreamOptions, "logger" | "apiKey">> & {
     logger?: Logger;
@@ -333,6 +342,7 @@ export class UpstreamClient {
   #phases: Phases;
   #slowPhases: Phases;
   #streamStart: Deadlines;
+  #drains = new BodyDrains();
 
   constructor(options: UpstreamOptions) {
     // An option given as `undefined` keeps its default rather than erasing it.
@@ -372,11 +382,11 @@ export class UpstreamClient {
     /** Waits out the backoff before another try, when one is left and allowed. */
     const pause = async (
       retryAfter: number | null = null,
-      letGo?: () => Promise<void> | undefined,
+      failed?: Response,
     ): Promise<boolean> => {
       if (transient.left <= 0 || !(options.mayRetry?.() ?? true)) return false;
-      // The failed answer's body is let go before the wait: its connection goes back to the pool.
-      await letGo?.();
+      // The failed answer's body ends during the wait: its connection then serves the retry.
+      if (failed?.body) this.#drains.drain(failed.body);
       transient.left--;
       await this.#options.sleep(this.#backoff(transient.made++, retryAfter), options.signal);
       return true;
@@ -420,7 +430,7 @@ export class UpstreamClient {
       if (response.ok && response.headers.get("content-type")?.includes("text/html")) {
         options.signal.removeEventListener("abort", onClientAbort);
         this.#logAttempt(attempt, options);
-        await response.body?.cancel();
+        if (response.body) this.#drains.drain(response.body);
         if (await pause()) {
           reason = "retry-html";
           continue;
@@ -493,7 +503,8 @@ export class UpstreamClient {
           controller.abort(why);
         };
         if (attempts.length > 1) this.#logAttempt(attempt, options);
-        return { response, attempts, sent: current, abort, release, body: opened };
+        const drain = this.#drains.drain;
+        return { response, attempts, sent: current, abort, release, drain, body: opened };
       }
       options.signal.removeEventListener("abort", onClientAbort);
       this.#logAttempt(attempt, options);
@@ -516,7 +527,7 @@ export class UpstreamClient {
         if (retryAfter !== null && retryAfter > MAX_WAIT_SECONDS) {
           throw tooLongToWait(await poeError(response), retryAfter);
         }
-        if (await pause(retryAfter, () => response.body?.cancel())) {
+        if (await pause(retryAfter, response)) {
           reason = `retry-${status}`;
           continue;
         }
@@ -537,13 +548,22 @@ export class UpstreamClient {
     return err;
   }
 
-  /** Stops the timer of its timeouts; requests still in flight lose them. Idempotent. */
+  /** Bodies of answers that are over, still being read to their end. */
+  get draining(): number {
+    return this.#drains.size;
+  }
+
+  /**
+   * Stops the timer of its timeouts, and cancels the bodies being read to their end; requests
+   * still in flight lose their timeouts. Idempotent.
+   */
   close(): void {
     for (const p of [this.#phases, this.#slowPhases]) {
       p.first.clear();
       p.second.clear();
     }
     this.#streamStart.clear();
+    this.#drains.close();
   }
 
   /**
@@ -560,7 +580,7 @@ export class UpstreamClient {
       }
     });
     try {
-      return await readStreamStart(stream, wait);
+      return await readStreamStart(stream, wait, { drain: this.#drains.drain });
     } finally {
       deadline!.cancel();
     }

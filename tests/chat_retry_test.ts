@@ -407,6 +407,19 @@ Deno.test("a stream that opens with a transient error event is retried before th
   assert.deepEqual(t.sleeps, [125, 250]);
 });
 
+Deno.test("a stream that opened with an error and ends a little later leaves its connection to the retry", async () => {
+  // The Poe client's own pause: the failed body ends during it.
+  await using fake = await FakePoe.start();
+  await using proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off" } });
+  fake.script("open-error=529,done-linger=20", "");
+  const res = await post(proxy.url, chat("", { stream: true }));
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:529,retry-529:200");
+  const [failed, retry] = fake.chatRequests();
+  assert.equal(retry.remotePort, failed.remotePort);
+  assert.equal(fake.cancellations.length, 0);
+});
+
 Deno.test("a stream that opens with an error gets that error's status, in OpenAI's shape", async () => {
   const cases = [
     // Poe's documented shape: a numeric code.

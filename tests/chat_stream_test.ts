@@ -324,6 +324,43 @@ Deno.test("a mid-stream error event passes through, then one [DONE], no invented
   assert.equal(sse.chunks.filter((c) => c.error).length, 1);
 });
 
+// --- Poe's connection kept for the next request -------------------------------------------------
+
+Deno.test("answers whose body ends a little after [DONE] leave Poe's connection to the next ones", async () => {
+  await using t = await setup();
+  for (let i = 0; i < 10; i++) {
+    assertEndsWithOneDone(
+      parseSse(await (await streamRequest(t.proxy.url, "done-linger=20")).text()),
+    );
+    // The next request comes once Poe's body is over, as it does between real answers.
+    await until(() => t.proxy.stats().drainingBodies === 0);
+  }
+  // A body cancelled before its last chunk costs its connection: each request would open one.
+  const ports = new Set(t.fake.chatRequests().map((r) => r.remotePort));
+  assert.ok(ports.size <= 2, `${ports.size} connections to Poe for 10 answers`);
+  assert.equal(t.fake.cancellations.length, 0);
+  assert.equal(t.fake.historyEntries().length, 10);
+});
+
+Deno.test("reading the end of Poe's body holds neither the client nor the proxy's shutdown", async () => {
+  const t = await setup();
+  try {
+    const started = performance.now();
+    const res = await streamRequest(t.proxy.url, "done-linger=60000");
+    assertEndsWithOneDone(parseSse(await res.text()));
+    assert.ok(performance.now() - started < 1000);
+    await until(() => t.proxy.logs.some((l) => l.includes(" path=/v1/chat/completions")));
+    assert.equal(t.proxy.stats().drainingBodies, 1);
+    const closing = performance.now();
+    await t.proxy.close();
+    assert.ok(performance.now() - closing < 1000);
+    // The proxy's shutdown cancelled the body it was still reading.
+    await until(() => t.fake.cancellations.length === 1);
+  } finally {
+    await t.fake.close();
+  }
+});
+
 // --- keep-alive and timeouts ---------------------------------------------------------------------
 
 Deno.test("keep-alive comments flow while Poe stalls between events", async () => {

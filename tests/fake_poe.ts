@@ -44,6 +44,8 @@ export interface RecordedRequest {
   body: unknown;
   /** `Date.now()` when it arrived. */
   time: number;
+  /** The client's TCP port: requests over one kept-alive connection share it. */
+  remotePort: number;
 }
 
 /** A points-history entry, shaped as Poe's Usage API returns it. */
@@ -108,6 +110,11 @@ export interface FakeDirectives {
   stall?: number;
   /** `drop`: the connection breaks mid-stream after some content (not billed). */
   drop?: boolean;
+  /**
+   * `done-linger=MS`: the streamed body's end (HTTP/1.1's last chunk) comes MS after its last event
+   * (`[DONE]`), as a server's does that closes the body only once its own work is over.
+   */
+  doneLinger?: number;
   /** `crlf`: SSE lines end with `\r\n`. */
   crlf?: boolean;
   /** `comment`: a `: keep-alive` SSE comment before the first event. */
@@ -284,6 +291,9 @@ export function parseDirectives(text: string): FakeDirectives {
         break;
       case "drop":
         d.drop = true;
+        break;
+      case "done-linger":
+        d.doneLinger = num();
         break;
       case "crlf":
         d.crlf = true;
@@ -624,8 +634,8 @@ export class FakePoe implements AsyncDisposable {
           status: 500,
           headers: { "content-type": JSON_TYPE },
         }),
-    }, async (req) => {
-      const response = await this.#handle(req);
+    }, async (req, info) => {
+      const response = await this.#handle(req, (info.remoteAddr as Deno.NetAddr).port);
       if (this.#clockOffsetMs !== 0) {
         response.headers.set("date", new Date(this.#now()).toUTCString());
       }
@@ -669,6 +679,11 @@ export class FakePoe implements AsyncDisposable {
   /** Only the `POST /v1/chat/completions` requests. */
   chatRequests(): RecordedRequest[] {
     return this.requests.filter((r) => r.method === "POST" && r.path === "/v1/chat/completions");
+  }
+
+  /** Answers still being sent: open streams (lingering ones too) and delayed answers. */
+  get openAnswers(): number {
+    return this.#active.size;
   }
 
   /** How many `/usage/*` calls arrived (counted even when `record` is false). */
@@ -748,7 +763,7 @@ export class FakePoe implements AsyncDisposable {
 
   // --- routing ---------------------------------------------------------------------------------
 
-  async #handle(req: Request): Promise<Response> {
+  async #handle(req: Request, remotePort: number): Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
     const method = req.method;
@@ -772,6 +787,7 @@ export class FakePoe implements AsyncDisposable {
         headers: Object.fromEntries(req.headers),
         body,
         time: Date.now(),
+        remotePort,
       });
     }
     if (path === "/v1/chat/completions" && method === "POST") return this.#chat(req, body, text);
@@ -1024,7 +1040,11 @@ export class FakePoe implements AsyncDisposable {
     const plan = streamEvents(answer, d, usagePos, model.google === true);
     headers.set("content-type", "text/event-stream");
     headers.set("cache-control", "no-cache");
-    const stream = this.#stream(plan, d.stall ?? 0, () => this.#bill(botName, answer.usage));
+    const stream = this.#stream(
+      plan,
+      { stall: d.stall ?? 0, linger: d.doneLinger ?? 0 },
+      () => this.#bill(botName, answer.usage),
+    );
     return new Response(stream, { headers });
   }
 
@@ -1143,7 +1163,11 @@ export class FakePoe implements AsyncDisposable {
     return `![${slug || "image"}.png](${url})\n\n${url}`;
   }
 
-  #stream(plan: StreamPlan, stall: number, onComplete: () => void): ReadableStream<Uint8Array> {
+  #stream(
+    plan: StreamPlan,
+    { stall, linger }: { stall: number; linger: number },
+    onComplete: () => void,
+  ): ReadableStream<Uint8Array> {
     const ac = new AbortController();
     this.#active.add(ac);
     const events = plan.events;
@@ -1153,14 +1177,24 @@ export class FakePoe implements AsyncDisposable {
       finished = true;
       this.#active.delete(ac);
     };
-    const end = (controller: ReadableStreamDefaultController<Uint8Array>) => {
-      finish();
+    const end = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
       if (plan.drop) {
+        finish();
         controller.error(new Error("fake-poe dropped the connection"));
         return;
       }
-      controller.close();
+      // The answer is whole once its last event is out: billed then, however late the body ends.
       if (plan.bill) onComplete();
+      if (linger > 0) {
+        try {
+          await sleep(linger, ac.signal);
+        } catch {
+          return;
+        }
+        if (finished) return;
+      }
+      finish();
+      controller.close();
     };
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
@@ -1185,7 +1219,7 @@ export class FakePoe implements AsyncDisposable {
         }
         if (stall <= 0) { while (i < events.length) controller.enqueue(events[i++]); }
         else controller.enqueue(events[i++]);
-        if (i >= events.length && !plan.drop) end(controller);
+        if (i >= events.length && !plan.drop) await end(controller);
       },
       cancel: () => {
         if (finished) return;

@@ -471,6 +471,23 @@ Deno.test("FakePoe slow-first and stall delay the answer", async () => {
   assert.ok(Date.now() - start >= 50);
 });
 
+Deno.test("FakePoe done-linger ends the body that long after [DONE], billed at [DONE]", async () => {
+  await using fake = await FakePoe.start();
+  const res = await post(fake, { model: "GPT-4o", messages: hi(), stream: true }, {
+    "x-fake-poe": "done-linger=80",
+  });
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.endsWith("data: [DONE]\n\n")) text += (await reader.read()).value;
+  const done = Date.now();
+  assert.equal(fake.historyEntries().length, 1);
+  assert.equal(fake.openAnswers, 1);
+  assert.equal((await reader.read()).done, true);
+  assert.ok(Date.now() - done >= 70, `ended ${Date.now() - done} ms after [DONE]`);
+  assert.equal(fake.openAnswers, 0);
+  assert.equal(fake.cancellations.length, 0);
+});
+
 Deno.test("FakePoe close() ends an open stream and a pending slow answer", async () => {
   const fake = await FakePoe.start();
   const res = await post(fake, { model: "GPT-4o", messages: hi(), stream: true }, {

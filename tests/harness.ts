@@ -1,5 +1,5 @@
 /** @module Test harness: the proxy on a real port, wired to a fake Poe, with its logs captured. */
-import { type AppDeps, createApp } from "../lib/app.ts";
+import { type AppDeps, type AppStats, createApp } from "../lib/app.ts";
 import { type Config, resolveConfig } from "../lib/config.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 import { Redactor } from "../lib/redact.ts";
@@ -38,6 +38,8 @@ export interface TestProxy extends AsyncDisposable {
   url: string;
   logs: string[];
   config: Config;
+  /** The app's {@linkcode AppStats}. */
+  stats(): AppStats;
   close(): Promise<void>;
 }
 
@@ -90,6 +92,7 @@ export async function startProxy(options: StartProxyOptions = {}): Promise<TestP
     url: `http://127.0.0.1:${addr.port}`,
     logs,
     config,
+    stats: () => app.stats(),
     close,
     [Symbol.asyncDispose]: close,
   };

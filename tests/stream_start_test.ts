@@ -49,6 +49,24 @@ Deno.test("readStreamStart: an error event after the role chunk is the stream's 
   });
 });
 
+Deno.test("readStreamStart: a body that opened with an error or [DONE] is handed to drain with its rest", async () => {
+  const ERROR = `data: {"error":{"message":"Overloaded."}}\n\n`;
+  const cases: [string[], string, string][] = [
+    [[ROLE, ERROR, DONE], "error", DONE],
+    [[DONE, ": end\n\n"], "empty", ": end\n\n"],
+  ];
+  for (const [pieces, kind, rest] of cases) {
+    const rests: Promise<string>[] = [];
+    const start = await readStreamStart(streamOf(pieces), never, {
+      drain: (body) => rests.push(readAll(body)),
+    });
+    assert.equal(start.kind, kind);
+    assert.equal(rests.length, 1);
+    // Nothing was cancelled: the rest of the body is still there to be read to its end.
+    assert.equal(await rests[0], rest);
+  }
+});
+
 Deno.test("readStreamStart: a named error event with a bare message", async () => {
   const start = await readStreamStart(streamOf(["event: error\ndata: Model is down\n\n"]), never);
   assert.deepEqual(start, { kind: "error", error: { message: "Model is down" } });
