@@ -145,6 +145,7 @@ export function createApp(deps: AppDeps): App {
     connectTimeoutMs: config.connectTimeoutSeconds * 1000,
     firstByteTimeoutMs: config.firstByteTimeoutSeconds * 1000,
     slowFirstByteTimeoutMs: config.mediaTimeoutSeconds * 1000,
+    idleTimeoutMs: config.idleTimeoutSeconds * 1000,
     // The client waits for its headers while a stream's opening is read: not past a keep-alive.
     streamStartMs: Math.min(config.keepaliveSeconds * 1000, 5_000),
     logger,

@@ -7,13 +7,14 @@ import type { RequestContext } from "./request_context.ts";
 import {
   type Attempt,
   NO_CLIENT_RETRY,
+  notAnAnswer,
   type UpstreamAnswer,
   type UpstreamClient,
 } from "./upstream.ts";
 import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { relaySse } from "./sse.ts";
-import { jsonAnswerAsEvents } from "./completion_events.ts";
+import { isCompletion } from "./completion_events.ts";
 import { clipContext } from "./clip.ts";
 import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
@@ -255,9 +256,8 @@ function streamAnswer(
   media: boolean,
 ): Response {
   const { config } = deps;
-  const json = answer.response.headers.get("content-type")?.includes("json") ?? false;
-  const upstreamBody = json ? jsonAnswerAsEvents(answer.response) : answer.body ??
-    answer.response.body;
+  // A JSON answer was read and made events already, before the client was sent a status.
+  const upstreamBody = answer.body ?? answer.response.body;
   if (!upstreamBody) {
     throw new ProxyError(502, "Poe answered without a body.", { type: "upstream_error" });
   }
@@ -361,9 +361,7 @@ async function jsonAnswer(
   } catch {
     parsed = undefined;
   }
-  if (!Array.isArray(parsed?.choices) || parsed.choices.length === 0) {
-    throw notAnAnswer(parsed);
-  }
+  if (!isCompletion(parsed)) throw notAnAnswer(parsed);
   // OpenAI's answers always carry usage: one Poe sent without is counted here.
   let changed = false;
   if (!parsed.usage || typeof parsed.usage !== "object") {
@@ -389,30 +387,4 @@ async function jsonAnswer(
   if (changed) text = JSON.stringify(parsed);
   headers.push(["content-type", "application/json"]);
   return new Response(text, { status: 200, headers });
-}
-
-/**
- * The error for a 200 from Poe that holds no answer: not JSON, no choices, or an error object. The
- * SDKs would read `choices[0]` of it and fail far from the cause. Poe may have billed the attempt,
- * so the client is told not to retry it on its own.
- */
-// deno-lint-ignore no-explicit-any
-function notAnAnswer(parsed: any): ProxyError {
-  const headers = { ...NO_CLIENT_RETRY };
-  const poe = parsed?.error;
-  if (poe && typeof poe === "object") {
-    const message = typeof poe.message === "string" ? poe.message.slice(0, 1000) : "";
-    return new ProxyError(502, `Poe answered 200 with an error${message ? `: ${message}` : "."}`, {
-      type: typeof poe.type === "string" ? poe.type : "upstream_error",
-      code: typeof poe.code === "string" ? poe.code : "upstream_error",
-      headers,
-    });
-  }
-  return new ProxyError(
-    502,
-    parsed === undefined
-      ? "Poe answered with a body that is not JSON."
-      : "Poe answered with a body that holds no answer (no choices).",
-    { type: "upstream_error", code: "upstream_bad_body", headers },
-  );
 }

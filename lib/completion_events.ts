@@ -5,15 +5,18 @@ type Json = Record<string, any>;
 
 const DELTA_FIELDS = ["content", "reasoning_content", "reasoning", "refusal"];
 
+/** Whether a parsed JSON answer holds a completion: at least one choice (the SDKs read `choices[0]`). */
+// deno-lint-ignore no-explicit-any
+export function isCompletion(parsed: any): boolean {
+  return Array.isArray(parsed?.choices) && parsed.choices.length > 0;
+}
+
 /**
  * The SSE body of a `chat.completion`: a delta with the whole message, the finish chunk, a
  * usage chunk, `[DONE]`. Some bots answer a streamed request with JSON; the client asked for a
  * stream and must get one.
  */
 export function completionToSse(completion: Json): string {
-  if (completion?.error) {
-    return `data: ${JSON.stringify({ error: completion.error })}\n\ndata: [DONE]\n\n`;
-  }
   const base = {
     id: completion.id,
     object: "chat.completion.chunk",
@@ -35,28 +38,4 @@ export function completionToSse(completion: Json): string {
   ];
   if (completion.usage) chunks.push({ ...base, choices: [], usage: completion.usage });
   return chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`).join("") + "data: [DONE]\n\n";
-}
-
-/** The body of a JSON answer as an SSE byte stream, read when the relay first pulls. */
-export function jsonAnswerAsEvents(response: Response): ReadableStream<Uint8Array> {
-  const encoder = new TextEncoder();
-  return ReadableStream.from((async function* () {
-    const text = await response.text();
-    let sse: string;
-    try {
-      sse = completionToSse(JSON.parse(text));
-    } catch {
-      sse = `data: ${
-        JSON.stringify({
-          error: {
-            message: "Poe answered with a body that is not JSON.",
-            type: "upstream_error",
-            param: null,
-            code: "upstream_bad_body",
-          },
-        })
-      }\n\ndata: [DONE]\n\n`;
-    }
-    yield encoder.encode(sse);
-  })());
 }

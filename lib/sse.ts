@@ -77,8 +77,11 @@ export interface RelayOptions {
 const encoder = new TextEncoder();
 const DONE = "data: [DONE]\n\n";
 const KEEPALIVE = encoder.encode(": keep-alive\n\n");
-/** One SSE line may not grow past this without a line break (a broken or hostile upstream). */
-const MAX_EVENT_CHARS = 16 * 1024 * 1024;
+/**
+ * One SSE line may not grow past this without a line break (a broken or hostile upstream); nor a
+ * JSON answer to a streamed request, which is relayed as one event.
+ */
+export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
 function dataEvent(data: string): string {
   // An event of several `data:` lines arrives joined by "\n"; each line needs its own field again.

@@ -1,8 +1,10 @@
 /**
  * @module The opening of Poe's streamed answer, read before the client is sent a status: a stream
- * that opens with an error event is a failed call, which can still get its own status and a retry.
+ * that opens with an error event, or a JSON body that is an error, is a failed call, which can
+ * still get its own status and a retry.
  */
 import { createParser } from "eventsource-parser";
+import { completionToSse, isCompletion } from "./completion_events.ts";
 
 /**
  * What the relay reads Poe's body through. A chunk read is valid until the next read: its memory
@@ -103,8 +105,7 @@ export async function readStreamStart(
       }
       if (event.event === "error" || (chunk?.error && typeof chunk === "object")) {
         verdict = "error";
-        const e = chunk?.error ?? chunk ?? event.data;
-        error = e && typeof e === "object" ? e : { message: String(e) };
+        error = errorObject(chunk?.error ?? chunk ?? event.data);
         return;
       }
       if (chunk === null || typeof chunk !== "object") return;
@@ -140,6 +141,86 @@ export async function readStreamStart(
       return { kind: "answer", body: resumed(head, null, reader) };
     }
   }
+}
+
+/** Options of {@linkcode readJsonStart}. */
+export interface JsonStartOptions {
+  /** Milliseconds the body's first bytes may take. */
+  firstByteMs: number;
+  /** Milliseconds the body may then stay silent between reads. */
+  idleMs: number;
+  /** Bytes past which the body is not read on (it could not be relayed as one event). */
+  maxBytes: number;
+}
+
+/** How a JSON answer to a streamed request began: as a stream would have, or not at all. */
+export type JsonStart =
+  | StreamStart
+  /** A body that holds no completion: `parsed` is its JSON, `undefined` when it is not JSON. */
+  | { kind: "no-answer"; parsed: unknown }
+  /** The body did not come in time: its first bytes (`started` false), or the rest. */
+  | { kind: "timeout"; started: boolean }
+  /** The body is larger than `maxBytes`. */
+  | { kind: "too-large" };
+
+const encoder = new TextEncoder();
+
+/**
+ * Reads the whole of a JSON answer Poe sent to a streamed request, within the timeouts and the
+ * size limit, and tells it as a stream's opening: a completion is an answer whose `body` yields
+ * its events ({@linkcode completionToSse}), an `error` object is an error, as an opening error
+ * event is. The body is cancelled unless read to its end. A failed read rejects, as the body's
+ * own read would.
+ */
+export async function readJsonStart(
+  stream: ReadableStream<Uint8Array>,
+  options: JsonStartOptions,
+): Promise<JsonStart> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  const parts: string[] = [];
+  let size = 0;
+  for (;;) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), size === 0 ? options.firstByteMs : options.idleMs);
+    });
+    let result: ReadableStreamReadResult<Uint8Array> | null;
+    try {
+      result = await Promise.race([reader.read(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (result === null) {
+      await reader.cancel().catch(() => {});
+      return { kind: "timeout", started: size > 0 };
+    }
+    if (result.done) break;
+    size += result.value.byteLength;
+    if (size > options.maxBytes) {
+      await reader.cancel().catch(() => {});
+      return { kind: "too-large" };
+    }
+    parts.push(decoder.decode(result.value, { stream: true }));
+  }
+  parts.push(decoder.decode());
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(parts.join(""));
+  } catch {
+    return { kind: "no-answer", parsed: undefined };
+  }
+  // deno-lint-ignore no-explicit-any
+  const found = (parsed as any)?.error;
+  if (found && typeof parsed === "object") return { kind: "error", error: errorObject(found) };
+  if (!isCompletion(parsed)) return { kind: "no-answer", parsed };
+  const events = encoder.encode(completionToSse(parsed as Record<string, unknown>));
+  return { kind: "answer", body: ReadableStream.from([events]).getReader() };
+}
+
+/** Poe's error as an object: a bare message (a string error, a named event's text) gets one. */
+function errorObject(e: unknown): Record<string, unknown> {
+  return e && typeof e === "object" ? e as Record<string, unknown> : { message: String(e) };
 }
 
 /** Whether a chunk carries any of the answer: text, reasoning, a tool call, a finish or usage. */

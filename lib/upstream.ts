@@ -4,7 +4,14 @@ import type { ChatRequest } from "./openai_types.ts";
 import type { Logger } from "./log.ts";
 import { BodyDrains } from "./body_drain.ts";
 import { type Deadline, Deadlines, sleep } from "./deadlines.ts";
-import { type BodyReader, readStreamStart, type StreamStart } from "./stream_start.ts";
+import {
+  type BodyReader,
+  type JsonStart,
+  readJsonStart,
+  readStreamStart,
+  type StreamStart,
+} from "./stream_start.ts";
+import { MAX_EVENT_CHARS } from "./sse.ts";
 
 /**
  * Statuses worth another try after a pause. Not 504 and Cloudflare's 524: the model may have run
@@ -44,6 +51,11 @@ export interface UpstreamOptions {
   firstByteTimeoutMs?: number;
   /** The same, for calls marked `slow` (image, video and audio models). Default: 900 s. */
   slowFirstByteTimeoutMs?: number;
+  /**
+   * How long a JSON answer to a streamed request may stay silent once its body began (for `slow`
+   * calls: `slowFirstByteTimeoutMs`). Default: 120 s.
+   */
+  idleTimeoutMs?: number;
   /**
    * How long a stream's opening is read for an error before the answer is passed on as it is
    * (the client then gets its headers). Default: 5 s.
@@ -116,7 +128,8 @@ export interface UpstreamAnswer {
   drain: (body: BodyReader) => void;
   /**
    * A streamed answer's body from its first byte, when its opening was read for an error (then
-   * `response.body` is locked); null otherwise.
+   * `response.body` is locked): Poe's events, or those of the JSON completion Poe sent instead
+   * (then `response.body` is read); null otherwise.
    */
   body: BodyReader | null;
 }
@@ -234,26 +247,38 @@ const TYPE_STATUS: Record<string, number> = {
   overloaded_error: 529,
 };
 
-/** Error answers made from a stream's opening error event, not sent by Poe as such. */
-const STREAM_ERRORS = new WeakSet<Response>();
+/**
+ * Error answers made from a 200 that was an error (a stream's opening error event, a JSON error
+ * body), not sent by Poe as such: how Poe answered, for the message.
+ */
+const STREAM_ERRORS = new WeakMap<Response, string>();
 
 /**
- * The error answer a stream's opening error event stands for: the status of its numeric `code`
- * (Poe's documented shape), else of its `type`, else 502. It then takes the path of Poe's own
- * error answers: the same retries, ladder and message.
+ * The error answer a streamed request's 200 stands for when it is an error (its stream's opening
+ * error event, or its JSON body): the status of its numeric `code` (Poe's documented shape), else
+ * of its `type`, else 502. It then takes the path of Poe's own error answers: the same retries,
+ * ladder and message.
  */
-function streamErrorAnswer(error: Record<string, unknown>, from: Headers): Response {
+function streamErrorAnswer(
+  error: Record<string, unknown>,
+  from: {
+    /** Poe's headers; those the client should see on an error are kept. */
+    headers: Headers;
+    /** How Poe answered, for the message: `Poe answered 200 with an error`. */
+    answered: string;
+  },
+): Response {
   const code = Number(error.code);
   const status = Number.isInteger(code) && code >= 400 && code <= 599
     ? code
     : TYPE_STATUS[String(error.type)] ?? 502;
   const headers = new Headers(ERROR_HEADERS.flatMap((n) => {
-    const value = from.get(n);
+    const value = from.headers.get(n);
     return value === null ? [] : [[n, value] as [string, string]];
   }));
   headers.set("content-type", "application/json");
   const response = new Response(JSON.stringify({ error }), { status, headers });
-  STREAM_ERRORS.add(response);
+  STREAM_ERRORS.set(response, from.answered);
   return response;
 }
 
@@ -264,9 +289,7 @@ export async function poeError(response: Response): Promise<ProxyError> {
   const hint = HINTS[status] ??
     (status >= 500 ? "Poe or the model's provider failed; try again later." : "");
   const said = poe.message ? `: ${poe.message}${/[.!?]$/.test(poe.message) ? "" : "."}` : ".";
-  const answered = STREAM_ERRORS.has(response)
-    ? "Poe answered 200, and its stream opened with an error"
-    : `Poe answered ${status}`;
+  const answered = STREAM_ERRORS.get(response) ?? `Poe answered ${status}`;
   const message = [`${answered}${said}`, hint]
     .filter(Boolean).join(" ");
   const headers: Record<string, string> = {};
@@ -291,6 +314,32 @@ export async function poeError(response: Response): Promise<ProxyError> {
     code: poe.code ?? (status === 429 ? "rate_limit_exceeded" : null),
     headers,
   });
+}
+
+/**
+ * The error for a 200 from Poe that holds no answer: not JSON, no choices, or an error object. The
+ * SDKs would read `choices[0]` of it and fail far from the cause. Poe may have billed the attempt,
+ * so the client is told not to retry it on its own.
+ */
+// deno-lint-ignore no-explicit-any
+export function notAnAnswer(parsed: any): ProxyError {
+  const headers = { ...NO_CLIENT_RETRY };
+  const poe = parsed?.error;
+  if (poe && typeof poe === "object") {
+    const message = typeof poe.message === "string" ? poe.message.slice(0, 1000) : "";
+    return new ProxyError(502, `Poe answered 200 with an error${message ? `: ${message}` : "."}`, {
+      type: typeof poe.type === "string" ? poe.type : "upstream_error",
+      code: typeof poe.code === "string" ? poe.code : "upstream_error",
+      headers,
+    });
+  }
+  return new ProxyError(
+    502,
+    parsed === undefined
+      ? "Poe answered with a body that is not JSON."
+      : "Poe answered with a body that holds no answer (no choices).",
+    { type: "upstream_error", code: "upstream_bad_body", headers },
+  );
 }
 
 /**
@@ -323,7 +372,7 @@ function phases(connectMs: number, firstByteMs: number): Phases {
 }
 
 class TimeoutError extends Error {
-  constructor(readonly phase: "connect" | "first-byte") {
+  constructor(readonly phase: "connect" | "first-byte" | "idle") {
     super(`${phase} timeout`);
   }
 }
@@ -354,6 +403,7 @@ export class UpstreamClient {
       connectTimeoutMs: 10_000,
       firstByteTimeoutMs: 300_000,
       slowFirstByteTimeoutMs: 900_000,
+      idleTimeoutMs: 120_000,
       fetch: globalThis.fetch,
       sleep,
       random: Math.random,
@@ -444,19 +494,25 @@ export class UpstreamClient {
         );
       }
       let opened: BodyReader | null = null;
-      if (
-        response.ok && current.stream === true && response.body !== null &&
-        response.headers.get("content-type")?.includes("text/event-stream")
-      ) {
-        // Nothing has reached the client yet: a stream that opens with an error is still a failed
-        // call, with its own status and retries.
-        let start: StreamStart;
+      const type = response.ok && current.stream === true && response.body !== null
+        ? response.headers.get("content-type") ?? ""
+        : "";
+      const events = type.includes("text/event-stream");
+      if (events || type.includes("json")) {
+        // Nothing has reached the client yet: a stream that opens with an error, or a JSON answer
+        // that is one (some bots answer a stream with JSON), is still a failed call, with its own
+        // status and retries.
+        let start: JsonStart;
         try {
           const phases = options.slow ? this.#slowPhases : this.#phases;
-          start = await this.#readStart(
-            response.body,
-            phases.firstByteMs - (performance.now() - started),
-          );
+          const leftMs = phases.firstByteMs - (performance.now() - started);
+          start = events
+            ? await this.#readStart(response.body!, leftMs)
+            : await readJsonStart(response.body!, {
+              firstByteMs: leftMs,
+              idleMs: options.slow ? phases.firstByteMs : this.#options.idleTimeoutMs,
+              maxBytes: MAX_EVENT_CHARS,
+            });
         } catch (err) {
           options.signal.removeEventListener("abort", onClientAbort);
           attempt.ms = performance.now() - started;
@@ -480,19 +536,19 @@ export class UpstreamClient {
         attempt.ms = performance.now() - started;
         if (start.kind === "answer") opened = start.body;
         else if (start.kind === "error") {
-          response = streamErrorAnswer(start.error, response.headers);
+          response = streamErrorAnswer(start.error, {
+            headers: response.headers,
+            answered: events
+              ? "Poe answered 200, and its stream opened with an error"
+              : "Poe answered 200 with an error",
+          });
           attempt.status = response.status;
         } else {
           options.signal.removeEventListener("abort", onClientAbort);
-          this.#logAttempt(attempt, options, new Error("the stream ended without an answer"));
+          const err = this.#noAnswer(start, options.slow);
+          this.#logAttempt(attempt, options, err);
           // Like a 200 without choices: Poe may have billed it, and it is not retried.
-          throw this.#final(
-            new ProxyError(502, "Poe's stream ended without an answer.", {
-              type: "upstream_error",
-              code: "upstream_empty",
-            }),
-            false,
-          );
+          throw this.#final(err, false);
         }
       }
       if (response.ok) {
@@ -546,6 +602,30 @@ export class UpstreamClient {
       Object.assign(err.headers, NO_CLIENT_RETRY);
     }
     return err;
+  }
+
+  /** The error for a 200 to a streamed request that holds no answer, nor an error of Poe's. */
+  #noAnswer(
+    start: Exclude<JsonStart, { kind: "answer" | "error" }>,
+    slow = false,
+  ): ProxyError {
+    switch (start.kind) {
+      case "empty":
+        return new ProxyError(502, "Poe's stream ended without an answer.", {
+          type: "upstream_error",
+          code: "upstream_empty",
+        });
+      case "no-answer":
+        return notAnAnswer(start.parsed);
+      case "timeout":
+        return this.#timeoutError(new TimeoutError(start.started ? "idle" : "first-byte"), slow);
+      case "too-large":
+        return new ProxyError(
+          502,
+          `Poe answered with a body larger than ${MAX_EVENT_CHARS} bytes, too large to relay.`,
+          { type: "upstream_error", code: "upstream_bad_body" },
+        );
+    }
   }
 
   /** Bodies of answers that are over, still being read to their end. */
@@ -656,19 +736,28 @@ export class UpstreamClient {
     }
   }
 
-  #networkError(err: unknown, attempts: Attempt[], slow = false): ProxyError {
-    if (err instanceof TimeoutError) {
-      const setting = slow ? "MEDIA_TIMEOUT_SECONDS" : "FIRST_BYTE_TIMEOUT_SECONDS";
-      return err.phase === "first-byte"
-        ? new ProxyError(504, `Poe did not start answering within ${setting}.`, {
-          type: "timeout_error",
-          code: "upstream_timeout",
-        })
-        : new ProxyError(504, "Could not connect to Poe within CONNECT_TIMEOUT_SECONDS.", {
-          type: "timeout_error",
-          code: "upstream_connect_timeout",
-        });
+  #timeoutError(err: TimeoutError, slow: boolean): ProxyError {
+    if (err.phase === "idle") {
+      const setting = slow ? "MEDIA_TIMEOUT_SECONDS" : "IDLE_TIMEOUT_SECONDS";
+      return new ProxyError(504, `Poe went silent for longer than ${setting}.`, {
+        type: "timeout_error",
+        code: "upstream_timeout",
+      });
     }
+    const setting = slow ? "MEDIA_TIMEOUT_SECONDS" : "FIRST_BYTE_TIMEOUT_SECONDS";
+    return err.phase === "first-byte"
+      ? new ProxyError(504, `Poe did not start answering within ${setting}.`, {
+        type: "timeout_error",
+        code: "upstream_timeout",
+      })
+      : new ProxyError(504, "Could not connect to Poe within CONNECT_TIMEOUT_SECONDS.", {
+        type: "timeout_error",
+        code: "upstream_connect_timeout",
+      });
+  }
+
+  #networkError(err: unknown, attempts: Attempt[], slow = false): ProxyError {
+    if (err instanceof TimeoutError) return this.#timeoutError(err, slow);
     return new ProxyError(
       502,
       `Could not reach Poe after ${attempts.length} attempt(s): ${

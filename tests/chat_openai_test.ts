@@ -105,6 +105,37 @@ Deno.test("openai SDK: streamed tool call arguments are reassembled by the SDK",
   assert.deepEqual(t.sent().tools, [WEATHER_TOOL], "tools reach Poe unchanged");
 });
 
+Deno.test("openai SDK: a JSON completion to a streamed request arrives as a stream its helpers accept", async () => {
+  await using t = await setup();
+  const stream = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi [[fake: json]]" }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "";
+  let finish: string | null = null;
+  let usage: any = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta.content ?? "";
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+    usage = chunk.usage ?? usage;
+  }
+  assert.equal(text, DEFAULT_REPLY);
+  assert.equal(finish, "stop");
+  assert.ok(usage.total_tokens > 0);
+  assert.equal(t.sent().stream, true);
+  const done = await t.client.chat.completions.stream({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Weather in Paris? [[fake: json,tools]]" }],
+    tools: [WEATHER_TOOL],
+  }).finalChatCompletion();
+  assert.equal(done.choices[0].finish_reason, "tool_calls");
+  const call = done.choices[0].message.tool_calls![0] as any;
+  assert.equal(call.function.name, "get_weather");
+  assert.deepEqual(JSON.parse(call.function.arguments), { city: "Paris", days: 1 });
+});
+
 Deno.test("openai SDK: tool call deltas without index (Google style) get one, helpers work", async () => {
   await using t = await setup();
   const stream = await t.client.chat.completions.create({

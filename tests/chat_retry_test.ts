@@ -497,6 +497,110 @@ Deno.test("a stream that ends with no event at all is a 502 the client is told n
   assert.equal(calls, 1, "not retried: like a 200 without choices");
 });
 
+// --- JSON answers to streamed requests -----------------------------------------------------------
+
+Deno.test("a JSON error to a streamed request gets that error's status, in OpenAI's shape", async () => {
+  const cases = [
+    // Poe's documented shape: a numeric code.
+    { marker: "json-error=401,error-shape=documented", status: 401, type: "authentication_error" },
+    // The OpenAI shape: the status comes from the type.
+    { marker: "json-error=402", status: 402, type: "insufficient_credits" },
+    { marker: "json-error=404", status: 404, type: "not_found_error" },
+    { marker: "json-error=400,message=Temperature%20too%20high.", status: 400, type: null },
+  ];
+  for (const c of cases) {
+    await using t = await setup();
+    const res = await post(t.proxy.url, chat(c.marker, { stream: true, max_tokens: 10 }));
+    assert.equal(res.status, c.status, c.marker);
+    assert.match(res.headers.get("content-type")!, /^application\/json/);
+    assertOpenAiError(res.body);
+    assert.match(res.body.error.message, /^Poe answered 200 with an error: /);
+    if (c.type) assert.equal(res.body.error.type, c.type);
+    assert.equal(t.bodies().length, c.status === 400 ? 4 : 1, "the 400 ladder applies too");
+    assert.ok(t.bodies().every((b) => b.stream === true));
+  }
+});
+
+Deno.test("a transient JSON error to a streamed request is retried before the client sees a byte", async () => {
+  await using t = await setup();
+  t.fake.script("json-error=529", "json-error=503,error-shape=documented", "");
+  const res = await post(t.proxy.url, chat("", { stream: true }));
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type")!, /^text\/event-stream/);
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:529,retry-529:503,retry-503:200");
+  assert.doesNotMatch(res.text, /error/);
+  const data = res.text.split("\n\n").filter(Boolean).map((e) => e.replace(/^data: /, ""));
+  assert.equal(data.filter((d) => d === "[DONE]").length, 1);
+  assert.equal(t.bodies().length, 3);
+  assert.deepEqual(t.sleeps, [125, 250]);
+  // Retried until the tries run out: Poe's status, and the SDK is told not to add its own.
+  t.fake.script("json-error=529", "json-error=529", "json-error=529", "");
+  const client = new OpenAI({ baseURL: `${t.proxy.url}/v1`, apiKey: "k", maxRetries: 2 });
+  await assert.rejects(
+    client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+      stream: true,
+    }),
+    (err: unknown) =>
+      err instanceof OpenAI.APIError && err.status === 529 && /overloaded/.test(err.message) &&
+      err.type === "overloaded_error",
+  );
+  assert.equal(t.bodies().length, 6, "retried by the proxy only: the SDK was told not to");
+});
+
+Deno.test("a transient JSON error, then a JSON completion: the openai SDK reads the answer as a stream", async () => {
+  await using t = await setup();
+  t.fake.script("json-error=529", "json");
+  const client = new OpenAI({ baseURL: `${t.proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+  const { data: stream, response } = await client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+    stream: true,
+    stream_options: { include_usage: true },
+  }).withResponse();
+  assert.equal(response.headers.get("x-poe-proxy-attempts"), "first:529,retry-529:200");
+  let text = "";
+  let finish: string | null = null;
+  let usage: any = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta.content ?? "";
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+    usage = chunk.usage ?? usage;
+  }
+  assert.equal(text, "Hello there, friend.");
+  assert.equal(finish, "stop");
+  assert.ok(usage.total_tokens > 0);
+  assert.equal(t.bodies().length, 2);
+});
+
+Deno.test("a JSON answer to a streamed request that holds no answer is a 502 the client is told not to retry", async () => {
+  const bodies = [
+    { body: "{}", message: /no choices/ },
+    { body: '{"choices":[]}', message: /no choices/ },
+    { body: "null", message: /no choices/ },
+    { body: "not json", message: /not JSON/ },
+  ];
+  let next = "";
+  let calls = 0;
+  await using upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    calls++;
+    return new Response(next, { headers: { "content-type": "application/json" } });
+  });
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
+  for (const b of bodies) {
+    next = b.body;
+    calls = 0;
+    const res = await post(t.proxy.url, chat("", { stream: true }));
+    assert.equal(res.status, 502, b.body);
+    assertOpenAiError(res.body);
+    assert.equal(res.body.error.code, "upstream_bad_body", b.body);
+    assert.match(res.body.error.message, b.message);
+    assert.equal(res.headers.get("x-should-retry"), "false");
+    assert.equal(calls, 1, "not retried: Poe may have billed it");
+  }
+});
+
 // --- network errors and clients that leave -------------------------------------------------------
 
 function closedPort(): number {

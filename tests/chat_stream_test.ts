@@ -430,6 +430,24 @@ Deno.test("first-byte timeout: an answer not streamed whose body stalls after it
   await until(() => t.fake.cancellations.length === 1);
 });
 
+Deno.test("first-byte timeout: a JSON answer to a streamed request whose body stalls is a 504, not a 200", async () => {
+  await using t = await setup({ FIRST_BYTE_TIMEOUT_SECONDS: "0.3", KEEPALIVE_SECONDS: "0.05" });
+  const started = Date.now();
+  const res = await streamRequest(t.proxy.url, "json,stall=3000");
+  const text = await res.text();
+  assert.equal(res.status, 504, text);
+  const body = JSON.parse(text);
+  assert.ok(Date.now() - started < 1500, `answered after ${Date.now() - started} ms`);
+  assert.deepEqual(Object.keys(body.error).sort(), ["code", "message", "param", "type"]);
+  assert.equal(body.error.type, "timeout_error");
+  assert.equal(body.error.code, "upstream_timeout");
+  assert.match(body.error.message, /FIRST_BYTE_TIMEOUT_SECONDS/);
+  // Poe may bill the answer it was making: neither the proxy nor the SDKs start it again.
+  assert.equal(res.headers.get("x-should-retry"), "false");
+  assert.equal(t.fake.chatRequests().length, 1);
+  await until(() => t.fake.cancellations.length === 1);
+});
+
 // --- clients that go away ------------------------------------------------------------------------
 
 Deno.test("a client that aborts mid-stream cancels Poe's stream within one second", async () => {
@@ -460,6 +478,24 @@ Deno.test("a client that aborts before Poe answered cancels Poe's request", asyn
   assert.ok((await pending) instanceof Error);
   await until(() => t.fake.cancellations.length === 1, 1000);
   assert.ok(t.fake.cancellations[0].time - abortedAt < 1000);
+});
+
+Deno.test("a client that leaves while a JSON answer to its stream is read: Poe's body cancelled, 499 logged", async () => {
+  await using t = await setup();
+  const ac = new AbortController();
+  const pending = streamRequest(t.proxy.url, "json,stall=5000", {}, {
+    signal: ac.signal,
+    headers: { "x-request-id": "leaves-json-stream" },
+  }).catch((err) => err);
+  await until(() => t.fake.chatRequests().length === 1);
+  await new Promise((r) => setTimeout(r, 50));
+  ac.abort();
+  assert.ok((await pending) instanceof Error, "no status was sent while the body was read");
+  await until(() => t.fake.cancellations.length === 1, 1000);
+  const mine = (l: string) => l.includes("request_id=leaves-json-stream") && l.includes(" path=");
+  await until(() => t.proxy.logs.some(mine));
+  assert.match(t.proxy.logs.find(mine)!, /status=499/);
+  assert.equal(t.fake.chatRequests().length, 1);
 });
 
 Deno.test("a client that leaves while a non-streamed answer arrives: Poe's body cancelled, 499 logged", async () => {

@@ -104,6 +104,16 @@ export interface FakeDirectives {
   openError?: number;
   /** `open-drop`: the connection breaks after the stream's role chunk (not billed). */
   openDrop?: boolean;
+  /**
+   * `json`: a streamed request is answered as one not streamed is, with the whole
+   * `chat.completion` as `application/json` (some bots do; billed).
+   */
+  json?: boolean;
+  /**
+   * `json-error=CODE`: status 200 with `application/json` and the error body of CODE's type (in
+   * the `error-shape`), for a request streamed or not (not billed).
+   */
+  jsonError?: number;
   /** `slow-first=MS`: delay before the response headers. */
   slowFirst?: number;
   /** `stall=MS`: delay between streamed events; for an answer not streamed, between its headers and its body. */
@@ -282,6 +292,12 @@ export function parseDirectives(text: string): FakeDirectives {
         break;
       case "open-drop":
         d.openDrop = true;
+        break;
+      case "json":
+        d.json = true;
+        break;
+      case "json-error":
+        d.jsonError = num();
         break;
       case "slow-first":
         d.slowFirst = num();
@@ -1009,9 +1025,14 @@ export class FakePoe implements AsyncDisposable {
       if (outcome !== "ok") return error({ status: 503, message: `fake-poe ${outcome}.` }, headers);
     }
 
+    if (d.jsonError !== undefined) {
+      headers.set("content-type", JSON_TYPE);
+      const text = errorBody({ status: d.jsonError, message: d.message, shape: d.errorShape });
+      return new Response(text, { headers });
+    }
     const answer = this.#answer(b, model, modelName, d);
     const botName = this.#botNameCasing === "display" ? model.name : modelName;
-    if (b.stream !== true) {
+    if (b.stream !== true || d.json) {
       this.#bill(botName, answer.usage);
       headers.set("content-type", JSON_TYPE);
       const text = JSON.stringify(nonStreamed(answer, d));

@@ -587,3 +587,41 @@ Deno.test("FakePoe words=N gives a long deterministic reply and record=false kee
   assert.equal(text.split(" ").length, 100);
   assert.equal(fake.requests.length, 0);
 });
+
+Deno.test("FakePoe json answers a streamed request with the whole completion; json-error with a 200 error body", async () => {
+  await using fake = await FakePoe.start();
+  const res = await post(fake, { model: "GPT-4o", messages: hi(), stream: true }, {
+    "x-fake-poe": "json",
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "application/json");
+  const body = await res.json();
+  assert.equal(body.object, "chat.completion");
+  assert.equal(body.choices[0].message.content, DEFAULT_REPLY);
+  await until(() => fake.historyEntries().length === 1);
+  for (const stream of [true, false]) {
+    const failed = await post(fake, { model: "GPT-4o", messages: hi(), stream }, {
+      "x-fake-poe": "json-error=529",
+    });
+    assert.equal(failed.status, 200);
+    assert.equal(failed.headers.get("content-type"), "application/json");
+    assert.deepEqual(await failed.json(), {
+      error: {
+        message: "The service is overloaded; try again shortly.",
+        type: "overloaded_error",
+        param: null,
+        code: null,
+      },
+    });
+  }
+  const documented = await post(fake, { model: "GPT-4o", messages: hi(), stream: true }, {
+    "x-fake-poe": "json-error=402,error-shape=documented,message=No%20points.",
+  });
+  assert.deepEqual((await documented.json()).error, {
+    code: 402,
+    type: "insufficient_credits",
+    message: "No points.",
+    metadata: {},
+  });
+  assert.equal(fake.historyEntries().length, 1, "an error is not billed");
+});
