@@ -186,7 +186,7 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
 export async function readPoeError(
   response: Response,
 ): Promise<{ message: string; type: string | null; param: string | null; code: string | null }> {
-  const text = await response.text().catch(() => "");
+  const text = await errorBodyText(response);
   try {
     const parsed = JSON.parse(text);
     const e = parsed?.error ?? parsed;
@@ -207,10 +207,51 @@ export async function readPoeError(
     // Not JSON: a proxy's HTML page or plain text; keep a short excerpt.
   }
   // A gateway's HTML page: its title says it (`502 Bad Gateway`), its markup is noise.
-  const page = text.slice(0, 64 * 1024);
+  const page = text;
   const title = /<title[^<>]*>([^<]*)<\/title>/i.exec(page)?.[1].trim();
   const message = title || page.replace(/<[^<>]*>/g, " ").replace(/\s+/g, " ").trim();
   return { message: message.slice(0, 200), type: null, param: null, code: null };
+}
+
+/** An error body past this is not read on: Poe's errors are a few hundred bytes. */
+const ERROR_BODY_BYTES = 64 * 1024;
+/** Poe's error bodies come with their headers; a gateway's that stalls is given up after this. */
+const ERROR_BODY_MS = 5_000;
+
+/**
+ * The start of an error answer's body, as text: at most {@linkcode ERROR_BODY_BYTES}, within
+ * {@linkcode ERROR_BODY_MS}. A broken gateway's endless or stalled body must neither fill the
+ * memory nor hold the client's request.
+ */
+export async function errorBodyText(
+  response: Response,
+  limits: { bytes?: number; ms?: number } = {},
+): Promise<string> {
+  if (!response.body) return "";
+  const maxBytes = limits.bytes ?? ERROR_BODY_BYTES;
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), limits.ms ?? ERROR_BODY_MS);
+  });
+  try {
+    while (size < maxBytes) {
+      const result = await Promise.race([reader.read(), late]);
+      if (result === null || result.done) break;
+      const chunk = result.value.subarray(0, maxBytes - size);
+      size += chunk.byteLength;
+      text += decoder.decode(chunk, { stream: true });
+    }
+    return text + decoder.decode();
+  } catch {
+    return text;
+  } finally {
+    clearTimeout(timer);
+    reader.cancel().catch(() => {});
+  }
 }
 
 const HINTS: Record<number, string> = {

@@ -5,7 +5,7 @@ import OpenAI from "openai";
 import { FakePoe } from "./fake_poe.ts";
 import { startProxy } from "./harness.ts";
 import { memoryLogger } from "../lib/log.ts";
-import { UpstreamClient } from "../lib/upstream.ts";
+import { errorBodyText, UpstreamClient } from "../lib/upstream.ts";
 import { bytesOf, portOf, writeAll } from "./raw_http.ts";
 
 function seconds(value: string | undefined): number | undefined {
@@ -495,6 +495,56 @@ Deno.test("a stream that ends with no event at all is a 502 the client is told n
   assert.equal(res.body.error.code, "upstream_empty");
   assert.equal(res.headers.get("x-should-retry"), "false");
   assert.equal(calls, 1, "not retried: like a 200 without choices");
+});
+
+Deno.test("an error answer with an endless body is read no further than its start", async () => {
+  const chunk = new TextEncoder().encode("<html><title>502 Bad Gateway</title>" + "x".repeat(8192));
+  let sent = 0;
+  await using upstream = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(
+        new ReadableStream({
+          pull(c) {
+            sent += chunk.byteLength;
+            c.enqueue(chunk);
+          },
+        }),
+        { status: 502, headers: { "content-type": "text/html" } },
+      ),
+  );
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}`, retries: 0 });
+  const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(chat("")),
+    signal: AbortSignal.timeout(5000),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 502);
+  assertOpenAiError(body);
+  assert.match(body.error.message, /^Poe answered 502: 502 Bad Gateway\./);
+  // Before, the whole body was read into memory: here, until the client gave up.
+  assert.ok(sent < 4 * 1024 * 1024, `${sent} bytes were sent`);
+});
+
+Deno.test("errorBodyText: a stalled error body is given up after its time", async () => {
+  await using upstream = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(
+        new ReadableStream({
+          start(c) {
+            c.enqueue(new TextEncoder().encode('{"error":{"message":"over'));
+          },
+        }),
+        { status: 500, headers: { "content-type": "application/json" } },
+      ),
+  );
+  const response = await fetch(`http://127.0.0.1:${upstream.addr.port}/`);
+  const started = performance.now();
+  assert.equal(await errorBodyText(response, { ms: 100 }), '{"error":{"message":"over');
+  assert.ok(performance.now() - started < 2000);
 });
 
 // --- JSON answers to streamed requests -----------------------------------------------------------
