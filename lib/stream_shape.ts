@@ -1,8 +1,8 @@
 /**
  * @module Makes Poe's streamed chunks what OpenAI clients expect. Poe relays each provider's own
  * habits: some streams start without `delta.role`, Google models send tool call deltas without
- * `index`. The `openai` SDK's stream helpers (`stream()`, `runTools()`) refuse both, so every
- * stream gets them.
+ * `index`, and may leave out a call's `type`. The `openai` SDK's stream helpers (`stream()`,
+ * `runTools()`) refuse all three, so every stream gets them.
  */
 
 // deno-lint-ignore no-explicit-any
@@ -14,6 +14,8 @@ export class StreamShaper {
   #nextIndex = 0;
   #lastIndex = -1;
   #lastId: string | null = null;
+  /** Indexes of the calls whose first delta went out. */
+  #opened = new Set<number>();
 
   /** A delta went out: from now on a chunk without tool calls needs no change. */
   get started(): boolean {
@@ -40,9 +42,16 @@ export class StreamShaper {
       for (let i = 0; i < calls.length; i++) {
         const call = calls[i];
         if (call && typeof call === "object") {
-          const indexed = this.#index(call as Chunk, i);
-          if (indexed !== call) {
-            calls[i] = indexed;
+          let shaped = this.#index(call as Chunk, i);
+          // OpenAI names the type in a call's first delta, and the SDK's snapshot requires it.
+          if (!this.#opened.has(shaped.index)) {
+            this.#opened.add(shaped.index);
+            if (shaped.type === undefined || shaped.type === null) {
+              shaped = { ...shaped, type: "function" };
+            }
+          }
+          if (shaped !== call) {
+            calls[i] = shaped;
             changed = true;
           }
         }

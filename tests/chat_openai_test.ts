@@ -210,6 +210,46 @@ Deno.test("openai SDK: parallel tool calls without index are numbered by their i
   }
 });
 
+Deno.test("openai SDK: tool call deltas without type get one, and the stream helper accepts them", async () => {
+  const upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+    const head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",';
+    const call = (fields: unknown) =>
+      `data: ${head}"choices":[{"index":0,"delta":{"tool_calls":[${
+        JSON.stringify(fields)
+      }]},"finish_reason":null}]}\n\n`;
+    const body = [
+      // With an index, and without (Gemini's habit): neither names the type.
+      call({ index: 0, id: "a", function: { name: "one", arguments: '{"x":' } }),
+      call({ index: 0, function: { arguments: "1}" } }),
+      call({ id: "", function: { name: "two", arguments: "{}" } }),
+      `data: ${head}"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n`,
+      "data: [DONE]\n\n",
+    ].join("");
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  });
+  const proxy = await startProxy({
+    poeUrl: `http://127.0.0.1:${upstream.addr.port}`,
+    env: { FOOTER: "off" },
+  });
+  try {
+    const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+    const done = await client.chat.completions.stream({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Two calls." }],
+      tools: [WEATHER_TOOL],
+    }).finalChatCompletion();
+    const calls = done.choices[0].message.tool_calls!.map((c: any) => [
+      c.type,
+      c.function.name,
+      c.function.arguments,
+    ]);
+    assert.deepEqual(calls, [["function", "one", '{"x":1}'], ["function", "two", "{}"]]);
+  } finally {
+    await proxy.close();
+    await upstream.shutdown();
+  }
+});
+
 Deno.test("openai SDK: reasoning_content and reasoning deltas pass through", async () => {
   await using t = await setup();
   const stream = await t.client.chat.completions.create({
