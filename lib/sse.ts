@@ -120,6 +120,12 @@ function errorEvent(
 type Chunk = Record<string, any>;
 
 /**
+ * How long a stream may stay silent once its finish_reason came: Poe sends the usage chunk and
+ * `[DONE]` right after it. Past this the answer is ended as it is, not as a timeout.
+ */
+const AFTER_FINISH_MS = 5_000;
+
+/**
  * Relays Poe's SSE body to the client. Events are forwarded as soon as they are complete, as
  * their original `data` text; only the few this proxy changes are re-encoded: the finish and
  * usage chunks when a footer or cost is added, and chunks {@linkcode StreamShaper} completes. A
@@ -183,7 +189,11 @@ export function relaySse(
     // While the client is not pulling, nothing is read from Poe and keep-alives are pointless.
     if (!reading) return;
     const now = Date.now();
-    const limit = started ? options.idleTimeoutMs : options.firstByteTimeoutMs;
+    const limit = !started
+      ? options.firstByteTimeoutMs
+      : summary.finishReason !== null
+      ? Math.min(options.idleTimeoutMs, AFTER_FINISH_MS)
+      : options.idleTimeoutMs;
     if (now - lastActivity >= limit) {
       timedOut = true;
       reader.cancel(new Error("idle timeout")).catch(() => {});
@@ -265,6 +275,8 @@ export function relaySse(
             dataEvent(JSON.stringify({ ...rest, choices: [{ ...choice, finish_reason: null }] })),
           );
           choice.delta = {};
+          // The end's logprobs went out with it: the finish chunk must not repeat them.
+          if (choice.logprobs) choice.logprobs = null;
         }
         heldFinish = chunk;
         return;
@@ -362,6 +374,13 @@ export function relaySse(
         }
         reading = false;
         if (closed) return;
+        if (timedOut && summary.finishReason !== null) {
+          // The answer is whole; only its ending (usage, `[DONE]`, the body's end) never came.
+          timedOut = false;
+          options.abortUpstream(new Error("silent after the answer's finish"));
+          await finishAndClose();
+          return;
+        }
         if (timedOut) {
           return fail(
             started

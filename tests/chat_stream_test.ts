@@ -728,3 +728,76 @@ Deno.test("a stream handed on mid-event and mid-character, in reads of reused bu
   for await (const c of stream) text += c.choices[0]?.delta?.content ?? "";
   assert.equal(text, "A😀B" + big + "end");
 });
+
+/**
+ * A Poe that streams `events` (chunk objects), then keeps its stream open until cancelled, or with
+ * `done`, ends it with `[DONE]`.
+ */
+function scriptedPoe(events: unknown[], done = false): Deno.HttpServer<Deno.NetAddr> {
+  const enc = new TextEncoder();
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () =>
+    new Response(
+      new ReadableStream({
+        start(c) {
+          for (const e of events) c.enqueue(enc.encode(`data: ${JSON.stringify(e)}\n\n`));
+          if (done) {
+            c.enqueue(enc.encode("data: [DONE]\n\n"));
+            c.close();
+          }
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    ));
+}
+
+const CHUNK = { id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model: "gpt-4o" };
+
+Deno.test("a stream silent after its finish_reason ends as answered, not with a timeout", async () => {
+  await using poe = scriptedPoe([
+    { ...CHUNK, choices: [{ index: 0, delta: { role: "assistant", content: "Hi there" } }] },
+    { ...CHUNK, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] },
+  ]);
+  for (const footer of ["off", "on"]) {
+    await using proxy = await startProxy({
+      poeUrl: `http://127.0.0.1:${poe.addr.port}`,
+      env: { IDLE_TIMEOUT_SECONDS: "0.3", FOOTER: footer, FOOTER_WAIT_MS: "0" },
+    });
+    const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+    const done = await client.chat.completions.stream({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "x" }],
+    }).finalChatCompletion();
+    assert.equal(done.choices[0].finish_reason, "stop");
+    assert.match(done.choices[0].message.content!, /^Hi there/);
+    await until(() => proxy.logs.some((l) => l.includes(" path=/v1/chat/completions")));
+    const line = proxy.logs.find((l) => l.includes(" path=/v1/chat/completions"))!;
+    assert.doesNotMatch(line, / end=/, footer);
+  }
+});
+
+Deno.test("the last piece's logprobs, split from the finish chunk for the footer, are sent once", async () => {
+  const lp = (token: string) => ({
+    content: [{ token, logprob: -0.1, bytes: null, top_logprobs: [] }],
+  });
+  await using poe = scriptedPoe([
+    {
+      ...CHUNK,
+      choices: [{ index: 0, delta: { role: "assistant", content: "Hi" }, logprobs: lp("Hi") }],
+    },
+    {
+      ...CHUNK,
+      choices: [{ index: 0, delta: { content: "!" }, logprobs: lp("!"), finish_reason: "stop" }],
+    },
+  ], true);
+  await using proxy = await startProxy({
+    poeUrl: `http://127.0.0.1:${poe.addr.port}`,
+    env: { FOOTER_WAIT_MS: "0" },
+  });
+  const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+  const done = await client.chat.completions.stream({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "x" }],
+    logprobs: true,
+  }).finalChatCompletion();
+  assert.deepEqual(done.choices[0].logprobs!.content!.map((t) => t.token), ["Hi", "!"]);
+});
