@@ -1,4 +1,5 @@
 /** @module Spending guards: pause below the cutoff, refuse a request over the cost cap. */
+import { answerLimit } from "./answer_limit.ts";
 import { errorResponse, ProxyError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
@@ -8,7 +9,7 @@ import type { BalanceSnapshot } from "./usage.ts";
 
 /**
  * Completion tokens assumed for the cost cap when the request sets neither `max_completion_tokens`
- * nor `max_tokens`: a long but ordinary answer.
+ * nor `max_tokens` (nor either in `extra_body`): a long but ordinary answer.
  */
 export const DEFAULT_COMPLETION_TOKENS = 1000;
 
@@ -50,12 +51,6 @@ function when(time: number, now: number): string {
     ? `in about ${Math.round(hours)} hours`
     : `in ${Math.round(hours / 24)} days`;
   return `${date} UTC (${rel})`;
-}
-
-/** The completion tokens a request may produce: what it asked for, else the default. */
-export function requestedCompletionTokens(body: ChatRequest): number {
-  const asked = body.max_completion_tokens ?? body.max_tokens;
-  return typeof asked === "number" && asked > 0 ? asked : DEFAULT_COMPLETION_TOKENS;
 }
 
 /** What one answer of a media model is, for the per-item part of a refusal. */
@@ -162,13 +157,13 @@ export class Guards {
   overCap(body: ChatRequest, entry: ModelEntry, registry: ModelRegistry): GuardRefusal | null {
     const cap = this.#options.maxPointsPerMessage;
     if (cap <= 0 || !this.#counter) return null;
-    const completion = requestedCompletionTokens(body);
+    const asked = answerLimit(body);
+    const completion = asked ?? DEFAULT_COMPLETION_TOKENS;
     const input = pricedInputTokens(this.#counter, body, entry);
     const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) return null;
     const cheaper = registry.cheaperThan(entry, input, completion, 3);
-    const asked = body.max_completion_tokens ?? body.max_tokens;
-    const answerPart = typeof asked === "number"
+    const answerPart = asked !== null
       ? `up to ${grouped(completion)} answer tokens`
       : `${grouped(completion)} answer tokens assumed`;
     const media = isMedia(entry);

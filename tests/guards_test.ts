@@ -5,7 +5,6 @@ import {
   guardResponse,
   Guards,
   type GuardsOptions,
-  requestedCompletionTokens,
 } from "../lib/guards.ts";
 import { memoryLogger } from "../lib/log.ts";
 import type { ChatRequest } from "../lib/openai_types.ts";
@@ -94,10 +93,31 @@ Deno.test("Guards.paused lets requests through without a snapshot and warns once
   assert.equal(logger.lines.filter((l) => l.includes("no balance yet")).length, 1);
 });
 
-Deno.test("requestedCompletionTokens takes max_completion_tokens, max_tokens, else the default", () => {
-  assert.equal(requestedCompletionTokens(body({ max_completion_tokens: 50, max_tokens: 90 })), 50);
-  assert.equal(requestedCompletionTokens(body({ max_tokens: 90 })), 90);
-  assert.equal(requestedCompletionTokens(body()), DEFAULT_COMPLETION_TOKENS);
+Deno.test("Guards.overCap prices the largest answer limit the request carries, extra_body too", () => {
+  // GPT-4o: 140 + 35 per 1k tokens; 100,000 answer tokens are about 3,640 points.
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 1000 });
+  const bodies: Partial<ChatRequest>[] = [
+    { max_completion_tokens: 1, max_tokens: 100_000 },
+    { max_tokens: 1, max_completion_tokens: 100_000 },
+    { extra_body: { max_tokens: 100_000 } },
+    { max_tokens: 1, extra_body: { max_completion_tokens: 100_000 } },
+  ];
+  for (const over of bodies) {
+    const refusal = g.overCap(body(over), gpt4o, registry);
+    assert.equal(refusal?.guard, "cost-cap", JSON.stringify(over));
+    assert.match(refusal.message, /up to 100,000 answer tokens/);
+  }
+  assert.equal(
+    g.overCap(body({ max_completion_tokens: 1, max_tokens: 100 }), gpt4o, registry),
+    null,
+  );
+  // No limit anywhere: the default length is assumed.
+  const { g: low } = guards(snap(1e6), { maxPointsPerMessage: 100 });
+  const assumed = low.overCap(body({ extra_body: { reasoning_effort: "low" } }), gpt4o, registry)!;
+  assert.match(
+    assumed.message,
+    new RegExp(`${DEFAULT_COMPLETION_TOKENS.toLocaleString("en-US")} answer tokens assumed`),
+  );
 });
 
 Deno.test("Guards.overCap is off at 0 and passes a request under the cap", () => {
