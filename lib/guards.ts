@@ -93,6 +93,8 @@ export class Guards {
   readonly #counter: TokenCounter | undefined;
   readonly #now: () => number;
   #warnedNoSnapshot = false;
+  /** Whether the last pause check refused, for the log lines of its turns; null before one. */
+  #pausedBefore: boolean | null = null;
 
   constructor(options: GuardsOptions) {
     this.#options = options;
@@ -110,7 +112,10 @@ export class Guards {
     return this.paused() ?? this.overCap(body, entry, registry);
   }
 
-  /** The pause refusal when the snapshot's balance is below `POINTS_CUTOFF`. */
+  /**
+   * The pause refusal when the snapshot's balance, less this proxy's spending since, is below
+   * `POINTS_CUTOFF`. Logs when the answer turns (`guard on` / `guard off`).
+   */
   paused(): GuardRefusal | null {
     const snap = this.#options.snapshot();
     const cutoff = this.#options.pointsCutoff;
@@ -126,6 +131,7 @@ export class Guards {
     }
     const spent = this.#options.spentSince?.() ?? 0;
     const balance = snap.balance - spent;
+    this.#logTurn(balance < cutoff, balance, snap.balance, spent);
     if (balance >= cutoff) return null;
     const now = this.#now();
     let grant = "";
@@ -151,6 +157,25 @@ export class Guards {
         `below the POINTS_CUTOFF of ${grouped(cutoff)} points.${grant} ` +
         "Nothing was sent to Poe; lower POINTS_CUTOFF to go on spending.",
     };
+  }
+
+  /**
+   * Logs the pause turning on or off, with the figures this check compared: the balance moves
+   * between Poe's readings as answers are counted at their estimates and then at their real costs,
+   * so Poe's last reading alone may stand on the other side of the cutoff.
+   */
+  #logTurn(paused: boolean, balance: number, reading: number, spent: number): void {
+    const before = this.#pausedBefore;
+    this.#pausedBefore = paused;
+    // Spending allowed is what nobody needs told at the first check.
+    if (before === paused || (before === null && !paused)) return;
+    const fields = {
+      balance: Math.round(balance),
+      points_cutoff: this.#options.pointsCutoff,
+      ...(spent > 0 ? { poe_balance: reading, spent_since: Math.round(spent) } : {}),
+    };
+    if (paused) this.#options.logger?.warn("guard on: paused", fields);
+    else this.#options.logger?.info("guard off: spending allowed again", fields);
   }
 
   /** The cost-cap refusal when the estimate is over `MAX_POINTS_PER_MESSAGE` (when set). */

@@ -87,6 +87,23 @@ Deno.test("Guards.paused mentions a stale snapshot's age and skips a grant in th
   assert.doesNotMatch(refusal.message, /grants/);
 });
 
+Deno.test("Guards.paused logs each turn once, with the balance and cutoff it compared", () => {
+  let spent = 0;
+  const { g, logger } = guards(snap(100_100), { spentSince: () => spent });
+  const turns = () => logger.lines.filter((l) => / guard o(n|ff)/.test(l)).map((l) => l.slice(25));
+  assert.equal(g.paused(), null);
+  assert.deepEqual(turns(), [], "allowed at the first check: nothing to say");
+  spent = 140;
+  for (let i = 0; i < 3; i++) assert.equal(g.paused()?.balance, 99_960);
+  spent = 16;
+  assert.equal(g.paused(), null);
+  assert.equal(g.paused(), null);
+  assert.deepEqual(turns(), [
+    "WARN  guard on: paused balance=99960 points_cutoff=100000 poe_balance=100100 spent_since=140",
+    "INFO  guard off: spending allowed again balance=100084 points_cutoff=100000 poe_balance=100100 spent_since=16",
+  ]);
+});
+
 Deno.test("Guards.paused lets requests through without a snapshot and warns once", () => {
   const { g, logger } = guards(null);
   for (let i = 0; i < 5; i++) assert.equal(g.check(body(), gpt4o, registry), null);

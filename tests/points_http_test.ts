@@ -732,6 +732,42 @@ Deno.test("POINTS_CUTOFF still holds while the Usage API fails: this proxy's spe
   assert.equal(usage.guards.state, "paused");
 });
 
+Deno.test("guard on/off lines state the balance the pause check compared, as requests see it", async () => {
+  // 100 points above the cutoff: an answer counted at its estimate (140 and more) turns the guard
+  // on, and its real cost (about 20) turns it off again once it lands.
+  await using t = await setup({
+    fake: { balance: 100_100 },
+    env: { FOOTER: "stream", POINTS_CUTOFF: "100000" },
+  });
+  // One reading of Poe's for the whole test.
+  t.fake.balanceErrorStatus = 503;
+  const ask = async () => {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    await res.body?.cancel();
+    return res.headers.get("x-poe-proxy-guard");
+  };
+  const turns = () =>
+    [...t.usageLogs, ...t.proxy.logs].filter((l) => / guard o(n|ff)/.test(l)).map((l) => ({
+      on: l.includes("guard on"),
+      balance: Number(/ balance=(\d+)/.exec(l)![1]),
+      cutoff: Number(/ points_cutoff=(\d+)/.exec(l)![1]),
+    }));
+  assert.equal(await ask(), null);
+  await until(() => turns().some((turn) => turn.on));
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost")));
+  // The real cost replaced the estimate: spending is allowed again, and the log says so first.
+  assert.equal(await ask(), null);
+  const seen = turns();
+  assert.ok(seen.some((turn) => !turn.on), JSON.stringify(seen));
+  for (const turn of seen) {
+    assert.equal(turn.cutoff, 100_000);
+    assert.equal(turn.on, turn.balance < turn.cutoff, JSON.stringify(seen));
+  }
+});
+
 Deno.test("cost cap: the retry ladder never drops max_tokens past the cap", async () => {
   // Priced per token only, so every answer token counts: 50 of them are under the cap, the
   // default 1,000 are not.
