@@ -253,7 +253,9 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
     stopping = true;
     logger.info("shutting down", { signal, grace_seconds: config.shutdownGraceSeconds });
     const grace = setTimeout(() => {
-      logger.warn("grace period over; closing open requests", {});
+      logger.warn("grace period over; cutting the requests still open", {});
+      // Their lines now, or never: the exit ends them without a word.
+      app.cutOpen();
       Deno.exit(0);
     }, config.shutdownGraceSeconds * 1000);
     (server?.shutdown() ?? Promise.resolve()).then(() => app.close()).then(() => {

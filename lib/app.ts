@@ -59,6 +59,13 @@ export interface App {
   usage: UsageService;
   /** Stops what the app built itself (the usage service when not given). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Writes the log line of every request still open, with `end=shutdown`, for a process that is
+   * about to exit at the end of its shutdown's grace: nothing is waited for, and the exit cuts
+   * their connections (Poe's too). Status 200 for an answer under way, 503 for one not begun.
+   * Returns how many there were.
+   */
+  cutOpen(): number;
   /** Read-only figures for tests and diagnostics. */
   stats(): AppStats;
 }
@@ -205,7 +212,10 @@ export function createApp(deps: AppDeps): App {
     version: deps.version,
     logger,
   });
+  /** Requests whose log line is not written yet, for {@linkcode App.cutOpen}. */
+  const open = new Set<RequestContext>();
   const ended = (ctx: RequestContext) => {
+    open.delete(ctx);
     metrics.ended(ctx);
     recent.record(ctx);
     dashboard.sample();
@@ -446,6 +456,14 @@ export function createApp(deps: AppDeps): App {
   return {
     usage,
     stats: () => ({ trackedClients: clients.size, drainingBodies: upstream.draining }),
+    cutOpen: () => {
+      const cut = [...open];
+      for (const ctx of cut) {
+        ctx.fields.end = "shutdown";
+        ctx.end(ctx.deferred ? 200 : 503);
+      }
+      return cut.length;
+    },
     close: async () => {
       deadlines.body.clear();
       deadlines.answer.clear();
@@ -474,6 +492,7 @@ export function createApp(deps: AppDeps): App {
         onLateCost: lateCost,
       });
       metrics.arrived();
+      open.add(ctx);
       let response: Response;
       try {
         response = await route(req, ctx, path, keyName !== null, address);

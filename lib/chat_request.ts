@@ -1,6 +1,7 @@
 /** @module Validation of a chat completions body, and the body that goes to Poe. */
 import { ProxyError } from "./errors.ts";
 import type { ChatMessage, ChatRequest } from "./openai_types.ts";
+import { extraBodyOf, LIMIT_FIELDS } from "./answer_limit.ts";
 
 /** Model names are printable and short; anything else never reaches a header or a log line. */
 const MODEL_NAME = /^[\x21-\x7e][\x20-\x7e]{0,127}$/;
@@ -56,12 +57,10 @@ export function validateChatRequest(body: unknown): ChatRequest {
   if (b.stream !== undefined && b.stream !== null && typeof b.stream !== "boolean") {
     throw invalid(`stream must be a boolean: got ${describe(b.stream)}.`, "stream");
   }
-  for (const field of ["max_tokens", "max_completion_tokens"]) {
-    const v = b[field];
-    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isInteger(v) || v < 1)) {
-      throw invalid(`${field} must be a positive integer: got ${describe(v)}.`, field);
-    }
-  }
+  checkLimits(b, "");
+  // The cost cap prices these in extra_body too (Poe reads it): a value it cannot price is refused.
+  const extra = extraBodyOf(b);
+  if (extra) checkLimits(extra, "extra_body.");
   if (b.n !== undefined && b.n !== null && b.n !== 1) {
     // Poe answers with one choice: a client asking for more would read choices[1] and crash.
     throw new ProxyError(
@@ -73,6 +72,18 @@ export function validateChatRequest(body: unknown): ChatRequest {
     );
   }
   return b as ChatRequest;
+}
+
+function checkLimits(source: Record<string, unknown>, prefix: string): void {
+  for (const field of LIMIT_FIELDS) {
+    const v = source[field];
+    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isInteger(v) || v < 1)) {
+      throw invalid(
+        `${prefix}${field} must be a positive integer: got ${describe(v)}.`,
+        prefix + field,
+      );
+    }
+  }
 }
 
 function validateMessage(m: unknown, path: string): void {

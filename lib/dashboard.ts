@@ -34,7 +34,10 @@ export interface UsageDashboardOptions {
   api: UsageSource | null;
   /** The balance poller; null when there is none. */
   poller: PollerView | null;
-  /** The pause check, so the dashboard says exactly what the guard would. Default: balance < cutoff. */
+  /**
+   * The pause check (`Guards.paused`, which logs its turns), so the dashboard says exactly what the
+   * guard would. Default: balance < cutoff, not logged.
+   */
   paused?: () => GuardRefusal | null;
   guards: GuardSettings;
   recent: RecentRequests;
@@ -110,7 +113,6 @@ export class UsageDashboard {
   #refreshing: Promise<void> | null = null;
   #samples: { time: number; points: number }[] = [];
   #lastSampleTakenAt = -1;
-  #paused: boolean | null = null;
   #abort = new AbortController();
 
   constructor(options: UsageDashboardOptions) {
@@ -118,12 +120,16 @@ export class UsageDashboard {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Records the poller's snapshot as a balance sample: on a change, else every 10 minutes. */
+  /**
+   * Records the poller's snapshot as a balance sample (on a change, else every 10 minutes), and
+   * runs the pause check, which logs its own turns: they are then noticed at the end of a request
+   * or at a read of the figures, not only when the next request is checked.
+   */
   sample(): void {
+    this.#o.paused?.();
     const snap = this.#o.poller?.snapshot;
     if (!snap || snap.takenAt === this.#lastSampleTakenAt) return;
     this.#lastSampleTakenAt = snap.takenAt;
-    this.#watchGuard(snap);
     const last = this.#samples.at(-1);
     if (last && last.points === snap.balance && snap.takenAt - last.time < SAMPLE_EVERY_MS) return;
     this.#samples.push({ time: snap.takenAt, points: snap.balance });
@@ -131,19 +137,6 @@ export class UsageDashboard {
     while (this.#samples.length > MAX_SAMPLES || (this.#samples[0]?.time ?? Infinity) < oldest) {
       this.#samples.shift();
     }
-  }
-
-  /** Logs when the pause guard turns on or off (seen at the next request or read after a poll). */
-  #watchGuard(snap: BalanceSnapshot): void {
-    const paused = this.#pausedNow(snap) !== null;
-    if (paused === this.#paused || (this.#paused === null && !paused)) {
-      this.#paused = paused;
-      return;
-    }
-    this.#paused = paused;
-    const fields = { balance: snap.balance, points_cutoff: this.#o.guards.pointsCutoff };
-    if (paused) this.#o.logger?.warn("guard on: paused", fields);
-    else this.#o.logger?.info("guard off: spending allowed again", fields);
   }
 
   #pausedNow(snap: BalanceSnapshot | null): GuardRefusal | null {

@@ -1,4 +1,5 @@
 /** @module Spending guards: pause below the cutoff, refuse a request over the cost cap. */
+import { answerLimit } from "./answer_limit.ts";
 import { errorResponse, ProxyError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
@@ -8,7 +9,7 @@ import type { BalanceSnapshot } from "./usage.ts";
 
 /**
  * Completion tokens assumed for the cost cap when the request sets neither `max_completion_tokens`
- * nor `max_tokens`: a long but ordinary answer.
+ * nor `max_tokens` (nor either in `extra_body`): a long but ordinary answer.
  */
 export const DEFAULT_COMPLETION_TOKENS = 1000;
 
@@ -52,12 +53,6 @@ function when(time: number, now: number): string {
   return `${date} UTC (${rel})`;
 }
 
-/** The completion tokens a request may produce: what it asked for, else the default. */
-export function requestedCompletionTokens(body: ChatRequest): number {
-  const asked = body.max_completion_tokens ?? body.max_tokens;
-  return typeof asked === "number" && asked > 0 ? asked : DEFAULT_COMPLETION_TOKENS;
-}
-
 /** What one answer of a media model is, for the per-item part of a refusal. */
 const ITEM: Record<string, string> = { image: "image", video: "video", audio: "audio clip" };
 
@@ -98,6 +93,8 @@ export class Guards {
   readonly #counter: TokenCounter | undefined;
   readonly #now: () => number;
   #warnedNoSnapshot = false;
+  /** Whether the last pause check refused, for the log lines of its turns; null before one. */
+  #pausedBefore: boolean | null = null;
 
   constructor(options: GuardsOptions) {
     this.#options = options;
@@ -115,7 +112,10 @@ export class Guards {
     return this.paused() ?? this.overCap(body, entry, registry);
   }
 
-  /** The pause refusal when the snapshot's balance is below `POINTS_CUTOFF`. */
+  /**
+   * The pause refusal when the snapshot's balance, less this proxy's spending since, is below
+   * `POINTS_CUTOFF`. Logs when the answer turns (`guard on` / `guard off`).
+   */
   paused(): GuardRefusal | null {
     const snap = this.#options.snapshot();
     const cutoff = this.#options.pointsCutoff;
@@ -131,6 +131,7 @@ export class Guards {
     }
     const spent = this.#options.spentSince?.() ?? 0;
     const balance = snap.balance - spent;
+    this.#logTurn(balance < cutoff, balance, snap.balance, spent);
     if (balance >= cutoff) return null;
     const now = this.#now();
     let grant = "";
@@ -158,17 +159,36 @@ export class Guards {
     };
   }
 
+  /**
+   * Logs the pause turning on or off, with the figures this check compared: the balance moves
+   * between Poe's readings as answers are counted at their estimates and then at their real costs,
+   * so Poe's last reading alone may stand on the other side of the cutoff.
+   */
+  #logTurn(paused: boolean, balance: number, reading: number, spent: number): void {
+    const before = this.#pausedBefore;
+    this.#pausedBefore = paused;
+    // Spending allowed is what nobody needs told at the first check.
+    if (before === paused || (before === null && !paused)) return;
+    const fields = {
+      balance: Math.round(balance),
+      points_cutoff: this.#options.pointsCutoff,
+      ...(spent > 0 ? { poe_balance: reading, spent_since: Math.round(spent) } : {}),
+    };
+    if (paused) this.#options.logger?.warn("guard on: paused", fields);
+    else this.#options.logger?.info("guard off: spending allowed again", fields);
+  }
+
   /** The cost-cap refusal when the estimate is over `MAX_POINTS_PER_MESSAGE` (when set). */
   overCap(body: ChatRequest, entry: ModelEntry, registry: ModelRegistry): GuardRefusal | null {
     const cap = this.#options.maxPointsPerMessage;
     if (cap <= 0 || !this.#counter) return null;
-    const completion = requestedCompletionTokens(body);
+    const asked = answerLimit(body);
+    const completion = asked ?? DEFAULT_COMPLETION_TOKENS;
     const input = pricedInputTokens(this.#counter, body, entry);
     const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) return null;
     const cheaper = registry.cheaperThan(entry, input, completion, 3);
-    const asked = body.max_completion_tokens ?? body.max_tokens;
-    const answerPart = typeof asked === "number"
+    const answerPart = asked !== null
       ? `up to ${grouped(completion)} answer tokens`
       : `${grouped(completion)} answer tokens assumed`;
     const media = isMedia(entry);

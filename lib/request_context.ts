@@ -43,7 +43,8 @@ export class RequestContext {
    * `tokens_in`, `tokens_out`, `points` (number), `points_estimated` (true when `points` is the
    * models.yaml estimate), `guard` (`paused` or `cost-cap` when a guard answered), `clipped`,
    * `limited` (`client` or `poe` when refused with 429, `poe-retry` when a retry found no token),
-   * `end` (how a relayed stream ended when not `done`: `upstream-error`, `timeout`, `client-gone`).
+   * `end` (how a relayed stream ended when not `done`: `upstream-error`, `timeout`, `client-gone`;
+   * `shutdown` for any request still open when the shutdown's grace ran out).
    */
   readonly fields: Record<string, unknown> = {};
   /** Set by a handler that ends the request itself, when its streamed body is done. */

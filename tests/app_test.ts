@@ -1,7 +1,10 @@
 // deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
-import { startProxy } from "./harness.ts";
+import { startProxy, testConfig, testRegistry } from "./harness.ts";
 import { ModelRegistry } from "../lib/models.ts";
+import { createApp } from "../lib/app.ts";
+import { memoryLogger } from "../lib/log.ts";
+import { FakePoe } from "./fake_poe.ts";
 
 async function getJson(
   url: string,
@@ -140,4 +143,41 @@ Deno.test("every request writes one log line with its status", async () => {
   const lines = proxy.logs.filter((l) => l.includes("request_id=log-me"));
   assert.equal(lines.length, 1);
   assert.match(lines[0], /status=200/);
+});
+
+Deno.test("App.cutOpen logs each request still open once, with end=shutdown; finished ones are gone", async () => {
+  await using fake = await FakePoe.start();
+  const logger = memoryLogger();
+  const registry = await testRegistry();
+  const app = createApp({
+    config: testConfig({ POE_BASE_URL: fake.url, FOOTER: "off" }),
+    version: "t",
+    registry: () => registry,
+    logger,
+  });
+  try {
+    const health = await app.handler(new Request("http://proxy/healthz"));
+    await health.body?.cancel();
+    const streamed = await app.handler(
+      new Request("http://proxy/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": "open-1" },
+        body: JSON.stringify({
+          model: "gpt-4o",
+          stream: true,
+          messages: [{ role: "user", content: "Hi [[fake: stall=200,chunks=50]]" }],
+        }),
+      }),
+    );
+    assert.equal(streamed.status, 200);
+    assert.equal(app.cutOpen(), 1);
+    const lines = logger.lines.filter((l) => / request request_id=open-1 /.test(l));
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], / status=200 .*end=shutdown/);
+    assert.equal(app.cutOpen(), 0, "a request is cut once");
+    await streamed.body?.cancel();
+    assert.equal(logger.lines.filter((l) => / request request_id=open-1 /.test(l)).length, 1);
+  } finally {
+    await app.close();
+  }
 });

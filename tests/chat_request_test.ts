@@ -216,6 +216,26 @@ Deno.test("validateChatRequest keeps the body as given, unknown fields included"
   );
 });
 
+Deno.test("validateChatRequest: answer limits in extra_body must be positive integers too", () => {
+  const messages = [{ role: "user", content: "Hi" }];
+  for (const field of ["max_tokens", "max_completion_tokens"]) {
+    for (const bad of ["100000", 0, 1.5, -1, [5]]) {
+      assert.throws(
+        () => validateChatRequest({ model: "m", messages, extra_body: { [field]: bad } }),
+        (err: ProxyError) =>
+          err.status === 400 && err.param === `extra_body.${field}` &&
+          err.message.startsWith(`extra_body.${field} must be a positive integer`),
+      );
+    }
+    validateChatRequest({ model: "m", messages, extra_body: { [field]: 100, other: "x" } });
+    validateChatRequest({ model: "m", messages, extra_body: { [field]: null } });
+  }
+  // Not an object: nothing in it is an answer limit Poe could read.
+  for (const extra_body of ["max_tokens=5", [1], null]) {
+    validateChatRequest({ model: "m", messages, extra_body });
+  }
+});
+
 Deno.test("validateChatRequest: n other than 1 is refused (Poe answers one choice); null and 1 pass", () => {
   const messages = [{ role: "user", content: "Hi" }];
   for (const n of [2, 0, "1", 1.5]) {

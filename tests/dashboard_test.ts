@@ -1,6 +1,7 @@
 // deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
 import { UsageDashboard } from "../lib/dashboard.ts";
+import { Guards } from "../lib/guards.ts";
 import { DASHBOARD_CSP, DASHBOARD_HTML } from "../lib/dashboard_page.ts";
 import { RecentRequests } from "../lib/recent_requests.ts";
 import { RequestContext } from "../lib/request_context.ts";
@@ -138,17 +139,27 @@ Deno.test("UsageDashboard caches the history and re-reads only the newest page",
   await dash.close();
 });
 
-Deno.test("UsageDashboard reports the pause guard and logs when it turns on and off", async () => {
+Deno.test("UsageDashboard reports the pause guard; its samples log the guard's turns with its figures", async () => {
   const logger = memoryLogger();
   const view = poller({ balance: 500, nextGrant: null, takenAt: 1 });
+  let spent = 0;
+  const guards = new Guards({
+    pointsCutoff: GUARDS.pointsCutoff,
+    maxPointsPerMessage: 0,
+    snapshot: () => view.snapshot,
+    spentSince: () => spent,
+    logger,
+  });
   const dash = new UsageDashboard({
     api: null,
     poller: view,
+    paused: () => guards.paused(),
     guards: GUARDS,
     recent: new RecentRequests(),
     version: "t",
     logger,
   });
+  const turns = () => logger.lines.filter((l) => / guard o(n|ff)/.test(l)).map((l) => l.slice(25));
   const d = await dash.build();
   assert.equal(d.guards.state, "paused");
   assert.match(d.guards.message!, /POINTS_CUTOFF/);
@@ -156,11 +167,22 @@ Deno.test("UsageDashboard reports the pause guard and logs when it turns on and 
   assert.match(d.history.error!, /POE_API_KEY/);
   view.snapshot = { balance: 2000, nextGrant: null, takenAt: 2 };
   dash.sample();
-  view.snapshot = { balance: 2000, nextGrant: null, takenAt: 3 };
+  view.snapshot = { balance: 1034, nextGrant: null, takenAt: 3 };
   dash.sample();
-  assert.equal(logger.lines.filter((l) => l.includes("guard on")).length, 1);
-  assert.equal(logger.lines.filter((l) => l.includes("guard off")).length, 1);
   assert.equal((await dash.build()).guards.state, "ok");
+  // Answers counted since Poe's reading turn the guard on with no new reading: the line says the
+  // balance the guard compared, then the one it compares once an estimate gives way to a real cost.
+  spent = 140;
+  dash.sample();
+  spent = 16;
+  dash.sample();
+  dash.sample();
+  assert.deepEqual(turns(), [
+    "WARN  guard on: paused balance=500 points_cutoff=1000",
+    "INFO  guard off: spending allowed again balance=2000 points_cutoff=1000",
+    "WARN  guard on: paused balance=894 points_cutoff=1000 poe_balance=1034 spent_since=140",
+    "INFO  guard off: spending allowed again balance=1018 points_cutoff=1000 poe_balance=1034 spent_since=16",
+  ]);
 });
 
 Deno.test("the dashboard page is self-contained and never inserts text as HTML", () => {

@@ -5,7 +5,6 @@ import {
   guardResponse,
   Guards,
   type GuardsOptions,
-  requestedCompletionTokens,
 } from "../lib/guards.ts";
 import { memoryLogger } from "../lib/log.ts";
 import type { ChatRequest } from "../lib/openai_types.ts";
@@ -88,16 +87,54 @@ Deno.test("Guards.paused mentions a stale snapshot's age and skips a grant in th
   assert.doesNotMatch(refusal.message, /grants/);
 });
 
+Deno.test("Guards.paused logs each turn once, with the balance and cutoff it compared", () => {
+  let spent = 0;
+  const { g, logger } = guards(snap(100_100), { spentSince: () => spent });
+  const turns = () => logger.lines.filter((l) => / guard o(n|ff)/.test(l)).map((l) => l.slice(25));
+  assert.equal(g.paused(), null);
+  assert.deepEqual(turns(), [], "allowed at the first check: nothing to say");
+  spent = 140;
+  for (let i = 0; i < 3; i++) assert.equal(g.paused()?.balance, 99_960);
+  spent = 16;
+  assert.equal(g.paused(), null);
+  assert.equal(g.paused(), null);
+  assert.deepEqual(turns(), [
+    "WARN  guard on: paused balance=99960 points_cutoff=100000 poe_balance=100100 spent_since=140",
+    "INFO  guard off: spending allowed again balance=100084 points_cutoff=100000 poe_balance=100100 spent_since=16",
+  ]);
+});
+
 Deno.test("Guards.paused lets requests through without a snapshot and warns once", () => {
   const { g, logger } = guards(null);
   for (let i = 0; i < 5; i++) assert.equal(g.check(body(), gpt4o, registry), null);
   assert.equal(logger.lines.filter((l) => l.includes("no balance yet")).length, 1);
 });
 
-Deno.test("requestedCompletionTokens takes max_completion_tokens, max_tokens, else the default", () => {
-  assert.equal(requestedCompletionTokens(body({ max_completion_tokens: 50, max_tokens: 90 })), 50);
-  assert.equal(requestedCompletionTokens(body({ max_tokens: 90 })), 90);
-  assert.equal(requestedCompletionTokens(body()), DEFAULT_COMPLETION_TOKENS);
+Deno.test("Guards.overCap prices the largest answer limit the request carries, extra_body too", () => {
+  // GPT-4o: 140 + 35 per 1k tokens; 100,000 answer tokens are about 3,640 points.
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 1000 });
+  const bodies: Partial<ChatRequest>[] = [
+    { max_completion_tokens: 1, max_tokens: 100_000 },
+    { max_tokens: 1, max_completion_tokens: 100_000 },
+    { extra_body: { max_tokens: 100_000 } },
+    { max_tokens: 1, extra_body: { max_completion_tokens: 100_000 } },
+  ];
+  for (const over of bodies) {
+    const refusal = g.overCap(body(over), gpt4o, registry);
+    assert.equal(refusal?.guard, "cost-cap", JSON.stringify(over));
+    assert.match(refusal.message, /up to 100,000 answer tokens/);
+  }
+  assert.equal(
+    g.overCap(body({ max_completion_tokens: 1, max_tokens: 100 }), gpt4o, registry),
+    null,
+  );
+  // No limit anywhere: the default length is assumed.
+  const { g: low } = guards(snap(1e6), { maxPointsPerMessage: 100 });
+  const assumed = low.overCap(body({ extra_body: { reasoning_effort: "low" } }), gpt4o, registry)!;
+  assert.match(
+    assumed.message,
+    new RegExp(`${DEFAULT_COMPLETION_TOKENS.toLocaleString("en-US")} answer tokens assumed`),
+  );
 });
 
 Deno.test("Guards.overCap is off at 0 and passes a request under the cap", () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
-import { mainCommand } from "./proxy_process.ts";
+import { mainCommand, startProxyProcess } from "./proxy_process.ts";
 
 function command(args: string[], env: Record<string, string>, cwd?: string): Deno.Command {
   return mainCommand(args, env, { cwd });
@@ -213,4 +213,47 @@ Deno.test("main.ts models --remote lists Poe's live catalogue, as a table and as
   assert.ok(
     rows.some((r: { id: string; modality: string }) => r.id === "veo-3" && r.modality !== "-"),
   );
+});
+
+Deno.test("main.ts: requests still open when SHUTDOWN_GRACE_SECONDS ends are logged with end=shutdown", async () => {
+  await using fake = await FakePoe.start();
+  const proxy = await startProxyProcess({
+    env: {
+      POE_API_KEY: "test-poe-key",
+      POE_BASE_URL: fake.url,
+      PORT: "0",
+      SHUTDOWN_GRACE_SECONDS: "1",
+    },
+  });
+  const post = (id: string, body: Record<string, unknown>) =>
+    fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": id },
+      body: JSON.stringify({ model: "GPT-4o", ...body }),
+    });
+  // A stream Poe answers for 20 s, and an answer Poe starts only after 20 s.
+  const streamed = await post("cut-stream", {
+    stream: true,
+    messages: [{ role: "user", content: "Hi [[fake: stall=200,chunks=100]]" }],
+  });
+  const reader = streamed.body!.getReader();
+  await reader.read();
+  const waiting = post("cut-waiting", {
+    messages: [{ role: "user", content: "Hi [[fake: slow-first=20000]]" }],
+  }).then(async (res) => await res.text(), (err: Error) => err);
+  while (fake.chatRequests().length < 2) await new Promise((r) => setTimeout(r, 20));
+  const stopping = Date.now();
+  assert.equal(await proxy.stop(), 0);
+  const took = Date.now() - stopping;
+  // The grace is waited out, and not much more.
+  assert.ok(took >= 900 && took < 3000, `exited after ${took} ms`);
+  const line = (id: string) =>
+    proxy.stdout().split("\n").find((l) => l.includes(` request request_id=${id} `));
+  assert.match(line("cut-stream") ?? "", / status=200 .*model=GPT-4o stream=true .*end=shutdown/);
+  assert.match(line("cut-waiting") ?? "", / status=503 .*model=GPT-4o stream=false .*end=shutdown/);
+  assert.match(proxy.stderr(), /grace period over; cutting the requests still open/);
+  await reader.read().then(() => reader.cancel(), () => {});
+  assert.ok(await waiting instanceof Error, "the waiting client got no answer");
+  // The exit cut Poe's requests too: the fake saw both go.
+  while (fake.cancellations.length < 2) await new Promise((r) => setTimeout(r, 20));
 });

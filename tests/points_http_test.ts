@@ -732,6 +732,42 @@ Deno.test("POINTS_CUTOFF still holds while the Usage API fails: this proxy's spe
   assert.equal(usage.guards.state, "paused");
 });
 
+Deno.test("guard on/off lines state the balance the pause check compared, as requests see it", async () => {
+  // 100 points above the cutoff: an answer counted at its estimate (140 and more) turns the guard
+  // on, and its real cost (about 20) turns it off again once it lands.
+  await using t = await setup({
+    fake: { balance: 100_100 },
+    env: { FOOTER: "stream", POINTS_CUTOFF: "100000" },
+  });
+  // One reading of Poe's for the whole test.
+  t.fake.balanceErrorStatus = 503;
+  const ask = async () => {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    await res.body?.cancel();
+    return res.headers.get("x-poe-proxy-guard");
+  };
+  const turns = () =>
+    [...t.usageLogs, ...t.proxy.logs].filter((l) => / guard o(n|ff)/.test(l)).map((l) => ({
+      on: l.includes("guard on"),
+      balance: Number(/ balance=(\d+)/.exec(l)![1]),
+      cutoff: Number(/ points_cutoff=(\d+)/.exec(l)![1]),
+    }));
+  assert.equal(await ask(), null);
+  await until(() => turns().some((turn) => turn.on));
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost")));
+  // The real cost replaced the estimate: spending is allowed again, and the log says so first.
+  assert.equal(await ask(), null);
+  const seen = turns();
+  assert.ok(seen.some((turn) => !turn.on), JSON.stringify(seen));
+  for (const turn of seen) {
+    assert.equal(turn.cutoff, 100_000);
+    assert.equal(turn.on, turn.balance < turn.cutoff, JSON.stringify(seen));
+  }
+});
+
 Deno.test("cost cap: the retry ladder never drops max_tokens past the cap", async () => {
   // Priced per token only, so every answer token counts: 50 of them are under the cap, the
   // default 1,000 are not.
@@ -759,6 +795,84 @@ Deno.test("cost cap: the retry ladder never drops max_tokens past the cap", asyn
   const sent = t.fake.chatRequests().map((r) => (r.body as any).max_tokens);
   assert.ok(sent.length >= 1);
   assert.ok(sent.every((m) => m === 50), `sent without max_tokens: ${JSON.stringify(sent)}`);
+});
+
+/** Posts each body, streamed and not, and checks the cost cap refused it pricing 100,000 tokens. */
+async function assertCapped(url: string, limits: Record<string, unknown>[]): Promise<void> {
+  for (const stream of [false, true]) {
+    for (const extra of limits) {
+      const res = await post(url, {
+        model: "gpt-4o",
+        stream,
+        messages: [{ role: "user", content: "Hi" }],
+        ...extra,
+      });
+      assert.equal(res.headers.get("x-poe-proxy-guard"), "cost-cap", JSON.stringify(extra));
+      assert.match(await res.text(), /up to 100,000 answer tokens/);
+    }
+  }
+}
+
+Deno.test("cost cap prices the larger of max_tokens and max_completion_tokens", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "1000" } });
+  // GPT-4o: 140 + 35 per 1k tokens; 100,000 answer tokens are about 3,640 points.
+  await assertCapped(t.proxy.url, [
+    { max_completion_tokens: 1, max_tokens: 100_000 },
+    { max_tokens: 1, max_completion_tokens: 100_000 },
+  ]);
+  assert.equal(t.fake.chatRequests().length, 0);
+});
+
+Deno.test("cost cap prices answer limits in a literal extra_body, which Poe reads too", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "1000" } });
+  await assertCapped(t.proxy.url, [
+    { extra_body: { max_tokens: 100_000 } },
+    { extra_body: { max_completion_tokens: 100_000 } },
+    { max_completion_tokens: 1, extra_body: { max_tokens: 100_000, reasoning_effort: "low" } },
+  ]);
+  assert.equal(t.fake.chatRequests().length, 0);
+  // A limit that cannot be priced is refused before anything else.
+  const bad = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+    extra_body: { max_tokens: "100000" },
+  });
+  assert.equal(bad.status, 400);
+  assert.equal((await bad.json()).error.param, "extra_body.max_tokens");
+  // Small limits everywhere go through, passed to Poe as sent.
+  const ok = await post(t.proxy.url, {
+    model: "gpt-4o",
+    max_tokens: 100,
+    messages: [{ role: "user", content: "Hi" }],
+    extra_body: { max_completion_tokens: 200 },
+  });
+  assert.equal(ok.status, 200);
+  await ok.body?.cancel();
+  const sent = t.fake.chatRequests()[0].body as any;
+  assert.equal(sent.max_tokens, 100);
+  assert.deepEqual(sent.extra_body, { max_completion_tokens: 200 });
+});
+
+Deno.test("cost cap: a ladder variant that keeps an extra_body limit is priced by it", async () => {
+  // Priced per token only: 50 answer tokens are under the cap, the default 1,000 are not.
+  const registry = ModelRegistry.parse(
+    "models:\n  text:\n    - poe_name: GPT-4o\n      per_1k_tokens: 100\n",
+    "inline.yaml",
+  );
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "50" }, registry });
+  const res = await post(t.proxy.url, {
+    model: "GPT-4o",
+    max_tokens: 50,
+    extra_body: { max_tokens: 50 },
+    messages: [{ role: "user", content: "Tell me everything. [[fake: reject-max-tokens]]" }],
+  });
+  assert.equal(res.status, 400);
+  await res.body?.cancel();
+  const sent = t.fake.chatRequests().map((r) => r.body as any);
+  // Without its top-level max_tokens the variant still carries extra_body's 50: it may be sent,
+  // and every body Poe got is bounded by 50 answer tokens.
+  assert.ok(sent.some((b) => !("max_tokens" in b)), JSON.stringify(sent));
+  assert.ok(sent.every((b) => b.extra_body.max_tokens === 50 && (b.max_tokens ?? 50) === 50));
 });
 
 Deno.test("paused: a tool request gets a 402 with code points_paused", async () => {
