@@ -254,9 +254,9 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
     logger.info("shutting down", { signal, grace_seconds: config.shutdownGraceSeconds });
     const grace = setTimeout(() => {
       logger.warn("grace period over; cutting the requests still open", {});
-      // Their lines now, or never: the exit ends them without a word.
-      app.cutOpen();
-      Deno.exit(0);
+      // Their lines now, or never. Streams get an error event; a moment lets it reach them.
+      const cut = app.cutOpen();
+      setTimeout(() => Deno.exit(0), cut > 0 ? 100 : 0);
     }, config.shutdownGraceSeconds * 1000);
     (server?.shutdown() ?? Promise.resolve()).then(() => app.close()).then(() => {
       clearTimeout(grace);

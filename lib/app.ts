@@ -214,6 +214,8 @@ export function createApp(deps: AppDeps): App {
   });
   /** Requests whose log line is not written yet, for {@linkcode App.cutOpen}. */
   const open = new Set<RequestContext>();
+  /** Aborted by {@linkcode App.cutOpen}: the streams still open end with an error event. */
+  const cutting = new AbortController();
   const ended = (ctx: RequestContext) => {
     open.delete(ctx);
     metrics.ended(ctx);
@@ -263,6 +265,7 @@ export function createApp(deps: AppDeps): App {
         beforeRetry: takePoeRetryToken,
         loggable,
         deadlines,
+        shutdown: cutting.signal,
         responseHeaders: [
           ["x-request-id", ctx.id],
           ...Object.entries(corsHeaders(req)),
@@ -457,12 +460,14 @@ export function createApp(deps: AppDeps): App {
     usage,
     stats: () => ({ trackedClients: clients.size, drainingBodies: upstream.draining }),
     cutOpen: () => {
-      const cut = [...open];
-      for (const ctx of cut) {
+      const count = open.size;
+      // A stream ends itself: an error event, its own log line, end=shutdown.
+      cutting.abort();
+      for (const ctx of [...open]) {
         ctx.fields.end = "shutdown";
         ctx.end(ctx.deferred ? 200 : 503);
       }
-      return cut.length;
+      return count;
     },
     close: async () => {
       deadlines.body.clear();

@@ -52,6 +52,8 @@ export interface ChatDeps {
    * responses get them from the app.
    */
   responseHeaders?: HeaderList;
+  /** Aborted when the shutdown's grace is over: streams still open are ended with an error event. */
+  shutdown?: AbortSignal;
 }
 
 /** The shared timeouts of {@linkcode ChatDeps}. */
@@ -288,6 +290,7 @@ function streamAnswer(
       }
       : undefined,
     abortUpstream: answer.abort,
+    cut: deps.shutdown,
     drainUpstream: answer.drain,
     onEnd(outcome) {
       // An unfinished answer was already aborted by the relay; a finished one needs no abort.

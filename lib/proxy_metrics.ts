@@ -19,7 +19,7 @@ const GUARDS = new Set(["paused", "cost-cap"]);
 /** `limited` values that mean a 429 from this proxy (`poe-retry` is a retry left unsent). */
 const LIMITS = new Set(["client", "poe", "auth"]);
 /** How a relayed stream ends (`RelayOutcome.end`). */
-const ENDS = new Set(["done", "upstream-error", "timeout", "client-gone"]);
+const ENDS = new Set(["done", "upstream-error", "timeout", "client-gone", "shutdown"]);
 
 /** The `route` label of a path. */
 export function routeLabel(path: string): string {
@@ -133,7 +133,7 @@ export class ProxyMetrics {
     new Counter({
       name: "poe_proxy_stream_ends_total",
       help:
-        "Streamed chat answers by how the stream ended: done, upstream-error (Poe's error event or a broken connection), timeout (Poe fell silent), client-gone. The status was sent first, so poe_proxy_requests_total counts the failed ones as 200.",
+        "Streamed chat answers by how the stream ended: done, upstream-error (Poe's error event or a broken connection), timeout (Poe fell silent), client-gone, shutdown (cut by the proxy's shutdown). The status was sent first, so poe_proxy_requests_total counts the failed ones as 200.",
       labels: ["end"],
     }),
   );

@@ -37,7 +37,7 @@ export interface StreamEnding {
 /** How a relayed stream ended, for the request's log line. */
 export interface RelayOutcome extends StreamSummary {
   /** `done` (normally), `client-gone`, `upstream-error` or `timeout`. */
-  end: "done" | "client-gone" | "upstream-error" | "timeout";
+  end: "done" | "client-gone" | "upstream-error" | "timeout" | "shutdown";
   /** `performance.now()` when the first event reached the client, or null. */
   firstEventAt: number | null;
 }
@@ -63,6 +63,11 @@ export interface RelayOptions {
    * cancelled before its last chunk loses its keep-alive connection. Default: it is cancelled.
    */
   drainUpstream?: (body: BodyReader) => void;
+  /**
+   * Aborted when the proxy's shutdown cuts the answers still open: the client gets an error event
+   * and `[DONE]` rather than a connection dropped mid-event.
+   */
+  cut?: AbortSignal;
   /** Called once when the stream is over, however it ended. */
   onEnd?: (outcome: RelayOutcome) => void;
   /** Applied to Poe's error events, which may quote the key. Default: unchanged. */
@@ -331,6 +336,7 @@ export function relaySse(
     if (closed) return;
     closed = true;
     stopTicking();
+    options.cut?.removeEventListener("abort", onCut);
     if (how !== "client-gone") {
       try {
         out.close();
@@ -350,9 +356,28 @@ export function relaySse(
     end(timedOut ? "timeout" : "upstream-error");
   };
 
+  const onCut = () => {
+    if (closed) return;
+    summary.error = true;
+    pending.push(
+      errorEvent(
+        "poe-proxy is shutting down: this answer was cut off. Ask again.",
+        "server_error",
+        "server_shutting_down",
+      ),
+      DONE,
+    );
+    flush();
+    options.abortUpstream(new Error("shutdown"));
+    reader.cancel().catch(() => {});
+    end("shutdown");
+  };
+
   return new ReadableStream<Uint8Array>({
     start(controller) {
       out = controller;
+      if (options.cut?.aborted) queueMicrotask(onCut);
+      else options.cut?.addEventListener("abort", onCut, { once: true });
     },
     async pull() {
       // Read until at least one event is ready for the client, or the stream is over.

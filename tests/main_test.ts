@@ -236,8 +236,17 @@ Deno.test("main.ts: requests still open when SHUTDOWN_GRACE_SECONDS ends are log
     stream: true,
     messages: [{ role: "user", content: "Hi [[fake: stall=200,chunks=100]]" }],
   });
-  const reader = streamed.body!.getReader();
+  const reader = streamed.body!.pipeThrough(new TextDecoderStream()).getReader();
   await reader.read();
+  // Read on while the proxy stops: the stream's end is what the client is told.
+  const rest = (async () => {
+    let text = "";
+    for (;;) {
+      const r = await reader.read().catch(() => ({ done: true, value: undefined }));
+      if (r.done) return text;
+      text += r.value;
+    }
+  })();
   const waiting = post("cut-waiting", {
     messages: [{ role: "user", content: "Hi [[fake: slow-first=20000]]" }],
   }).then(async (res) => await res.text(), (err: Error) => err);
@@ -252,7 +261,12 @@ Deno.test("main.ts: requests still open when SHUTDOWN_GRACE_SECONDS ends are log
   assert.match(line("cut-stream") ?? "", / status=200 .*model=GPT-4o stream=true .*end=shutdown/);
   assert.match(line("cut-waiting") ?? "", / status=503 .*model=GPT-4o stream=false .*end=shutdown/);
   assert.match(proxy.stderr(), /grace period over; cutting the requests still open/);
-  await reader.read().then(() => reader.cancel(), () => {});
+  // Not a connection dropped mid-event: an error event the SDKs raise, then [DONE].
+  const tail = await rest;
+  assert.match(
+    tail,
+    /data: \{"error":\{[^\n]*"code":"server_shutting_down"[^\n]*\n\ndata: \[DONE\]\n\n$/,
+  );
   assert.ok(await waiting instanceof Error, "the waiting client got no answer");
   // The exit cut Poe's requests too: the fake saw both go.
   while (fake.cancellations.length < 2) await new Promise((r) => setTimeout(r, 20));
