@@ -311,7 +311,10 @@ export function relaySse(
     if (options.includeUsage && heldUsage === null && summary.usage !== null) {
       heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
     }
-    const ending = holdForEnding && !summary.error ? await options.finish!(summary) : null;
+    const finishing = holdForEnding && !summary.error ? options.finish!(summary) : null;
+    // The answer's last words go out now, not after the footer's wait for its cost.
+    if (finishing instanceof Promise) flush();
+    const ending = await finishing;
     if (closed) return;
     if (ending?.footer) {
       pending.push(dataEvent(JSON.stringify(footerChunk(summary, ending.footer))));
@@ -358,15 +361,23 @@ export function relaySse(
 
   const onCut = () => {
     if (closed) return;
-    summary.error = true;
-    pending.push(
-      errorEvent(
-        "poe-proxy is shutting down: this answer was cut off. Ask again.",
-        "server_error",
-        "server_shutting_down",
-      ),
-      DONE,
-    );
+    if (summary.finishReason !== null && !summary.error) {
+      // The answer is whole (its footer was awaited): it ends as answered, without the footer. An
+      // error would have the client ask, and pay, again.
+      for (const chunk of [heldFinish, heldUsage]) {
+        if (chunk) pending.push(dataEvent(JSON.stringify(chunk)));
+      }
+    } else {
+      summary.error = true;
+      pending.push(
+        errorEvent(
+          "poe-proxy is shutting down: this answer was cut off. Ask again.",
+          "server_error",
+          "server_shutting_down",
+        ),
+      );
+    }
+    pending.push(DONE);
     flush();
     options.abortUpstream(new Error("shutdown"));
     reader.cancel().catch(() => {});

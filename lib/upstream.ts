@@ -4,13 +4,7 @@ import type { ChatRequest } from "./openai_types.ts";
 import type { Logger } from "./log.ts";
 import { BodyDrains } from "./body_drain.ts";
 import { type Deadline, Deadlines, sleep } from "./deadlines.ts";
-import {
-  type BodyReader,
-  type JsonStart,
-  readJsonStart,
-  readStreamStart,
-  type StreamStart,
-} from "./stream_start.ts";
+import { type BodyReader, type JsonStart, readJsonStart, readStreamStart } from "./stream_start.ts";
 import { MAX_EVENT_CHARS } from "./sse.ts";
 
 /**
@@ -547,13 +541,20 @@ export class UpstreamClient {
         try {
           const phases = options.slow ? this.#slowPhases : this.#phases;
           const leftMs = phases.firstByteMs - (performance.now() - started);
-          start = events
-            ? await this.#readStart(response.body!, leftMs)
-            : await readJsonStart(response.body!, {
-              firstByteMs: leftMs,
-              idleMs: options.slow ? phases.firstByteMs : this.#options.idleTimeoutMs,
-              maxBytes: MAX_EVENT_CHARS,
-            });
+          const opening = this.#openingWait(leftMs);
+          try {
+            start = events
+              ? await readStreamStart(response.body!, opening.wait, { drain: this.#drains.drain })
+              : await readJsonStart(response.body!, {
+                firstByteMs: leftMs,
+                idleMs: options.slow ? phases.firstByteMs : this.#options.idleTimeoutMs,
+                maxBytes: MAX_EVENT_CHARS,
+                // Past the first-byte budget the body times out here, with its own status.
+                wait: leftMs > this.#streamStart.ms ? opening.wait : undefined,
+              });
+          } finally {
+            opening.cancel();
+          }
         } catch (err) {
           options.signal.removeEventListener("abort", onClientAbort);
           attempt.ms = performance.now() - started;
@@ -561,6 +562,17 @@ export class UpstreamClient {
           if (options.signal.aborted) throw options.signal.reason;
           attempt.status = 0;
           this.#logAttempt(attempt, options, err);
+          if (!events) {
+            // Poe sends a JSON answer once the model is done: billed, so it is not asked again.
+            throw this.#final(
+              new ProxyError(502, "The connection to Poe broke before the answer was complete.", {
+                type: "upstream_error",
+                code: "upstream_disconnected",
+                cause: err,
+              }),
+              false,
+            );
+          }
           if (await pause()) {
             reason = "retry-network";
             continue;
@@ -688,10 +700,11 @@ export class UpstreamClient {
   }
 
   /**
-   * Reads a stream's opening for at most `streamStartMs`, or what is left of the first-byte
-   * timeout when that is less: the relay then times the answer out at once.
+   * How long a stream's opening is read before the answer is passed on as it is: `streamStartMs`,
+   * or what is left of the first-byte timeout when that is less (the relay then times the answer
+   * out at once).
    */
-  async #readStart(stream: ReadableStream<Uint8Array>, leftMs: number): Promise<StreamStart> {
+  #openingWait(leftMs: number): { wait: Promise<void>; cancel: () => void } {
     let deadline: Deadline | undefined;
     const wait = new Promise<void>((resolve) => {
       if (leftMs >= this.#streamStart.ms) deadline = this.#streamStart.add(resolve);
@@ -700,11 +713,7 @@ export class UpstreamClient {
         deadline = { cancel: () => clearTimeout(timer) };
       }
     });
-    try {
-      return await readStreamStart(stream, wait, { drain: this.#drains.drain });
-    } finally {
-      deadline!.cancel();
-    }
+    return { wait, cancel: () => deadline!.cancel() };
   }
 
   /** Exponential backoff from 250 ms with full jitter, or Poe's `Retry-After` when it said one. */

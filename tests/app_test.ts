@@ -181,3 +181,45 @@ Deno.test("App.cutOpen logs each request still open once, with end=shutdown; fin
     await app.close();
   }
 });
+
+Deno.test("App.cutOpen: a whole answer waiting for its footer ends as answered, not with an error", async () => {
+  // The cost shows late: the footer waits for it, and the cut comes meanwhile.
+  await using fake = await FakePoe.start({ historyDelayMs: 5000 });
+  const logger = memoryLogger();
+  const registry = await testRegistry();
+  const app = createApp({
+    config: testConfig({ POE_BASE_URL: fake.url, FOOTER_WAIT_MS: "3000" }),
+    version: "t",
+    registry: () => registry,
+    logger,
+  });
+  try {
+    const res = await app.handler(
+      new Request("http://proxy/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": "whole" },
+        body: JSON.stringify({
+          model: "gpt-4o",
+          stream: true,
+          messages: [{ role: "user", content: "Hi" }],
+        }),
+      }),
+    );
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    const all = (async () => {
+      for (let r = await reader.read(); !r.done; r = await reader.read()) text += r.value;
+    })();
+    while (!text.includes('"iend."')) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 100));
+    app.cutOpen();
+    await all;
+    // Asking again would be billed again: the client gets the finish, no error.
+    assert.doesNotMatch(text, /"error"/);
+    assert.match(text, /"finish_reason":"stop"/);
+    assert.match(text, /data: \[DONE\]\n\n$/);
+    assert.doesNotMatch(text, /Points/, "no footer: its cost never came");
+  } finally {
+    await app.close();
+  }
+});

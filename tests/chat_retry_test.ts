@@ -547,6 +547,33 @@ Deno.test("errorBodyText: a stalled error body is given up after its time", asyn
   assert.ok(performance.now() - started < 2000);
 });
 
+Deno.test("a JSON answer to a streamed request that breaks mid-body is not asked for again", async () => {
+  let calls = 0;
+  const enc = new TextEncoder();
+  await using upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    calls++;
+    return new Response(
+      new ReadableStream({
+        async start(c) {
+          c.enqueue(enc.encode('{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index'));
+          await new Promise((r) => setTimeout(r, 20));
+          c.error(new Error("reset"));
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    );
+  });
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
+  const res = await post(t.proxy.url, chat("", { stream: true }));
+  // Poe sends a JSON answer once its model is done: that one was billed already.
+  assert.equal(calls, 1);
+  assert.equal(res.status, 502);
+  assertOpenAiError(res.body);
+  assert.equal(res.body.error.code, "upstream_disconnected");
+  assert.match(res.body.error.message, /before the answer was complete/);
+  assert.equal(res.headers.get("x-should-retry"), "false");
+});
+
 // --- JSON answers to streamed requests -----------------------------------------------------------
 
 Deno.test("a JSON error to a streamed request gets that error's status, in OpenAI's shape", async () => {

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startFakeAndProxy as setup, startProxy } from "./harness.ts";
 import { relaySse } from "../lib/sse.ts";
+import { FakePoe } from "./fake_poe.ts";
 
 // --- helpers -------------------------------------------------------------------------------------
 
@@ -431,7 +432,8 @@ Deno.test("first-byte timeout: an answer not streamed whose body stalls after it
 });
 
 Deno.test("first-byte timeout: a JSON answer to a streamed request whose body stalls is a 504, not a 200", async () => {
-  await using t = await setup({ FIRST_BYTE_TIMEOUT_SECONDS: "0.3", KEEPALIVE_SECONDS: "0.05" });
+  // The first-byte budget ends before the opening's wait would: the client has no status yet.
+  await using t = await setup({ FIRST_BYTE_TIMEOUT_SECONDS: "0.3", KEEPALIVE_SECONDS: "1" });
   const started = Date.now();
   const res = await streamRequest(t.proxy.url, "json,stall=3000");
   const text = await res.text();
@@ -446,6 +448,49 @@ Deno.test("first-byte timeout: a JSON answer to a streamed request whose body st
   assert.equal(res.headers.get("x-should-retry"), "false");
   assert.equal(t.fake.chatRequests().length, 1);
   await until(() => t.fake.cancellations.length === 1);
+});
+
+Deno.test("a JSON answer to a streamed request slower than the opening's wait: headers and keep-alives first", async () => {
+  await using t = await setup({ KEEPALIVE_SECONDS: "0.05" });
+  const started = Date.now();
+  const res = await streamRequest(t.proxy.url, "json,stall=400");
+  assert.equal(res.status, 200);
+  assert.ok(Date.now() - started < 300, `headers after ${Date.now() - started} ms`);
+  const sse = parseSse(await res.text());
+  assert.ok(sse.comments.length >= 2, `${sse.comments.length} keep-alives`);
+  assertEndsWithOneDone(sse);
+  const text = sse.chunks.map((c) => c.choices[0]?.delta.content ?? "").join("");
+  assert.equal(text, "Hello there, friend.");
+  assert.equal(t.fake.chatRequests().length, 1);
+});
+
+Deno.test("a JSON error to a streamed request slower than the opening's wait: an error event after the headers", async () => {
+  await using t = await setup({ KEEPALIVE_SECONDS: "0.05" });
+  const res = await streamRequest(t.proxy.url, "json-error=529,stall=300");
+  assert.equal(res.status, 200);
+  const sse = parseSse(await res.text());
+  assertEndsWithOneDone(sse);
+  assert.equal(sse.chunks.at(-1).error.type, "overloaded_error");
+  // The status went out before the error was known: not retried, as a stream's error event.
+  assert.equal(t.fake.chatRequests().length, 1);
+});
+
+Deno.test("the answer's last words are not held back while its footer waits for the cost", async () => {
+  // The cost shows in the points history late: the footer waits FOOTER_WAIT_MS for it.
+  await using fake = await FakePoe.start({ historyDelayMs: 5000 });
+  await using proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER_WAIT_MS: "500" } });
+  const res = await streamRequest(proxy.url, "");
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let whenLastWords: string | null = null;
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    text += r.value;
+    // Poe's last piece of text came in one read with its [DONE].
+    if (whenLastWords === null && text.includes('"iend."')) whenLastWords = text;
+  }
+  assert.ok(whenLastWords !== null);
+  assert.doesNotMatch(whenLastWords, /Points/, "the last words waited for the footer");
+  assert.match(text, /Points \(est\.\)/);
 });
 
 // --- clients that go away ------------------------------------------------------------------------

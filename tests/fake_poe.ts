@@ -116,7 +116,7 @@ export interface FakeDirectives {
   jsonError?: number;
   /** `slow-first=MS`: delay before the response headers. */
   slowFirst?: number;
-  /** `stall=MS`: delay between streamed events; for an answer not streamed, between its headers and its body. */
+  /** `stall=MS`: delay between streamed events; for a JSON answer (or `json-error`), between its headers and its body. */
   stall?: number;
   /** `drop`: the connection breaks mid-stream after some content (not billed). */
   drop?: boolean;
@@ -1028,7 +1028,7 @@ export class FakePoe implements AsyncDisposable {
     if (d.jsonError !== undefined) {
       headers.set("content-type", JSON_TYPE);
       const text = errorBody({ status: d.jsonError, message: d.message, shape: d.errorShape });
-      return new Response(text, { headers });
+      return d.stall ? this.#stalledBody(text, d.stall, headers) : new Response(text, { headers });
     }
     const answer = this.#answer(b, model, modelName, d);
     const botName = this.#botNameCasing === "display" ? model.name : modelName;
@@ -1036,24 +1036,7 @@ export class FakePoe implements AsyncDisposable {
       this.#bill(botName, answer.usage);
       headers.set("content-type", JSON_TYPE);
       const text = JSON.stringify(nonStreamed(answer, d));
-      if (!d.stall) return new Response(text, { headers });
-      const ac = new AbortController();
-      const body = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          try {
-            await sleep(d.stall!, ac.signal);
-          } catch {
-            return;
-          }
-          controller.enqueue(new TextEncoder().encode(text));
-          controller.close();
-        },
-        cancel: () => {
-          ac.abort(new Error("client cancelled"));
-          this.cancellations.push({ path: "/v1/chat/completions", time: Date.now() });
-        },
-      });
-      return new Response(body, { headers });
+      return d.stall ? this.#stalledBody(text, d.stall, headers) : new Response(text, { headers });
     }
     const includeUsage = (b.stream_options as { include_usage?: unknown } | undefined)
       ?.include_usage === true;
@@ -1067,6 +1050,27 @@ export class FakePoe implements AsyncDisposable {
       () => this.#bill(botName, answer.usage),
     );
     return new Response(stream, { headers });
+  }
+
+  /** A JSON answer whose body comes `stall` ms after its headers. */
+  #stalledBody(text: string, stall: number, headers: Headers): Response {
+    const ac = new AbortController();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          await sleep(stall, ac.signal);
+        } catch {
+          return;
+        }
+        controller.enqueue(new TextEncoder().encode(text));
+        controller.close();
+      },
+      cancel: () => {
+        ac.abort(new Error("client cancelled"));
+        this.cancellations.push({ path: "/v1/chat/completions", time: Date.now() });
+      },
+    });
+    return new Response(body, { headers });
   }
 
   #chatHeaders(req: Request): Headers {
