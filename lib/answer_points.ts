@@ -99,7 +99,8 @@ export class AnswerPoints {
     const found = await service.costs.attribute({
       model: entry.id,
       startedAt: ctx.startedAt,
-      // Counts of this proxy's never match Poe's history entries: paired by order instead.
+      // Counts of this proxy's never match Poe's history entries: paired by order instead, where
+      // the order leaves no doubt (else the estimate stays).
       tokens: usage && !usage.tokens_estimated
         ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens }
         : null,
@@ -210,12 +211,15 @@ export class AnswerPoints {
 /**
  * Watches for the history entry of an answer its client left: Poe may bill it all the same. Its
  * cost is reported with `ctx.lateCost`, and the entry is not left for the next answer to take.
+ * Whether and when Poe bills it is unknown: while it is watched, it takes no entry that a later
+ * answer of its model could own, and such an answer without token counts keeps its estimate.
  */
 export function watchAbandoned(usage: UsageService, model: string, ctx: RequestContext): void {
   void usage.costs.attribute({
     model,
     startedAt: ctx.startedAt,
     tokens: null,
+    abandoned: true,
     waitMs: 0,
     onFound: (cost) => ctx.lateCost(cost.points),
   });

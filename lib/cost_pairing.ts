@@ -15,14 +15,21 @@ export interface PairableAnswer {
   readonly startedAtUs: number;
   /** The answer's token counts, when Poe reported them; a matching entry is preferred. */
   readonly tokens: TokenCounts | null;
+  /** When its request arrived, in milliseconds on this machine's clock. */
+  readonly arrivedAt: number;
+  /**
+   * When Poe was done with it, at the latest, in milliseconds on this machine's clock: when the
+   * proxy saw the answer end. Infinity when unknown: its client left, and Poe may bill the answer
+   * when it notices, or write it to the end first.
+   */
+  readonly finishedAt: number;
 }
 
 /** Options of {@linkcode pairEntries}. */
 export interface PairOptions<A extends PairableAnswer> {
   /**
-   * Whether every entry since the answer's start was read. Only such answers are paired in order
-   * of completion (FIFO): an older answer whose own entry is further down would take a newer
-   * answer's entry. Token matches do not need it.
+   * Whether every entry since the answer's start was read. Answers of a model are paired by order
+   * only when each of them is covered: the entries are counted. Token matches do not need it.
    */
   covered: (answer: A) => boolean;
   /**
@@ -30,12 +37,6 @@ export interface PairOptions<A extends PairableAnswer> {
    * Default: none waits.
    */
   waiting?: (answer: A) => boolean;
-  /**
-   * Whether an answer that is not covered holds the later answers of its model back from pairing
-   * in order: one whose entry is probably among those not read yet (it was never looked for), so
-   * the oldest entry read would be its, not theirs. Default: none holds.
-   */
-  holds?: (answer: A) => boolean;
   /** Entries already attributed, by `query_id`; they are never paired again. Default: none. */
   claimed?: { has(queryId: string): boolean };
   /**
@@ -94,12 +95,44 @@ function oldestFirst(a: Candidate, b: Candidate): number {
   return a.entry.creation_time - b.entry.creation_time;
 }
 
+function ascending(a: number, b: number): number {
+  return a - b;
+}
+
+/** How many values of `sorted` (ascending) are below `x`, or with `orEqual`, at most `x`. */
+function countBelow(sorted: readonly number[], x: number, orEqual = false): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < x || (orEqual && sorted[mid] === x)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Whether two answers overlapped in time: neither was over before the other arrived. Their
+ * entries may then be in either order (Poe may stamp an entry when it receives the request or
+ * when it is done), and an answer whose end is unknown overlaps every later one.
+ */
+export function overlap(
+  a: Pick<PairableAnswer, "arrivedAt" | "finishedAt">,
+  b: Pick<PairableAnswer, "arrivedAt" | "finishedAt">,
+): boolean {
+  return a.finishedAt >= b.arrivedAt && b.finishedAt >= a.arrivedAt;
+}
+
 /**
  * Pairs answers with unclaimed entries of usage type `API` and of their model, created since each
- * answer started: first an entry whose token breakdown equals the answer's tokens, else the
- * oldest entry of its model (FIFO per model, `answers` being in order of completion). Entries
- * with a negative `cost_points` are skipped; those with 0 (not final) are paired by FIFO only, and
- * the caller decides what to do with them. Each entry goes to one answer at most.
+ * answer started. First by tokens: an entry whose token breakdown equals the answer's tokens.
+ * Then by order, only where the order leaves no doubt ({@linkcode pairByOrder}): an answer that
+ * overlapped no other one of its model still looking, when there are exactly as many entries as
+ * answers. One answer and one new entry are paired; two answers that ran at the same time with
+ * no token counts are not, nor an answer whose client left (it may never be billed) and a later
+ * one: each keeps its estimate rather than maybe the other's cost. Entries with a negative
+ * `cost_points` are skipped; those with 0 (not final) are paired by order only, and the caller
+ * decides what to do with them. Each entry goes to one answer at most.
  *
  * Entries are grouped by model (and by token counts) once, so pairing costs about answers +
  * entries, not their product. Token matches go to waiting answers first: entries with the same
@@ -113,7 +146,7 @@ export function pairEntries<A extends PairableAnswer>(
   entries: readonly PointsEntry[],
   options: PairOptions<A>,
 ): Map<A, PointsEntry> {
-  const { covered, waiting = () => false, holds = () => false, claimed, keyName } = options;
+  const { covered, waiting = () => false, claimed, keyName } = options;
   const assigned = new Map<A, PointsEntry>();
   if (answers.length === 0 || entries.length === 0) return assigned;
   const models = new Set<string>();
@@ -149,34 +182,78 @@ export function pairEntries<A extends PairableAnswer>(
   }
   for (const list of byModel.values()) list.sort(oldestFirst);
   for (const list of byTokens.values()) list.sort(oldestFirst);
-  const take = (a: A, list: Candidate[] | undefined) => {
-    if (!list) return;
-    for (const c of list) {
-      if (c.taken || c.entry.creation_time < a.startedAtUs) continue;
-      c.taken = true;
-      assigned.set(a, c.entry);
-      return;
-    }
-  };
   if (byTokens.size > 0) {
     for (const first of [true, false]) {
       for (const a of answers) {
         if (!a.tokens || waiting(a) !== first) continue;
-        take(a, byTokens.get(tokenKey(a.model, a.tokens)));
+        const list = byTokens.get(tokenKey(a.model, a.tokens));
+        for (const c of list ?? []) {
+          if (c.taken || c.entry.creation_time < a.startedAtUs) continue;
+          c.taken = true;
+          assigned.set(a, c.entry);
+          break;
+        }
       }
     }
   }
-  /** Models whose order pairing waits for an earlier answer's entry to be read. */
-  let held: Set<string> | null = null;
+  if (byModel.size === 0) return assigned;
+  const unpaired = new Map<string, A[]>();
   for (const a of answers) {
-    if (assigned.has(a)) continue;
-    if (!covered(a)) {
-      if (holds(a)) (held ??= new Set()).add(a.model);
-      continue;
-    }
-    if (!held?.has(a.model)) take(a, byModel.get(a.model));
+    if (assigned.has(a) || !byModel.has(a.model)) continue;
+    let group = unpaired.get(a.model);
+    if (!group) unpaired.set(a.model, group = []);
+    group.push(a);
+  }
+  for (const [model, group] of unpaired) {
+    pairByOrder(group, byModel.get(model)!, covered, assigned);
   }
   return assigned;
+}
+
+/**
+ * Pairs by order the answers of one model that no token match paired, where the order is sure.
+ * Every entry since the oldest answer's start must have been read (`covered`), and there must be
+ * exactly as many of those entries left as answers: each answer billed once and shown, none of
+ * someone else. Then an answer that overlapped no other one (each other was over before it
+ * arrived, or arrived after it was over) has the entry of its rank: as many older entries as
+ * answers over before it arrived. Answers that overlapped keep no entry, as their entries could
+ * be in either order; so does the whole group when an entry of that rank is older than its
+ * answer's start (the count was wrong).
+ */
+function pairByOrder<A extends PairableAnswer>(
+  group: readonly A[],
+  list: readonly Candidate[],
+  covered: (answer: A) => boolean,
+  assigned: Map<A, PointsEntry>,
+): void {
+  let from = Infinity;
+  for (const a of group) {
+    if (!covered(a)) return;
+    if (a.startedAtUs < from) from = a.startedAtUs;
+  }
+  const left: Candidate[] = [];
+  for (const c of list) {
+    if (!c.taken && c.entry.creation_time >= from) left.push(c);
+  }
+  const n = group.length;
+  if (left.length !== n) return;
+  const arrivals = group.map((a) => a.arrivedAt).sort(ascending);
+  // An end before the arrival (this machine's clock stepped back) counts as the arrival.
+  const end = (a: A) => Math.max(a.arrivedAt, a.finishedAt);
+  const ends = group.map(end).sort(ascending);
+  const found: [A, Candidate][] = [];
+  for (const a of group) {
+    const before = countBelow(ends, a.arrivedAt);
+    const after = n - countBelow(arrivals, end(a), true);
+    if (before + after !== n - 1) continue;
+    const c = left[before];
+    if (c.entry.creation_time < a.startedAtUs) return;
+    found.push([a, c]);
+  }
+  for (const [a, c] of found) {
+    c.taken = true;
+    assigned.set(a, c.entry);
+  }
 }
 
 /**

@@ -1,5 +1,11 @@
 /** @module Attribution of each answer's real cost from Poe's points history, shared fetches. */
-import { ClaimedEntries, KeyNameLearner, pairEntries, type TokenCounts } from "./cost_pairing.ts";
+import {
+  ClaimedEntries,
+  KeyNameLearner,
+  overlap,
+  pairEntries,
+  type TokenCounts,
+} from "./cost_pairing.ts";
 import type { Logger } from "./log.ts";
 import { breakdownTokens, type PointsEntry, type UsageSource } from "./usage_api.ts";
 import { type Deadline, Deadlines, REAL_TIMERS, type Timers } from "./deadlines.ts";
@@ -22,6 +28,12 @@ export interface AttributeOptions {
   startedAt: number;
   /** The answer's token counts, when Poe reported them; used to prefer the matching entry. */
   tokens?: { prompt: number; completion: number } | null;
+  /**
+   * Its client left before the answer was complete: when Poe was done with it is unknown (it may
+   * bill it when it notices, finish it first, or not bill it at all), so it may own the entry of
+   * any answer of its model that arrived after it. Default: false.
+   */
+  abandoned?: boolean;
   /** How long the returned promise may wait. 0 returns null at once and only watches. */
   waitMs: number;
   /** Called once with the real cost whenever it is found, in time or later. */
@@ -79,6 +91,10 @@ interface Waiter {
   /** The request's start in µs, as given. */
   realStartUs: number;
   tokens: TokenCounts | null;
+  /** When the request arrived, in ms on this machine's clock. */
+  arrivedAt: number;
+  /** When Poe was done with it at the latest (ms, this machine's clock); Infinity if unknown. */
+  finishedAt: number;
   endedAt: number;
   /** When its entry is probably there: the first fetch for it should start no earlier. */
   dueAt: number;
@@ -91,6 +107,12 @@ interface Waiter {
   foreground: ((cost: FoundCost | null) => void) | null;
   deadline: Deadline | null;
   onFound?: (cost: FoundCost) => void;
+  /**
+   * Without token counts, it overlapped another such answer of its model: not paired by order
+   * while that one is watched. Not looked for on its own account (no read is planned for it),
+   * but still a possible owner of entries, and read back to now and then with the others.
+   */
+  tied: boolean;
   done: boolean;
 }
 
@@ -126,9 +148,10 @@ function oldestToCover(waiters: readonly Waiter[], fetchAt: number, all: boolean
 /**
  * Finds what each answer cost. A waiting answer is paired with an unclaimed `points_history` entry
  * of usage type `API`, of its model, created after its request started: first an entry whose token
- * breakdown equals the answer's usage, else the oldest such entry in order of completion (FIFO per
- * model; see {@linkcode pairEntries}). An entry with `cost_points` 0 is not final: it is held but
- * not reported.
+ * breakdown equals the answer's usage, else by order, only where the order leaves no doubt (see
+ * {@linkcode pairEntries}): answers without token counts that overlapped in time are never paired
+ * by order, and go on with their estimate at once. An entry with `cost_points` 0 is not final: it
+ * is held but not reported.
  *
  * Scheduling: no fixed delay. When an answer ends and no fetch is in flight, the history is read
  * at once (leading edge), unless costs have lately been landing later (a moving average of how long
@@ -245,13 +268,21 @@ export class CostTracker implements AsyncDisposable {
       : Math.max(this.#firstFetchMs, Math.round(0.8 * this.#typicalMs));
     // History times are Poe's: the start in Poe's clock, when it is clearly off from this one.
     const start = options.startedAt + this.#poeClockAhead();
-    // Not expected in time: the answer ends now with an estimate; the cost is watched for.
-    const background = quiet || options.waitMs <= 0 || expected >= options.waitMs;
+    const model = options.model.toLowerCase();
+    const tokens = options.tokens ?? null;
+    const arrivedAt = Math.min(options.startedAt, now);
+    const finishedAt = options.abandoned ? Infinity : now;
+    const tied = tokens === null && this.#tie(model, arrivedAt, finishedAt);
+    // Not expected in time, or never told apart from another: the answer ends now with an
+    // estimate; the cost is watched for.
+    const background = quiet || options.waitMs <= 0 || expected >= options.waitMs || tied;
     const waiter: Waiter = {
-      model: options.model.toLowerCase(),
+      model,
       startedAtUs: (start - this.#skewMs) * 1000,
       realStartUs: start * 1000,
-      tokens: options.tokens ?? null,
+      tokens,
+      arrivedAt,
+      finishedAt,
       endedAt: now,
       // The history keeps failing: no answer waits for it; one fetch retries after the pause.
       dueAt: quiet
@@ -265,6 +296,7 @@ export class CostTracker implements AsyncDisposable {
       foreground: null,
       deadline: null,
       onFound: options.onFound,
+      tied,
       done: false,
     };
     if (this.#waiters.length >= this.#maxWatched) this.#drop();
@@ -283,8 +315,26 @@ export class CostTracker implements AsyncDisposable {
       });
       result = promise;
     }
-    this.#schedule(waiter.dueAt);
+    if (!tied) this.#schedule(waiter.dueAt);
     return result;
+  }
+
+  /**
+   * Whether an answer without token counts overlapped in time one of its model without them that
+   * is still watched. Their entries could come in either order and nothing else tells them apart,
+   * so neither is paired by order while both are watched ({@linkcode pairEntries}): those waiting
+   * for their cost go on with the estimate now, rather than wait for what cannot come in time.
+   */
+  #tie(model: string, arrivedAt: number, finishedAt: number): boolean {
+    let tied = false;
+    for (const w of this.#waiters) {
+      if (w.done || w.tokens !== null || w.model !== model) continue;
+      if (!overlap(w, { arrivedAt, finishedAt })) continue;
+      tied = true;
+      w.tied = true;
+      this.#letGo(w);
+    }
+    return tied;
   }
 
   /**
@@ -424,12 +474,12 @@ export class CostTracker implements AsyncDisposable {
       this.#quietUntil = 0;
     }
     const covered = (w: Waiter) => complete || reach < w.realStartUs;
-    // The FIFO pass pairs only answers for which every entry since their start was read.
+    // Answers past their watch are no one's rivals any more (tied ones plan no read to drop them).
+    this.#compact();
+    // Pairing by order counts the entries: only when every one since their start was read.
     const assigned = pairEntries(this.#waiters, entries, {
       covered,
       waiting: (w) => w.foreground !== null,
-      // Never looked for yet (an answer in its first delay, which this read did not reach back to).
-      holds: (w) => w.missedAt === -Infinity,
       claimed: this.#claimed,
       keyName: this.#keyName.name,
     });
@@ -447,15 +497,18 @@ export class CostTracker implements AsyncDisposable {
 
   /** Schedules the next fetch for the answers still waiting or watched, if any. */
   #plan(): void {
-    if (this.#waiters.length === 0) return;
     const now = this.#now();
     let next = Infinity;
     let foreground = false;
+    let watched = false;
     for (const w of this.#waiters) {
+      if (w.tied) continue;
+      watched = true;
       // Not looked for since its entry was due (answers that ended during the last fetch): next.
       if (w.checkedAt < w.dueAt) next = Math.min(next, w.dueAt);
       else if (w.foreground !== null) foreground = true;
     }
+    if (!watched) return;
     if (foreground) {
       next = Math.min(next, this.#lastFetchAt + this.#pollMs);
     } else if (next === Infinity) {
@@ -478,12 +531,16 @@ export class CostTracker implements AsyncDisposable {
 
   /** Lets every answer waiting in the foreground go on with an estimate; they stay watched. */
   #release(): void {
-    for (const w of this.#waiters) {
-      w.deadline?.cancel();
-      w.deadline = null;
-      w.foreground?.(null);
-      w.foreground = null;
-    }
+    for (const w of this.#waiters) this.#letGo(w);
+  }
+
+  /** Lets an answer waiting in the foreground go on with an estimate; it stays watched. */
+  #letGo(w: Waiter): void {
+    w.deadline?.cancel();
+    w.deadline = null;
+    const resolve = w.foreground;
+    w.foreground = null;
+    resolve?.(null);
   }
 
   #resolve(w: Waiter, e: PointsEntry, fetchStartedAt: number): void {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   ClaimedEntries,
   KeyNameLearner,
+  overlap,
   type PairableAnswer,
   pairEntries,
 } from "../lib/cost_pairing.ts";
@@ -13,9 +14,21 @@ interface Answer extends PairableAnswer {
   covered?: boolean;
 }
 
+/** An answer; by default its request ran from 0 to 1 ms, as if alone. */
 function answer(name: string, o: Partial<Answer> = {}): Answer {
-  return { name, model: "gpt-4o", startedAtUs: 0, tokens: null, ...o };
+  return {
+    name,
+    model: "gpt-4o",
+    startedAtUs: 0,
+    tokens: null,
+    arrivedAt: 0,
+    finishedAt: 1,
+    ...o,
+  };
 }
+
+/** Its request ran from `from` to `to` ms (this machine's clock). */
+const ran = (from: number, to: number) => ({ arrivedAt: from, finishedAt: to });
 
 /** An entry created at `at` µs; `tokens` fills its cost breakdown as Poe writes it. */
 function entry(
@@ -52,8 +65,12 @@ function pair(
   return Object.fromEntries([...found].map(([a, e]) => [a.name, e.query_id]));
 }
 
-Deno.test("FIFO per model: answers in order of completion take the oldest entries, whatever the page order", () => {
-  const answers = [answer("a"), answer("b"), answer("c", { model: "claude" })];
+Deno.test("by order: answers that ran one after another take the entries in that order, whatever the page order", () => {
+  const answers = [
+    answer("a", ran(0, 10)),
+    answer("c", { model: "claude", ...ran(5, 25) }),
+    answer("b", ran(20, 30)),
+  ];
   const page = [
     entry("new", 300),
     entry("claude1", 250, { bot: "Claude" }),
@@ -62,15 +79,85 @@ Deno.test("FIFO per model: answers in order of completion take the oldest entrie
   assert.deepEqual(pair(answers, page), { a: "old", b: "new", c: "claude1" });
 });
 
+Deno.test("by order: answers without token counts that overlapped in time take no entry", () => {
+  // Poe may stamp an entry when it receives the request or when it is done: either order.
+  const answers = [answer("a", ran(0, 10)), answer("b", ran(5, 12)), answer("c", ran(10, 20))];
+  assert.deepEqual(pair(answers, [entry("e1", 100), entry("e2", 200), entry("e3", 300)]), {});
+  // One over before the other arrived: paired (a millisecond apart is enough).
+  const apart = [answer("a", ran(0, 10)), answer("b", ran(11, 12))];
+  assert.deepEqual(pair(apart, [entry("e1", 100), entry("e2", 200)]), { a: "e1", b: "e2" });
+});
+
+Deno.test("by order: an answer that overlapped none takes the entry of its rank, the others none", () => {
+  const answers = [
+    answer("x", ran(0, 10)),
+    answer("y", ran(5, 15)),
+    answer("z", ran(20, 30)),
+    answer("first", ran(-10, -5)),
+  ];
+  const page = [entry("e4", 400), entry("e3", 300), entry("e2", 200), entry("e1", 100)];
+  assert.deepEqual(pair(answers, page), { first: "e1", z: "e4" });
+});
+
+Deno.test("by order: more entries than answers (someone else's) or fewer (one not shown yet) pair none", () => {
+  const answers = [answer("a", ran(0, 10)), answer("b", ran(20, 30))];
+  assert.deepEqual(pair(answers, [entry("e1", 100), entry("e2", 200), entry("e3", 300)]), {});
+  assert.deepEqual(pair(answers, [entry("e2", 200)]), {});
+  assert.deepEqual(pair([answer("alone")], [entry("e1", 100), entry("e2", 200)]), {});
+  assert.deepEqual(pair([answer("alone")], [entry("e1", 100)]), { alone: "e1" });
+});
+
+Deno.test("by order: an answer whose client left overlaps every later one", () => {
+  const left = answer("left", { ...ran(10, Infinity), startedAtUs: 10 });
+  const next = answer("next", { ...ran(20, 30), startedAtUs: 20 });
+  // One entry: the left answer's, billed, or the next one's. Two: in either order.
+  assert.deepEqual(pair([left, next], [entry("e", 300)]), {});
+  assert.deepEqual(pair([left, next], [entry("e1", 300), entry("e2", 400)]), {});
+  // Alone, or after answers over before it arrived, it is paired.
+  assert.deepEqual(pair([left], [entry("e", 300)]), { left: "e" });
+  const before = answer("before", ran(0, 5));
+  assert.deepEqual(pair([left, before], [entry("e1", 3), entry("e2", 300)]), {
+    before: "e1",
+    left: "e2",
+  });
+  assert.equal(overlap(left, next), true);
+  assert.equal(overlap(before, left), false);
+  assert.equal(overlap(next, answer("later", ran(31, 40))), false);
+  assert.equal(overlap(next, answer("touching", ran(30, 40))), true);
+});
+
+Deno.test("by order: an answer matched by its tokens no longer stands in the way of one without", () => {
+  const answers = [
+    answer("plain", ran(0, 10)),
+    answer("counted", { ...ran(5, 15), tokens: { prompt: 3, completion: 4 } }),
+  ];
+  const page = [entry("c", 120, { tokens: [3, 4] }), entry("p", 80, { tokens: [9, 9] })];
+  assert.deepEqual(pair(answers, page), { counted: "c", plain: "p" });
+  // Its entry not shown yet: the other has two possible owners.
+  assert.deepEqual(pair(answers, [entry("p", 80, { tokens: [9, 9] })]), {});
+});
+
+Deno.test("by order: an entry older than the start of the answer of its rank pairs none of them", () => {
+  const answers = [
+    answer("early", ran(0, 10)),
+    answer("late", { ...ran(20, 30), startedAtUs: 200 }),
+  ];
+  assert.deepEqual(pair(answers, [entry("e50", 50), entry("e100", 100)]), {});
+});
+
 Deno.test("an entry created before an answer started is not its own", () => {
-  const answers = [answer("late", { startedAtUs: 200 }), answer("early")];
+  const answers = [
+    answer("early", ran(0, 10)),
+    answer("late", { startedAtUs: 200, ...ran(20, 30) }),
+  ];
   assert.deepEqual(pair(answers, [entry("e100", 100), entry("e300", 300)]), {
     late: "e300",
     early: "e100",
   });
+  assert.deepEqual(pair([answer("late", { startedAtUs: 200 })], [entry("e100", 100)]), {});
 });
 
-Deno.test("a token match wins over FIFO order", () => {
+Deno.test("a token match wins over order", () => {
   const answers = [answer("a", { tokens: { prompt: 5, completion: 9 } }), answer("b")];
   const page = [entry("match", 200, { tokens: [5, 9] }), entry("older", 100, { tokens: [1, 1] })];
   assert.deepEqual(pair(answers, page), { a: "match", b: "older" });
@@ -85,20 +172,22 @@ Deno.test("token matches go to waiting answers before answers watched in the bac
   assert.deepEqual(pair(answers, [entry("only", 100, { tokens: [5, 9] })]), { waiting: "only" });
 });
 
-Deno.test("only covered answers are paired by FIFO; token matches need no cover", () => {
+Deno.test("an answer not covered keeps those of its model from pairing by order; token matches need no cover", () => {
   const answers = [
-    answer("uncovered", { covered: false }),
+    answer("uncovered", { covered: false, ...ran(0, 10) }),
     answer("matched", { covered: false, tokens: { prompt: 2, completion: 3 } }),
-    answer("covered"),
+    answer("covered", ran(20, 30)),
   ];
   const page = [entry("plain", 100), entry("tok", 150, { tokens: [2, 3] })];
-  assert.deepEqual(pair(answers, page), { matched: "tok", covered: "plain" });
+  // The entries since the uncovered answer's start are not all known: they cannot be counted.
+  assert.deepEqual(pair(answers, page), { matched: "tok" });
+  assert.deepEqual(pair(answers.slice(1), page), { matched: "tok", covered: "plain" });
 });
 
 Deno.test("entries of other usage types, refunds and claimed entries are skipped", () => {
   const claimed = new ClaimedEntries();
   claimed.add("taken");
-  const answers = [answer("a"), answer("b")];
+  const answers = [answer("a")];
   const page = [
     entry("chat", 100, { type: "Chat" }),
     entry("refund", 110, { points: -5 }),
@@ -108,11 +197,14 @@ Deno.test("entries of other usage types, refunds and claimed entries are skipped
   assert.deepEqual(pair(answers, page, claimed), { a: "api" });
 });
 
-Deno.test("an entry not yet settled (0 points) is paired by FIFO but never by its tokens", () => {
-  const answers = [answer("a", { tokens: { prompt: 5, completion: 9 } }), answer("b")];
+Deno.test("an entry not yet settled (0 points) is paired by order but never by its tokens", () => {
+  const answers = [
+    answer("b", ran(0, 10)),
+    answer("a", { tokens: { prompt: 5, completion: 9 }, ...ran(20, 30) }),
+  ];
   const page = [entry("settled", 200), entry("unsettled", 100, { points: 0, tokens: [5, 9] })];
   const found = pair(answers, page);
-  assert.deepEqual(found, { a: "unsettled", b: "settled" });
+  assert.deepEqual(found, { b: "unsettled", a: "settled" });
 });
 
 Deno.test("nothing to pair gives an empty map", () => {
@@ -151,16 +243,12 @@ Deno.test("entries of another api_key_name are skipped once this proxy's key nam
   const other = { ...entry("theirs", 200, { points: 5000 }), api_key_name: "other-app" };
   const own = { ...entry("ours", 300), api_key_name: "proxy-key" };
   const unnamed = entry("unnamed", 250);
-  const byFifo = pairEntries(answers, [own, other], { covered: () => true });
-  assert.equal(
-    byFifo.get(answers[0])?.query_id,
-    "theirs",
-    "without the name, FIFO takes the oldest",
-  );
+  const byOrder = pairEntries(answers, [own, other], { covered: () => true });
+  assert.equal(byOrder.size, 0, "without the name, two entries for one answer: neither is sure");
   const known = pairEntries(answers, [own, other], { covered: () => true, keyName: "proxy-key" });
   assert.equal(known.get(answers[0])?.query_id, "ours");
   // Entries without a name are never skipped.
-  const withUnnamed = pairEntries(answers, [own, unnamed, other], {
+  const withUnnamed = pairEntries(answers, [unnamed, other], {
     covered: () => true,
     keyName: "proxy-key",
   });

@@ -205,7 +205,7 @@ Deno.test("CostTracker treats cost_points 0 as not final and keeps the entry for
   assert.deepEqual(foundA.map((c) => c.points), [800]);
 });
 
-Deno.test("CostTracker pairs answers of one model in order of completion (FIFO)", async () => {
+Deno.test("CostTracker pairs answers of one model in order of completion, each alone with its entry", async () => {
   const { clock, history, tracker } = setup();
   await using _ = tracker;
   const start = clock.now();
@@ -217,6 +217,90 @@ Deno.test("CostTracker pairs answers of one model in order of completion (FIFO)"
   const two = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
   await clock.advance(300);
   assert.deepEqual([(await one)?.points, (await two)?.points], [111, 222]);
+});
+
+Deno.test("CostTracker: answers without token counts that ran one after another are paired in order once both entries show", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // Poe shows the second answer's entry first.
+  const first = clock.now();
+  await clock.advance(10);
+  history.add("GPT-4o", 111, { delayMs: 700 });
+  const one = tracker.attribute({ model: "GPT-4o", startedAt: first, waitMs: 1500 });
+  await clock.advance(10);
+  const second = clock.now();
+  await clock.advance(10);
+  history.add("GPT-4o", 222, { delayMs: 300 });
+  const two = tracker.attribute({ model: "GPT-4o", startedAt: second, waitMs: 1500 });
+  await clock.advance(1400);
+  assert.deepEqual([(await one)?.points, (await two)?.points], [111, 222]);
+});
+
+Deno.test("CostTracker: answers without token counts that overlapped get their estimates at once, and never each other's cost", async () => {
+  const { clock, history, tracker } = setup({ watchMs: 20_000 });
+  await using _ = tracker;
+  const start = clock.now();
+  await clock.advance(10);
+  history.add("GPT-4o", 111);
+  history.add("GPT-4o", 222);
+  const found: number[] = [];
+  const onFound = (c: FoundCost) => found.push(c.points);
+  const one = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500, onFound });
+  const two = tracker.attribute({ model: "GPT-4o", startedAt: start + 5, waitMs: 1500, onFound });
+  // Not held for a cost that cannot be told apart, nor looked for: only the read the first one
+  // started, before the second ended.
+  assert.deepEqual([await one, await two], [null, null]);
+  await clock.advance(60_000);
+  assert.deepEqual(found, []);
+  assert.equal(history.calls, 1);
+  // Past their watch, they no longer stand in the way of a later answer's order pairing.
+  const later = clock.now();
+  history.add("GPT-4o", 333);
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: later, waitMs: 1500, onFound });
+  await clock.advance(0);
+  assert.equal((await cost)?.points, 333);
+  assert.equal(tracker.pending, 0);
+});
+
+Deno.test("CostTracker: an answer whose client left takes no later answer's entry, and that answer keeps its estimate", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const left: number[] = [];
+  tracker.attribute({
+    model: "GPT-4o",
+    startedAt: clock.now(),
+    abandoned: true,
+    waitMs: 0,
+    onFound: (c) => left.push(c.points),
+  });
+  // Poe did not bill it. The next answer starts after the client left, without token counts.
+  await clock.advance(300);
+  const next = clock.now();
+  await clock.advance(100);
+  history.add("GPT-4o", 121);
+  const found: number[] = [];
+  const cost = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: next,
+    waitMs: 1500,
+    onFound: (c) => found.push(c.points),
+  });
+  assert.equal(await cost, null, "an estimate at once: the entry may be the left answer's");
+  await clock.advance(30_000);
+  assert.deepEqual([left, found], [[], []]);
+  // An answer with token counts is told apart by them, whatever other entry shows.
+  history.add("GPT-4o", 33, { createdAt: next - 100 });
+  const counted = clock.now();
+  await clock.advance(100);
+  history.add("GPT-4o", 44, { tokens: [30, 4] });
+  const withTokens = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: counted,
+    tokens: { prompt: 30, completion: 4 },
+    waitMs: 1500,
+  });
+  await clock.advance(0);
+  assert.equal((await withTokens)?.points, 44);
 });
 
 Deno.test("CostTracker prefers the entry whose token breakdown matches the answer", async () => {
@@ -363,7 +447,14 @@ Deno.test("CostTracker keeps at most maxWatched answers: the oldest give up, cou
   });
   const results: Promise<FoundCost | null>[] = [];
   for (let i = 0; i < 8; i++) {
-    results.push(tracker.attribute({ model: "GPT-4o", startedAt: clock.now(), waitMs: 1500 }));
+    results.push(
+      tracker.attribute({
+        model: "GPT-4o",
+        startedAt: clock.now(),
+        tokens: { prompt: i, completion: 1 },
+        waitMs: 1500,
+      }),
+    );
   }
   assert.equal(tracker.pending, 5);
   assert.equal(tracker.dropped, 3);
@@ -372,7 +463,7 @@ Deno.test("CostTracker keeps at most maxWatched answers: the oldest give up, cou
   for (const r of results) r.then(() => settled++);
   await clock.advance(0);
   assert.equal(settled, 3);
-  history.add("GPT-4o", 5);
+  history.add("GPT-4o", 5, { tokens: [3, 1] });
   await clock.advance(400);
   assert.equal((await results[3])?.points, 5);
   await clock.advance(1500);
@@ -428,12 +519,25 @@ Deno.test("CostTracker: an older answer whose entry is past the first page does 
   // Answers of others, logged later, that the proxy has not seen end yet.
   for (let i = 0; i < 25; i++) {
     await clock.advance(1);
-    history.add("GPT-4o", 1000 + i);
+    history.add("GPT-4o", 1000 + i, { tokens: [i, 2] });
   }
-  const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  const result: { cost?: FoundCost | null } = {};
+  tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 })
+    .then((c) => result.cost = c);
   await clock.advance(0);
-  assert.equal((await cost)?.points, 7);
   assert.equal(history.calls, 2, "a short first page, then one more to reach its start");
+  assert.equal("cost" in result, false, "26 entries for one answer: none is surely its own");
+  // They end: each takes its own by its token counts, which leaves the first answer its own.
+  for (let i = 0; i < 25; i++) {
+    tracker.attribute({
+      model: "GPT-4o",
+      startedAt: start + 1,
+      tokens: { prompt: i, completion: 2 },
+      waitMs: 1500,
+    });
+  }
+  await clock.advance(50);
+  assert.equal(result.cost?.points, 7);
 });
 
 Deno.test("CostTracker: a burst of 400 answers with the same tokens is served by one fetch", async () => {
@@ -653,7 +757,7 @@ Deno.test("CostTracker: an answer held for its cost is looked for at once, and n
   assert.equal(history.calls, calls + 1, "one page: the answer in its delay is not due yet");
 });
 
-Deno.test("CostTracker: an answer in its first delay holds later ones of its model from taking its entry by order", async () => {
+Deno.test("CostTracker: an answer in its first delay and a later one that overlapped it take neither entry by order", async () => {
   const { clock, history, tracker } = setup();
   await using _ = tracker;
   // A first answer: its read is the deep one, so the next ones within 2 s are not.
@@ -670,19 +774,46 @@ Deno.test("CostTracker: an answer in its first delay holds later ones of its mod
   const bStart = clock.now();
   await clock.advance(500);
   history.add("GPT-4o", 561);
-  const aCost: number[] = [];
+  const costs: number[] = [];
   tracker.attribute({
     model: "GPT-4o",
     startedAt: aStart,
     waitMs: 0,
-    onFound: (c) => aCost.push(c.points),
+    onFound: (c) => costs.push(c.points),
   });
   // B, held for its footer, ends inside A's first delay; neither has token counts.
   await clock.advance(18);
   history.add("GPT-4o", 27);
-  const b = tracker.attribute({ model: "GPT-4o", startedAt: bStart, waitMs: 1500 });
+  const b = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: bStart,
+    waitMs: 1500,
+    onFound: (c) => costs.push(c.points),
+  });
+  const fetches = tracker.fetches;
+  assert.equal(await b, null, "B's estimate at once: its entry and A's could be in either order");
+  await clock.advance(30_000);
+  assert.deepEqual(costs, []);
+  assert.ok(tracker.fetches - fetches <= 1, "no reads for them, past the first look A planned");
+});
+
+Deno.test("CostTracker: an answer after two that overlapped (a chat and its title) is paired by its rank, their entries read", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // A chat's answer and its title, asked at once, end together; neither has token counts.
+  const a = clock.now();
+  await clock.advance(100);
+  history.add("GPT-4o", 31);
+  const one = tracker.attribute({ model: "GPT-4o", startedAt: a, waitMs: 1500 });
+  history.add("GPT-4o", 32);
+  const two = tracker.attribute({ model: "GPT-4o", startedAt: a, waitMs: 1500 });
+  assert.deepEqual([await one, await two], [null, null]);
+  // The next message, 30 s on: every entry since the first of them is read, one each.
+  await clock.advance(30_000);
+  const next = clock.now();
+  await clock.advance(500);
+  history.add("GPT-4o", 444);
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: next, waitMs: 1500 });
   await clock.advance(0);
-  await clock.advance(50);
-  assert.equal((await b)?.points, 27, "B's own entry, not A's");
-  assert.deepEqual(aCost, [561]);
+  assert.equal((await cost)?.points, 444);
 });

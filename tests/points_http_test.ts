@@ -1051,3 +1051,172 @@ Deno.test("an answer counted at its estimate is corrected when its real cost lan
   // The first answer counts at its real cost now, the second at its estimate.
   assert.equal(first.balance_points - second.balance_points, Math.round(real));
 });
+
+/**
+ * One answer to GPT-4o through the proxy, with `[[fake: ...]]` directives and a footer, and what
+ * Poe bills for it (10 points plus its prompt and reply tokens, a token per four characters).
+ */
+async function answerWith(
+  url: string,
+  o: { text: string; reply: string; directives: string; stream: boolean; leave?: boolean },
+) {
+  const content = `${o.text} [[fake: reply=${o.reply},${o.directives}]]`;
+  const own = 10 + Math.ceil(content.length / 4) + Math.ceil(o.reply.length / 4);
+  const abort = new AbortController();
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-poe-proxy-footer": "on" },
+    body: JSON.stringify({
+      model: "GPT-4o",
+      stream: o.stream,
+      messages: [{ role: "user", content }],
+    }),
+    signal: abort.signal,
+  });
+  if (o.leave) {
+    const reader = res.body!.getReader();
+    await reader.read();
+    abort.abort();
+    await reader.cancel().catch(() => {});
+    return { own, left: true, points: null, estimated: null, id: res.headers.get("x-request-id") };
+  }
+  let text: string;
+  if (o.stream) {
+    text = chunks(await res.text()).map((c) => c.choices[0]?.delta?.content ?? "").join("");
+  } else {
+    text = (await res.json()).choices[0].message.content;
+  }
+  const shown = /💰 Points( \(est\.\))?: ([\d,]+)/.exec(text);
+  assert.ok(shown, text);
+  const points = Number(shown[2].replaceAll(",", ""));
+  if (!o.stream) {
+    assert.equal(res.headers.get("x-poe-points"), String(points));
+    assert.equal(res.headers.get("x-poe-points-estimated"), shown[1] ? "true" : null);
+  }
+  const id = res.headers.get("x-request-id");
+  return { own, left: false, points, estimated: shown[1] !== undefined, id };
+}
+
+/** The points of each `late cost` log line. */
+const lateCosts = (logs: string[]) =>
+  logs.filter((l) => l.includes("late cost")).map((l) => /\bpoints=(\d+)/.exec(l)?.[1]);
+
+Deno.test("usage=none: a stream left by its client takes no later answer's entry, and no answer shows another's cost", async () => {
+  await using t = await setup();
+  // A stream its client leaves after the first chunk: Poe (here) does not bill it.
+  await answerWith(t.proxy.url, {
+    text: "abandon me",
+    reply: "never read",
+    directives: "stall=300,chunks=10",
+    stream: true,
+    leave: true,
+  });
+  await until(() => t.proxy.logs.some((l) => l.includes("status=499")));
+  // Two answers without usage: the second ends while the first may still wait for its cost.
+  const first = answerWith(t.proxy.url, {
+    text: "y".repeat(400),
+    reply: "first",
+    directives: "usage=none",
+    stream: false,
+  });
+  await until(() => t.fake.historyEntries().length === 1);
+  await new Promise((r) => setTimeout(r, 100));
+  const second = await answerWith(t.proxy.url, {
+    text: "short",
+    reply: "second",
+    directives: "usage=none",
+    stream: false,
+  });
+  const answers = [await first, second];
+  const billed = t.fake.historyEntries().map((e) => e.cost_points).reverse();
+  assert.deepEqual(billed, answers.map((a) => a.own), "billed: the two answers, not the left one");
+  for (const a of answers) {
+    assert.ok(a.estimated || a.points === a.own, `shown ${a.points} as real, cost ${a.own}`);
+  }
+  // The left answer is watched for, as Poe may bill it: neither answer's cost is logged as its.
+  await new Promise((r) => setTimeout(r, 600));
+  assert.deepEqual(lateCosts(t.proxy.logs), []);
+});
+
+Deno.test("usage=none: concurrent answers, one left by its client, never show another's cost as real", async () => {
+  await using t = await setup();
+  const answers = await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+    // Replies end in a shuffled order, 80 ms apart; the left one goes first.
+    const stall = 150 + ((i * 3) % 8) * 80;
+    return await answerWith(t.proxy.url, {
+      text: "z".repeat(40 * (i + 1)),
+      reply: `r${i}`,
+      directives: `usage=none,chunks=3,stall=${i === 5 ? 400 : stall / 3}`,
+      stream: i % 2 === 1,
+      leave: i === 5,
+    });
+  }));
+  await until(() => t.fake.historyEntries().length === 7);
+  const billed = new Set(t.fake.historyEntries().map((e) => e.cost_points));
+  assert.equal(billed.size, 7, "each answer costs its own amount");
+  for (const a of answers) if (!a.left) assert.ok(billed.has(a.own));
+  const wrong = answers.filter((a) => !a.left && !a.estimated && a.points !== a.own);
+  assert.deepEqual(wrong, [], "shown as real: another answer's cost");
+  await new Promise((r) => setTimeout(r, 600));
+  const late = lateCosts(t.proxy.logs).map(Number);
+  for (const points of late) {
+    assert.ok(!answers.some((a) => !a.left && a.own === points), `late cost ${points}`);
+  }
+});
+
+Deno.test("usage=none: a Poe that stamps entries when requests arrive does not swap two overlapping answers' costs", async () => {
+  await using t = await setup();
+  // The fake bills an answer not streamed with a stall when its headers go out, before its body:
+  // the long one's entry is older than the short one's, which ends first.
+  const long = answerWith(t.proxy.url, {
+    text: "long ".repeat(80),
+    reply: "long",
+    directives: "usage=none,stall=700",
+    stream: false,
+  });
+  await until(() => t.fake.historyEntries().length === 1);
+  const short = await answerWith(t.proxy.url, {
+    text: "short",
+    reply: "short",
+    directives: "usage=none",
+    stream: false,
+  });
+  const answers = [await long, short];
+  for (const a of answers) {
+    assert.ok(a.estimated || a.points === a.own, `shown ${a.points} as real, cost ${a.own}`);
+  }
+});
+
+Deno.test("usage=none: answers one after another keep their real costs", async () => {
+  await using t = await setup();
+  for (let i = 0; i < 3; i++) {
+    const a = await answerWith(t.proxy.url, {
+      text: "w".repeat(100 * (i + 1)),
+      reply: `reply ${i}`,
+      directives: "usage=none",
+      stream: i % 2 === 0,
+    });
+    assert.deepEqual([a.points, a.estimated], [a.own, false]);
+  }
+});
+
+Deno.test("usage=none: answers one after another, their entries shown after FOOTER_WAIT_MS, get their own late costs", async () => {
+  await using t = await setup({ fake: { historyDelayMs: 700 }, env: { FOOTER_WAIT_MS: "200" } });
+  const answers = [];
+  for (let i = 0; i < 3; i++) {
+    answers.push(
+      await answerWith(t.proxy.url, {
+        text: "v".repeat(150 * (i + 1)),
+        reply: `reply ${i}`,
+        directives: "usage=none",
+        stream: false,
+      }),
+    );
+  }
+  assert.ok(answers.every((a) => a.estimated));
+  await until(() => lateCosts(t.proxy.logs).length === 3);
+  for (const a of answers) {
+    const line = t.proxy.logs.find((l) => l.includes("late cost") && l.includes(a.id!))!;
+    assert.match(line, new RegExp(`\\bpoints=${a.own}\\b`));
+  }
+});
