@@ -170,84 +170,62 @@ Deno.test("openai SDK: tool call deltas without index (Google style) get one, he
   assert.equal((done.choices[0].message.tool_calls?.[0] as any).function.name, "get_weather");
 });
 
-Deno.test("openai SDK: parallel tool calls without index are numbered by their ids", async () => {
-  const upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
-    const head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",';
-    const call = (fields: unknown) =>
-      `data: ${head}"choices":[{"index":0,"delta":{"tool_calls":[${
-        JSON.stringify(fields)
-      }]},"finish_reason":null}]}\n\n`;
-    const body = [
-      call({ id: "a", type: "function", function: { name: "one", arguments: "" } }),
-      call({ function: { arguments: '{"x":' } }),
-      call({ function: { arguments: "1}" } }),
-      call({ id: "b", type: "function", function: { name: "two", arguments: "{}" } }),
-      `data: ${head}"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n`,
-      "data: [DONE]\n\n",
-    ].join("");
-    return new Response(body, { headers: { "content-type": "text/event-stream" } });
-  });
-  const proxy = await startProxy({
+/**
+ * The SDK's stream helper's final completion of a stream of tool call deltas (`calls`, each one
+ * delta's `tool_calls[0]`) that a scripted Poe sends through the proxy.
+ */
+async function toolCallsThroughHelper(calls: unknown[]): Promise<any[]> {
+  const head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",';
+  const event = (delta: unknown, finish: string | null = null) =>
+    `data: ${head}"choices":[{"index":0,"delta":${JSON.stringify(delta)},"finish_reason":${
+      JSON.stringify(finish)
+    }}]}\n\n`;
+  const body = [
+    ...calls.map((call) => event({ tool_calls: [call] })),
+    event({}, "tool_calls"),
+    "data: [DONE]\n\n",
+  ].join("");
+  await using upstream = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(body, { headers: { "content-type": "text/event-stream" } }),
+  );
+  await using proxy = await startProxy({
     poeUrl: `http://127.0.0.1:${upstream.addr.port}`,
     env: { FOOTER: "off" },
   });
-  try {
-    const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
-    const done = await client.chat.completions.stream({
-      model: "gpt-4o",
-      messages: [{ role: "user", content: "Two calls." }],
-      tools: [WEATHER_TOOL],
-    }).finalChatCompletion();
-    const calls = done.choices[0].message.tool_calls!.map((c: any) => [
-      c.id,
-      c.function.name,
-      c.function.arguments,
-    ]);
-    assert.deepEqual(calls, [["a", "one", '{"x":1}'], ["b", "two", "{}"]]);
-  } finally {
-    await proxy.close();
-    await upstream.shutdown();
-  }
+  const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+  const done = await client.chat.completions.stream({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Two calls." }],
+    tools: [WEATHER_TOOL],
+  }).finalChatCompletion();
+  return done.choices[0].message.tool_calls!;
+}
+
+Deno.test("openai SDK: parallel tool calls without index are numbered by their ids", async () => {
+  const calls = await toolCallsThroughHelper([
+    { id: "a", type: "function", function: { name: "one", arguments: "" } },
+    { function: { arguments: '{"x":' } },
+    { function: { arguments: "1}" } },
+    { id: "b", type: "function", function: { name: "two", arguments: "{}" } },
+  ]);
+  assert.deepEqual(calls.map((c) => [c.id, c.function.name, c.function.arguments]), [
+    ["a", "one", '{"x":1}'],
+    ["b", "two", "{}"],
+  ]);
 });
 
 Deno.test("openai SDK: tool call deltas without type get one, and the stream helper accepts them", async () => {
-  const upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
-    const head = '{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",';
-    const call = (fields: unknown) =>
-      `data: ${head}"choices":[{"index":0,"delta":{"tool_calls":[${
-        JSON.stringify(fields)
-      }]},"finish_reason":null}]}\n\n`;
-    const body = [
-      // With an index, and without (Gemini's habit): neither names the type.
-      call({ index: 0, id: "a", function: { name: "one", arguments: '{"x":' } }),
-      call({ index: 0, function: { arguments: "1}" } }),
-      call({ id: "", function: { name: "two", arguments: "{}" } }),
-      `data: ${head}"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n`,
-      "data: [DONE]\n\n",
-    ].join("");
-    return new Response(body, { headers: { "content-type": "text/event-stream" } });
-  });
-  const proxy = await startProxy({
-    poeUrl: `http://127.0.0.1:${upstream.addr.port}`,
-    env: { FOOTER: "off" },
-  });
-  try {
-    const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
-    const done = await client.chat.completions.stream({
-      model: "gpt-4o",
-      messages: [{ role: "user", content: "Two calls." }],
-      tools: [WEATHER_TOOL],
-    }).finalChatCompletion();
-    const calls = done.choices[0].message.tool_calls!.map((c: any) => [
-      c.type,
-      c.function.name,
-      c.function.arguments,
-    ]);
-    assert.deepEqual(calls, [["function", "one", '{"x":1}'], ["function", "two", "{}"]]);
-  } finally {
-    await proxy.close();
-    await upstream.shutdown();
-  }
+  const calls = await toolCallsThroughHelper([
+    // With an index, and without (Gemini's habit): neither names the type.
+    { index: 0, id: "a", function: { name: "one", arguments: '{"x":' } },
+    { index: 0, function: { arguments: "1}" } },
+    { id: "", function: { name: "two", arguments: "{}" } },
+  ]);
+  assert.deepEqual(calls.map((c) => [c.type, c.function.name, c.function.arguments]), [
+    ["function", "one", '{"x":1}'],
+    ["function", "two", "{}"],
+  ]);
 });
 
 Deno.test("openai SDK: reasoning_content and reasoning deltas pass through", async () => {
