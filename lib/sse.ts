@@ -290,6 +290,17 @@ export function relaySse(
     },
   });
 
+  /** Counts the usage Poe sent none of, and makes the usage chunk the client asked for. */
+  const settleUsage = () => {
+    if (kept !== null && summary.usage === null && !summary.error) {
+      summary.usage = options.estimateUsage!(answerTextOf(kept));
+      kept = null;
+    }
+    if (options.includeUsage && heldUsage === null && summary.usage !== null) {
+      heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
+    }
+  };
+
   const finishAndClose = async () => {
     if (summary.finishReason === null && !summary.error) {
       if (summary.id === null && !shaper.started) {
@@ -304,13 +315,7 @@ export function relaySse(
       };
     }
     summary.dataText = text.data;
-    if (kept !== null && summary.usage === null && !summary.error) {
-      summary.usage = options.estimateUsage!(answerTextOf(kept));
-      kept = null;
-    }
-    if (options.includeUsage && heldUsage === null && summary.usage !== null) {
-      heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
-    }
+    settleUsage();
     const finishing = holdForEnding && !summary.error ? options.finish!(summary) : null;
     // The answer's last words go out now, not after the footer's wait for its cost.
     if (finishing instanceof Promise) flush();
@@ -362,8 +367,9 @@ export function relaySse(
   const onCut = () => {
     if (closed) return;
     if (summary.finishReason !== null && !summary.error) {
-      // The answer is whole (its footer was awaited): it ends as answered, without the footer. An
-      // error would have the client ask, and pay, again.
+      // The answer is whole (its usage or footer may still be awaited): it ends as answered,
+      // without the footer. An error would have the client ask, and pay, again.
+      settleUsage();
       for (const chunk of [heldFinish, heldUsage]) {
         if (chunk) pending.push(dataEvent(JSON.stringify(chunk)));
       }

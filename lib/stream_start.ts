@@ -256,23 +256,32 @@ export async function readJsonStart(
 }
 
 /**
- * The rest of a JSON answer handed on before it was whole: one read that takes the rest of the
- * body and yields its events, or its error as an error event (the client has its status by then).
- * The relay's own timeouts and keep-alives cover the wait.
+ * The rest of a JSON answer handed on before it was whole. Each piece of it is reported as an
+ * empty chunk, so that the relay times the pauses between them (`IDLE_TIMEOUT_SECONDS`) and keeps
+ * the client's keep-alives going; at its end come its events, or its error as an error event (the
+ * client has its status by then).
  */
 function jsonRest(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   pending: Promise<ReadableStreamReadResult<Uint8Array>>,
   text: JsonText,
 ): BodyReader {
-  let read = false;
+  const progress: ReadableStreamReadResult<Uint8Array> = { done: false, value: new Uint8Array() };
+  let next = pending;
+  // The body began before the hand-over: the relay times its pauses from the start.
+  let started = text.size > 0;
+  let ended = false;
   return {
     async read() {
-      if (read) return { done: true, value: undefined };
-      read = true;
-      let next = pending;
-      for (let r = await next; !r.done; r = await next) {
+      if (ended) return { done: true, value: undefined };
+      if (started) {
+        started = false;
+        return progress;
+      }
+      const r = await next;
+      if (!r.done) {
         if (!text.add(r.value)) {
+          ended = true;
           await reader.cancel().catch(() => {});
           return sseOf({
             message:
@@ -282,7 +291,10 @@ function jsonRest(
           });
         }
         next = reader.read();
+        next.catch(() => {});
+        return progress;
       }
+      ended = true;
       const verdict = verdictOf(text.parse());
       if (verdict.kind === "answer") return await verdict.body.read();
       // An error, or no answer at all (the relay then says the stream ended without one).

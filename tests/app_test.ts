@@ -223,3 +223,64 @@ Deno.test("App.cutOpen: a whole answer waiting for its footer ends as answered, 
     await app.close();
   }
 });
+
+Deno.test("App.cutOpen: a finished answer still waiting for Poe's usage gets the usage asked for", async () => {
+  const enc = new TextEncoder();
+  const ev = (o: unknown) => enc.encode(`data: ${JSON.stringify(o)}\n\n`);
+  const base = { id: "c1", object: "chat.completion.chunk", created: 1, model: "gpt-4o" };
+  const { promise: finished, resolve } = Promise.withResolvers<void>();
+  await using poe = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(
+        new ReadableStream({
+          start(c) {
+            c.enqueue(ev({ ...base, choices: [{ index: 0, delta: { content: "Hi" } }] }));
+            c.enqueue(ev({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }));
+            resolve();
+            // Poe's usage chunk and [DONE] never come before the cut.
+          },
+        }),
+        { headers: { "content-type": "text/event-stream" } },
+      ),
+  );
+  const registry = await testRegistry();
+  const app = createApp({
+    config: testConfig({ POE_BASE_URL: `http://127.0.0.1:${poe.addr.port}`, FOOTER: "off" }),
+    version: "t",
+    registry: () => registry,
+    logger: memoryLogger(),
+  });
+  try {
+    const res = await app.handler(
+      new Request("http://proxy/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "gpt-4o",
+          stream: true,
+          stream_options: { include_usage: true },
+          messages: [{ role: "user", content: "Hi" }],
+        }),
+      }),
+    );
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    const all = (async () => {
+      for (let r = await reader.read(); !r.done; r = await reader.read()) text += r.value;
+    })();
+    await finished;
+    while (!text.includes('"finish_reason":"stop"')) await new Promise((r) => setTimeout(r, 10));
+    app.cutOpen();
+    await all;
+    const events = text.split("\n\n").filter(Boolean);
+    assert.equal(events.at(-1), "data: [DONE]");
+    // Counted here, as when Poe sends none: the client asked for it.
+    const usage = JSON.parse(events.at(-2)!.slice(6));
+    assert.deepEqual(usage.choices, []);
+    assert.equal(usage.usage.tokens_estimated, true);
+    assert.doesNotMatch(text, /"error"/);
+  } finally {
+    await app.close();
+  }
+});

@@ -493,6 +493,50 @@ Deno.test("the answer's last words are not held back while its footer waits for 
   assert.match(text, /Points \(est\.\)/);
 });
 
+Deno.test("a JSON answer handed on after the opening's wait is timed out when it pauses past IDLE_TIMEOUT_SECONDS", async () => {
+  const body = JSON.stringify({
+    id: "chatcmpl-1",
+    object: "chat.completion",
+    created: 1,
+    model: "gpt-4o",
+    choices: [{
+      index: 0,
+      message: { role: "assistant", content: "Hello." },
+      finish_reason: "stop",
+    }],
+  });
+  const enc = new TextEncoder();
+  await using poe = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () =>
+      new Response(
+        new ReadableStream({
+          async start(c) {
+            // After the opening's wait (0.05 s): the client has its headers by then.
+            await new Promise((r) => setTimeout(r, 200));
+            c.enqueue(enc.encode(body.slice(0, 40)));
+            // Then silent, far past IDLE_TIMEOUT_SECONDS, though well within the first-byte budget.
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      ),
+  );
+  await using proxy = await startProxy({
+    poeUrl: `http://127.0.0.1:${poe.addr.port}`,
+    env: {
+      KEEPALIVE_SECONDS: "0.05",
+      IDLE_TIMEOUT_SECONDS: "0.3",
+      FIRST_BYTE_TIMEOUT_SECONDS: "30",
+      FOOTER: "off",
+    },
+  });
+  const res = await streamRequest(proxy.url, "");
+  assert.equal(res.status, 200);
+  const sse = parseSse(await res.text());
+  assertEndsWithOneDone(sse);
+  assert.match(sse.chunks.at(-1).error.message, /IDLE_TIMEOUT_SECONDS/);
+});
+
 // --- clients that go away ------------------------------------------------------------------------
 
 Deno.test("a client that aborts mid-stream cancels Poe's stream within one second", async () => {
