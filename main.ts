@@ -11,7 +11,8 @@ import {
   resolveConfig,
 } from "./lib/config.ts";
 import { createLogger, type Logger, printError, printLine } from "./lib/log.ts";
-import { ModelRegistry, ModelsError } from "./lib/models.ts";
+import { ModelRegistry } from "./lib/models.ts";
+import { ModelsError } from "./lib/models_file.ts";
 import { ApiKeys, parseKeys } from "./lib/api_keys.ts";
 import { Redactor } from "./lib/redact.ts";
 import { createApp } from "./lib/app.ts";
