@@ -1,6 +1,24 @@
 /** @module Flags, environment, `.env` and defaults resolved once into one readonly, validated Config. */
 import { parseEnv } from "node:util";
-import { isIpAddress, parseTrustProxy } from "./client_id.ts";
+import {
+  apiKey,
+  baseUrl,
+  boolean,
+  corsOrigins,
+  Expected,
+  filePath,
+  footerMode,
+  host,
+  hostName,
+  integer,
+  list,
+  MAX_TIMER_MS,
+  number,
+  oneOf,
+  proxyKey,
+  seconds,
+  trustProxy,
+} from "./config_values.ts";
 import type { LogFormat, LogLevel } from "./log.ts";
 
 /**
@@ -100,16 +118,6 @@ export interface ConfigVariable {
   description: string;
 }
 
-/** Thrown by value parsers; {@linkcode resolveConfig} turns it into a {@linkcode ConfigError}. */
-class Expected extends Error {
-  /** The offending entry, when it is one entry of a list rather than the whole value. */
-  readonly entry: string | undefined;
-  constructor(expected: string, entry?: string) {
-    super(expected);
-    this.entry = entry;
-  }
-}
-
 interface Spec<K extends keyof Config> {
   name: string;
   default: string;
@@ -122,167 +130,6 @@ interface Spec<K extends keyof Config> {
   aliases?: readonly string[];
   flag?: keyof ConfigFlags;
   secret?: boolean;
-}
-
-function integer(min: number, max?: number): (raw: string) => number {
-  const expected = max !== undefined
-    ? `an integer from ${min} to ${max}`
-    : min === 0
-    ? "a non-negative integer"
-    : "a positive integer";
-  return (raw) => {
-    const n = /^\+?\d+$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isSafeInteger(n) || n < min || (max !== undefined && n > max)) {
-      throw new Expected(expected);
-    }
-    return n;
-  };
-}
-
-function number(positive: boolean, max = Infinity): (raw: string) => number {
-  const expected = (positive ? "a positive number" : "a non-negative number") +
-    (max < Infinity ? ` up to ${max}` : "");
-  return (raw) => {
-    const n = /^\+?(\d+\.?\d*|\.\d+)$/.test(raw) ? Number(raw) : NaN;
-    if (!Number.isFinite(n) || (positive && n === 0) || n > max) throw new Expected(expected);
-    return n;
-  };
-}
-
-/**
- * The longest wait a timer can hold: JavaScript runs a timeout above 2^31 - 1 ms (about 24.8
- * days) at once, which would turn a poll into a flood.
- */
-const MAX_TIMER_MS = 2_147_483_647;
-
-/** Seconds a timer waits: positive (or not), at most {@linkcode MAX_TIMER_MS}. */
-function seconds(positive: boolean): (raw: string) => number {
-  return number(positive, Math.floor(MAX_TIMER_MS / 1000));
-}
-
-const TRUE = ["on", "true", "1", "yes"];
-const FALSE = ["off", "false", "0", "no"];
-
-function boolean(raw: string): boolean {
-  const lower = raw.toLowerCase();
-  if (TRUE.includes(lower)) return true;
-  if (FALSE.includes(lower)) return false;
-  throw new Expected("on or off (or true/false, yes/no, 1/0)");
-}
-
-function footerMode(raw: string): FooterMode {
-  if (raw.toLowerCase() === "stream") return "stream";
-  try {
-    return boolean(raw) ? "on" : "off";
-  } catch {
-    throw new Expected("on, stream or off");
-  }
-}
-
-function oneOf<T extends string>(values: readonly T[]): (raw: string) => T {
-  return (raw) => {
-    const found = values.find((v) => v === raw.toLowerCase());
-    if (found === undefined) throw new Expected(`one of ${values.join(", ")}`);
-    return found;
-  };
-}
-
-function filePath(raw: string): string {
-  if (raw === "") throw new Expected("a file path");
-  return raw;
-}
-
-/** A DNS name: labels of letters, digits and inner hyphens, not all digits and dots. */
-const HOST_NAME =
-  /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
-
-function host(raw: string): string {
-  // `[::1]`, as in a URL, is the address inside the brackets.
-  if (raw.startsWith("[") && raw.endsWith("]") && isIpAddress(raw)) return raw.slice(1, -1);
-  if (!isIpAddress(raw) && (!HOST_NAME.test(raw) || /^[\d.]+$/.test(raw))) {
-    throw new Expected("a host name or IP address, without a port (PORT sets that)");
-  }
-  return raw;
-}
-
-function httpUrl(raw: string): URL | null {
-  try {
-    const url = new URL(raw);
-    return url.protocol === "http:" || url.protocol === "https:" ? url : null;
-  } catch {
-    return null;
-  }
-}
-
-function baseUrl(raw: string): string {
-  const url = httpUrl(raw);
-  if (url === null) throw new Expected("an http or https URL");
-  return url.href.replace(/\/+$/, "");
-}
-
-// deno-lint-ignore no-control-regex -- control characters are what this rejects
-const UNSAFE_KEY = /[\s\x00-\x1f\x7f]/;
-
-function apiKey(raw: string): string {
-  if (UNSAFE_KEY.test(raw)) throw new Expected("a key without spaces or control characters");
-  return raw;
-}
-
-/** A comma-separated list: entries trimmed, empties dropped, each checked by `entry`. */
-function list(entry: (e: string) => string): (raw: string) => readonly string[] {
-  return (raw) => raw.split(",").map((e) => e.trim()).filter((e) => e !== "").map(entry);
-}
-
-function hostName(entry: string): string {
-  if (entry !== "*" && !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(entry)) {
-    throw new Expected("comma-separated host names without ports, or *", entry);
-  }
-  return entry.toLowerCase();
-}
-
-function proxyKey(entry: string): string {
-  if (UNSAFE_KEY.test(entry)) {
-    throw new Expected("comma-separated keys without spaces or control characters");
-  }
-  return entry;
-}
-
-function trustProxy(raw: string): readonly string[] {
-  for (const entry of raw.split(",").map((e) => e.trim()).filter((e) => e !== "")) {
-    try {
-      parseTrustProxy(entry);
-    } catch {
-      // A host name would never match a peer address: every client would share one bucket.
-      throw new Expected("comma-separated IP addresses or CIDR ranges (not host names)", entry);
-    }
-  }
-  return parseTrustProxy(raw);
-}
-
-/**
- * An origin of another scheme, as a browser sends it: an app's (`app://obsidian.md`,
- * `tauri://localhost`) or an extension's (`chrome-extension://<id>`). Not `null`: sandboxed
- * frames of any site send that.
- */
-const OTHER_ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[a-z0-9.-]+(:\d{1,5})?$/;
-
-function origin(entry: string): string {
-  if (entry === "*") return entry;
-  const trimmed = entry.replace(/\/$/, "").toLowerCase();
-  if (!/^https?:/.test(trimmed) && OTHER_ORIGIN.test(trimmed)) return trimmed;
-  const url = httpUrl(entry);
-  if (url === null || url.origin !== trimmed) {
-    throw new Expected(
-      `"*" or comma-separated origins like https://example.com or app://obsidian.md`,
-      entry,
-    );
-  }
-  return url.origin;
-}
-
-function corsOrigins(raw: string): readonly string[] {
-  const origins = list(origin)(raw);
-  return origins.includes("*") ? ["*"] : [...new Set(origins)];
 }
 
 /** Every variable, in table order. The mapped type makes the compiler check every field has one. */
