@@ -4,13 +4,8 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelRegistry } from "./models.ts";
 import type { RequestContext } from "./request_context.ts";
-import {
-  type Attempt,
-  NO_CLIENT_RETRY,
-  notAnAnswer,
-  type UpstreamAnswer,
-  type UpstreamClient,
-} from "./upstream.ts";
+import type { Attempt, UpstreamAnswer, UpstreamClient } from "./upstream.ts";
+import { NO_CLIENT_RETRY, notAnAnswer } from "./poe_errors.ts";
 import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { relaySse } from "./sse.ts";

@@ -1,0 +1,84 @@
+/**
+ * @module The layered retry ladder's rules: which of Poe's statuses are worth another try, how long
+ * to wait before it, and which variants of a request to send after a 400.
+ */
+import type { ChatRequest } from "./openai_types.ts";
+
+/**
+ * Statuses worth another try after a pause. Not 504 and Cloudflare's 524: the model may have run
+ * (and been billed) behind a gateway that gave up waiting for it.
+ */
+export const TRANSIENT = new Set([408, 429, 500, 502, 503, 520, 521, 522, 523, 529]);
+
+/** A `Retry-After` longer than this is passed to the client instead of waited out. */
+export const MAX_WAIT_SECONDS = 30;
+const BACKOFF_BASE_MS = 250;
+
+/** The fields the 400 ladder changes: a 400 naming any other is not worth a variant. */
+export const LADDER_PARAMS = new Set(["max_tokens", "max_completion_tokens", "model"]);
+
+/** The 400 ladder: the variants of a request to try in order, each only if it changes the request. */
+export function ladderVariants(body: ChatRequest): { reason: string; body: ChatRequest }[] {
+  const withoutMax = (b: ChatRequest): ChatRequest => {
+    const { max_tokens: _a, max_completion_tokens: _b, ...rest } = b;
+    return rest as ChatRequest;
+  };
+  const lower = (b: ChatRequest): ChatRequest => ({ ...b, model: b.model.toLowerCase() });
+  const candidates = [
+    { reason: "drop-max-tokens", body: withoutMax(body) },
+    { reason: "lowercase-model", body: lower(body) },
+    { reason: "both", body: lower(withoutMax(body)) },
+  ];
+  const seen = [body];
+  const out: { reason: string; body: ChatRequest }[] = [];
+  for (const c of candidates) {
+    if (seen.some((s) => sameLadderFields(s, c.body))) continue;
+    seen.push(c.body);
+    out.push(c);
+  }
+  return out;
+}
+
+function sameLadderFields(a: ChatRequest, b: ChatRequest): boolean {
+  return a.model === b.model && ("max_tokens" in a) === ("max_tokens" in b) &&
+    ("max_completion_tokens" in a) === ("max_completion_tokens" in b);
+}
+
+/**
+ * Seconds Poe asked to wait: `Retry-After` (seconds or an HTTP date), else `retry-after-ms`; null
+ * when neither says. Not `x-ratelimit-reset-requests`: it tells when the rate-limit window ends, on
+ * every answer, and Poe's documentation asks for exponential backoff from 250 ms instead.
+ */
+export function retryAfterOf(response: Response, now = Date.now()): number | null {
+  const seconds = parseRetryAfter(response.headers.get("retry-after"), now);
+  if (seconds !== null) return seconds;
+  const ms = Number(response.headers.get("retry-after-ms") ?? NaN);
+  return Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null;
+}
+
+/** Seconds from a `Retry-After` header (seconds or an HTTP date), or null. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
+  if (!value) return null;
+  const trimmed = value.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? null : Math.max(0, (date - now) / 1000);
+}
+
+/** Options of {@linkcode backoffMs}. */
+export interface BackoffOptions {
+  /** Seconds Poe asked to wait (see {@linkcode retryAfterOf}); null when it did not say. */
+  retryAfterSeconds: number | null;
+  /** Randomness for jitter, in [0, 1). */
+  random: () => number;
+}
+
+/**
+ * Milliseconds to wait before the retry after `n` earlier ones: exponential backoff from 250 ms
+ * with full jitter, or Poe's `Retry-After` when it said one.
+ */
+export function backoffMs(n: number, options: BackoffOptions): number {
+  if (options.retryAfterSeconds !== null) return options.retryAfterSeconds * 1000;
+  const ceiling = BACKOFF_BASE_MS * 2 ** n;
+  return ceiling / 2 + options.random() * ceiling / 2;
+}

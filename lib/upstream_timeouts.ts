@@ -1,0 +1,145 @@
+/**
+ * @module The timeouts of a call to Poe: the connect and first-byte phases, the TCP probe that
+ * tells an unreachable Poe from a slow model, and the errors a call that failed to get an answer
+ * ends in.
+ */
+import { ProxyError } from "./errors.ts";
+import { type Deadline, Deadlines } from "./deadlines.ts";
+
+/**
+ * The deadlines of one first-byte timeout: the connect deadline (or the first-byte one, when
+ * shorter), then the rest of the first-byte one. Deadlines of one length share a timer.
+ */
+export interface Phases {
+  first: Deadlines;
+  second: Deadlines;
+  firstByteMs: number;
+}
+
+/** The {@linkcode Phases} of a first-byte timeout of `firstByteMs` with a connect one of `connectMs`. */
+export function phases(connectMs: number, firstByteMs: number): Phases {
+  return {
+    first: new Deadlines(Math.min(connectMs, firstByteMs)),
+    second: new Deadlines(Math.max(0, firstByteMs - connectMs)),
+    firstByteMs,
+  };
+}
+
+/** A call to Poe that ran out of time, and in which phase. */
+export class TimeoutError extends Error {
+  constructor(readonly phase: "connect" | "first-byte" | "idle") {
+    super(`${phase} timeout`);
+  }
+}
+
+/** Whether a TCP connection to the host and port of the URL `target` opens within `timeoutMs`. */
+export async function probe(target: string, timeoutMs: number): Promise<boolean> {
+  const url = new URL(target);
+  const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const conn = await Promise.race([
+      Deno.connect({ hostname: url.hostname, port }),
+      new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), timeoutMs)),
+    ]);
+    if (!conn) return false;
+    conn.close();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Options of {@linkcode firstByteDeadline}. */
+export interface FirstByteOptions {
+  /** The connect timeout, in milliseconds. */
+  connectMs: number;
+  /** Poe's URL, whose host the TCP probe connects to. */
+  url: string;
+  /** Aborted with a {@linkcode TimeoutError} when the call runs out of time. */
+  controller: AbortController;
+}
+
+/**
+ * Arms the timeout of one call until Poe's headers: past the connect deadline a TCP probe runs,
+ * and a Poe it cannot reach aborts the call with a `connect` timeout; past the rest of the
+ * first-byte one the call is aborted with a `first-byte` timeout. Cancel it once the headers came.
+ */
+export function firstByteDeadline(phases: Phases, options: FirstByteOptions): Deadline {
+  const { connectMs: connectTimeoutMs, url, controller } = options;
+  // fetch has no connect phase of its own: when headers are slow, a TCP probe tells an
+  // unreachable Poe (connect timeout) from a slow model (first-byte timeout).
+  // One deadline at a time: the connect deadline first, then the rest of the first-byte one.
+  const firstByte = () => controller.abort(new TimeoutError("first-byte"));
+  let deadline = phases.first.add(() => {
+    if (phases.firstByteMs <= connectTimeoutMs) return firstByte();
+    probe(url, connectTimeoutMs).then((reachable) => {
+      if (!reachable) controller.abort(new TimeoutError("connect"));
+    });
+    deadline = phases.second.add(firstByte);
+  });
+  return { cancel: () => deadline.cancel() };
+}
+
+/**
+ * How long a stream's opening is read before the answer is passed on as it is: the length of
+ * `streamStart` (`streamStartMs`), or what is left of the first-byte timeout when that is less
+ * (the relay then times the answer out at once).
+ */
+export function openingWait(
+  streamStart: Deadlines,
+  leftMs: number,
+): { wait: Promise<void>; cancel: () => void } {
+  let deadline: Deadline | undefined;
+  const wait = new Promise<void>((resolve) => {
+    if (leftMs >= streamStart.ms) deadline = streamStart.add(resolve);
+    else {
+      const timer = setTimeout(resolve, Math.max(0, leftMs));
+      deadline = { cancel: () => clearTimeout(timer) };
+    }
+  });
+  return { wait, cancel: () => deadline!.cancel() };
+}
+
+/** The error a timeout ends a call in; `slow` for a media model's call, timed by its own setting. */
+export function timeoutError(err: TimeoutError, slow: boolean): ProxyError {
+  if (err.phase === "idle") {
+    const setting = slow ? "MEDIA_TIMEOUT_SECONDS" : "IDLE_TIMEOUT_SECONDS";
+    return new ProxyError(504, `Poe went silent for longer than ${setting}.`, {
+      type: "timeout_error",
+      code: "upstream_timeout",
+    });
+  }
+  const setting = slow ? "MEDIA_TIMEOUT_SECONDS" : "FIRST_BYTE_TIMEOUT_SECONDS";
+  return err.phase === "first-byte"
+    ? new ProxyError(504, `Poe did not start answering within ${setting}.`, {
+      type: "timeout_error",
+      code: "upstream_timeout",
+    })
+    : new ProxyError(504, "Could not connect to Poe within CONNECT_TIMEOUT_SECONDS.", {
+      type: "timeout_error",
+      code: "upstream_connect_timeout",
+    });
+}
+
+/** Options of {@linkcode networkError}. */
+export interface NetworkErrorOptions {
+  /** How many calls to Poe were made, the failed one included. */
+  attempts: number;
+  /** A media model's call. Default: false. */
+  slow?: boolean;
+}
+
+/** The error a call ends in when `fetch` failed: it timed out, or Poe could not be reached. */
+export function networkError(err: unknown, options: NetworkErrorOptions): ProxyError {
+  if (err instanceof TimeoutError) return timeoutError(err, options.slow ?? false);
+  return new ProxyError(
+    502,
+    `Could not reach Poe after ${options.attempts} attempt(s): ${
+      err instanceof Error ? err.message : String(err)
+    }`,
+    { type: "upstream_error", code: "upstream_unreachable", cause: err },
+  );
+}

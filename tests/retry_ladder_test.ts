@@ -1,0 +1,127 @@
+/** @module Tests of the retry ladder's rules: transient statuses, waits, and the 400 variants. */
+import assert from "node:assert/strict";
+import {
+  backoffMs,
+  LADDER_PARAMS,
+  ladderVariants,
+  MAX_WAIT_SECONDS,
+  parseRetryAfter,
+  retryAfterOf,
+  TRANSIENT,
+} from "../lib/retry_ladder.ts";
+import type { ChatRequest } from "../lib/openai_types.ts";
+
+const messages = [{ role: "user", content: "hi" }];
+
+function reasons(body: ChatRequest): string[] {
+  return ladderVariants(body).map((v) => v.reason);
+}
+
+Deno.test("TRANSIENT: overloads and gateway failures are retried; gateway timeouts are not", () => {
+  for (const status of [408, 429, 500, 502, 503, 520, 521, 522, 523, 529]) {
+    assert.ok(TRANSIENT.has(status), String(status));
+  }
+  // The model may have run, and been billed, behind a gateway that gave up waiting.
+  for (const status of [504, 524, 400, 401, 402, 404, 413]) {
+    assert.ok(!TRANSIENT.has(status), String(status));
+  }
+  assert.equal(MAX_WAIT_SECONDS, 30);
+});
+
+Deno.test("ladderVariants: drop the token limit, then lowercase the model, then both", () => {
+  const body: ChatRequest = { model: "GPT-4o", messages, max_tokens: 100, stream: true };
+  const variants = ladderVariants(body);
+  assert.deepEqual(variants, [
+    { reason: "drop-max-tokens", body: { model: "GPT-4o", messages, stream: true } },
+    {
+      reason: "lowercase-model",
+      body: { model: "gpt-4o", messages, max_tokens: 100, stream: true },
+    },
+    { reason: "both", body: { model: "gpt-4o", messages, stream: true } },
+  ]);
+  assert.deepEqual(body, { model: "GPT-4o", messages, max_tokens: 100, stream: true });
+});
+
+Deno.test("ladderVariants: max_completion_tokens is dropped along with max_tokens", () => {
+  const [drop] = ladderVariants({
+    model: "m",
+    messages,
+    max_tokens: 1,
+    max_completion_tokens: 2,
+  });
+  assert.deepEqual(drop, { reason: "drop-max-tokens", body: { model: "m", messages } });
+  assert.deepEqual(reasons({ model: "m", messages, max_completion_tokens: 2 }), [
+    "drop-max-tokens",
+  ]);
+});
+
+Deno.test("ladderVariants: a variant that changes nothing, or repeats another, is left out", () => {
+  assert.deepEqual(reasons({ model: "GPT-4o", messages }), ["lowercase-model"]);
+  assert.deepEqual(reasons({ model: "gpt-4o", messages, max_tokens: 5 }), ["drop-max-tokens"]);
+  assert.deepEqual(reasons({ model: "gpt-4o", messages }), []);
+});
+
+Deno.test("LADDER_PARAMS: exactly the fields the ladder's variants change", () => {
+  const body: ChatRequest = {
+    model: "GPT-4o",
+    messages,
+    max_tokens: 1,
+    max_completion_tokens: 2,
+  };
+  const changed = new Set<string>();
+  for (const { body: variant } of ladderVariants(body)) {
+    for (const key of new Set([...Object.keys(body), ...Object.keys(variant)])) {
+      if (body[key] !== variant[key]) changed.add(key);
+    }
+  }
+  assert.deepEqual([...changed].sort(), [...LADDER_PARAMS].sort());
+});
+
+Deno.test("parseRetryAfter: whole and fractional seconds, trimmed", () => {
+  assert.equal(parseRetryAfter("3"), 3);
+  assert.equal(parseRetryAfter(" 2 "), 2);
+  assert.equal(parseRetryAfter("1.5"), 1.5);
+  assert.equal(parseRetryAfter("0"), 0);
+});
+
+Deno.test("parseRetryAfter: an HTTP date is the seconds until it, and 0 once past", () => {
+  const at = Date.parse("Wed, 21 Oct 2026 07:28:00 GMT");
+  assert.equal(parseRetryAfter("Wed, 21 Oct 2026 07:28:00 GMT", at - 45_000), 45);
+  assert.equal(parseRetryAfter("Wed, 21 Oct 2026 07:28:00 GMT", at + 10_000), 0);
+});
+
+Deno.test("parseRetryAfter: missing or unreadable values are null", () => {
+  for (const value of [null, "", "soon", "1e3", "Infinity", "3 s", "0x10", "Mon, 99 Foo 2020"]) {
+    assert.equal(parseRetryAfter(value), null, JSON.stringify(value));
+  }
+});
+
+Deno.test("retryAfterOf: Retry-After first, else retry-after-ms, else null", () => {
+  const of = (headers: Record<string, string>, now?: number) =>
+    retryAfterOf(new Response(null, { status: 429, headers }), now);
+  assert.equal(of({ "retry-after": "5", "retry-after-ms": "100" }), 5);
+  assert.equal(of({ "retry-after-ms": "2500" }), 2.5);
+  assert.equal(of({ "retry-after": "soon", "retry-after-ms": "100" }), 0.1);
+  assert.equal(of({ "retry-after-ms": "-5" }), null);
+  assert.equal(of({ "retry-after-ms": "abc" }), null);
+  assert.equal(of({ "retry-after-ms": "Infinity" }), null);
+  assert.equal(of({ "x-ratelimit-reset-requests": "10" }), null);
+  assert.equal(of({}), null);
+  const at = Date.parse("Wed, 21 Oct 2026 07:28:00 GMT");
+  assert.equal(of({ "retry-after": "Wed, 21 Oct 2026 07:28:00 GMT" }, at - 2_000), 2);
+});
+
+Deno.test("backoffMs: Poe's Retry-After, when it said one, even 0", () => {
+  const random = () => {
+    throw new Error("no jitter when Poe said how long");
+  };
+  assert.equal(backoffMs(0, { retryAfterSeconds: 2, random }), 2000);
+  assert.equal(backoffMs(3, { retryAfterSeconds: 0, random }), 0);
+});
+
+Deno.test("backoffMs: doubles from 250 ms, between half the ceiling and the ceiling", () => {
+  const at = (n: number, r: number) => backoffMs(n, { retryAfterSeconds: null, random: () => r });
+  assert.deepEqual([0, 1, 2, 3].map((n) => at(n, 0)), [125, 250, 500, 1000]);
+  assert.deepEqual([0, 1, 2, 3].map((n) => at(n, 0.5)), [187.5, 375, 750, 1500]);
+  assert.ok(at(0, 0.999) < 250);
+});
