@@ -61,6 +61,8 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   if (!value) return null;
   const trimmed = value.trim();
   if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  // Every HTTP date names its month; V8 would also read "-1" or "1,5" as dates long past.
+  if (!/[a-z]{3}/i.test(trimmed)) return null;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? null : Math.max(0, (date - now) / 1000);
 }
@@ -74,8 +76,9 @@ export interface BackoffOptions {
 }
 
 /**
- * Milliseconds to wait before the retry after `n` earlier ones: exponential backoff from 250 ms
- * with full jitter, or Poe's `Retry-After` when it said one.
+ * Milliseconds to wait before the retry after `n` earlier ones: exponential backoff from 250 ms,
+ * each wait half its step plus up to half again at random (so retries never come at once), or
+ * Poe's `Retry-After` when it said one.
  */
 export function backoffMs(n: number, options: BackoffOptions): number {
   if (options.retryAfterSeconds !== null) return options.retryAfterSeconds * 1000;

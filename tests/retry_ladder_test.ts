@@ -88,10 +88,16 @@ Deno.test("parseRetryAfter: an HTTP date is the seconds until it, and 0 once pas
   const at = Date.parse("Wed, 21 Oct 2026 07:28:00 GMT");
   assert.equal(parseRetryAfter("Wed, 21 Oct 2026 07:28:00 GMT", at - 45_000), 45);
   assert.equal(parseRetryAfter("Wed, 21 Oct 2026 07:28:00 GMT", at + 10_000), 0);
+  // RFC 9110's obsolete forms are still HTTP dates.
+  assert.equal(parseRetryAfter("Wednesday, 21-Oct-26 07:28:00 GMT", at - 45_000), 45);
+  const asctime = Date.parse("Wed Oct 21 07:28:00 2026"); // no zone: local time
+  assert.equal(parseRetryAfter("Wed Oct 21 07:28:00 2026", asctime - 45_000), 45);
 });
 
 Deno.test("parseRetryAfter: missing or unreadable values are null", () => {
-  for (const value of [null, "", "soon", "1e3", "Infinity", "3 s", "0x10", "Mon, 99 Foo 2020"]) {
+  // "-1", "1,5" and "2026-01-01" are dates to V8's lenient parser: read as long past, they would be 0.
+  const values = [null, "", "soon", "1e3", "Infinity", "3 s", "0x10", "Mon, 99 Foo 2020"];
+  for (const value of [...values, "-1", "1,5", "2026-01-01", "12 30"]) {
     assert.equal(parseRetryAfter(value), null, JSON.stringify(value));
   }
 });
