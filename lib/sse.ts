@@ -1,11 +1,22 @@
 /** @module The pass-through SSE relay: forwards Poe's events as they come and watches them. */
 import { createParser } from "eventsource-parser";
 import { TextShape } from "./data_answer.ts";
-import { completionId, type Usage } from "./openai_types.ts";
+import type { Usage } from "./openai_types.ts";
+import {
+  answerTextOf,
+  type Chunk,
+  chunkBase,
+  dataEvent,
+  DONE,
+  errorEvent,
+  footerChunk,
+  isPlainDelta,
+  KEEPALIVE,
+  openAiErrorEvent,
+} from "./sse_events.ts";
 import { carriesDelta, StreamShaper } from "./stream_shape.ts";
 import { tickerOf } from "./ticker.ts";
 import { type BodyReader, smallReader } from "./stream_start.ts";
-import { collectAnswerText } from "./usage_estimate.ts";
 
 /** What the relay saw of an answer, handed to {@linkcode RelayOptions.finish}. */
 export interface StreamSummary {
@@ -80,49 +91,11 @@ export interface RelayOptions {
 }
 
 const encoder = new TextEncoder();
-const DONE = "data: [DONE]\n\n";
-const KEEPALIVE = encoder.encode(": keep-alive\n\n");
 /**
  * One SSE line may not grow past this without a line break (a broken or hostile upstream); nor a
  * JSON answer to a streamed request, which is relayed as one event.
  */
 export const MAX_EVENT_CHARS = 16 * 1024 * 1024;
-
-function dataEvent(data: string): string {
-  // An event of several `data:` lines arrives joined by "\n"; each line needs its own field again.
-  if (data.includes("\n")) data = data.replaceAll("\n", "\ndata: ");
-  return `data: ${data}\n\n`;
-}
-
-/**
- * Poe's error event made OpenAI's: Poe's documented shape has a numeric `code` and `metadata`, and a
- * named `event: error` may carry a bare message.
- */
-// deno-lint-ignore no-explicit-any
-function openAiErrorEvent(e: any, redact?: (text: string) => string): string {
-  const text = (v: unknown) => typeof v === "string" ? v : null;
-  const message = text(e?.message) ?? "Poe reported an error in the stream.";
-  const event = errorEvent(
-    message,
-    text(e?.type) ?? "upstream_error",
-    e?.code === null || e?.code === undefined ? null : String(e.code),
-    text(e?.param),
-  );
-  return redact ? redact(event) : event;
-}
-
-/** An OpenAI-shaped error event. */
-function errorEvent(
-  message: string,
-  type: string,
-  code: string | null,
-  param: string | null = null,
-): string {
-  return dataEvent(JSON.stringify({ error: { message, type, param, code } }));
-}
-
-// deno-lint-ignore no-explicit-any
-type Chunk = Record<string, any>;
 
 /**
  * How long a stream may stay silent once its finish_reason came: Poe sends the usage chunk and
@@ -470,48 +443,4 @@ export function relaySse(
       end("client-gone");
     },
   });
-}
-
-/**
- * Whether an event is an ordinary delta with nothing this relay watches: one choice, not finished,
- * no usage, tool calls or error. Inside JSON strings every quote is escaped, so these quoted keys
- * can only match the structure; an event they do not settle is parsed. Most events of an answer
- * are like this, and skipping their parse keeps the relay's cost per event low.
- */
-function isPlainDelta(data: string): boolean {
-  const finish = data.indexOf('"finish_reason":null');
-  return finish >= 0 && data.indexOf('"finish_reason"', finish + 1) < 0 &&
-    data.indexOf('"finish_reason"') === finish && !data.includes('"usage"') &&
-    !data.includes('"tool_calls"') && !data.includes('"error"');
-}
-
-/** The text of kept events (content, reasoning, tool calls), for counting. */
-function answerTextOf(events: string[]): string {
-  const text: string[] = [];
-  for (const data of events) {
-    try {
-      collectAnswerText(JSON.parse(data)?.choices?.[0]?.delta, text);
-    } catch {
-      // Kept events were parsed once already.
-    }
-  }
-  return text.join("");
-}
-
-/** The fields every chunk of the answer repeats. */
-function chunkBase(summary: StreamSummary): Chunk {
-  return {
-    id: summary.id ?? completionId(),
-    object: "chat.completion.chunk",
-    created: summary.created ?? Math.floor(Date.now() / 1000),
-    model: summary.model ?? "",
-  };
-}
-
-/** A content chunk carrying the footer, shaped like the answer's own chunks. */
-function footerChunk(summary: StreamSummary, footer: string): Chunk {
-  return {
-    ...chunkBase(summary),
-    choices: [{ index: 0, delta: { content: footer }, finish_reason: null }],
-  };
 }
