@@ -1,14 +1,10 @@
 /** @module Attribution of each answer's real cost from Poe's points history, shared fetches. */
-import {
-  ClaimedEntries,
-  KeyNameLearner,
-  overlap,
-  pairEntries,
-  type TokenCounts,
-} from "./cost_pairing.ts";
+import { ClaimedEntries, KeyNameLearner, overlap, pairEntries } from "./cost_pairing.ts";
 import type { Logger } from "./log.ts";
 import { breakdownTokens, type PointsEntry, type UsageSource } from "./usage_api.ts";
-import { type Deadline, Deadlines, REAL_TIMERS, type Timers } from "./deadlines.ts";
+import { letGo, oldestToCover, type Waiter } from "./cost_waiter.ts";
+import { Deadlines, REAL_TIMERS, type Timers } from "./deadlines.ts";
+import { FetchPacing } from "./fetch_pacing.ts";
 
 /** The real cost of one answer, found in the points history. */
 export interface FoundCost {
@@ -84,42 +80,6 @@ export interface CostTrackerOptions {
   logger?: Logger;
 }
 
-interface Waiter {
-  model: string;
-  /** The request's start in µs, less the allowed clock skew. */
-  startedAtUs: number;
-  /** The request's start in µs, as given. */
-  realStartUs: number;
-  tokens: TokenCounts | null;
-  /** When the request arrived, in ms on this machine's clock. */
-  arrivedAt: number;
-  /** When Poe was done with it at the latest (ms, this machine's clock); Infinity if unknown. */
-  finishedAt: number;
-  endedAt: number;
-  /** When its entry is probably there: the first fetch for it should start no earlier. */
-  dueAt: number;
-  /** When the last fetch that looked for it started, or -Infinity. */
-  checkedAt: number;
-  /** When the last fetch that read the history without finding it started, or -Infinity. */
-  missedAt: number;
-  /** The delay planned before its first look, from what was learned; null while quiet. */
-  plannedMs: number | null;
-  foreground: ((cost: FoundCost | null) => void) | null;
-  deadline: Deadline | null;
-  onFound?: (cost: FoundCost) => void;
-  /**
-   * Without token counts, it overlapped another such answer of its model: not paired by order
-   * while that one is watched. Not looked for on its own account (no read is planned for it),
-   * but still a possible owner of entries, and read back to now and then with the others.
-   */
-  tied: boolean;
-  done: boolean;
-}
-
-/** Below this many requests at once (estimated), fetches are never delayed to batch answers. */
-const BATCH_FROM_CONCURRENCY = 4;
-/** Answers one fetch should serve under heavy load; the batching window aims at it. */
-const BATCH_TARGET = 16;
 /**
  * Entries of the first page when one answer waits: its entry is among the newest. Each entry is
  * about 300 bytes to send and parse; a lone answer's wait is that read, so it is kept short.
@@ -127,23 +87,6 @@ const BATCH_TARGET = 16;
 const SHORT_PAGE = 5;
 /** A clock offset read from `Date` headers smaller than this is noise. */
 const CLOCK_NOISE_MS = 1_500;
-
-/**
- * The lowest `realStartUs` of the waiters the fetch started at `fetchAt` must read back to, or
- * Infinity. Unless `all`, only answers looked for the first time or still waiting in the
- * foreground count: answers watched in the background do not make every fetch read deeper.
- */
-function oldestToCover(waiters: readonly Waiter[], fetchAt: number, all: boolean): number {
-  let oldest = Infinity;
-  for (const w of waiters) {
-    if (w.checkedAt !== fetchAt || w.realStartUs >= oldest) continue;
-    // Not due yet (an answer nobody waits for, in its first delay): the fetch at its due time
-    // reads back to it.
-    if (!all && w.foreground === null && w.dueAt > fetchAt) continue;
-    if (all || w.foreground !== null || w.missedAt === -Infinity) oldest = w.realStartUs;
-  }
-  return oldest;
-}
 
 /**
  * Finds what each answer cost. A waiting answer is paired with an unclaimed `points_history` entry
@@ -166,7 +109,6 @@ function oldestToCover(waiters: readonly Waiter[], fetchAt: number, all: boolean
  */
 export class CostTracker implements AsyncDisposable {
   readonly #api: UsageSource;
-  readonly #firstFetchMs: number;
   readonly #backgroundFirstMs: number;
   readonly #pollMs: number;
   readonly #watchMs: number;
@@ -174,7 +116,6 @@ export class CostTracker implements AsyncDisposable {
   readonly #maxPages: number;
   readonly #skewMs: number;
   readonly #maxWatched: number;
-  readonly #maxBatchMs: number;
   readonly #now: () => number;
   readonly #timers: Timers;
   readonly #logger: Logger | undefined;
@@ -200,19 +141,14 @@ export class CostTracker implements AsyncDisposable {
   /** Consecutive failed fetches; while they fail, answers are not held for the history. */
   #failures = 0;
   #quietUntil = 0;
-  /** Moving average of how long after an answer ended its entry could first be found. */
-  #typicalMs: number | null = null;
-  /** Moving averages for the load estimate: time between answers, and a request's duration. */
-  #lastEndedAt: number | null = null;
-  #gapAvgMs: number | null = null;
-  #spanAvgMs: number | null = null;
+  /** How late entries land, and the load estimate. */
+  readonly #pacing: FetchPacing;
   #closed = false;
   /** The foreground waits, by length (`FOOTER_WAIT_MS`): one timer for all answers waiting. */
   #waits = new Map<number, Deadlines>();
 
   constructor(options: CostTrackerOptions) {
     this.#api = options.api;
-    this.#firstFetchMs = options.firstFetchMs ?? 0;
     this.#backgroundFirstMs = options.backgroundFirstMs ?? 50;
     this.#pollMs = options.pollMs ?? 400;
     this.#watchMs = options.watchMs ?? 120_000;
@@ -221,8 +157,12 @@ export class CostTracker implements AsyncDisposable {
     this.#maxPages = options.maxPages ?? 3;
     this.#skewMs = options.clockSkewMs ?? 2_000;
     this.#maxWatched = Math.max(1, options.maxWatched ?? 1_000);
-    this.#maxBatchMs = options.maxBatchMs ?? 20;
     this.#now = options.now ?? Date.now;
+    this.#pacing = new FetchPacing({
+      firstFetchMs: options.firstFetchMs ?? 0,
+      maxBatchMs: options.maxBatchMs ?? 20,
+      now: this.#now,
+    });
     this.#timers = options.timers ?? REAL_TIMERS;
     this.#logger = options.logger;
   }
@@ -249,7 +189,7 @@ export class CostTracker implements AsyncDisposable {
 
   /** The current pause between fetch starts, in milliseconds: 0 unless under load. */
   get batchMs(): number {
-    return this.#batchMs();
+    return this.#pacing.batchMs();
   }
 
   /**
@@ -260,12 +200,9 @@ export class CostTracker implements AsyncDisposable {
   attribute(options: AttributeOptions): Promise<FoundCost | null> {
     if (this.#closed) return Promise.resolve(null);
     const now = this.#now();
-    this.#observe(now, options.startedAt);
+    this.#pacing.observe(now, options.startedAt);
     const quiet = now < this.#quietUntil;
-    // Fetch about when entries have been appearing; probing a little earlier lets it adapt down.
-    const expected = this.#typicalMs === null
-      ? this.#firstFetchMs
-      : Math.max(this.#firstFetchMs, Math.round(0.8 * this.#typicalMs));
+    const expected = this.#pacing.expectedMs;
     // History times are Poe's: the start in Poe's clock, when it is clearly off from this one.
     const start = options.startedAt + this.#poeClockAhead();
     const model = options.model.toLowerCase();
@@ -332,7 +269,7 @@ export class CostTracker implements AsyncDisposable {
       if (!overlap(w, { arrivedAt, finishedAt })) continue;
       tied = true;
       w.tied = true;
-      this.#letGo(w);
+      letGo(w);
     }
     return tied;
   }
@@ -356,39 +293,11 @@ export class CostTracker implements AsyncDisposable {
     return deadlines;
   }
 
-  /** Updates the load estimate with an answer that ended at `now`. */
-  #observe(now: number, startedAt: number): void {
-    const span = Math.max(0, now - startedAt);
-    this.#spanAvgMs = this.#spanAvgMs === null ? span : 0.8 * this.#spanAvgMs + 0.2 * span;
-    if (this.#lastEndedAt !== null) {
-      const gap = Math.max(0, now - this.#lastEndedAt);
-      this.#gapAvgMs = this.#gapAvgMs === null ? gap : 0.8 * this.#gapAvgMs + 0.2 * gap;
-    }
-    this.#lastEndedAt = now;
-  }
-
-  /**
-   * The pause kept between fetch starts. Requests at once ≈ duration / time between answers
-   * (Little's law); with few, none. With many, half a request's duration (a fetch then serves
-   * about half of them), less once that exceeds {@linkcode BATCH_TARGET} answers, at most
-   * `maxBatchMs`. A request held by the pause lasts longer, which only lowers the estimate.
-   */
-  #batchMs(): number {
-    if (this.#maxBatchMs <= 0 || this.#spanAvgMs === null || this.#gapAvgMs === null) return 0;
-    // Load that stopped: the time since the last answer counts as a gap too.
-    const sinceLast = this.#lastEndedAt === null ? 0 : this.#now() - this.#lastEndedAt;
-    const gap = Math.max(this.#gapAvgMs, sinceLast, 0.001);
-    const concurrency = this.#spanAvgMs / gap;
-    if (concurrency < BATCH_FROM_CONCURRENCY) return 0;
-    const share = Math.min(0.5, BATCH_TARGET / concurrency);
-    return Math.min(this.#maxBatchMs, this.#spanAvgMs * share);
-  }
-
   /** Ensures a fetch starts at `at` or earlier, but not sooner than the batching pause allows. */
   #schedule(at: number): void {
     if (this.#closed || this.#fetching) return;
     const now = this.#now();
-    at = Math.max(at, this.#lastFetchAt + this.#batchMs());
+    at = Math.max(at, this.#lastFetchAt + this.#pacing.batchMs());
     if (at <= now) {
       // Leading edge: fetch now (after this turn, so answers ending together share it).
       if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
@@ -531,16 +440,7 @@ export class CostTracker implements AsyncDisposable {
 
   /** Lets every answer waiting in the foreground go on with an estimate; they stay watched. */
   #release(): void {
-    for (const w of this.#waiters) this.#letGo(w);
-  }
-
-  /** Lets an answer waiting in the foreground go on with an estimate; it stays watched. */
-  #letGo(w: Waiter): void {
-    w.deadline?.cancel();
-    w.deadline = null;
-    const resolve = w.foreground;
-    w.foreground = null;
-    resolve?.(null);
+    for (const w of this.#waiters) letGo(w);
   }
 
   #resolve(w: Waiter, e: PointsEntry, fetchStartedAt: number): void {
@@ -563,7 +463,7 @@ export class CostTracker implements AsyncDisposable {
     // it started. Not learned from answers that ended while the history was failing.
     if (w.plannedMs !== null) {
       const late = w.missedAt === -Infinity ? w.plannedMs : Math.max(0, fetchStartedAt - w.endedAt);
-      this.#typicalMs = this.#typicalMs === null ? late : 0.7 * this.#typicalMs + 0.3 * late;
+      this.#pacing.learnLateness(late);
     }
     w.deadline?.cancel();
     w.deadline = null;
