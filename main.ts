@@ -1,9 +1,7 @@
 /** @module poe-proxy's entry point: arguments, environment, files, signals and the server. */
-import { parseArgs } from "node:util";
 import denoJson from "./deno.json" with { type: "json" };
 import {
   type Config,
-  CONFIG_VARIABLES,
   ConfigError,
   missingKeyMessage,
   parseDotenv,
@@ -22,62 +20,14 @@ import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts"
 import { healthcheck } from "./lib/healthcheck.ts";
 import { execStartFor, runAsFor, systemdUnit } from "./lib/systemd_unit.ts";
 import { type LoadedRegistry, RegistryReloader } from "./lib/registry_reload.ts";
+import { type CommandLine, helpText, parseCommandLine, StartupError } from "./lib/command_line.ts";
 
 const VERSION: string = denoJson.version;
 /** The models file shipped inside the program (`deno compile --include models.yaml`). */
 const EMBEDDED_MODELS = new URL("./models.yaml", import.meta.url);
 
-const HELP = `poe-proxy ${VERSION}: an OpenAI-compatible proxy to Poe that guards your points.
-
-Usage:
-  poe-proxy [options]                 start the server
-  poe-proxy models [--remote] [--json]  list this proxy's models, or Poe's live catalogue
-  poe-proxy check                     validate configuration and models.yaml, then exit
-  poe-proxy usage [--json]            print the balance, next grant and points per model (1/7/30 days)
-  poe-proxy healthcheck               exit 0 if the server at HOST:PORT answers /healthz, else 1
-  poe-proxy systemd-unit              print a hardened systemd unit for this program
-  poe-proxy --help | --version
-
-Options:
-  --host HOST        address to listen on (HOST, default 127.0.0.1)
-  --port PORT        port to listen on; 0 picks a free one (PORT, default 8080)
-  --models FILE      models.yaml to use (MODELS_FILE)
-  --env-file FILE    read variables from FILE instead of ./.env
-
-Environment variables (also read from .env):
-${
-  CONFIG_VARIABLES.map((v) =>
-    `  ${v.name.padEnd(26)} ${v.description}${v.default ? ` (default ${v.default})` : ""}`
-  ).join("\n")
-}
-`;
-
-/** A startup failure: printed as one line, exit code 2. */
-class StartupError extends Error {}
-
 /** The server could not listen: one line, exit code 1 (a retry may succeed). */
 class ListenError extends Error {}
-
-function parseCommandLine(args: string[]) {
-  try {
-    return parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "v" },
-        host: { type: "string" },
-        port: { type: "string" },
-        models: { type: "string" },
-        "env-file": { type: "string" },
-        remote: { type: "boolean" },
-        json: { type: "boolean" },
-      },
-    });
-  } catch (err) {
-    throw new StartupError(`${(err as Error).message}. Run poe-proxy --help for the options.`);
-  }
-}
 
 async function readDotenv(
   path: string | undefined,
@@ -314,8 +264,6 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
   await server.finished;
 }
 
-type CommandLine = ReturnType<typeof parseCommandLine>["values"];
-
 async function loadConfig(values: CommandLine): Promise<Config> {
   const dotenv = await readDotenv(values["env-file"]);
   return resolveConfig({
@@ -344,7 +292,7 @@ async function runHealthcheck(values: CommandLine): Promise<number> {
 async function run(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine(args);
   if (values.help) {
-    printLine(HELP);
+    printLine(helpText(VERSION));
     return 0;
   }
   if (values.version) {

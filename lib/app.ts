@@ -2,10 +2,10 @@
 import { errorResponse, ProxyError } from "./errors.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import type { ModelEntry, ModelRegistry } from "./models.ts";
+import type { ModelRegistry } from "./models.ts";
 import { ApiKeys, authenticationError } from "./api_keys.ts";
 import { clientKey } from "./client_id.ts";
-import { RateLimiter, rateLimitError, rateLimitHeaders } from "./rate_limit.ts";
+import { DoorLimits } from "./door_limits.ts";
 import { RequestContext, requestIdFrom } from "./request_context.ts";
 import { UpstreamClient } from "./upstream.ts";
 import { chatDeadlines, handleChat } from "./chat.ts";
@@ -18,6 +18,18 @@ import { dashboardResponse } from "./dashboard_page.ts";
 import { createUsageService, type UsageService } from "./usage_service.ts";
 import { HIDDEN, Redactor } from "./redact.ts";
 import { BrowserGuard } from "./browser_guard.ts";
+import { CorsPolicy } from "./cors.ts";
+import { modelObject } from "./model_listing.ts";
+import {
+  clientPath,
+  type Handler,
+  indexByPath,
+  matchesPath,
+  type Route,
+  routeParams,
+  safeDecode,
+  unknownEndpoint,
+} from "./routes.ts";
 
 /** What the app is built from. Everything long-lived is created by the caller or from `config`. */
 export interface AppDeps {
@@ -78,66 +90,10 @@ export interface AppStats {
   drainingBodies: number;
 }
 
-type Handler = (
-  req: Request,
-  ctx: RequestContext,
-  params: Record<string, string>,
-) => Promise<Response> | Response;
-
-interface Route {
-  method: string;
-  /** A literal path, or a prefix whose rest is the route's one parameter, `rest`. */
-  path: string | { prefix: string };
-  handler: Handler;
-  /** Needs an inbound key when keys are configured. */
-  auth: boolean;
-}
-
-function matchesPath(r: Route, pathname: string): boolean {
-  if (typeof r.path === "string") return r.path === pathname;
-  // The rest is one or more non-empty segments, as in `/v1/models/{id}`.
-  return pathname.startsWith(r.path.prefix) &&
-    !`/${pathname.slice(r.path.prefix.length)}/`.includes("//");
-}
-
-function routeParams(r: Route, pathname: string): Record<string, string> {
-  return typeof r.path === "string" ? {} : { rest: pathname.slice(r.path.prefix.length) };
-}
-
 function json(body: unknown, init: ResponseInit = {}): Response {
   const headers = new Headers(init.headers);
   headers.set("content-type", "application/json");
   return new Response(JSON.stringify(body), { ...init, headers });
-}
-
-/** The `/v1/models` entry of a registry model. */
-export function modelObject(
-  entry: ModelEntry,
-  created: number,
-  cap: number | null,
-): Record<string, unknown> {
-  return {
-    id: entry.id,
-    object: "model",
-    created,
-    owned_by: "poe",
-    modality: entry.modality,
-    aliases: entry.aliases,
-    // This proxy's cap: longer conversations are clipped to it.
-    context_window: cap === null ? null : { context_length: cap },
-    pricing: entry.base === null && entry.per1kTokens === null && entry.per1kOutputTokens === null
-      ? null
-      : {
-        unit: "points",
-        base: entry.base ?? 0,
-        per_1k_tokens: entry.per1kTokens ?? 0,
-        // What the estimate charges an answer token: a media model's answer (a link) is free
-        // unless per_1k_output_tokens says otherwise (ModelRegistry.estimatePoints).
-        per_1k_output_tokens: entry.per1kOutputTokens ??
-          (entry.modality === "text" ? entry.per1kTokens ?? 0 : 0),
-        estimated: true,
-      },
-  };
 }
 
 /** Builds the application from its dependencies. */
@@ -158,27 +114,7 @@ export function createApp(deps: AppDeps): App {
     logger,
     userAgent: `poe-proxy/${deps.version}`,
   });
-  const clients = new RateLimiter({
-    perMinute: config.rateLimitPerMinute,
-    burst: config.rateLimitBurst,
-    maxClients: config.maxTrackedClients,
-    now,
-  });
-  // Wrong keys from one address: a few a minute, then that address waits, right key or not, so
-  // that no key can be found by trying.
-  const authFailures = new RateLimiter({
-    perMinute: AUTH_FAILURES_PER_MINUTE,
-    burst: AUTH_FAILURES_PER_MINUTE,
-    maxClients: config.maxTrackedClients,
-    now,
-  });
-  // Poe allows 500 a minute per account; a small burst keeps any 60 s window under it.
-  const poe = new RateLimiter({
-    perMinute: config.poeRateLimitPerMinute,
-    burst: Math.min(50, Math.max(1, config.poeRateLimitPerMinute)),
-    maxClients: 1,
-    now,
-  });
+  const limits = new DoorLimits(config, now);
   const counter = deps.counter ?? new TokenCounter();
   const poeKey = new Redactor([config.poeApiKey]);
   /** A client-sent text made safe to log and show: a key pasted into it is hidden. */
@@ -190,7 +126,7 @@ export function createApp(deps: AppDeps): App {
   });
   // `created` must not change between calls: the time this app was built.
   const created = Math.floor(now() / 1000);
-  const cors = new Set(config.corsOrigins);
+  const cors = new CorsPolicy(config.corsOrigins);
   const browsers = new BrowserGuard({
     corsOrigins: config.corsOrigins,
     allowedHosts: config.allowedHosts,
@@ -227,73 +163,26 @@ export function createApp(deps: AppDeps): App {
     recent.updateCost(ctx.id, points);
   };
 
-  // Taken only for a request that will really reach Poe: garbage and guarded requests spend none.
-  const takePoeToken = (ctx: RequestContext) => {
-    const global = poe.take("poe");
-    if (global.allowed) return;
-    ctx.fields.limited = "poe";
-    throw rateLimitError(global, {
-      message:
-        `This proxy keeps Poe under POE_RATE_LIMIT_PER_MINUTE (${config.poeRateLimitPerMinute}); try again in ${global.retryAfterSeconds} s.`,
-    });
-  };
-
-  // A retry is a call to Poe too: without a token the request ends with Poe's last error.
-  const takePoeRetryToken = (ctx: RequestContext) => {
-    if (poe.take("poe").allowed) return true;
-    ctx.fields.limited = "poe-retry";
-    return false;
-  };
-
-  const chat: Handler = async (req, ctx) => {
-    const decision = clients.take(ctx.client);
-    const limitHeaders = rateLimitHeaders(decision);
-    if (!decision.allowed) {
-      ctx.fields.limited = "client";
-      throw rateLimitError(decision);
-    }
-    let response: Response;
-    try {
-      response = await handleChat(req, ctx, {
+  const chat: Handler = (req, ctx) =>
+    limits.forClient(ctx, (limitHeaders) =>
+      handleChat(req, ctx, {
         config,
         registry: deps.registry,
         upstream,
         logger,
         counter,
         usage,
-        beforeUpstream: takePoeToken,
-        beforeRetry: takePoeRetryToken,
+        beforeUpstream: (c) => limits.takePoeToken(c),
+        beforeRetry: (c) => limits.takePoeRetryToken(c),
         loggable,
         deadlines,
         shutdown: cutting.signal,
         responseHeaders: [
           ["x-request-id", ctx.id],
-          ...Object.entries(corsHeaders(req)),
+          ...Object.entries(cors.headers(req)),
           ...Object.entries(limitHeaders),
         ],
-      });
-    } catch (err) {
-      if (ctx.fields.limited === "poe" && clients.enabled && err instanceof ProxyError) {
-        // Refused in front of Poe: the client's own allowance is not spent on it (the SDKs retry
-        // a 429 twice), and its headers stay its own, with the global bucket's wait.
-        clients.refund(ctx.client);
-        for (const name of Object.keys(err.headers)) {
-          if (name.startsWith("x-ratelimit-")) delete err.headers[name];
-        }
-        Object.assign(err.headers, rateLimitHeaders(clients.peek(ctx.client)));
-      } else if (err instanceof ProxyError && err.status !== 429) {
-        // Errors carry the client's limit too; a 429 keeps the headers that explain it (Poe's).
-        Object.assign(err.headers, limitHeaders);
-      }
-      throw err;
-    }
-    // The client's own bucket is the limit that binds it; Poe's account-wide figures (passed on
-    // when this limiter is off) would tell every client how busy the others are.
-    if (!ctx.headersIncluded) {
-      for (const [k, v] of Object.entries(limitHeaders)) response.headers.set(k, v);
-    }
-    return response;
-  };
+      }));
 
   const routes: Route[] = [
     {
@@ -369,24 +258,7 @@ export function createApp(deps: AppDeps): App {
     });
   }
 
-  // Literal paths are looked up, not tested one route at a time; prefix routes still match these.
-  const byPath = new Map<string, Route[]>();
-  for (const r of routes) {
-    if (typeof r.path !== "string") continue;
-    byPath.set(r.path, routes.filter((m) => matchesPath(m, r.path as string)));
-  }
-
-  function corsHeaders(req: Request): Record<string, string> {
-    const origin = req.headers.get("origin");
-    if (!origin || cors.size === 0) return {};
-    if (!cors.has("*") && !cors.has(origin)) return {};
-    return {
-      "access-control-allow-origin": cors.has("*") ? "*" : origin,
-      "access-control-expose-headers":
-        "x-request-id, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, retry-after, retry-after-ms, x-should-retry, x-poe-points, x-poe-points-estimated, x-poe-balance, x-poe-proxy-clipped, x-poe-proxy-attempts, x-poe-proxy-guard",
-      vary: "Origin",
-    };
-  }
+  const byPath = indexByPath(routes);
 
   async function route(
     req: Request,
@@ -403,19 +275,7 @@ export function createApp(deps: AppDeps): App {
     }
     const allowed = () => [...new Set(matching.map((r) => r.method))];
     if (req.method === "OPTIONS") {
-      const allow = allowed();
-      const headers = new Headers(corsHeaders(req));
-      headers.set("allow", [...allow, "OPTIONS"].join(", "));
-      if (headers.has("access-control-allow-origin")) {
-        headers.set("access-control-allow-methods", [...allow, "OPTIONS"].join(", "));
-        headers.set(
-          "access-control-allow-headers",
-          req.headers.get("access-control-request-headers") ??
-            "authorization, content-type, x-api-key",
-        );
-        headers.set("access-control-max-age", "600");
-      }
-      return new Response(null, { status: 204, headers });
+      return cors.preflight(req, allowed());
     }
     const method = req.method === "HEAD" ? "GET" : req.method;
     const r = matching.find((m) => m.method === method);
@@ -431,24 +291,12 @@ export function createApp(deps: AppDeps): App {
       );
     }
     if (r.auth && keys.enabled) {
-      const wait = authFailures.waitSeconds(address);
-      if (wait > 0) {
-        ctx.fields.limited = "auth";
-        throw new ProxyError(
-          429,
-          `Too many requests with a wrong API key from this address; try again in ${wait} s.`,
-          {
-            type: "rate_limit_error",
-            code: "too_many_auth_failures",
-            headers: { "retry-after": String(wait) },
-          },
-        );
-      }
+      limits.refuseGuesser(ctx, address);
       if (!authed) {
         // Only a key that was sent counts: a page anywhere can make a browser send requests
         // without one (an image), and must not lock the owner's programs out.
         if (req.headers.has("authorization") || req.headers.has("x-api-key")) {
-          authFailures.take(address);
+          limits.wrongKey(address);
         }
         throw authenticationError();
       }
@@ -458,7 +306,7 @@ export function createApp(deps: AppDeps): App {
 
   return {
     usage,
-    stats: () => ({ trackedClients: clients.size, drainingBodies: upstream.draining }),
+    stats: () => ({ trackedClients: limits.trackedClients, drainingBodies: upstream.draining }),
     cutOpen: () => {
       const count = open.size;
       // A stream ends itself: an error event, its own log line, end=shutdown.
@@ -515,7 +363,7 @@ export function createApp(deps: AppDeps): App {
       }
       if (!ctx.headersIncluded) {
         response.headers.set("x-request-id", ctx.id);
-        for (const [k, v] of Object.entries(corsHeaders(req))) response.headers.set(k, v);
+        for (const [k, v] of Object.entries(cors.headers(req))) response.headers.set(k, v);
       }
       // A client that left before the answer was ready is logged as 499, whatever was prepared.
       if (!ctx.deferred) ctx.end(req.signal.aborted ? 499 : response.status);
@@ -524,46 +372,5 @@ export function createApp(deps: AppDeps): App {
   };
 }
 
-/** Wrong inbound keys one address may send a minute (and at once) before it has to wait. */
-const AUTH_FAILURES_PER_MINUTE = 10;
-
 /** Paths of the dashboard and the figures: what a DNS-rebinding page would read. */
 const DATA_PATHS = new Set(["/", "/api/usage", "/metrics"]);
-
-/**
- * The path a client meant: slashes collapsed, no trailing one, and `/v1` added to the API's paths
- * when the base URL was set without it.
- */
-function clientPath(path: string): string {
-  let p = path.replace(/\/{2,}/g, "/");
-  if (p.length > 1 && p.endsWith("/")) p = p.slice(0, -1);
-  if (p === "/chat/completions" || p === "/models" || p.startsWith("/models/")) p = `/v1${p}`;
-  return p;
-}
-
-/** Endpoints of OpenAI's that Poe has no counterpart of, and what to use instead. */
-const OTHER_APIS: [RegExp, string][] = [
-  [
-    /^\/(v1\/)?responses(\/|$)/,
-    'poe-proxy serves the Chat Completions API, not the Responses API: point the client at /v1/chat/completions (Vercel AI SDK: openai.chat(model) or createOpenAICompatible; Codex: wire_api = "chat").',
-  ],
-  [
-    /^\/(v1\/)?(completions|embeddings|images|audio|files|assistants|threads|batches|moderations)(\/|$)/,
-    "Poe has no such API: poe-proxy serves POST /v1/chat/completions and GET /v1/models.",
-  ],
-];
-
-function unknownEndpoint(method: string, path: string): string {
-  const other = OTHER_APIS.find(([pattern]) => pattern.test(path));
-  return `No such endpoint: ${method} ${path.slice(0, 200)}.${
-    other ? ` ${other[1]}` : " poe-proxy serves POST /v1/chat/completions and GET /v1/models."
-  }`;
-}
-
-function safeDecode(value: string): string | null {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return null;
-  }
-}

@@ -1,5 +1,35 @@
-/** @module Text tables of this proxy's registry and of Poe's live catalogue, for the `models` command. */
-import type { ModelRegistry } from "./models.ts";
+/** @module Model listings: the `/v1/models` entries, and the `models` command's text tables of this proxy's registry and of Poe's live catalogue. */
+import type { ModelEntry, ModelRegistry } from "./models.ts";
+
+/** The `/v1/models` entry of a registry model. */
+export function modelObject(
+  entry: ModelEntry,
+  created: number,
+  cap: number | null,
+): Record<string, unknown> {
+  return {
+    id: entry.id,
+    object: "model",
+    created,
+    owned_by: "poe",
+    modality: entry.modality,
+    aliases: entry.aliases,
+    // This proxy's cap: longer conversations are clipped to it.
+    context_window: cap === null ? null : { context_length: cap },
+    pricing: entry.base === null && entry.per1kTokens === null && entry.per1kOutputTokens === null
+      ? null
+      : {
+        unit: "points",
+        base: entry.base ?? 0,
+        per_1k_tokens: entry.per1kTokens ?? 0,
+        // What the estimate charges an answer token: a media model's answer (a link) is free
+        // unless per_1k_output_tokens says otherwise (ModelRegistry.estimatePoints).
+        per_1k_output_tokens: entry.per1kOutputTokens ??
+          (entry.modality === "text" ? entry.per1kTokens ?? 0 : 0),
+        estimated: true,
+      },
+  };
+}
 
 /** Left-aligned columns, two spaces apart. */
 export function table(header: string[], rows: string[][]): string {

@@ -1,0 +1,136 @@
+/** @module The door's token buckets: each client's, wrong keys per address, and Poe's for the whole account. */
+import type { Config } from "./config.ts";
+import { ProxyError } from "./errors.ts";
+import { RateLimiter, rateLimitError, rateLimitHeaders } from "./rate_limit.ts";
+import type { RequestContext } from "./request_context.ts";
+
+/** Wrong inbound keys one address may send a minute (and at once) before it has to wait. */
+const AUTH_FAILURES_PER_MINUTE = 10;
+
+/** The settings {@linkcode DoorLimits} reads. */
+export type DoorLimitsConfig = Pick<
+  Config,
+  "rateLimitPerMinute" | "rateLimitBurst" | "maxTrackedClients" | "poeRateLimitPerMinute"
+>;
+
+/** The buckets a request may be refused by, with 429 and `Retry-After`. */
+export class DoorLimits {
+  readonly #clients: RateLimiter;
+  readonly #authFailures: RateLimiter;
+  readonly #poe: RateLimiter;
+  readonly #poePerMinute: number;
+
+  /** `now`: the clock of every bucket. */
+  constructor(config: DoorLimitsConfig, now: () => number) {
+    this.#clients = new RateLimiter({
+      perMinute: config.rateLimitPerMinute,
+      burst: config.rateLimitBurst,
+      maxClients: config.maxTrackedClients,
+      now,
+    });
+    // Wrong keys from one address: a few a minute, then that address waits, right key or not, so
+    // that no key can be found by trying.
+    this.#authFailures = new RateLimiter({
+      perMinute: AUTH_FAILURES_PER_MINUTE,
+      burst: AUTH_FAILURES_PER_MINUTE,
+      maxClients: config.maxTrackedClients,
+      now,
+    });
+    // Poe allows 500 a minute per account; a small burst keeps any 60 s window under it.
+    this.#poe = new RateLimiter({
+      perMinute: config.poeRateLimitPerMinute,
+      burst: Math.min(50, Math.max(1, config.poeRateLimitPerMinute)),
+      maxClients: 1,
+      now,
+    });
+    this.#poePerMinute = config.poeRateLimitPerMinute;
+  }
+
+  /** Client buckets held now; never more than `MAX_TRACKED_CLIENTS`. */
+  get trackedClients(): number {
+    return this.#clients.size;
+  }
+
+  /** Throws 429 while `address` waits for having sent too many wrong keys. */
+  refuseGuesser(ctx: RequestContext, address: string): void {
+    const wait = this.#authFailures.waitSeconds(address);
+    if (wait > 0) {
+      ctx.fields.limited = "auth";
+      throw new ProxyError(
+        429,
+        `Too many requests with a wrong API key from this address; try again in ${wait} s.`,
+        {
+          type: "rate_limit_error",
+          code: "too_many_auth_failures",
+          headers: { "retry-after": String(wait) },
+        },
+      );
+    }
+  }
+
+  /** Counts a wrong key sent from `address`. */
+  wrongKey(address: string): void {
+    this.#authFailures.take(address);
+  }
+
+  /** Takes Poe's token for a first call to Poe, or throws 429 (`limited=poe`). */
+  // Taken only for a request that will really reach Poe: garbage and guarded requests spend none.
+  takePoeToken(ctx: RequestContext): void {
+    const global = this.#poe.take("poe");
+    if (global.allowed) return;
+    ctx.fields.limited = "poe";
+    throw rateLimitError(global, {
+      message:
+        `This proxy keeps Poe under POE_RATE_LIMIT_PER_MINUTE (${this.#poePerMinute}); try again in ${global.retryAfterSeconds} s.`,
+    });
+  }
+
+  /** Takes Poe's token for a retry: false (`limited=poe-retry`) when there is none. */
+  // A retry is a call to Poe too: without a token the request ends with Poe's last error.
+  takePoeRetryToken(ctx: RequestContext): boolean {
+    if (this.#poe.take("poe").allowed) return true;
+    ctx.fields.limited = "poe-retry";
+    return false;
+  }
+
+  /**
+   * Runs `answer` within the client's bucket, or throws 429 (`limited=client`). `answer` gets the
+   * client's `x-ratelimit-*` headers; its response and its errors carry them.
+   */
+  async forClient(
+    ctx: RequestContext,
+    answer: (limitHeaders: Record<string, string>) => Promise<Response>,
+  ): Promise<Response> {
+    const clients = this.#clients;
+    const decision = clients.take(ctx.client);
+    const limitHeaders = rateLimitHeaders(decision);
+    if (!decision.allowed) {
+      ctx.fields.limited = "client";
+      throw rateLimitError(decision);
+    }
+    let response: Response;
+    try {
+      response = await answer(limitHeaders);
+    } catch (err) {
+      if (ctx.fields.limited === "poe" && clients.enabled && err instanceof ProxyError) {
+        // Refused in front of Poe: the client's own allowance is not spent on it (the SDKs retry
+        // a 429 twice), and its headers stay its own, with the global bucket's wait.
+        clients.refund(ctx.client);
+        for (const name of Object.keys(err.headers)) {
+          if (name.startsWith("x-ratelimit-")) delete err.headers[name];
+        }
+        Object.assign(err.headers, rateLimitHeaders(clients.peek(ctx.client)));
+      } else if (err instanceof ProxyError && err.status !== 429) {
+        // Errors carry the client's limit too; a 429 keeps the headers that explain it (Poe's).
+        Object.assign(err.headers, limitHeaders);
+      }
+      throw err;
+    }
+    // The client's own bucket is the limit that binds it; Poe's account-wide figures (passed on
+    // when this limiter is off) would tell every client how busy the others are.
+    if (!ctx.headersIncluded) {
+      for (const [k, v] of Object.entries(limitHeaders)) response.headers.set(k, v);
+    }
+    return response;
+  }
+}

@@ -1,0 +1,83 @@
+/** @module Matching paths to routes: the path a client meant, route parameters, unknown endpoints. */
+import type { RequestContext } from "./request_context.ts";
+
+/** Answers one route's requests; `params` holds the prefix route's `rest`. */
+export type Handler = (
+  req: Request,
+  ctx: RequestContext,
+  params: Record<string, string>,
+) => Promise<Response> | Response;
+
+/** One entry of the route table. */
+export interface Route {
+  method: string;
+  /** A literal path, or a prefix whose rest is the route's one parameter, `rest`. */
+  path: string | { prefix: string };
+  handler: Handler;
+  /** Needs an inbound key when keys are configured. */
+  auth: boolean;
+}
+
+/** Whether `pathname` is `r`'s literal path, or its prefix followed by non-empty segments. */
+export function matchesPath(r: Route, pathname: string): boolean {
+  if (typeof r.path === "string") return r.path === pathname;
+  // The rest is one or more non-empty segments, as in `/v1/models/{id}`.
+  return pathname.startsWith(r.path.prefix) &&
+    !`/${pathname.slice(r.path.prefix.length)}/`.includes("//");
+}
+
+/** The parameters of `pathname` under `r`: `rest` for a prefix route, none for a literal one. */
+export function routeParams(r: Route, pathname: string): Record<string, string> {
+  return typeof r.path === "string" ? {} : { rest: pathname.slice(r.path.prefix.length) };
+}
+
+/** Each literal path of `routes` with every route that matches it, literal or prefix. */
+export function indexByPath(routes: Route[]): Map<string, Route[]> {
+  // Literal paths are looked up, not tested one route at a time; prefix routes still match these.
+  const byPath = new Map<string, Route[]>();
+  for (const r of routes) {
+    if (typeof r.path !== "string") continue;
+    byPath.set(r.path, routes.filter((m) => matchesPath(m, r.path as string)));
+  }
+  return byPath;
+}
+
+/**
+ * The path a client meant: slashes collapsed, no trailing one, and `/v1` added to the API's paths
+ * when the base URL was set without it.
+ */
+export function clientPath(path: string): string {
+  let p = path.replace(/\/{2,}/g, "/");
+  if (p.length > 1 && p.endsWith("/")) p = p.slice(0, -1);
+  if (p === "/chat/completions" || p === "/models" || p.startsWith("/models/")) p = `/v1${p}`;
+  return p;
+}
+
+/** Endpoints of OpenAI's that Poe has no counterpart of, and what to use instead. */
+const OTHER_APIS: [RegExp, string][] = [
+  [
+    /^\/(v1\/)?responses(\/|$)/,
+    'poe-proxy serves the Chat Completions API, not the Responses API: point the client at /v1/chat/completions (Vercel AI SDK: openai.chat(model) or createOpenAICompatible; Codex: wire_api = "chat").',
+  ],
+  [
+    /^\/(v1\/)?(completions|embeddings|images|audio|files|assistants|threads|batches|moderations)(\/|$)/,
+    "Poe has no such API: poe-proxy serves POST /v1/chat/completions and GET /v1/models.",
+  ],
+];
+
+/** The 404 message for `method path`: what this proxy serves, or what to use instead. */
+export function unknownEndpoint(method: string, path: string): string {
+  const other = OTHER_APIS.find(([pattern]) => pattern.test(path));
+  return `No such endpoint: ${method} ${path.slice(0, 200)}.${
+    other ? ` ${other[1]}` : " poe-proxy serves POST /v1/chat/completions and GET /v1/models."
+  }`;
+}
+
+/** A percent-encoded path parameter decoded, or null when its escapes are malformed. */
+export function safeDecode(value: string): string | null {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return null;
+  }
+}

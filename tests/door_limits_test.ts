@@ -1,0 +1,147 @@
+/** @module DoorLimits: each client's bucket, the wrong-key lockout and Poe's account-wide bucket. */
+import assert from "node:assert/strict";
+import { DoorLimits, type DoorLimitsConfig } from "../lib/door_limits.ts";
+import { ProxyError } from "../lib/errors.ts";
+import { memoryLogger } from "../lib/log.ts";
+import { RequestContext } from "../lib/request_context.ts";
+
+const CONFIG: DoorLimitsConfig = {
+  rateLimitPerMinute: 60,
+  rateLimitBurst: 2,
+  maxTrackedClients: 100,
+  poeRateLimitPerMinute: 3,
+};
+
+function limits(config: Partial<DoorLimitsConfig> = {}): DoorLimits {
+  const t = 1_000_000;
+  return new DoorLimits({ ...CONFIG, ...config }, () => t);
+}
+
+function context(client = "10.0.0.1"): RequestContext {
+  return new RequestContext({
+    id: "r1",
+    client,
+    method: "POST",
+    path: "/v1/chat/completions",
+    logger: memoryLogger(),
+  });
+}
+
+const ok = () => Promise.resolve(new Response("ok"));
+
+async function refusal(promise: Promise<unknown>): Promise<ProxyError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof ProxyError);
+    return err;
+  }
+  throw new Error("not refused");
+}
+
+Deno.test("DoorLimits.forClient: the answer gets the client's limit headers, and so does its response", async () => {
+  const door = limits();
+  let given: Record<string, string> = {};
+  const res = await door.forClient(context(), (headers) => {
+    given = headers;
+    return ok();
+  });
+  await res.body?.cancel();
+  assert.equal(given["x-ratelimit-limit-requests"], "2");
+  assert.equal(given["x-ratelimit-remaining-requests"], "1");
+  assert.equal(res.headers.get("x-ratelimit-remaining-requests"), "1");
+  assert.equal(door.trackedClients, 1);
+});
+
+Deno.test("DoorLimits.forClient: a response that already carries its headers is left alone", async () => {
+  const ctx = context();
+  ctx.headersIncluded = true;
+  const res = await limits().forClient(ctx, ok);
+  await res.body?.cancel();
+  assert.equal(res.headers.get("x-ratelimit-remaining-requests"), null);
+});
+
+Deno.test("DoorLimits.forClient: past its burst a client gets 429, limited=client, and is not answered", async () => {
+  const door = limits();
+  for (let i = 0; i < 2; i++) await (await door.forClient(context(), ok)).body?.cancel();
+  const ctx = context();
+  let called = false;
+  const err = await refusal(door.forClient(ctx, () => {
+    called = true;
+    return ok();
+  }));
+  assert.equal(err.status, 429);
+  assert.equal(ctx.fields.limited, "client");
+  assert.equal(called, false);
+  assert.ok(Number(err.headers["retry-after"]) >= 1);
+  // Another client has its own bucket.
+  await (await door.forClient(context("10.0.0.2"), ok)).body?.cancel();
+});
+
+Deno.test("DoorLimits.forClient: an error carries the client's limit; a 429 keeps its own headers", async () => {
+  const door = limits();
+  const failed = await refusal(
+    door.forClient(context(), () => Promise.reject(new ProxyError(502, "bad"))),
+  );
+  assert.equal(failed.headers["x-ratelimit-remaining-requests"], "1");
+  const poe429 = await refusal(
+    door.forClient(
+      context("10.0.0.2"),
+      () =>
+        Promise.reject(
+          new ProxyError(429, "Poe", { headers: { "x-ratelimit-remaining-requests": "99" } }),
+        ),
+    ),
+  );
+  assert.equal(poe429.headers["x-ratelimit-remaining-requests"], "99");
+});
+
+Deno.test("DoorLimits.takePoeToken: past Poe's bucket 429 with limited=poe; the client's token is refunded", async () => {
+  const door = limits({ rateLimitBurst: 10 });
+  const refused = [];
+  for (let i = 0; i < 5; i++) {
+    const ctx = context();
+    try {
+      await (await door.forClient(ctx, () => {
+        door.takePoeToken(ctx);
+        return ok();
+      })).body?.cancel();
+    } catch (err) {
+      assert.ok(err instanceof ProxyError);
+      assert.equal(ctx.fields.limited, "poe");
+      assert.match(err.message, /POE_RATE_LIMIT_PER_MINUTE \(3\)/);
+      refused.push(err);
+    }
+  }
+  assert.equal(refused.length, 2, "Poe's burst is 3");
+  // Three answered, two refunded: the client spent three of its ten.
+  assert.equal(refused.at(-1)!.headers["x-ratelimit-remaining-requests"], "7");
+});
+
+Deno.test("DoorLimits.takePoeRetryToken: false with limited=poe-retry once Poe's bucket is empty", () => {
+  const door = limits({ poeRateLimitPerMinute: 1 });
+  const ctx = context();
+  assert.equal(door.takePoeRetryToken(ctx), true);
+  assert.equal(ctx.fields.limited, undefined);
+  assert.equal(door.takePoeRetryToken(ctx), false);
+  assert.equal(ctx.fields.limited, "poe-retry");
+});
+
+Deno.test("DoorLimits.refuseGuesser: after ten wrong keys the address waits, with Retry-After", () => {
+  const door = limits();
+  for (let i = 0; i < 10; i++) {
+    door.refuseGuesser(context(), "10.0.0.9");
+    door.wrongKey("10.0.0.9");
+  }
+  const ctx = context();
+  assert.throws(() => door.refuseGuesser(ctx, "10.0.0.9"), (err) => {
+    assert.ok(err instanceof ProxyError);
+    assert.equal(err.status, 429);
+    assert.equal(err.code, "too_many_auth_failures");
+    assert.ok(Number(err.headers["retry-after"]) >= 1);
+    return true;
+  });
+  assert.equal(ctx.fields.limited, "auth");
+  // Another address is not held up.
+  door.refuseGuesser(context(), "10.0.0.10");
+});

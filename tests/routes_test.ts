@@ -1,0 +1,82 @@
+/** @module Route matching: literal and prefix paths, the path a client meant, unknown endpoints. */
+import assert from "node:assert/strict";
+import {
+  clientPath,
+  indexByPath,
+  matchesPath,
+  type Route,
+  routeParams,
+  safeDecode,
+  unknownEndpoint,
+} from "../lib/routes.ts";
+
+function route(method: string, path: Route["path"]): Route {
+  return { method, path, auth: false, handler: () => new Response(null) };
+}
+
+const models = route("GET", "/v1/models");
+const model = route("GET", { prefix: "/v1/models/" });
+
+Deno.test("matchesPath: a literal path matches itself only", () => {
+  assert.equal(matchesPath(models, "/v1/models"), true);
+  assert.equal(matchesPath(models, "/v1/models/"), false);
+  assert.equal(matchesPath(models, "/v1/model"), false);
+});
+
+Deno.test("matchesPath: a prefix matches non-empty segments after it, never an empty one", () => {
+  assert.equal(matchesPath(model, "/v1/models/gpt-4o"), true);
+  assert.equal(matchesPath(model, "/v1/models/org/gpt-4o"), true);
+  assert.equal(matchesPath(model, "/v1/models/"), false);
+  assert.equal(matchesPath(model, "/v1/models/a//b"), false);
+  assert.equal(matchesPath(model, "/v1/models/a/"), false);
+  assert.equal(matchesPath(model, "/v1/modelsx"), false);
+});
+
+Deno.test("routeParams: a prefix route's rest; none for a literal route", () => {
+  assert.deepEqual(routeParams(model, "/v1/models/org/gpt-4o"), { rest: "org/gpt-4o" });
+  assert.deepEqual(routeParams(models, "/v1/models"), {});
+});
+
+Deno.test("indexByPath: each literal path with every route matching it, in table order", () => {
+  const post = route("POST", "/v1/models");
+  const exact = route("GET", "/v1/models/special");
+  const index = indexByPath([models, model, post, exact]);
+  assert.deepEqual([...index.keys()], ["/v1/models", "/v1/models/special"]);
+  assert.deepEqual(index.get("/v1/models"), [models, post]);
+  // The prefix route matches the literal one's path too.
+  assert.deepEqual(index.get("/v1/models/special"), [model, exact]);
+});
+
+Deno.test("clientPath collapses slashes, drops a trailing one, and adds a missing /v1", () => {
+  assert.equal(clientPath("//v1//chat/completions/"), "/v1/chat/completions");
+  assert.equal(clientPath("/chat/completions"), "/v1/chat/completions");
+  assert.equal(clientPath("/models"), "/v1/models");
+  assert.equal(clientPath("/models/gpt-4o"), "/v1/models/gpt-4o");
+  assert.equal(clientPath("/"), "/");
+  assert.equal(clientPath("/healthz/"), "/healthz");
+  // Only the API's paths get /v1.
+  assert.equal(clientPath("/metrics"), "/metrics");
+  assert.equal(clientPath("/modelsx"), "/modelsx");
+});
+
+Deno.test("unknownEndpoint names the request and says what to use instead", () => {
+  assert.equal(
+    unknownEndpoint("GET", "/v2/nothing"),
+    "No such endpoint: GET /v2/nothing. poe-proxy serves POST /v1/chat/completions and GET /v1/models.",
+  );
+  assert.match(unknownEndpoint("POST", "/v1/responses"), /not the Responses API/);
+  assert.match(unknownEndpoint("POST", "/responses/abc"), /not the Responses API/);
+  assert.match(unknownEndpoint("POST", "/v1/embeddings"), /Poe has no such API/);
+  assert.doesNotMatch(unknownEndpoint("POST", "/v1/responsesx"), /Responses API/);
+  // A long path is cut in the message.
+  const long = unknownEndpoint("GET", `/${"a".repeat(1000)}`);
+  assert.ok(long.includes(`/${"a".repeat(199)}.`));
+  assert.ok(!long.includes("a".repeat(200)));
+});
+
+Deno.test("safeDecode decodes percent escapes, and gives null for malformed ones", () => {
+  assert.equal(safeDecode("a%2Fb%20c"), "a/b c");
+  assert.equal(safeDecode("plain"), "plain");
+  assert.equal(safeDecode("%E0%A4%A"), null);
+  assert.equal(safeDecode("%"), null);
+});
