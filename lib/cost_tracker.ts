@@ -39,7 +39,7 @@ export interface AttributeOptions {
 /** Options of a {@linkcode CostTracker}. */
 export interface CostTrackerOptions {
   api: UsageSource;
-  /** Least delay before the first look for an answer's entry, on top of what was learned. Default: 0. */
+  /** Least delay before the first look for an answer's entry, whatever was learned. Default: 0. */
   firstFetchMs?: number;
   /**
    * Least delay before the first look for an answer nobody waits for (a footer-less answer): its

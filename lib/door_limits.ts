@@ -13,7 +13,10 @@ export type DoorLimitsConfig = Pick<
   "rateLimitPerMinute" | "rateLimitBurst" | "maxTrackedClients" | "poeRateLimitPerMinute"
 >;
 
-/** The buckets a request may be refused by, with 429 and `Retry-After`. */
+/**
+ * The door's buckets: a client's and a wrong key's refuse with 429 and `Retry-After`, as does Poe's
+ * before a first call; a retry without Poe's token is not made.
+ */
 export class DoorLimits {
   readonly #clients: RateLimiter;
   readonly #authFailures: RateLimiter;
@@ -95,7 +98,8 @@ export class DoorLimits {
 
   /**
    * Runs `answer` within the client's bucket, or throws 429 (`limited=client`). `answer` gets the
-   * client's `x-ratelimit-*` headers; its response and its errors carry them.
+   * client's `x-ratelimit-*` headers; its response and its errors carry them, but for a 429 (with
+   * the headers that explain it) and a refusal at Poe's bucket (the client's refunded figures).
    */
   async forClient(
     ctx: RequestContext,

@@ -7,7 +7,7 @@ const BATCH_TARGET = 16;
 
 /** Options of a {@linkcode FetchPacing}. */
 export interface FetchPacingOptions {
-  /** Least delay before the first look for an answer's entry, on top of what was learned. */
+  /** Least delay before the first look for an answer's entry, whatever was learned. */
   firstFetchMs: number;
   /** Longest pause between the starts of two fetches under load; 0 turns batching off. */
   maxBatchMs: number;
@@ -18,7 +18,7 @@ export interface FetchPacingOptions {
 /**
  * The timing the cost tracker learns from the answers it sees: a moving average of how
  * long after its answer an entry was first found (the delay before the first look), and a load
- * estimate from the arrival rate and request duration (the pause between fetch starts).
+ * estimate from the time between answers' ends and their duration (the pause between fetch starts).
  */
 export class FetchPacing {
   readonly #firstFetchMs: number;

@@ -1,4 +1,7 @@
-/** @module The SSE events this proxy writes of its own: data and error events, chunks, the end. */
+/**
+ * @module The SSE events this proxy writes of its own (data and error events, chunks, the end),
+ * and the small readers of Poe's events they are built from.
+ */
 import { completionId } from "./openai_types.ts";
 import { collectAnswerText } from "./usage_estimate.ts";
 

@@ -65,7 +65,9 @@ export interface FirstByteOptions {
 /**
  * Arms the timeout of one call until Poe's headers: past the connect deadline a TCP probe runs,
  * and a Poe it cannot reach aborts the call with a `connect` timeout; past the rest of the
- * first-byte one the call is aborted with a `first-byte` timeout. Cancel it once the headers came.
+ * first-byte one the call is aborted with a `first-byte` timeout. When the first-byte timeout is
+ * no longer than the connect one, no probe runs: the call ends as a `first-byte` timeout. Cancel
+ * it once the headers came.
  */
 export function firstByteDeadline(phases: Phases, options: FirstByteOptions): Deadline {
   const { connectMs: connectTimeoutMs, url, controller } = options;
