@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { CostTracker, type FoundCost } from "../lib/cost_tracker.ts";
-import { breakdownTokens } from "../lib/usage_api.ts";
 import type { PointsEntry, PointsPage, PointsPageOptions, UsageSource } from "../lib/usage_api.ts";
 import { ManualClock } from "./manual_clock.ts";
 
@@ -93,23 +92,6 @@ function setup(options: { watchMs?: number } = {}) {
   });
   return { clock, history, tracker };
 }
-
-Deno.test("breakdownTokens reads Poe's Input and Output token counts", () => {
-  const entry = {
-    query_id: "a",
-    bot_name: "X",
-    creation_time: 1,
-    usage_type: "API",
-    cost_points: 339,
-    cost_breakdown_in_points: {
-      Input: "120 points (2,882 tokens)",
-      Output: "219 points (512 tokens)",
-      Total: "339 points",
-    },
-  };
-  assert.deepEqual(breakdownTokens(entry), { prompt: 2882, completion: 512 });
-  assert.equal(breakdownTokens({ ...entry, cost_breakdown_in_points: {} }), null);
-});
 
 Deno.test("CostTracker looks at once when an answer ends: one fetch, no delay, no timer left after", async () => {
   const { clock, history, tracker } = setup();

@@ -4,7 +4,6 @@ import { UsageDashboard } from "../lib/dashboard.ts";
 import { Guards } from "../lib/guards.ts";
 import { DASHBOARD_CSP, DASHBOARD_HTML } from "../lib/dashboard_page.ts";
 import { RecentRequests } from "../lib/recent_requests.ts";
-import { RequestContext } from "../lib/request_context.ts";
 import { createApp } from "../lib/app.ts";
 import { createLogger, memoryLogger } from "../lib/log.ts";
 import { UsageApi } from "../lib/usage_api.ts";
@@ -30,45 +29,6 @@ async function chat(url: string, body: Record<string, unknown>, headers = {}): P
   assert.equal(res.status, 200, text);
   return text;
 }
-
-Deno.test("RecentRequests keeps the newest 50, newest first, and takes late costs", () => {
-  const recent = new RecentRequests();
-  for (let i = 0; i < 60; i++) {
-    const ctx = new RequestContext({
-      id: `r${i}`,
-      client: "127.0.0.1",
-      method: "POST",
-      path: "/v1/chat/completions",
-      logger: memoryLogger(),
-    });
-    ctx.fields.model = "GPT-4o";
-    ctx.fields.points = 10;
-    ctx.fields.points_estimated = true;
-    ctx.end(200);
-    recent.record(ctx);
-  }
-  const skipped = new RequestContext({
-    id: "health",
-    client: "x",
-    method: "GET",
-    path: "/healthz",
-    logger: memoryLogger(),
-  });
-  skipped.end(200);
-  recent.record(skipped);
-  const rows = recent.list();
-  assert.equal(rows.length, 50);
-  assert.equal(rows[0].id, "r59");
-  assert.equal(rows[49].id, "r10");
-  assert.ok(recent.updateCost("r55", 12));
-  assert.equal(recent.list()[4].points, 12);
-  assert.equal(recent.list()[4].points_estimated, false);
-  assert.equal(recent.updateCost("r1", 1), false);
-  // The oldest row kept, and the newest dropped.
-  assert.ok(recent.updateCost("r10", 3));
-  assert.equal(recent.list()[49].points, 3);
-  assert.equal(recent.updateCost("r9", 1), false);
-});
 
 Deno.test("UsageDashboard.build sums 30 days per day and per model from the paged history", async () => {
   await using fake = await FakePoe.start();

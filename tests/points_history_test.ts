@@ -1,7 +1,5 @@
-// deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
 import { dailyTotals, readHistory, summarizeByModel } from "../lib/points_history.ts";
-import { fetchUsageReport, formatUsageReport } from "../lib/usage_report.ts";
 import { UsageApi } from "../lib/usage_api.ts";
 import type { PointsEntry } from "../lib/usage_api.ts";
 import { FakePoe } from "./fake_poe.ts";
@@ -83,31 +81,4 @@ Deno.test("dailyTotals gives 30 UTC days oldest first, empty days included", () 
   assert.deepEqual(days[29], { date: "2026-01-31", points: 11, count: 2 });
   assert.equal(days.reduce((n, d) => n + d.points, 0), 18);
   assert.equal(dailyTotals([], { now, days: 7 }).length, 7);
-});
-
-Deno.test("formatUsageReport prints balance, next grant and a per-model table", async () => {
-  await using fake = await FakePoe.start({ balance: 1_234_567 });
-  fake.addHistory({ bot_name: "GPT-4o", cost_points: 339, creation_time: (NOW - 1000) * 1000 });
-  fake.addHistory({
-    bot_name: "Gemini-2.5-Pro",
-    cost_points: 1200,
-    creation_time: (NOW - 5 * DAY) * 1000,
-  });
-  const api = new UsageApi({ baseUrl: fake.url, apiKey: fake.apiKey });
-  const report = await fetchUsageReport(api, { now: NOW });
-  const text = formatUsageReport(report);
-  const lines = text.split("\n");
-  assert.equal(lines[0], "Balance: 1,234,567 points");
-  assert.match(lines[1], /^Next (daily|monthly) grant: \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in /);
-  assert.match(text, /Model\s+1 day\s+7 days\s+30 days/);
-  assert.match(text, /Gemini-2\.5-Pro\s+0\s+1,200\s+1,200/);
-  assert.match(text, /GPT-4o\s+339\s+339\s+339/);
-  assert.match(text, /Total\s+339\s+1,539\s+1,539/);
-  const json: any = JSON.parse(formatUsageReport(report, true));
-  assert.equal(json.balance, 1_234_567);
-  assert.equal(json.models[0].model, "Gemini-2.5-Pro");
-  assert.equal(json.total.points_30d, 1539);
-  fake.clearHistory();
-  const empty = formatUsageReport(await fetchUsageReport(api));
-  assert.match(empty, /No points spent in the last 30 days\./);
 });

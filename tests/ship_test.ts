@@ -1,13 +1,10 @@
 /** @module Shipping: compile safety, `healthcheck`, `systemd-unit`, SIGHUP reload, plain log lines. */
 import assert from "node:assert/strict";
-import { healthcheck, healthUrl } from "../lib/healthcheck.ts";
-import { execStartFor, quoteExecArg, runAsFor, systemdUnit } from "../lib/systemd_unit.ts";
-import { RegistryReloader } from "../lib/registry_reload.ts";
 import { ModelRegistry } from "../lib/models.ts";
-import { memoryLogger } from "../lib/log.ts";
 import { startProxy } from "./harness.ts";
 import { FakePoe } from "./fake_poe.ts";
 import { mainCommand } from "./proxy_process.ts";
+import { HARDENING, unitLines } from "./systemd_lines.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const MAIN = new URL("main.ts", ROOT).pathname;
@@ -305,45 +302,6 @@ Deno.test("main.ts from a folder without models.yaml and no network serves the e
 // ---------------------------------------------------------------------------------------------
 // healthcheck
 
-Deno.test("healthUrl asks wildcard addresses on loopback and brackets IPv6", () => {
-  assert.equal(healthUrl("0.0.0.0", 8080), "http://127.0.0.1:8080/healthz");
-  assert.equal(healthUrl("127.0.0.1", 1), "http://127.0.0.1:1/healthz");
-  assert.equal(healthUrl("::", 80), "http://[::1]:80/healthz");
-  assert.equal(healthUrl("::1", 80), "http://[::1]:80/healthz");
-  assert.equal(healthUrl("localhost", 9), "http://localhost:9/healthz");
-});
-
-Deno.test("healthcheck is healthy against a running proxy, unhealthy against nothing", async () => {
-  await using proxy = await startProxy();
-  const port = Number(new URL(proxy.url).port);
-  const ok = await healthcheck("0.0.0.0", port);
-  assert.equal(ok.healthy, true, ok.message);
-  assert.match(ok.message, /^healthy: .*\d+ models/);
-  const none = await healthcheck("127.0.0.1", closedPort());
-  assert.equal(none.healthy, false);
-  assert.match(none.message, /^unhealthy: http:\/\/127\.0\.0\.1:\d+\/healthz: /);
-  assert.equal((await healthcheck("127.0.0.1", 0)).healthy, false);
-});
-
-Deno.test("healthcheck is unhealthy on another status, a wrong body, or no answer in time", async () => {
-  const answers = [
-    () => new Response('{"status":"ok"}', { status: 503 }),
-    () => new Response('{"status":"starting"}'),
-    () => new Response("<html>"),
-  ];
-  for (const answer of answers) {
-    const result = await healthcheck("127.0.0.1", 1, { fetch: () => Promise.resolve(answer()) });
-    assert.equal(result.healthy, false, result.message);
-  }
-  const hang: typeof fetch = (_input, init) =>
-    new Promise((_resolve, reject) => {
-      init?.signal?.addEventListener("abort", () => reject(init.signal!.reason));
-    });
-  const slow = await healthcheck("127.0.0.1", 1, { fetch: hang, timeoutMs: 50 });
-  assert.equal(slow.healthy, false);
-  assert.match(slow.message, /no answer within 50 ms/);
-});
-
 Deno.test("main.ts healthcheck exits 0 against a running server and 1 against nothing", async () => {
   await using proxy = await startProxy();
   const port = new URL(proxy.url).port;
@@ -361,28 +319,6 @@ Deno.test("main.ts healthcheck exits 0 against a running server and 1 against no
 
 // ---------------------------------------------------------------------------------------------
 // systemd-unit
-
-const HARDENING = [
-  "EnvironmentFile=/etc/poe-proxy/env",
-  "ProtectSystem=strict",
-  "NoNewPrivileges=yes",
-  "Restart=on-failure",
-  "After=network-online.target",
-  "Wants=network-online.target",
-  "ExecReload=/bin/kill -HUP $MAINPID",
-  "PrivateTmp=yes",
-  "PrivateDevices=yes",
-  "LockPersonality=yes",
-  "SystemCallFilter=@system-service",
-  "SystemCallArchitectures=native",
-  "RestrictNamespaces=yes",
-  "UMask=0077",
-  "WantedBy=multi-user.target",
-];
-
-function unitLines(text: string): string[] {
-  return text.split("\n").filter((l) => l && !l.startsWith("#"));
-}
 
 Deno.test("main.ts systemd-unit prints a hardened unit that runs this deno and main.ts", async () => {
   const out = await mainCommand(["systemd-unit", "--host", "0.0.0.0"], {}).output();
@@ -412,126 +348,11 @@ Deno.test("main.ts systemd-unit prints a hardened unit that runs this deno and m
   assert.ok(!lines.some((l) => l.startsWith("MemoryDenyWriteExecute")), "V8's JIT needs W+X");
 });
 
-Deno.test("runAsFor: a deno run service runs as main.ts's owner; root and /tmp checkouts warn", () => {
-  assert.deepEqual(runAsFor("/home/ann/poe-proxy/main.ts", 1000), { user: 1000, warnings: [] });
-  const root = runAsFor("/opt/poe-proxy/main.ts", 0);
-  assert.equal(root.user, undefined);
-  assert.equal(root.warnings.length, 1);
-  assert.match(root.warnings[0], /world-readable/);
-  const tmp = runAsFor("/tmp/poe-proxy/main.ts", 1000);
-  assert.equal(tmp.user, 1000);
-  assert.match(tmp.warnings[0], /PrivateTmp=yes/);
-  const unit = unitLines(
-    systemdUnit({
-      execStart: ["/usr/bin/deno", "run", "/home/ann/poe-proxy/main.ts"],
-      viaDeno: true,
-      user: 1000,
-      host: "127.0.0.1",
-      port: 8080,
-      version: "1",
-    }),
-  );
-  assert.ok(unit.includes("User=1000"));
-  assert.ok(!unit.includes("DynamicUser=yes"));
-  for (const l of HARDENING) assert.ok(unit.includes(l), `missing ${l}`);
-});
-
-Deno.test("systemdUnit for a compiled binary: ExecStart is the binary, home hidden, no cache", () => {
-  const exec = execStartFor(
-    "/usr/local/bin/poe-proxy",
-    "file:///tmp/deno-compile-poe-proxy/main.ts",
-  );
-  assert.deepEqual(exec, { argv: ["/usr/local/bin/poe-proxy"], viaDeno: false });
-  const lines = unitLines(
-    systemdUnit({ execStart: exec.argv, host: "127.0.0.1", port: 8080, version: "1.2.3" }),
-  );
-  for (const l of [...HARDENING, "DynamicUser=yes"]) assert.ok(lines.includes(l), `missing ${l}`);
-  assert.ok(lines.includes("ExecStart=/usr/local/bin/poe-proxy"));
-  assert.ok(lines.includes("ProtectHome=yes"));
-  assert.ok(!lines.some((l) => l.includes("DENO_DIR")));
-  const low = unitLines(
-    systemdUnit({ execStart: exec.argv, host: "0.0.0.0", port: 80, version: "1" }),
-  );
-  assert.ok(low.includes("AmbientCapabilities=CAP_NET_BIND_SERVICE"));
-  assert.ok(low.includes("CapabilityBoundingSet=CAP_NET_BIND_SERVICE"));
-});
-
-Deno.test("execStartFor recognises the deno CLI; quoteExecArg escapes what systemd expands", () => {
-  const viaDeno = execStartFor("C:\\deno\\deno.exe", "file:///srv/poe%20proxy/main.ts");
-  assert.equal(viaDeno.viaDeno, true);
-  assert.equal(viaDeno.argv.at(-1), "/srv/poe proxy/main.ts");
-  assert.equal(viaDeno.argv[viaDeno.argv.indexOf("--config") + 1], "/srv/poe proxy/deno.json");
-  assert.equal(quoteExecArg("/srv/poe proxy/main.ts"), '"/srv/poe proxy/main.ts"');
-  assert.equal(quoteExecArg("/opt/100%/$x"), "/opt/100%%/$$x");
-  assert.equal(quoteExecArg('a"b c'), '"a\\"b c"');
-});
-
-Deno.test({
-  name: "systemd-analyze reads every line of the unit and rates it OK (where it is installed)",
-  ignore: !(() => {
-    try {
-      return Deno.statSync("/usr/bin/systemd-analyze").isFile;
-    } catch {
-      return false;
-    }
-  })(),
-  fn: async () => {
-    const dir = Deno.makeTempDirSync();
-    const bin = `${dir}/poe-proxy`;
-    Deno.writeTextFileSync(bin, "#!/bin/sh\n");
-    Deno.chmodSync(bin, 0o755);
-    const unit = `${dir}/poe-proxy.service`;
-    Deno.writeTextFileSync(
-      unit,
-      systemdUnit({ execStart: [bin], host: "127.0.0.1", port: 8080, version: "test" }),
-    );
-    // `security --offline` parses the file without a running systemd and reports unknown keys.
-    const out = await new Deno.Command("/usr/bin/systemd-analyze", {
-      args: ["security", "--offline=yes", "--no-pager", unit],
-      env: { SYSTEMD_COLORS: "0" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = decoder.decode(out.stderr);
-    assert.equal(stderr.trim(), "", stderr);
-    const level = decoder.decode(out.stdout).match(/Overall exposure level for \S+: ([\d.]+)/);
-    assert.ok(level, decoder.decode(out.stdout));
-    assert.ok(Number(level[1]) <= 3.0, `exposure ${level[1]}`);
-  },
-});
-
 // ---------------------------------------------------------------------------------------------
 // Reload
 
 const SMALL_YAML = "models:\n  text:\n    - GPT-4o-mini\n    - Claude-Haiku-4.5\n";
 const BAD_YAML = "models:\n  text:\n    - poe_name: [1\n";
-
-Deno.test("RegistryReloader swaps in a valid file and keeps the old registry on a bad one", async () => {
-  const logger = memoryLogger();
-  let text = SMALL_YAML;
-  const reloader = new RegistryReloader({
-    initial: ModelRegistry.parse("models:\n  text:\n    - One\n", "first.yaml"),
-    load: () =>
-      Promise.resolve({ registry: ModelRegistry.parse(text, "m.yaml"), source: "m.yaml" }),
-    logger,
-  });
-  const before = reloader.registry;
-  assert.equal(await reloader.reload(), true);
-  assert.equal(reloader.registry.size, 2);
-  assert.equal(before.size, 1, "a request holding the old registry keeps it");
-  text = BAD_YAML;
-  assert.equal(await reloader.reload(), false);
-  assert.equal(reloader.registry.size, 2);
-  const failed = logger.lines.find((l) => l.includes("models reload failed"))!;
-  assert.match(failed, /ERROR/);
-  assert.match(failed, /m\.yaml:\d+:\d+/, "the ModelsError's position is logged");
-  // Reloads run one after another, so the newest file wins.
-  text = "models:\n  text:\n    - A\n    - B\n    - C\n";
-  const first = reloader.reload();
-  text = SMALL_YAML + "    - Third\n";
-  await Promise.all([first, reloader.reload()]);
-  assert.equal(reloader.registry.size, 3);
-});
 
 Deno.test("main.ts on SIGHUP reloads MODELS_FILE; a bad file keeps the old models and logs why", {
   ignore: Deno.build.os === "windows",

@@ -1,7 +1,6 @@
-/** @module Stream shaping (role, tool call index) and the JSON-shape watch of streamed text. */
+/** @module Stream shaping: the role of the first delta and tool call indexes. */
 import assert from "node:assert/strict";
 import { StreamShaper } from "../lib/stream_shape.ts";
-import { isDataText, TextShape } from "../lib/data_answer.ts";
 import { relaySse } from "../lib/sse.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -63,63 +62,6 @@ Deno.test("StreamShaper: tool call deltas without index are numbered by id, name
     indexes([[{ index: 0, id: "x", function: fn("x") }], [{ id: "y", function: fn("y") }]]),
     [[0], [1]],
   );
-});
-
-Deno.test("TextShape: streamed text is JSON only when the whole of it parses", () => {
-  const shape = (pieces: string[]) => {
-    const t = new TextShape();
-    for (const p of pieces) t.add(p);
-    return t;
-  };
-  assert.equal(shape([" ", '{"a":', " [1, 2]", "}\n"]).json, true);
-  assert.equal(shape(["[1,", "2]"]).json, true);
-  assert.equal(shape(["[Oslo](https://x) is the capital. See [1]"]).json, false);
-  assert.equal(shape(["{not json} and more }"]).json, false);
-  assert.equal(shape(["Hello", " {}"]).json, false);
-  assert.equal(shape(["Hello"]).watching, false);
-  assert.equal(shape([]).json, false);
-  // Past the kept size, the brackets at both ends decide.
-  assert.equal(shape(["[", `"${"x".repeat(300 * 1024)}"`, "]"]).json, true);
-});
-
-Deno.test("TextShape and isDataText: a text that is one http(s) URL is data, in any chunking", () => {
-  const url = "https://pfst.cf2.poecdn.net/base/audio/" + "0a".repeat(32);
-  const cases: [string, boolean][] = [
-    [url, true],
-    [`  ${url}\n\n`, true],
-    ["HTTP://EXAMPLE.COM/x", true],
-    ["http://x", true],
-    [`${url} is your audio`, false],
-    [`${url}\n\nEnjoy!`, false],
-    [`Here it is: ${url}`, false],
-    [`![a.png](${url})\n\n${url}`, false],
-    ["Hello there, friend.", false],
-    ["http", false],
-    ["https://", false],
-    ["htp://x", false],
-    ["ftp://x", false],
-    [`https://x/${"a".repeat(20 * 1024)}`, false],
-    ["", false],
-  ];
-  for (const [text, data] of cases) {
-    assert.equal(isDataText(text), data, JSON.stringify(text.slice(0, 60)));
-    // Whole, one character a delta, and in pieces of three.
-    for (const size of [text.length || 1, 1, 3]) {
-      const t = new TextShape();
-      for (let i = 0; i < text.length; i += size) t.add(text.slice(i, i + size));
-      assert.equal(t.data, data, `${JSON.stringify(text.slice(0, 60))} in pieces of ${size}`);
-      assert.equal(t.url, data);
-    }
-  }
-  // Prose is settled at its first delta (the relay then forwards deltas unparsed).
-  const hello = new TextShape();
-  hello.add("Hello");
-  assert.equal(hello.watching, false);
-  const here = new TextShape();
-  here.add("htt");
-  assert.equal(here.watching, true);
-  here.add("ps://a b");
-  assert.equal(here.watching, false);
 });
 
 Deno.test("relaySse: empty tool_calls arrays do not make a text answer a tool call", async () => {
