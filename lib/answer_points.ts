@@ -221,6 +221,12 @@ export function watchAbandoned(usage: UsageService, model: string, ctx: RequestC
     tokens: null,
     abandoned: true,
     waitMs: 0,
-    onFound: (cost) => ctx.lateCost(cost.points),
+    onFound: (cost) => {
+      // Billed all the same: the guards count it until a balance read shows it, and one is asked.
+      const snap = usage.poller.snapshot;
+      if (!(snap !== null && snap.takenAt >= cost.createdAt)) usage.poller.spent(cost.points);
+      usage.poller.answered();
+      ctx.lateCost(cost.points);
+    },
   });
 }

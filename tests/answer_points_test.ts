@@ -470,6 +470,39 @@ Deno.test("AnswerPoints.completeJson with FOOTER off: body unchanged, headers st
   assert.deepEqual(odd, { id: "x" });
 });
 
+Deno.test("watchAbandoned: an abandoned answer's cost, once found, counts against POINTS_CUTOFF", async () => {
+  await using s = await setup({ POINTS_CUTOFF: "5000", USAGE_POLL_SECONDS: "600" });
+  s.api.balance = 6_000;
+  await s.usage.poller.refresh();
+  assert.equal(s.usage.guards.paused(), null);
+  // The client pressed stop mid-stream; Poe billed the answer all the same.
+  s.ctx.end(499);
+  s.points({ entry: s.registry.lookup("Claude-Sonnet-4.6")! }).abandoned();
+  s.api.bill("Claude-Sonnet-4.6", 2_000, s.ctx.startedAt);
+  await s.clock.advance(30_000);
+  assert.deepEqual(s.late, [2_000]);
+  // 6,000 less 2,000 is under the cutoff: paused now, not after the next balance read.
+  assert.equal(s.usage.poller.spentSinceSnapshot, 2_000);
+  assert.equal(s.usage.guards.paused()?.guard, "paused");
+});
+
+Deno.test("watchAbandoned: a cost the balance read already shows is not counted twice", async () => {
+  await using s = await setup({ USAGE_POLL_SECONDS: "600" });
+  s.ctx.end(499);
+  s.points().abandoned();
+  // Its entry made as it started (bill() stamps 100 ms after the time given), then a balance read
+  // that already shows it, before the entry is found.
+  s.api.bill("GPT-4o", 300, s.ctx.startedAt - 100);
+  s.api.balance = 9_700;
+  // The context's clock is the real one, a little ahead of the manual clock's start.
+  await s.clock.advance(Math.max(0, s.ctx.startedAt - s.clock.now()) + 1);
+  assert.deepEqual(s.late, [], "found before the balance read");
+  await s.usage.poller.refresh();
+  await s.clock.advance(30_000);
+  assert.deepEqual(s.late, [300]);
+  assert.equal(s.usage.poller.spentSinceSnapshot, 0);
+});
+
 Deno.test("AnswerPoints.abandoned and watchAbandoned report an abandoned answer's cost late", async () => {
   await using s = await setup();
   s.ctx.end(499);
