@@ -230,7 +230,17 @@ export class UsageApi implements UsageSource {
         });
       }
       this.#readClock(response);
-      const text = await response.text().catch(() => "");
+      let text = "";
+      try {
+        text = await response.text();
+      } catch (err) {
+        // A body that stalls past the timeout, or breaks, is no answer: not a body "not JSON".
+        if (response.ok) {
+          throw new UsageApiError(`Poe's ${path.split("?")[0]} stopped answering: ${err}`, 0, {
+            cause: err,
+          });
+        }
+      }
       if (!response.ok) {
         throw new UsageApiError(
           `Poe's ${path.split("?")[0]} answered ${response.status}: ${

@@ -339,6 +339,30 @@ Deno.test("UsageApi: a 200 that is not JSON or not the right shape is a UsageApi
   }
 });
 
+Deno.test("UsageApi: a 200 whose body stalls past the timeout is status 0, not a body that is not JSON", async () => {
+  const open: ReadableStreamDefaultController<Uint8Array>[] = [];
+  await using server = scripted(() =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(new TextEncoder().encode('{"current_point_'));
+          open.push(c);
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    )
+  );
+  const api = new UsageApi({ baseUrl: server.url, apiKey: "k", timeoutMs: 200 });
+  try {
+    const err = await failure(api.currentBalance());
+    assert.equal(err.status, 0);
+    assert.match(err.message, /^Poe's \/usage\/current_balance stopped answering: .*in time/);
+  } finally {
+    api.close();
+    for (const c of open) c.close();
+  }
+});
+
 Deno.test("UsageApi: no answer at all is status 0, saying which call and why", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
