@@ -47,6 +47,8 @@ function when(time: number, now: number): string {
   const hours = (time - now) / 3_600_000;
   const rel = hours < 1
     ? "within the hour"
+    : hours < 1.5
+    ? "in about an hour"
     : hours < 48
     ? `in about ${Math.round(hours)} hours`
     : `in ${Math.round(hours / 24)} days`;

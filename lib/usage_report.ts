@@ -72,6 +72,8 @@ export function formatUsageReport(report: UsageReport, json = false): string {
     const days = (grant.time - report.now) / DAY_MS;
     const rel = days < 1
       ? `in ${Math.max(0, Math.round(days * 24))} h`
+      : Math.round(days) === 1
+      ? "in 1 day"
       : `in ${Math.round(days)} days`;
     lines.push(
       `Next ${grant.kind} grant: ${when} UTC (${rel})` +

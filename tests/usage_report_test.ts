@@ -170,8 +170,9 @@ Deno.test("formatUsageReport: a grant within a day is in hours, never below 0; l
   );
   // A grant already past (the balance is old): 0 h, not a negative count.
   assert.equal(line(now - 2 * 3_600_000, null), "Next daily grant: 2026-01-15 10:00 UTC (in 0 h)");
-  // From a whole day on, days.
-  assert.match(line(now + DAY, null), /\(in 1 days?\)$/);
+  // From a whole day on, days: one of them is a day.
+  assert.match(line(now + DAY, null), /\(in 1 day\)$/);
+  assert.match(line(now + 1.4 * DAY, null), /\(in 1 day\)$/);
   assert.equal(
     line(now + 12.6 * DAY, 1_000_000, "monthly"),
     "Next monthly grant: 2026-01-28 02:24 UTC (in 13 days), 1,000,000 points",
