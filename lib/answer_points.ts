@@ -154,7 +154,7 @@ export class AnswerPoints {
       points.points > config.pointsPerMessageWarn;
     const footer = showFooter
       ? formatFooter({
-        usage: usage && typeof usage.prompt_tokens === "number" ? usage : null,
+        usage,
         points,
         balance,
         balanceAgeMs: snap && service.poller.stale ? this.#now() - snap.takenAt : null,

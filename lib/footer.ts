@@ -56,6 +56,29 @@ function age(ms: number): string {
   return hours < 48 ? `${hours} h ago` : `${Math.round(hours / 24)} days ago`;
 }
 
+/** A count to show: whole, or null when Poe's usage had none (or not a number). */
+function count(n: unknown): number | null {
+  return typeof n === "number" && Number.isFinite(n) ? Math.round(n) : null;
+}
+
+/**
+ * The tokens line after `📊 Tokens`: total, input and output as far as Poe's usage tells them. A
+ * figure it lacks is never printed as `NaN`: such a footer would not be recognized when the client
+ * sends it back, and would be billed again on every later turn.
+ */
+function tokensText(u: FooterFacts["usage"]): string {
+  if (!u) return ": n/a";
+  const est = u.tokens_estimated ? " (est.)" : "";
+  const input = count(u.prompt_tokens);
+  let output = count(u.completion_tokens);
+  const total = count(u.total_tokens) ??
+    (input !== null && output !== null ? input + output : null);
+  if (output === null && input !== null && total !== null && total >= input) output = total - input;
+  if (total === null) return `${est}: n/a`;
+  if (input === null || output === null) return `${est}: ${total}`;
+  return `${est}: ${total} (Input: ${input}, Output: ${output})`;
+}
+
 /**
  * The footer, starting with a blank line:
  * ```
@@ -68,14 +91,9 @@ function age(ms: number): string {
  * then, when they apply, one line each for clipping, the warning and the cap.
  */
 export function formatFooter(facts: FooterFacts): string {
-  const u = facts.usage;
-  const tokens = u
-    ? `${u.tokens_estimated ? " (est.)" : ""}: ${
-      int(u.total_tokens ?? u.prompt_tokens + u.completion_tokens)
-    } (Input: ${int(u.prompt_tokens)}, Output: ${int(u.completion_tokens)})`
-    : ": n/a";
+  const tokens = tokensText(facts.usage);
   const p = facts.points;
-  const points = p === null
+  const points = p === null || !Number.isFinite(p.points)
     ? "💰 Points: n/a"
     : p.estimated
     ? `💰 Points (est.): ${int(p.points)} (Base: ${int(p.base)}, Tokens: ${p.tokens.toFixed(1)})`
@@ -113,7 +131,7 @@ export function formatFooter(facts: FooterFacts): string {
 const NL = "\\r?\\n";
 const FOOTERS = new RegExp(
   `(?:^|(?:${NL}){1,2})---${NL}📊 Tokens(?: \\(est\\.\\))?: ` +
-    `(?:\\d+ \\(Input: \\d+, Output: \\d+\\)|n/a)${NL}` +
+    `(?:-?\\d+(?: \\(Input: -?\\d+, Output: -?\\d+\\))?|n/a)${NL}` +
     "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))" +
     `${NL}🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)` +
     `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\([\\d,]+ → [\\d,]+ tokens\\))?` +

@@ -267,9 +267,9 @@ Deno.test("AnswerPoints.settle: without a footer's usage or a balance, the foote
   assert.equal(s.ctx.fields.balance, undefined);
   assert.match(cost.footer!, /^\n\n---\n📊 Tokens: n\/a\n💰 Points \(est\.\): 140 /);
   assert.match(cost.footer!, /\n🏦 Current balance: unknown$/);
-  // A usage without prompt and completion counts shows no token figures either.
+  // A usage without prompt and completion counts shows its total alone, never NaN.
   const total = s.points().settle({ total_tokens: 400 } as Usage, false);
-  assert.match((await within(s.clock, 2_100, total)).footer!, /^\n\n---\n📊 Tokens: n\/a\n/);
+  assert.match((await within(s.clock, 2_100, total)).footer!, /^\n\n---\n📊 Tokens: 400\n/);
 });
 
 Deno.test("AnswerPoints.settle: answers in quick succession show a balance that only goes down", async () => {

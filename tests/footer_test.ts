@@ -89,6 +89,31 @@ Deno.test("formatFooter says when the cost went over MAX_POINTS_PER_MESSAGE, and
   assert.equal(lines[8], "⛔ This message went over MAX_POINTS_PER_MESSAGE (10,000 points).");
 });
 
+/** Usages Poe may send with a figure missing, or not a number. */
+// deno-lint-ignore no-explicit-any
+const ODD_USAGES: any[] = [
+  { prompt_tokens: 7, total_tokens: 12 },
+  { completion_tokens: 5, total_tokens: 12 },
+  { total_tokens: 12 },
+  { prompt_tokens: 7, completion_tokens: 5 },
+  { prompt_tokens: "7", completion_tokens: null, total_tokens: "12" },
+  {},
+];
+
+Deno.test("formatFooter never prints NaN for a usage with a figure missing, or not a number", () => {
+  const lines = ODD_USAGES.map((usage) => formatFooter(facts({ usage })).split("\n")[3]);
+  assert.deepEqual(lines, [
+    "📊 Tokens: 12 (Input: 7, Output: 5)",
+    "📊 Tokens: 12",
+    "📊 Tokens: 12",
+    "📊 Tokens: 12 (Input: 7, Output: 5)",
+    "📊 Tokens: n/a",
+    "📊 Tokens: n/a",
+  ]);
+  const nan = formatFooter(facts({ points: { estimated: false, points: NaN } }));
+  assert.match(nan, /\n💰 Points: n\/a\n/);
+});
+
 Deno.test("stripFooter removes every footer formatFooter writes, and only those", () => {
   const variants: FooterFacts[] = [
     facts(),
@@ -96,6 +121,8 @@ Deno.test("stripFooter removes every footer formatFooter writes, and only those"
     facts({ points: { estimated: true, points: 300, base: 226, tokens: 74.04 } }),
     facts({ balanceAgeMs: 3 * 3_600_000 }),
     facts({ usage: { ...USAGE, tokens_estimated: true } }),
+    ...ODD_USAGES.map((usage) => facts({ usage })),
+    facts({ usage: { prompt_tokens: -1, completion_tokens: 3, total_tokens: 2 } }),
     facts({
       points: { estimated: false, points: 123_456 },
       cap: 100_000,
