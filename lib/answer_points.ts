@@ -6,6 +6,7 @@ import type { ChatRequest, Usage } from "./openai_types.ts";
 import type { RequestContext } from "./request_context.ts";
 import { isDataText } from "./data_answer.ts";
 import type { StreamEnding, StreamSummary } from "./sse.ts";
+import type { Spending } from "./usage.ts";
 import type { UsageService } from "./usage_service.ts";
 
 /** Options of {@linkcode AnswerPoints}. */
@@ -94,8 +95,8 @@ export class AnswerPoints {
       : 0;
     service.poller.answered();
     let settled = false;
-    /** The estimate counted against the snapshot taken at `countedAt`, for a late correction. */
-    let counted: { estimate: number; countedAt: number } | null = null;
+    /** The estimate counted against the balance, for a late correction. */
+    let counted: Spending | null = null;
     const found = await service.costs.attribute({
       model: entry.id,
       startedAt: ctx.startedAt,
@@ -108,7 +109,7 @@ export class AnswerPoints {
       onFound: (cost) => {
         if (!settled) return;
         ctx.lateCost(cost.points);
-        if (counted) service.poller.corrected(counted.estimate, cost.points, counted.countedAt);
+        if (counted) service.poller.confirm(counted, cost.points);
       },
     });
     settled = true;
@@ -130,13 +131,9 @@ export class AnswerPoints {
     if (points) {
       ctx.fields.points = Math.round(points.points);
       ctx.fields.points_estimated = points.estimated;
-      // Unless the snapshot already shows it, the guards count it against the balance.
-      if (!(found && snap !== null && snap.takenAt >= found.createdAt)) {
-        service.poller.spent(points.points);
-        if (points.estimated && snap !== null) {
-          counted = { estimate: points.points, countedAt: snap.takenAt };
-        }
-      }
+      // The guards count it against the balance until a reading shows it.
+      const spending = service.poller.spent(points.points, !points.estimated);
+      if (points.estimated) counted = spending;
     }
     // The snapshot less every answer settled since it was read, this one included: answers in
     // quick succession (an agent's) show a balance that only goes down.
@@ -223,8 +220,7 @@ export function watchAbandoned(usage: UsageService, model: string, ctx: RequestC
     waitMs: 0,
     onFound: (cost) => {
       // Billed all the same: the guards count it until a balance read shows it, and one is asked.
-      const snap = usage.poller.snapshot;
-      if (!(snap !== null && snap.takenAt >= cost.createdAt)) usage.poller.spent(cost.points);
+      usage.poller.spent(cost.points, true);
       usage.poller.answered();
       ctx.lateCost(cost.points);
     },

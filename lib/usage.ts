@@ -5,6 +5,20 @@ import { REAL_TIMERS, type Timers } from "./deadlines.ts";
 
 /** While the Usage API keeps failing, a warning this often (the others are debug lines). */
 const WARN_EVERY_MS = 10 * 60_000;
+/**
+ * An estimate whose real cost was never read (its history entry could not be told apart) is
+ * taken to be in Poe's balance from a reading sent this long after it was counted.
+ */
+const ESTIMATE_SHOWN_AFTER_MS = 60_000;
+
+/** Points counted against the snapshot until a reading is known to show them. */
+export interface Spending {
+  points: number;
+  /** When it was counted, in ms since the epoch. */
+  countedAt: number;
+  /** When its final cost was read from Poe's history, or null while it is an estimate. */
+  confirmedAt: number | null;
+}
 
 /** The balance as Poe last reported it. */
 export interface BalanceSnapshot extends BalanceReport {
@@ -56,6 +70,8 @@ export class UsagePoller implements AsyncDisposable {
   #timerAt = Infinity;
   #failures = 0;
   #spentSince = 0;
+  /** What makes up `#spentSince`: few, as each reading drops what it shows. */
+  #spending: Spending[] = [];
   #warnedAt = -Infinity;
   #lastError: string | null = null;
   #calls = 0;
@@ -120,34 +136,49 @@ export class UsagePoller implements AsyncDisposable {
   }
 
   /**
-   * Points this proxy spent since the snapshot was taken, as far as it knows (real costs and
-   * estimates): while Poe's Usage API fails, the balance the guards see still goes down.
+   * Points this proxy spent that Poe's balance may not show yet, as far as it knows (real costs
+   * and estimates): while Poe's Usage API fails, the balance the guards see still goes down.
    */
   get spentSinceSnapshot(): number {
     return this.#spentSince;
   }
 
-  /** Counts an answer's points against the snapshot, until the next one is taken. */
-  spent(points: number): void {
-    if (points > 0 && Number.isFinite(points)) this.#spentSince += points;
+  /**
+   * Counts an answer's points against the balance until a reading is known to show them: one sent
+   * after its final cost was read from Poe's history (`real`: it was, just now), or, for an
+   * estimate never confirmed, one sent a minute after. Not any reading taken after the answer's
+   * history entry was made: Poe may debit the final cost later than that. Returns the count, for
+   * {@linkcode UsagePoller.confirm}, or null for no points.
+   */
+  spent(points: number, real = false): Spending | null {
+    if (!(points > 0 && Number.isFinite(points))) return null;
+    const now = this.#now();
+    const spending = { points, countedAt: now, confirmedAt: real ? now : null };
+    this.#spending.push(spending);
+    this.#spentSince += points;
+    return spending;
   }
 
   /**
-   * An answer counted at its estimate turned out to cost `real`: the count is corrected, if the
-   * snapshot it was counted against (taken at `takenAt`) is still the current one.
+   * A count made at an estimate turned out to cost `real`, read from Poe's history now: it is
+   * corrected, unless a reading was already taken to show it.
    */
-  corrected(estimate: number, real: number, takenAt: number): void {
-    if (this.#snapshot?.takenAt !== takenAt || !Number.isFinite(real - estimate)) return;
-    this.#spentSince = Math.max(0, this.#spentSince + real - estimate);
+  confirm(spending: Spending, real: number): void {
+    if (!this.#spending.includes(spending) || !Number.isFinite(real)) return;
+    const points = Math.max(0, real);
+    this.#spentSince = Math.max(0, this.#spentSince + points - spending.points);
+    spending.points = points;
+    spending.confirmedAt = this.#now();
   }
 
   async #run(): Promise<BalanceSnapshot | null> {
     this.#calls++;
+    const sentAt = this.#now();
     try {
       const report = await this.#api.currentBalance(this.#abort.signal);
       if (this.#disposed) return this.#snapshot;
       this.#snapshot = { ...report, takenAt: this.#now() };
-      this.#spentSince = 0;
+      this.#dropShown(sentAt);
       if (this.#failures > 0) {
         this.#logger?.info("usage api recovered", { after_failures: this.#failures });
       }
@@ -174,6 +205,16 @@ export class UsagePoller implements AsyncDisposable {
       this.#schedule(delay);
     }
     return this.#snapshot;
+  }
+
+  /** Forgets the spending a reading sent at `sentAt` shows. */
+  #dropShown(sentAt: number): void {
+    this.#spending = this.#spending.filter((s) =>
+      s.confirmedAt === null
+        ? s.countedAt > sentAt - ESTIMATE_SHOWN_AFTER_MS
+        : s.confirmedAt > sentAt
+    );
+    this.#spentSince = this.#spending.reduce((sum, s) => sum + s.points, 0);
   }
 
   /** Ensures a refresh runs within `ms` (an earlier pending one is kept). */

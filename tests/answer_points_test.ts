@@ -332,17 +332,38 @@ Deno.test("AnswerPoints.settle asks the poller for a fresh balance shortly after
   assert.equal(s.api.balanceCalls, before + 1);
 });
 
-Deno.test("AnswerPoints.settle: a real cost the balance already shows is not counted again", async () => {
+Deno.test("AnswerPoints.settle: a real cost counts until a reading sent after it was read", async () => {
   await using s = await setup({}, { snapshot: false });
   s.api.bill("GPT-4o", 339, s.ctx.startedAt, [100, 50]);
   await s.clock.advance(1_000);
-  // Poe's reading, taken after the entry: its balance includes the answer.
-  s.api.balance = 10_000 - 339;
+  // A reading taken after the entry was made: Poe may not have debited its final cost yet.
   await s.usage.poller.refresh();
   const cost = await within(s.clock, 2_000, s.points().settle(USAGE, false));
   assert.deepEqual(cost.points, { estimated: false, points: 339 });
-  assert.equal(s.usage.poller.spentSinceSnapshot, 0);
+  assert.equal(s.usage.poller.spentSinceSnapshot, 339);
   assert.equal(cost.balance, 10_000 - 339);
+  // A reading sent after the cost was read shows it.
+  s.api.balance = 10_000 - 339;
+  await s.clock.advance(10);
+  await s.usage.poller.refresh();
+  assert.equal(s.usage.poller.spentSinceSnapshot, 0);
+  assert.equal(s.usage.poller.snapshot?.balance, 10_000 - 339);
+});
+
+Deno.test("AnswerPoints.settle: an estimate outlives a reading taken before Poe debited the answer", async () => {
+  await using s = await setup({ FOOTER_WAIT_MS: "500" });
+  const estimate = s.registry.estimatePoints(s.registry.lookup("GPT-4o")!, 100, 50)!;
+  const cost = await within(s.clock, 1_000, s.points().settle(USAGE, false));
+  assert.equal(cost.points?.estimated, true);
+  s.ctx.end(200);
+  // A reading with the balance from before the debit: the estimate is still counted.
+  await s.usage.poller.refresh();
+  assert.equal(s.usage.poller.spentSinceSnapshot, estimate.points);
+  // Poe's entry lands: the real cost replaces the estimate.
+  s.api.bill("GPT-4o", 500, s.ctx.startedAt, [100, 50]);
+  await s.clock.advance(10_000);
+  assert.deepEqual(s.late, [500]);
+  assert.ok(s.usage.poller.spentSinceSnapshot >= 500, String(s.usage.poller.spentSinceSnapshot));
 });
 
 Deno.test("AnswerPoints.settle: token counts made here are not matched with Poe's breakdowns", async () => {
@@ -486,20 +507,22 @@ Deno.test("watchAbandoned: an abandoned answer's cost, once found, counts agains
   assert.equal(s.usage.guards.paused()?.guard, "paused");
 });
 
-Deno.test("watchAbandoned: a cost the balance read already shows is not counted twice", async () => {
+Deno.test("watchAbandoned: a found cost counts until a reading sent after it was found", async () => {
   await using s = await setup({ USAGE_POLL_SECONDS: "600" });
   s.ctx.end(499);
   s.points().abandoned();
-  // Its entry made as it started (bill() stamps 100 ms after the time given), then a balance read
-  // that already shows it, before the entry is found.
-  s.api.bill("GPT-4o", 300, s.ctx.startedAt - 100);
-  s.api.balance = 9_700;
-  // The context's clock is the real one, a little ahead of the manual clock's start.
-  await s.clock.advance(Math.max(0, s.ctx.startedAt - s.clock.now()) + 1);
+  s.api.bill("GPT-4o", 300, s.ctx.startedAt);
+  // A reading taken before its cost was read: it may not show it.
+  await s.clock.advance(1);
   assert.deepEqual(s.late, [], "found before the balance read");
   await s.usage.poller.refresh();
-  await s.clock.advance(30_000);
+  for (let t = 0; t < 30_000 && s.late.length === 0; t += 100) await s.clock.advance(100);
   assert.deepEqual(s.late, [300]);
+  assert.equal(s.usage.poller.spentSinceSnapshot, 300);
+  // A reading sent after the cost was read shows it.
+  s.api.balance = 9_700;
+  await s.clock.advance(10);
+  await s.usage.poller.refresh();
   assert.equal(s.usage.poller.spentSinceSnapshot, 0);
 });
 

@@ -1220,3 +1220,27 @@ Deno.test("usage=none: answers one after another, their entries shown after FOOT
     assert.match(line, new RegExp(`\\bpoints=${a.own}\\b`));
   }
 });
+
+Deno.test("points: a balance read before Poe debits an answer does not drop its cost from POINTS_CUTOFF", async () => {
+  // Poe's entry shows 0 points for 3 s, then its final cost, debited only then. The footer waits
+  // 1 s: the answer settles at its estimate, and the poller's reading 1.5 s after it predates
+  // the debit.
+  await using t = await setup({
+    fake: { balance: 100_010, zeroCostMs: 3000 },
+    env: { FOOTER: "on", FOOTER_WAIT_MS: "1000", POINTS_CUTOFF: "100000" },
+  });
+  const first = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+  });
+  assert.equal((await first.json()).usage.points_estimated, true);
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost")), 8000);
+  assert.ok(t.fake.balance < 100_000, `Poe's balance ${t.fake.balance} is under the cutoff`);
+  const second = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+  });
+  await second.body?.cancel();
+  assert.equal(second.headers.get("x-poe-proxy-guard"), "paused");
+  assert.equal(t.fake.chatRequests().length, 1, "the second request never reached Poe");
+});

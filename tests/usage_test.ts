@@ -132,24 +132,58 @@ Deno.test("UsagePoller backs off exponentially on errors and keeps the last good
   assert.equal(logger.lines.filter((l) => l.includes("WARN") && l.includes("usage api")).length, 2);
 });
 
-Deno.test("UsagePoller counts this proxy's spending since its snapshot, until the next one", async () => {
+Deno.test("UsagePoller counts this proxy's spending until a reading sent after it shows it", async () => {
   const clock = new ManualClock();
   const api = new ScriptedBalance();
   await using p = poller(api, clock);
   p.start();
   await clock.settle();
   assert.equal(p.spentSinceSnapshot, 0);
-  p.spent(120);
-  p.spent(30.5);
-  p.spent(-5);
-  p.spent(NaN);
+  await clock.advance(10);
+  p.spent(120, true);
+  const estimate = p.spent(30.5)!;
+  assert.equal(p.spent(-5), null);
+  assert.equal(p.spent(NaN), null);
   assert.equal(p.spentSinceSnapshot, 150.5);
   api.last = new Error("down");
   await p.refresh();
   assert.equal(p.spentSinceSnapshot, 150.5, "a failed reading keeps it");
+  // A reading sent before a real cost was read from the history may not show it yet.
   api.last = 400_000;
+  api.gate = Promise.resolve();
+  const sentBefore = p.refresh();
+  await clock.advance(10);
+  const late = p.spent(200, true)!;
+  await sentBefore;
+  assert.equal(p.spentSinceSnapshot, 230.5, "the real cost read before it went, not the others");
+  assert.ok(late.confirmedAt !== null);
+  await clock.advance(10);
   await p.refresh();
-  assert.equal(p.spentSinceSnapshot, 0, "a new reading includes it");
+  assert.equal(p.spentSinceSnapshot, 30.5, "an estimate stays until confirmed");
+  // Its real cost, found late, replaces it; the next reading shows it.
+  p.confirm(estimate, 50);
+  assert.equal(p.spentSinceSnapshot, 50);
+  await clock.advance(10);
+  await p.refresh();
+  assert.equal(p.spentSinceSnapshot, 0);
+});
+
+Deno.test("UsagePoller takes an estimate never confirmed to be shown by a reading a minute later", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  await using p = poller(api, clock);
+  p.start();
+  await clock.settle();
+  const estimate = p.spent(80)!;
+  await clock.advance(59_000);
+  await p.refresh();
+  assert.equal(p.spentSinceSnapshot, 80);
+  await clock.advance(1_000);
+  await p.refresh();
+  assert.equal(p.spentSinceSnapshot, 0);
+  // A real cost found after that corrects nothing: the reading was taken to show the answer.
+  p.confirm(estimate, 500);
+  assert.equal(p.spentSinceSnapshot, 0);
 });
 
 Deno.test("UsagePoller snapshot goes stale after 3 intervals without success, fresh on recovery", async () => {
