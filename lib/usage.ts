@@ -10,6 +10,11 @@ const WARN_EVERY_MS = 10 * 60_000;
  * taken to be in Poe's balance from a reading sent this long after it was counted.
  */
 const ESTIMATE_SHOWN_AFTER_MS = 60_000;
+/**
+ * Counts kept one by one; past this (the Usage API down for long under load), the older half is
+ * merged into one, which a late real cost no longer corrects.
+ */
+const MAX_SPENDINGS = 10_000;
 
 /** Points counted against the snapshot until a reading is known to show them. */
 export interface Spending {
@@ -72,6 +77,8 @@ export class UsagePoller implements AsyncDisposable {
   #spentSince = 0;
   /** What makes up `#spentSince`: few, as each reading drops what it shows. */
   #spending: Spending[] = [];
+  /** The counts {@linkcode UsagePoller.confirm} may still correct. */
+  #open = new Set<Spending>();
   #warnedAt = -Infinity;
   #lastError: string | null = null;
   #calls = 0;
@@ -155,7 +162,9 @@ export class UsagePoller implements AsyncDisposable {
     const now = this.#now();
     const spending = { points, countedAt: now, confirmedAt: real ? now : null };
     this.#spending.push(spending);
+    this.#open.add(spending);
     this.#spentSince += points;
+    if (this.#spending.length > MAX_SPENDINGS) this.#mergeOldest();
     return spending;
   }
 
@@ -164,7 +173,7 @@ export class UsagePoller implements AsyncDisposable {
    * corrected, unless a reading was already taken to show it.
    */
   confirm(spending: Spending, real: number): void {
-    if (!this.#spending.includes(spending) || !Number.isFinite(real)) return;
+    if (!this.#open.has(spending) || !Number.isFinite(real)) return;
     const points = Math.max(0, real);
     this.#spentSince = Math.max(0, this.#spentSince + points - spending.points);
     spending.points = points;
@@ -214,7 +223,26 @@ export class UsagePoller implements AsyncDisposable {
         ? s.countedAt > sentAt - ESTIMATE_SHOWN_AFTER_MS
         : s.confirmedAt > sentAt
     );
+    const kept = new Set(this.#spending);
+    for (const s of this.#open) if (!kept.has(s)) this.#open.delete(s);
     this.#spentSince = this.#spending.reduce((sum, s) => sum + s.points, 0);
+  }
+
+  #mergeOldest(): void {
+    const old = this.#spending.splice(0, this.#spending.length >> 1);
+    let merged: Spending = { points: 0, countedAt: -Infinity, confirmedAt: -Infinity };
+    for (const s of old) {
+      this.#open.delete(s);
+      merged = {
+        points: merged.points + s.points,
+        countedAt: Math.max(merged.countedAt, s.countedAt),
+        // Shown only once every part is.
+        confirmedAt: merged.confirmedAt === null || s.confirmedAt === null
+          ? null
+          : Math.max(merged.confirmedAt, s.confirmedAt),
+      };
+    }
+    this.#spending.unshift(merged);
   }
 
   /** Ensures a refresh runs within `ms` (an earlier pending one is kept). */

@@ -229,3 +229,25 @@ Deno.test("UsagePoller.close leaves no timer and ignores a refresh in flight", a
   await clock.advance(120_000);
   assert.equal(clock.timers, 0);
 });
+
+Deno.test("UsagePoller keeps at most 10,000 counts while readings fail, the older merged", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  await using p = poller(api, clock);
+  p.start();
+  await clock.settle();
+  await clock.advance(10);
+  const first = p.spent(1)!;
+  for (let i = 1; i < 10_001; i++) p.spent(1, i % 2 === 0);
+  assert.equal(p.spentSinceSnapshot, 10_001);
+  // Merged into the older half's count: a late real cost no longer corrects it.
+  p.confirm(first, 500);
+  assert.equal(p.spentSinceSnapshot, 10_001);
+  // The merged count holds estimates: shown only by a reading a minute later.
+  await clock.advance(10);
+  await p.refresh();
+  assert.ok(p.spentSinceSnapshot > 5_000, String(p.spentSinceSnapshot));
+  await clock.advance(60_000);
+  await p.refresh();
+  assert.equal(p.spentSinceSnapshot, 0);
+});
