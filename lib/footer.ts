@@ -129,9 +129,11 @@ export function formatFooter(facts: FooterFacts): string {
  * line breaks before it, and with the blank space after it when nothing follows.
  */
 const NL = "\\r?\\n";
+const COUNT = "(?:-?\\d+|NaN)";
 const FOOTERS = new RegExp(
   `(?:^|(?:${NL}){1,2})---${NL}📊 Tokens(?: \\(est\\.\\))?: ` +
-    `(?:-?\\d+(?: \\(Input: -?\\d+, Output: -?\\d+\\))?|n/a)${NL}` +
+    // NaN: what earlier builds wrote for a usage missing a figure, still in clients' chats.
+    `(?:${COUNT}(?: \\(Input: ${COUNT}, Output: ${COUNT}\\))?|n/a)${NL}` +
     "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))" +
     `${NL}🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)` +
     `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\([\\d,]+ → [\\d,]+ tokens\\))?` +

@@ -114,6 +114,12 @@ Deno.test("formatFooter never prints NaN for a usage with a figure missing, or n
   assert.match(nan, /\n💰 Points: n\/a\n/);
 });
 
+Deno.test("stripFooter removes the footers earlier versions wrote with Output: NaN", () => {
+  const old = "\n\n---\n📊 Tokens: NaN (Input: 7, Output: NaN)\n💰 Points (est.): 140 " +
+    "(Base: 140, Tokens: 0.4)\n🏦 Current balance: unknown";
+  assert.equal(stripFooter(`Hello.${old}`), "Hello.");
+});
+
 Deno.test("stripFooter removes every footer formatFooter writes, and only those", () => {
   const variants: FooterFacts[] = [
     facts(),
