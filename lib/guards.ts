@@ -194,6 +194,7 @@ export class Guards {
       ? `up to ${grouped(completion)} answer tokens`
       : `${grouped(completion)} answer tokens assumed`;
     const media = isMedia(entry);
+    const snapshot = this.#options.snapshot();
     // What the estimate counted, and what the client can change to lower it.
     const parts: string[] = [];
     const advice: string[] = [];
@@ -215,7 +216,8 @@ export class Guards {
     }
     return {
       guard: "cost-cap",
-      balance: this.#options.snapshot()?.balance ?? null,
+      // The balance the pause check compares and the footers show: the reading less spending since.
+      balance: snapshot === null ? null : snapshot.balance - (this.#options.spentSince?.() ?? 0),
       message:
         `⛔ poe-proxy refused this request: ${entry.id} would cost about ${
           grouped(estimate.points)
@@ -262,7 +264,7 @@ export function guardResponse(
     total_tokens: 0,
     cost_points: 0,
     points_estimated: false,
-    ...(refusal.balance === null ? {} : { balance_points: refusal.balance }),
+    ...(refusal.balance === null ? {} : { balance_points: Math.round(refusal.balance) }),
   };
   const headers = new Headers({ "x-poe-proxy-guard": refusal.guard });
   const base = { id, created, model: body.model };

@@ -158,6 +158,13 @@ Deno.test("Guards.overCap is off at 0 and passes a request under the cap", () =>
   assert.equal(g.overCap(body(), gpt4o, registry), null);
 });
 
+Deno.test("Guards.overCap shows the balance the pause check compares: the reading less spending since", () => {
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 200, spentSince: () => 1_500 });
+  assert.equal(g.overCap(body({ max_tokens: 4000 }), gpt4o, registry)?.balance, 1e6 - 1_500);
+  const { g: none } = guards(null, { maxPointsPerMessage: 200 });
+  assert.equal(none.overCap(body({ max_tokens: 4000 }), gpt4o, registry)?.balance, null);
+});
+
 Deno.test("Guards.overCap refuses over the cap naming estimate, cap and cheaper models", () => {
   const { g } = guards(snap(1e6), { maxPointsPerMessage: 200 });
   const refusal = g.check(body({ max_tokens: 4000 }), gpt4o, registry)!;
@@ -264,7 +271,8 @@ Deno.test("Guards.overCap: a per-item price is refused naming only cheaper model
 });
 
 Deno.test("guardResponse answers a non-streamed request with a complete chat.completion", async () => {
-  const res = guardResponse({ guard: "paused", message: "Paused.", balance: 5 }, body());
+  // A balance less fractional spending (estimates) is shown whole, as the footers show it.
+  const res = guardResponse({ guard: "paused", message: "Paused.", balance: 5.4 }, body());
   assert.equal(res.status, 200);
   assert.equal(res.headers.get("x-poe-proxy-guard"), "paused");
   assert.equal(res.headers.get("content-type"), "application/json");
