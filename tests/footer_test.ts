@@ -128,6 +128,11 @@ Deno.test("stripFooter removes every footer formatFooter writes, and only those"
     facts({ balanceAgeMs: 3 * 3_600_000 }),
     facts({ usage: { ...USAGE, tokens_estimated: true } }),
     ...ODD_USAGES.map((usage) => facts({ usage })),
+    // Estimates piled up while the Usage API failed: a balance under zero.
+    facts({
+      balance: -1_234,
+      points: { estimated: true, points: 1_500, base: 140, tokens: 1_360 },
+    }),
     facts({ usage: { prompt_tokens: -1, completion_tokens: 3, total_tokens: 2 } }),
     facts({
       points: { estimated: false, points: 123_456 },
