@@ -29,6 +29,8 @@ class ScriptedHistory implements UsageSource {
       createdAt?: number;
       type?: string;
       tokens?: [number, number];
+      /** `api_key_name`: which of the account's keys made the call. */
+      key?: string;
     } = {},
   ): string {
     const id = `q${++this.#seq}`;
@@ -48,6 +50,7 @@ class ScriptedHistory implements UsageSource {
             Total: `${points} points`,
           }
           : {},
+        ...(o.key === undefined ? {} : { api_key_name: o.key }),
       },
       visibleAt,
       finalAt: visibleAt + (o.zeroMs ?? 0),
@@ -199,6 +202,28 @@ Deno.test("CostTracker pairs answers of one model in order of completion, each a
   const two = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
   await clock.advance(300);
   assert.deepEqual([(await one)?.points, (await two)?.points], [111, 222]);
+});
+
+Deno.test("CostTracker learns its key name from token matches only, never from an entry paired by order", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // Three answers without token counts, each alone, take another app's entries by order.
+  for (let i = 0; i < 3; i++) {
+    const start = clock.now();
+    await clock.advance(10);
+    history.add("GPT-4o", 100 + i, { key: "other-app" });
+    const found = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+    await clock.advance(300);
+    assert.equal((await found)?.points, 100 + i);
+    await clock.advance(1000);
+  }
+  // Had "other-app" been learnt as this proxy's key, its own entry would be passed over now.
+  const start = clock.now();
+  await clock.advance(10);
+  history.add("GPT-4o", 7, { key: "mine" });
+  const mine = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(300);
+  assert.equal((await mine)?.points, 7);
 });
 
 Deno.test("CostTracker: answers without token counts that ran one after another are paired in order once both entries show", async () => {
