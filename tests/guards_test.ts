@@ -243,6 +243,14 @@ Deno.test("Guards.overCap prices a media model by its newest user message, not t
   );
   assert.match(long.message, /A shorter message costs less\. Nothing was sent to Poe\.$/);
   assert.doesNotMatch(long.message, /new chat|max_tokens/);
+  // The newest user message, even with an assistant's or a system message after it.
+  const after = ask([
+    ...chat(2, "x"),
+    { role: "user", content: parts },
+    { role: "assistant", content: "word ".repeat(50) },
+    { role: "system", content: "Speak slowly." },
+  ])!;
+  assert.match(after.message, /2,0\d\d tokens in your newest message/);
 });
 
 Deno.test("Guards.overCap: a per-item price is refused naming only cheaper models", () => {
