@@ -204,6 +204,27 @@ Deno.test("CostTracker pairs answers of one model in order of completion, each a
   assert.deepEqual([(await one)?.points, (await two)?.points], [111, 222]);
 });
 
+Deno.test("CostTracker: an answer with token counts still waits for its cost when one without them overlaps it", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  const start = clock.now();
+  await clock.advance(10);
+  // One with token counts ends and waits; its entry lands 500 ms later.
+  history.add("GPT-4o", 339, { delayMs: 500, tokens: [100, 50] });
+  const counted = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: start,
+    tokens: { prompt: 100, completion: 50 },
+    waitMs: 1500,
+  });
+  // One without, that ran at the same time, ends now: its tie is with answers like it only.
+  await clock.advance(10);
+  history.add("GPT-4o", 77, { delayMs: 500 });
+  void tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(1000);
+  assert.equal((await counted)?.points, 339);
+});
+
 Deno.test("CostTracker learns its key name from token matches only, never from an entry paired by order", async () => {
   const { clock, history, tracker } = setup();
   await using _ = tracker;
