@@ -77,8 +77,6 @@ export class UsagePoller implements AsyncDisposable {
   #spentSince = 0;
   /** What makes up `#spentSince`: few, as each reading drops what it shows. */
   #spending: Spending[] = [];
-  /** The counts {@linkcode UsagePoller.confirm} may still correct. */
-  #open = new Set<Spending>();
   #warnedAt = -Infinity;
   #lastError: string | null = null;
   #calls = 0;
@@ -162,7 +160,6 @@ export class UsagePoller implements AsyncDisposable {
     const now = this.#now();
     const spending = { points, countedAt: now, confirmedAt: real ? now : null };
     this.#spending.push(spending);
-    this.#open.add(spending);
     this.#spentSince += points;
     if (this.#spending.length > MAX_SPENDINGS) this.#mergeOldest();
     return spending;
@@ -173,7 +170,8 @@ export class UsagePoller implements AsyncDisposable {
    * corrected, unless a reading was already taken to show it.
    */
   confirm(spending: Spending, real: number): void {
-    if (!this.#open.has(spending) || !Number.isFinite(real)) return;
+    // Gone when a reading was taken to show it, or merged into an older count.
+    if (!this.#spending.includes(spending) || !Number.isFinite(real)) return;
     const points = Math.max(0, real);
     this.#spentSince = Math.max(0, this.#spentSince + points - spending.points);
     spending.points = points;
@@ -223,24 +221,19 @@ export class UsagePoller implements AsyncDisposable {
         ? s.countedAt > sentAt - ESTIMATE_SHOWN_AFTER_MS
         : s.confirmedAt > sentAt
     );
-    const kept = new Set(this.#spending);
-    for (const s of this.#open) if (!kept.has(s)) this.#open.delete(s);
     this.#spentSince = this.#spending.reduce((sum, s) => sum + s.points, 0);
   }
 
   #mergeOldest(): void {
     const old = this.#spending.splice(0, this.#spending.length >> 1);
-    let merged: Spending = { points: 0, countedAt: -Infinity, confirmedAt: -Infinity };
+    const merged: Spending = { points: 0, countedAt: -Infinity, confirmedAt: -Infinity };
     for (const s of old) {
-      this.#open.delete(s);
-      merged = {
-        points: merged.points + s.points,
-        countedAt: Math.max(merged.countedAt, s.countedAt),
-        // Shown only once every part is.
-        confirmedAt: merged.confirmedAt === null || s.confirmedAt === null
-          ? null
-          : Math.max(merged.confirmedAt, s.confirmedAt),
-      };
+      merged.points += s.points;
+      merged.countedAt = Math.max(merged.countedAt, s.countedAt);
+      // Shown only once every part is.
+      merged.confirmedAt = merged.confirmedAt === null || s.confirmedAt === null
+        ? null
+        : Math.max(merged.confirmedAt, s.confirmedAt);
     }
     this.#spending.unshift(merged);
   }
