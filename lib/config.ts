@@ -11,6 +11,7 @@ import {
   host,
   hostName,
   integer,
+  keyName,
   list,
   MAX_TIMER_MS,
   number,
@@ -31,6 +32,8 @@ export type FooterMode = "on" | "stream" | "off";
 /** The resolved configuration. Built once at startup; nothing reads env per request. */
 export interface Config {
   readonly poeApiKey: string | null;
+  /** The key's name on https://poe.com/api/keys (`api_key_name` in the points history), if set. */
+  readonly poeApiKeyName: string | null;
   /** Without a trailing slash. */
   readonly poeBaseUrl: string;
   /** `MODELS_FILE` / `--models`; null means `./models.yaml` if it exists, else the embedded copy. */
@@ -142,6 +145,14 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     parse: apiKey,
     secret: true,
     description: "Poe API key from https://poe.com/api/keys (POE_TOKEN is read when it is unset).",
+  },
+  poeApiKeyName: {
+    name: "POE_API_KEY_NAME",
+    default: "",
+    fallback: null,
+    parse: keyName,
+    description:
+      "The key's name on https://poe.com/api/keys: points history entries of other names are never taken as this proxy's costs; unset, it is learnt.",
   },
   poeBaseUrl: {
     name: "POE_BASE_URL",

@@ -276,3 +276,61 @@ Deno.test("KeyNameLearner trusts a name after three token matches in a row, forg
   for (let i = 0; i < 2; i++) learner.confirm("renamed");
   assert.equal(learner.name, "renamed");
 });
+
+Deno.test("a configured key name: another app's entry is not taken by order for an answer without token counts, its own is", () => {
+  const a = answer("a", { startedAtUs: 100 });
+  const theirs = { ...entry("theirs", 200, { points: 5000 }), api_key_name: "other-app" };
+  const ours = { ...entry("ours", 300), api_key_name: "proxy-key" };
+  // Poe sent no usage, so no name was ever learnt: the other app's entry, alone so far, is taken.
+  const learnt = pairEntries([a], [theirs], { covered: () => true, keyName: null });
+  assert.equal(learnt.get(a)?.query_id, "theirs");
+  const configured = { covered: () => true, keyName: "proxy-key", keyNameConfigured: true };
+  assert.equal(pairEntries([a], [theirs], configured).size, 0);
+  assert.equal(pairEntries([a], [ours, theirs], configured).get(a)?.query_id, "ours");
+});
+
+Deno.test("a configured key name: another key's entry is not taken by its token counts either, only reported", () => {
+  const a = answer("a", { startedAtUs: 100, tokens: { prompt: 7, completion: 5 } });
+  const b = answer("b", { startedAtUs: 100, tokens: { prompt: 9, completion: 9 } });
+  const renamed = { ...entry("renamed", 200, { tokens: [7, 5] }), api_key_name: "new-name" };
+  const mine = { ...entry("mine", 210, { tokens: [9, 9] }), api_key_name: "old-name" };
+  const reported: [string, string][] = [];
+  const found = pairEntries([a, b], [renamed, mine], {
+    covered: () => true,
+    keyName: "old-name",
+    keyNameConfigured: true,
+    onOtherKey: (x, e) => reported.push([x.name, e.query_id]),
+  });
+  assert.deepEqual([...found].map(([x, e]) => [x.name, e.query_id]), [["b", "mine"]]);
+  assert.deepEqual(reported, [["a", "renamed"]]);
+  // Without the callback the same: nothing taken.
+  const quiet = pairEntries([a], [renamed], {
+    covered: () => true,
+    keyName: "old-name",
+    keyNameConfigured: true,
+  });
+  assert.equal(quiet.size, 0);
+});
+
+Deno.test("KeyNameLearner with a configured name: trusted at once, never replaced, a mismatch told after three other entries in a row", () => {
+  const learner = new KeyNameLearner(3, "mine");
+  assert.equal(learner.name, "mine");
+  assert.equal(learner.configured, "mine");
+  for (let i = 0; i < 5; i++) learner.confirm("theirs");
+  assert.equal(learner.name, "mine");
+  assert.equal(learner.mismatch("theirs", "q1"), false);
+  // The same entry seen by the next fetch again counts once.
+  assert.equal(learner.mismatch("theirs", "q1"), false);
+  assert.equal(learner.mismatch("theirs", "q2"), false);
+  // A token match of the configured name breaks the row.
+  learner.confirm("mine");
+  assert.equal(learner.mismatch("theirs", "q3"), false);
+  assert.equal(learner.mismatch("theirs", "q4"), false);
+  assert.equal(learner.mismatch(null, "q5"), false);
+  assert.equal(learner.mismatch("mine", "q6"), false);
+  assert.equal(learner.mismatch("theirs", "q7"), true);
+  assert.equal(learner.name, "mine");
+  // A learner with nothing configured never reports mismatches.
+  assert.equal(new KeyNameLearner(1).mismatch("theirs", "q1"), false);
+  assert.equal(new KeyNameLearner(1).configured, null);
+});

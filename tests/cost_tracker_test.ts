@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { CostTracker, type FoundCost } from "../lib/cost_tracker.ts";
 import type { PointsEntry, PointsPage, PointsPageOptions, UsageSource } from "../lib/usage_api.ts";
 import { ManualClock } from "./manual_clock.ts";
+import { memoryLogger } from "../lib/log.ts";
 
 interface Stored {
   entry: PointsEntry;
@@ -84,16 +85,19 @@ class ScriptedHistory implements UsageSource {
   }
 }
 
-function setup(options: { watchMs?: number } = {}) {
+function setup(options: { watchMs?: number; keyName?: string } = {}) {
   const clock = new ManualClock();
   const history = new ScriptedHistory(clock);
+  const logger = memoryLogger();
   const tracker = new CostTracker({
     api: history,
     now: clock.now,
     timers: clock,
     watchMs: options.watchMs ?? 60_000,
+    keyName: options.keyName,
+    logger,
   });
-  return { clock, history, tracker };
+  return { clock, history, tracker, logs: logger.lines };
 }
 
 Deno.test("CostTracker looks at once when an answer ends: one fetch, no delay, no timer left after", async () => {
@@ -844,4 +848,51 @@ Deno.test("CostTracker: an answer after two that overlapped (a chat and its titl
   const cost = tracker.attribute({ model: "GPT-4o", startedAt: next, waitMs: 1500 });
   await clock.advance(0);
   assert.equal((await cost)?.points, 444);
+});
+
+Deno.test("CostTracker with a configured key name never takes another app's entry for an answer without token counts", async () => {
+  for (const keyName of [undefined, "mine"]) {
+    const { clock, history, tracker } = setup({ keyName });
+    await using _ = tracker;
+    const start = clock.now();
+    await clock.advance(10);
+    // Another app's answer on the same model is billed as this one ends; this one's lands later.
+    history.add("GPT-4o", 5000, { key: "other-app" });
+    history.add("GPT-4o", 7, { key: "mine", delayMs: 500 });
+    const found: number[] = [];
+    void tracker.attribute({
+      model: "GPT-4o",
+      startedAt: start,
+      waitMs: 1500,
+      onFound: (c) => found.push(c.points),
+    });
+    await clock.advance(2000);
+    // Learnt from nothing (no token counts), the other app's entry is taken by order.
+    assert.deepEqual(found, keyName ? [7] : [5000], `keyName ${keyName}`);
+  }
+});
+
+Deno.test("CostTracker warns once when token matches show the configured key name is not this key's", async () => {
+  const { clock, history, tracker, logs } = setup({ keyName: "typo" });
+  await using _ = tracker;
+  const results: Promise<FoundCost | null>[] = [];
+  for (let i = 0; i < 4; i++) {
+    const start = clock.now();
+    await clock.advance(10);
+    history.add("GPT-4o", 20 + i, { key: "my-key", tokens: [i, 10] });
+    results.push(tracker.attribute({
+      model: "GPT-4o",
+      startedAt: start,
+      tokens: { prompt: i, completion: 10 },
+      waitMs: 1500,
+    }));
+    await clock.advance(2000);
+  }
+  await clock.advance(10_000);
+  // Their entries are another key's as far as the setting says: not taken, estimates kept.
+  assert.deepEqual(await Promise.all(results), [null, null, null, null]);
+  const warnings = logs.filter((l) => l.includes("POE_API_KEY_NAME does not match"));
+  assert.equal(warnings.length, 1, logs.join("\n"));
+  assert.match(warnings[0], /configured=typo/);
+  assert.match(warnings[0], /seen=my-key/);
 });
