@@ -16,6 +16,8 @@ class ScriptedHistory implements UsageSource {
   fail = false;
   /** Each answer arrives this long after the call (on the manual clock); read at the call. */
   latencyMs = 0;
+  /** How far Poe's clock is ahead, as the `Date` headers tell (`UsageApi.clockOffsetMs`). */
+  clockOffsetMs: number | null = null;
   #seq = 0;
   #stored: Stored[] = [];
   constructor(readonly clock: ManualClock) {}
@@ -895,4 +897,52 @@ Deno.test("CostTracker warns once when token matches show the configured key nam
   assert.equal(warnings.length, 1, logs.join("\n"));
   assert.match(warnings[0], /configured=typo/);
   assert.match(warnings[0], /seen=my-key/);
+});
+
+Deno.test("CostTracker: Poe's clock 5 s behind, its entry stamped before the request started is found, its time told in ours", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.clockOffsetMs = -5_000;
+  const start = clock.now();
+  await clock.advance(10);
+  // Stamped by Poe 10 ms after the start, its clock 5 s behind: 4.99 s before it by this one.
+  history.add("GPT-4o", 339, { createdAt: start + 10 - 5_000 });
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(200);
+  const found = await cost;
+  assert.equal(found?.points, 339);
+  assert.equal(found?.createdAt, start + 10);
+});
+
+Deno.test("CostTracker: Poe's clock 5 s ahead, an entry stamped 3 s before the request started (by Poe's clock) is not its own", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.clockOffsetMs = 5_000;
+  const start = clock.now();
+  // An entry of an answer before this one (or another app's), and this answer's.
+  history.add("GPT-4o", 5_000, { createdAt: start + 5_000 - 3_000 });
+  await clock.advance(10);
+  history.add("GPT-4o", 339, { createdAt: start + 10 + 5_000 });
+  // Without token counts, by order: the older entry counted as its own would make two for one.
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(200);
+  const found = await cost;
+  assert.equal(found?.points, 339);
+  assert.equal(found?.createdAt, start + 10);
+});
+
+Deno.test("CostTracker: a clock offset under 1.5 s is reading noise, not allowed for", async () => {
+  for (const offset of [1_400, -1_400]) {
+    const { clock, history, tracker } = setup();
+    await using _ = tracker;
+    history.clockOffsetMs = offset;
+    const start = clock.now();
+    // Stamped 800 ms before the start on a clock that is in fact the same: within the skew.
+    history.add("GPT-4o", 77, { createdAt: start - 800 });
+    const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+    await clock.advance(200);
+    const found = await cost;
+    assert.equal(found?.points, 77, `offset ${offset}`);
+    assert.equal(found?.createdAt, start - 800, `offset ${offset}`);
+  }
 });
