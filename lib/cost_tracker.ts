@@ -1,5 +1,6 @@
 /** @module Attribution of each answer's real cost from Poe's points history, shared fetches. */
-import { ClaimedEntries, KeyNameLearner, overlap, pairEntries } from "./cost_pairing.ts";
+import { ClaimedEntries, overlap, pairEntries } from "./cost_pairing.ts";
+import { KeyNameLearner } from "./key_name.ts";
 import type { Logger } from "./log.ts";
 import { breakdownTokens, type PointsEntry, type UsageSource } from "./usage_api.ts";
 import { letGo, oldestToCover, type Waiter } from "./cost_waiter.ts";
