@@ -21,6 +21,7 @@ import {
   trustProxy,
 } from "./config_values.ts";
 import type { LogFormat, LogLevel } from "./log.ts";
+import { HIDDEN } from "./redact.ts";
 
 /**
  * Which answers get the footer: all, streamed ones only (a non-streamed answer is most often a
@@ -432,6 +433,12 @@ export function resolveConfig(sources: ConfigSources): Config {
   for (const field of FIELDS) {
     const value = resolveField(SPECS[field], sources);
     out[field] = Array.isArray(value) ? Object.freeze(value) : value;
+  }
+  // The name is shown in logs and by `poe-proxy check`: the key pasted there would be too.
+  if (out.poeApiKeyName !== null && out.poeApiKeyName === out.poeApiKey) {
+    throw new ConfigError(
+      `Invalid POE_API_KEY_NAME: ${HIDDEN} (expected the key's name on https://poe.com/api/keys, not the key itself)`,
+    );
   }
   return Object.freeze(out) as unknown as Config;
 }

@@ -129,6 +129,17 @@ Deno.test("resolveConfig: POE_API_KEY_NAME is the key's name as typed (spaces in
     "env",
   );
   assert.equal(resolveConfig({ dotenv: { POE_API_KEY_NAME: "dot" } }).poeApiKeyName, "dot");
+  // The key pasted as its name would be shown: refused, without echoing it.
+  assert.throws(
+    () =>
+      resolveConfig({
+        env: { POE_API_KEY: "sk-secret-1" },
+        dotenv: { POE_API_KEY_NAME: "sk-secret-1" },
+      }),
+    (e: Error) =>
+      e instanceof ConfigError && !e.message.includes("sk-secret") &&
+      e.message.startsWith("Invalid POE_API_KEY_NAME: (hidden) (expected the key's name"),
+  );
   // A name is a label, not a secret: shown in errors and in `poe-proxy check`.
   assert.equal(
     redactedSummary(resolveConfig({ env: { POE_API_KEY_NAME: "k" } })).poeApiKeyName,
