@@ -11,6 +11,7 @@ import {
   host,
   hostName,
   integer,
+  keyName,
   list,
   MAX_TIMER_MS,
   number,
@@ -20,6 +21,7 @@ import {
   trustProxy,
 } from "./config_values.ts";
 import type { LogFormat, LogLevel } from "./log.ts";
+import { HIDDEN } from "./redact.ts";
 
 /**
  * Which answers get the footer: all, streamed ones only (a non-streamed answer is most often a
@@ -31,6 +33,8 @@ export type FooterMode = "on" | "stream" | "off";
 /** The resolved configuration. Built once at startup; nothing reads env per request. */
 export interface Config {
   readonly poeApiKey: string | null;
+  /** The key's name on https://poe.com/api/keys (`api_key_name` in the points history), if set. */
+  readonly poeApiKeyName: string | null;
   /** Without a trailing slash. */
   readonly poeBaseUrl: string;
   /** `MODELS_FILE` / `--models`; null means `./models.yaml` if it exists, else the embedded copy. */
@@ -142,6 +146,14 @@ const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     parse: apiKey,
     secret: true,
     description: "Poe API key from https://poe.com/api/keys (POE_TOKEN is read when it is unset).",
+  },
+  poeApiKeyName: {
+    name: "POE_API_KEY_NAME",
+    default: "",
+    fallback: null,
+    parse: keyName,
+    description:
+      "The key's name on https://poe.com/api/keys: points history entries of other names are never taken as this proxy's costs; unset, it is learnt.",
   },
   poeBaseUrl: {
     name: "POE_BASE_URL",
@@ -421,6 +433,12 @@ export function resolveConfig(sources: ConfigSources): Config {
   for (const field of FIELDS) {
     const value = resolveField(SPECS[field], sources);
     out[field] = Array.isArray(value) ? Object.freeze(value) : value;
+  }
+  // The name is shown in logs and by `poe-proxy check`: the key pasted there would be too.
+  if (out.poeApiKeyName !== null && out.poeApiKeyName === out.poeApiKey) {
+    throw new ConfigError(
+      `Invalid POE_API_KEY_NAME: ${HIDDEN} (expected the key's name on https://poe.com/api/keys, not the key itself)`,
+    );
   }
   return Object.freeze(out) as unknown as Config;
 }

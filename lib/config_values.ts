@@ -131,6 +131,15 @@ export function apiKey(raw: string): string {
   return raw;
 }
 
+// deno-lint-ignore no-control-regex -- control characters are what this rejects
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+/** The name a Poe key has on https://poe.com/api/keys: any text on one line. */
+export function keyName(raw: string): string {
+  if (CONTROL.test(raw)) throw new Expected("a key name without control characters");
+  return raw;
+}
+
 /** A comma-separated list: entries trimmed, empties dropped, each checked by `entry`. */
 export function list(entry: (e: string) => string): (raw: string) => readonly string[] {
   return (raw) => raw.split(",").map((e) => e.trim()).filter((e) => e !== "").map(entry);

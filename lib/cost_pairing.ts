@@ -41,15 +41,27 @@ export interface PairOptions<A extends PairableAnswer> {
   claimed?: { has(queryId: string): boolean };
   /**
    * The `api_key_name` of this proxy's own entries, once known: entries of the account's other
-   * keys (another app spending the same points) are paired only by their token counts, never by
-   * order. Default: none set apart.
+   * keys (another app spending the same points) are paired only by their token counts (not at all
+   * with `keyNameConfigured`), never by order. Default: none set apart.
    */
   keyName?: string | null;
+  /**
+   * Whether `keyName` was configured (`POE_API_KEY_NAME`) rather than learnt: entries of other
+   * keys are then never paired, not even by their token counts. Default: false.
+   */
+  keyNameConfigured?: boolean;
+  /**
+   * With a configured `keyName`: called for an answer left without an entry whose token counts
+   * match an entry of another key, a sign that the configured name may be wrong.
+   */
+  onOtherKey?: (answer: A, entry: PointsEntry) => void;
 }
 
 interface Candidate {
   entry: PointsEntry;
   taken: boolean;
+  /** Made by another key than the configured one: never paired, only noticed. */
+  foreign: boolean;
 }
 
 /** Entries already attributed, by `query_id`, forgetting the oldest past `max`. */
@@ -132,7 +144,8 @@ export function overlap(
  * no token counts are not, nor an answer whose client left (it may never be billed) and a later
  * one: each keeps its estimate rather than maybe the other's cost. Entries with a negative
  * `cost_points` are skipped; those with 0 (not final) are paired by order only, and the caller
- * decides what to do with them. Each entry goes to one answer at most.
+ * decides what to do with them. Each entry goes to one answer at most. Entries of another key
+ * than `keyName` are never paired by order, nor at all when that name was configured.
  *
  * Entries are grouped by model (and by token counts) once, so pairing costs about answers +
  * entries, not their product. Token matches go to waiting answers first: entries with the same
@@ -146,7 +159,8 @@ export function pairEntries<A extends PairableAnswer>(
   entries: readonly PointsEntry[],
   options: PairOptions<A>,
 ): Map<A, PointsEntry> {
-  const { covered, waiting = () => false, claimed, keyName } = options;
+  const { covered, waiting = () => false, claimed, keyName, keyNameConfigured, onOtherKey } =
+    options;
   const assigned = new Map<A, PointsEntry>();
   if (answers.length === 0 || entries.length === 0) return assigned;
   const models = new Set<string>();
@@ -163,10 +177,13 @@ export function pairEntries<A extends PairableAnswer>(
     if (e.usage_type !== "API" && e.usage_type.toUpperCase() !== "API") continue;
     const model = e.bot_name.toLowerCase();
     if (!models.has(model) || claimed?.has(e.query_id)) continue;
-    const c: Candidate = { entry: e, taken: false };
-    // Another key's entry is never taken by order alone; a token match may still take it, so a
-    // renamed key is seen (and learnt) again.
-    const otherKey = keyName && typeof e.api_key_name === "string" && e.api_key_name !== keyName;
+    // Another key's entry is never taken by order alone; unless the name was configured, a token
+    // match may still take it, so a renamed key is seen (and learnt) again.
+    const otherKey = !!keyName && typeof e.api_key_name === "string" &&
+      e.api_key_name !== keyName;
+    const foreign = otherKey && keyNameConfigured === true;
+    if (foreign && !onOtherKey) continue;
+    const c: Candidate = { entry: e, taken: false, foreign };
     if (!otherKey) {
       let list = byModel.get(model);
       if (!list) byModel.set(model, list = []);
@@ -182,6 +199,8 @@ export function pairEntries<A extends PairableAnswer>(
   }
   for (const list of byModel.values()) list.sort(oldestFirst);
   for (const list of byTokens.values()) list.sort(oldestFirst);
+  // Answers whose tokens only another key's entry matches, with that entry.
+  const otherKeyMatch = new Map<A, PointsEntry>();
   if (byTokens.size > 0) {
     for (const first of [true, false]) {
       for (const a of answers) {
@@ -189,6 +208,10 @@ export function pairEntries<A extends PairableAnswer>(
         const list = byTokens.get(tokenKey(a.model, a.tokens));
         for (const c of list ?? []) {
           if (c.taken || c.entry.creation_time < a.startedAtUs) continue;
+          if (c.foreign) {
+            if (!otherKeyMatch.has(a)) otherKeyMatch.set(a, c.entry);
+            continue;
+          }
           c.taken = true;
           assigned.set(a, c.entry);
           break;
@@ -196,16 +219,20 @@ export function pairEntries<A extends PairableAnswer>(
       }
     }
   }
-  if (byModel.size === 0) return assigned;
-  const unpaired = new Map<string, A[]>();
-  for (const a of answers) {
-    if (assigned.has(a) || !byModel.has(a.model)) continue;
-    let group = unpaired.get(a.model);
-    if (!group) unpaired.set(a.model, group = []);
-    group.push(a);
+  if (byModel.size > 0) {
+    const unpaired = new Map<string, A[]>();
+    for (const a of answers) {
+      if (assigned.has(a) || !byModel.has(a.model)) continue;
+      let group = unpaired.get(a.model);
+      if (!group) unpaired.set(a.model, group = []);
+      group.push(a);
+    }
+    for (const [model, group] of unpaired) {
+      pairByOrder(group, byModel.get(model)!, covered, assigned);
+    }
   }
-  for (const [model, group] of unpaired) {
-    pairByOrder(group, byModel.get(model)!, covered, assigned);
+  for (const [a, e] of otherKeyMatch) {
+    if (!assigned.has(a)) onOtherKey!(a, e);
   }
   return assigned;
 }
@@ -253,37 +280,5 @@ function pairByOrder<A extends PairableAnswer>(
   for (const [a, c] of found) {
     c.taken = true;
     assigned.set(a, c.entry);
-  }
-}
-
-/**
- * Learns which `api_key_name` is this proxy's from entries paired by their token counts (a match
- * that is almost never chance): a name is trusted after `confirmations` such matches in a row,
- * and forgotten when a token match shows another one (the key was renamed or replaced).
- */
-export class KeyNameLearner {
-  readonly #confirmations: number;
-  #candidate: string | null = null;
-  #count = 0;
-
-  /** Trusts a name after `confirmations` matches in a row. Default: 3. */
-  constructor(confirmations = 3) {
-    this.#confirmations = Math.max(1, confirmations);
-  }
-
-  /** The name trusted, or null. */
-  get name(): string | null {
-    return this.#count >= this.#confirmations ? this.#candidate : null;
-  }
-
-  /** Takes the `api_key_name` of an entry paired by its token counts. */
-  confirm(name: unknown): void {
-    if (typeof name !== "string" || name === "") return;
-    if (name === this.#candidate) {
-      this.#count++;
-    } else {
-      this.#candidate = name;
-      this.#count = 1;
-    }
   }
 }

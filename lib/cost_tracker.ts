@@ -1,5 +1,6 @@
 /** @module Attribution of each answer's real cost from Poe's points history, shared fetches. */
-import { ClaimedEntries, KeyNameLearner, overlap, pairEntries } from "./cost_pairing.ts";
+import { ClaimedEntries, overlap, pairEntries } from "./cost_pairing.ts";
+import { KeyNameLearner } from "./key_name.ts";
 import type { Logger } from "./log.ts";
 import { breakdownTokens, type PointsEntry, type UsageSource } from "./usage_api.ts";
 import { letGo, oldestToCover, type Waiter } from "./cost_waiter.ts";
@@ -73,6 +74,11 @@ export interface CostTrackerOptions {
    * answers; only used while many requests run at once. 0 turns it off. Default: 20 ms.
    */
   maxBatchMs?: number;
+  /**
+   * This proxy's key's name (`POE_API_KEY_NAME`): entries of the account's other keys are never
+   * taken, from the first answer on. Default: none, learnt from token matches.
+   */
+  keyName?: string | null;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
   /** Default: the platform's timers. */
@@ -123,8 +129,10 @@ export class CostTracker implements AsyncDisposable {
   #waiters: Waiter[] = [];
   /** Entries already attributed. */
   #claimed = new ClaimedEntries();
-  /** This proxy's own `api_key_name`, learnt from token matches. */
-  #keyName = new KeyNameLearner();
+  /** This proxy's own `api_key_name`, configured or learnt from token matches. */
+  readonly #keyName: KeyNameLearner;
+  /** Whether the warning that the configured key name seems wrong was logged. */
+  #keyNameWarned = false;
   #timer: unknown = null;
   #timerAt = Infinity;
   #microtask = false;
@@ -165,6 +173,7 @@ export class CostTracker implements AsyncDisposable {
     });
     this.#timers = options.timers ?? REAL_TIMERS;
     this.#logger = options.logger;
+    this.#keyName = new KeyNameLearner(undefined, options.keyName ?? null);
   }
 
   /** Usage API calls made so far (one per page read). */
@@ -391,6 +400,8 @@ export class CostTracker implements AsyncDisposable {
       waiting: (w) => w.foreground !== null,
       claimed: this.#claimed,
       keyName: this.#keyName.name,
+      keyNameConfigured: this.#keyName.configured !== null,
+      onOtherKey: (_, e) => this.#otherKey(e),
     });
     for (const [w, e] of assigned) {
       if (e.cost_points !== 0) this.#resolve(w, e, startedAt);
@@ -402,6 +413,19 @@ export class CostTracker implements AsyncDisposable {
     }
     this.#compact();
     this.#plan();
+  }
+
+  /**
+   * An answer found no entry but another key's with its token counts: after a few in a row, the
+   * configured key name is likely wrong (answers then keep their estimates), worth one warning.
+   */
+  #otherKey(e: PointsEntry): void {
+    if (this.#keyNameWarned || !this.#keyName.mismatch(e.api_key_name, e.query_id)) return;
+    this.#keyNameWarned = true;
+    this.#logger?.warn("POE_API_KEY_NAME does not match Poe's points history", {
+      configured: this.#keyName.configured,
+      seen: e.api_key_name as string,
+    });
   }
 
   /** Schedules the next fetch for the answers still waiting or watched, if any. */

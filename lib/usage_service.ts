@@ -54,7 +54,13 @@ export function createUsageService(
     timers,
     logger: options.logger,
   });
-  const costs = new CostTracker({ api, now, timers, logger: options.logger });
+  const costs = new CostTracker({
+    api,
+    keyName: config.poeApiKeyName,
+    now,
+    timers,
+    logger: options.logger,
+  });
   const guards = new Guards({
     pointsCutoff: config.pointsCutoff,
     maxPointsPerMessage: config.maxPointsPerMessage,

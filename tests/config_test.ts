@@ -12,6 +12,7 @@ import {
 
 const DEFAULTS = {
   poeApiKey: null,
+  poeApiKeyName: null,
   poeBaseUrl: "https://api.poe.com",
   modelsFile: null,
   host: "127.0.0.1",
@@ -112,6 +113,37 @@ Deno.test("resolveConfig: POE_TOKEN is the fallback, POE_API_KEY wins, env beats
   assert.equal(
     resolveConfig({ env: { POE_TOKEN: "env-tok" }, dotenv: { POE_API_KEY: "dot-key" } }).poeApiKey,
     "env-tok",
+  );
+});
+
+Deno.test("resolveConfig: POE_API_KEY_NAME is the key's name as typed (spaces inside kept), unset when empty", () => {
+  assert.equal(resolveConfig({}).poeApiKeyName, null);
+  assert.equal(resolveConfig({ env: { POE_API_KEY_NAME: "   " } }).poeApiKeyName, null);
+  assert.equal(
+    resolveConfig({ env: { POE_API_KEY_NAME: " my laptop key " } }).poeApiKeyName,
+    "my laptop key",
+  );
+  assert.equal(
+    resolveConfig({ env: { POE_API_KEY_NAME: "env" }, dotenv: { POE_API_KEY_NAME: "dot" } })
+      .poeApiKeyName,
+    "env",
+  );
+  assert.equal(resolveConfig({ dotenv: { POE_API_KEY_NAME: "dot" } }).poeApiKeyName, "dot");
+  // The key pasted as its name would be shown: refused, without echoing it.
+  assert.throws(
+    () =>
+      resolveConfig({
+        env: { POE_API_KEY: "sk-secret-1" },
+        dotenv: { POE_API_KEY_NAME: "sk-secret-1" },
+      }),
+    (e: Error) =>
+      e instanceof ConfigError && !e.message.includes("sk-secret") &&
+      e.message.startsWith("Invalid POE_API_KEY_NAME: (hidden) (expected the key's name"),
+  );
+  // A name is a label, not a secret: shown in errors and in `poe-proxy check`.
+  assert.equal(
+    redactedSummary(resolveConfig({ env: { POE_API_KEY_NAME: "k" } })).poeApiKeyName,
+    "k",
   );
 });
 
@@ -235,6 +267,10 @@ Deno.test("resolveConfig: error messages name variable, value and expectation", 
     [
       { MAX_TRACKED_CLIENTS: "0x10" },
       `Invalid MAX_TRACKED_CLIENTS: "0x10" (expected a positive integer)`,
+    ],
+    [
+      { POE_API_KEY_NAME: "a\tb" },
+      `Invalid POE_API_KEY_NAME: "a\\tb" (expected a key name without control characters)`,
     ],
     [
       { TRUST_PROXY: "10.0.0.1 10.0.0.2" },

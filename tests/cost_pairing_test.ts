@@ -1,11 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  ClaimedEntries,
-  KeyNameLearner,
-  overlap,
-  type PairableAnswer,
-  pairEntries,
-} from "../lib/cost_pairing.ts";
+import { ClaimedEntries, overlap, type PairableAnswer, pairEntries } from "../lib/cost_pairing.ts";
 import type { PointsEntry } from "../lib/usage_api.ts";
 
 interface Answer extends PairableAnswer {
@@ -262,17 +256,37 @@ Deno.test("another key's entry is still paired by its token counts, so a renamed
   assert.equal(found.get(answers[0])?.query_id, "renamed");
 });
 
-Deno.test("KeyNameLearner trusts a name after three token matches in a row, forgets it on another", () => {
-  const learner = new KeyNameLearner();
-  learner.confirm("proxy-key");
-  learner.confirm("proxy-key");
-  assert.equal(learner.name, null);
-  learner.confirm(null);
-  learner.confirm("");
-  learner.confirm("proxy-key");
-  assert.equal(learner.name, "proxy-key");
-  learner.confirm("renamed");
-  assert.equal(learner.name, null);
-  for (let i = 0; i < 2; i++) learner.confirm("renamed");
-  assert.equal(learner.name, "renamed");
+Deno.test("a configured key name: another app's entry is not taken by order for an answer without token counts, its own is", () => {
+  const a = answer("a", { startedAtUs: 100 });
+  const theirs = { ...entry("theirs", 200, { points: 5000 }), api_key_name: "other-app" };
+  const ours = { ...entry("ours", 300), api_key_name: "proxy-key" };
+  // Poe sent no usage, so no name was ever learnt: the other app's entry, alone so far, is taken.
+  const learnt = pairEntries([a], [theirs], { covered: () => true, keyName: null });
+  assert.equal(learnt.get(a)?.query_id, "theirs");
+  const configured = { covered: () => true, keyName: "proxy-key", keyNameConfigured: true };
+  assert.equal(pairEntries([a], [theirs], configured).size, 0);
+  assert.equal(pairEntries([a], [ours, theirs], configured).get(a)?.query_id, "ours");
+});
+
+Deno.test("a configured key name: another key's entry is not taken by its token counts either, only reported", () => {
+  const a = answer("a", { startedAtUs: 100, tokens: { prompt: 7, completion: 5 } });
+  const b = answer("b", { startedAtUs: 100, tokens: { prompt: 9, completion: 9 } });
+  const renamed = { ...entry("renamed", 200, { tokens: [7, 5] }), api_key_name: "new-name" };
+  const mine = { ...entry("mine", 210, { tokens: [9, 9] }), api_key_name: "old-name" };
+  const reported: [string, string][] = [];
+  const found = pairEntries([a, b], [renamed, mine], {
+    covered: () => true,
+    keyName: "old-name",
+    keyNameConfigured: true,
+    onOtherKey: (x, e) => reported.push([x.name, e.query_id]),
+  });
+  assert.deepEqual([...found].map(([x, e]) => [x.name, e.query_id]), [["b", "mine"]]);
+  assert.deepEqual(reported, [["a", "renamed"]]);
+  // Without the callback the same: nothing taken.
+  const quiet = pairEntries([a], [renamed], {
+    covered: () => true,
+    keyName: "old-name",
+    keyNameConfigured: true,
+  });
+  assert.equal(quiet.size, 0);
 });

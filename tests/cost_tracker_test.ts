@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { CostTracker, type FoundCost } from "../lib/cost_tracker.ts";
 import type { PointsEntry, PointsPage, PointsPageOptions, UsageSource } from "../lib/usage_api.ts";
 import { ManualClock } from "./manual_clock.ts";
+import { memoryLogger } from "../lib/log.ts";
 
 interface Stored {
   entry: PointsEntry;
@@ -15,6 +16,8 @@ class ScriptedHistory implements UsageSource {
   fail = false;
   /** Each answer arrives this long after the call (on the manual clock); read at the call. */
   latencyMs = 0;
+  /** How far Poe's clock is ahead, as the `Date` headers tell (`UsageApi.clockOffsetMs`). */
+  clockOffsetMs: number | null = null;
   #seq = 0;
   #stored: Stored[] = [];
   constructor(readonly clock: ManualClock) {}
@@ -84,16 +87,19 @@ class ScriptedHistory implements UsageSource {
   }
 }
 
-function setup(options: { watchMs?: number } = {}) {
+function setup(options: { watchMs?: number; keyName?: string } = {}) {
   const clock = new ManualClock();
   const history = new ScriptedHistory(clock);
+  const logger = memoryLogger();
   const tracker = new CostTracker({
     api: history,
     now: clock.now,
     timers: clock,
     watchMs: options.watchMs ?? 60_000,
+    keyName: options.keyName,
+    logger,
   });
-  return { clock, history, tracker };
+  return { clock, history, tracker, logs: logger.lines };
 }
 
 Deno.test("CostTracker looks at once when an answer ends: one fetch, no delay, no timer left after", async () => {
@@ -844,4 +850,99 @@ Deno.test("CostTracker: an answer after two that overlapped (a chat and its titl
   const cost = tracker.attribute({ model: "GPT-4o", startedAt: next, waitMs: 1500 });
   await clock.advance(0);
   assert.equal((await cost)?.points, 444);
+});
+
+Deno.test("CostTracker with a configured key name never takes another app's entry for an answer without token counts", async () => {
+  for (const keyName of [undefined, "mine"]) {
+    const { clock, history, tracker } = setup({ keyName });
+    await using _ = tracker;
+    const start = clock.now();
+    await clock.advance(10);
+    // Another app's answer on the same model is billed as this one ends; this one's lands later.
+    history.add("GPT-4o", 5000, { key: "other-app" });
+    history.add("GPT-4o", 7, { key: "mine", delayMs: 500 });
+    const found: number[] = [];
+    void tracker.attribute({
+      model: "GPT-4o",
+      startedAt: start,
+      waitMs: 1500,
+      onFound: (c) => found.push(c.points),
+    });
+    await clock.advance(2000);
+    // Learnt from nothing (no token counts), the other app's entry is taken by order.
+    assert.deepEqual(found, keyName ? [7] : [5000], `keyName ${keyName}`);
+  }
+});
+
+Deno.test("CostTracker warns once when token matches show the configured key name is not this key's", async () => {
+  const { clock, history, tracker, logs } = setup({ keyName: "typo" });
+  await using _ = tracker;
+  const results: Promise<FoundCost | null>[] = [];
+  for (let i = 0; i < 4; i++) {
+    const start = clock.now();
+    await clock.advance(10);
+    history.add("GPT-4o", 20 + i, { key: "my-key", tokens: [i, 10] });
+    results.push(tracker.attribute({
+      model: "GPT-4o",
+      startedAt: start,
+      tokens: { prompt: i, completion: 10 },
+      waitMs: 1500,
+    }));
+    await clock.advance(2000);
+  }
+  await clock.advance(10_000);
+  // Their entries are another key's as far as the setting says: not taken, estimates kept.
+  assert.deepEqual(await Promise.all(results), [null, null, null, null]);
+  const warnings = logs.filter((l) => l.includes("POE_API_KEY_NAME does not match"));
+  assert.equal(warnings.length, 1, logs.join("\n"));
+  assert.match(warnings[0], /configured=typo/);
+  assert.match(warnings[0], /seen=my-key/);
+});
+
+Deno.test("CostTracker: Poe's clock 5 s behind, its entry stamped before the request started is found, its time told in ours", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.clockOffsetMs = -5_000;
+  const start = clock.now();
+  await clock.advance(10);
+  // Stamped by Poe 10 ms after the start, its clock 5 s behind: 4.99 s before it by this one.
+  history.add("GPT-4o", 339, { createdAt: start + 10 - 5_000 });
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(200);
+  const found = await cost;
+  assert.equal(found?.points, 339);
+  assert.equal(found?.createdAt, start + 10);
+});
+
+Deno.test("CostTracker: Poe's clock 5 s ahead, an entry stamped 3 s before the request started (by Poe's clock) is not its own", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.clockOffsetMs = 5_000;
+  const start = clock.now();
+  // An entry of an answer before this one (or another app's), and this answer's.
+  history.add("GPT-4o", 5_000, { createdAt: start + 5_000 - 3_000 });
+  await clock.advance(10);
+  history.add("GPT-4o", 339, { createdAt: start + 10 + 5_000 });
+  // Without token counts, by order: the older entry counted as its own would make two for one.
+  const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+  await clock.advance(200);
+  const found = await cost;
+  assert.equal(found?.points, 339);
+  assert.equal(found?.createdAt, start + 10);
+});
+
+Deno.test("CostTracker: a clock offset under 1.5 s is reading noise, not allowed for", async () => {
+  for (const offset of [1_400, -1_400]) {
+    const { clock, history, tracker } = setup();
+    await using _ = tracker;
+    history.clockOffsetMs = offset;
+    const start = clock.now();
+    // Stamped 800 ms before the start on a clock that is in fact the same: within the skew.
+    history.add("GPT-4o", 77, { createdAt: start - 800 });
+    const cost = tracker.attribute({ model: "GPT-4o", startedAt: start, waitMs: 1500 });
+    await clock.advance(200);
+    const found = await cost;
+    assert.equal(found?.points, 77, `offset ${offset}`);
+    assert.equal(found?.createdAt, start - 800, `offset ${offset}`);
+  }
 });

@@ -488,6 +488,33 @@ Deno.test("another app's entry on the same account is not taken once the proxy k
   assert.equal(usage.points_estimated, false);
 });
 
+Deno.test("POE_API_KEY_NAME: an answer without token counts never takes another app's entry, from the first answer on", async () => {
+  // The fake names this proxy's entries "test-key"; Poe sends no usage, so no name is learnt.
+  await using t = await setup({
+    fake: { historyDelayMs: 1000 },
+    env: { FOOTER: "on", FOOTER_WAIT_MS: "3000", POE_API_KEY_NAME: "test-key" },
+  });
+  // Another app spends 5,000 points on GPT-4o just as this answer ends; this answer's entry lands
+  // a second later, so the first reads see only the other app's.
+  t.fake.addHistory({
+    bot_name: "GPT-4o",
+    cost_points: 5000,
+    api_key_name: "other-app",
+    creation_time: (Date.now() + 50) * 1000,
+  });
+  const res = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi [[fake: usage=none]]" }],
+  });
+  const body = await res.json();
+  const own = t.fake.historyEntries().find((e) => e.api_key_name === "test-key")!;
+  assert.ok(own, "the answer was billed");
+  assert.equal(body.usage.cost_points, own.cost_points);
+  assert.equal(body.usage.points_estimated, false);
+  assert.match(body.choices[0].message.content, new RegExp(`\\n💰 Points: ${own.cost_points}\\n`));
+  assert.equal(res.headers.get("x-poe-points"), String(own.cost_points));
+});
+
 for (const offset of [-5_000, 5_000]) {
   Deno.test(`Poe's clock ${offset / 1000} s off this machine's: costs are still found, from its Date header`, async () => {
     await using t = await setup({ fake: { clockOffsetMs: offset } });

@@ -93,6 +93,21 @@ Deno.test("UsagePoller.answered refreshes shortly after answers, coalesced", asy
   assert.equal(api.calls, 3);
 });
 
+Deno.test("UsagePoller: by default an answer is followed by a refresh 1.5 s on", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  // As the app builds it: no afterAnswerMs.
+  await using p = new UsagePoller({ api, intervalMs: 60_000, now: clock.now, timers: clock });
+  p.start();
+  await clock.settle();
+  assert.equal(api.calls, 1);
+  p.answered();
+  await clock.advance(1_499);
+  assert.equal(api.calls, 1, "Poe may not have debited the answer yet");
+  await clock.advance(1);
+  assert.equal(api.calls, 2);
+});
+
 Deno.test("UsagePoller backs off exponentially on errors and keeps the last good snapshot", async () => {
   const clock = new ManualClock();
   const api = new ScriptedBalance();
