@@ -1,5 +1,10 @@
-/** @module Inbound API keys: parsing, constant-time checking, safe display names. */
+/**
+ * @module Inbound API keys: reading them at startup, parsing, constant-time checking, safe
+ * display names.
+ */
 import { createHash } from "node:crypto";
+import { StartupError } from "./command_line.ts";
+import type { Config } from "./config.ts";
 import { ProxyError } from "./errors.ts";
 
 /**
@@ -121,4 +126,44 @@ function candidates(headers: Headers): string[] {
   const apiKey = headers.get("x-api-key")?.trim() ?? "";
   if (apiKey !== "") out.push(apiKey);
   return out;
+}
+
+/**
+ * The inbound keys of `PROXY_API_KEYS` and `PROXY_API_KEYS_FILE`, the file read with `readTextFile`
+ * (main.ts passes `Deno.readTextFile`).
+ *
+ * @throws {StartupError} when the file cannot be read, has a line of more than one word, or holds
+ * no key.
+ */
+export async function loadInboundKeys(
+  config: Pick<Config, "proxyApiKeys" | "proxyApiKeysFile">,
+  readTextFile: (path: string) => Promise<string>,
+): Promise<string[]> {
+  let fileText: string | null = null;
+  if (config.proxyApiKeysFile !== null) {
+    try {
+      fileText = await readTextFile(config.proxyApiKeysFile);
+    } catch (err) {
+      throw new StartupError(
+        `Cannot read PROXY_API_KEYS_FILE ${JSON.stringify(config.proxyApiKeysFile)}: ${
+          (err as Error).message
+        }`,
+      );
+    }
+  }
+  let keys: string[];
+  try {
+    keys = parseKeys(config.proxyApiKeys.join(","), fileText);
+  } catch (err) {
+    throw new StartupError(`PROXY_API_KEYS_FILE: ${(err as Error).message}`);
+  }
+  // An emptied file (a key rotation half done, an empty mounted secret) must not open the door.
+  if (fileText !== null && keys.length === 0) {
+    throw new StartupError(
+      `PROXY_API_KEYS_FILE ${
+        JSON.stringify(config.proxyApiKeysFile)
+      } holds no key: refusing to start without inbound keys. Put one key a line in it, or unset it.`,
+    );
+  }
+  return keys;
 }
