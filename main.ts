@@ -10,7 +10,7 @@ import {
 } from "./lib/config.ts";
 import { createLogger, type Logger, printError, printLine } from "./lib/log.ts";
 import { ModelsError } from "./lib/models_file.ts";
-import { ApiKeys, loadInboundKeys } from "./lib/api_keys.ts";
+import { ApiKeys, inboundKeys } from "./lib/api_keys.ts";
 import { Redactor } from "./lib/redact.ts";
 import { createApp } from "./lib/app.ts";
 import { UsageApi } from "./lib/usage_api.ts";
@@ -19,7 +19,7 @@ import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts"
 import { healthcheck } from "./lib/healthcheck.ts";
 import { execStartFor, runAsFor, systemdUnit } from "./lib/systemd_unit.ts";
 import { RegistryReloader } from "./lib/registry_reload.ts";
-import { type LoadedModels, loadRegistry, type ModelsFiles } from "./lib/models_source.ts";
+import { type LoadedModels, loadRegistry } from "./lib/models_source.ts";
 import { warnAtStartup } from "./lib/startup_warnings.ts";
 import { type CommandLine, helpText, parseCommandLine, StartupError } from "./lib/command_line.ts";
 
@@ -48,10 +48,26 @@ async function readDotenv(
   return { values: parseDotenv(text, file), path: file };
 }
 
-/** How lib/ reads the files it is pointed at: it touches no file system itself. */
-const readTextFile = (path: string | URL) => Deno.readTextFile(path);
-/** The files the models are read from, and how. */
-const MODELS_FILES: ModelsFiles = { readTextFile, embedded: EMBEDDED_MODELS };
+/** Reads a models file for {@linkcode loadRegistry}: `file` null is the embedded copy. */
+function readModelsText(file: string | null): Promise<string> {
+  return file === null ? Deno.readTextFile(EMBEDDED_MODELS) : Deno.readTextFile(file);
+}
+
+async function readKeysFile(config: Config): Promise<string[]> {
+  let fileText: string | null = null;
+  if (config.proxyApiKeysFile !== null) {
+    try {
+      fileText = await Deno.readTextFile(config.proxyApiKeysFile);
+    } catch (err) {
+      throw new StartupError(
+        `Cannot read PROXY_API_KEYS_FILE ${JSON.stringify(config.proxyApiKeysFile)}: ${
+          (err as Error).message
+        }`,
+      );
+    }
+  }
+  return inboundKeys(config, fileText);
+}
 
 function urlHost(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
@@ -59,14 +75,14 @@ function urlHost(host: string): string {
 
 async function serve(config: Config, loaded: LoadedModels, logger: Logger): Promise<void> {
   const registry = loaded.registry;
-  const inbound = await loadInboundKeys(config, readTextFile);
+  const inbound = await readKeysFile(config);
   const keys = new ApiKeys(inbound);
   warnAtStartup({ config, inbound, registry, logger });
   let from = loaded.from;
   const models = new RegistryReloader({
     initial: registry,
     load: async () => {
-      const next = await loadRegistry(config, MODELS_FILES, from);
+      const next = await loadRegistry(config, readModelsText, from);
       from = next.from;
       return next;
     },
@@ -200,7 +216,7 @@ async function run(args: string[]): Promise<number> {
   switch (command) {
     case "start": {
       if (!config.poeApiKey) throw new StartupError(missingKeyMessage());
-      const loaded = await loadRegistry(config, MODELS_FILES);
+      const loaded = await loadRegistry(config, readModelsText);
       logger.debug("models loaded", { source: loaded.source, models: loaded.registry.size });
       await serve(config, loaded, logger);
       return 0;
@@ -219,13 +235,13 @@ async function run(args: string[]): Promise<number> {
         printLine(formatRemoteModels(await response.json(), values.json === true));
         return 0;
       }
-      const { registry } = await loadRegistry(config, MODELS_FILES);
+      const { registry } = await loadRegistry(config, readModelsText);
       printLine(formatRegistryTable(registry, values.json === true));
       return 0;
     }
     case "check": {
-      const { registry, source } = await loadRegistry(config, MODELS_FILES);
-      await loadInboundKeys(config, readTextFile);
+      const { registry, source } = await loadRegistry(config, readModelsText);
+      await readKeysFile(config);
       printLine(`configuration ok; ${registry.size} models from ${source}`);
       printLine(JSON.stringify(redactedSummary(config), null, 2));
       if (!config.poeApiKey) printLine(`warning: ${missingKeyMessage()}`);

@@ -1,5 +1,5 @@
 /**
- * @module Inbound API keys: reading them at startup, parsing, constant-time checking, safe
+ * @module Inbound API keys: parsing (and checking them at startup), constant-time checking, safe
  * display names.
  */
 import { createHash } from "node:crypto";
@@ -129,28 +129,16 @@ function candidates(headers: Headers): string[] {
 }
 
 /**
- * The inbound keys of `PROXY_API_KEYS` and `PROXY_API_KEYS_FILE`, the file read with `readTextFile`
- * (main.ts passes `Deno.readTextFile`).
+ * The inbound keys of `PROXY_API_KEYS` and the text of `PROXY_API_KEYS_FILE` (null when unset), as
+ * a startup takes them.
  *
- * @throws {StartupError} when the file cannot be read, has a line of more than one word, or holds
- * no key.
+ * @throws {StartupError} when a line of the file holds more than one word, or the file holds no
+ * key.
  */
-export async function loadInboundKeys(
+export function inboundKeys(
   config: Pick<Config, "proxyApiKeys" | "proxyApiKeysFile">,
-  readTextFile: (path: string) => Promise<string>,
-): Promise<string[]> {
-  let fileText: string | null = null;
-  if (config.proxyApiKeysFile !== null) {
-    try {
-      fileText = await readTextFile(config.proxyApiKeysFile);
-    } catch (err) {
-      throw new StartupError(
-        `Cannot read PROXY_API_KEYS_FILE ${JSON.stringify(config.proxyApiKeysFile)}: ${
-          (err as Error).message
-        }`,
-      );
-    }
-  }
+  fileText: string | null,
+): string[] {
   let keys: string[];
   try {
     keys = parseKeys(config.proxyApiKeys.join(","), fileText);

@@ -1,7 +1,7 @@
 /**
  * @module Where the models come from (`MODELS_FILE`, ./models.yaml or the copy embedded in the
- * program) and reading them, at startup and on a reload. Files are read through the reader
- * main.ts passes in.
+ * program) and reading them, at startup and on a reload. The files themselves are read by main.ts,
+ * through the function it passes.
  */
 import { StartupError } from "./command_line.ts";
 import type { Config } from "./config.ts";
@@ -25,24 +25,22 @@ export interface LoadedModels extends LoadedRegistry {
   from: ModelsSource;
 }
 
-/** The files {@linkcode loadRegistry} reads, and how. */
-export interface ModelsFiles {
-  /** Reads a file's text, as `Deno.readTextFile` does. */
-  readTextFile: (path: string | URL) => Promise<string>;
-  /** The models file shipped inside the program (`deno compile --include models.yaml`). */
-  embedded: URL;
-}
+/**
+ * Reads the text of a models file, as `Deno.readTextFile` does; `file` null is the copy embedded
+ * in the program (`deno compile --include models.yaml`).
+ */
+export type ReadModelsText = (file: string | null) => Promise<string>;
 
 /** Reads and validates `from`; a file that cannot be read is an error, never the embedded copy. */
-async function readModels(from: ModelsSource, files: ModelsFiles): Promise<LoadedModels> {
+async function readModels(from: ModelsSource, read: ReadModelsText): Promise<LoadedModels> {
   const file = from.file;
   if (file === null) {
-    const text = await files.readTextFile(files.embedded);
+    const text = await read(null);
     return { registry: ModelRegistry.parse(text, EMBEDDED_SOURCE), source: EMBEDDED_SOURCE, from };
   }
   let text: string;
   try {
-    text = await files.readTextFile(file);
+    text = await read(file);
   } catch (err) {
     throw new StartupError(`Cannot read ${from.label}: ${(err as Error).message}`, { cause: err });
   }
@@ -58,21 +56,21 @@ async function readModels(from: ModelsSource, files: ModelsFiles): Promise<Loade
  */
 export async function loadRegistry(
   config: Pick<Config, "modelsFile">,
-  files: ModelsFiles,
+  read: ReadModelsText,
   previous?: ModelsSource,
 ): Promise<LoadedModels> {
   if (config.modelsFile !== null) {
     return await readModels({
       file: config.modelsFile,
       label: `MODELS_FILE ${JSON.stringify(config.modelsFile)}`,
-    }, files);
+    }, read);
   }
   const local = { file: "models.yaml", label: "./models.yaml" };
-  if (previous !== undefined && previous.file !== null) return await readModels(local, files);
+  if (previous !== undefined && previous.file !== null) return await readModels(local, read);
   try {
-    return await readModels(local, files);
+    return await readModels(local, read);
   } catch (err) {
     if (!(err instanceof StartupError && err.cause instanceof Deno.errors.NotFound)) throw err;
   }
-  return await readModels({ file: null, label: EMBEDDED_SOURCE }, files);
+  return await readModels({ file: null, label: EMBEDDED_SOURCE }, read);
 }

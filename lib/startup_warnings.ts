@@ -17,7 +17,7 @@ function isLoopback(host: string): boolean {
 /** Options of {@linkcode warnAtStartup}. */
 export interface StartupWarningsOptions {
   config: Pick<Config, "host" | "maxPointsPerMessage">;
-  /** The inbound keys, as from `loadInboundKeys`. */
+  /** The inbound keys, as from `inboundKeys`. */
   inbound: readonly string[];
   registry: ModelRegistry;
   logger: Logger;
