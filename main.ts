@@ -9,9 +9,8 @@ import {
   resolveConfig,
 } from "./lib/config.ts";
 import { createLogger, type Logger, printError, printLine } from "./lib/log.ts";
-import { ModelRegistry } from "./lib/models.ts";
 import { ModelsError } from "./lib/models_file.ts";
-import { ApiKeys, parseKeys } from "./lib/api_keys.ts";
+import { ApiKeys, inboundKeys } from "./lib/api_keys.ts";
 import { Redactor } from "./lib/redact.ts";
 import { createApp } from "./lib/app.ts";
 import { UsageApi } from "./lib/usage_api.ts";
@@ -19,7 +18,9 @@ import { fetchUsageReport, formatUsageReport } from "./lib/usage_report.ts";
 import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts";
 import { healthcheck } from "./lib/healthcheck.ts";
 import { execStartFor, runAsFor, systemdUnit } from "./lib/systemd_unit.ts";
-import { type LoadedRegistry, RegistryReloader } from "./lib/registry_reload.ts";
+import { RegistryReloader } from "./lib/registry_reload.ts";
+import { type LoadedModels, loadRegistry } from "./lib/models_source.ts";
+import { warnAtStartup } from "./lib/startup_warnings.ts";
 import { type CommandLine, helpText, parseCommandLine, StartupError } from "./lib/command_line.ts";
 
 const VERSION: string = denoJson.version;
@@ -47,60 +48,9 @@ async function readDotenv(
   return { values: parseDotenv(text, file), path: file };
 }
 
-const EMBEDDED_SOURCE = "(embedded models.yaml)";
-
-/**
- * Where the models come from: a file, named in messages by `label` (`MODELS_FILE "/m.yaml"`,
- * `./models.yaml`), or (`file` null) the copy embedded in the program.
- */
-interface ModelsSource {
-  file: string | null;
-  label: string;
-}
-
-/** The models and the place they were read from, which a reload reads again. */
-interface LoadedModels extends LoadedRegistry {
-  from: ModelsSource;
-}
-
-/** Reads and validates `from`; a file that cannot be read is an error, never the embedded copy. */
-async function readModels(from: ModelsSource): Promise<LoadedModels> {
-  const file = from.file;
-  if (file === null) {
-    const text = await Deno.readTextFile(EMBEDDED_MODELS);
-    return { registry: ModelRegistry.parse(text, EMBEDDED_SOURCE), source: EMBEDDED_SOURCE, from };
-  }
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (err) {
-    throw new StartupError(`Cannot read ${from.label}: ${(err as Error).message}`, { cause: err });
-  }
-  return { registry: ModelRegistry.parse(text, file), source: file, from };
-}
-
-/**
- * Loads the models: `MODELS_FILE`; else ./models.yaml, or the embedded copy only when there is no
- * ./models.yaml (one that cannot be read is an error: its models must not be replaced unseen).
- * A reload passes the place the models came from: a file is read again and nothing else, so a
- * moved or unreadable file keeps the old models; the embedded copy gives way to a ./models.yaml
- * put there since (a systemd unit's working directory).
- */
-async function loadRegistry(config: Config, previous?: ModelsSource): Promise<LoadedModels> {
-  if (config.modelsFile !== null) {
-    return await readModels({
-      file: config.modelsFile,
-      label: `MODELS_FILE ${JSON.stringify(config.modelsFile)}`,
-    });
-  }
-  const local = { file: "models.yaml", label: "./models.yaml" };
-  if (previous !== undefined && previous.file !== null) return await readModels(local);
-  try {
-    return await readModels(local);
-  } catch (err) {
-    if (!(err instanceof StartupError && err.cause instanceof Deno.errors.NotFound)) throw err;
-  }
-  return await readModels({ file: null, label: EMBEDDED_SOURCE });
+/** Reads a models file for {@linkcode loadRegistry}: `file` null is the embedded copy. */
+function readModelsText(file: string | null): Promise<string> {
+  return file === null ? Deno.readTextFile(EMBEDDED_MODELS) : Deno.readTextFile(file);
 }
 
 async function readKeysFile(config: Config): Promise<string[]> {
@@ -116,28 +66,7 @@ async function readKeysFile(config: Config): Promise<string[]> {
       );
     }
   }
-  let keys: string[];
-  try {
-    keys = parseKeys(config.proxyApiKeys.join(","), fileText);
-  } catch (err) {
-    throw new StartupError(`PROXY_API_KEYS_FILE: ${(err as Error).message}`);
-  }
-  // An emptied file (a key rotation half done, an empty mounted secret) must not open the door.
-  if (fileText !== null && keys.length === 0) {
-    throw new StartupError(
-      `PROXY_API_KEYS_FILE ${
-        JSON.stringify(config.proxyApiKeysFile)
-      } holds no key: refusing to start without inbound keys. Put one key a line in it, or unset it.`,
-    );
-  }
-  return keys;
-}
-
-/** Inbound keys shorter than this can be guessed; `openssl rand -hex 24` makes a good one. */
-const SHORT_KEY = 16;
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
+  return inboundKeys(config, fileText);
 }
 
 function urlHost(host: string): string {
@@ -148,37 +77,12 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
   const registry = loaded.registry;
   const inbound = await readKeysFile(config);
   const keys = new ApiKeys(inbound);
-  const short = inbound.filter((k) => k.length < SHORT_KEY).length;
-  if (short > 0) {
-    logger.warn("short inbound keys", {
-      message: `${short} of the inbound keys ${
-        short === 1 ? "is" : "are"
-      } shorter than ${SHORT_KEY} characters and could be guessed; make new ones with: openssl rand -hex 24`,
-    });
-  }
-  if (!keys.enabled && !isLoopback(config.host)) {
-    logger.warn("no inbound keys", {
-      message:
-        `listening on ${config.host} without PROXY_API_KEYS: anyone who can reach this port spends your Poe points` +
-        " (browsers are answered only at the names in ALLOWED_HOSTS)",
-    });
-  }
-  if (config.maxPointsPerMessage > 0) {
-    const unpriced = registry.list().filter((e) => registry.estimatePoints(e, 0) === null);
-    if (unpriced.length > 0) {
-      logger.warn("cost cap blind", {
-        message: `MAX_POINTS_PER_MESSAGE cannot check ${unpriced.length} models without a price ` +
-          `in models.yaml (base, per_1k_tokens or per_1k_output_tokens): ${
-            unpriced.map((e) => e.id).join(", ")
-          }`,
-      });
-    }
-  }
+  warnAtStartup({ config, inbound, registry, logger });
   let from = loaded.from;
   const models = new RegistryReloader({
     initial: registry,
     load: async () => {
-      const next = await loadRegistry(config, from);
+      const next = await loadRegistry(config, readModelsText, from);
       from = next.from;
       return next;
     },
@@ -312,7 +216,7 @@ async function run(args: string[]): Promise<number> {
   switch (command) {
     case "start": {
       if (!config.poeApiKey) throw new StartupError(missingKeyMessage());
-      const loaded = await loadRegistry(config);
+      const loaded = await loadRegistry(config, readModelsText);
       logger.debug("models loaded", { source: loaded.source, models: loaded.registry.size });
       await serve(config, loaded, logger);
       return 0;
@@ -331,12 +235,12 @@ async function run(args: string[]): Promise<number> {
         printLine(formatRemoteModels(await response.json(), values.json === true));
         return 0;
       }
-      const { registry } = await loadRegistry(config);
+      const { registry } = await loadRegistry(config, readModelsText);
       printLine(formatRegistryTable(registry, values.json === true));
       return 0;
     }
     case "check": {
-      const { registry, source } = await loadRegistry(config);
+      const { registry, source } = await loadRegistry(config, readModelsText);
       await readKeysFile(config);
       printLine(`configuration ok; ${registry.size} models from ${source}`);
       printLine(JSON.stringify(redactedSummary(config), null, 2));

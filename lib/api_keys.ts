@@ -1,5 +1,10 @@
-/** @module Inbound API keys: parsing, constant-time checking, safe display names. */
+/**
+ * @module Inbound API keys: parsing (and checking them at startup), constant-time checking, safe
+ * display names.
+ */
 import { createHash } from "node:crypto";
+import { StartupError } from "./command_line.ts";
+import type { Config } from "./config.ts";
 import { ProxyError } from "./errors.ts";
 
 /**
@@ -121,4 +126,32 @@ function candidates(headers: Headers): string[] {
   const apiKey = headers.get("x-api-key")?.trim() ?? "";
   if (apiKey !== "") out.push(apiKey);
   return out;
+}
+
+/**
+ * The inbound keys of `PROXY_API_KEYS` and the text of `PROXY_API_KEYS_FILE` (null when unset), as
+ * a startup takes them.
+ *
+ * @throws {StartupError} when a line of the file holds more than one word, or the file holds no
+ * key.
+ */
+export function inboundKeys(
+  config: Pick<Config, "proxyApiKeys" | "proxyApiKeysFile">,
+  fileText: string | null,
+): string[] {
+  let keys: string[];
+  try {
+    keys = parseKeys(config.proxyApiKeys.join(","), fileText);
+  } catch (err) {
+    throw new StartupError(`PROXY_API_KEYS_FILE: ${(err as Error).message}`);
+  }
+  // An emptied file (a key rotation half done, an empty mounted secret) must not open the door.
+  if (fileText !== null && keys.length === 0) {
+    throw new StartupError(
+      `PROXY_API_KEYS_FILE ${
+        JSON.stringify(config.proxyApiKeysFile)
+      } holds no key: refusing to start without inbound keys. Put one key a line in it, or unset it.`,
+    );
+  }
+  return keys;
 }

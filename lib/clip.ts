@@ -2,14 +2,8 @@
 
 import { ProxyError } from "./errors.ts";
 import type { ChatMessage } from "./openai_types.ts";
-import {
-  loadTokenizer,
-  messageTokenBound,
-  tokenBoundWithin,
-  type TokenCounter,
-  tokenizerLoaded,
-  utf8Length,
-} from "./tokens.ts";
+import { messageTokenBound, tokenBoundWithin, utf8Length } from "./token_bounds.ts";
+import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 
 /** Options of {@linkcode clipMessages}. */
 export interface ClipOptions {

@@ -4,7 +4,7 @@
  * keep the OpenAI SDKs from retrying what the proxy retried already.
  */
 import { ProxyError } from "./errors.ts";
-import type { JsonStart } from "./stream_start.ts";
+import type { JsonStart } from "./json_start.ts";
 import { MAX_EVENT_CHARS } from "./sse.ts";
 import { TimeoutError, timeoutError } from "./upstream_timeouts.ts";
 

@@ -1,20 +1,8 @@
 /** @module The pass-through SSE relay: forwards Poe's events as they come and watches them. */
 import { createParser } from "eventsource-parser";
-import { TextShape } from "./data_answer.ts";
 import type { Usage } from "./openai_types.ts";
-import {
-  answerTextOf,
-  type Chunk,
-  chunkBase,
-  dataEvent,
-  DONE,
-  errorEvent,
-  footerChunk,
-  isPlainDelta,
-  KEEPALIVE,
-  openAiErrorEvent,
-} from "./sse_events.ts";
-import { carriesDelta, StreamShaper } from "./stream_shape.ts";
+import { RelayEvents } from "./relay_events.ts";
+import { DONE, errorEvent, KEEPALIVE } from "./sse_events.ts";
 import { tickerOf } from "./ticker.ts";
 import { type BodyReader, smallReader } from "./stream_start.ts";
 
@@ -106,9 +94,9 @@ const AFTER_FINISH_MS = 5_000;
 /**
  * Relays Poe's SSE body to the client. Events are forwarded as soon as they are complete, as
  * their original `data` text; only the few this proxy changes are re-encoded: the finish and
- * usage chunks when a footer or cost is added, and chunks {@linkcode StreamShaper} completes. A
- * stream Poe ends without a finish_reason gets one; with `includeUsage`, usage comes in a chunk
- * of its own, last. Always ends with one `data: [DONE]`.
+ * usage chunks when a footer or cost is added, and chunks `StreamShaper` completes (the events'
+ * part: {@linkcode RelayEvents}). A stream Poe ends without a finish_reason gets one; with
+ * `includeUsage`, usage comes in a chunk of its own, last. Always ends with one `data: [DONE]`.
  *
  * A pull-based ReadableStream rather than a TransformStream: an upstream failure must become an
  * error event for the client, and a piped TransformStream can only pass errors on.
@@ -119,26 +107,9 @@ export function relaySse(
 ): ReadableStream<Uint8Array> {
   const reader = upstream instanceof ReadableStream ? smallReader(upstream) : upstream;
   const decoder = new TextDecoder();
-  const summary: StreamSummary = {
-    id: null,
-    model: null,
-    created: null,
-    usage: null,
-    finishReason: null,
-    toolCalls: false,
-    error: false,
-    finishAdded: false,
-    dataText: false,
-    droppedEvents: 0,
-  };
-  const shaper = new StreamShaper();
-  const text = new TextShape();
   let out: ReadableStreamDefaultController<Uint8Array>;
   /** Events ready for the client, sent together: one write for all an upstream read completed. */
   const pending: string[] = [];
-  let heldFinish: Chunk | null = null;
-  let heldUsage: Chunk | null = null;
-  let sawDone = false;
   let closed = false;
   let firstEventAt: number | null = null;
   let lastActivity = Date.now();
@@ -146,12 +117,14 @@ export function relaySse(
   let reading = false;
   let started = false;
   let timedOut = false;
-  const holdForEnding = options.finish !== undefined;
-  /**
-   * The answer's events, kept as they came while they may need counting: parsed only at the end,
-   * and only when Poe sent no usage. Dropped once usage is seen.
-   */
-  let kept: string[] | null = options.estimateUsage ? [] : null;
+
+  const emit = (event: string) => {
+    if (firstEventAt === null) firstEventAt = performance.now();
+    pending.push(event);
+  };
+  const events = new RelayEvents(options, emit);
+  const summary = events.summary;
+  const parser = createParser({ maxBufferSize: MAX_EVENT_CHARS, onEvent: events.onEvent });
 
   const tickMs = Math.max(
     10,
@@ -183,125 +156,16 @@ export function relaySse(
     }
   });
 
-  const emit = (event: string) => {
-    if (firstEventAt === null) firstEventAt = performance.now();
-    pending.push(event);
-  };
-
-  const parser = createParser({
-    maxBufferSize: MAX_EVENT_CHARS,
-    onEvent(event) {
-      const data = event.data;
-      if (data === "[DONE]") {
-        sawDone = true;
-        return;
-      }
-      if (summary.id !== null && shaper.started && !text.watching && isPlainDelta(data)) {
-        kept?.push(data);
-        emit(dataEvent(data));
-        return;
-      }
-      let chunk: Chunk | null = null;
-      try {
-        chunk = JSON.parse(data);
-      } catch {
-        // Not JSON: the SDKs would end the whole stream on it.
-      }
-      if (event.event === "error" || chunk?.error) {
-        summary.error = true;
-        const poe = chunk?.error ?? chunk ?? data;
-        const error = typeof poe === "string" ? { message: poe } : poe;
-        emit(openAiErrorEvent(error, options.redact));
-        return;
-      }
-      if (chunk === null || typeof chunk !== "object") {
-        summary.droppedEvents++;
-        return;
-      }
-      summary.id ??= typeof chunk.id === "string" ? chunk.id : null;
-      summary.model ??= typeof chunk.model === "string" ? chunk.model : null;
-      summary.created ??= typeof chunk.created === "number" ? chunk.created : null;
-      if (chunk.usage && typeof chunk.usage === "object") {
-        summary.usage = chunk.usage;
-        kept = null;
-      }
-      kept?.push(data);
-      let changed = shaper.shape(chunk);
-      const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
-      const choice = choices[0];
-      const calls = choice?.delta?.tool_calls;
-      if (Array.isArray(calls) && calls.length > 0) summary.toolCalls = true;
-      if (typeof choice?.delta?.content === "string") text.add(choice.delta.content);
-      if (choice?.finish_reason) summary.finishReason = choice.finish_reason;
-      if (choices.length === 0 && chunk.usage) {
-        // The usage chunk is the last before [DONE] anyway: kept until the end, where it may
-        // gain the cost.
-        if (options.includeUsage) heldUsage = chunk;
-        return;
-      }
-      if (options.includeUsage && chunk.usage) {
-        // OpenAI sends usage in a chunk of its own, last: made at the end from `summary.usage`.
-        delete chunk.usage;
-        changed = true;
-      }
-      if (holdForEnding && choice?.finish_reason) {
-        if (carriesDelta(choice.delta)) {
-          // The finish chunk also carries the end of the answer: that goes out now, and the
-          // footer after it, not inside the text.
-          const { usage: _, ...rest } = chunk;
-          emit(
-            dataEvent(JSON.stringify({ ...rest, choices: [{ ...choice, finish_reason: null }] })),
-          );
-          choice.delta = {};
-          // The end's logprobs went out with it: the finish chunk must not repeat them.
-          if (choice.logprobs) choice.logprobs = null;
-        }
-        heldFinish = chunk;
-        return;
-      }
-      emit(changed ? dataEvent(JSON.stringify(chunk)) : dataEvent(data));
-    },
-  });
-
-  /** Counts the usage Poe sent none of, and makes the usage chunk the client asked for. */
-  const settleUsage = () => {
-    if (kept !== null && summary.usage === null && !summary.error) {
-      summary.usage = options.estimateUsage!(answerTextOf(kept));
-      kept = null;
-    }
-    if (options.includeUsage && heldUsage === null && summary.usage !== null) {
-      heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
-    }
-  };
-
   const finishAndClose = async () => {
-    if (summary.finishReason === null && !summary.error) {
-      if (summary.id === null && !shaper.started) {
-        return fail("Poe ended the stream without an answer.", "upstream_error", "upstream_empty");
-      }
-      // Some models end a stream silently; OpenAI's clients need a finish_reason to end on.
-      summary.finishReason = summary.toolCalls ? "tool_calls" : "stop";
-      summary.finishAdded = true;
-      heldFinish = {
-        ...chunkBase(summary),
-        choices: [{ index: 0, delta: {}, finish_reason: summary.finishReason }],
-      };
+    if (!events.settle()) {
+      return fail("Poe ended the stream without an answer.", "upstream_error", "upstream_empty");
     }
-    summary.dataText = text.data;
-    settleUsage();
-    const finishing = holdForEnding && !summary.error ? options.finish!(summary) : null;
+    const finishing = events.holdForEnding && !summary.error ? options.finish!(summary) : null;
     // The answer's last words go out now, not after the footer's wait for its cost.
     if (finishing instanceof Promise) flush();
     const ending = await finishing;
     if (closed) return;
-    if (ending?.footer) {
-      pending.push(dataEvent(JSON.stringify(footerChunk(summary, ending.footer))));
-    }
-    for (const chunk of [heldFinish, heldUsage]) {
-      if (!chunk) continue;
-      if (ending?.usage && chunk.usage) chunk.usage = { ...chunk.usage, ...ending.usage };
-      pending.push(dataEvent(JSON.stringify(chunk)));
-    }
+    events.end(ending, pending);
     pending.push(DONE);
     flush();
     end(timedOut ? "timeout" : summary.error ? "upstream-error" : "done");
@@ -339,23 +203,7 @@ export function relaySse(
 
   const onCut = () => {
     if (closed) return;
-    if (summary.finishReason !== null && !summary.error) {
-      // The answer is whole (its usage or footer may still be awaited): it ends as answered,
-      // without the footer. An error would have the client ask, and pay, again.
-      settleUsage();
-      for (const chunk of [heldFinish, heldUsage]) {
-        if (chunk) pending.push(dataEvent(JSON.stringify(chunk)));
-      }
-    } else {
-      summary.error = true;
-      pending.push(
-        errorEvent(
-          "poe-proxy is shutting down: this answer was cut off. Ask again.",
-          "server_error",
-          "server_shutting_down",
-        ),
-      );
-    }
+    events.cut(pending);
     pending.push(DONE);
     flush();
     options.abortUpstream(new Error("shutdown"));
@@ -425,7 +273,7 @@ export function relaySse(
             "upstream_bad_event",
           );
         }
-        if (sawDone) {
+        if (events.sawDone) {
           if (options.drainUpstream) options.drainUpstream(reader);
           else await reader.cancel().catch(() => {});
           await finishAndClose();

@@ -8,7 +8,8 @@ import type { ChatRequest } from "./openai_types.ts";
 import type { Logger } from "./log.ts";
 import { BodyDrains } from "./body_drain.ts";
 import { Deadlines, sleep } from "./deadlines.ts";
-import { type BodyReader, type JsonStart, readJsonStart, readStreamStart } from "./stream_start.ts";
+import { type BodyReader, readStreamStart } from "./stream_start.ts";
+import { type JsonStart, readJsonStart } from "./json_start.ts";
 import { MAX_EVENT_CHARS } from "./sse.ts";
 import {
   backoffMs,

@@ -4,14 +4,8 @@
  * stream that asked with `stream_options.include_usage`.
  */
 import type { ChatRequest, Usage } from "./openai_types.ts";
-import {
-  definitionsText,
-  loadTokenizer,
-  messageTokenGuess,
-  type TokenCounter,
-  tokenizerLoaded,
-  utf8Length,
-} from "./tokens.ts";
+import { messageTokenGuess, utf8Length } from "./token_bounds.ts";
+import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 
 /**
  * Counts the prompt Poe was sent (messages, tool definitions, a response_format schema) and the

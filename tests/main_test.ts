@@ -1,34 +1,9 @@
 import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
-import { mainCommand, startProxyProcess } from "./proxy_process.ts";
+import { listeningUrl, mainCommand, startProxyProcess } from "./proxy_process.ts";
 
 function command(args: string[], env: Record<string, string>, cwd?: string): Deno.Command {
   return mainCommand(args, env, { cwd });
-}
-
-/** Reads stdout until the listening line and returns its URL. */
-async function listeningUrl(
-  child: Deno.ChildProcess,
-): Promise<{ url: string; line: string; rest: Promise<string> }> {
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) throw new Error(`exited before listening: ${buffered}`);
-    buffered += value;
-    const match = buffered.match(/^(poe-proxy \S+ listening on (http:\/\/\S+) \((\d+) models\))$/m);
-    if (match) {
-      const rest = (async () => {
-        let more = "";
-        for (;;) {
-          const r = await reader.read();
-          if (r.done) return more;
-          more += r.value;
-        }
-      })();
-      return { url: match[2], line: match[1], rest };
-    }
-  }
 }
 
 Deno.test("main.ts prints one listening line, serves, and exits 0 on SIGTERM", async () => {
@@ -46,76 +21,6 @@ Deno.test("main.ts prints one listening line, serves, and exits 0 on SIGTERM", a
   await rest;
   await child.stderr.cancel();
   assert.equal(status.code, 0);
-});
-
-Deno.test("main.ts warns at startup about models MAX_POINTS_PER_MESSAGE cannot price", async () => {
-  const dir = Deno.makeTempDirSync();
-  Deno.writeTextFileSync(
-    `${dir}/models.yaml`,
-    "models:\n  text:\n    - Bare-One\n    - poe_name: Priced-One\n      base: 5\n",
-  );
-  const child = command([], {
-    POE_API_KEY: "k",
-    PORT: "0",
-    MAX_POINTS_PER_MESSAGE: "100",
-    MODELS_FILE: `${dir}/models.yaml`,
-  }).spawn();
-  const { rest } = await listeningUrl(child);
-  child.kill("SIGTERM");
-  await child.status;
-  const logs = await rest +
-    new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
-  const line = logs.split("\n").find((l) => l.includes("cost cap blind"));
-  assert.ok(line, logs);
-  assert.match(line, /cannot check 1 models without a price in models\.yaml.*: Bare-One\b/);
-  assert.doesNotMatch(line, /Priced-One/);
-});
-
-Deno.test("main.ts from a folder without models.yaml serves the embedded registry", async () => {
-  const empty = Deno.makeTempDirSync();
-  const child = command(["--port", "0"], { POE_API_KEY: "k" }, empty).spawn();
-  const { url, rest } = await listeningUrl(child);
-  const models = await (await fetch(`${url}/v1/models`)).json();
-  assert.ok(models.data.length >= 20);
-  assert.ok(models.data.some((m: { modality: string }) => m.modality === "video"));
-  child.kill("SIGTERM");
-  assert.equal((await child.status).code, 0);
-  await rest;
-  await child.stderr.cancel();
-});
-
-Deno.test("main.ts with a ./models.yaml it cannot read exits 2 naming it, never the embedded models", async () => {
-  const cases: { make: (path: string) => void; reason: RegExp }[] = [
-    { make: (path) => Deno.mkdirSync(path), reason: /Is a directory/ },
-    { make: (path) => Deno.symlinkSync("models.yaml", path), reason: /symbolic links/i },
-  ];
-  // Root reads any file whatever its mode.
-  if (Deno.uid() !== 0) {
-    cases.push({
-      make: (path) => {
-        Deno.writeTextFileSync(path, "models:\n  text:\n    - One\n");
-        Deno.chmodSync(path, 0o000);
-      },
-      reason: /Permission denied/,
-    });
-  }
-  for (const { make, reason } of cases) {
-    const dir = Deno.makeTempDirSync();
-    make(`${dir}/models.yaml`);
-    const check = await command(["check"], { POE_API_KEY: "k" }, dir).output();
-    const checkErr = new TextDecoder().decode(check.stderr).trim();
-    assert.equal(check.code, 2, checkErr || new TextDecoder().decode(check.stdout));
-    assert.match(checkErr, /^Cannot read \.\/models\.yaml: /);
-    assert.match(checkErr, reason);
-    // Serving: the same line, before listening (the old code served the embedded models).
-    const child = command([], { POE_API_KEY: "k", PORT: "0" }, dir).spawn();
-    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-    const start = await child.output();
-    clearTimeout(timer);
-    assert.equal(start.code, 2);
-    assert.equal(new TextDecoder().decode(start.stderr).trim(), checkErr);
-    assert.doesNotMatch(new TextDecoder().decode(start.stdout), /listening/);
-  }
 });
 
 Deno.test("main.ts with a bad PORT exits 2 with one clear line", async () => {

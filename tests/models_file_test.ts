@@ -1,37 +1,7 @@
 /** @module Tests of lib/models_file.ts: reading `models.yaml`, and each error with its path and position. */
 import assert from "node:assert/strict";
-import type { ModelEntry } from "../lib/models.ts";
-import { ModelsError, type ModelsFile, parseModelsFile } from "../lib/models_file.ts";
-
-function fixture(name: string): Promise<string> {
-  return Deno.readTextFile(new URL(`./testdata/${name}`, import.meta.url));
-}
-
-async function load(name: string): Promise<ModelsFile> {
-  return parseModelsFile(await fixture(name), name);
-}
-
-/** The ModelsError that parsing `text` throws. */
-function parseError(text: string, source = "models.yaml"): ModelsError {
-  try {
-    parseModelsFile(text, source);
-  } catch (err) {
-    assert.ok(err instanceof ModelsError, `expected a ModelsError, got ${err}`);
-    return err;
-  }
-  assert.fail(`expected ${JSON.stringify(text)} to be rejected`);
-}
-
-async function fixtureError(name: string): Promise<ModelsError> {
-  return parseError(await fixture(name), name);
-}
-
-/** The entry with this `poe_name`. */
-function get(file: ModelsFile, id: string): ModelEntry {
-  const entry = file.entries.find((e) => e.id === id);
-  assert.ok(entry, `${id} should be in the file`);
-  return entry;
-}
+import { parseModelsFile } from "../lib/models_file.ts";
+import { fixtureError, get, load, parseError } from "./models_fixture.ts";
 
 Deno.test("parseModelsFile reads bare names, maps, aliases and defaults", async () => {
   const file = await load("models_valid.yaml");
@@ -83,25 +53,6 @@ Deno.test("parseModelsFile accepts a file without defaults and with empty modali
   assert.equal(get(file, "Second").maxTokens, 4096);
 });
 
-Deno.test("parseModelsFile reports a YAML syntax error with source, line and column", async () => {
-  const err = await fixtureError("models_syntax_error.yaml");
-  assert.match(
-    err.message,
-    /^Cannot load models_syntax_error\.yaml: models_syntax_error\.yaml:\d+:\d+: invalid YAML: \S/,
-  );
-  assert.equal(err.line, 6);
-  assert.equal(err.message.includes(`models_syntax_error.yaml:${err.line}:${err.column}:`), true);
-  assert.equal(err.source, "models_syntax_error.yaml");
-});
-
-Deno.test("parseModelsFile reports a duplicated YAML key as a syntax error", () => {
-  const err = parseError("models:\n  text: [A]\n  text: [B]\n");
-  assert.equal(
-    err.message,
-    "Cannot load models.yaml: models.yaml:3:3: invalid YAML: Map keys must be unique",
-  );
-});
-
 Deno.test("parseModelsFile names the path and the value of a wrong type", async () => {
   const err = await fixtureError("models_wrong_type.yaml");
   assert.equal(
@@ -111,68 +62,6 @@ Deno.test("parseModelsFile names the path and the value of a wrong type", async 
   );
   assert.equal(err.path, "models.text[3].per_1k_tokens");
   assert.deepEqual([err.line, err.column], [8, 22]);
-});
-
-Deno.test("parseModelsFile rejects negative, infinite and non-integer numbers", async () => {
-  assert.equal(
-    (await fixtureError("models_negative.yaml")).message,
-    "Cannot load models_negative.yaml: models.image[0].base must not be negative: got -5" +
-      " (models_negative.yaml:4:13)",
-  );
-  assert.match(
-    parseError("models:\n  text: [{poe_name: a, per_1k_tokens: .inf}]\n").message,
-    /models\.text\[0\]\.per_1k_tokens must be a finite number: got \.inf /,
-  );
-  assert.match(
-    parseError("models:\n  text: [{poe_name: a, max_tokens: 1.5}]\n").message,
-    /models\.text\[0\]\.max_tokens must be a positive integer: got 1\.5 /,
-  );
-  assert.match(
-    parseError("models:\n  text: [{poe_name: a, max_tokens: 0}]\n").message,
-    /models\.text\[0\]\.max_tokens must be a positive integer: got 0 /,
-  );
-  assert.match(
-    parseError("defaults:\n  text_max_tokens: '5'\nmodels:\n  text: [a]\n").message,
-    /defaults\.text_max_tokens must be a number: got "5" /,
-  );
-});
-
-Deno.test("parseModelsFile rejects names that are not non-empty strings", () => {
-  assert.match(
-    parseError("models:\n  text: [{poe_name: 5}]\n").message,
-    /models\.text\[0\]\.poe_name must be a non-empty string: got 5 /,
-  );
-  assert.match(
-    parseError("models:\n  text: [{poe_name: ''}]\n").message,
-    /models\.text\[0\]\.poe_name must be a non-empty string: got "" /,
-  );
-  assert.match(
-    parseError("models:\n  text: [{base: 1}]\n").message,
-    /models\.text\[0\] must have a poe_name /,
-  );
-  assert.match(
-    parseError("models:\n  text: [[a]]\n").message,
-    /models\.text\[0\] must be a model name or a map with poe_name: got a list /,
-  );
-  assert.match(
-    parseError("models:\n  text: [{poe_name: a, aliases: b}]\n").message,
-    /models\.text\[0\]\.aliases must be a list of names: got "b" /,
-  );
-});
-
-Deno.test("parseModelsFile rejects control characters and surrounding spaces in names", () => {
-  assert.match(
-    parseError('models:\n  text: ["GPT-5\\u0000"]\n').message,
-    /models\.text\[0\] must not contain control characters: got "GPT-5\\u0000" /,
-  );
-  assert.match(
-    parseError('models:\n  text: [{poe_name: a, aliases: ["b\\nc"]}]\n').message,
-    /models\.text\[0\]\.aliases\[0\] must not contain control characters: got "b\\nc" /,
-  );
-  assert.match(
-    parseError('models:\n  text: [" GPT-5"]\n').message,
-    /models\.text\[0\] must not start or end with spaces: got " GPT-5" /,
-  );
 });
 
 Deno.test("parseModelsFile rejects duplicate names case-insensitively across modalities", async () => {
@@ -262,24 +151,6 @@ Deno.test("parseModelsFile rejects an empty registry", async () => {
   assert.match(parseError("- a\n").message, /the top level must be a map: got a list /);
 });
 
-Deno.test("parseModelsFile follows YAML anchors and aliases", () => {
-  const file = parseModelsFile(
-    "models:\n  text:\n    - {poe_name: A, aliases: &al [x, y]}\n  image:\n    - {poe_name: B, cheaper: *al}\n",
-    "x",
-  );
-  assert.deepEqual(get(file, "B").cheaper, ["A"]);
-});
-
-Deno.test("parseModelsFile rejects names over 200 characters, showing the value cut short", () => {
-  assert.equal(parseModelsFile(`models:\n  text: [${"x".repeat(200)}]\n`, "x").entries.length, 1);
-  assert.equal(
-    parseError(`models:\n  text: [${"x".repeat(201)}]\n`).message,
-    `Cannot load models.yaml: models.text[0] must be at most 200 characters: got "${
-      "x".repeat(57)
-    }..." (models.yaml:2:10)`,
-  );
-});
-
 Deno.test("parseModelsFile rejects sections of the wrong shape", () => {
   assert.match(
     parseError("defaults: [1]\nmodels:\n  text: [a]\n").message,
@@ -293,19 +164,5 @@ Deno.test("parseModelsFile rejects sections of the wrong shape", () => {
   assert.match(
     parseError("models:\n  text: [{poe_name: a, cheaper: b}]\n").message,
     /: models\.text\[0\]\.cheaper must be a list of names: got "b" /,
-  );
-});
-
-Deno.test("parseModelsFile caps YAML alias resolutions and rejects an unresolved alias", () => {
-  // Each alias is resolved where it is read: a few anchors could otherwise cost unbounded work.
-  const aliases = Array(1001).fill("*x").join(", ");
-  assert.match(
-    parseError(`models:\n  text:\n    - &x A\n    - {poe_name: B, aliases: [${aliases}]}\n`)
-      .message,
-    /^Cannot load models\.yaml: too many YAML aliases \(over 1000\) \(models\.yaml:4:\d+\)$/,
-  );
-  assert.equal(
-    parseError("models:\n  text: [a, *nope]\n").message,
-    "Cannot load models.yaml: unresolved YAML alias *nope (models.yaml:2:13)",
   );
 });

@@ -131,3 +131,28 @@ export async function startProxyProcess(options: ProxyProcessOptions): Promise<P
     },
   };
 }
+
+/** Reads stdout until the listening line and returns its URL. */
+export async function listeningUrl(
+  child: Deno.ChildProcess,
+): Promise<{ url: string; line: string; rest: Promise<string> }> {
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) throw new Error(`exited before listening: ${buffered}`);
+    buffered += value;
+    const match = buffered.match(/^(poe-proxy \S+ listening on (http:\/\/\S+) \((\d+) models\))$/m);
+    if (match) {
+      const rest = (async () => {
+        let more = "";
+        for (;;) {
+          const r = await reader.read();
+          if (r.done) return more;
+          more += r.value;
+        }
+      })();
+      return { url: match[2], line: match[1], rest };
+    }
+  }
+}

@@ -2,18 +2,19 @@ import assert from "node:assert/strict";
 import { countTokens } from "gpt-tokenizer/encoding/o200k_base";
 import type { ChatMessage } from "../lib/openai_types.ts";
 import {
-  EXACT_TEXT_BYTES,
   FILE_PART_TOKENS,
   IMAGE_LOW_DETAIL_TOKENS,
   IMAGE_PART_TOKENS,
-  loadTokenizer,
   MESSAGE_OVERHEAD,
   messageTokenBound,
+  utf8Length,
+} from "../lib/token_bounds.ts";
+import {
+  EXACT_TEXT_BYTES,
+  loadTokenizer,
   SEGMENT_LENGTH,
   segmentEnd,
-  tokenBoundWithin,
   TokenCounter,
-  utf8Length,
 } from "../lib/tokens.ts";
 import { random } from "./random.ts";
 
@@ -31,24 +32,6 @@ function pick(alphabet: string, length: number, seed: number): string {
 
 const ENGLISH = "The quick brown fox jumps over the lazy dog, and then it naps in the sun. " +
   "Tokenizers split text into pieces; most English words are a single token.\n\n";
-
-Deno.test("utf8Length equals TextEncoder's byte count, lone surrogates included", () => {
-  const cases = [
-    "",
-    "abc",
-    "é",
-    "日本語",
-    "😀",
-    "a😀b",
-    "\ud800",
-    "\udc00x",
-    "x\ud83d",
-    "\u07ff\u0800",
-  ];
-  for (const text of cases) {
-    assert.equal(utf8Length(text), new TextEncoder().encode(text).length, JSON.stringify(text));
-  }
-});
 
 Deno.test("TokenCounter.countText matches the library on ordinary text", () => {
   const counter = new TokenCounter();
@@ -203,10 +186,4 @@ Deno.test("TokenCounter.countMessages resends a history at the cost of its new m
   resent.push({ role: "assistant", content: "new" });
   assert.equal(counter.countMessages(resent), total + counter.countMessage(resent[50]));
   assert.deepEqual(counter.stats(), { hits: 51, misses: 51, entries: 51 });
-});
-
-Deno.test("tokenBoundWithin returns the byte bound or null past the limit", () => {
-  const messages = [{ role: "user", content: "abc" }, { role: "user", content: "日本" }];
-  assert.equal(tokenBoundWithin(messages, 100), 2 * MESSAGE_OVERHEAD + 3 + 6);
-  assert.equal(tokenBoundWithin(messages, 2 * MESSAGE_OVERHEAD + 8), null);
 });

@@ -1,4 +1,7 @@
-/** @module The dashboard in a real browser: Debian's Chromium driven by playwright-core. */
+/**
+ * @module Tests of lib/dashboard_script.ts: the dashboard in a real browser, Debian's Chromium driven
+ * by playwright-core.
+ */
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import type { Browser, Page } from "playwright-core";

@@ -1,0 +1,172 @@
+/**
+ * @module A JSON answer to a streamed request, read within its timeouts and size limit and told as
+ * a stream's opening would be: a completion becomes its events, an `error` object an error.
+ */
+import { completionToSse, isCompletion } from "./completion_events.ts";
+import { type BodyReader, errorObject, type StreamStart } from "./stream_start.ts";
+
+/** Options of {@linkcode readJsonStart}. */
+export interface JsonStartOptions {
+  /** Milliseconds the body's first bytes may take. */
+  firstByteMs: number;
+  /** Milliseconds the body may then stay silent between reads. */
+  idleMs: number;
+  /** Bytes past which the body is not read on (it could not be relayed as one event). */
+  maxBytes: number;
+  /**
+   * When it ends before the body does, the answer is handed on as it is: the client gets its
+   * headers and keep-alives while the relay reads the rest (as for a stream's opening).
+   */
+  wait?: Promise<void>;
+}
+
+/** How a JSON answer to a streamed request began: as a stream would have, or not at all. */
+export type JsonStart =
+  | StreamStart
+  /** A body that holds no completion: `parsed` is its JSON, `undefined` when it is not JSON. */
+  | { kind: "no-answer"; parsed: unknown }
+  /** The body did not come in time: its first bytes (`started` false), or the rest. */
+  | { kind: "timeout"; started: boolean }
+  /** The body is larger than `maxBytes`. */
+  | { kind: "too-large" };
+
+const encoder = new TextEncoder();
+
+/** A JSON body read piece by piece, within a size limit. */
+class JsonText {
+  #decoder = new TextDecoder();
+  #parts: string[] = [];
+  size = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Adds a piece; false past the size limit. */
+  add(bytes: Uint8Array): boolean {
+    this.size += bytes.byteLength;
+    if (this.size > this.maxBytes) return false;
+    this.#parts.push(this.#decoder.decode(bytes, { stream: true }));
+    return true;
+  }
+
+  /** The whole body parsed: `undefined` when it is not JSON. */
+  parse(): unknown {
+    this.#parts.push(this.#decoder.decode());
+    try {
+      return JSON.parse(this.#parts.join(""));
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** What a whole JSON body is, as a stream's opening would tell it. */
+function verdictOf(parsed: unknown): JsonStart {
+  // deno-lint-ignore no-explicit-any
+  const found = (parsed as any)?.error;
+  if (found && typeof parsed === "object") return { kind: "error", error: errorObject(found) };
+  if (!isCompletion(parsed)) return { kind: "no-answer", parsed };
+  const events = encoder.encode(completionToSse(parsed as Record<string, unknown>));
+  return { kind: "answer", body: ReadableStream.from([events]).getReader() };
+}
+
+/**
+ * Reads the whole of a JSON answer Poe sent to a streamed request, within the timeouts and the
+ * size limit, and tells it as a stream's opening: a completion is an answer whose `body` yields
+ * its events ({@linkcode completionToSse}), an `error` object is an error, as an opening error
+ * event is. Past `wait` it is an answer whose `body` reads the rest, then yields its events or
+ * its error as events. The body is cancelled unless read to its end. A failed read rejects, as
+ * the body's own read would.
+ */
+export async function readJsonStart(
+  stream: ReadableStream<Uint8Array>,
+  options: JsonStartOptions,
+): Promise<JsonStart> {
+  const reader = stream.getReader();
+  const text = new JsonText(options.maxBytes);
+  const waited = options.wait?.then(() => "waited" as const) ?? new Promise<never>(() => {});
+  for (;;) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(
+        () => resolve("late"),
+        text.size === 0 ? options.firstByteMs : options.idleMs,
+      );
+    });
+    const read = reader.read();
+    let result: ReadableStreamReadResult<Uint8Array> | "late" | "waited";
+    try {
+      result = await Promise.race([read, late, waited]);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (result === "waited") {
+      // Awaited by the relay's first pull; a failure before then must not go unhandled.
+      read.catch(() => {});
+      return { kind: "answer", body: jsonRest(reader, read, text) };
+    }
+    if (result === "late") {
+      await reader.cancel().catch(() => {});
+      return { kind: "timeout", started: text.size > 0 };
+    }
+    if (result.done) break;
+    if (!text.add(result.value)) {
+      await reader.cancel().catch(() => {});
+      return { kind: "too-large" };
+    }
+  }
+  return verdictOf(text.parse());
+}
+
+/**
+ * The rest of a JSON answer handed on before it was whole. Each piece of it is reported as an
+ * empty chunk, so that the relay times the pauses between them (`IDLE_TIMEOUT_SECONDS`) and keeps
+ * the client's keep-alives going; at its end come its events, or its error as an error event (the
+ * client has its status by then).
+ */
+function jsonRest(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  pending: Promise<ReadableStreamReadResult<Uint8Array>>,
+  text: JsonText,
+): BodyReader {
+  const progress: ReadableStreamReadResult<Uint8Array> = { done: false, value: new Uint8Array() };
+  let next = pending;
+  // The body began before the hand-over: the relay times its pauses from the start.
+  let started = text.size > 0;
+  let ended = false;
+  return {
+    async read() {
+      if (ended) return { done: true, value: undefined };
+      if (started) {
+        started = false;
+        return progress;
+      }
+      const r = await next;
+      if (!r.done) {
+        if (!text.add(r.value)) {
+          ended = true;
+          await reader.cancel().catch(() => {});
+          return sseOf({
+            message:
+              `Poe answered with a body larger than ${text.maxBytes} bytes, too large to relay.`,
+            type: "upstream_error",
+            code: "upstream_bad_body",
+          });
+        }
+        next = reader.read();
+        next.catch(() => {});
+        return progress;
+      }
+      ended = true;
+      const verdict = verdictOf(text.parse());
+      if (verdict.kind === "answer") return await verdict.body.read();
+      // An error, or no answer at all (the relay then says the stream ended without one).
+      return verdict.kind === "error" ? sseOf(verdict.error) : { done: true, value: undefined };
+    },
+    cancel: (reason) => reader.cancel(reason),
+  };
+}
+
+function sseOf(error: Record<string, unknown>): ReadableStreamReadResult<Uint8Array> {
+  const event = `data: ${JSON.stringify({ error })}\n\ndata: [DONE]\n\n`;
+  return { done: false, value: encoder.encode(event) };
+}

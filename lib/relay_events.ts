@@ -1,0 +1,214 @@
+/**
+ * @module What the SSE relay does with Poe's events: watches them into a summary, passes most on as
+ * they came, changes or holds the few it must, and makes the events that end the answer.
+ */
+import type { EventSourceMessage } from "eventsource-parser";
+import { TextShape } from "./data_answer.ts";
+import {
+  answerTextOf,
+  type Chunk,
+  chunkBase,
+  dataEvent,
+  errorEvent,
+  footerChunk,
+  isPlainDelta,
+  openAiErrorEvent,
+} from "./sse_events.ts";
+import type { RelayOptions, StreamEnding, StreamSummary } from "./sse.ts";
+import { carriesDelta, StreamShaper } from "./stream_shape.ts";
+
+/** Options of {@linkcode RelayEvents}: those of {@linkcode RelayOptions} that concern events. */
+export type RelayEventsOptions = Pick<
+  RelayOptions,
+  "includeUsage" | "finish" | "redact" | "estimateUsage"
+>;
+
+/**
+ * The events of one relayed answer. Each of Poe's events goes to {@linkcode RelayEvents.onEvent},
+ * which hands what goes to the client to `emit`: the event's original `data` text, or the few
+ * this proxy changes re-encoded (chunks {@linkcode StreamShaper} completes, usage moved to a chunk
+ * of its own). The finish and usage chunks are held for the end when a footer or cost may be
+ * added to them.
+ */
+export class RelayEvents {
+  /** What was seen of the answer so far. */
+  readonly summary: StreamSummary = {
+    id: null,
+    model: null,
+    created: null,
+    usage: null,
+    finishReason: null,
+    toolCalls: false,
+    error: false,
+    finishAdded: false,
+    dataText: false,
+    droppedEvents: 0,
+  };
+  /** Poe's `[DONE]` was read. */
+  sawDone = false;
+  readonly #options: RelayEventsOptions;
+  readonly #emit: (event: string) => void;
+  /** The finish chunk is held for {@linkcode RelayOptions.finish}, which may add a footer. */
+  readonly holdForEnding: boolean;
+  readonly #shaper = new StreamShaper();
+  readonly #text = new TextShape();
+  #heldFinish: Chunk | null = null;
+  #heldUsage: Chunk | null = null;
+  /**
+   * The answer's events, kept as they came while they may need counting: parsed only at the end,
+   * and only when Poe sent no usage. Dropped once usage is seen.
+   */
+  #kept: string[] | null;
+
+  constructor(options: RelayEventsOptions, emit: (event: string) => void) {
+    this.#options = options;
+    this.#emit = emit;
+    this.holdForEnding = options.finish !== undefined;
+    this.#kept = options.estimateUsage ? [] : null;
+  }
+
+  /** Takes one of Poe's events (a bound function, for the SSE parser's `onEvent`). */
+  readonly onEvent = (event: EventSourceMessage): void => {
+    const summary = this.summary;
+    const options = this.#options;
+    const data = event.data;
+    if (data === "[DONE]") {
+      this.sawDone = true;
+      return;
+    }
+    if (summary.id !== null && this.#shaper.started && !this.#text.watching && isPlainDelta(data)) {
+      this.#kept?.push(data);
+      this.#emit(dataEvent(data));
+      return;
+    }
+    let chunk: Chunk | null = null;
+    try {
+      chunk = JSON.parse(data);
+    } catch {
+      // Not JSON: the SDKs would end the whole stream on it.
+    }
+    if (event.event === "error" || chunk?.error) {
+      summary.error = true;
+      const poe = chunk?.error ?? chunk ?? data;
+      const error = typeof poe === "string" ? { message: poe } : poe;
+      this.#emit(openAiErrorEvent(error, options.redact));
+      return;
+    }
+    if (chunk === null || typeof chunk !== "object") {
+      summary.droppedEvents++;
+      return;
+    }
+    summary.id ??= typeof chunk.id === "string" ? chunk.id : null;
+    summary.model ??= typeof chunk.model === "string" ? chunk.model : null;
+    summary.created ??= typeof chunk.created === "number" ? chunk.created : null;
+    if (chunk.usage && typeof chunk.usage === "object") {
+      summary.usage = chunk.usage;
+      this.#kept = null;
+    }
+    this.#kept?.push(data);
+    let changed = this.#shaper.shape(chunk);
+    const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
+    const choice = choices[0];
+    const calls = choice?.delta?.tool_calls;
+    if (Array.isArray(calls) && calls.length > 0) summary.toolCalls = true;
+    if (typeof choice?.delta?.content === "string") this.#text.add(choice.delta.content);
+    if (choice?.finish_reason) summary.finishReason = choice.finish_reason;
+    if (choices.length === 0 && chunk.usage) {
+      // The usage chunk is the last before [DONE] anyway: kept until the end, where it may
+      // gain the cost.
+      if (options.includeUsage) this.#heldUsage = chunk;
+      return;
+    }
+    if (options.includeUsage && chunk.usage) {
+      // OpenAI sends usage in a chunk of its own, last: made at the end from `summary.usage`.
+      delete chunk.usage;
+      changed = true;
+    }
+    if (this.holdForEnding && choice?.finish_reason) {
+      if (carriesDelta(choice.delta)) {
+        // The finish chunk also carries the end of the answer: that goes out now, and the
+        // footer after it, not inside the text.
+        const { usage: _, ...rest } = chunk;
+        this.#emit(
+          dataEvent(JSON.stringify({ ...rest, choices: [{ ...choice, finish_reason: null }] })),
+        );
+        choice.delta = {};
+        // The end's logprobs went out with it: the finish chunk must not repeat them.
+        if (choice.logprobs) choice.logprobs = null;
+      }
+      this.#heldFinish = chunk;
+      return;
+    }
+    this.#emit(changed ? dataEvent(JSON.stringify(chunk)) : dataEvent(data));
+  };
+
+  /**
+   * Settles the summary once Poe's stream is over: a stream Poe ended without a finish_reason
+   * gets one, then whether the text is data, and the usage. False when there was no answer at all.
+   */
+  settle(): boolean {
+    const summary = this.summary;
+    if (summary.finishReason === null && !summary.error) {
+      if (summary.id === null && !this.#shaper.started) return false;
+      // Some models end a stream silently; OpenAI's clients need a finish_reason to end on.
+      summary.finishReason = summary.toolCalls ? "tool_calls" : "stop";
+      summary.finishAdded = true;
+      this.#heldFinish = {
+        ...chunkBase(summary),
+        choices: [{ index: 0, delta: {}, finish_reason: summary.finishReason }],
+      };
+    }
+    summary.dataText = this.#text.data;
+    this.#settleUsage();
+    return true;
+  }
+
+  /**
+   * Adds the events that end a settled answer to `pending`: the footer, then the held finish and
+   * usage chunks, with the ending's usage fields merged in.
+   */
+  end(ending: StreamEnding | null, pending: string[]): void {
+    if (ending?.footer) {
+      pending.push(dataEvent(JSON.stringify(footerChunk(this.summary, ending.footer))));
+    }
+    for (const chunk of [this.#heldFinish, this.#heldUsage]) {
+      if (!chunk) continue;
+      if (ending?.usage && chunk.usage) chunk.usage = { ...chunk.usage, ...ending.usage };
+      pending.push(dataEvent(JSON.stringify(chunk)));
+    }
+  }
+
+  /** Adds the events that end an answer the proxy's shutdown cuts off to `pending`. */
+  cut(pending: string[]): void {
+    const summary = this.summary;
+    if (summary.finishReason !== null && !summary.error) {
+      // The answer is whole (its usage or footer may still be awaited): it ends as answered,
+      // without the footer. An error would have the client ask, and pay, again.
+      this.#settleUsage();
+      for (const chunk of [this.#heldFinish, this.#heldUsage]) {
+        if (chunk) pending.push(dataEvent(JSON.stringify(chunk)));
+      }
+    } else {
+      summary.error = true;
+      pending.push(
+        errorEvent(
+          "poe-proxy is shutting down: this answer was cut off. Ask again.",
+          "server_error",
+          "server_shutting_down",
+        ),
+      );
+    }
+  }
+
+  /** Counts the usage Poe sent none of, and makes the usage chunk the client asked for. */
+  #settleUsage(): void {
+    const summary = this.summary;
+    if (this.#kept !== null && summary.usage === null && !summary.error) {
+      summary.usage = this.#options.estimateUsage!(answerTextOf(this.#kept));
+      this.#kept = null;
+    }
+    if (this.#options.includeUsage && this.#heldUsage === null && summary.usage !== null) {
+      this.#heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
+    }
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * @module The warnings logged once at startup, about settings that work but put the owner's points
+ * at risk: guessable inbound keys, no inbound keys off loopback, a cost cap that cannot price some
+ * models.
+ */
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import type { ModelRegistry } from "./models.ts";
+
+/** Inbound keys shorter than this can be guessed; `openssl rand -hex 24` makes a good one. */
+const SHORT_KEY = 16;
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
+
+/** Options of {@linkcode warnAtStartup}. */
+export interface StartupWarningsOptions {
+  config: Pick<Config, "host" | "maxPointsPerMessage">;
+  /** The inbound keys, as from `inboundKeys`. */
+  inbound: readonly string[];
+  registry: ModelRegistry;
+  logger: Logger;
+}
+
+/** Logs a warning for each risky setting, in a fixed order; nothing when there is none. */
+export function warnAtStartup(options: StartupWarningsOptions): void {
+  const { config, inbound, registry, logger } = options;
+  const short = inbound.filter((k) => k.length < SHORT_KEY).length;
+  if (short > 0) {
+    logger.warn("short inbound keys", {
+      message: `${short} of the inbound keys ${
+        short === 1 ? "is" : "are"
+      } shorter than ${SHORT_KEY} characters and could be guessed; make new ones with: openssl rand -hex 24`,
+    });
+  }
+  if (inbound.length === 0 && !isLoopback(config.host)) {
+    logger.warn("no inbound keys", {
+      message:
+        `listening on ${config.host} without PROXY_API_KEYS: anyone who can reach this port spends your Poe points` +
+        " (browsers are answered only at the names in ALLOWED_HOSTS)",
+    });
+  }
+  if (config.maxPointsPerMessage > 0) {
+    const unpriced = registry.list().filter((e) => registry.estimatePoints(e, 0) === null);
+    if (unpriced.length > 0) {
+      logger.warn("cost cap blind", {
+        message: `MAX_POINTS_PER_MESSAGE cannot check ${unpriced.length} models without a price ` +
+          `in models.yaml (base, per_1k_tokens or per_1k_output_tokens): ${
+            unpriced.map((e) => e.id).join(", ")
+          }`,
+      });
+    }
+  }
+}
