@@ -1,4 +1,4 @@
-/** @module Settling answers with the points-history entries paired to them: claims and costs found. */
+/** @module Settling answers with the points-history entries paired to them: claims, costs found. */
 import { ClaimedEntries, pairEntries } from "./cost_pairing.ts";
 import type { Waiter } from "./cost_waiter.ts";
 import type { FetchPacing } from "./fetch_pacing.ts";

@@ -1,4 +1,4 @@
-/** @module An answer waiting or watched for its cost, and what a history read must cover for it. */
+/** @module Answers waiting or watched for their cost, and what a history read must cover. */
 import type { TokenCounts } from "./cost_pairing.ts";
 import type { FoundCost } from "./cost_settler.ts";
 import type { Deadline } from "./deadlines.ts";

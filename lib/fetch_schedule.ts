@@ -1,4 +1,4 @@
-/** @module When the cost tracker reads the points history: one read at a time, at once or on a timer. */
+/** @module When the cost tracker's history reads start: one at a time, at once or on a timer. */
 import type { Waiter } from "./cost_waiter.ts";
 import type { Timers } from "./deadlines.ts";
 import type { FetchPacing } from "./fetch_pacing.ts";
@@ -25,7 +25,8 @@ export interface FetchScheduleOptions {
  * while a read is in flight share the next one, which starts as soon as that read returns
  * (trailing edge). Under load (many requests at once, estimated from the arrival rate and request
  * duration), the starts of two reads are kept up to `maxBatchMs` apart so that one read serves
- * many answers. No read runs while none waits or is watched.
+ * many answers. From the third failed read in a row, reads pause (15 s, doubling up to 5 min).
+ * No read runs while none waits or is watched.
  */
 export class FetchSchedule {
   readonly #run: () => void;
