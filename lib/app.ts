@@ -1,4 +1,4 @@
-/** @module The route table, the doors every request passes, and the one place errors become responses. */
+/** @module The app built from config: the doors every request passes, and where errors become responses. */
 import { errorResponse, ProxyError } from "./errors.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -11,23 +11,19 @@ import { UpstreamClient } from "./upstream.ts";
 import { chatDeadlines, handleChat } from "./chat.ts";
 import { TokenCounter } from "./tokens.ts";
 import { ProxyMetrics } from "./proxy_metrics.ts";
-import { PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
 import { RecentRequests } from "./recent_requests.ts";
 import { UsageDashboard } from "./dashboard.ts";
-import { dashboardResponse } from "./dashboard_page.ts";
 import { createUsageService, type UsageService } from "./usage_service.ts";
 import { HIDDEN, Redactor } from "./redact.ts";
 import { BrowserGuard } from "./browser_guard.ts";
 import { CorsPolicy } from "./cors.ts";
-import { modelObject } from "./model_listing.ts";
+import { appRoutes } from "./app_routes.ts";
 import {
   clientPath,
   type Handler,
   indexByPath,
   matchesPath,
-  type Route,
   routeParams,
-  safeDecode,
   unknownEndpoint,
 } from "./routes.ts";
 
@@ -88,12 +84,6 @@ export interface AppStats {
   trackedClients: number;
   /** Poe bodies of answers that are over, still being read to their end to keep the connection. */
   drainingBodies: number;
-}
-
-function json(body: unknown, init: ResponseInit = {}): Response {
-  const headers = new Headers(init.headers);
-  headers.set("content-type", "application/json");
-  return new Response(JSON.stringify(body), { ...init, headers });
 }
 
 /** Builds the application from its dependencies. */
@@ -184,79 +174,15 @@ export function createApp(deps: AppDeps): App {
         ],
       }));
 
-  const routes: Route[] = [
-    {
-      method: "GET",
-      path: "/healthz",
-      auth: false,
-      handler: () => json({ status: "ok", version: deps.version, models: deps.registry().size }),
-    },
-    {
-      method: "GET",
-      path: "/v1/models",
-      auth: true,
-      handler: () => {
-        const registry = deps.registry();
-        return json({
-          object: "list",
-          data: registry.list().map((e) => modelObject(e, created, registry.contextCap(e))),
-        });
-      },
-    },
-    {
-      method: "GET",
-      path: { prefix: "/v1/models/" },
-      auth: true,
-      handler: (_req, _ctx, params) => {
-        const id = safeDecode(params.rest);
-        const registry = deps.registry();
-        const entry = id === null ? undefined : registry.lookup(id);
-        if (!entry) {
-          throw new ProxyError(
-            404,
-            `The model ${JSON.stringify(id ?? params.rest)} is not in this proxy's models.yaml.`,
-            {
-              param: "model",
-              code: "model_not_found",
-            },
-          );
-        }
-        return json(modelObject(entry, created, registry.contextCap(entry)));
-      },
-    },
-    {
-      method: "POST",
-      path: "/v1/chat/completions",
-      auth: true,
-      handler: chat,
-    },
-    {
-      method: "GET",
-      path: "/metrics",
-      auth: true,
-      handler: () => {
-        dashboard.sample();
-        return new Response(metrics.render(), {
-          headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" },
-        });
-      },
-    },
-  ];
-  if (config.dashboard) {
-    routes.push({
-      method: "GET",
-      path: "/",
-      // The page holds no data: it asks for a key and sends it with its API calls.
-      auth: false,
-      handler: () => dashboardResponse(),
-    }, {
-      method: "GET",
-      path: "/api/usage",
-      auth: true,
-      handler: async () =>
-        json(await dashboard.build(), { headers: { "cache-control": "no-store" } }),
-    });
-  }
+  const routes = appRoutes({
+    version: deps.version,
+    registry: deps.registry,
+    created,
+    chat,
+    metrics,
+    dashboard,
+    dashboardEnabled: config.dashboard,
+  });
 
   const byPath = indexByPath(routes);
 

@@ -1,6 +1,6 @@
 /** @module The command line: its help text, its parsing, and the error a startup fails with. */
 import { parseArgs } from "node:util";
-import { CONFIG_VARIABLES } from "./config.ts";
+import { CONFIG_VARIABLES } from "./config_table.ts";
 
 /** A startup failure: printed as one line, exit code 2. */
 export class StartupError extends Error {}

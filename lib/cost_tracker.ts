@@ -1,21 +1,13 @@
 /** @module Attribution of each answer's real cost from Poe's points history, shared fetches. */
-import { ClaimedEntries, overlap, pairEntries } from "./cost_pairing.ts";
-import { KeyNameLearner } from "./key_name.ts";
+import { overlap } from "./cost_pairing.ts";
+import { type FoundCost, poeClockAhead } from "./cost_settler.ts";
 import type { Logger } from "./log.ts";
-import { breakdownTokens, type PointsEntry, type UsageSource } from "./usage_api.ts";
-import { letGo, oldestToCover, type Waiter } from "./cost_waiter.ts";
+import type { UsageSource } from "./usage_api.ts";
+import { dropOldest, letGo, type Waiter } from "./cost_waiter.ts";
 import { Deadlines, REAL_TIMERS, type Timers } from "./deadlines.ts";
 import { FetchPacing } from "./fetch_pacing.ts";
-
-/** The real cost of one answer, found in the points history. */
-export interface FoundCost {
-  points: number;
-  queryId: string;
-  /** The entry's `creation_time`, in milliseconds since the epoch. */
-  createdAt: number;
-  /** Milliseconds from the end of the answer to the discovery. */
-  afterMs: number;
-}
+import { FetchSchedule } from "./fetch_schedule.ts";
+import { HistoryFetcher } from "./history_fetcher.ts";
 
 /** What {@linkcode CostTracker.attribute} needs to know about an answer. */
 export interface AttributeOptions {
@@ -87,68 +79,34 @@ export interface CostTrackerOptions {
 }
 
 /**
- * Entries of the first page when one answer waits: its entry is among the newest. Each entry is
- * about 300 bytes to send and parse; a lone answer's wait is that read, so it is kept short.
- */
-const SHORT_PAGE = 5;
-/** A clock offset read from `Date` headers smaller than this is noise. */
-const CLOCK_NOISE_MS = 1_500;
-
-/**
  * Finds what each answer cost. A waiting answer is paired with an unclaimed `points_history` entry
  * of usage type `API`, of its model, created after its request started: first an entry whose token
  * breakdown equals the answer's usage, else by order, only where the order leaves no doubt (see
- * {@linkcode pairEntries}): answers without token counts that overlapped in time are never paired
- * by order, and go on with their estimate at once. An entry with `cost_points` 0 is not final: it
- * is held but not reported.
+ * `pairEntries`): answers without token counts that overlapped in time are never paired by order,
+ * and go on with their estimate at once. An entry with `cost_points` 0 is not final: it is held
+ * but not reported ({@linkcode HistoryFetcher} reads and settles).
  *
  * Scheduling: no fixed delay. When an answer ends and no fetch is in flight, the history is read
  * at once (leading edge), unless costs have lately been landing later (a moving average of how long
  * after its answer an entry was first found, probed 20% early), in which case the fetch waits until
  * then; when that is past the answer's wait, the answer does not wait at all. Answers that end
- * while a fetch is in flight share the next one, which starts as soon as that fetch returns
- * (trailing edge). Under load (many requests at once, estimated from the arrival rate and request
- * duration), the starts of two fetches are kept up to `maxBatchMs` apart so that one fetch serves
- * many answers. A fetch reads pages (a short one for a lone answer, else 100 entries) until
- * every entry since the start of each answer it looks for is read (answers watched in the
- * background count for that only every `backgroundPollMs`). No fetch runs while none waits.
+ * while a fetch is in flight share the next one (trailing edge); under load, fetches are spaced so
+ * that one serves many answers ({@linkcode FetchSchedule}). A fetch reads pages until every entry
+ * since the start of each answer it looks for is read (answers watched in the background count for
+ * that only every `backgroundPollMs`). No fetch runs while none waits.
  */
 export class CostTracker implements AsyncDisposable {
   readonly #api: UsageSource;
   readonly #backgroundFirstMs: number;
-  readonly #pollMs: number;
-  readonly #watchMs: number;
-  readonly #backgroundPollMs: number;
-  readonly #maxPages: number;
   readonly #skewMs: number;
   readonly #maxWatched: number;
   readonly #now: () => number;
   readonly #timers: Timers;
-  readonly #logger: Logger | undefined;
-  /** Live answers, in order of completion. */
-  #waiters: Waiter[] = [];
-  /** Entries already attributed. */
-  #claimed = new ClaimedEntries();
-  /** This proxy's own `api_key_name`, configured or learnt from token matches. */
-  readonly #keyName: KeyNameLearner;
-  /** Whether the warning that the configured key name seems wrong was logged. */
-  #keyNameWarned = false;
-  #timer: unknown = null;
-  #timerAt = Infinity;
-  #microtask = false;
-  #fetching = false;
-  /** Start of the last fetch. */
-  #lastFetchAt = -Infinity;
-  /** Start of the last fetch that could read deeper for answers watched in the background. */
-  #lastDeepAt = -Infinity;
-  #backgroundDelay: number;
-  #abort = new AbortController();
-  #calls = 0;
-  #fetches = 0;
+  /** Live answers, in order of completion. Changed in place only: the fetcher holds it too. */
+  readonly #waiters: Waiter[] = [];
+  readonly #schedule: FetchSchedule;
+  readonly #fetcher: HistoryFetcher;
   #dropped = 0;
-  /** Consecutive failed fetches; while they fail, answers are not held for the history. */
-  #failures = 0;
-  #quietUntil = 0;
   /** How late entries land, and the load estimate. */
   readonly #pacing: FetchPacing;
   #closed = false;
@@ -158,11 +116,6 @@ export class CostTracker implements AsyncDisposable {
   constructor(options: CostTrackerOptions) {
     this.#api = options.api;
     this.#backgroundFirstMs = options.backgroundFirstMs ?? 50;
-    this.#pollMs = options.pollMs ?? 400;
-    this.#watchMs = options.watchMs ?? 120_000;
-    this.#backgroundPollMs = options.backgroundPollMs ?? 2_000;
-    this.#backgroundDelay = this.#backgroundPollMs;
-    this.#maxPages = options.maxPages ?? 3;
     this.#skewMs = options.clockSkewMs ?? 2_000;
     this.#maxWatched = Math.max(1, options.maxWatched ?? 1_000);
     this.#now = options.now ?? Date.now;
@@ -172,18 +125,33 @@ export class CostTracker implements AsyncDisposable {
       now: this.#now,
     });
     this.#timers = options.timers ?? REAL_TIMERS;
-    this.#logger = options.logger;
-    this.#keyName = new KeyNameLearner(undefined, options.keyName ?? null);
+    this.#schedule = new FetchSchedule(() => void this.#fetcher.run(), {
+      pollMs: options.pollMs ?? 400,
+      backgroundPollMs: options.backgroundPollMs ?? 2_000,
+      pacing: this.#pacing,
+      now: this.#now,
+      timers: this.#timers,
+    });
+    this.#fetcher = new HistoryFetcher(this.#waiters, {
+      api: this.#api,
+      maxPages: options.maxPages ?? 3,
+      keyName: options.keyName ?? null,
+      pacing: this.#pacing,
+      schedule: this.#schedule,
+      watchMs: options.watchMs ?? 120_000,
+      now: this.#now,
+      logger: options.logger,
+    });
   }
 
   /** Usage API calls made so far (one per page read). */
   get calls(): number {
-    return this.#calls;
+    return this.#fetcher.calls;
   }
 
   /** History fetches started so far (each reads one page or more). */
   get fetches(): number {
-    return this.#fetches;
+    return this.#fetcher.fetches;
   }
 
   /** Answers still waiting or watched. */
@@ -210,10 +178,11 @@ export class CostTracker implements AsyncDisposable {
     if (this.#closed) return Promise.resolve(null);
     const now = this.#now();
     this.#pacing.observe(now, options.startedAt);
-    const quiet = now < this.#quietUntil;
+    const quietUntil = this.#schedule.answered(now);
+    const quiet = now < quietUntil;
     const expected = this.#pacing.expectedMs;
     // History times are Poe's: the start in Poe's clock, when it is clearly off from this one.
-    const start = options.startedAt + this.#poeClockAhead();
+    const start = options.startedAt + poeClockAhead(this.#api);
     const model = options.model.toLowerCase();
     const tokens = options.tokens ?? null;
     const arrivedAt = Math.min(options.startedAt, now);
@@ -232,7 +201,7 @@ export class CostTracker implements AsyncDisposable {
       endedAt: now,
       // The history keeps failing: no answer waits for it; one fetch retries after the pause.
       dueAt: quiet
-        ? this.#quietUntil
+        ? quietUntil
         : now + (background ? Math.max(expected, this.#backgroundFirstMs) : expected),
       checkedAt: -Infinity,
       missedAt: -Infinity,
@@ -245,9 +214,11 @@ export class CostTracker implements AsyncDisposable {
       tied,
       done: false,
     };
-    if (this.#waiters.length >= this.#maxWatched) this.#drop();
+    if (this.#waiters.length >= this.#maxWatched) {
+      this.#dropped++;
+      dropOldest(this.#waiters);
+    }
     this.#waiters.push(waiter);
-    if (!quiet) this.#backgroundDelay = this.#backgroundPollMs;
     let result: Promise<FoundCost | null>;
     if (background) {
       result = Promise.resolve(null);
@@ -261,14 +232,14 @@ export class CostTracker implements AsyncDisposable {
       });
       result = promise;
     }
-    if (!tied) this.#schedule(waiter.dueAt);
+    if (!tied) this.#schedule.request(waiter.dueAt);
     return result;
   }
 
   /**
    * Whether an answer without token counts overlapped in time one of its model without them that
    * is still watched. Their entries could come in either order and nothing else tells them apart,
-   * so neither is paired by order while both are watched ({@linkcode pairEntries}): those waiting
+   * so neither is paired by order while both are watched (`pairEntries`): those waiting
    * for their cost go on with the estimate now, rather than wait for what cannot come in time.
    */
   #tie(model: string, arrivedAt: number, finishedAt: number): boolean {
@@ -283,16 +254,6 @@ export class CostTracker implements AsyncDisposable {
     return tied;
   }
 
-  /**
-   * How far Poe's clock is ahead of this one, when the Usage API's `Date` headers say so clearly:
-   * past {@linkcode CLOCK_NOISE_MS}. Smaller offsets are within reading error and the skew
-   * allowance; trusting them could call an answer's history read complete too early.
-   */
-  #poeClockAhead(): number {
-    const offset = this.#api.clockOffsetMs ?? 0;
-    return Math.abs(offset) >= CLOCK_NOISE_MS ? offset : 0;
-  }
-
   #waitDeadlines(ms: number): Deadlines {
     let deadlines = this.#waits.get(ms);
     if (!deadlines) {
@@ -302,237 +263,18 @@ export class CostTracker implements AsyncDisposable {
     return deadlines;
   }
 
-  /** Ensures a fetch starts at `at` or earlier, but not sooner than the batching pause allows. */
-  #schedule(at: number): void {
-    if (this.#closed || this.#fetching) return;
-    const now = this.#now();
-    at = Math.max(at, this.#lastFetchAt + this.#pacing.batchMs());
-    if (at <= now) {
-      // Leading edge: fetch now (after this turn, so answers ending together share it).
-      if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
-      this.#timer = null;
-      this.#timerAt = Infinity;
-      if (!this.#microtask) {
-        this.#microtask = true;
-        queueMicrotask(() => {
-          this.#microtask = false;
-          void this.#fetch();
-        });
-      }
-      return;
-    }
-    if (this.#microtask || (this.#timer !== null && this.#timerAt <= at)) return;
-    if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = this.#timers.setTimeout(() => {
-      this.#timer = null;
-      this.#timerAt = Infinity;
-      void this.#fetch();
-    }, at - now);
-  }
-
-  async #fetch(): Promise<void> {
-    if (this.#closed || this.#fetching || this.#waiters.length === 0) return;
-    this.#fetching = true;
-    this.#fetches++;
-    const startedAt = this.#now();
-    this.#lastFetchAt = startedAt;
-    for (const w of this.#waiters) w.checkedAt = startedAt;
-    // Now and then, answers watched in the background may make a fetch read deeper too.
-    const deep = startedAt - this.#lastDeepAt >= this.#backgroundPollMs;
-    if (deep) this.#lastDeepAt = startedAt;
-    const entries: PointsEntry[] = [];
-    // The entries read reach back to `reach` (µs), or to the start of the history.
-    let reach = Infinity;
-    let complete = false;
-    let failed = false;
-    try {
-      let after: string | undefined;
-      const pages = this.#maxPages + Math.floor(this.#waiters.length / 100);
-      for (let page = 0; page < pages; page++) {
-        this.#calls++;
-        const got = await this.#api.pointsHistory({
-          // One answer alone: a short page (its entry is among the newest; a page of 100 costs
-          // both sides about 0.1 ms more). Further pages, and pages under load, are full.
-          limit: page === 0 && this.#waiters.length <= 1 ? SHORT_PAGE : 100,
-          startingAfter: after,
-          signal: this.#abort.signal,
-        });
-        for (const e of got.data) entries.push(e);
-        const last = got.data.at(-1);
-        if (!got.hasMore || !last) {
-          complete = true;
-          break;
-        }
-        reach = last.creation_time;
-        // Read on until every entry since the start of each answer looked for is read.
-        if (reach < oldestToCover(this.#waiters, startedAt, deep)) break;
-        after = last.query_id;
-      }
-    } catch (err) {
-      failed = true;
-      if (!this.#closed) {
-        this.#failures++;
-        this.#logger?.[this.#failures === 1 ? "warn" : "debug"]("points history failed", {
-          error: err,
-          failures: this.#failures,
-        });
-      }
-    } finally {
-      this.#fetching = false;
-    }
-    if (this.#closed) return;
-    if (failed) {
-      this.#release();
-      if (this.#failures >= 3) {
-        this.#quietUntil = this.#now() + Math.min(300_000, 15_000 * 2 ** (this.#failures - 3));
-      }
-    } else {
-      this.#failures = 0;
-      this.#quietUntil = 0;
-    }
-    const covered = (w: Waiter) => complete || reach < w.realStartUs;
-    // Answers past their watch are no one's rivals any more (tied ones plan no read to drop them).
-    this.#compact();
-    // Pairing by order counts the entries: only when every one since their start was read.
-    const assigned = pairEntries(this.#waiters, entries, {
-      covered,
-      waiting: (w) => w.foreground !== null,
-      claimed: this.#claimed,
-      keyName: this.#keyName.name,
-      keyNameConfigured: this.#keyName.configured !== null,
-      onOtherKey: (_, e) => this.#otherKey(e),
-    });
-    for (const [w, e] of assigned) {
-      if (e.cost_points !== 0) this.#resolve(w, e, startedAt);
-    }
-    if (!failed) {
-      for (const w of this.#waiters) {
-        if (!w.done && w.checkedAt === startedAt && covered(w)) w.missedAt = startedAt;
-      }
-    }
-    this.#compact();
-    this.#plan();
-  }
-
-  /**
-   * An answer found no entry but another key's with its token counts: after a few in a row, the
-   * configured key name is likely wrong (answers then keep their estimates), worth one warning.
-   */
-  #otherKey(e: PointsEntry): void {
-    if (this.#keyNameWarned || !this.#keyName.mismatch(e.api_key_name, e.query_id)) return;
-    this.#keyNameWarned = true;
-    this.#logger?.warn("POE_API_KEY_NAME does not match Poe's points history", {
-      configured: this.#keyName.configured,
-      seen: e.api_key_name as string,
-    });
-  }
-
-  /** Schedules the next fetch for the answers still waiting or watched, if any. */
-  #plan(): void {
-    const now = this.#now();
-    let next = Infinity;
-    let foreground = false;
-    let watched = false;
-    for (const w of this.#waiters) {
-      if (w.tied) continue;
-      watched = true;
-      // Not looked for since its entry was due (answers that ended during the last fetch): next.
-      if (w.checkedAt < w.dueAt) next = Math.min(next, w.dueAt);
-      else if (w.foreground !== null) foreground = true;
-    }
-    if (!watched) return;
-    if (foreground) {
-      next = Math.min(next, this.#lastFetchAt + this.#pollMs);
-    } else if (next === Infinity) {
-      next = now + this.#backgroundDelay;
-      this.#backgroundDelay = Math.min(30_000, this.#backgroundDelay * 2);
-    }
-    this.#schedule(Math.max(next, this.#quietUntil));
-  }
-
-  /** The oldest answer gives up: it keeps its estimate and is no longer watched. */
-  #drop(): void {
-    const w = this.#waiters.shift()!;
-    this.#dropped++;
-    w.deadline?.cancel();
-    w.deadline = null;
-    w.foreground?.(null);
-    w.foreground = null;
-    w.done = true;
-  }
-
-  /** Lets every answer waiting in the foreground go on with an estimate; they stay watched. */
-  #release(): void {
-    for (const w of this.#waiters) letGo(w);
-  }
-
-  #resolve(w: Waiter, e: PointsEntry, fetchStartedAt: number): void {
-    this.#claimed.add(e.query_id);
-    if (w.tokens !== null) {
-      const t = breakdownTokens(e);
-      if (t && t.prompt === w.tokens.prompt && t.completion === w.tokens.completion) {
-        this.#keyName.confirm(e.api_key_name);
-      }
-    }
-    w.done = true;
-    const cost: FoundCost = {
-      points: e.cost_points,
-      queryId: e.query_id,
-      createdAt: Math.round(e.creation_time / 1000) - this.#poeClockAhead(),
-      afterMs: this.#now() - w.endedAt,
-    };
-    // How late entries land: found at the first look, the delay planned for it (time spent
-    // waiting for another fetch or for a batch is not lateness); else when the fetch that found
-    // it started. Not learned from answers that ended while the history was failing.
-    if (w.plannedMs !== null) {
-      const late = w.missedAt === -Infinity ? w.plannedMs : Math.max(0, fetchStartedAt - w.endedAt);
-      this.#pacing.learnLateness(late);
-    }
-    w.deadline?.cancel();
-    w.deadline = null;
-    w.foreground?.(cost);
-    w.foreground = null;
-    try {
-      w.onFound?.(cost);
-    } catch (err) {
-      this.#logger?.error("cost callback failed", { error: err });
-    }
-  }
-
-  /** Drops resolved answers and those watched for longer than `watchMs`, in one pass. */
-  #compact(): void {
-    const limit = this.#now() - this.#watchMs;
-    let kept = 0;
-    let expired = 0;
-    for (const w of this.#waiters) {
-      if (w.done) continue;
-      if (w.foreground === null && w.endedAt < limit) {
-        w.done = true;
-        expired++;
-        continue;
-      }
-      this.#waiters[kept++] = w;
-    }
-    this.#waiters.length = kept;
-    if (expired > 0) {
-      this.#logger?.debug("cost not found", { answers: expired, watched_ms: this.#watchMs });
-    }
-  }
-
   /** Stops fetching; waiting answers resolve with null. Idempotent. */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
-    if (this.#timer !== null) this.#timers.clearTimeout(this.#timer);
-    this.#timer = null;
-    this.#abort.abort(new Error("cost tracker closed"));
+    this.#schedule.close();
+    this.#fetcher.close();
     for (const deadlines of this.#waits.values()) deadlines.clear();
     for (const w of this.#waiters) {
       w.deadline?.cancel();
       w.foreground?.(null);
     }
-    this.#waiters = [];
+    this.#waiters.length = 0;
     return Promise.resolve();
   }
 

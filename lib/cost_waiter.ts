@@ -1,6 +1,6 @@
-/** @module An answer waiting or watched for its cost, and what a history read must cover for it. */
+/** @module Answers waiting or watched for their cost, and what a history read must cover. */
 import type { TokenCounts } from "./cost_pairing.ts";
-import type { FoundCost } from "./cost_tracker.ts";
+import type { FoundCost } from "./cost_settler.ts";
 import type { Deadline } from "./deadlines.ts";
 
 /** An answer the cost tracker looks for the entry of, while it waits or is watched. */
@@ -60,4 +60,34 @@ export function letGo(w: Waiter): void {
   const resolve = w.foreground;
   w.foreground = null;
   resolve?.(null);
+}
+
+/** The oldest answer gives up: it keeps its estimate and is no longer watched. */
+export function dropOldest(waiters: Waiter[]): void {
+  const w = waiters.shift()!;
+  w.deadline?.cancel();
+  w.deadline = null;
+  w.foreground?.(null);
+  w.foreground = null;
+  w.done = true;
+}
+
+/**
+ * Removes resolved answers, and those nobody waits for that ended before `limit` (they are no
+ * longer watched), in one pass, keeping the order. Returns how many stopped being watched.
+ */
+export function compactWaiters(waiters: Waiter[], limit: number): number {
+  let kept = 0;
+  let expired = 0;
+  for (const w of waiters) {
+    if (w.done) continue;
+    if (w.foreground === null && w.endedAt < limit) {
+      w.done = true;
+      expired++;
+      continue;
+    }
+    waiters[kept++] = w;
+  }
+  waiters.length = kept;
+  return expired;
 }

@@ -1,7 +1,8 @@
 /**
- * @module The Poe client: request building, and the send loop that climbs the layered retry ladder
- * within each call's timeouts. The ladder's rules are in `retry_ladder.ts`, the timeouts' phases in
- * `upstream_timeouts.ts`, and Poe's failed answers become ProxyErrors in `poe_errors.ts`.
+ * @module The Poe client: the send loop that climbs the layered retry ladder within each call's
+ * timeouts. Each call is built and sent by `poe_request.ts`, the ladder's rules are in
+ * `retry_ladder.ts`, the timeouts' phases in `upstream_timeouts.ts`, and Poe's failed answers
+ * become ProxyErrors in `poe_errors.ts`.
  */
 import { ProxyError } from "./errors.ts";
 import type { ChatRequest } from "./openai_types.ts";
@@ -28,16 +29,13 @@ import {
   tooLongToWait,
 } from "./poe_errors.ts";
 import {
-  firstByteDeadline,
   networkError,
   openingWait,
   type Phases,
   phases,
   TimeoutError,
 } from "./upstream_timeouts.ts";
-
-/** Request headers a client may send that are meant for Poe. */
-const FORWARDED_REQUEST_HEADERS = ["poe-feature"];
+import { PoeRequester } from "./poe_request.ts";
 
 /** Options of {@linkcode UpstreamClient}. */
 export interface UpstreamOptions {
@@ -145,7 +143,7 @@ export class UpstreamClient {
     logger?: Logger;
     apiKey: string | null;
   };
-  #chatUrl: string;
+  #requester: PoeRequester;
   /** The connect deadline (or the first-byte one, when shorter), then the rest of the first-byte one. */
   #phases: Phases;
   #slowPhases: Phases;
@@ -170,8 +168,14 @@ export class UpstreamClient {
       streamStartMs: 5_000,
       ...given,
     };
-    this.#chatUrl = `${options.baseUrl}/v1/chat/completions`;
     const { connectTimeoutMs, firstByteTimeoutMs, slowFirstByteTimeoutMs } = this.#options;
+    this.#requester = new PoeRequester({
+      baseUrl: options.baseUrl,
+      apiKey: this.#options.apiKey,
+      userAgent: this.#options.userAgent,
+      connectTimeoutMs,
+      fetch: this.#options.fetch,
+    });
     this.#phases = phases(connectTimeoutMs, firstByteTimeoutMs);
     this.#slowPhases = phases(connectTimeoutMs, slowFirstByteTimeoutMs);
     this.#streamStart = new Deadlines(this.#options.streamStartMs);
@@ -214,7 +218,7 @@ export class UpstreamClient {
       const onClientAbort = () => controller.abort(options.signal.reason);
       options.signal.addEventListener("abort", onClientAbort, { once: true });
       try {
-        response = await this.#fetchWithTimeouts(
+        response = await this.#requester.post(
           current,
           controller,
           options.slow ? this.#slowPhases : this.#phases,
@@ -406,44 +410,6 @@ export class UpstreamClient {
     }
     this.#streamStart.clear();
     this.#drains.close();
-  }
-
-  async #fetchWithTimeouts(
-    body: ChatRequest,
-    controller: AbortController,
-    phases: Phases,
-    clientHeaders?: Headers,
-  ): Promise<Response> {
-    const { connectTimeoutMs } = this.#options;
-    // A list, not a Headers object: fetch converts it once, without sorting and combining.
-    const headers: [string, string][] = [
-      ["content-type", "application/json"],
-      ["accept", body.stream ? "text/event-stream" : "application/json"],
-      ["user-agent", this.#options.userAgent],
-    ];
-    if (this.#options.apiKey) headers.push(["authorization", `Bearer ${this.#options.apiKey}`]);
-    for (const name of FORWARDED_REQUEST_HEADERS) {
-      const value = clientHeaders?.get(name);
-      if (value) headers.push([name, value]);
-    }
-    const deadline = firstByteDeadline(phases, {
-      connectMs: connectTimeoutMs,
-      url: this.#chatUrl,
-      controller,
-    });
-    try {
-      return await this.#options.fetch(this.#chatUrl, {
-        method: "POST",
-        headers,
-        body: JSON.stringify(body),
-        signal: controller.signal,
-      });
-    } catch (err) {
-      if (controller.signal.reason instanceof TimeoutError) throw controller.signal.reason;
-      throw err;
-    } finally {
-      deadline.cancel();
-    }
   }
 
   #logAttempt(attempt: Attempt, options: SendOptions, err?: unknown): void {

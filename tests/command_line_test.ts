@@ -1,6 +1,6 @@
 /** @module The command line: the help text and the parsing of options. */
 import assert from "node:assert/strict";
-import { CONFIG_VARIABLES } from "../lib/config.ts";
+import { CONFIG_VARIABLES } from "../lib/config_table.ts";
 import { helpText, parseCommandLine, StartupError } from "../lib/command_line.ts";
 
 Deno.test("helpText names the version, every command and every variable with its default", () => {

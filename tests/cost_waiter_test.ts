@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
-import type { FoundCost } from "../lib/cost_tracker.ts";
+import type { FoundCost } from "../lib/cost_settler.ts";
 import { letGo, oldestToCover, type Waiter } from "../lib/cost_waiter.ts";
+import { CostTracker } from "../lib/cost_tracker.ts";
+import { ManualClock } from "./manual_clock.ts";
+import { ScriptedHistory } from "./scripted_history.ts";
 
 /** A waiter checked by the fetch started at 100, looked for the first time, not due before it. */
 function waiter(realStartUs: number, fields: Partial<Waiter> = {}): Waiter {
@@ -67,4 +70,38 @@ Deno.test("letGo resolves a foreground wait with null once, cancels its deadline
   letGo(w);
   assert.deepEqual(got, [null], "resolved once");
   assert.equal(cancelled, 1);
+});
+
+Deno.test("CostTracker keeps at most maxWatched answers: the oldest give up, counted", async () => {
+  const clock = new ManualClock();
+  const history = new ScriptedHistory(clock);
+  await using tracker = new CostTracker({
+    api: history,
+    now: clock.now,
+    timers: clock,
+    maxWatched: 5,
+  });
+  const results: Promise<FoundCost | null>[] = [];
+  for (let i = 0; i < 8; i++) {
+    results.push(
+      tracker.attribute({
+        model: "GPT-4o",
+        startedAt: clock.now(),
+        tokens: { prompt: i, completion: 1 },
+        waitMs: 1500,
+      }),
+    );
+  }
+  assert.equal(tracker.pending, 5);
+  assert.equal(tracker.dropped, 3);
+  // The three oldest gave up at once, with no cost; the rest still wait.
+  let settled = 0;
+  for (const r of results) r.then(() => settled++);
+  await clock.advance(0);
+  assert.equal(settled, 3);
+  history.add("GPT-4o", 5, { tokens: [3, 1] });
+  await clock.advance(400);
+  assert.equal((await results[3])?.points, 5);
+  await clock.advance(1500);
+  assert.equal(settled, 8);
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CONFIG_VARIABLES } from "../lib/config.ts";
+import { CONFIG_VARIABLES } from "../lib/config_table.ts";
 
 const README = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
 const DENO_JSON = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
