@@ -7,6 +7,7 @@ import type { RequestContext } from "./request_context.ts";
 import { isDataText } from "./data_answer.ts";
 import type { StreamEnding, StreamSummary } from "./sse.ts";
 import type { Spending } from "./usage.ts";
+import type { Reservation } from "./running_costs.ts";
 import type { UsageService } from "./usage_service.ts";
 
 /** Options of {@linkcode AnswerPoints}. */
@@ -31,6 +32,11 @@ export interface AnswerPointsOptions {
    * Poe's count.
    */
   pricedInput?: number | null;
+  /**
+   * The points the request held while it ran: released when the answer's own points are counted,
+   * so that it never counts twice nor not at all. Default: none.
+   */
+  reservation?: Reservation;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
 }
@@ -72,10 +78,19 @@ export interface AnswerCost {
 export class AnswerPoints {
   readonly #o: AnswerPointsOptions;
   readonly #now: () => number;
+  #settling = false;
 
   constructor(options: AnswerPointsOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Whether {@linkcode AnswerPoints.settle} was called: the request's reservation is then released
+   * by it, when the answer's points are counted, even if the request ends first.
+   */
+  get settling(): boolean {
+    return this.#settling;
   }
 
   /** Whether answers get a footer or usage extras at all (`FOOTER` on). */
@@ -88,6 +103,16 @@ export class AnswerPoints {
    * data: a JSON document or a URL) never gets a footer.
    */
   async settle(usage: Usage | null, footerless: boolean): Promise<AnswerCost> {
+    this.#settling = true;
+    try {
+      return await this.#settle(usage, footerless);
+    } finally {
+      // Released already when the points were counted; this covers a failure before that.
+      this.#o.reservation?.release();
+    }
+  }
+
+  async #settle(usage: Usage | null, footerless: boolean): Promise<AnswerCost> {
     const { usage: service, config, registry, entry, ctx } = this.#o;
     const showFooter = this.#o.annotate && this.#o.footer && !footerless;
     const total = usage
@@ -128,6 +153,8 @@ export class AnswerPoints {
       ? { estimated: true, points: estimate.points, base: estimate.base, tokens: estimate.tokens }
       : null;
     const snap = service.poller.snapshot;
+    // With no wait between: the answer's points take the place of what the request held.
+    this.#o.reservation?.release();
     if (points) {
       ctx.fields.points = Math.round(points.points);
       ctx.fields.points_estimated = points.estimated;

@@ -16,6 +16,7 @@ import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
 import { guardResponse, pricedInputTokens } from "./guards.ts";
 import { AnswerPoints, footerAllowed, watchAbandoned } from "./answer_points.ts";
+import { longestRunMs, runningEstimate } from "./running_costs.ts";
 import { Deadlines } from "./deadlines.ts";
 import { collectAnswerText, estimatedUsage } from "./usage_estimate.ts";
 
@@ -132,11 +133,12 @@ export async function handleChat(
   }
 
   // Footers this proxy wrote go before anything is counted or sent.
+  const definitions = definitionsText(body);
   const clip = await clipContext(stripFooters(body.messages), {
     cap: registry.contextCap(entry),
     reserve: body.max_completion_tokens ?? body.max_tokens ?? 0,
     counter: deps.counter,
-    definitions: definitionsText(body),
+    definitions,
   });
   const clipped = clip.clipped
     ? `dropped=${clip.dropped} tokens=${clip.tokensBefore}->${clip.tokensAfter}`
@@ -144,17 +146,35 @@ export async function handleChat(
   if (clipped) ctx.fields.clipped = clipped;
   // The cost cap counts input tokens on every request it sees.
   if (config.maxPointsPerMessage > 0 && !tokenizerLoaded()) await loadTokenizer();
-  const overCap =
-    deps.usage?.guards.overCap({ ...body, messages: clip.messages }, entry, registry) ?? null;
-  if (overCap) {
-    ctx.fields.guard = overCap.guard;
-    return guardResponse(overCap, body);
+  const sent = { ...body, messages: clip.messages };
+  const cap = deps.usage?.guards.capCheck(sent, entry, registry);
+  if (cap?.refusal) {
+    ctx.fields.guard = cap.refusal.guard;
+    return guardResponse(cap.refusal, body);
   }
   if (config.maxPointsPerMessage > 0 && registry.estimatePoints(entry, 0) === null) {
     ctx.fields.cap = "no price in models.yaml";
   }
   const sendBody = upstreamBody(body, entry.id, clip.messages);
+  // From here to the reservation nothing waits: requests that passed the pause check while this
+  // one was clipped may be running now, and what they hold counts before this one holds its own.
+  const pausedNow = deps.usage?.guards.paused() ?? null;
+  if (pausedNow) {
+    ctx.fields.guard = pausedNow.guard;
+    return guardResponse(pausedNow, body);
+  }
   deps.beforeUpstream?.(ctx);
+  /** Settles the answer's points, and then takes over the reservation from the request's end. */
+  let points: AnswerPoints | null = null;
+  const reservation = deps.usage?.running.reserve(
+    runningEstimate(sent, entry, registry, { countedInput: cap?.input, definitions }),
+    longestRunMs(config, isMedia(entry)),
+  );
+  if (reservation && reservation.points > 0) {
+    ctx.atEnd(() => {
+      if (!points?.settling) reservation.release();
+    });
+  }
 
   let answer: UpstreamAnswer;
   // Filled as the calls are made: a request that ends in an error called Poe too.
@@ -207,7 +227,7 @@ export async function handleChat(
     if (!tokenizerLoaded()) await loadTokenizer();
     pricedInput = pricedInputTokens(deps.counter, { ...body, messages: clip.messages }, entry);
   }
-  const points = deps.usage
+  points = deps.usage
     ? new AnswerPoints({
       usage: deps.usage,
       config,
@@ -218,6 +238,7 @@ export async function handleChat(
       footer: footerAllowed(config, body, req.headers),
       clipped: clip.clipped ? clip : null,
       pricedInput,
+      reservation,
     })
     : null;
   // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.

@@ -6,6 +6,7 @@ import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
 import { type ChatMessage, type ChatRequest, completionId } from "./openai_types.ts";
 import { definitionsText, TokenCounter } from "./tokens.ts";
 import type { BalanceSnapshot } from "./usage.ts";
+import type { RunningTotal } from "./running_costs.ts";
 
 /**
  * Completion tokens assumed for the cost cap when the request sets neither `max_completion_tokens`
@@ -31,12 +32,19 @@ export interface GuardsOptions {
   snapshot: () => BalanceSnapshot | null;
   /** Points this proxy spent since that snapshot, subtracted from its balance. Default: 0. */
   spentSince?: () => number;
+  /**
+   * What requests still running hold (see `lib/running_costs.ts`), subtracted too by the pause
+   * check. Default: nothing.
+   */
+  running?: () => RunningTotal;
   /** Counts the input tokens for the cost cap. Default: a new counter. */
   counter?: TokenCounter;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
   logger?: Logger;
 }
+
+const NONE_RUNNING: RunningTotal = Object.freeze({ points: 0, count: 0 });
 
 /** Built once: `toLocaleString` builds a formatter on every call (about 17 µs). */
 const GROUPED = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
@@ -59,7 +67,7 @@ function when(time: number, now: number): string {
 const ITEM: Record<string, string> = { image: "image", video: "video", audio: "audio clip" };
 
 /** The text of the newest user message: string content, or its text parts joined. */
-function newestUserText(messages: readonly ChatMessage[]): string {
+export function newestUserText(messages: readonly ChatMessage[]): string {
   for (let i = messages.length - 1; i >= 0; i--) {
     const m = messages[i];
     if (m.role !== "user") continue;
@@ -89,6 +97,13 @@ export function pricedInputTokens(
     : counter.countMessages(body.messages) + counter.countDefinitions(definitionsText(body));
 }
 
+/** What {@linkcode Guards.capCheck} found. */
+export interface CapCheck {
+  refusal: GuardRefusal | null;
+  /** The input tokens the estimate counted, or null when the cap is off. */
+  input: number | null;
+}
+
 /** The pause and cost-cap checks, run before Poe is called. Reads only the poller's snapshot. */
 export class Guards {
   readonly #options: GuardsOptions;
@@ -115,8 +130,9 @@ export class Guards {
   }
 
   /**
-   * The pause refusal when the snapshot's balance, less this proxy's spending since, is below
-   * `POINTS_CUTOFF`. Logs when the answer turns (`guard on` / `guard off`).
+   * The pause refusal when the snapshot's balance, less this proxy's spending since and what its
+   * requests still running hold, is below `POINTS_CUTOFF`. Logs when the answer turns (`guard on`
+   * / `guard off`).
    */
   paused(): GuardRefusal | null {
     const snap = this.#options.snapshot();
@@ -132,8 +148,9 @@ export class Guards {
       return null;
     }
     const spent = this.#options.spentSince?.() ?? 0;
-    const balance = snap.balance - spent;
-    this.#logTurn(balance < cutoff, balance, snap.balance, spent);
+    const running = this.#options.running?.() ?? NONE_RUNNING;
+    const balance = snap.balance - spent - running.points;
+    this.#logTurn(balance < cutoff, balance, snap.balance, spent, running);
     if (balance >= cutoff) return null;
     const now = this.#now();
     let grant = "";
@@ -144,29 +161,49 @@ export class Guards {
       grant = ` ${amount} next on ${when(snap.nextGrant.time, now)}.`;
     }
     const ageMin = Math.round((now - snap.takenAt) / 60_000);
-    const asOf = spent > 0
+    const less: string[] = [];
+    if (spent > 0) less.push(`less ${grouped(spent)} spent through this proxy since`);
+    if (running.points > 0) {
+      less.push(
+        `less about ${grouped(running.points)} points for ${running.count} ${
+          running.count === 1 ? "request" : "requests"
+        } still running`,
+      );
+    }
+    const asOf = less.length > 0
       ? ` (${grouped(snap.balance)} at Poe's last reading${
         ageMin >= 2 ? `, ${ageMin} minutes ago` : ""
-      }, less ${grouped(spent)} spent through this proxy since)`
+      }, ${less.join(", ")})`
       : ageMin >= 2
       ? ` (as of ${ageMin} minutes ago)`
+      : "";
+    // Paused by what is still running alone: the answer may change once those are done.
+    const wait = snap.balance - spent >= cutoff
+      ? " Ask again once they are done: what they cost decides."
       : "";
     return {
       guard: "paused",
       balance,
       message:
         `⏸️ poe-proxy is paused: your Poe balance is about ${grouped(balance)} points${asOf}, ` +
-        `below the POINTS_CUTOFF of ${grouped(cutoff)} points.${grant} ` +
+        `below the POINTS_CUTOFF of ${grouped(cutoff)} points.${grant}${wait} ` +
         "Nothing was sent to Poe; lower POINTS_CUTOFF to go on spending.",
     };
   }
 
   /**
    * Logs the pause turning on or off, with the figures this check compared: the balance moves
-   * between Poe's readings as answers are counted at their estimates and then at their real costs,
-   * so Poe's last reading alone may stand on the other side of the cutoff.
+   * between Poe's readings as requests start and end and answers are counted at their estimates
+   * and then at their real costs, so Poe's last reading alone may stand on the other side of the
+   * cutoff.
    */
-  #logTurn(paused: boolean, balance: number, reading: number, spent: number): void {
+  #logTurn(
+    paused: boolean,
+    balance: number,
+    reading: number,
+    spent: number,
+    running: RunningTotal,
+  ): void {
     const before = this.#pausedBefore;
     this.#pausedBefore = paused;
     // Spending allowed is what nobody needs told at the first check.
@@ -174,7 +211,11 @@ export class Guards {
     const fields = {
       balance: Math.round(balance),
       points_cutoff: this.#options.pointsCutoff,
-      ...(spent > 0 ? { poe_balance: reading, spent_since: Math.round(spent) } : {}),
+      ...(spent > 0 || running.points > 0 ? { poe_balance: reading } : {}),
+      ...(spent > 0 ? { spent_since: Math.round(spent) } : {}),
+      ...(running.points > 0
+        ? { running_points: Math.round(running.points), running_requests: running.count }
+        : {}),
     };
     if (paused) this.#options.logger?.warn("guard on: paused", fields);
     else this.#options.logger?.info("guard off: spending allowed again", fields);
@@ -182,13 +223,21 @@ export class Guards {
 
   /** The cost-cap refusal when the estimate is over `MAX_POINTS_PER_MESSAGE` (when set). */
   overCap(body: ChatRequest, entry: ModelEntry, registry: ModelRegistry): GuardRefusal | null {
+    return this.capCheck(body, entry, registry).refusal;
+  }
+
+  /**
+   * {@linkcode Guards.overCap}, with the input tokens it counted: what the request holds while it
+   * runs is priced by them (`runningEstimate` in `lib/running_costs.ts`).
+   */
+  capCheck(body: ChatRequest, entry: ModelEntry, registry: ModelRegistry): CapCheck {
     const cap = this.#options.maxPointsPerMessage;
-    if (cap <= 0 || !this.#counter) return null;
+    if (cap <= 0 || !this.#counter) return { refusal: null, input: null };
     const asked = answerLimit(body);
     const completion = asked ?? DEFAULT_COMPLETION_TOKENS;
     const input = pricedInputTokens(this.#counter, body, entry);
     const estimate = registry.estimatePoints(entry, input, completion);
-    if (estimate === null || estimate.points <= cap) return null;
+    if (estimate === null || estimate.points <= cap) return { refusal: null, input };
     const cheaper = registry.cheaperThan(entry, input, completion, 3);
     const answerPart = asked !== null
       ? `up to ${grouped(completion)} answer tokens`
@@ -214,9 +263,10 @@ export class Guards {
         advice.push("A lower max_tokens costs less.");
       }
     }
-    return {
+    const refusal: GuardRefusal = {
       guard: "cost-cap",
-      // The balance the pause check compares and the footers show: the reading less spending since.
+      // The balance the footers show: the reading less spending since (not what requests still
+      // running hold, which only the pause check counts).
       balance: snapshot === null ? null : snapshot.balance - (this.#options.spentSince?.() ?? 0),
       message:
         `⛔ poe-proxy refused this request: ${entry.id} would cost about ${
@@ -225,6 +275,7 @@ export class Guards {
         (cheaper.length ? `Cheaper models: ${cheaper.join(", ")}. ` : "") +
         (advice.length ? `${advice.join(" ")} ` : "") + "Nothing was sent to Poe.",
     };
+    return { refusal, input };
   }
 }
 

@@ -60,6 +60,8 @@ export class RequestContext {
   #onLateCost?: (ctx: RequestContext, points: number, replaced: number | null) => void;
   /** The estimate the log line reported, until a late cost replaces it. */
   #estimate: number | null = null;
+  /** Called once at the end; few requests have any. */
+  #atEnd: (() => void)[] | null = null;
 
   constructor(options: RequestContextOptions) {
     this.id = options.id;
@@ -81,11 +83,22 @@ export class RequestContext {
     return this.#ended;
   }
 
+  /**
+   * Calls `fn` once when the request ends (at once when it has): what a request holds while it
+   * runs is let go there, whichever way it ends (an answer, an error, a client gone, a shutdown).
+   */
+  atEnd(fn: () => void): void {
+    if (this.#ended) fn();
+    else (this.#atEnd ??= []).push(fn);
+  }
+
   /** Writes the request's log line, once. */
   end(status: number): void {
     if (this.#ended) return;
     this.#ended = true;
     this.status = status;
+    if (this.#atEnd) { for (const fn of this.#atEnd) fn(); }
+    this.#atEnd = null;
     // An estimate settled after this line (the client left first) was never reported, so a late
     // cost replaces only the one reported here.
     const f = this.fields;

@@ -98,6 +98,17 @@ export function messageTokenGuess(message: ChatMessage): number {
 }
 
 /**
+ * The characters of a message's counted text (as {@linkcode messageTokenGuess} reads it), from
+ * each piece's `length`: no pass over the text, for a guess made on every request. Image and file
+ * parts add nothing.
+ */
+export function messageTextChars(message: ChatMessage): number {
+  let chars = 0;
+  visitMessage(message, (text) => chars += text.length);
+  return chars;
+}
+
+/**
  * The sum of {@linkcode messageTokenBound} over `messages` when it is at most `limit`, else null:
  * then `messages` certainly fit `limit` tokens without counting. Stops as soon as the bound
  * exceeds the limit, so it reads at most about `limit` characters of text.

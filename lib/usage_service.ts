@@ -3,6 +3,7 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { CostTracker } from "./cost_tracker.ts";
 import { Guards } from "./guards.ts";
+import { RunningCosts } from "./running_costs.ts";
 import type { TokenCounter } from "./tokens.ts";
 import { UsagePoller } from "./usage.ts";
 import { REAL_TIMERS, type Timers } from "./deadlines.ts";
@@ -13,6 +14,8 @@ export interface UsageService extends AsyncDisposable {
   api: UsageSource;
   poller: UsagePoller;
   costs: CostTracker;
+  /** What requests still running hold, counted by the pause check. */
+  running: RunningCosts;
   guards: Guards;
   /** Stops the poller and the tracker; no timer is left. Idempotent. */
   close(): Promise<void>;
@@ -61,11 +64,13 @@ export function createUsageService(
     timers,
     logger: options.logger,
   });
+  const running = new RunningCosts({ now, logger: options.logger });
   const guards = new Guards({
     pointsCutoff: config.pointsCutoff,
     maxPointsPerMessage: config.maxPointsPerMessage,
     snapshot: () => poller.snapshot,
     spentSince: () => poller.spentSinceSnapshot,
+    running: () => running.total,
     counter: options.counter,
     now,
     logger: options.logger,
@@ -74,5 +79,5 @@ export function createUsageService(
     await Promise.all([poller.close(), costs.close()]);
     own?.close();
   };
-  return { api, poller, costs, guards, close, [Symbol.asyncDispose]: close };
+  return { api, poller, costs, running, guards, close, [Symbol.asyncDispose]: close };
 }

@@ -227,6 +227,37 @@ Deno.test("AnswerPoints.settle: without an entry by FOOTER_WAIT_MS, the estimate
   assert.equal(s.usage.poller.spentSinceSnapshot, 500);
 });
 
+Deno.test("AnswerPoints.settle: what the request held counts until the answer's own points do, then not", async () => {
+  await using s = await setup();
+  const reservation = s.usage.running.reserve(400, 60_000);
+  const points = s.points({ reservation });
+  assert.equal(points.settling, false);
+  const settling = points.settle(USAGE, false);
+  assert.equal(points.settling, true, "known at once, before any wait");
+  // Waiting for the real cost: the reservation counts, the answer's points not yet.
+  await s.clock.advance(1_000);
+  assert.deepEqual(s.usage.running.total, { points: 400, count: 1 });
+  assert.equal(s.usage.poller.spentSinceSnapshot, 0);
+  s.api.bill("GPT-4o", 339, s.ctx.startedAt, [100, 50]);
+  await within(s.clock, 2_000, settling);
+  assert.deepEqual(s.usage.running.total, { points: 0, count: 0 });
+  assert.equal(s.usage.poller.spentSinceSnapshot, 339);
+  // A second release (the request's end) changes nothing.
+  reservation.release();
+  assert.deepEqual(s.usage.running.total, { points: 0, count: 0 });
+});
+
+Deno.test("AnswerPoints.settle releases what the request held when the answer has no price", async () => {
+  await using s = await setup();
+  const reservation = s.usage.running.reserve(400, 60_000);
+  const cost = await s.points({ entry: s.registry.lookup("Veo-3")!, reservation }).settle(
+    null,
+    true,
+  );
+  assert.equal(cost.points, null);
+  assert.deepEqual(s.usage.running.total, { points: 0, count: 0 });
+});
+
 Deno.test("AnswerPoints.settle: with FOOTER off, or for a footerless answer, no footer and no wait", async () => {
   for (const [env, footerless] of [[{ FOOTER: "off" }, false], [{}, true]] as const) {
     await using s = await setup(env);

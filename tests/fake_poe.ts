@@ -630,6 +630,8 @@ export class FakePoe implements AsyncDisposable {
   #clockOffsetMs: number;
   #active = new Set<AbortController>();
   #closed: Promise<void> | null = null;
+  /** While set, chat requests wait for it before they are answered ({@linkcode FakePoe.hold}). */
+  #held: Promise<void> | null = null;
 
   private constructor(options: FakePoeOptions) {
     this.#apiKey = options.apiKey ?? "test-poe-key";
@@ -711,6 +713,20 @@ export class FakePoe implements AsyncDisposable {
   balanceErrorStatus: number | null = null;
   /** The message of that error; default: the status's usual one. */
   balanceErrorMessage: string | undefined = undefined;
+
+  /**
+   * Holds every chat request from now on, once recorded, until the returned function is called:
+   * they are then answered as they would have been. A request whose client leaves meanwhile is
+   * recorded as cancelled. Requests in flight at once, whatever the machine's speed.
+   */
+  hold(): () => void {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#held = promise;
+    return () => {
+      if (this.#held === promise) this.#held = null;
+      resolve();
+    };
+  }
 
   /** Queues steps: the next chat requests (one each, in order) behave as these, ignoring directives. */
   script(...steps: FakeStep[]): void {
@@ -931,6 +947,10 @@ export class FakePoe implements AsyncDisposable {
   // --- chat ------------------------------------------------------------------------------------
 
   async #chat(req: Request, body: unknown, text: string): Promise<Response> {
+    if (this.#held) {
+      const outcome = await this.#waitFor(this.#held, req, "/v1/chat/completions");
+      if (outcome !== "ok") return error({ status: 503, message: `fake-poe ${outcome}.` });
+    }
     const step = this.#queue.shift();
     const headers = this.#chatHeaders(req);
     if (req.headers.get("authorization") !== this.#auth) return error({ status: 401 }, headers);
@@ -1092,13 +1112,32 @@ export class FakePoe implements AsyncDisposable {
     });
   }
 
-  async #wait(ms: number, req: Request, path: string): Promise<"ok" | "cancelled" | "closed"> {
+  #wait(ms: number, req: Request, path: string): Promise<"ok" | "cancelled" | "closed"> {
+    return this.#waitFor((signal) => sleep(ms, signal), req, path);
+  }
+
+  /** Waits for `until` (a promise, or one made with an abort signal) unless the client leaves. */
+  async #waitFor(
+    until: Promise<void> | ((signal: AbortSignal) => Promise<void>),
+    req: Request,
+    path: string,
+  ): Promise<"ok" | "cancelled" | "closed"> {
     const ac = new AbortController();
     this.#active.add(ac);
     const onAbort = () => ac.abort(new Error("client went away"));
     req.signal.addEventListener("abort", onAbort, { once: true });
     try {
-      await sleep(ms, ac.signal);
+      if (typeof until === "function") await until(ac.signal);
+      else {
+        const { promise, reject } = Promise.withResolvers<void>();
+        const stop = () => reject(ac.signal.reason);
+        ac.signal.addEventListener("abort", stop, { once: true });
+        try {
+          await Promise.race([until, promise]);
+        } finally {
+          ac.signal.removeEventListener("abort", stop);
+        }
+      }
       return "ok";
     } catch {
       if (req.signal.aborted) {

@@ -429,6 +429,40 @@ Deno.test("FakePoe records a cancelled stream and a cancelled slow answer, and b
   assert.equal(fake.historyEntries().length, 0);
 });
 
+Deno.test("FakePoe hold keeps chat answers, recorded, until released; a client that leaves is cancelled", async () => {
+  await using fake = await FakePoe.start();
+  const release = fake.hold();
+  let answered = 0;
+  const pending = [1, 2].map((n) =>
+    post(fake, { model: "GPT-4o", messages: hi(`ask ${n}`) }).then((res) => {
+      answered++;
+      return res;
+    })
+  );
+  const ac = new AbortController();
+  const leaving = post(fake, { model: "GPT-4o", messages: hi() }, {}, ac.signal);
+  await until(() => fake.chatRequests().length === 3);
+  // Other routes are not held.
+  assert.equal(
+    (await (await get(fake, "/usage/current_balance")).json()).current_point_balance,
+    1e6,
+  );
+  assert.equal(answered, 0);
+  ac.abort();
+  await assert.rejects(leaving);
+  await until(() => fake.cancellations.length === 1);
+  release();
+  for (const res of await Promise.all(pending)) {
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).choices[0].message.content, DEFAULT_REPLY);
+  }
+  // Released for good: later requests are answered at once.
+  const later = await post(fake, { model: "GPT-4o", messages: hi() });
+  assert.equal(later.status, 200);
+  await later.body?.cancel();
+  assert.equal(fake.historyEntries().length, 3);
+});
+
 Deno.test("FakePoe drop breaks the stream and midstream-error sends an error event then [DONE]", async () => {
   await using fake = await FakePoe.start();
   const res = await post(fake, { model: "GPT-4o", messages: hi(), stream: true }, {

@@ -118,6 +118,70 @@ Deno.test("Guards.paused logs each turn once, with the balance and cutoff it com
   ]);
 });
 
+Deno.test("Guards.paused counts what requests still running hold, and says so", () => {
+  let running = { points: 0, count: 0 };
+  const { g } = guards(snap(100_500), { running: () => running });
+  assert.equal(g.paused(), null);
+  running = { points: 500, count: 3 };
+  assert.equal(g.paused(), null, "at the cutoff: allowed");
+  running = { points: 600.4, count: 3 };
+  const refusal = g.paused()!;
+  assert.equal(refusal.guard, "paused");
+  // The figure compared is the one shown.
+  assert.equal(refusal.balance, 100_500 - 600.4);
+  assert.match(
+    refusal.message,
+    /about 99,900 points \(100,500 at Poe's last reading, less about 600 points for 3 requests still running\), below the POINTS_CUTOFF of 100,000 points\. Ask again once they are done/,
+  );
+  running = { points: 600, count: 1 };
+  assert.match(g.paused()!.message, /less about 600 points for 1 request still running\)/);
+});
+
+Deno.test("Guards.paused: spending and requests still running both counted, both named", () => {
+  const { g } = guards(snap(100_500, { takenAt: NOW - 5 * 60_000 }), {
+    spentSince: () => 1_000,
+    running: () => ({ points: 250, count: 2 }),
+  });
+  const refusal = g.paused()!;
+  assert.equal(refusal.balance, 99_250);
+  assert.match(
+    refusal.message,
+    /about 99,250 points \(100,500 at Poe's last reading, 5 minutes ago, less 1,000 spent through this proxy since, less about 250 points for 2 requests still running\)/,
+  );
+  // Below the cutoff without them: waiting for them would not help.
+  assert.doesNotMatch(refusal.message, /Ask again/);
+});
+
+Deno.test("Guards.paused logs the turns requests still running make, with what they hold", () => {
+  let running = { points: 0, count: 0 };
+  const { g, logger } = guards(snap(100_100), { running: () => running });
+  const turns = () => logger.lines.filter((l) => / guard o(n|ff)/.test(l)).map((l) => l.slice(25));
+  assert.equal(g.paused(), null);
+  running = { points: 143.5, count: 1 };
+  assert.equal(g.paused()?.balance, 99_956.5);
+  running = { points: 0, count: 0 };
+  assert.equal(g.paused(), null);
+  assert.deepEqual(turns(), [
+    "WARN  guard on: paused balance=99957 points_cutoff=100000 poe_balance=100100 running_points=144 running_requests=1",
+    "INFO  guard off: spending allowed again balance=100100 points_cutoff=100000",
+  ]);
+});
+
+Deno.test("Guards.capCheck returns the input tokens it counted, the cap off or not over", () => {
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 1e6 });
+  const counted = g.capCheck(body(), gpt4o, registry);
+  assert.equal(counted.refusal, null);
+  assert.ok(counted.input !== null && counted.input > 0);
+  const { g: over } = guards(snap(1e6), { maxPointsPerMessage: 1 });
+  const refused = over.capCheck(body(), gpt4o, registry);
+  assert.equal(refused.refusal?.guard, "cost-cap");
+  assert.equal(refused.input, counted.input);
+  assert.deepEqual(guards(snap(1e6)).g.capCheck(body(), gpt4o, registry), {
+    refusal: null,
+    input: null,
+  });
+});
+
 Deno.test("Guards.paused lets requests through without a snapshot and warns once", () => {
   const { g, logger } = guards(null);
   for (let i = 0; i < 5; i++) assert.equal(g.check(body(), gpt4o, registry), null);
@@ -158,8 +222,13 @@ Deno.test("Guards.overCap is off at 0 and passes a request under the cap", () =>
   assert.equal(g.overCap(body(), gpt4o, registry), null);
 });
 
-Deno.test("Guards.overCap shows the balance the pause check compares: the reading less spending since", () => {
-  const { g } = guards(snap(1e6), { maxPointsPerMessage: 200, spentSince: () => 1_500 });
+Deno.test("Guards.overCap shows the balance the footers show: the reading less spending since", () => {
+  const { g } = guards(snap(1e6), {
+    maxPointsPerMessage: 200,
+    spentSince: () => 1_500,
+    // Held by requests still running: only the pause check counts it.
+    running: () => ({ points: 700, count: 2 }),
+  });
   assert.equal(g.overCap(body({ max_tokens: 4000 }), gpt4o, registry)?.balance, 1e6 - 1_500);
   const { g: none } = guards(null, { maxPointsPerMessage: 200 });
   assert.equal(none.overCap(body({ max_tokens: 4000 }), gpt4o, registry)?.balance, null);

@@ -44,3 +44,24 @@ Deno.test("RequestContext.lateCost replaces nothing the log line did not report"
   real.lateCost(26);
   assert.deepEqual(late, [[26, null], [26, null]]);
 });
+
+Deno.test("RequestContext.atEnd runs once at the end, before the log line; at once after it", () => {
+  const calls: string[] = [];
+  const logger = memoryLogger();
+  const ctx = new RequestContext({
+    id: "r2",
+    client: "127.0.0.1",
+    method: "POST",
+    path: "/v1/chat/completions",
+    logger,
+    onEnd: () => calls.push("onEnd"),
+  });
+  ctx.atEnd(() => calls.push(`first ${logger.lines.length}`));
+  ctx.atEnd(() => calls.push("second"));
+  assert.equal(calls.length, 0);
+  ctx.end(200);
+  ctx.end(500);
+  assert.deepEqual([...calls], ["first 0", "second", "onEnd"]);
+  ctx.atEnd(() => calls.push("late"));
+  assert.deepEqual(calls, ["first 0", "second", "onEnd", "late"]);
+});
