@@ -1,24 +1,26 @@
-/** @module The chat completions pipeline: validate, resolve, guard, clip, call Poe, relay the answer. */
+/**
+ * @module The chat completions pipeline: validate, resolve, guard, clip, call Poe, then hand the
+ * answer to `chat_stream.ts` or `chat_json.ts`.
+ */
 import { ProxyError } from "./errors.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelRegistry } from "./models.ts";
 import type { RequestContext } from "./request_context.ts";
 import type { Attempt, UpstreamAnswer, UpstreamClient } from "./upstream.ts";
-import { NO_CLIENT_RETRY, notAnAnswer } from "./poe_errors.ts";
 import { readJsonBody } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
-import { relaySse } from "./sse.ts";
-import { isCompletion } from "./completion_events.ts";
 import { clipContext } from "./clip.ts";
 import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
-import { guardResponse, pricedInputTokens } from "./guards.ts";
+import { pricedInputTokens } from "./guards.ts";
+import { guardResponse } from "./guard_response.ts";
 import { AnswerPoints, footerAllowed, watchAbandoned } from "./answer_points.ts";
 import { longestRunMs, runningEstimate } from "./running_costs.ts";
 import { Deadlines } from "./deadlines.ts";
-import { collectAnswerText, estimatedUsage } from "./usage_estimate.ts";
+import { streamAnswer } from "./chat_stream.ts";
+import { jsonAnswer } from "./chat_json.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -85,7 +87,7 @@ const PASSED_RESPONSE_HEADERS = [
  * A response's headers as a list: `new Response` converts it once, where a Headers object is
  * sorted on the way and each `set` on it validated.
  */
-type HeaderList = [string, string][];
+export type HeaderList = [string, string][];
 
 function passHeaders(from: Headers, to: HeaderList, except: HeaderList): void {
   for (const name of PASSED_RESPONSE_HEADERS) {
@@ -262,148 +264,4 @@ function attemptsField(attempts: Attempt[]): string {
   // Nearly every request is one call: no array of strings built for it.
   if (attempts.length === 1) return `${attempts[0].reason}:${attempts[0].status}`;
   return attempts.map((a) => `${a.reason}:${a.status}`).join(",");
-}
-
-function streamAnswer(
-  answer: UpstreamAnswer,
-  ctx: RequestContext,
-  deps: ChatDeps,
-  headers: HeaderList,
-  includeUsage: boolean,
-  points: AnswerPoints | null,
-  media: boolean,
-): Response {
-  const { config } = deps;
-  // A JSON answer was read and made events already, before the client was sent a status.
-  const upstreamBody = answer.body ?? answer.response.body;
-  if (!upstreamBody) {
-    throw new ProxyError(502, "Poe answered without a body.", { type: "upstream_error" });
-  }
-  ctx.deferred = true;
-  /** The relay asked for the answer's points: its cost is being settled. */
-  let settling = false;
-  const stream = relaySse(upstreamBody, {
-    keepaliveMs: config.keepaliveSeconds * 1000,
-    // What is left of it: the wait for the answering call's headers counted already (not the
-    // client's upload, nor earlier tries).
-    firstByteTimeoutMs: Math.max(
-      1,
-      (media ? config.mediaTimeoutSeconds : config.firstByteTimeoutSeconds) * 1000 -
-        answer.attempts[answer.attempts.length - 1].ms,
-    ),
-    idleTimeoutMs: (media ? config.mediaTimeoutSeconds : config.idleTimeoutSeconds) * 1000,
-    timeoutSetting: media ? "MEDIA_TIMEOUT_SECONDS" : undefined,
-    includeUsage,
-    redact: deps.loggable,
-    // Asked for, or shown in the footer, and Poe may not send it: counted here then.
-    estimateUsage: includeUsage || points?.annotates
-      ? (answerText) => estimatedUsage(deps.counter, answer.sent, answerText)
-      : undefined,
-    finish: points?.annotates
-      ? (summary) => {
-        settling = true;
-        return points.finish(summary);
-      }
-      : undefined,
-    abortUpstream: answer.abort,
-    cut: deps.shutdown,
-    drainUpstream: answer.drain,
-    onEnd(outcome) {
-      // An unfinished answer was already aborted by the relay; a finished one needs no abort.
-      answer.release();
-      if (outcome.firstEventAt !== null) ctx.ttfbMs = outcome.firstEventAt - ctx.started;
-      if (outcome.usage) {
-        ctx.fields.tokens_in = outcome.usage.prompt_tokens;
-        ctx.fields.tokens_out = outcome.usage.completion_tokens;
-        if (outcome.usage.tokens_estimated) ctx.fields.tokens_estimated = true;
-      }
-      ctx.fields.finish = outcome.finishReason ?? undefined;
-      if (outcome.finishAdded) ctx.fields.finish_added = true;
-      if (outcome.droppedEvents > 0) ctx.fields.dropped_events = outcome.droppedEvents;
-      // FOOTER=off: the stream got no footer or points; its cost is still attributed for the logs.
-      if (points && !points.annotates && outcome.end === "done") void points.finish(outcome);
-      // Poe may bill an answer its client left: watched for, so that its history entry is not
-      // taken for the next answer's, and its cost is logged.
-      if (points && outcome.end === "client-gone" && !settling) points.abandoned();
-      if (outcome.end !== "done") ctx.fields.end = outcome.end;
-      ctx.end(outcome.end === "client-gone" ? 499 : 200);
-    },
-  });
-  headers.push(
-    ["content-type", "text/event-stream; charset=utf-8"],
-    ["cache-control", "no-cache"],
-    ["x-accel-buffering", "no"],
-  );
-  return new Response(stream, { status: 200, headers });
-}
-
-async function jsonAnswer(
-  answer: UpstreamAnswer,
-  ctx: RequestContext,
-  deps: ChatDeps,
-  headers: HeaderList,
-  points: AnswerPoints | null,
-  media: boolean,
-): Promise<Response> {
-  // At the deadline the read is aborted, which ends it with an error.
-  let timedOut = false;
-  const deadline = (media ? deps.deadlines.mediaAnswer : deps.deadlines.answer).add(() => {
-    timedOut = true;
-    answer.abort(new Error("timeout"));
-  });
-  let text: string;
-  try {
-    text = await answer.response.text();
-  } catch (err) {
-    if (timedOut) {
-      const setting = media ? "MEDIA_TIMEOUT_SECONDS" : "FIRST_BYTE_TIMEOUT_SECONDS";
-      throw new ProxyError(504, `Poe did not finish its answer within ${setting}.`, {
-        type: "timeout_error",
-        code: "upstream_timeout",
-        headers: { ...NO_CLIENT_RETRY },
-      });
-    }
-    throw new ProxyError(502, "The connection to Poe broke before the answer was complete.", {
-      type: "upstream_error",
-      code: "upstream_disconnected",
-      cause: err,
-      headers: { ...NO_CLIENT_RETRY },
-    });
-  } finally {
-    deadline.cancel();
-    answer.release();
-  }
-  // deno-lint-ignore no-explicit-any
-  let parsed: any;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  if (!isCompletion(parsed)) throw notAnAnswer(parsed);
-  // OpenAI's answers always carry usage: one Poe sent without is counted here.
-  let changed = false;
-  if (!parsed.usage || typeof parsed.usage !== "object") {
-    const answerText: string[] = [];
-    collectAnswerText(parsed.choices[0]?.message, answerText);
-    parsed.usage = estimatedUsage(deps.counter, answer.sent, answerText.join(""));
-    ctx.fields.tokens_estimated = true;
-    changed = true;
-  }
-  const usage = parsed.usage;
-  if (usage) {
-    ctx.fields.tokens_in = usage.prompt_tokens;
-    ctx.fields.tokens_out = usage.completion_tokens;
-  }
-  ctx.fields.finish = parsed?.choices?.[0]?.finish_reason ?? undefined;
-  if (deps.config.logBodies) {
-    deps.logger.debug("response body", { request_id: ctx.id, body: text.slice(0, 100_000) });
-  }
-  if (points) {
-    for (const [k, v] of Object.entries(await points.completeJson(parsed))) headers.push([k, v]);
-    if (points.annotates) changed = true;
-  }
-  if (changed) text = JSON.stringify(parsed);
-  headers.push(["content-type", "application/json"]);
-  return new Response(text, { status: 200, headers });
 }

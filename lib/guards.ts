@@ -1,12 +1,16 @@
-/** @module Spending guards: pause below the cutoff, refuse a request over the cost cap. */
+/**
+ * @module Spending guards: pause below the cutoff, refuse a request over the cost cap, and the
+ * tokens the cap prices a request by. The refusals' texts are in `guard_messages.ts`, the answer a
+ * refusal becomes in `guard_response.ts`.
+ */
 import { answerLimit } from "./answer_limit.ts";
-import { errorResponse, ProxyError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
-import { type ChatMessage, type ChatRequest, completionId } from "./openai_types.ts";
+import type { ChatMessage, ChatRequest } from "./openai_types.ts";
 import { definitionsText, TokenCounter } from "./tokens.ts";
 import type { BalanceSnapshot } from "./usage.ts";
 import type { RunningTotal } from "./running_costs.ts";
+import { capMessage, pausedMessage } from "./guard_messages.ts";
 
 /**
  * Completion tokens assumed for the cost cap when the request sets neither `max_completion_tokens`
@@ -45,26 +49,6 @@ export interface GuardsOptions {
 }
 
 const NONE_RUNNING: RunningTotal = Object.freeze({ points: 0, count: 0 });
-
-/** Built once: `toLocaleString` builds a formatter on every call (about 17 µs). */
-const GROUPED = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
-const grouped = (n: number) => GROUPED.format(Math.round(n));
-
-function when(time: number, now: number): string {
-  const date = new Date(time).toISOString().slice(0, 16).replace("T", " ");
-  const hours = (time - now) / 3_600_000;
-  const rel = hours < 1
-    ? "within the hour"
-    : hours < 1.5
-    ? "in about an hour"
-    : hours < 48
-    ? `in about ${Math.round(hours)} hours`
-    : `in ${Math.round(hours / 24)} days`;
-  return `${date} UTC (${rel})`;
-}
-
-/** What one answer of a media model is, for the per-item part of a refusal. */
-const ITEM: Record<string, string> = { image: "image", video: "video", audio: "audio clip" };
 
 /** The text of the newest user message: string content, or its text parts joined. */
 export function newestUserText(messages: readonly ChatMessage[]): string {
@@ -152,42 +136,10 @@ export class Guards {
     const balance = snap.balance - spent - running.points;
     this.#logTurn(balance < cutoff, balance, snap.balance, spent, running);
     if (balance >= cutoff) return null;
-    const now = this.#now();
-    let grant = "";
-    if (snap.nextGrant && snap.nextGrant.time > now) {
-      const amount = snap.nextGrant.amount === null
-        ? "Poe grants points"
-        : `Poe grants ${grouped(snap.nextGrant.amount)} points`;
-      grant = ` ${amount} next on ${when(snap.nextGrant.time, now)}.`;
-    }
-    const ageMin = Math.round((now - snap.takenAt) / 60_000);
-    const less: string[] = [];
-    if (spent > 0) less.push(`less ${grouped(spent)} spent through this proxy since`);
-    if (running.points > 0) {
-      less.push(
-        `less about ${grouped(running.points)} points for ${running.count} ${
-          running.count === 1 ? "request" : "requests"
-        } still running`,
-      );
-    }
-    const asOf = less.length > 0
-      ? ` (${grouped(snap.balance)} at Poe's last reading${
-        ageMin >= 2 ? `, ${ageMin} minutes ago` : ""
-      }, ${less.join(", ")})`
-      : ageMin >= 2
-      ? ` (as of ${ageMin} minutes ago)`
-      : "";
-    // Paused by what is still running alone: the answer may change once those are done.
-    const wait = snap.balance - spent >= cutoff
-      ? " Ask again once they are done: what they cost decides."
-      : "";
     return {
       guard: "paused",
       balance,
-      message:
-        `⏸️ poe-proxy is paused: your Poe balance is about ${grouped(balance)} points${asOf}, ` +
-        `below the POINTS_CUTOFF of ${grouped(cutoff)} points.${grant}${wait} ` +
-        "Nothing was sent to Poe; lower POINTS_CUTOFF to go on spending.",
+      message: pausedMessage(snap, { balance, spent, running, cutoff, now: this.#now() }),
     };
   }
 
@@ -239,115 +191,21 @@ export class Guards {
     const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) return { refusal: null, input };
     const cheaper = registry.cheaperThan(entry, input, completion, 3);
-    const answerPart = asked !== null
-      ? `up to ${grouped(completion)} answer tokens`
-      : `${grouped(completion)} answer tokens assumed`;
-    const media = isMedia(entry);
     const snapshot = this.#options.snapshot();
-    // What the estimate counted, and what the client can change to lower it.
-    const parts: string[] = [];
-    const advice: string[] = [];
-    if (!media) {
-      parts.push(`${grouped(input)} input tokens`, answerPart);
-      advice.push("Start a new chat or lower max_tokens to send less.");
-    } else {
-      if (entry.base !== null) {
-        parts.push(`${grouped(entry.base)} points per ${ITEM[entry.modality]}`);
-      }
-      if (entry.per1kTokens !== null) {
-        parts.push(`${grouped(input)} tokens in your newest message`);
-        advice.push("A shorter message costs less.");
-      }
-      if (entry.per1kOutputTokens !== null) {
-        parts.push(answerPart);
-        advice.push("A lower max_tokens costs less.");
-      }
-    }
     const refusal: GuardRefusal = {
       guard: "cost-cap",
       // The balance the footers show: the reading less spending since (not what requests still
       // running hold, which only the pause check counts).
       balance: snapshot === null ? null : snapshot.balance - (this.#options.spentSince?.() ?? 0),
-      message:
-        `⛔ poe-proxy refused this request: ${entry.id} would cost about ${
-          grouped(estimate.points)
-        } points (${parts.join(", ")}), over MAX_POINTS_PER_MESSAGE of ${grouped(cap)} points. ` +
-        (cheaper.length ? `Cheaper models: ${cheaper.join(", ")}. ` : "") +
-        (advice.length ? `${advice.join(" ")} ` : "") + "Nothing was sent to Poe.",
+      message: capMessage(entry, {
+        points: estimate.points,
+        cap,
+        input,
+        completion,
+        asked: asked !== null,
+        cheaper,
+      }),
     };
     return { refusal, input };
   }
-}
-
-/**
- * Whether a program parses the answer: the request offers tools or asks for a `response_format`
- * other than text. A refusal in prose would then break it where an error is handled.
- */
-function parsedByProgram(body: ChatRequest): boolean {
-  if (Array.isArray(body.tools) && body.tools.length > 0) return true;
-  const format = body.response_format as { type?: unknown } | null | undefined;
-  return typeof format === "object" && format !== null && format.type !== "text";
-}
-
-/**
- * The answer to a refused request. For a person, in the request's own format: SSE chunks (role
- * and content, then `finish_reason: "stop"`, a usage chunk when asked for, `[DONE]`) when
- * streaming, else a complete `chat.completion`, status 200. For a program (tools or a
- * `response_format`), an error: 402, as Poe answers when points run out. Both carry
- * `x-poe-proxy-guard`.
- */
-export function guardResponse(
-  refusal: GuardRefusal,
-  body: ChatRequest,
-  now = Date.now(),
-): Response {
-  if (parsedByProgram(body)) {
-    const code = refusal.guard === "paused" ? "points_paused" : "cost_cap_exceeded";
-    return errorResponse(new ProxyError(402, refusal.message, { code }), {
-      "x-poe-proxy-guard": refusal.guard,
-    });
-  }
-  const id = completionId();
-  const created = Math.floor(now / 1000);
-  const usage = {
-    prompt_tokens: 0,
-    completion_tokens: 0,
-    total_tokens: 0,
-    cost_points: 0,
-    points_estimated: false,
-    ...(refusal.balance === null ? {} : { balance_points: Math.round(refusal.balance) }),
-  };
-  const headers = new Headers({ "x-poe-proxy-guard": refusal.guard });
-  const base = { id, created, model: body.model };
-  if (body.stream !== true) {
-    headers.set("content-type", "application/json");
-    return new Response(
-      JSON.stringify({
-        ...base,
-        object: "chat.completion",
-        choices: [{
-          index: 0,
-          message: { role: "assistant", content: refusal.message },
-          finish_reason: "stop",
-        }],
-        usage,
-      }),
-      { headers },
-    );
-  }
-  const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
-    `data: ${JSON.stringify({ ...base, object: "chat.completion.chunk", choices, ...extra })}\n\n`;
-  const includeUsage =
-    (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-  const text = chunk([{
-    index: 0,
-    delta: { role: "assistant", content: refusal.message },
-    finish_reason: null,
-  }]) +
-    chunk([{ index: 0, delta: {}, finish_reason: "stop" }]) +
-    (includeUsage ? chunk([], { usage }) : "") +
-    "data: [DONE]\n\n";
-  headers.set("content-type", "text/event-stream; charset=utf-8");
-  headers.set("cache-control", "no-cache");
-  return new Response(text, { headers });
 }

@@ -1,14 +1,7 @@
-// deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
-import {
-  DEFAULT_COMPLETION_TOKENS,
-  guardResponse,
-  Guards,
-  type GuardsOptions,
-} from "../lib/guards.ts";
-import { memoryLogger } from "../lib/log.ts";
+import { DEFAULT_COMPLETION_TOKENS } from "../lib/guards.ts";
 import type { ChatRequest } from "../lib/openai_types.ts";
-import type { BalanceSnapshot } from "../lib/usage.ts";
+import { body, guards, NOW, snap } from "./guards_fixture.ts";
 import { testRegistry } from "./harness.ts";
 import { loadTokenizer } from "../lib/tokens.ts";
 import { ModelRegistry } from "../lib/models.ts";
@@ -16,29 +9,8 @@ import { ModelRegistry } from "../lib/models.ts";
 // Guards.overCap counts tokens synchronously; the chat path loads the tokenizer first.
 await loadTokenizer();
 
-const NOW = Date.UTC(2026, 0, 15, 12);
 const registry = await testRegistry();
 const gpt4o = registry.lookup("GPT-4o")!;
-
-function guards(snapshot: BalanceSnapshot | null, over: Partial<GuardsOptions> = {}) {
-  const logger = memoryLogger();
-  const g = new Guards({
-    pointsCutoff: 100_000,
-    maxPointsPerMessage: 0,
-    snapshot: () => snapshot,
-    now: () => NOW,
-    logger,
-    ...over,
-  });
-  return { g, logger };
-}
-
-const snap = (balance: number, over: Partial<BalanceSnapshot> = {}): BalanceSnapshot => ({
-  balance,
-  nextGrant: null,
-  takenAt: NOW,
-  ...over,
-});
 
 Deno.test("Guards.paused counts this proxy's spending since the last reading (Usage API down)", () => {
   let spent = 0;
@@ -56,12 +28,6 @@ Deno.test("Guards.paused counts this proxy's spending since the last reading (Us
   );
 });
 
-const body = (over: Partial<ChatRequest> = {}): ChatRequest => ({
-  model: "gpt-4o",
-  messages: [{ role: "user", content: "Hello there, how are you today?" }],
-  ...over,
-});
-
 Deno.test("Guards.paused lets requests through at or above the cutoff", () => {
   const { g } = guards(snap(100_000));
   assert.equal(g.check(body(), gpt4o, registry), null);
@@ -77,28 +43,6 @@ Deno.test("Guards.paused refuses below the cutoff naming balance, cutoff and nex
   assert.match(refusal.message, /POINTS_CUTOFF of 100,000/);
   assert.match(refusal.message, /1,000,000 points next on 2026-01-18 12:00 UTC \(in 3 days\)/);
   assert.match(refusal.message, /Nothing was sent to Poe/);
-});
-
-Deno.test("Guards.paused says when the next grant comes: within the hour, an hour, hours, days", () => {
-  const at = (ms: number) => {
-    const grant = { time: NOW + ms, amount: null, kind: "daily" as const };
-    return guards(snap(5, { nextGrant: grant })).g.paused()!.message;
-  };
-  const HOUR = 3_600_000;
-  assert.match(at(HOUR / 2), /\(within the hour\)/);
-  assert.match(at(HOUR), /\(in about an hour\)/);
-  assert.match(at(1.4 * HOUR), /\(in about an hour\)/);
-  assert.match(at(1.6 * HOUR), /\(in about 2 hours\)/);
-  assert.match(at(47 * HOUR), /\(in about 47 hours\)/);
-  assert.match(at(49 * HOUR), /\(in 2 days\)/);
-});
-
-Deno.test("Guards.paused mentions a stale snapshot's age and skips a grant in the past", () => {
-  const grant = { time: NOW - 1000, amount: null, kind: "daily" as const };
-  const { g } = guards(snap(5, { takenAt: NOW - 10 * 60_000, nextGrant: grant }));
-  const refusal = g.paused()!;
-  assert.match(refusal.message, /as of 10 minutes ago/);
-  assert.doesNotMatch(refusal.message, /grants/);
 });
 
 Deno.test("Guards.paused logs each turn once, with the balance and cutoff it compared", () => {
@@ -345,48 +289,6 @@ Deno.test("Guards.overCap: a per-item price is refused naming only cheaper model
     media,
   )!;
   assert.match(text.message, /Start a new chat or lower max_tokens to send less\./);
-});
-
-Deno.test("guardResponse answers a non-streamed request with a complete chat.completion", async () => {
-  // A balance less fractional spending (estimates) is shown whole, as the footers show it.
-  const res = guardResponse({ guard: "paused", message: "Paused.", balance: 5.4 }, body());
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get("x-poe-proxy-guard"), "paused");
-  assert.equal(res.headers.get("content-type"), "application/json");
-  const json: any = await res.json();
-  assert.match(json.id, /^chatcmpl-[0-9a-f]{24}$/);
-  assert.equal(json.object, "chat.completion");
-  assert.equal(json.model, "gpt-4o");
-  assert.deepEqual(json.choices, [{
-    index: 0,
-    message: { role: "assistant", content: "Paused." },
-    finish_reason: "stop",
-  }]);
-  assert.equal(json.usage.balance_points, 5);
-  assert.equal(json.usage.cost_points, 0);
-});
-
-Deno.test("guardResponse streams role, content, stop, usage when asked, then [DONE]", async () => {
-  const res = guardResponse(
-    { guard: "cost-cap", message: "Too dear.", balance: null },
-    body({ stream: true, stream_options: { include_usage: true } }),
-  );
-  assert.equal(res.headers.get("x-poe-proxy-guard"), "cost-cap");
-  assert.match(res.headers.get("content-type")!, /^text\/event-stream/);
-  const events = (await res.text()).split("\n\n").filter(Boolean).map((e) => e.slice(6));
-  assert.equal(events.at(-1), "[DONE]");
-  const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
-  assert.deepEqual(chunks[0].choices[0].delta, { role: "assistant", content: "Too dear." });
-  assert.equal(chunks[1].choices[0].finish_reason, "stop");
-  assert.deepEqual(chunks[2].choices, []);
-  assert.equal(chunks[2].usage.total_tokens, 0);
-  assert.ok(chunks.every((c) => c.object === "chat.completion.chunk" && c.id === chunks[0].id));
-  const plain = guardResponse(
-    { guard: "paused", message: "x", balance: 1 },
-    body({ stream: true }),
-  );
-  const plainEvents = (await plain.text()).split("\n\n").filter(Boolean);
-  assert.equal(plainEvents.length, 3);
 });
 
 Deno.test("Guards.overCap counts the tool definitions and response_format schema as input", () => {

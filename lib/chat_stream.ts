@@ -1,0 +1,88 @@
+/**
+ * @module A streamed answer relayed to the client: the relay's timeouts, usage and footer, and what
+ * the request's end logs.
+ */
+import { ProxyError } from "./errors.ts";
+import type { RequestContext } from "./request_context.ts";
+import type { UpstreamAnswer } from "./upstream.ts";
+import { relaySse } from "./sse.ts";
+import type { AnswerPoints } from "./answer_points.ts";
+import { estimatedUsage } from "./usage_estimate.ts";
+import type { ChatDeps, HeaderList } from "./chat.ts";
+
+/**
+ * The response for Poe's streamed answer: its events relayed as they come, within what is left of
+ * the first-byte timeout and the idle one. The request ends (and is logged) when the relay does.
+ */
+export function streamAnswer(
+  answer: UpstreamAnswer,
+  ctx: RequestContext,
+  deps: ChatDeps,
+  headers: HeaderList,
+  includeUsage: boolean,
+  points: AnswerPoints | null,
+  media: boolean,
+): Response {
+  const { config } = deps;
+  // A JSON answer was read and made events already, before the client was sent a status.
+  const upstreamBody = answer.body ?? answer.response.body;
+  if (!upstreamBody) {
+    throw new ProxyError(502, "Poe answered without a body.", { type: "upstream_error" });
+  }
+  ctx.deferred = true;
+  /** The relay asked for the answer's points: its cost is being settled. */
+  let settling = false;
+  const stream = relaySse(upstreamBody, {
+    keepaliveMs: config.keepaliveSeconds * 1000,
+    // What is left of it: the wait for the answering call's headers counted already (not the
+    // client's upload, nor earlier tries).
+    firstByteTimeoutMs: Math.max(
+      1,
+      (media ? config.mediaTimeoutSeconds : config.firstByteTimeoutSeconds) * 1000 -
+        answer.attempts[answer.attempts.length - 1].ms,
+    ),
+    idleTimeoutMs: (media ? config.mediaTimeoutSeconds : config.idleTimeoutSeconds) * 1000,
+    timeoutSetting: media ? "MEDIA_TIMEOUT_SECONDS" : undefined,
+    includeUsage,
+    redact: deps.loggable,
+    // Asked for, or shown in the footer, and Poe may not send it: counted here then.
+    estimateUsage: includeUsage || points?.annotates
+      ? (answerText) => estimatedUsage(deps.counter, answer.sent, answerText)
+      : undefined,
+    finish: points?.annotates
+      ? (summary) => {
+        settling = true;
+        return points.finish(summary);
+      }
+      : undefined,
+    abortUpstream: answer.abort,
+    cut: deps.shutdown,
+    drainUpstream: answer.drain,
+    onEnd(outcome) {
+      // An unfinished answer was already aborted by the relay; a finished one needs no abort.
+      answer.release();
+      if (outcome.firstEventAt !== null) ctx.ttfbMs = outcome.firstEventAt - ctx.started;
+      if (outcome.usage) {
+        ctx.fields.tokens_in = outcome.usage.prompt_tokens;
+        ctx.fields.tokens_out = outcome.usage.completion_tokens;
+        if (outcome.usage.tokens_estimated) ctx.fields.tokens_estimated = true;
+      }
+      ctx.fields.finish = outcome.finishReason ?? undefined;
+      if (outcome.finishAdded) ctx.fields.finish_added = true;
+      if (outcome.droppedEvents > 0) ctx.fields.dropped_events = outcome.droppedEvents;
+      // FOOTER=off: the stream got no footer or points; its cost is still attributed for the logs.
+      if (points && !points.annotates && outcome.end === "done") void points.finish(outcome);
+      // Poe may bill an answer its client left: watched for, so that its history entry is not
+      // taken for the next answer's, and its cost is logged.
+      if (points && outcome.end === "client-gone" && !settling) points.abandoned();
+      if (outcome.end !== "done") ctx.fields.end = outcome.end;
+      ctx.end(outcome.end === "client-gone" ? 499 : 200);
+    },
+  });
+  headers.push(
+    ["content-type", "text/event-stream; charset=utf-8"],
+    ["cache-control", "no-cache"],
+    ["x-accel-buffering", "no"],
+  );
+  return new Response(stream, { status: 200, headers });
+}
