@@ -193,11 +193,12 @@ export class AnswerPoints {
   }
 
   /**
-   * An answer whose client left before it was complete: no footer and no wait, but its history
-   * entry is watched for in the background (a cost found is reported with `ctx.lateCost`).
+   * An answer whose client left before it was complete, or that broke after Poe accepted it: no
+   * footer and no wait, but its history entry is watched for in the background (a cost found is
+   * reported with `ctx.lateCost`), and what the request held counts as spent meanwhile.
    */
   abandoned(): void {
-    watchAbandoned(this.#o.usage, this.#o.entry.id, this.#o.ctx);
+    watchAbandoned(this.#o.usage, this.#o.entry.id, this.#o.ctx, this.#o.reservation);
   }
 
   /** The `finish` hook of {@linkcode relaySse}. */
@@ -233,12 +234,22 @@ export class AnswerPoints {
 }
 
 /**
- * Watches for the history entry of an answer its client left: Poe may bill it all the same. Its
- * cost is reported with `ctx.lateCost`, and the entry is not left for the next answer to take.
- * Whether and when Poe bills it is unknown: while it is watched, it takes no entry that a later
- * answer of its model could own, and such an answer without token counts keeps its estimate.
+ * Watches for the history entry of an answer its client left, or that broke after Poe accepted
+ * it: Poe may bill it all the same. Its cost is reported with `ctx.lateCost`, and the entry is
+ * not left for the next answer to take. Whether and when Poe bills it is unknown: while it is
+ * watched, it takes no entry that a later answer of its model could own, and such an answer
+ * without token counts keeps its estimate. The request's reservation (`held`), when still held,
+ * becomes an estimate spent.
  */
-export function watchAbandoned(usage: UsageService, model: string, ctx: RequestContext): void {
+export function watchAbandoned(
+  usage: UsageService,
+  model: string,
+  ctx: RequestContext,
+  held?: Reservation,
+): void {
+  // Billed all the same, most likely: what the request held counts on as spent, at its estimate,
+  // with no moment between, until its real cost is found (or, never found, for a minute).
+  const counted = held?.release() ? usage.poller.spent(held.points) : null;
   void usage.costs.attribute({
     model,
     startedAt: ctx.startedAt,
@@ -246,8 +257,9 @@ export function watchAbandoned(usage: UsageService, model: string, ctx: RequestC
     abandoned: true,
     waitMs: 0,
     onFound: (cost) => {
-      // Billed all the same: the guards count it until a balance read shows it, and one is asked.
-      usage.poller.spent(cost.points, true);
+      // The guards count it until a balance read shows it, and one is asked.
+      if (counted) usage.poller.confirm(counted, cost.points);
+      else usage.poller.spent(cost.points, true);
       usage.poller.answered();
       ctx.lateCost(cost.points);
     },

@@ -97,6 +97,13 @@ function passHeaders(from: Headers, to: HeaderList, except: HeaderList): void {
   }
 }
 
+/** Codes of `jsonAnswer`'s errors for an answer Poe began and may have billed. */
+const UNREAD_ANSWER_CODES: ReadonlySet<string> = new Set([
+  "upstream_disconnected",
+  "upstream_timeout",
+  "upstream_bad_body",
+]);
+
 /** Handles `POST /v1/chat/completions`. */
 export async function handleChat(
   req: Request,
@@ -203,7 +210,7 @@ export async function handleChat(
       ctx.fields.error = started
         ? "client gone while Poe answered"
         : "client gone before Poe answered";
-      if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx);
+      if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx, reservation);
       throw new ProxyError(499, "The client closed the request.", {
         code: "client_closed_request",
       });
@@ -251,9 +258,14 @@ export async function handleChat(
   try {
     return await jsonAnswer(answer, ctx, deps, headers, points, media);
   } catch (err) {
+    // Poe answered 200 and may bill an answer whose read failed (the client left, a broken
+    // connection, the answer deadline, a body that holds no answer): watched for, and counted
+    // meanwhile. Not one whose body is Poe's error.
+    const unread = req.signal.aborted ||
+      (err instanceof ProxyError && err.code !== null && UNREAD_ANSWER_CODES.has(err.code));
+    if (points && !points.settling && unread) points.abandoned();
     // The client's abort also broke the body's read: that is a 499, not Poe's failure.
     if (!req.signal.aborted) throw err;
-    points?.abandoned();
     ctx.fields.error = "client gone while Poe answered";
     throw new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
   }

@@ -10,6 +10,9 @@ import type { AnswerPoints } from "./answer_points.ts";
 import { estimatedUsage } from "./usage_estimate.ts";
 import type { ChatDeps, HeaderList } from "./chat.ts";
 
+/** Ends of a relayed stream whose answer Poe began and may bill, though it was never settled. */
+const UNSETTLED_ENDS: ReadonlySet<string> = new Set(["client-gone", "upstream-error", "timeout"]);
+
 /**
  * The response for Poe's streamed answer: its events relayed as they come, within what is left of
  * the first-byte timeout and the idle one. The request ends (and is logged) when the relay does.
@@ -29,7 +32,6 @@ export function streamAnswer(
   if (!upstreamBody) {
     throw new ProxyError(502, "Poe answered without a body.", { type: "upstream_error" });
   }
-  ctx.deferred = true;
   /** The relay asked for the answer's points: its cost is being settled. */
   let settling = false;
   const stream = relaySse(upstreamBody, {
@@ -72,13 +74,16 @@ export function streamAnswer(
       if (outcome.droppedEvents > 0) ctx.fields.dropped_events = outcome.droppedEvents;
       // FOOTER=off: the stream got no footer or points; its cost is still attributed for the logs.
       if (points && !points.annotates && outcome.end === "done") void points.finish(outcome);
-      // Poe may bill an answer its client left: watched for, so that its history entry is not
-      // taken for the next answer's, and its cost is logged.
-      if (points && outcome.end === "client-gone" && !settling) points.abandoned();
+      // Poe may bill an answer its client left, or one that broke or stalled once it began:
+      // watched for, so that its history entry is not taken for the next answer's, its cost is
+      // logged, and the guards count it meanwhile.
+      if (points && !settling && UNSETTLED_ENDS.has(outcome.end)) points.abandoned();
       if (outcome.end !== "done") ctx.fields.end = outcome.end;
       ctx.end(outcome.end === "client-gone" ? 499 : 200);
     },
   });
+  // Set once the relay exists: a request whose relay could not be built is ended by the app.
+  ctx.deferred = true;
   headers.push(
     ["content-type", "text/event-stream; charset=utf-8"],
     ["cache-control", "no-cache"],

@@ -17,8 +17,11 @@ import { definitionsText } from "./tokens.ts";
 export interface Reservation {
   /** The points held; 0 for a request that holds nothing. */
   readonly points: number;
-  /** Stops counting it. Idempotent: only the first call of this or the expiry counts. */
-  release(): void;
+  /**
+   * Stops counting it; true when it was still counted. Idempotent: only the first call of this or
+   * the expiry counts.
+   */
+  release(): boolean;
 }
 
 /** What requests still running hold. */
@@ -38,7 +41,7 @@ export interface RunningCostsOptions {
 }
 
 /** A reservation that holds nothing: never counted, nothing to release. */
-const NOTHING: Reservation = Object.freeze({ points: 0, release: () => {} });
+const NOTHING: Reservation = Object.freeze({ points: 0, release: () => false });
 
 interface Held extends Reservation {
   readonly expiresAt: number;

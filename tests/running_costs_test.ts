@@ -30,9 +30,10 @@ Deno.test("RunningCosts: a release counts once, however often it is called", () 
   const { running } = ledger();
   const a = running.reserve(300, 60_000);
   running.reserve(100, 60_000);
-  a.release();
-  a.release();
-  a.release();
+  // Only the first release tells it let go: the caller that turns the hold into spending.
+  assert.equal(a.release(), true);
+  assert.equal(a.release(), false);
+  assert.equal(a.release(), false);
   assert.deepEqual(running.total, { points: 100, count: 1 });
 });
 
@@ -63,8 +64,8 @@ Deno.test("RunningCosts: a reservation past its bound stops counting, and its la
   advance(1);
   assert.deepEqual(running.total, { points: 100, count: 1 });
   assert.ok(logger.lines.some((l) => l.includes("expired") && l.includes("points=500")));
-  // Released after it expired: the other reservation is not touched.
-  leaked.release();
+  // Released after it expired: the other reservation is not touched, and nothing was let go.
+  assert.equal(leaked.release(), false);
   assert.deepEqual(running.total, { points: 100, count: 1 });
   later.release();
   assert.deepEqual(running.total, { points: 0, count: 0 });

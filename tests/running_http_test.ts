@@ -66,6 +66,11 @@ function ask(
   });
 }
 
+/** `actual` is `expected` give or take the few tokens a fake directive adds to a message. */
+function assertNear(actual: number, expected: number, message = ""): void {
+  assert.ok(Math.abs(actual - expected) < 0.02 * expected, `${actual} ≉ ${expected} ${message}`);
+}
+
 async function until(check: () => boolean, ms = 8000): Promise<void> {
   const end = Date.now() + ms;
   while (!check()) {
@@ -268,7 +273,7 @@ Deno.test("a client that leaves before Poe answers lets go of what its request h
   assert.equal(t.fake.chatRequests().length, 2);
 });
 
-Deno.test("a client that leaves a stream half-way lets go of what its request held", async () => {
+Deno.test("a client that leaves a stream half-way: what its request held counts on as spent", async () => {
   await using t = await setup(0.5 * HELD);
   const abort = new AbortController();
   const res = await ask(
@@ -288,19 +293,76 @@ Deno.test("a client that leaves a stream half-way lets go of what its request he
   await until(() => t.running().count === 0);
   assert.equal(t.running().points, 0);
   await until(() => t.proxy.logs.some((l) => l.includes("end=client-gone")));
+  // Poe may bill the part it answered: the estimate is spent until its real cost is found.
+  assertNear(t.usage.poller.spentSinceSnapshot, HELD);
   const next = await ask(t.proxy.url);
-  assert.equal(next.headers.get("x-poe-proxy-guard"), null);
+  assert.equal(next.headers.get("x-poe-proxy-guard"), "paused");
   await next.body?.cancel();
 });
 
-Deno.test("a stream that breaks, or Poe leaves silent, lets go of what its request held", async () => {
-  await using t = await setup(0.5 * HELD, { IDLE_TIMEOUT_SECONDS: "1" });
+Deno.test("a stream that breaks, or Poe leaves silent: what its request held counts on as spent", async () => {
+  await using t = await setup(2.5 * HELD, { IDLE_TIMEOUT_SECONDS: "1" });
+  let spent = 0;
   for (const directive of ["drop", "midstream-error", "stall=3000"]) {
     const res = await ask(t.proxy.url, { stream: true }, directive);
     assert.equal(res.status, 200, directive);
     assert.match(await res.text(), /"error"/, directive);
     assert.deepEqual(t.running(), { points: 0, count: 0 }, directive);
+    // Poe began the answer and may bill it: counted at its estimate, and watched for.
+    spent += HELD;
+    assertNear(t.usage.poller.spentSinceSnapshot, spent, directive);
   }
+  const next = await ask(t.proxy.url);
+  assert.equal(next.headers.get("x-poe-proxy-guard"), "paused");
+  await next.body?.cancel();
+});
+
+Deno.test("a non-streamed answer Poe began but that was never read: what its request held counts on as spent", async () => {
+  // Poe bills it at once, and its history shows it 30 s later: the estimate stands meanwhile.
+  await using t = await setup(1.5 * HELD, { FIRST_BYTE_TIMEOUT_SECONDS: "1" }, {
+    historyDelayMs: 30_000,
+  });
+  // The body comes 3 s after the headers: past the answer's deadline (504).
+  const late = await ask(t.proxy.url, {}, "stall=3000");
+  assert.equal(late.status, 504);
+  await late.body?.cancel();
+  assert.deepEqual(t.running(), { points: 0, count: 0 });
+  assertNear(t.usage.poller.spentSinceSnapshot, HELD);
+  // The client leaves while the body is awaited.
+  const abort = new AbortController();
+  const leaving = ask(t.proxy.url, {}, "stall=3000", abort.signal);
+  await until(() => t.fake.chatRequests().length === 2);
+  await new Promise((r) => setTimeout(r, 200));
+  abort.abort();
+  await assert.rejects(leaving);
+  await until(() => t.proxy.logs.some((l) => l.includes("status=499")));
+  assert.deepEqual(t.running(), { points: 0, count: 0 });
+  assertNear(t.usage.poller.spentSinceSnapshot, 2 * HELD);
+  const next = await ask(t.proxy.url);
+  assert.equal(next.headers.get("x-poe-proxy-guard"), "paused");
+  await next.body?.cancel();
+});
+
+Deno.test("an answer that was never read: its real cost takes the estimate's place once found", async () => {
+  await using t = await setup(1.5 * HELD, { FIRST_BYTE_TIMEOUT_SECONDS: "1" }, {
+    historyDelayMs: 300,
+  });
+  const late = await ask(t.proxy.url, {}, "stall=3000");
+  assert.equal(late.status, 504);
+  await late.body?.cancel();
+  // The fake bills 10 points plus the tokens: far less than the estimate's 140 per message.
+  await until(() => t.usage.poller.spentSinceSnapshot < 0.5 * HELD);
+  assert.ok(t.usage.poller.spentSinceSnapshot > 0);
+  await until(() => t.proxy.logs.some((l) => l.includes("late cost")));
+});
+
+Deno.test("an error Poe sends with a 200 counts nothing: the request only lets go of what it held", async () => {
+  await using t = await setup(0.5 * HELD);
+  const res = await ask(t.proxy.url, {}, "json-error=500");
+  assert.equal(res.status, 502);
+  await res.body?.cancel();
+  assert.deepEqual(t.running(), { points: 0, count: 0 });
+  assert.equal(t.usage.poller.spentSinceSnapshot, 0);
   const next = await ask(t.proxy.url);
   assert.equal(next.headers.get("x-poe-proxy-guard"), null);
   await next.body?.cancel();
