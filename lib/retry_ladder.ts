@@ -17,6 +17,9 @@ const BACKOFF_BASE_MS = 250;
 /** The fields the 400 ladder changes: a 400 naming any other is not worth a variant. */
 export const LADDER_PARAMS = new Set(["max_tokens", "max_completion_tokens", "model"]);
 
+/** The most variants the 400 ladder tries after a request's own call. */
+export const LADDER_STEPS = 3;
+
 /** The 400 ladder: the variants of a request to try in order, each only if it changes the request. */
 export function ladderVariants(body: ChatRequest): { reason: string; body: ChatRequest }[] {
   const withoutMax = (b: ChatRequest): ChatRequest => {

@@ -9,7 +9,7 @@ import { DEFAULT_COMPLETION_TOKENS, newestUserText } from "./guards.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
 import type { ChatRequest } from "./openai_types.ts";
-import { MAX_WAIT_SECONDS } from "./retry_ladder.ts";
+import { LADDER_STEPS, MAX_WAIT_SECONDS } from "./retry_ladder.ts";
 import { messageTextChars } from "./token_bounds.ts";
 import { definitionsText } from "./tokens.ts";
 
@@ -122,7 +122,7 @@ export class RunningCosts {
 /**
  * The longest a chat request may run, the bound of its reservation: every call of
  * `UPSTREAM_RETRIES` + 1 waiting its whole first-byte timeout and the longest backoff
- * (`MAX_WAIT_SECONDS`), then the answer read for a first-byte timeout again (a JSON answer's limit)
+ * (`MAX_WAIT_SECONDS`), and each step of the 400 ladder its first-byte timeout, then the answer read for a first-byte timeout again (a JSON answer's limit)
  * or an idle one, and the footer's wait for the cost. For image, video and audio models,
  * `MEDIA_TIMEOUT_SECONDS` stands for both. A stream has no total limit, only its idle one: one
  * longer than this stops counting early, which leaves the guard less strict for that request
@@ -134,7 +134,9 @@ export function longestRunMs(config: Config, media: boolean): number {
     ? config.mediaTimeoutSeconds
     : Math.max(config.firstByteTimeoutSeconds, config.idleTimeoutSeconds);
   const calls = config.upstreamRetries + 1;
-  return (calls * (wait + MAX_WAIT_SECONDS) + answer) * 1000 + config.footerWaitMs;
+  // The ladder's calls follow a 400 at once, without a backoff, and use up no retry.
+  const ladder = LADDER_STEPS * wait;
+  return (calls * (wait + MAX_WAIT_SECONDS) + ladder + answer) * 1000 + config.footerWaitMs;
 }
 
 /** Options of {@linkcode runningEstimate}. */

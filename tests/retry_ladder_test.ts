@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   backoffMs,
   LADDER_PARAMS,
+  LADDER_STEPS,
   ladderVariants,
   MAX_WAIT_SECONDS,
   parseRetryAfter,
@@ -39,6 +40,8 @@ Deno.test("ladderVariants: drop the token limit, then lowercase the model, then 
     },
     { reason: "both", body: { model: "gpt-4o", messages, stream: true } },
   ]);
+  // The most there can be: what bounds how long a request may hold points.
+  assert.equal(variants.length, LADDER_STEPS);
   assert.deepEqual(body, { model: "GPT-4o", messages, max_tokens: 100, stream: true });
 });
 
