@@ -3,6 +3,9 @@ import { ProxyError } from "./errors.ts";
 import type { ChatMessage, ChatRequest } from "./openai_types.ts";
 import { extraBodyOf, LIMIT_FIELDS } from "./answer_limit.ts";
 
+/** Fields the proxy decides by: in a literal `extra_body`, Poe could read them instead. */
+const TOP_LEVEL_ONLY = ["model", "messages", "stream"] as const;
+
 /** Model names are printable and short; anything else never reaches a header or a log line. */
 const MODEL_NAME = /^[\x21-\x7e][\x20-\x7e]{0,127}$/;
 
@@ -60,7 +63,20 @@ export function validateChatRequest(body: unknown): ChatRequest {
   checkLimits(b, "");
   // The cost cap prices these in extra_body too (Poe reads it): a value it cannot price is refused.
   const extra = extraBodyOf(b);
-  if (extra) checkLimits(extra, "extra_body.");
+  if (extra) {
+    checkLimits(extra, "extra_body.");
+    for (const field of TOP_LEVEL_ONLY) {
+      if (extra[field] === undefined) continue;
+      // Poe reads extra_body too: a model or messages there would be billed unchecked, a stream
+      // there would answer in a form the proxy does not read.
+      throw new ProxyError(
+        400,
+        `extra_body.${field} is not supported: set ${field} at the top level, where this proxy ` +
+          "checks, clips and prices the request.",
+        { param: `extra_body.${field}`, code: "unsupported_parameter" },
+      );
+    }
+  }
   if (b.n !== undefined && b.n !== null && b.n !== 1) {
     // Poe answers with one choice: a client asking for more would read choices[1] and crash.
     throw new ProxyError(

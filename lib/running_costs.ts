@@ -122,9 +122,9 @@ export class RunningCosts {
 /**
  * The longest a chat request may run, the bound of its reservation: every call of
  * `UPSTREAM_RETRIES` + 1 waiting its whole first-byte timeout and the longest backoff
- * (`MAX_WAIT_SECONDS`), and each step of the 400 ladder its first-byte timeout, then the answer read for a first-byte timeout again (a JSON answer's limit)
- * or an idle one, and the footer's wait for the cost. For image, video and audio models,
- * `MEDIA_TIMEOUT_SECONDS` stands for both. A stream has no total limit, only its idle one: one
+ * (`MAX_WAIT_SECONDS`), and each step of the 400 ladder its first-byte timeout; then the answer
+ * read for a first-byte timeout again (a JSON answer's limit) or an idle one, and the footer's
+ * wait for the cost. For image, video and audio models, `MEDIA_TIMEOUT_SECONDS` stands for both. A stream has no total limit, only its idle one: one
  * longer than this stops counting early, which leaves the guard less strict for that request
  * alone, where a leak would pause every request for as long as it lasts.
  */

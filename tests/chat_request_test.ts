@@ -60,6 +60,18 @@ const INVALID: [string, string, string | null, RegExp][] = [
     /content must be a string, an array of parts or null/,
   ],
   [
+    "a model in extra_body",
+    '{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}],"extra_body":{"model":"o3-pro"}}',
+    "extra_body.model",
+    /extra_body\.model is not supported: set model at the top level/,
+  ],
+  [
+    "a stream in extra_body",
+    '{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}],"extra_body":{"stream":true}}',
+    "extra_body.stream",
+    /extra_body\.stream is not supported/,
+  ],
+  [
     "stream not a boolean",
     '{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}],"stream":"yes"}',
     "stream",
@@ -229,6 +241,14 @@ Deno.test("validateChatRequest: answer limits in extra_body must be positive int
     }
     validateChatRequest({ model: "m", messages, extra_body: { [field]: 100, other: "x" } });
     validateChatRequest({ model: "m", messages, extra_body: { [field]: null } });
+  }
+  for (const field of ["model", "messages", "stream"]) {
+    assert.throws(
+      () => validateChatRequest({ model: "m", messages, extra_body: { [field]: "x" } }),
+      (err: ProxyError) =>
+        err.status === 400 && err.param === `extra_body.${field}` &&
+        err.code === "unsupported_parameter",
+    );
   }
   // Not an object: nothing in it is an answer limit Poe could read.
   for (const extra_body of ["max_tokens=5", [1], null]) {
