@@ -125,6 +125,10 @@ export function createApp(deps: AppDeps): App {
   const metrics = deps.metrics ?? new ProxyMetrics({
     models: deps.registry,
     balance: () => usage.poller.snapshot,
+    guard: () => ({
+      running: usage.running.total.points,
+      unshown: usage.poller.spentSinceSnapshot,
+    }),
     version: deps.version,
   });
   const recent = deps.recent ?? new RecentRequests();

@@ -63,12 +63,22 @@ export interface BalanceReading {
   takenAt: number;
 }
 
+/** What the guard gauges read at scrape time: points the pause check takes off the reading. */
+export interface GuardReading {
+  /** Points held by chat requests still running, at their estimates. */
+  running: number;
+  /** Points spent through the proxy that Poe's last reading may not show yet. */
+  unshown: number;
+}
+
 /** Options of {@linkcode ProxyMetrics}. */
 export interface ProxyMetricsOptions {
   /** The current registry: the only source of `model` label values. */
   models: () => ModelRegistry;
   /** The poller's last good snapshot, or null. Default: none (balance gauges absent). */
   balance?: () => BalanceReading | null;
+  /** What the pause check takes off the balance. Default: none (guard gauges absent). */
+  guard?: () => GuardReading;
   /** Shown as `poe_proxy_build_info{version}`. Default: `"dev"`. */
   version?: string;
 }
@@ -177,6 +187,20 @@ export class ProxyMetrics {
       help: "Poe point balance at the poller's last success.",
     }),
   );
+  readonly runningPoints = this.registry.register(
+    new Gauge({
+      name: "poe_proxy_points_running",
+      help:
+        "Points held by chat requests still running, at their estimates: the POINTS_CUTOFF check takes them off the balance.",
+    }),
+  );
+  readonly unshownPoints = this.registry.register(
+    new Gauge({
+      name: "poe_proxy_points_unshown",
+      help:
+        "Points spent through this proxy that Poe's last balance reading may not show yet: the POINTS_CUTOFF check takes them off the balance.",
+    }),
+  );
   readonly lastPoll = this.registry.register(
     new Gauge({
       name: "poe_proxy_usage_poll_last_success_timestamp_seconds",
@@ -203,6 +227,14 @@ export class ProxyMetrics {
         if (reading === null) return;
         this.balance.set({}, reading.balance);
         this.lastPoll.set({}, Math.floor(reading.takenAt / 1000));
+      });
+    }
+    const guard = options.guard;
+    if (guard) {
+      this.registry.onCollect(() => {
+        const reading = guard();
+        this.runningPoints.set({}, reading.running);
+        this.unshownPoints.set({}, reading.unshown);
       });
     }
   }

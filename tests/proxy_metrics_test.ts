@@ -311,6 +311,21 @@ Deno.test("ProxyMetrics: version dev by default; balance gauges are absent while
   assert.equal(sample(m, "poe_proxy_usage_poll_last_success_timestamp_seconds"), 1_700_000_123);
 });
 
+Deno.test("ProxyMetrics: the guard gauges read what the pause check takes off, at each scrape", () => {
+  let reading = { running: 0, unshown: 0 };
+  const models = () => ModelRegistry.parse("models:\n  text:\n    - A\n", "a.yaml");
+  const absent = parseMetrics(new ProxyMetrics({ models }).render());
+  assert.equal(absent.get("poe_proxy_points_running")?.metrics.length ?? 0, 0);
+  const metrics = new ProxyMetrics({ models, guard: () => reading });
+  let m = parseMetrics(metrics.render());
+  assert.equal(sample(m, "poe_proxy_points_running"), 0);
+  assert.equal(sample(m, "poe_proxy_points_unshown"), 0);
+  reading = { running: 420.5, unshown: 37 };
+  m = parseMetrics(metrics.render());
+  assert.equal(sample(m, "poe_proxy_points_running"), 420.5);
+  assert.equal(sample(m, "poe_proxy_points_unshown"), 37);
+});
+
 Deno.test("ProxyMetrics: many distinct attempts values are each counted right", async () => {
   const registry = await testRegistry();
   const metrics = new ProxyMetrics({ models: () => registry });

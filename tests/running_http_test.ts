@@ -9,6 +9,7 @@ import { startProxy, testConfig, testRegistry } from "./harness.ts";
 import { createUsageService } from "../lib/usage_service.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { createApp } from "../lib/app.ts";
+import { parseMetrics, sample } from "./prometheus_text.ts";
 
 const CUTOFF = 100_000;
 const registry = await testRegistry();
@@ -250,6 +251,23 @@ for (const status of [500, 400]) {
     assert.equal(t.fake.chatRequests().length, calls + 1);
   });
 }
+
+Deno.test("/metrics shows what requests still running hold, then what was spent", async () => {
+  await using t = await setup(10 * HELD);
+  const scrape = async () => parseMetrics(await (await fetch(`${t.proxy.url}/metrics`)).text());
+  const release = t.hold();
+  const answer = ask(t.proxy.url);
+  await until(() => t.fake.chatRequests().length === 1);
+  let m = await scrape();
+  assertNear(sample(m, "poe_proxy_points_running")!, HELD);
+  assert.equal(sample(m, "poe_proxy_points_unshown"), 0);
+  release();
+  await (await answer).text();
+  m = await scrape();
+  assert.equal(sample(m, "poe_proxy_points_running"), 0);
+  assert.equal(sample(m, "poe_proxy_points_unshown"), t.usage.poller.spentSinceSnapshot);
+  assert.ok(t.usage.poller.spentSinceSnapshot > 0);
+});
 
 Deno.test("a client that leaves before Poe answers lets go of what its request held", async () => {
   await using t = await setup(0.5 * HELD);
