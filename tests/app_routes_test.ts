@@ -1,24 +1,9 @@
 // deno-lint-ignore-file no-explicit-any
 /** @module Tests of lib/app_routes.ts: health, the model list and one model, over HTTP. */
 import assert from "node:assert/strict";
+import { assertErrorShape, getJson } from "./http_json.ts";
 import { startProxy } from "./harness.ts";
 import { ModelRegistry } from "../lib/models.ts";
-
-async function getJson(
-  url: string,
-  init?: RequestInit,
-): Promise<{ status: number; headers: Headers; body: any }> {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
-}
-
-function assertErrorShape(body: any): void {
-  assert.equal(typeof body.error.message, "string");
-  assert.equal(typeof body.error.type, "string");
-  assert.ok("param" in body.error);
-  assert.ok("code" in body.error);
-}
 
 Deno.test("GET /healthz reports status, version and model count", async () => {
   await using proxy = await startProxy();

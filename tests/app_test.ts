@@ -1,25 +1,9 @@
-// deno-lint-ignore-file no-explicit-any
 import assert from "node:assert/strict";
+import { assertErrorShape, getJson } from "./http_json.ts";
 import { startProxy, testConfig, testRegistry } from "./harness.ts";
 import { createApp } from "../lib/app.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { FakePoe } from "./fake_poe.ts";
-
-async function getJson(
-  url: string,
-  init?: RequestInit,
-): Promise<{ status: number; headers: Headers; body: any }> {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
-}
-
-function assertErrorShape(body: any): void {
-  assert.equal(typeof body.error.message, "string");
-  assert.equal(typeof body.error.type, "string");
-  assert.ok("param" in body.error);
-  assert.ok("code" in body.error);
-}
 
 Deno.test("unknown paths are 404 and wrong methods 405 with Allow, OpenAI-shaped", async () => {
   await using proxy = await startProxy();
