@@ -5,13 +5,20 @@
 import { ProxyError } from "./errors.ts";
 import type { RequestContext } from "./request_context.ts";
 import type { UpstreamAnswer } from "./upstream.ts";
-import { relaySse } from "./sse.ts";
+import { type RelayOutcome, relaySse } from "./sse.ts";
 import type { AnswerPoints } from "./answer_points.ts";
 import { estimatedUsage } from "./usage_estimate.ts";
 import type { ChatDeps, HeaderList } from "./chat.ts";
 
-/** Ends of a relayed stream whose answer Poe began and may bill, though it was never settled. */
-const UNSETTLED_ENDS: ReadonlySet<string> = new Set(["client-gone", "upstream-error", "timeout"]);
+/**
+ * Whether a relayed stream that was never settled may still be billed: its client left or it
+ * timed out (Poe may have been thinking in silence), or it failed once Poe had sent some of the
+ * answer. One that failed before any of it (an error event after the role chunk) is Poe's refusal.
+ */
+function mayBeBilled(outcome: RelayOutcome): boolean {
+  if (outcome.end === "client-gone" || outcome.end === "timeout") return true;
+  return outcome.end === "upstream-error" && outcome.answered;
+}
 
 /**
  * The response for Poe's streamed answer: its events relayed as they come, within what is left of
@@ -77,7 +84,7 @@ export function streamAnswer(
       // Poe may bill an answer its client left, or one that broke or stalled once it began:
       // watched for, so that its history entry is not taken for the next answer's, its cost is
       // logged, and the guards count it meanwhile.
-      if (points && !settling && UNSETTLED_ENDS.has(outcome.end)) points.abandoned();
+      if (points && !settling && mayBeBilled(outcome)) points.abandoned();
       if (outcome.end !== "done") ctx.fields.end = outcome.end;
       ctx.end(outcome.end === "client-gone" ? 499 : 200);
     },

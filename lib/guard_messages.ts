@@ -56,7 +56,7 @@ export function pausedMessage(snap: BalanceSnapshot, figures: PauseFigures): str
   }
   const ageMin = Math.round((now - snap.takenAt) / 60_000);
   const less: string[] = [];
-  if (spent > 0) less.push(`less ${grouped(spent)} spent through this proxy since`);
+  if (spent > 0) less.push(`less ${grouped(spent)} points spent through this proxy since`);
   if (running.points > 0) {
     less.push(
       `less about ${grouped(running.points)} points for ${running.count} ${
@@ -73,10 +73,13 @@ export function pausedMessage(snap: BalanceSnapshot, figures: PauseFigures): str
     : "";
   // Paused by what is still running alone: the answer may change once those are done.
   const wait = snap.balance - spent >= cutoff
-    ? " Ask again once they are done: what they cost decides."
+    ? " Ask again once those requests are done: their cost decides whether you can go on."
     : "";
-  return `⏸️ poe-proxy is paused: your Poe balance is about ${grouped(balance)} points${asOf}, ` +
-    `below the POINTS_CUTOFF of ${grouped(cutoff)} points.${grant}${wait} ` +
+  const what = running.points > 0
+    ? "your Poe balance, counting requests still running,"
+    : "your Poe balance";
+  return `⏸️ poe-proxy is paused: ${what} is about ${grouped(balance)} points${asOf}, ` +
+    `below the POINTS_CUTOFF of ${grouped(cutoff)} points.${wait}${grant} ` +
     "Nothing was sent to Poe; lower POINTS_CUTOFF to go on spending.";
 }
 

@@ -39,6 +39,7 @@ export class RelayEvents {
     usage: null,
     finishReason: null,
     toolCalls: false,
+    answered: false,
     error: false,
     finishAdded: false,
     dataText: false,
@@ -110,9 +111,19 @@ export class RelayEvents {
     const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
     const choice = choices[0];
     const calls = choice?.delta?.tool_calls;
-    if (Array.isArray(calls) && calls.length > 0) summary.toolCalls = true;
-    if (typeof choice?.delta?.content === "string") this.#text.add(choice.delta.content);
-    if (choice?.finish_reason) summary.finishReason = choice.finish_reason;
+    if (Array.isArray(calls) && calls.length > 0) summary.toolCalls = summary.answered = true;
+    const delta = choice?.delta;
+    if (typeof delta?.content === "string") {
+      this.#text.add(delta.content);
+      if (delta.content !== "") summary.answered = true;
+    }
+    if (!summary.answered && (nonEmpty(delta?.reasoning_content) || nonEmpty(delta?.reasoning))) {
+      summary.answered = true;
+    }
+    if (choice?.finish_reason) {
+      summary.finishReason = choice.finish_reason;
+      summary.answered = true;
+    }
     if (choices.length === 0 && chunk.usage) {
       // The usage chunk is the last before [DONE] anyway: kept until the end, where it may
       // gain the cost.
@@ -211,4 +222,8 @@ export class RelayEvents {
       this.#heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
     }
   }
+}
+
+function nonEmpty(value: unknown): boolean {
+  return typeof value === "string" && value !== "";
 }

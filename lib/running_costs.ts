@@ -112,7 +112,8 @@ export class RunningCosts {
       this.#logger?.warn("running request's points expired", {
         points: Math.round(held.points),
         age_s: Math.round((now - held.reservedAt) / 1000),
-        message: "a request held points past the longest it may run; they no longer count",
+        message:
+          "a request ran longer than its bound (a long stream, or a hold never let go): its estimate no longer counts",
       });
     }
     this.#nextExpiry = next;

@@ -15,6 +15,8 @@ export interface StreamSummary {
   finishReason: string | null;
   /** The answer carried tool call deltas. */
   toolCalls: boolean;
+  /** Poe sent some of the answer (text, reasoning, a tool call or a finish), not only its role. */
+  answered: boolean;
   /** Poe sent an error event, or the stream failed. */
   error: boolean;
   /** Poe ended the stream without a finish_reason; the relay sent one (`stop` or `tool_calls`). */

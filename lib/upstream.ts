@@ -251,6 +251,8 @@ export class UpstreamClient {
       // it would become a 200 with an error inside, so it fails here, where it can be retried.
       if (response.ok && response.headers.get("content-type")?.includes("text/html")) {
         options.signal.removeEventListener("abort", onClientAbort);
+        // Not Poe's 200: a failed call, as a broken opening is (a client leaving now left no answer).
+        attempt.status = 0;
         this.#logAttempt(attempt, options);
         if (response.body) this.#drains.drain(response.body);
         if (await pause()) {

@@ -126,6 +126,7 @@ function summary(o: Partial<StreamSummary> = {}): StreamSummary {
     usage: USAGE,
     finishReason: "stop",
     toolCalls: false,
+    answered: true,
     error: false,
     finishAdded: false,
     dataText: false,

@@ -812,6 +812,8 @@ Deno.test("a 200 web page (a captive portal) is retried, and never becomes a str
   assert.equal(ok.status, 200);
   assert.match(ok.text, /Hi!/);
   assert.equal(calls, 2);
+  // The page was no answer of Poe's: a failed call, status 0 as for a broken opening.
+  assert.equal(ok.headers.get("x-poe-proxy-attempts"), "first:0,retry-html:200");
   calls = 0;
   pages = 10;
   const res = await post(t.proxy.url, chat("", { stream: true }));

@@ -24,7 +24,7 @@ Deno.test("Guards.paused counts this proxy's spending since the last reading (Us
   assert.equal(refusal.balance, 99_999);
   assert.match(
     refusal.message,
-    /about 99,999 points \(150,000 at Poe's last reading, 30 minutes ago, less 50,001 spent through this proxy since\)/,
+    /about 99,999 points \(150,000 at Poe's last reading, 30 minutes ago, less 50,001 points spent through this proxy since\)/,
   );
 });
 
@@ -75,7 +75,7 @@ Deno.test("Guards.paused counts what requests still running hold, and says so", 
   assert.equal(refusal.balance, 100_500 - 600.4);
   assert.match(
     refusal.message,
-    /about 99,900 points \(100,500 at Poe's last reading, less about 600 points for 3 requests still running\), below the POINTS_CUTOFF of 100,000 points\. Ask again once they are done/,
+    /about 99,900 points \(100,500 at Poe's last reading, less about 600 points for 3 requests still running\), below the POINTS_CUTOFF of 100,000 points\. Ask again once those requests are done: their cost decides/,
   );
   running = { points: 600, count: 1 };
   assert.match(g.paused()!.message, /less about 600 points for 1 request still running\)/);
@@ -90,7 +90,7 @@ Deno.test("Guards.paused: spending and requests still running both counted, both
   assert.equal(refusal.balance, 99_250);
   assert.match(
     refusal.message,
-    /about 99,250 points \(100,500 at Poe's last reading, 5 minutes ago, less 1,000 spent through this proxy since, less about 250 points for 2 requests still running\)/,
+    /about 99,250 points \(100,500 at Poe's last reading, 5 minutes ago, less 1,000 points spent through this proxy since, less about 250 points for 2 requests still running\)/,
   );
   // Below the cutoff without them: waiting for them would not help.
   assert.doesNotMatch(refusal.message, /Ask again/);

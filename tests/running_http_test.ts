@@ -165,7 +165,7 @@ for (const stream of [false, true]) {
       assert.match(
         text,
         new RegExp(
-          `balance is about ${shown} points \\(.* less about ${
+          `balance, counting requests still running, is about ${shown} points \\(.* less about ${
             Math.round(2 * HELD)
           } points for 2 requests still running\\), below the POINTS_CUTOFF`,
         ),
@@ -375,12 +375,21 @@ Deno.test("an answer that was never read: its real cost takes the estimate's pla
 });
 
 Deno.test("an error Poe sends with a 200 counts nothing: the request only lets go of what it held", async () => {
-  await using t = await setup(0.5 * HELD);
+  await using t = await setup(0.5 * HELD, { KEEPALIVE_SECONDS: "1" });
   const res = await ask(t.proxy.url, {}, "json-error=500");
   assert.equal(res.status, 502);
   await res.body?.cancel();
   assert.deepEqual(t.running(), { points: 0, count: 0 });
   assert.equal(t.usage.poller.spentSinceSnapshot, 0);
+  // A stream relayed after its opening wait (1 s here) whose first event after the role chunk is
+  // Poe's error: refused, not begun.
+  for (const code of [500, 429]) {
+    const opened = await ask(t.proxy.url, { stream: true }, `open-error=${code},stall=1500`);
+    assert.equal(opened.status, 200);
+    assert.match(await opened.text(), /"error"/);
+    assert.deepEqual(t.running(), { points: 0, count: 0 });
+    assert.equal(t.usage.poller.spentSinceSnapshot, 0, String(code));
+  }
   const next = await ask(t.proxy.url);
   assert.equal(next.headers.get("x-poe-proxy-guard"), null);
   await next.body?.cancel();
