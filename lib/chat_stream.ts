@@ -39,8 +39,6 @@ export function streamAnswer(
   if (!upstreamBody) {
     throw new ProxyError(502, "Poe answered without a body.", { type: "upstream_error" });
   }
-  /** The relay asked for the answer's points: its cost is being settled. */
-  let settling = false;
   const stream = relaySse(upstreamBody, {
     keepaliveMs: config.keepaliveSeconds * 1000,
     // What is left of it: the wait for the answering call's headers counted already (not the
@@ -58,12 +56,7 @@ export function streamAnswer(
     estimateUsage: includeUsage || points?.annotates
       ? (answerText) => estimatedUsage(deps.counter, answer.sent, answerText)
       : undefined,
-    finish: points?.annotates
-      ? (summary) => {
-        settling = true;
-        return points.finish(summary);
-      }
-      : undefined,
+    finish: points?.annotates ? (summary) => points.finish(summary) : undefined,
     abortUpstream: answer.abort,
     cut: deps.shutdown,
     drainUpstream: answer.drain,
@@ -84,7 +77,7 @@ export function streamAnswer(
       // Poe may bill an answer its client left, or one that broke or stalled once it began:
       // watched for, so that its history entry is not taken for the next answer's, its cost is
       // logged, and the guards count it meanwhile.
-      if (points && !settling && mayBeBilled(outcome)) points.abandoned();
+      if (points && !points.settling && mayBeBilled(outcome)) points.abandoned();
       if (outcome.end !== "done") ctx.fields.end = outcome.end;
       ctx.end(outcome.end === "client-gone" ? 499 : 200);
     },
