@@ -1,7 +1,7 @@
 /** @module Validation of a chat completions body, and the body that goes to Poe. */
 import { ProxyError } from "./errors.ts";
 import type { ChatMessage, ChatRequest } from "./openai_types.ts";
-import { extraBodyOf, LIMIT_FIELDS } from "./answer_limit.ts";
+import { extraBodyOf, LIMIT_FIELDS, THINKING_FIELDS } from "./answer_limit.ts";
 
 /** Fields the proxy decides by: in a literal `extra_body`, Poe could read them instead. */
 const TOP_LEVEL_ONLY = ["model", "messages", "stream"] as const;
@@ -96,6 +96,15 @@ function checkLimits(source: Record<string, unknown>, prefix: string): void {
     if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isInteger(v) || v < 1)) {
       throw invalid(
         `${prefix}${field} must be a positive integer: got ${describe(v)}.`,
+        prefix + field,
+      );
+    }
+  }
+  for (const field of THINKING_FIELDS) {
+    const v = source[field];
+    if (v !== undefined && v !== null && (typeof v !== "number" || !Number.isInteger(v) || v < 0)) {
+      throw invalid(
+        `${prefix}${field} must be a whole number of tokens (0 or more): got ${describe(v)}.`,
         prefix + field,
       );
     }

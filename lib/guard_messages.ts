@@ -2,6 +2,7 @@
  * @module The texts of the guards' refusals: the balance and how it was reckoned, the cutoff and the
  * next grant; the estimate, the cap and what would cost less.
  */
+import type { PricedAnswer } from "./answer_limit.ts";
 import { isMedia, type ModelEntry } from "./models.ts";
 import type { RunningTotal } from "./running_costs.ts";
 import type { BalanceSnapshot } from "./usage.ts";
@@ -91,12 +92,26 @@ export interface CapFigures {
   cap: number;
   /** The input tokens the estimate priced. */
   input: number;
-  /** The answer tokens the estimate priced. */
-  completion: number;
-  /** Whether the request set an answer limit (else `completion` is the one assumed). */
-  asked: boolean;
+  /** The answer tokens the estimate priced, and the limit and thinking budget they came from. */
+  answer: PricedAnswer;
   /** Cheaper models, by name. */
   cheaper: string[];
+}
+
+/** What the cost cap's estimate counted of the answer, e.g. `up to 4,000 answer tokens`. */
+function answerPartOf(answer: PricedAnswer): string {
+  const { tokens, limit, thinking } = answer;
+  if (thinking === null) {
+    return limit === null
+      ? `${grouped(tokens)} answer tokens assumed`
+      : `up to ${grouped(tokens)} answer tokens`;
+  }
+  const rest = limit === null
+    ? `${grouped(tokens - thinking)} assumed for the answer`
+    : `an answer limit of ${grouped(limit)}`;
+  return `up to ${grouped(tokens)} answer tokens (a thinking budget of ${
+    grouped(thinking)
+  } and ${rest})`;
 }
 
 /**
@@ -104,17 +119,16 @@ export interface CapFigures {
  * the client can change to lower it.
  */
 export function capMessage(entry: ModelEntry, figures: CapFigures): string {
-  const { points, cap, input, completion, asked, cheaper } = figures;
-  const answerPart = asked
-    ? `up to ${grouped(completion)} answer tokens`
-    : `${grouped(completion)} answer tokens assumed`;
+  const { points, cap, input, answer, cheaper } = figures;
+  const answerPart = answerPartOf(answer);
+  const lower = answer.thinking === null ? "max_tokens" : "max_tokens or thinking_budget";
   const media = isMedia(entry);
   // What the estimate counted, and what the client can change to lower it.
   const parts: string[] = [];
   const advice: string[] = [];
   if (!media) {
     parts.push(`${grouped(input)} input tokens`, answerPart);
-    advice.push("Start a new chat or lower max_tokens to send less.");
+    advice.push(`Start a new chat or lower ${lower} to send less.`);
   } else {
     if (entry.base !== null) {
       parts.push(`${grouped(entry.base)} points per ${ITEM[entry.modality]}`);
@@ -125,7 +139,7 @@ export function capMessage(entry: ModelEntry, figures: CapFigures): string {
     }
     if (entry.per1kOutputTokens !== null) {
       parts.push(answerPart);
-      advice.push("A lower max_tokens costs less.");
+      advice.push(`A lower ${lower} costs less.`);
     }
   }
   return `⛔ poe-proxy refused this request: ${entry.id} would cost about ${

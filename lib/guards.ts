@@ -3,7 +3,7 @@
  * tokens the cap prices a request by. The refusals' texts are in `guard_messages.ts`, the answer a
  * refusal becomes in `guard_response.ts`.
  */
-import { answerLimit } from "./answer_limit.ts";
+import { pricedAnswer } from "./answer_limit.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
 import type { ChatMessage, ChatRequest } from "./openai_types.ts";
@@ -185,8 +185,8 @@ export class Guards {
   capCheck(body: ChatRequest, entry: ModelEntry, registry: ModelRegistry): CapCheck {
     const cap = this.#options.maxPointsPerMessage;
     if (cap <= 0 || !this.#counter) return { refusal: null, input: null };
-    const asked = answerLimit(body);
-    const completion = asked ?? DEFAULT_COMPLETION_TOKENS;
+    const answer = pricedAnswer(body, DEFAULT_COMPLETION_TOKENS);
+    const completion = answer.tokens;
     const input = pricedInputTokens(this.#counter, body, entry);
     const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) return { refusal: null, input };
@@ -201,8 +201,7 @@ export class Guards {
         points: estimate.points,
         cap,
         input,
-        completion,
-        asked: asked !== null,
+        answer,
         cheaper,
       }),
     };

@@ -256,6 +256,27 @@ Deno.test("validateChatRequest: answer limits in extra_body must be positive int
   }
 });
 
+Deno.test("validateChatRequest: a thinking budget must be a whole number of tokens, wherever it is", () => {
+  // The cost cap prices it: a value it cannot price is refused, as an answer limit's is.
+  const messages = [{ role: "user", content: "Hi" }];
+  for (const bad of ["8000", 1.5, -1, [5], { tokens: 5 }]) {
+    assert.throws(
+      () => validateChatRequest({ model: "m", messages, thinking_budget: bad }),
+      (err: ProxyError) =>
+        err.status === 400 && err.param === "thinking_budget" &&
+        err.message.startsWith("thinking_budget must be a whole number of tokens"),
+    );
+    assert.throws(
+      () => validateChatRequest({ model: "m", messages, extra_body: { thinking_budget: bad } }),
+      (err: ProxyError) => err.status === 400 && err.param === "extra_body.thinking_budget",
+    );
+  }
+  for (const good of [0, 1, 32_000, null]) {
+    validateChatRequest({ model: "m", messages, thinking_budget: good });
+    validateChatRequest({ model: "m", messages, extra_body: { thinking_budget: good } });
+  }
+});
+
 Deno.test("validateChatRequest: n other than 1 is refused (Poe answers one choice); null and 1 pass", () => {
   const messages = [{ role: "user", content: "Hi" }];
   for (const n of [2, 0, "1", 1.5]) {

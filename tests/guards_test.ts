@@ -159,6 +159,30 @@ Deno.test("Guards.overCap prices the largest answer limit the request carries, e
   );
 });
 
+Deno.test("Guards.overCap prices a thinking budget on top of the answer, and names it", () => {
+  // GPT-4o: 140 + 35 per 1k tokens; ~15 input + 1,000 answer tokens are about 176 points, and a
+  // thinking budget of 4,000 tokens adds about 140.
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 250 });
+  assert.equal(g.overCap(body(), gpt4o, registry), null);
+  const assumed = g.overCap(body({ thinking_budget: 4_000 }), gpt4o, registry)!;
+  assert.equal(assumed.guard, "cost-cap");
+  assert.match(
+    assumed.message,
+    /up to 5,000 answer tokens \(a thinking budget of 4,000 and 1,000 assumed for the answer\)/,
+  );
+  assert.match(assumed.message, /lower max_tokens or thinking_budget/);
+  const limited = g.overCap(
+    body({ max_tokens: 500, extra_body: { thinking_budget: 4_000 } }),
+    gpt4o,
+    registry,
+  )!;
+  assert.match(
+    limited.message,
+    /up to 4,500 answer tokens \(a thinking budget of 4,000 and an answer limit of 500\)/,
+  );
+  assert.equal(g.overCap(body({ max_tokens: 500, thinking_budget: 1_000 }), gpt4o, registry), null);
+});
+
 Deno.test("Guards.overCap is off at 0 and passes a request under the cap", () => {
   assert.equal(guards(snap(1e6)).g.overCap(body(), gpt4o, registry), null);
   // GPT-4o: 140 + 35 per 1k; ~15 input + 1000 answer tokens is about 176 points.

@@ -880,6 +880,38 @@ Deno.test("cost cap prices answer limits in a literal extra_body, which Poe read
   assert.deepEqual(sent.extra_body, { max_completion_tokens: 200 });
 });
 
+Deno.test("cost cap prices a thinking budget on top of the answer, at the top level or in extra_body", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
+  // GPT-4o: 140 + 35 per 1k tokens; a short question with 1,000 answer tokens is about 176 points,
+  // with a thinking budget of 8,000 tokens on top about 455.
+  for (const stream of [false, true]) {
+    for (const extra of [{ thinking_budget: 8_000 }, { extra_body: { thinking_budget: 8_000 } }]) {
+      const res = await post(t.proxy.url, {
+        model: "gpt-4o",
+        stream,
+        messages: [{ role: "user", content: "Hi" }],
+        ...extra,
+      });
+      assert.equal(res.headers.get("x-poe-proxy-guard"), "cost-cap", JSON.stringify(extra));
+      assert.match(
+        await res.text(),
+        /up to 9,000 answer tokens \(a thinking budget of 8,000 and 1,000 assumed for the answer\)/,
+      );
+    }
+  }
+  assert.equal(t.fake.chatRequests().length, 0);
+  const ok = await post(t.proxy.url, {
+    model: "gpt-4o",
+    max_tokens: 200,
+    thinking_budget: 1_000,
+    messages: [{ role: "user", content: "Hi" }],
+  });
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get("x-poe-proxy-guard"), null);
+  await ok.body?.cancel();
+  assert.equal((t.fake.chatRequests()[0].body as any).thinking_budget, 1_000);
+});
+
 Deno.test("cost cap: a ladder variant that keeps an extra_body limit is priced by it", async () => {
   // Priced per token only: 50 answer tokens are under the cap, the default 1,000 are not.
   const registry = ModelRegistry.parse(
