@@ -72,7 +72,8 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "POE_BASE_URL",
     default: "https://api.poe.com",
     parse: baseUrl,
-    description: "Base URL of Poe's OpenAI-compatible API.",
+    description:
+      "Base URL of Poe's API; a trailing /v1 (as Poe's docs give it) is dropped, since chat calls add it and the Usage API is not under it.",
   },
   modelsFile: {
     name: "MODELS_FILE",

@@ -119,7 +119,9 @@ function httpUrl(raw: string): URL | null {
 export function baseUrl(raw: string): string {
   const url = httpUrl(raw);
   if (url === null) throw new Expected("an http or https URL");
-  return url.href.replace(/\/+$/, "");
+  // Poe's docs give `https://api.poe.com/v1` as the OpenAI base URL, and users paste it; chat
+  // calls add `/v1` themselves, and the Usage API is not under it.
+  return url.href.replace(/\/+$/, "").replace(/\/v1$/i, "");
 }
 
 // deno-lint-ignore no-control-regex -- control characters are what this rejects

@@ -151,7 +151,7 @@ Deno.test("resolveConfig: trims values and parses each kind", () => {
   const config = resolveConfig({
     env: {
       PORT: " 0 ",
-      POE_BASE_URL: " http://localhost:8000/v1// ",
+      POE_BASE_URL: " http://localhost:8000/poe// ",
       POINTS_CUTOFF: "2.5",
       LOG_LEVEL: "WARN",
       LOG_FORMAT: "Json",
@@ -167,7 +167,7 @@ Deno.test("resolveConfig: trims values and parses each kind", () => {
     },
   });
   assert.equal(config.port, 0);
-  assert.equal(config.poeBaseUrl, "http://localhost:8000/v1");
+  assert.equal(config.poeBaseUrl, "http://localhost:8000/poe");
   assert.equal(config.pointsCutoff, 2.5);
   assert.equal(config.logLevel, "warn");
   assert.equal(config.logFormat, "json");

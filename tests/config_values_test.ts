@@ -137,9 +137,13 @@ Deno.test("host: an IP address or a DNS name without a port; [::1] is ::1", () =
   );
 });
 
-Deno.test("baseUrl: an http or https URL without trailing slashes", () => {
+Deno.test("baseUrl: an http or https URL without trailing slashes or /v1", () => {
   assert.equal(baseUrl("https://api.poe.com/"), "https://api.poe.com");
-  assert.equal(baseUrl("HTTPS://Api.Poe.com/v1//"), "https://api.poe.com/v1");
+  assert.equal(baseUrl("http://127.0.0.1:8081/poe//"), "http://127.0.0.1:8081/poe");
+  // Poe's docs give the OpenAI base URL with /v1: chat calls add it, the Usage API is not under it.
+  assert.equal(baseUrl("HTTPS://Api.Poe.com/v1//"), "https://api.poe.com");
+  assert.equal(baseUrl("https://api.poe.com/V1"), "https://api.poe.com");
+  assert.equal(baseUrl("http://gateway.lan/poe/v1/"), "http://gateway.lan/poe");
   refusesAll(baseUrl, ["ftp://api.poe.com", "api.poe.com", ""], "an http or https URL");
 });
 

@@ -1303,3 +1303,26 @@ Deno.test("points: a balance read before Poe debits an answer does not drop its 
   assert.equal(second.headers.get("x-poe-proxy-guard"), "paused");
   assert.equal(t.fake.chatRequests().length, 1, "the second request never reached Poe");
 });
+
+Deno.test("POE_BASE_URL as Poe's docs give it, with /v1, reaches both the chat and the Usage API", async () => {
+  await using fake = await FakePoe.start();
+  await using proxy = await startProxy({
+    poeUrl: `${fake.url}/v1/`,
+    env: { FOOTER_WAIT_MS: "1500" },
+  });
+  const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+  let text = "";
+  for await (
+    const chunk of await client.chat.completions.create({
+      model: "GPT-4o",
+      stream: true,
+      messages: [{ role: "user", content: "Hi" }],
+    })
+  ) text += chunk.choices[0]?.delta?.content ?? "";
+  assert.match(text, /💰 Points: \d+\n/, "the real cost, read from the points history");
+  // (The harness's app runs no balance poller: the history read is the Usage API's call here.)
+  assert.deepEqual(
+    [...new Set(fake.requests.map((r) => r.path))].sort(),
+    ["/usage/points_history", "/v1/chat/completions"],
+  );
+});
