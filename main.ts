@@ -7,6 +7,7 @@ import {
   parseDotenv,
   redactedSummary,
   resolveConfig,
+  unknownVariables,
 } from "./lib/config.ts";
 import { createLogger, type Logger, printError, printLine } from "./lib/log.ts";
 import { ModelsError } from "./lib/models_file.ts";
@@ -20,7 +21,7 @@ import { healthcheck } from "./lib/healthcheck.ts";
 import { execStartFor, runAsFor, systemdUnit } from "./lib/systemd_unit.ts";
 import { RegistryReloader } from "./lib/registry_reload.ts";
 import { type LoadedModels, loadRegistry } from "./lib/models_source.ts";
-import { warnAtStartup } from "./lib/startup_warnings.ts";
+import { unknownSettingsMessage, warnAtStartup } from "./lib/startup_warnings.ts";
 import { type CommandLine, helpText, parseCommandLine, StartupError } from "./lib/command_line.ts";
 
 const VERSION: string = denoJson.version;
@@ -77,7 +78,7 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
   const registry = loaded.registry;
   const inbound = await readKeysFile(config);
   const keys = new ApiKeys(inbound);
-  warnAtStartup({ config, inbound, registry, logger });
+  warnAtStartup({ config, inbound, registry, logger, dotenv: dotenvRead });
   let from = loaded.from;
   const models = new RegistryReloader({
     initial: registry,
@@ -168,8 +169,12 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
   await server.finished;
 }
 
+/** The `.env` file the last {@linkcode loadConfig} read, and its names that are no setting. */
+let dotenvRead: { path: string; unknown: string[] } | undefined;
+
 async function loadConfig(values: CommandLine): Promise<Config> {
   const dotenv = await readDotenv(values["env-file"]);
+  dotenvRead = { path: dotenv.path, unknown: unknownVariables(dotenv.values) };
   return resolveConfig({
     flags: { host: values.host, port: values.port, models: values.models },
     env: Deno.env.toObject(),
@@ -241,10 +246,13 @@ async function run(args: string[]): Promise<number> {
     }
     case "check": {
       const { registry, source } = await loadRegistry(config, readModelsText);
-      await readKeysFile(config);
+      const inbound = await readKeysFile(config);
       printLine(`configuration ok; ${registry.size} models from ${source}`);
-      printLine(JSON.stringify(redactedSummary(config), null, 2));
+      printLine(JSON.stringify(redactedSummary(config, inbound.length), null, 2));
       if (!config.poeApiKey) printLine(`warning: ${missingKeyMessage()}`);
+      if (dotenvRead && dotenvRead.unknown.length > 0) {
+        printLine(`warning: ${unknownSettingsMessage(dotenvRead.path, dotenvRead.unknown)}`);
+      }
       return 0;
     }
     case "usage": {

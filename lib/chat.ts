@@ -203,6 +203,10 @@ export async function handleChat(
     });
   } catch (err) {
     if (attempts.length > 0) ctx.fields.attempts = attemptsField(attempts);
+    // As on an answer: the client is told what was tried (retries, the ladder's variants).
+    if (attempts.length > 1 && err instanceof ProxyError) {
+      err.headers["x-poe-proxy-attempts"] = attemptsField(attempts);
+    }
     if (req.signal.aborted) {
       // Left while a stream's opening was read: Poe may bill the answer it started, so its entry is
       // watched for, not left for the next answer to take.

@@ -190,11 +190,17 @@ export function missingKeyMessage(): string {
     "To try poe-proxy without a key, run `deno task demo`.";
 }
 
-/** Every field for `poe-proxy check`; the Poe key as "set"/"not set", client keys as a count. */
-export function redactedSummary(config: Config): Record<string, unknown> {
+/**
+ * Every field for `poe-proxy check`; the Poe key as "set"/"not set", client keys as a count: of
+ * `inbound`, those of `PROXY_API_KEYS_FILE` included, when given.
+ */
+export function redactedSummary(
+  config: Config,
+  inbound = config.proxyApiKeys.length,
+): Record<string, unknown> {
   return {
     ...config,
     poeApiKey: config.poeApiKey === null ? "not set" : "set",
-    proxyApiKeys: config.proxyApiKeys.length,
+    proxyApiKeys: inbound,
   };
 }

@@ -37,7 +37,8 @@ export class ProxyError extends Error {
     this.type = options.type ?? typeForStatus(status);
     this.param = options.param ?? null;
     this.code = options.code ?? null;
-    this.headers = options.headers ?? {};
+    // A copy: the proxy adds to it (`x-poe-proxy-attempts`), and callers may pass a shared object.
+    this.headers = { ...options.headers };
   }
 
   /** The `{"error": {...}}` body of this error. */

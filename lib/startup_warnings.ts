@@ -1,7 +1,7 @@
 /**
  * @module The warnings logged once at startup, about settings that work but put the owner's points
  * at risk: guessable inbound keys, no inbound keys off loopback, a cost cap that cannot price some
- * models.
+ * models, names in the `.env` file that are no setting (typos).
  */
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -21,11 +21,18 @@ export interface StartupWarningsOptions {
   inbound: readonly string[];
   registry: ModelRegistry;
   logger: Logger;
+  /** The `.env` file read, and the names in it that are no setting (see `unknownVariables`). */
+  dotenv?: { path: string; unknown: readonly string[] };
 }
 
 /** Logs a warning for each risky setting, in a fixed order; nothing when there is none. */
 export function warnAtStartup(options: StartupWarningsOptions): void {
-  const { config, inbound, registry, logger } = options;
+  const { config, inbound, registry, logger, dotenv } = options;
+  if (dotenv && dotenv.unknown.length > 0) {
+    logger.warn("unknown settings", {
+      message: unknownSettingsMessage(dotenv.path, dotenv.unknown),
+    });
+  }
   const short = inbound.filter((k) => k.length < SHORT_KEY).length;
   if (short > 0) {
     logger.warn("short inbound keys", {
@@ -52,4 +59,11 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
       });
     }
   }
+}
+
+/** What a `.env` file's unknown names are taken for: a typo leaves its setting at the default. */
+export function unknownSettingsMessage(path: string, names: readonly string[]): string {
+  return `${path} sets ${names.join(", ")}, which ${
+    names.length === 1 ? "is no setting" : "are no settings"
+  } of poe-proxy (a typo leaves the setting at its default; see poe-proxy --help)`;
 }

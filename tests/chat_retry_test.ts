@@ -232,6 +232,8 @@ Deno.test("transient failures stop after UPSTREAM_RETRIES more tries", async () 
   assert.equal(res.status, 503);
   assertOpenAiError(res.body);
   assert.equal(t.bodies().length, 3);
+  // The client is told what was tried, as on an answer.
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:503,retry-503:503,retry-503:503");
 });
 
 Deno.test("UPSTREAM_RETRIES=0 means one try", async () => {
@@ -240,6 +242,7 @@ Deno.test("UPSTREAM_RETRIES=0 means one try", async () => {
   const res = await post(t.proxy.url, chat());
   assert.equal(res.status, 502);
   assert.equal(t.bodies().length, 1);
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), null, "one call: nothing to tell");
 });
 
 Deno.test("Retry-After is honoured as the wait before the next try", async () => {

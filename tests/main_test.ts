@@ -84,6 +84,22 @@ Deno.test("main.ts reads .env from the working directory, below the environment"
   assert.doesNotMatch(text, /from-dotenv/);
 });
 
+Deno.test("main.ts check counts the keys of PROXY_API_KEYS_FILE and names .env typos", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${dir}/keys`, "k1-0123456789abcdef\nk2-0123456789abcdef\n");
+  Deno.writeTextFileSync(`${dir}/.env`, "POE_API_KEY=k\nPROT=9000\nPOINTS_CUTOF=5\n");
+  const out = await command(["check"], {
+    PORT: "0",
+    PROXY_API_KEYS: "k3-0123456789abcdef",
+    PROXY_API_KEYS_FILE: `${dir}/keys`,
+  }, dir).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const text = new TextDecoder().decode(out.stdout);
+  assert.match(text, /"proxyApiKeys": 3,/);
+  assert.match(text, /warning: \.env sets POINTS_CUTOF, PROT, which are no settings of poe-proxy/);
+  assert.doesNotMatch(text, /k1-0123/);
+});
+
 Deno.test("main.ts --version and --help", async () => {
   const version = await command(["--version"], {}).output();
   assert.equal(version.code, 0);

@@ -28,3 +28,18 @@ Deno.test("main.ts warns at startup about models MAX_POINTS_PER_MESSAGE cannot p
   assert.match(line, /cannot check 1 models without a price in models\.yaml.*: Bare-One\b/);
   assert.doesNotMatch(line, /Priced-One/);
 });
+
+Deno.test("main.ts warns at startup about names in .env that are no setting (typos)", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${dir}/.env`, "POE_API_KEY=k\nPOINT_CUTOFF=500000\nPORT=0\n");
+  const child = command([], {}, dir).spawn();
+  const { rest } = await listeningUrl(child);
+  child.kill("SIGTERM");
+  await child.status;
+  const logs = await rest +
+    new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
+  const line = logs.split("\n").find((l) => l.includes("unknown settings"));
+  assert.ok(line, logs);
+  assert.match(line, /\.env sets POINT_CUTOFF, which is no setting of poe-proxy/);
+  assert.doesNotMatch(line, /POE_API_KEY|PORT\b/);
+});
