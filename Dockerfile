@@ -18,6 +18,9 @@ RUN deno task compile:host && ./dist/poe-proxy --version
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/dist/poe-proxy /poe-proxy
+# The path the earlier Python proxy's .env names (MODELS_FILE=/app/models.yaml): such a file keeps
+# working, and mounting your own models.yaml there replaces the defaults.
+COPY --from=build /src/models.yaml /app/models.yaml
 ENV HOST=0.0.0.0 PORT=8080
 EXPOSE 8080
 USER nonroot
