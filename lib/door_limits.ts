@@ -22,6 +22,7 @@ export class DoorLimits {
   readonly #authFailures: RateLimiter;
   readonly #poe: RateLimiter;
   readonly #poePerMinute: number;
+  readonly #clientPerMinute: number;
 
   /** `now`: the clock of every bucket. */
   constructor(config: DoorLimitsConfig, now: () => number) {
@@ -47,6 +48,7 @@ export class DoorLimits {
       now,
     });
     this.#poePerMinute = config.poeRateLimitPerMinute;
+    this.#clientPerMinute = config.rateLimitPerMinute;
   }
 
   /** Client buckets held now; never more than `MAX_TRACKED_CLIENTS`. */
@@ -110,7 +112,13 @@ export class DoorLimits {
     const limitHeaders = rateLimitHeaders(decision);
     if (!decision.allowed) {
       ctx.fields.limited = "client";
-      throw rateLimitError(decision);
+      const seconds = Math.max(1, decision.retryAfterSeconds);
+      // Named, as Poe's own limit and the proxy's limit in front of Poe are: which one to raise.
+      throw rateLimitError(decision, {
+        message: `Rate limit reached for requests: this client may send ${this.#clientPerMinute} ` +
+          `a minute (RATE_LIMIT_PER_MINUTE, bursts of ${decision.limit}: RATE_LIMIT_BURST); ` +
+          `retry after ${seconds} s.`,
+      });
     }
     let response: Response;
     try {

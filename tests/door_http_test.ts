@@ -64,6 +64,11 @@ Deno.test("rate limit: burst 3 lets 3 through, the 4th gets 429 rate_limit_error
   assert.equal(refused.status, 429);
   assertOpenAiError(refused.body, "rate_limit_error");
   assert.equal(refused.body.error.code, "rate_limit_exceeded");
+  // Which setting to raise: not Poe's limit, nor the one in front of Poe.
+  assert.match(
+    refused.body.error.message,
+    /this client may send \d+ a minute \(RATE_LIMIT_PER_MINUTE, bursts of 3: RATE_LIMIT_BURST\); retry after \d+ s\./,
+  );
   assert.ok(Number(refused.headers.get("retry-after")) >= 1);
   assert.equal(refused.headers.get("x-ratelimit-limit-requests"), "3");
   assert.equal(remaining(refused), 0);
