@@ -9,6 +9,7 @@ import { DoorLimits } from "./door_limits.ts";
 import { RequestContext, requestIdFrom } from "./request_context.ts";
 import { UpstreamClient } from "./upstream.ts";
 import { chatDeadlines, handleChat } from "./chat.ts";
+import { streamStartMs } from "./early_stream.ts";
 import { TokenCounter } from "./tokens.ts";
 import { ProxyMetrics } from "./proxy_metrics.ts";
 import { RecentRequests } from "./recent_requests.ts";
@@ -99,8 +100,7 @@ export function createApp(deps: AppDeps): App {
     firstByteTimeoutMs: config.firstByteTimeoutSeconds * 1000,
     slowFirstByteTimeoutMs: config.mediaTimeoutSeconds * 1000,
     idleTimeoutMs: config.idleTimeoutSeconds * 1000,
-    // The client waits for its headers while a stream's opening is read: not past a keep-alive.
-    streamStartMs: Math.min(config.keepaliveSeconds * 1000, 5_000),
+    streamStartMs: streamStartMs(config),
     logger,
     userAgent: `poe-proxy/${deps.version}`,
   });
@@ -251,6 +251,7 @@ export function createApp(deps: AppDeps): App {
       deadlines.body.clear();
       deadlines.answer.clear();
       deadlines.mediaAnswer.clear();
+      deadlines.streamStart.clear();
       if (!deps.upstream) upstream.close();
       await dashboard.close();
       if (!deps.usage) await usage.close();

@@ -20,6 +20,8 @@ import { AnswerPoints, footerAllowed, watchAbandoned } from "./answer_points.ts"
 import { longestRunMs, runningEstimate } from "./running_costs.ts";
 import { Deadlines } from "./deadlines.ts";
 import { streamAnswer } from "./chat_stream.ts";
+import { earlyResponse, settlesWithin, streamStartMs } from "./early_stream.ts";
+import { passPoeHeaders } from "./poe_request.ts";
 import { jsonAnswer } from "./chat_json.ts";
 
 /** What the chat handler needs. */
@@ -64,6 +66,8 @@ export interface ChatDeadlines {
   answer: Deadlines;
   /** The same for image, video and audio models (`MEDIA_TIMEOUT_SECONDS`). */
   mediaAnswer: Deadlines;
+  /** How long a stream waits for Poe's verdict before the client gets its headers. */
+  streamStart: Deadlines;
 }
 
 /** Builds the {@linkcode ChatDeadlines} for `config`. */
@@ -72,30 +76,15 @@ export function chatDeadlines(config: Config): ChatDeadlines {
     body: new Deadlines(config.bodyTimeoutSeconds * 1000),
     answer: new Deadlines(config.firstByteTimeoutSeconds * 1000),
     mediaAnswer: new Deadlines(config.mediaTimeoutSeconds * 1000),
+    streamStart: new Deadlines(streamStartMs(config)),
   };
 }
-
-/** Response headers of Poe's that the client should see. */
-const PASSED_RESPONSE_HEADERS = [
-  "x-ratelimit-limit-requests",
-  "x-ratelimit-remaining-requests",
-  "x-ratelimit-reset-requests",
-  "x-poe-feature-active",
-];
 
 /**
  * A response's headers as a list: `new Response` converts it once, where a Headers object is
  * sorted on the way and each `set` on it validated.
  */
 export type HeaderList = [string, string][];
-
-function passHeaders(from: Headers, to: HeaderList, except: HeaderList): void {
-  for (const name of PASSED_RESPONSE_HEADERS) {
-    if (except.some(([n]) => n === name)) continue;
-    const value = from.get(name);
-    if (value !== null) to.push([name, value]);
-  }
-}
 
 /** Codes of `jsonAnswer`'s errors for an answer Poe began and may have billed. */
 const UNREAD_ANSWER_CODES: ReadonlySet<string> = new Set([
@@ -173,6 +162,7 @@ export async function handleChat(
     return guardResponse(pausedNow, body);
   }
   deps.beforeUpstream?.(ctx);
+  const own = deps.responseHeaders ?? [];
   /** Settles the answer's points, and then takes over the reservation from the request's end. */
   let points: AnswerPoints | null = null;
   const reservation = deps.usage?.running.reserve(
@@ -185,94 +175,115 @@ export async function handleChat(
     });
   }
 
-  let answer: UpstreamAnswer;
   // Filled as the calls are made: a request that ends in an error called Poe too.
   const attempts: Attempt[] = [];
-  try {
-    answer = await deps.upstream.send(sendBody, {
-      signal: req.signal,
-      headers: req.headers,
-      requestId: ctx.id,
-      // The ladder's variant without max_tokens must pass the cost cap too.
-      allowVariant: deps.usage && config.maxPointsPerMessage > 0
-        ? (variant) => deps.usage!.guards.overCap(variant, entry, registry) === null
-        : undefined,
-      mayRetry: deps.beforeRetry && (() => deps.beforeRetry!(ctx)),
-      slow: entry.modality !== "text",
-      attempts,
-    });
-  } catch (err) {
+  const sending = deps.upstream.send(sendBody, {
+    signal: req.signal,
+    headers: req.headers,
+    requestId: ctx.id,
+    // The ladder's variant without max_tokens must pass the cost cap too.
+    allowVariant: deps.usage && config.maxPointsPerMessage > 0
+      ? (variant) => deps.usage!.guards.overCap(variant, entry, registry) === null
+      : undefined,
+    mayRetry: deps.beforeRetry && (() => deps.beforeRetry!(ctx)),
+    slow: entry.modality !== "text",
+    attempts,
+  });
+  /** What a call that failed ends the request in. */
+  const failed = (err: unknown): unknown => {
     if (attempts.length > 0) ctx.fields.attempts = attemptsField(attempts);
     // As on an answer: the client is told what was tried (retries, the ladder's variants).
     if (attempts.length > 1 && err instanceof ProxyError) {
       err.headers["x-poe-proxy-attempts"] = attemptsField(attempts);
     }
-    if (req.signal.aborted) {
-      // Left while a stream's opening was read: Poe may bill the answer it started, so its entry is
-      // watched for, not left for the next answer to take.
-      const started = attempts.at(-1)?.status === 200;
-      ctx.fields.error = started
-        ? "client gone while Poe answered"
-        : "client gone before Poe answered";
-      if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx, reservation);
+    if (!req.signal.aborted) return err;
+    // Left while a stream's opening was read: Poe may bill the answer it started, so its entry is
+    // watched for, not left for the next answer to take.
+    const started = attempts.at(-1)?.status === 200;
+    ctx.fields.error = started
+      ? "client gone while Poe answered"
+      : "client gone before Poe answered";
+    if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx, reservation);
+    return new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
+  };
+
+  /** The response for Poe's answer. */
+  const answered = async (answer: UpstreamAnswer): Promise<Response> => {
+    const tried = attemptsField(answer.attempts);
+    ctx.fields.attempts = tried;
+    // Poe's response headers; a stream replaces it with its first event's time.
+    ctx.ttfbMs = ctx.elapsedMs();
+
+    const headers: HeaderList = [...own];
+    passPoeHeaders(answer.response.headers, headers, own);
+    if (clipped) headers.push(["x-poe-proxy-clipped", clipped]);
+    // The ladder may have dropped max_tokens: the client is told what was sent, not only the log.
+    if (answer.attempts.length > 1) headers.push(["x-poe-proxy-attempts", tried]);
+    ctx.headersIncluded = deps.responseHeaders !== undefined;
+
+    // A media model's estimate prices the newest user message, not the chat Poe counts.
+    let pricedInput: number | null = null;
+    if (deps.usage && isMedia(entry) && entry.per1kTokens !== null) {
+      if (!tokenizerLoaded()) await loadTokenizer();
+      pricedInput = pricedInputTokens(deps.counter, { ...body, messages: clip.messages }, entry);
+    }
+    points = deps.usage
+      ? new AnswerPoints({
+        usage: deps.usage,
+        config,
+        registry,
+        entry,
+        ctx,
+        annotate: config.footer !== "off",
+        footer: footerAllowed(config, body, req.headers),
+        clipped: clip.clipped ? clip : null,
+        pricedInput,
+        reservation,
+      })
+      : null;
+    // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.
+    const media = entry.modality !== "text";
+    if (sendBody.stream) {
+      return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body), points, media);
+    }
+    try {
+      return await jsonAnswer(answer, ctx, deps, headers, points, media);
+    } catch (err) {
+      // Poe answered 200 and may bill an answer whose read failed (the client left, a broken
+      // connection, the answer deadline, a body that holds no answer): watched for, and counted
+      // meanwhile. Not one whose body is Poe's error.
+      const unread = req.signal.aborted ||
+        (err instanceof ProxyError && err.code !== null && UNREAD_ANSWER_CODES.has(err.code));
+      if (points && !points.settling && unread) points.abandoned();
+      // The client's abort also broke the body's read: that is a 499, not Poe's failure.
+      if (!req.signal.aborted) throw err;
+      ctx.fields.error = "client gone while Poe answered";
       throw new ProxyError(499, "The client closed the request.", {
         code: "client_closed_request",
       });
     }
-    throw err;
-  }
-  const tried = attemptsField(answer.attempts);
-  ctx.fields.attempts = tried;
-  // Poe's response headers; a stream replaces it with its first event's time.
-  ctx.ttfbMs = ctx.elapsedMs();
+  };
 
-  const own = deps.responseHeaders ?? [];
-  const headers: HeaderList = [...own];
-  passHeaders(answer.response.headers, headers, own);
-  if (clipped) headers.push(["x-poe-proxy-clipped", clipped]);
-  // The ladder may have dropped max_tokens: the client is told what was sent, not only the log.
-  if (answer.attempts.length > 1) headers.push(["x-poe-proxy-attempts", tried]);
-  ctx.headersIncluded = deps.responseHeaders !== undefined;
-
-  // A media model's estimate prices the newest user message, not the chat Poe counts.
-  let pricedInput: number | null = null;
-  if (deps.usage && isMedia(entry) && entry.per1kTokens !== null) {
-    if (!tokenizerLoaded()) await loadTokenizer();
-    pricedInput = pricedInputTokens(deps.counter, { ...body, messages: clip.messages }, entry);
+  // A stream whose verdict takes longer than its opening may be held gets its headers now.
+  if (sendBody.stream && !await settlesWithin(sending, deps.deadlines.streamStart)) {
+    ctx.headersIncluded = deps.responseHeaders !== undefined;
+    return earlyResponse(ctx, {
+      headers: clipped ? [...own, ["x-poe-proxy-clipped", clipped]] : [...own],
+      verdict: sending.then(answered, (err) => Promise.reject(failed(err))),
+      keepaliveMs: config.keepaliveSeconds * 1000,
+      signal: req.signal,
+      cut: deps.shutdown,
+      logger: deps.logger,
+      redact: deps.loggable,
+    });
   }
-  points = deps.usage
-    ? new AnswerPoints({
-      usage: deps.usage,
-      config,
-      registry,
-      entry,
-      ctx,
-      annotate: config.footer !== "off",
-      footer: footerAllowed(config, body, req.headers),
-      clipped: clip.clipped ? clip : null,
-      pricedInput,
-      reservation,
-    })
-    : null;
-  // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.
-  const media = entry.modality !== "text";
-  if (sendBody.stream) {
-    return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body), points, media);
-  }
+  let answer: UpstreamAnswer;
   try {
-    return await jsonAnswer(answer, ctx, deps, headers, points, media);
+    answer = await sending;
   } catch (err) {
-    // Poe answered 200 and may bill an answer whose read failed (the client left, a broken
-    // connection, the answer deadline, a body that holds no answer): watched for, and counted
-    // meanwhile. Not one whose body is Poe's error.
-    const unread = req.signal.aborted ||
-      (err instanceof ProxyError && err.code !== null && UNREAD_ANSWER_CODES.has(err.code));
-    if (points && !points.settling && unread) points.abandoned();
-    // The client's abort also broke the body's read: that is a 499, not Poe's failure.
-    if (!req.signal.aborted) throw err;
-    ctx.fields.error = "client gone while Poe answered";
-    throw new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
+    throw failed(err);
   }
+  return await answered(answer);
 }
 
 /** The `attempts` log field: `reason:status,...`, the form metrics parse. */

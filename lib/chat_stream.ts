@@ -84,10 +84,13 @@ export function streamAnswer(
   });
   // Set once the relay exists: a request whose relay could not be built is ended by the app.
   ctx.deferred = true;
-  headers.push(
-    ["content-type", "text/event-stream; charset=utf-8"],
-    ["cache-control", "no-cache"],
-    ["x-accel-buffering", "no"],
-  );
+  headers.push(...SSE_HEADERS);
   return new Response(stream, { status: 200, headers });
 }
+
+/** The headers of every event stream the proxy sends. */
+export const SSE_HEADERS: HeaderList = [
+  ["content-type", "text/event-stream; charset=utf-8"],
+  ["cache-control", "no-cache"],
+  ["x-accel-buffering", "no"],
+];

@@ -162,7 +162,7 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "UPSTREAM_RETRIES",
     default: "2",
     parse: integer(0, 10),
-    description: "Retries of a failed Poe request before anything reached the client.",
+    description: "Retries of a failed Poe request before any of the answer reached the client.",
   },
   connectTimeoutSeconds: {
     name: "CONNECT_TIMEOUT_SECONDS",

@@ -84,14 +84,19 @@ export function typeForStatus(status: number): string {
  * responses: unknown errors are a 500 with a generic message, never a stack trace.
  */
 export function errorResponse(err: unknown, headers: HeadersInit = {}): Response {
-  const error = err instanceof ProxyError
+  const error = asProxyError(err);
+  const h = new Headers(headers);
+  h.set("content-type", "application/json");
+  for (const [k, v] of Object.entries(error.headers)) h.set(k, v);
+  return new Response(JSON.stringify(error.toBody()), { status: error.status, headers: h });
+}
+
+/** Anything thrown as the error the client gets: unknown errors are a 500 with a generic message. */
+export function asProxyError(err: unknown): ProxyError {
+  return err instanceof ProxyError
     ? err
     : new ProxyError(500, "Internal error in poe-proxy; see its log for details.", {
       type: "server_error",
       cause: err,
     });
-  const h = new Headers(headers);
-  h.set("content-type", "application/json");
-  for (const [k, v] of Object.entries(error.headers)) h.set(k, v);
-  return new Response(JSON.stringify(error.toBody()), { status: error.status, headers: h });
 }

@@ -5,6 +5,27 @@ import { firstByteDeadline, type Phases, TimeoutError } from "./upstream_timeout
 /** Request headers a client may send that are meant for Poe. */
 const FORWARDED_REQUEST_HEADERS = ["poe-feature"];
 
+/** Response headers of Poe's that the client should see. */
+const PASSED_RESPONSE_HEADERS = [
+  "x-ratelimit-limit-requests",
+  "x-ratelimit-remaining-requests",
+  "x-ratelimit-reset-requests",
+  "x-poe-feature-active",
+];
+
+/** Adds the headers of Poe's answer the client should see to `to`, but those named in `except`. */
+export function passPoeHeaders(
+  from: Headers,
+  to: [string, string][],
+  except: [string, string][],
+): void {
+  for (const name of PASSED_RESPONSE_HEADERS) {
+    if (except.some(([n]) => n === name)) continue;
+    const value = from.get(name);
+    if (value !== null) to.push([name, value]);
+  }
+}
+
 /** Options of a {@linkcode PoeRequester}. */
 export interface PoeRequesterOptions {
   /** Poe's base URL without a trailing slash, e.g. `https://api.poe.com`. */

@@ -143,7 +143,7 @@ export class ProxyMetrics {
     new Counter({
       name: "poe_proxy_stream_ends_total",
       help:
-        "Streamed chat answers by how the stream ended: done, upstream-error (Poe's error event or a broken connection), timeout (Poe fell silent), client-gone, shutdown (cut by the proxy's shutdown). The status was sent first, so poe_proxy_requests_total counts the failed ones as 200.",
+        "Streamed chat answers by how the stream ended: done, upstream-error (Poe's error event or a broken connection), timeout (Poe fell silent), client-gone, shutdown (cut by the proxy's shutdown). The status was sent first, so poe_proxy_requests_total counts the failed ones as 200. A stream whose status went out before Poe's verdict and that got no answer is not counted here but by its error's status.",
       labels: ["end"],
     }),
   );
@@ -254,7 +254,8 @@ export class ProxyMetrics {
     if (route === CHAT) {
       this.duration.observe({}, ctx.elapsedMs() / 1000);
       if (ctx.ttfbMs !== null) this.ttfb.observe({}, ctx.ttfbMs / 1000);
-      // Only a relayed stream ends itself (deferred); `end` is set when it did not end `done`.
+      // Only a relayed stream ends itself (deferred); `end` is set when it did not end `done`. An
+      // early stream that got no answer is no longer deferred when it ends: counted by its status.
       if (ctx.deferred) {
         const end = f.end === undefined ? "done" : String(f.end);
         this.streamEnds.inc({ end: ENDS.has(end) ? end : "other" });

@@ -25,7 +25,8 @@ export interface RecentRequest {
   guard: string | null;
   /**
    * How a streamed answer ended when not normally (`upstream-error`, `timeout`, `client-gone`),
-   * else null: a stream that failed after its 200 was sent still has status 200.
+   * else null: a stream that failed after its 200 was sent still has status 200 (but for one
+   * sent before Poe's verdict that got none: it has its error's status).
    */
   end: string | null;
 }

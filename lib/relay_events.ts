@@ -9,10 +9,10 @@ import {
   type Chunk,
   chunkBase,
   dataEvent,
-  errorEvent,
   footerChunk,
   isPlainDelta,
   openAiErrorEvent,
+  SHUTDOWN_EVENT,
 } from "./sse_events.ts";
 import type { RelayOptions, StreamEnding, StreamSummary } from "./sse.ts";
 import { carriesDelta, StreamShaper } from "./stream_shape.ts";
@@ -201,13 +201,7 @@ export class RelayEvents {
       }
     } else {
       summary.error = true;
-      pending.push(
-        errorEvent(
-          "poe-proxy is shutting down: this answer was cut off. Ask again.",
-          "server_error",
-          "server_shutting_down",
-        ),
-      );
+      pending.push(SHUTDOWN_EVENT);
     }
   }
 

@@ -44,10 +44,15 @@ export class RequestContext {
    * models.yaml estimate), `guard` (`paused` or `cost-cap` when a guard answered), `clipped`,
    * `limited` (`client` or `poe` when refused with 429, `poe-retry` when a retry found no token),
    * `end` (how a relayed stream ended when not `done`: `upstream-error`, `timeout`, `client-gone`;
-   * `shutdown` for any request still open when the shutdown's grace ran out).
+   * `shutdown` for any request still open when the shutdown's grace ran out), `early` (true when
+   * a stream's status and headers went out before Poe's verdict; with no answer, `status` is the
+   * error's, sent to the client as an error event).
    */
   readonly fields: Record<string, unknown> = {};
-  /** Set by a handler that ends the request itself, when its streamed body is done. */
+  /**
+   * Set by a handler that ends the request itself, when its streamed body is done. A stream sent
+   * early unsets it when it ends without an answer: it is then counted as the error it was.
+   */
   deferred = false;
   /** Set by a handler whose response already carries the app's headers (request id, limits, CORS). */
   headersIncluded = false;

@@ -55,6 +55,13 @@ export function errorEvent(
   return dataEvent(JSON.stringify({ error: { message, type, param, code } }));
 }
 
+/** The error event of a stream the proxy's shutdown cuts off before its answer was whole. */
+export const SHUTDOWN_EVENT = errorEvent(
+  "poe-proxy is shutting down: this answer was cut off. Ask again.",
+  "server_error",
+  "server_shutting_down",
+);
+
 /**
  * Whether an event is an ordinary delta with nothing this relay watches: one choice, not finished,
  * no usage, tool calls or error. Inside JSON strings every quote is escaped, so these quoted keys

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startFakeAndProxy } from "./harness.ts";
+import { passPoeHeaders } from "../lib/poe_request.ts";
 
 /** The fake, the proxy wired to it, and an SDK client with a key of its own pointed at the proxy. */
 async function setup() {
@@ -24,4 +25,21 @@ Deno.test("openai SDK: the client's key never reaches Poe; the proxy's Poe key d
   assert.equal(headers.authorization, "Bearer test-poe-key");
   assert.ok(!JSON.stringify(headers).includes("client-secret-key"));
   assert.equal(headers["content-type"], "application/json");
+});
+
+Deno.test("passPoeHeaders: Poe's rate-limit and feature headers, but those the proxy set itself", () => {
+  const poe = new Headers({
+    "x-ratelimit-limit-requests": "500",
+    "x-ratelimit-remaining-requests": "499",
+    "x-poe-feature-active": "chat-completions-legacy",
+    "set-cookie": "a=b",
+  });
+  const own: [string, string][] = [["x-ratelimit-limit-requests", "60"]];
+  const to: [string, string][] = [...own];
+  passPoeHeaders(poe, to, own);
+  assert.deepEqual(to, [
+    ["x-ratelimit-limit-requests", "60"],
+    ["x-ratelimit-remaining-requests", "499"],
+    ["x-poe-feature-active", "chat-completions-legacy"],
+  ]);
 });
