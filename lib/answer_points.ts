@@ -41,13 +41,17 @@ export interface AnswerPointsOptions {
   now?: () => number;
 }
 
+/** Text a person would see: a footer after anything else would stand alone. */
+const VISIBLE = /\S/;
+
 /** Values of the `x-poe-proxy-footer` header. */
 const OFF = new Set(["off", "false", "0", "no", "none"]);
 const ON = new Set(["on", "true", "1", "yes"]);
 
 /**
- * Whether a request allows the footer: `FOOTER` on (or `stream` and a streamed request, or the
- * header asks for it), no `response_format`, and no `x-poe-proxy-footer: off`.
+ * Whether a request allows the footer: no `response_format`, no `x-poe-proxy-footer: off`, and
+ * either the header asks for it, or `FOOTER` is on (or `stream` and a streamed request) and the
+ * request sets no `stop` sequences.
  */
 export function footerAllowed(
   config: Config,
@@ -57,7 +61,16 @@ export function footerAllowed(
   const asked = headers.get("x-poe-proxy-footer")?.trim().toLowerCase();
   if (config.footer === "off" || (asked !== undefined && OFF.has(asked))) return false;
   if (body.response_format !== undefined && body.response_format !== null) return false;
-  return config.footer === "on" || body.stream === true || (asked !== undefined && ON.has(asked));
+  if (asked !== undefined && ON.has(asked)) return true;
+  // Stop sequences are a program's: an inline edit, a commit message, a completion, where the
+  // footer would land in the code.
+  if (setsStop(body.stop)) return false;
+  return config.footer === "on" || body.stream === true;
+}
+
+/** Whether a request's `stop` names a sequence: a non-empty string or array. */
+function setsStop(stop: unknown): boolean {
+  return (typeof stop === "string" || Array.isArray(stop)) && stop.length > 0;
 }
 
 /** What an answer cost and what to add to it. */
@@ -99,8 +112,8 @@ export class AnswerPoints {
   }
 
   /**
-   * The cost of an answer with these tokens. A `footerless` answer (tool calls, or text that is
-   * data: a JSON document or a URL) never gets a footer.
+   * The cost of an answer with these tokens. A `footerless` answer (tool calls, no text, or text
+   * that is data: a JSON document or a URL) never gets a footer.
    */
   async settle(usage: Usage | null, footerless: boolean): Promise<AnswerCost> {
     this.#settling = true;
@@ -204,7 +217,11 @@ export class AnswerPoints {
   /** The `finish` hook of {@linkcode relaySse}. */
   async finish(summary: StreamSummary): Promise<StreamEnding> {
     const toolCalls = summary.toolCalls || summary.finishReason === "tool_calls";
-    const cost = await this.settle(summary.usage, toolCalls || summary.dataText);
+    // An answer without text (a refusal, reasoning only, nothing) keeps its content empty.
+    const cost = await this.settle(
+      summary.usage,
+      toolCalls || summary.dataText || !summary.hasText,
+    );
     return { footer: cost.footer ?? undefined, usage: cost.extras };
   }
 
@@ -219,8 +236,11 @@ export class AnswerPoints {
     const toolCalls = choice?.finish_reason === "tool_calls" ||
       (Array.isArray(message?.tool_calls) && message.tool_calls.length > 0);
     const usage = answer?.usage && typeof answer.usage === "object" ? answer.usage : null;
-    const dataText = typeof message?.content === "string" && isDataText(message.content);
-    const cost = await this.settle(usage, toolCalls || dataText);
+    const content = message?.content;
+    // Data, or no text at all (a refusal, reasoning only, nothing): no footer.
+    const footerless = typeof content !== "string" || !VISIBLE.test(content) ||
+      isDataText(content);
+    const cost = await this.settle(usage, toolCalls || footerless);
     if (cost.footer && message && typeof message.content === "string") {
       message.content += cost.footer;
     }

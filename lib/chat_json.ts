@@ -10,6 +10,7 @@ import { isCompletion } from "./completion_events.ts";
 import type { AnswerPoints } from "./answer_points.ts";
 import { collectAnswerText, estimatedUsage } from "./usage_estimate.ts";
 import type { ChatDeps, HeaderList } from "./chat.ts";
+import { toolCallId } from "./openai_types.ts";
 
 /**
  * The response for Poe's JSON answer. Its read is aborted at the answer deadline
@@ -59,8 +60,8 @@ export async function jsonAnswer(
     parsed = undefined;
   }
   if (!isCompletion(parsed)) throw notAnAnswer(parsed);
+  let changed = shapeToolCalls(parsed.choices[0]?.message);
   // OpenAI's answers always carry usage: one Poe sent without is counted here.
-  let changed = false;
   if (!parsed.usage || typeof parsed.usage !== "object") {
     const answerText: string[] = [];
     collectAnswerText(parsed.choices[0]?.message, answerText);
@@ -84,4 +85,27 @@ export async function jsonAnswer(
   if (changed) text = JSON.stringify(parsed);
   headers.push(["content-type", "application/json"]);
   return new Response(text, { status: 200, headers });
+}
+
+/**
+ * Makes a message with tool calls OpenAI's, in place: `content: null` where Poe sends `""`, and an
+ * id for each call Poe sent without one (Gemini's `id: ""`), which the client's tool results
+ * must name. Returns whether it changed anything.
+ */
+// deno-lint-ignore no-explicit-any
+export function shapeToolCalls(message: any): boolean {
+  const calls = message?.tool_calls;
+  if (!Array.isArray(calls) || calls.length === 0) return false;
+  let changed = false;
+  if (message.content === "") {
+    message.content = null;
+    changed = true;
+  }
+  for (const call of calls) {
+    if (call && typeof call === "object" && (typeof call.id !== "string" || call.id === "")) {
+      call.id = toolCallId();
+      changed = true;
+    }
+  }
+  return changed;
 }

@@ -13,12 +13,39 @@ function invalid(message: string, param: string): ProxyError {
   return new ProxyError(400, message, { param, code: "invalid_value" });
 }
 
-function describe(value: unknown): string {
+/** Strings in error messages are cut here: the value may be a pasted document. */
+const SHOWN_CHARS = 40;
+
+/**
+ * A value, as an error message shows what the client sent (`got ${describe(value)}`): a string
+ * quoted and cut, a number or boolean as it is, and what the other kinds are.
+ */
+export function describe(value: unknown): string {
+  if (value === undefined) return "nothing";
   if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  return typeof value === "object"
-    ? "an object"
-    : `${typeof value} ${JSON.stringify(value)?.slice(0, 40)}`;
+  if (Array.isArray(value)) {
+    return value.length === 0 ? "an empty array" : `an array of ${count(value.length, "item")}`;
+  }
+  switch (typeof value) {
+    case "string":
+      if (value === "") return "an empty string";
+      return value.length > SHOWN_CHARS
+        ? `${JSON.stringify(value.slice(0, SHOWN_CHARS))}... (${count(value.length, "character")})`
+        : JSON.stringify(value);
+    case "number":
+    case "boolean":
+      return String(value);
+    case "object": {
+      const keys = Object.keys(value);
+      return keys.length === 0 ? "an empty object" : `an object with ${count(keys.length, "key")}`;
+    }
+    default:
+      return `a ${typeof value}`;
+  }
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 /** Checks the fields this proxy relies on; every other field passes through untouched. */

@@ -65,6 +65,11 @@ export class TextShape {
   #pieces: string[] = [];
   #size = 0;
 
+  /** A visible character came: the text is more than whitespace. */
+  get visible(): boolean {
+    return this.#kind !== null;
+  }
+
   /** Deltas must still be looked at: no text yet, or text that may be data. */
   get watching(): boolean {
     return this.#kind !== "prose";

@@ -58,8 +58,8 @@ export function typeForStatus(status: number): string {
       return "insufficient_credits";
     case 403:
       return "permission_error";
+    // OpenAI's own 404s (an unknown model, an unknown URL) are invalid_request_error too.
     case 404:
-      return "not_found_error";
     case 405:
       return "invalid_request_error";
     case 408:

@@ -52,3 +52,21 @@ export interface Usage {
 export function completionId(): string {
   return `chatcmpl-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
 }
+
+const ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/**
+ * A new tool call id in OpenAI's form: `call_` and 24 random letters and digits. For calls Poe
+ * relays without an id (Gemini's `id: ""`): a client matches its tool results to calls by id.
+ */
+export function toolCallId(): string {
+  let id = "call_";
+  while (id.length < 29) {
+    for (const byte of crypto.getRandomValues(new Uint8Array(32))) {
+      // 62 of the 64 values of six bits: no letter is likelier than another.
+      const i = byte & 63;
+      if (i < 62 && id.length < 29) id += ID_CHARS[i];
+    }
+  }
+  return id;
+}

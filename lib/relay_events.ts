@@ -43,6 +43,7 @@ export class RelayEvents {
     error: false,
     finishAdded: false,
     dataText: false,
+    hasText: false,
     droppedEvents: 0,
   };
   /** Poe's `[DONE]` was read. */
@@ -170,6 +171,7 @@ export class RelayEvents {
       };
     }
     summary.dataText = this.#text.data;
+    summary.hasText = this.#text.visible;
     this.#settleUsage();
     return true;
   }

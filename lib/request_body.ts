@@ -16,6 +16,9 @@ export interface ReadBodyOptions {
 /** Types a JSON body may arrive with: JSON itself, or plain text as `fetch` sends a string. */
 const JSON_TYPE = /^(application\/([\w.+-]+\+)?json|text\/plain)\s*(;|$)/i;
 
+/** A `Content-Encoding` that leaves the body as it is: none named, or only `identity`. */
+const IDENTITY = /^\s*(identity\s*(,\s*identity\s*)*)?$/i;
+
 /** Strict UTF-8: invalid bytes are an error, not replacement characters. Stateless without `stream`. */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -33,6 +36,17 @@ export async function readJsonBody(req: Request, options: ReadBodyOptions): Prom
       {
         code: "unsupported_media_type",
       },
+    );
+  }
+  const encoding = req.headers.get("content-encoding");
+  if (encoding !== null && !IDENTITY.test(encoding)) {
+    // Undecoded, a compressed body would be reported as invalid UTF-8, which misleads.
+    throw new ProxyError(
+      415,
+      `Content-Encoding ${
+        JSON.stringify(encoding.slice(0, 100))
+      } is not supported: send the request body uncompressed.`,
+      { code: "unsupported_content_encoding" },
     );
   }
   const declared = req.headers.get("content-length");

@@ -23,6 +23,11 @@ export interface StreamSummary {
   finishAdded: boolean;
   /** The answer's text is data: one JSON object or array, or one URL (it then gets no footer). */
   dataText: boolean;
+  /**
+   * The answer has visible text: not only whitespace, reasoning or a refusal (without, it gets no
+   * footer).
+   */
+  hasText: boolean;
   /** Events of Poe's that were not JSON objects, dropped: the SDKs end the stream on them. */
   droppedEvents: number;
 }

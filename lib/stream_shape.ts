@@ -2,8 +2,10 @@
  * @module Makes Poe's streamed chunks what OpenAI clients expect. Poe relays each provider's own
  * habits: some streams start without `delta.role`, Google models send tool call deltas without
  * `index`, and may leave out a call's `type`. The `openai` SDK's stream helpers (`stream()`,
- * `runTools()`) refuse all three, so every stream gets them.
+ * `runTools()`) refuse all three, so every stream gets them. Google models also send every call
+ * with `id: ""`: a client matches its tool results to calls by id, so each call gets one.
  */
+import { toolCallId } from "./openai_types.ts";
 
 // deno-lint-ignore no-explicit-any
 type Chunk = Record<string, any>;
@@ -43,12 +45,21 @@ export class StreamShaper {
         const call = calls[i];
         if (call && typeof call === "object") {
           let shaped = this.#index(call as Chunk, i);
-          // OpenAI names the type in a call's first delta, and the SDK's snapshot requires it.
           if (!this.#opened.has(shaped.index)) {
             this.#opened.add(shaped.index);
+            // OpenAI names the type and id in a call's first delta; the SDK's snapshot requires
+            // the type.
             if (shaped.type === undefined || shaped.type === null) {
               shaped = { ...shaped, type: "function" };
             }
+            if (typeof shaped.id !== "string" || shaped.id === "") {
+              shaped = { ...shaped, id: toolCallId() };
+            }
+          } else if (shaped.id === "" || shaped.id === null) {
+            // A later delta's empty id would contradict the one given: left out, as OpenAI does.
+            // (Repeating the id is no better: openai-python's accumulator joins the strings.)
+            const { id: _, ...rest } = shaped;
+            shaped = rest;
           }
           if (shaped !== call) {
             calls[i] = shaped;

@@ -130,6 +130,7 @@ function summary(o: Partial<StreamSummary> = {}): StreamSummary {
     error: false,
     finishAdded: false,
     dataText: false,
+    hasText: true,
     droppedEvents: 0,
     ...o,
   };
@@ -169,6 +170,26 @@ Deno.test("footerAllowed: FOOTER=stream footers streams, and answers whose clien
     footerAllowed(stream, body(), new Headers({ "x-poe-proxy-footer": "please" })),
     false,
   );
+});
+
+Deno.test("footerAllowed: a request with stop sequences gets none, unless its header asks for it", () => {
+  const stream = testConfig({ FOOTER: "stream" });
+  const on = testConfig({ FOOTER: "on" });
+  const none = new Headers();
+  for (const stop of ["\n", ["\n", "```"]]) {
+    const req = body({ stream: true, stop } as Partial<ChatRequest>);
+    assert.equal(footerAllowed(stream, req, none), false, JSON.stringify(stop));
+    assert.equal(footerAllowed(on, req, none), false, JSON.stringify(stop));
+    // The header forces it on, as it does for an answer not streamed.
+    const asked = new Headers({ "x-poe-proxy-footer": "on" });
+    assert.equal(footerAllowed(stream, req, asked), true, JSON.stringify(stop));
+    assert.equal(footerAllowed(stream, body({ stop } as Partial<ChatRequest>), asked), true);
+  }
+  // An empty stop, or none, sets no sequence.
+  for (const stop of ["", [], null]) {
+    const req = body({ stream: true, stop } as Partial<ChatRequest>);
+    assert.equal(footerAllowed(stream, req, none), true, JSON.stringify(stop));
+  }
 });
 
 Deno.test("footerAllowed: an answer with a response_format never gets one; a null response_format is none", () => {
@@ -418,7 +439,11 @@ Deno.test("AnswerPoints.finish: tool calls and data get no footer; text gets it 
   assert.match(text.footer!, /^\n\n---\n📊 Tokens: 150 /);
   assert.equal(text.usage?.points_estimated, true);
   assert.equal(typeof text.usage?.balance_points, "number");
-  for (const o of [{ toolCalls: true }, { finishReason: "tool_calls" }, { dataText: true }]) {
+  for (
+    const o of [{ toolCalls: true }, { finishReason: "tool_calls" }, { dataText: true }, {
+      hasText: false,
+    }]
+  ) {
     const ending = await s.points().finish(summary(o));
     assert.equal(ending.footer, undefined, JSON.stringify(o));
     assert.equal(ending.usage?.points_estimated, true);
@@ -443,6 +468,24 @@ Deno.test("AnswerPoints.completeJson appends the footer, adds the extras to usag
   assert.equal(headers["x-poe-points"], String(usage.cost_points));
   assert.equal(headers["x-poe-points-estimated"], "true");
   assert.equal(headers["x-poe-balance"], String(usage.balance_points));
+});
+
+Deno.test("AnswerPoints.completeJson: an answer without text keeps its content as it is, and gets the extras", async () => {
+  await using s = await setup({ FOOTER_WAIT_MS: "0" });
+  const messages = [
+    { role: "assistant", content: "" },
+    { role: "assistant", content: " \n" },
+    { role: "assistant", content: "", reasoning_content: "Thinking." },
+    { role: "assistant", content: null, refusal: "I can't help with that." },
+  ];
+  for (const message of messages) {
+    const before = JSON.stringify(message);
+    const answer = { choices: [{ index: 0, message, finish_reason: "stop" }], usage: { ...USAGE } };
+    const headers = await s.points().completeJson(answer);
+    assert.equal(JSON.stringify(message), before);
+    assert.equal((answer.usage as Record<string, unknown>).points_estimated, true, before);
+    assert.equal(headers["x-poe-points-estimated"], "true");
+  }
 });
 
 Deno.test("AnswerPoints.completeJson: tool calls and JSON text stay as they are, unwaited; a real cost has no estimated header", async () => {

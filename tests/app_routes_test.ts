@@ -92,4 +92,5 @@ Deno.test("GET /v1/models/{id} finds by any casing and alias, else 404", async (
   assert.equal(missing.status, 404);
   assertErrorShape(missing.body);
   assert.equal(missing.body.error.code, "model_not_found");
+  assert.equal(missing.body.error.type, "invalid_request_error", "as OpenAI's model_not_found");
 });

@@ -10,6 +10,12 @@ Deno.test("unknown paths are 404 and wrong methods 405 with Allow, OpenAI-shaped
   const notFound = await getJson(`${proxy.url}/v2/nothing`);
   assert.equal(notFound.status, 404);
   assertErrorShape(notFound.body);
+  // OpenAI's type for an unknown URL ("Invalid URL (POST /v1/embeddings)").
+  const embeddings = await getJson(`${proxy.url}/v1/embeddings`, { method: "POST", body: "{}" });
+  assert.equal(embeddings.status, 404);
+  assert.equal(embeddings.body.error.type, "invalid_request_error");
+  assert.equal(embeddings.body.error.param, null);
+  assert.equal(notFound.body.error.type, "invalid_request_error");
   const wrong = await getJson(`${proxy.url}/v1/chat/completions`);
   assert.equal(wrong.status, 405);
   assert.equal(wrong.headers.get("allow"), "POST");

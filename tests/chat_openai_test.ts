@@ -105,6 +105,85 @@ Deno.test("openai SDK: streamed tool call arguments are reassembled by the SDK",
   assert.deepEqual(t.sent().tools, [WEATHER_TOOL], "tools reach Poe unchanged");
 });
 
+/** OpenAI's form of a tool call id, as the proxy makes one. */
+const MADE_ID = /^call_[A-Za-z0-9]{24}$/;
+
+Deno.test("raw stream: tool calls Poe sent with an empty id or none each get their own id, once", async () => {
+  await using t = await setup();
+  for (const model of ["gpt-4o", "Gemini-2.5-Pro"]) {
+    for (const toolId of ["empty", "none"]) {
+      const what = `${model} tool-id=${toolId}`;
+      const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model,
+          stream: true,
+          messages: [{
+            role: "user",
+            content: `Weather? [[fake: tool-calls=3,tool-id=${toolId}]]`,
+          }],
+          tools: [WEATHER_TOOL],
+        }),
+      });
+      const deltas = (await res.text()).split("\n\n")
+        .filter((e) => e.startsWith("data: {"))
+        .flatMap((e) => JSON.parse(e.slice(6)).choices[0]?.delta?.tool_calls ?? []);
+      const ids = new Map<number, string>();
+      for (const call of deltas) {
+        if (!ids.has(call.index)) {
+          assert.match(call.id, MADE_ID, what);
+          ids.set(call.index, call.id);
+        } else {
+          // A later delta says nothing of the id: no "" that a raw reader could take for it.
+          assert.ok(!("id" in call), `${what}: ${JSON.stringify(call)}`);
+        }
+      }
+      assert.deepEqual([...ids.keys()], [0, 1, 2], what);
+      assert.equal(new Set(ids.values()).size, 3, `${what}: every call its own id`);
+    }
+  }
+  // The SDK's stream helper assembles the same calls, each with its id.
+  const final = await t.client.chat.completions.stream({
+    model: "Gemini-2.5-Pro",
+    messages: [{ role: "user", content: "Weather? [[fake: tool-calls=2,tool-id=empty]]" }],
+    tools: [WEATHER_TOOL],
+  }).finalChatCompletion();
+  const calls = final.choices[0].message.tool_calls as any[];
+  assert.equal(calls.length, 2);
+  for (const call of calls) {
+    assert.match(call.id, MADE_ID);
+    assert.deepEqual(JSON.parse(call.function.arguments), { city: "Paris", days: 1 });
+  }
+  assert.notEqual(calls[0].id, calls[1].id);
+});
+
+Deno.test("openai SDK: a tool-call answer not streamed has content null, and every call an id", async () => {
+  await using t = await setup();
+  const ask = async (directives: string) =>
+    (await t.client.chat.completions.create({
+      model: "Gemini-2.5-Pro",
+      messages: [{ role: "user", content: `Weather? [[fake: ${directives}]]` }],
+      tools: [WEATHER_TOOL],
+    })).choices[0].message;
+  for (const toolId of ["empty", "none"]) {
+    const message = await ask(`tool-calls=2,tool-id=${toolId}`);
+    assert.equal(message.content, null, "Poe's content: \"\" is OpenAI's null");
+    const ids = message.tool_calls!.map((c) => c.id);
+    assert.equal(ids.length, 2);
+    for (const id of ids) assert.match(id, MADE_ID, toolId);
+    assert.notEqual(ids[0], ids[1]);
+  }
+  // Poe's own ids are kept.
+  const given = await ask("tools");
+  assert.equal(given.content, null);
+  assert.match(given.tool_calls![0].id, /^call_[0-9a-f]{24}$/);
+  // A text answer keeps its text, and an empty one its "".
+  const text = await ask("reply=Sunny.");
+  assert.equal(text.content, "Sunny.");
+  assert.equal((await ask("reply=")).content, "");
+});
+
 Deno.test("openai SDK: a JSON completion to a streamed request arrives as a stream its helpers accept", async () => {
   await using t = await setup();
   const stream = await t.client.chat.completions.create({

@@ -2,7 +2,12 @@
 /** @module Validation of chat requests, the body sent to Poe, and the request size cap. */
 import assert from "node:assert/strict";
 import { startFakeAndProxy as setup } from "./harness.ts";
-import { clientWantsUsage, upstreamBody, validateChatRequest } from "../lib/chat_request.ts";
+import {
+  clientWantsUsage,
+  describe,
+  upstreamBody,
+  validateChatRequest,
+} from "../lib/chat_request.ts";
 import { ProxyError } from "../lib/errors.ts";
 
 async function postRaw(
@@ -39,13 +44,13 @@ const INVALID: [string, string, string | null, RegExp][] = [
     "model not a string",
     '{"model":4,"messages":[{"role":"user","content":"Hi"}]}',
     "model",
-    /model must be a string: got number 4/,
+    /model must be a string: got 4\./,
   ],
   [
     "a role that is not a string",
     '{"model":"gpt-4o","messages":[{"role":"user","content":"a"},{"role":7,"content":"b"}]}',
     "messages[1].role",
-    /messages\[1\]\.role must be a string: got number 7/,
+    /messages\[1\]\.role must be a string: got 7\./,
   ],
   [
     "a message that is not an object",
@@ -75,7 +80,19 @@ const INVALID: [string, string, string | null, RegExp][] = [
     "stream not a boolean",
     '{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}],"stream":"yes"}',
     "stream",
-    /stream must be a boolean/,
+    /stream must be a boolean: got "yes"\.$/,
+  ],
+  [
+    "a message without a role",
+    '{"model":"gpt-4o","messages":[{"content":"hi"}]}',
+    "messages[0].role",
+    /^messages\[0\]\.role must be a string: got nothing\.$/,
+  ],
+  [
+    "a role that is null",
+    '{"model":"gpt-4o","messages":[{"role":null,"content":"hi"}]}',
+    "messages[0].role",
+    /^messages\[0\]\.role must be a string: got null\.$/,
   ],
 ];
 
@@ -92,6 +109,29 @@ Deno.test("POST /v1/chat/completions refuses invalid bodies with 400, param and 
   assert.equal(t.fake.chatRequests().length, 0, "Poe is never called for an invalid body");
 });
 
+Deno.test("describe: every kind of value reads well in an error message", () => {
+  const cases: [unknown, string][] = [
+    [undefined, "nothing"],
+    [null, "null"],
+    [7, "7"],
+    [1.5, "1.5"],
+    [false, "false"],
+    ["", "an empty string"],
+    ["user", '"user"'],
+    ['say "hi"\n', '"say \\"hi\\"\\n"'],
+    ["x".repeat(41), `"${"x".repeat(40)}"... (41 characters)`],
+    [[], "an empty array"],
+    [["a"], "an array of 1 item"],
+    [[1, 2], "an array of 2 items"],
+    [{}, "an empty object"],
+    [{ role: "user" }, "an object with 1 key"],
+    [{ a: 1, b: 2 }, "an object with 2 keys"],
+  ];
+  for (const [value, text] of cases) assert.equal(describe(value), text, String(value));
+  // A pasted document is cut: the message stays short.
+  assert.ok(describe("word ".repeat(10_000)).length < 80);
+});
+
 Deno.test("POST /v1/chat/completions refuses a non-JSON content type with 415", async () => {
   await using t = await setup();
   const res = await postRaw(t.proxy.url, "model=gpt-4o", {
@@ -99,6 +139,31 @@ Deno.test("POST /v1/chat/completions refuses a non-JSON content type with 415", 
   });
   assert.equal(res.status, 415);
   assert.match(res.body.error.message, /curl, add -H "Content-Type: application\/json"/);
+});
+
+Deno.test("POST /v1/chat/completions refuses a gzipped body with 415 unsupported_content_encoding", async () => {
+  await using t = await setup();
+  const json = JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "Hi" }] });
+  const gzipped = await new Response(
+    new Blob([json]).stream().pipeThrough(new CompressionStream("gzip")),
+  ).bytes();
+  const res = await postRaw(t.proxy.url, gzipped, {
+    "content-type": "application/json",
+    "content-encoding": "gzip",
+  });
+  assert.equal(res.status, 415);
+  assert.deepEqual(res.body, {
+    error: {
+      message: 'Content-Encoding "gzip" is not supported: send the request body uncompressed.',
+      type: "invalid_request_error",
+      param: null,
+      code: "unsupported_content_encoding",
+    },
+  });
+  assert.equal(t.fake.chatRequests().length, 0);
+  // The same body uncompressed is answered.
+  const plain = await postRaw(t.proxy.url, json);
+  assert.equal(plain.status, 200);
 });
 
 Deno.test("an unknown model is 404 naming up to three close matches; Poe is not called", async () => {
@@ -110,6 +175,7 @@ Deno.test("an unknown model is 404 naming up to three close matches; Poe is not 
   assert.equal(res.status, 404);
   assert.equal(res.body.error.param, "model");
   assert.equal(res.body.error.code, "model_not_found");
+  assert.equal(res.body.error.type, "invalid_request_error", "as OpenAI's model_not_found");
   const match = /Did you mean: (.*)\?/.exec(res.body.error.message);
   assert.ok(match, res.body.error.message);
   const names = match[1].split(", ");

@@ -178,3 +178,11 @@ Deno.test("TextShape: JSON past the kept size is judged by its first and last br
   // Under the kept size, the whole text is parsed: matching brackets are not enough.
   assert.equal(shape(["[", "1,,2", "]"]).json, false);
 });
+
+Deno.test("TextShape.visible: only a character other than whitespace makes the text visible", () => {
+  assert.equal(shape([]).visible, false);
+  assert.equal(shape(["", " ", "\n\t"]).visible, false);
+  for (const pieces of [["", " Hi"], ["{"], ["h"], ["  ", "x"]]) {
+    assert.equal(shape(pieces).visible, true, JSON.stringify(pieces));
+  }
+});

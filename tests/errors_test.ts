@@ -8,7 +8,7 @@ Deno.test("ProxyError: defaults derive the type from the status; param, code nul
   assert.equal(err.name, "ProxyError");
   assert.equal(err.message, "The model `x` does not exist.");
   assert.equal(err.status, 404);
-  assert.equal(err.type, "not_found_error");
+  assert.equal(err.type, "invalid_request_error");
   assert.equal(err.param, null);
   assert.equal(err.code, null);
   assert.deepEqual(err.headers, {});
@@ -48,7 +48,7 @@ Deno.test("typeForStatus maps each status to the type OpenAI's clients expect", 
     [401, "authentication_error"],
     [402, "insufficient_credits"],
     [403, "permission_error"],
-    [404, "not_found_error"],
+    [404, "invalid_request_error"],
     [405, "invalid_request_error"],
     [408, "timeout_error"],
     [409, "invalid_request_error"],

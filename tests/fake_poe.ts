@@ -86,6 +86,13 @@ export interface FakeDirectives {
   toolNoIndex?: boolean;
   /** `tool-args=TEXT`: raw arguments string, valid JSON or not. Default: built from the schema. */
   toolArgs?: string;
+  /** `tool-calls=N`: answer with N calls of the request's first tool (implies `tools`). Default: 1. */
+  toolCalls?: number;
+  /**
+   * `tool-id=empty|none`: every delta of a call (and a non-streamed call) has `id: ""`, or no id,
+   * as Google models have been seen to send. Default: each call has its own `call_` id.
+   */
+  toolId?: "empty" | "none";
   /** `reasoning` or `reasoning=TEXT`: `reasoning_content` and `reasoning` before the content
    * (default for reasoning models; `reasoning=off` disables it). */
   reasoning?: boolean | string;
@@ -271,6 +278,16 @@ export function parseDirectives(text: string): FakeDirectives {
       case "tool-args":
         d.tools = true;
         d.toolArgs = value;
+        break;
+      case "tool-calls":
+        d.tools = true;
+        d.toolCalls = Math.max(1, Math.floor(num()));
+        break;
+      case "tool-id":
+        if (value !== "empty" && value !== "none") {
+          throw new Error(`fake-poe directive tool-id must be empty or none: got "${value}"`);
+        }
+        d.toolId = value;
         break;
       case "reasoning":
         d.reasoning = value === "" ? true : value === "off" ? false : value;
@@ -573,7 +590,8 @@ interface Answer {
   content: string;
   contentChunks: string[];
   reasoning: string | null;
-  tool: { id: string; name: string; arguments: string } | null;
+  /** The answer's tool calls; none for a text answer. `id` undefined: the call has none. */
+  tools: { id: string | undefined; name: string; arguments: string }[];
   finish: string;
   usage: Usage;
 }
@@ -1187,11 +1205,18 @@ export class FakePoe implements AsyncDisposable {
       : typeof wantReasoning === "string"
       ? wantReasoning
       : DEFAULT_REASONING;
-    let tool: Answer["tool"] = null;
+    const tools: Answer["tools"] = [];
     let completion = estimateTokens(content.length);
     if (d.tools) {
       const [name, args] = toolCallFor(b, d);
-      tool = { id: `call_${this.#hex(24)}`, name, arguments: args };
+      for (let i = 0; i < (d.toolCalls ?? 1); i++) {
+        const id = d.toolId === "empty"
+          ? ""
+          : d.toolId === "none"
+          ? undefined
+          : `call_${this.#hex(24)}`;
+        tools.push({ id, name, arguments: args });
+      }
       content = "";
       contentChunks = [];
       completion = 0;
@@ -1211,8 +1236,8 @@ export class FakePoe implements AsyncDisposable {
       content,
       contentChunks,
       reasoning,
-      tool,
-      finish: d.finish ?? (tool ? "tool_calls" : "stop"),
+      tools,
+      finish: d.finish ?? (tools.length > 0 ? "tool_calls" : "stop"),
       usage,
     };
   }
@@ -1353,12 +1378,12 @@ function nonStreamed(a: Answer, d: FakeDirectives): Record<string, unknown> {
     message.reasoning_content = a.reasoning;
     message.reasoning = a.reasoning;
   }
-  if (a.tool) {
-    message.tool_calls = [{
-      id: a.tool.id,
+  if (a.tools.length > 0) {
+    message.tool_calls = a.tools.map((tool) => ({
+      ...(tool.id === undefined ? {} : { id: tool.id }),
       type: "function",
-      function: { name: a.tool.name, arguments: a.tool.arguments },
-    }];
+      function: { name: tool.name, arguments: tool.arguments },
+    }));
   }
   const out: Record<string, unknown> = {
     id: a.id,
@@ -1416,24 +1441,24 @@ function streamEvents(
     }
   }
   const pieces = [...a.contentChunks];
-  const last = d.finishContent && !a.tool ? pieces.pop() : undefined;
+  const last = d.finishContent && a.tools.length === 0 ? pieces.pop() : undefined;
   for (const piece of pieces) body.push(() => chunk(delta({ content: piece })));
-  if (a.tool) {
-    const tool = a.tool;
-    const noIndex = d.toolNoIndex ?? google;
+  const noIndex = d.toolNoIndex ?? google;
+  a.tools.forEach((tool, index) => {
+    // `tool-id=empty`: each of the call's deltas says `id: ""`; `none`: none has an id.
+    const id = tool.id === undefined ? {} : { id: tool.id };
     const call = (fields: Record<string, unknown>) =>
-      noIndex ? { tool_calls: [fields] } : { tool_calls: [{ index: 0, ...fields }] };
+      noIndex ? { tool_calls: [fields] } : { tool_calls: [{ index, ...fields }] };
     body.push(() =>
       chunk(
-        delta(
-          call({ id: tool.id, type: "function", function: { name: tool.name, arguments: "" } }),
-        ),
+        delta(call({ ...id, type: "function", function: { name: tool.name, arguments: "" } })),
       )
     );
+    const more = tool.id === "" ? id : {};
     for (const piece of split(tool.arguments, 3)) {
-      if (piece) body.push(() => chunk(delta(call({ function: { arguments: piece } }))));
+      if (piece) body.push(() => chunk(delta(call({ ...more, function: { arguments: piece } }))));
     }
-  }
+  });
 
   if (d.openDrop) {
     body[0]();

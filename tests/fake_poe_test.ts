@@ -177,6 +177,37 @@ Deno.test("FakePoe streams a tool call with index, without it for Gemini, and an
   assert.equal((await raw.json()).choices[0].message.tool_calls[0].function.arguments, "{bad json");
 });
 
+Deno.test('FakePoe tool-calls=N sends N calls; tool-id=empty gives each delta id "", none no id', async () => {
+  await using fake = await FakePoe.start();
+  const toolCalls = async (model: string, directives: string, stream: boolean) => {
+    const res = await post(fake, { model, messages: hi(), stream }, { "x-fake-poe": directives });
+    if (!stream) return (await res.json()).choices[0].message.tool_calls;
+    const { events } = await sse(res);
+    return events.filter((e) => e !== "[DONE]" && e.choices[0]?.delta.tool_calls)
+      .map((e) => e.choices[0].delta.tool_calls[0]);
+  };
+  const given = await toolCalls("GPT-4o", "tool-calls=2", false);
+  assert.equal(given.length, 2);
+  assert.notEqual(given[0].id, given[1].id);
+  assert.ok(given.every((c: Json) => /^call_/.test(c.id)));
+  const empty = await toolCalls("GPT-4o", "tool-calls=2,tool-id=empty", false);
+  assert.deepEqual(empty.map((c: Json) => c.id), ["", ""]);
+  const none = await toolCalls("GPT-4o", "tool-calls=2,tool-id=none", false);
+  assert.ok(none.every((c: Json) => !("id" in c)));
+  for (const model of ["GPT-4o", "Gemini-2.5-Pro"]) {
+    const deltas = await toolCalls(model, "tool-calls=2,tool-id=empty", true);
+    assert.ok(deltas.length >= 4);
+    assert.ok(deltas.every((c: Json) => c.id === ""), model);
+    assert.equal(deltas.filter((c: Json) => c.function.name === "get_weather").length, 2);
+    if (model === "GPT-4o") {
+      assert.deepEqual([...new Set(deltas.map((c: Json) => c.index))], [0, 1]);
+    }
+    const missing = await toolCalls(model, "tool-calls=2,tool-id=none", true);
+    assert.ok(missing.every((c: Json) => !("id" in c)), model);
+  }
+  assert.throws(() => parseDirectives("tool-id=blank"), /tool-id must be empty or none/);
+});
+
 Deno.test("FakePoe reasoning models send reasoning_content and reasoning, then content", async () => {
   await using fake = await FakePoe.start();
   const body = await (await post(fake, { model: "O3-Mini", messages: hi() })).json();

@@ -252,7 +252,8 @@ Deno.test("no footer on tool calls, response_format or x-poe-proxy-footer: off",
     tools: [tool],
   });
   assert.equal(called.choices[0].finish_reason, "tool_calls");
-  assert.equal(called.choices[0].message.content, "");
+  // No footer: Poe's "" is OpenAI's null.
+  assert.equal(called.choices[0].message.content, null);
   assert.equal((called.usage as any).points_estimated !== undefined, true);
   const stream = await t.client.chat.completions.create({
     model: "gpt-4o",
@@ -1081,6 +1082,56 @@ Deno.test("FOOTER=stream (the default): streamed answers get the footer, a progr
   assert.match((await ask(false, "on")).text, /📊 Tokens/);
   for (const off of ["off", "false", "no", "0"]) {
     assert.doesNotMatch((await ask(true, off)).text, /📊 Tokens/, off);
+  }
+});
+
+Deno.test("FOOTER=stream: a request with stop gets no footer unless its header asks; its points still come", async () => {
+  await using t = await setup({ env: { FOOTER: "stream", FOOTER_WAIT_MS: "0" } });
+  const ask = async (body: Record<string, unknown>, header?: string) => {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: "user", content: "Complete: const x =" }],
+      ...body,
+    }, header ? { "x-poe-proxy-footer": header } : {});
+    const events = chunks(await res.text());
+    return {
+      text: events.map((c) => c.choices[0]?.delta?.content ?? "").join(""),
+      usage: events.at(-1).usage,
+    };
+  };
+  for (const stop of ["\n", ["\n", ";"]]) {
+    const answer = await ask({ stop });
+    assert.equal(answer.text, DEFAULT_REPLY, JSON.stringify(stop));
+    assert.equal(typeof answer.usage.cost_points, "number");
+    assert.equal(typeof answer.usage.balance_points, "number");
+    assert.match((await ask({ stop }, "on")).text, /📊 Tokens/, "the header forces it on");
+  }
+  // An empty stop sets no sequence.
+  assert.match((await ask({ stop: [] })).text, /📊 Tokens/);
+  assert.match((await ask({})).text, /📊 Tokens/);
+});
+
+Deno.test("an answer without text gets no footer, streamed or not: its content stays empty, its points come", async () => {
+  await using t = await setup({ env: { FOOTER: "on", FOOTER_WAIT_MS: "0" } });
+  for (const directives of ["reply=", "reply=,reasoning", "reply=%20%0A"]) {
+    const messages = [{ role: "user", content: `Hi [[fake: ${directives}]]` }];
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      stream: true,
+      stream_options: { include_usage: true },
+      messages,
+    });
+    const events = chunks(await res.text());
+    const text = events.map((c) => c.choices[0]?.delta?.content ?? "").join("");
+    assert.equal(text.trim(), "", `${directives}: ${JSON.stringify(text)}`);
+    assert.equal(typeof events.at(-1).usage.cost_points, "number", directives);
+    const plain = await post(t.proxy.url, { model: "gpt-4o", messages });
+    const answer = await plain.json();
+    assert.equal(answer.choices[0].message.content.trim(), "", directives);
+    assert.equal(typeof answer.usage.cost_points, "number", directives);
+    assert.ok(Number(plain.headers.get("x-poe-points")) > 0);
   }
 });
 

@@ -120,6 +120,31 @@ Deno.test("readJsonBody refuses other content types with 415 unsupported_media_t
   }
 });
 
+Deno.test("readJsonBody refuses a compressed body with 415 unsupported_content_encoding, unread", async () => {
+  const gzipped = await new Response(
+    new Blob(['{"model":"gpt-4o","messages":[]}']).stream()
+      .pipeThrough(new CompressionStream("gzip")),
+  ).bytes();
+  for (const encoding of ["gzip", "GZIP", "br", "deflate", "zstd", "gzip, identity", "x-gzip"]) {
+    const source = new SourceBody(gzipped, 1);
+    const err = await refusal(read(post(source.stream, { "content-encoding": encoding })));
+    assert.equal(err.status, 415, encoding);
+    assert.equal(err.type, "invalid_request_error");
+    assert.equal(err.code, "unsupported_content_encoding");
+    assert.equal(err.param, null);
+    assert.equal(
+      err.message,
+      `Content-Encoding ${JSON.stringify(encoding)} is not supported: send the request body ` +
+        "uncompressed.",
+    );
+    assert.equal(source.pulls, 0, "the body is not read");
+  }
+  // identity is no encoding at all.
+  for (const encoding of ["identity", " Identity ", "identity, identity", ""]) {
+    assert.deepEqual(await read(post('{"a":1}', { "content-encoding": encoding })), { a: 1 });
+  }
+});
+
 Deno.test("readJsonBody: a form's 415 says how to fix curl; a long type is cut in the message", async () => {
   const form = await refusal(
     read(post("a=1", { "content-type": "application/x-www-form-urlencoded" })),

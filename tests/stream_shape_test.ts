@@ -64,6 +64,62 @@ Deno.test("StreamShaper: tool call deltas without index are numbered by id, name
   );
 });
 
+/** The tool call deltas of `deltas`, each one chunk's, after shaping. */
+function shaped(deltas: Record<string, unknown>[][]): Record<string, unknown>[][] {
+  const shaper = new StreamShaper();
+  return deltas.map((calls) => {
+    const c = chunk({ tool_calls: calls });
+    shaper.shape(c);
+    return c.choices[0].delta.tool_calls;
+  });
+}
+
+Deno.test("StreamShaper: a call without an id gets one in its first delta; later empty ids are left out", () => {
+  const made = /^call_[A-Za-z0-9]{24}$/;
+  const fn = (name: string) => ({ name, arguments: "" });
+  // Gemini: every delta of every call says id "", without index.
+  const gemini = shaped([
+    [{ id: "", type: "function", function: fn("glob") }],
+    [{ id: "", function: { arguments: "{}" } }],
+    [{ id: "", type: "function", function: fn("read") }],
+    [{ id: null, function: { arguments: "{}" } }],
+  ]);
+  assert.match(String(gemini[0][0].id), made);
+  assert.match(String(gemini[2][0].id), made);
+  assert.notEqual(gemini[0][0].id, gemini[2][0].id);
+  assert.ok(!("id" in gemini[1][0]) && !("id" in gemini[3][0]));
+  assert.deepEqual(gemini.map((d) => d[0].index), [0, 0, 1, 1]);
+  // With indexes, and with no id at all; two calls in one delta.
+  const indexed = shaped([
+    [{ index: 0, function: fn("a") }, { index: 1, id: "", function: fn("b") }],
+    [{ index: 1, id: "", function: { arguments: "{}" } }],
+  ]);
+  assert.match(String(indexed[0][0].id), made);
+  assert.match(String(indexed[0][1].id), made);
+  assert.notEqual(indexed[0][0].id, indexed[0][1].id);
+  assert.deepEqual(indexed[1][0], { index: 1, function: { arguments: "{}" } });
+  // A given id is kept, and so is its repetition in a later delta.
+  const given = shaped([
+    [{ index: 0, id: "call_x", type: "function", function: fn("a") }],
+    [{ index: 0, id: "call_x", function: { arguments: "{}" } }],
+  ]);
+  assert.equal(given[0][0].id, "call_x");
+  assert.equal(given[1][0].id, "call_x");
+});
+
+Deno.test("StreamShaper: a call with its id, index and type is left as it came", () => {
+  const shaper = new StreamShaper();
+  shaper.shape(chunk({ role: "assistant", content: "" }));
+  const call = { index: 0, id: "call_1", type: "function", function: { name: "f", arguments: "" } };
+  const first = chunk({ tool_calls: [call] });
+  assert.equal(shaper.shape(first), false);
+  assert.equal(first.choices[0].delta.tool_calls[0], call);
+  assert.equal(
+    shaper.shape(chunk({ tool_calls: [{ index: 0, function: { arguments: "{}" } }] })),
+    false,
+  );
+});
+
 Deno.test("relaySse: empty tool_calls arrays do not make a text answer a tool call", async () => {
   const events = [
     chunk({ role: "assistant", content: "Hi", tool_calls: [] }),
