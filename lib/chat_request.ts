@@ -87,6 +87,7 @@ export function validateChatRequest(body: unknown): ChatRequest {
   if (b.stream !== undefined && b.stream !== null && typeof b.stream !== "boolean") {
     throw invalid(`stream must be a boolean: got ${describe(b.stream)}.`, "stream");
   }
+  checkTypes(b);
   checkLimits(b, "");
   // The cost cap prices these in extra_body too (Poe reads it): a value it cannot price is refused.
   const extra = extraBodyOf(b);
@@ -115,6 +116,48 @@ export function validateChatRequest(body: unknown): ChatRequest {
     );
   }
   return b as ChatRequest;
+}
+
+/** What each of these OpenAI fields must be (null aside), as an error message says it. */
+const FIELD_KINDS: readonly [string, "number" | "array" | "boolean" | "object", string][] = [
+  ["temperature", "number", "a number"],
+  ["top_p", "number", "a number"],
+  ["tools", "array", "an array of tool definitions"],
+  ["parallel_tool_calls", "boolean", "a boolean"],
+  ["stream_options", "object", "an object"],
+];
+
+function kindOf(value: unknown): string {
+  return Array.isArray(value) ? "array" : typeof value;
+}
+
+/**
+ * OpenAI's types for the fields Poe reads: a wrong one is refused here with its `param`, rather
+ * than sent to Poe, whose 400 the retry ladder would try up to three more times.
+ */
+function checkTypes(b: Record<string, unknown>): void {
+  for (const [field, kind, what] of FIELD_KINDS) {
+    const v = b[field];
+    if (v !== undefined && v !== null && kindOf(v) !== kind) {
+      throw invalid(`${field} must be ${what}: got ${describe(v)}.`, field);
+    }
+  }
+  const choice = b.tool_choice;
+  if (choice !== undefined && choice !== null && !["string", "object"].includes(kindOf(choice))) {
+    throw invalid(
+      `tool_choice must be "auto", "none", "required" or an object naming a function: got ${
+        describe(choice)
+      }.`,
+      "tool_choice",
+    );
+  }
+  const stop = b.stop;
+  if (
+    stop !== undefined && stop !== null && typeof stop !== "string" &&
+    !(Array.isArray(stop) && stop.every((s) => typeof s === "string"))
+  ) {
+    throw invalid(`stop must be a string or an array of strings: got ${describe(stop)}.`, "stop");
+  }
 }
 
 function checkLimits(source: Record<string, unknown>, prefix: string): void {

@@ -343,6 +343,36 @@ Deno.test("validateChatRequest: a thinking budget must be a whole number of toke
   }
 });
 
+Deno.test("validateChatRequest: fields Poe reads must have OpenAI's types; null passes", () => {
+  const messages = [{ role: "user", content: "Hi" }];
+  const bad: [string, unknown, RegExp][] = [
+    ["temperature", "hot", /^temperature must be a number: got "hot"\.$/],
+    ["top_p", [0.5], /^top_p must be a number: got an array of 1 item\.$/],
+    ["tools", { type: "function" }, /^tools must be an array of tool definitions: got an object/],
+    ["parallel_tool_calls", "yes", /^parallel_tool_calls must be a boolean/],
+    ["stream_options", true, /^stream_options must be an object: got true\.$/],
+    ["tool_choice", 1, /^tool_choice must be "auto", "none", "required" or an object/],
+    ["stop", 5, /^stop must be a string or an array of strings: got 5\.$/],
+    ["stop", ["\n", 7], /^stop must be a string or an array of strings: got an array of 2/],
+  ];
+  for (const [field, value, message] of bad) {
+    assert.throws(
+      () => validateChatRequest({ model: "m", messages, [field]: value }),
+      (err: ProxyError) =>
+        err.status === 400 && err.param === field && err.code === "invalid_value" &&
+        message.test(err.message),
+      `${field}: ${JSON.stringify(value)}`,
+    );
+  }
+  const good: Record<string, unknown>[] = [
+    { temperature: 0.7, top_p: 1, stop: "\n", tool_choice: "auto", parallel_tool_calls: false },
+    { tools: [{ type: "function", function: { name: "f" } }], tool_choice: { type: "function" } },
+    { stop: ["a", "b"], stream_options: { include_usage: true } },
+    { temperature: null, top_p: null, tools: null, tool_choice: null, stop: null },
+  ];
+  for (const fields of good) validateChatRequest({ model: "m", messages, ...fields });
+});
+
 Deno.test("validateChatRequest: n other than 1 is refused (Poe answers one choice); null and 1 pass", () => {
   const messages = [{ role: "user", content: "Hi" }];
   for (const n of [2, 0, "1", 1.5]) {

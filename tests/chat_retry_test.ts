@@ -169,6 +169,15 @@ Deno.test("400 ladder: both steps together when each alone is refused", async ()
   assert.match(line, /attempts=first:400,drop-max-tokens:400,lowercase-model:400,both:200/);
 });
 
+Deno.test("400 ladder: a field of the wrong type is refused before Poe is called, never laddered", async () => {
+  await using t = await setup();
+  const res = await post(t.proxy.url, chat("", { max_tokens: 9, temperature: "hot" }));
+  assert.equal(res.status, 400);
+  assertOpenAiError(res.body);
+  assert.equal(res.body.error.param, "temperature");
+  assert.equal(t.bodies().length, 0);
+});
+
 Deno.test("400 ladder: no step is tried when none would change the request", async () => {
   await using t = await setup();
   // o3-mini is already lower case, and there is no max_tokens to drop.
