@@ -23,6 +23,7 @@ import { streamAnswer } from "./chat_stream.ts";
 import { earlyResponse, settlesWithin, streamStartMs } from "./early_stream.ts";
 import { passPoeHeaders } from "./poe_request.ts";
 import { jsonAnswer } from "./chat_json.ts";
+import { mayBeBilled, UNREAD_ANSWER_CODES } from "./poe_errors.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -85,13 +86,6 @@ export function chatDeadlines(config: Config): ChatDeadlines {
  * sorted on the way and each `set` on it validated.
  */
 export type HeaderList = [string, string][];
-
-/** Codes of `jsonAnswer`'s errors for an answer Poe began and may have billed. */
-const UNREAD_ANSWER_CODES: ReadonlySet<string> = new Set([
-  "upstream_disconnected",
-  "upstream_timeout",
-  "upstream_bad_body",
-]);
 
 /** Handles `POST /v1/chat/completions`. */
 export async function handleChat(
@@ -196,7 +190,14 @@ export async function handleChat(
     if (attempts.length > 1 && err instanceof ProxyError) {
       err.headers["x-poe-proxy-attempts"] = attemptsField(attempts);
     }
-    if (!req.signal.aborted) return err;
+    if (!req.signal.aborted) {
+      // Poe's 200 came, and its answer (a JSON body to a stream) broke, timed out or held none:
+      // Poe may bill it, as a non-streamed answer's failed read (`jsonAnswer` below).
+      if (deps.usage && err instanceof ProxyError && mayBeBilled(err, attempts.at(-1)?.status)) {
+        watchAbandoned(deps.usage, entry.id, ctx, reservation);
+      }
+      return err;
+    }
     // Left while a stream's opening was read: Poe may bill the answer it started, so its entry is
     // watched for, not left for the next answer to take.
     const started = attempts.at(-1)?.status === 200;

@@ -102,6 +102,9 @@ export function earlyResponse(ctx: RequestContext, options: EarlyOptions): Respo
     // counts the answer Poe may bill.
     if (over) return void response.body?.cancel(new Error("stream over")).catch(() => {});
     stopWaiting();
+    // The relay counts its keep-alive interval from now; the last one here may be nearly as old
+    // (the ticker is shared): without this, the silence could reach twice KEEPALIVE_SECONDS.
+    out.enqueue(KEEPALIVE);
     relay = response.body!.getReader();
   }, (err) => {
     if (ctx.ended) return;

@@ -256,3 +256,20 @@ export function noAnswerError(
       );
   }
 }
+
+/** Codes of the errors for an answer Poe began and may have billed: its read broke, timed out or held none. */
+export const UNREAD_ANSWER_CODES: ReadonlySet<string> = new Set([
+  "upstream_disconnected",
+  "upstream_timeout",
+  "upstream_bad_body",
+]);
+
+/**
+ * Whether a call's error may come after an answer Poe billed: its read failed after Poe's 200 (a
+ * broken connection is only reported after one; a timeout or a body without an answer, when the
+ * last call got its 200, `lastStatus`). Not a 200 web page, which is a failed call (status 0).
+ */
+export function mayBeBilled(err: ProxyError, lastStatus: number | undefined): boolean {
+  if (err.code === "upstream_disconnected") return true;
+  return err.code !== null && UNREAD_ANSWER_CODES.has(err.code) && lastStatus === 200;
+}

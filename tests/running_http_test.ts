@@ -361,6 +361,21 @@ Deno.test("a non-streamed answer Poe began but that was never read: what its req
   await next.body?.cancel();
 });
 
+Deno.test("a JSON answer to a stream that Poe began but that was never read counts on as spent", async () => {
+  // Some bots answer a stream with JSON, once their model is done: billed.
+  await using t = await setup(0.5 * HELD, { FIRST_BYTE_TIMEOUT_SECONDS: "1" }, {
+    historyDelayMs: 30_000,
+  });
+  const late = await ask(t.proxy.url, { stream: true }, "json,stall=3000");
+  assert.equal(late.status, 504);
+  await late.body?.cancel();
+  assert.deepEqual(t.running(), { points: 0, count: 0 });
+  assertNear(t.usage.poller.spentSinceSnapshot, HELD);
+  const next = await ask(t.proxy.url);
+  assert.equal(next.headers.get("x-poe-proxy-guard"), "paused");
+  await next.body?.cancel();
+});
+
 Deno.test("an answer that was never read: its real cost takes the estimate's place once found", async () => {
   await using t = await setup(1.5 * HELD, { FIRST_BYTE_TIMEOUT_SECONDS: "1" }, {
     historyDelayMs: 300,
