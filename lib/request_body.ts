@@ -21,6 +21,11 @@ const IDENTITY = /^\s*(identity\s*(,\s*identity\s*)*)?$/i;
 
 /** Strict UTF-8: invalid bytes are an error, not replacement characters. Stateless without `stream`. */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+/**
+ * UTF-8 with invalid bytes made U+FFFD: V8's own decoder, which takes an ASCII body (an image's
+ * base64, most chats) a hundred times faster than the strict one (2 ms against 140 ms for 20 MB).
+ */
+const LOOSE_UTF8 = new TextDecoder();
 
 /** Reads and parses a JSON request body. Throws a ProxyError for every way it can be wrong. */
 export async function readJsonBody(req: Request, options: ReadBodyOptions): Promise<unknown> {
@@ -52,11 +57,17 @@ export async function readJsonBody(req: Request, options: ReadBodyOptions): Prom
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > options.maxBytes) throw tooLarge(options.maxBytes);
   const bytes = await readCapped(req, declared, options);
-  let text: string;
-  try {
-    text = UTF8.decode(bytes);
-  } catch {
-    throw new ProxyError(400, "The request body is not valid UTF-8.", { code: "invalid_encoding" });
+  let text = LOOSE_UTF8.decode(bytes);
+  // A replacement character is the client's own or an invalid byte's: only then is the body
+  // decoded strictly, to tell which. Decoding blocks every other request meanwhile.
+  if (text.includes("\uFFFD")) {
+    try {
+      text = UTF8.decode(bytes);
+    } catch {
+      throw new ProxyError(400, "The request body is not valid UTF-8.", {
+        code: "invalid_encoding",
+      });
+    }
   }
   if (text.trim() === "") {
     throw new ProxyError(400, "The request body is empty; send a JSON object.", {

@@ -214,6 +214,14 @@ Deno.test("readJsonBody: invalid UTF-8 is 400 invalid_encoding, never replacemen
   }
 });
 
+Deno.test("readJsonBody: a replacement character the client sent is its own, not an invalid byte", async () => {
+  // U+FFFD sent as its UTF-8 bytes (EF BF BD), beside invalid bytes in another body above.
+  assert.deepEqual(await read(post(encoder.encode('{"a":"x\uFFFDy"}'))), { a: "x\uFFFDy" });
+  assert.deepEqual(await read(post(encoder.encode('{"a":"\\ufffd"}'))), { a: "\uFFFD" });
+  const mixed = new Uint8Array([...encoder.encode('{"a":"\uFFFD'), 0xff, ...encoder.encode('"}')]);
+  assert.equal((await refusal(read(post(mixed)))).code, "invalid_encoding");
+});
+
 Deno.test("readJsonBody: a character split across chunks is joined, and a UTF-8 BOM is skipped", async () => {
   const bytes = encoder.encode('{"a":"é👋"}');
   // Cut inside both the two-byte é and the four-byte emoji.
