@@ -8,7 +8,7 @@ import type { Logger } from "./log.ts";
 import { isMedia, type ModelRegistry } from "./models.ts";
 import type { RequestContext } from "./request_context.ts";
 import type { Attempt, UpstreamAnswer, UpstreamClient } from "./upstream.ts";
-import { readJsonBody } from "./request_body.ts";
+import { readJsonBodyRaw } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { clipContext } from "./clip.ts";
 import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
@@ -94,11 +94,11 @@ export async function handleChat(
   deps: ChatDeps,
 ): Promise<Response> {
   const { config } = deps;
-  const raw = await readJsonBody(req, {
+  const read = await readJsonBodyRaw(req, {
     maxBytes: config.maxBodyBytes,
     deadlines: deps.deadlines.body,
   });
-  const body = validateChatRequest(raw);
+  const body = validateChatRequest(read.json);
   // Message content is logged only when LOG_BODIES=on, and then only at debug level.
   if (config.logBodies) deps.logger.debug("request body", { request_id: ctx.id, body });
   const registry = deps.registry();
@@ -182,6 +182,7 @@ export async function handleChat(
     mayRetry: deps.beforeRetry && (() => deps.beforeRetry!(ctx)),
     slow: entry.modality !== "text",
     attempts,
+    raw: read.raw,
   });
   /** What a call that failed ends the request in. */
   const failed = (err: unknown): unknown => {

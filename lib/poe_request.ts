@@ -1,5 +1,6 @@
 /** @module One chat call to Poe: its URL, headers and body, sent within its first-byte deadline. */
 import type { ChatRequest } from "./openai_types.ts";
+import type { RawStrings } from "./upstream_bytes.ts";
 import { firstByteDeadline, type Phases, TimeoutError } from "./upstream_timeouts.ts";
 
 /** Request headers a client may send that are meant for Poe. */
@@ -56,13 +57,15 @@ export class PoeRequester {
   /**
    * Sends `body` and resolves with Poe's response once its headers arrive. Aborting `controller`
    * cancels the call; the connect and first-byte deadlines of `phases` abort it with a
-   * {@linkcode TimeoutError}, which is what it then rejects with.
+   * {@linkcode TimeoutError}, which is what it then rejects with. A large body's long strings
+   * are spliced from `raw`, the client's bytes, not serialized and encoded again.
    */
   async post(
     body: ChatRequest,
     controller: AbortController,
     phases: Phases,
     clientHeaders?: Headers,
+    raw?: RawStrings | null,
   ): Promise<Response> {
     const { connectTimeoutMs } = this.#options;
     // A list, not a Headers object: fetch converts it once, without sorting and combining.
@@ -85,7 +88,7 @@ export class PoeRequester {
       return await this.#options.fetch(this.#chatUrl, {
         method: "POST",
         headers,
-        body: JSON.stringify(body),
+        body: raw ? raw.serialize(body) : JSON.stringify(body),
         signal: controller.signal,
       });
     } catch (err) {

@@ -1,6 +1,7 @@
 /** @module Reads a request body with a size cap and a deadline, and parses it as JSON once. */
 import { ProxyError } from "./errors.ts";
 import type { Deadline, Deadlines } from "./deadlines.ts";
+import { LARGE_BODY_BYTES, RawStrings } from "./upstream_bytes.ts";
 
 /** Options of {@linkcode readJsonBody}. */
 export interface ReadBodyOptions {
@@ -29,6 +30,21 @@ const LOOSE_UTF8 = new TextDecoder();
 
 /** Reads and parses a JSON request body. Throws a ProxyError for every way it can be wrong. */
 export async function readJsonBody(req: Request, options: ReadBodyOptions): Promise<unknown> {
+  return (await readJsonBodyRaw(req, options)).json;
+}
+
+/** A request body parsed, and the long strings of its messages where its bytes hold them. */
+export interface ReadBody {
+  json: unknown;
+  /** Only for a large, all-ASCII body (an image, a PDF): see {@linkcode RawStrings.find}. */
+  raw: RawStrings | null;
+}
+
+/**
+ * {@linkcode readJsonBody}, and where a large body's long strings stand in its bytes, so that the
+ * body sent to Poe reuses them (`upstream_bytes.ts`). The decoded text is not kept.
+ */
+export async function readJsonBodyRaw(req: Request, options: ReadBodyOptions): Promise<ReadBody> {
   const type = req.headers.get("content-type");
   if (type !== null && !JSON_TYPE.test(type)) {
     throw new ProxyError(
@@ -81,13 +97,15 @@ export async function readJsonBody(req: Request, options: ReadBodyOptions): Prom
       { code: "nesting_too_deep" },
     );
   }
+  let json: unknown;
   try {
-    return JSON.parse(text);
+    json = JSON.parse(text);
   } catch (err) {
     throw new ProxyError(400, `The request body is not valid JSON: ${(err as Error).message}`, {
       code: "invalid_json",
     });
   }
+  return { json, raw: bytes.length > LARGE_BODY_BYTES ? RawStrings.find(text, bytes, json) : null };
 }
 
 /**

@@ -36,6 +36,7 @@ import {
   TimeoutError,
 } from "./upstream_timeouts.ts";
 import { PoeRequester } from "./poe_request.ts";
+import type { RawStrings } from "./upstream_bytes.ts";
 
 /** Options of {@linkcode UpstreamClient}. */
 export interface UpstreamOptions {
@@ -108,6 +109,8 @@ export interface SendOptions {
    * Poe too, and the caller's metrics and log line count them. Default: a new array.
    */
   attempts?: Attempt[];
+  /** A large body's long strings in the client's bytes, spliced into each call's body. */
+  raw?: RawStrings | null;
 }
 
 /** A successful answer from Poe: headers arrived with a 2xx status. */
@@ -223,6 +226,7 @@ export class UpstreamClient {
           controller,
           options.slow ? this.#slowPhases : this.#phases,
           options.headers,
+          options.raw,
         );
       } catch (err) {
         options.signal.removeEventListener("abort", onClientAbort);

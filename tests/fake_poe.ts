@@ -42,6 +42,8 @@ export interface RecordedRequest {
   headers: Record<string, string>;
   /** Parsed JSON body, else its raw text, or `null` when there was none. */
   body: unknown;
+  /** The body as it arrived, decoded as UTF-8; `""` when there was none. */
+  text: string;
   /** `Date.now()` when it arrived. */
   time: number;
   /** The client's TCP port: requests over one kept-alive connection share it. */
@@ -836,6 +838,7 @@ export class FakePoe implements AsyncDisposable {
         search: url.search,
         headers: Object.fromEntries(req.headers),
         body,
+        text,
         time: Date.now(),
         remotePort,
       });

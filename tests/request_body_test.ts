@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { ProxyError } from "../lib/errors.ts";
 import { Deadlines } from "../lib/deadlines.ts";
-import { readJsonBody } from "../lib/request_body.ts";
+import { readJsonBody, readJsonBodyRaw } from "../lib/request_body.ts";
 import { ManualClock } from "./manual_clock.ts";
 
 const encoder = new TextEncoder();
@@ -408,4 +408,37 @@ Deno.test("readJsonBody: a body that breaks off is 400 invalid_body, declared or
     assert.equal(err.message, "The request body could not be read.");
     assert.ok(err.cause instanceof Error);
   }
+});
+
+Deno.test("readJsonBodyRaw: a large ASCII body's long strings are found in its bytes, chunked or declared", async () => {
+  const url = "data:image/png;base64," + "QUJD".repeat(400_000);
+  const body = {
+    model: "m",
+    messages: [{ role: "user", content: [{ type: "image_url", image_url: { url } }] }],
+  };
+  const text = JSON.stringify(body);
+  const whole = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(encoder.encode(text.slice(0, 1000)));
+      c.enqueue(encoder.encode(text.slice(1000)));
+      c.close();
+    },
+  });
+  const options = { maxBytes: 4 * 1024 * 1024, deadlines: manualDeadlines().deadlines };
+  const got = await readJsonBodyRaw(post(whole), options);
+  assert.deepEqual(got.json, body);
+  assert.ok(got.raw);
+  assert.equal(got.raw.size, 1);
+  assert.deepEqual(got.raw.serialize(body), encoder.encode(text));
+  const declared = await readJsonBodyRaw(
+    post(text, { "content-length": String(text.length) }),
+    options,
+  );
+  assert.equal(declared.raw?.size, 1);
+  // Not all ASCII, or small: nothing is kept.
+  const accented = await readJsonBodyRaw(post(text.replace('"m"', '"é"')), options);
+  assert.equal(accented.raw, null);
+  const small = await readJsonBodyRaw(post(JSON.stringify({ model: "m", messages: [] })), options);
+  assert.equal(small.raw, null);
+  assert.deepEqual(small.json, { model: "m", messages: [] });
 });
