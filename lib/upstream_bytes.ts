@@ -12,9 +12,9 @@ export const LONG_STRING_CHARS = 64 * 1024;
 
 /**
  * Characters that JSON.stringify escapes (`"`, `\`) or that may stand raw between a JSON text's
- * tokens (tab, newline, carriage return): a string holding one is not taken from the raw body,
- * where an occurrence of it could differ from its serialized form. Other control characters never
- * stand raw in valid JSON, and an ASCII body holds no other character JSON.stringify escapes.
+ * tokens (tab, newline, carriage return): a string holding one never stands verbatim in a string
+ * token of the body, so it is not compared with one (a long text, say). Its check also guarantees,
+ * whatever the tokens found, that what is spliced is `JSON.stringify`'s own form of the string.
  */
 const NOT_VERBATIM = /["\\\t\n\r]/;
 
@@ -28,12 +28,25 @@ const ENCODER = new TextEncoder();
  */
 export class RawStrings {
   readonly #bytes: Uint8Array;
-  /** The strings, each once; `#starts[i]` is the byte offset of `#values[i]`'s opening quote. */
+  /**
+   * Each string by the object that holds it and its key there: the body sent to Poe keeps the
+   * client's parts (a message's copy, say a developer one made a system one, does not).
+   * Long strings of equal length hash alike in V8, so they are never looked up by value.
+   */
+  readonly #places: Map<object, Map<string, number>>;
+  /** The strings; `#starts[i]` is the byte offset of `#values[i]`'s opening quote. */
   readonly #values: string[];
   readonly #starts: number[];
 
-  private constructor(bytes: Uint8Array, values: string[], starts: number[]) {
+  private constructor(bytes: Uint8Array, places: Place[], values: string[], starts: number[]) {
     this.#bytes = bytes;
+    this.#places = new Map();
+    for (let i = 0; i < places.length; i++) {
+      const [holder, key] = places[i];
+      let keys = this.#places.get(holder);
+      if (!keys) this.#places.set(holder, keys = new Map());
+      keys.set(key, i);
+    }
     this.#values = values;
     this.#starts = starts;
   }
@@ -42,7 +55,7 @@ export class RawStrings {
    * Finds the long strings of `json.messages` in the body they were parsed from: `text`, decoded
    * from `bytes`. Null unless the body is large and all ASCII (then a string's offset in `text` is
    * its offset in `bytes`) and at least one string stands in it verbatim, as a base64 data URL
-   * does: the client's JSON needed no escape inside it.
+   * does: the client's JSON needed no escape inside it. Linear in the body, whatever it holds.
    */
   static find(text: string, bytes: Uint8Array, json: unknown): RawStrings | null {
     if (bytes.length <= LARGE_BODY_BYTES || text.length !== bytes.length) return null;
@@ -50,19 +63,32 @@ export class RawStrings {
       ? (json as { messages?: unknown }).messages
       : undefined;
     if (!Array.isArray(messages)) return null;
+    const wanted = longStrings(messages, messages, "", []);
+    if (wanted.length === 0) return null;
+    const tokens = plainTokens(text);
+    const places: Place[] = [];
     const values: string[] = [];
     const starts: number[] = [];
-    for (const value of longStrings(messages, [])) {
-      if (values.includes(value) || NOT_VERBATIM.test(value)) continue;
-      const at = quotedAt(text, value);
-      if (at < 0) continue;
+    // JSON.parse keeps the text's order, and so does the walk: each string is compared with the
+    // next unclaimed token of its length only, never searched for (a search for a long string can
+    // take quadratic time), so one string's cost is one comparison at most.
+    let next = 0;
+    for (const place of wanted) {
+      const value = place[2];
+      let t = next;
+      while (t < tokens.length && tokens[t + 1] !== value.length) t += 2;
+      if (t >= tokens.length) continue;
+      const start = tokens[t];
+      if (text.slice(start + 1, start + 1 + value.length) !== value) continue;
+      next = t + 2;
+      places.push(place);
       values.push(value);
-      starts.push(at);
+      starts.push(start);
     }
-    return values.length > 0 ? new RawStrings(bytes, values, starts) : null;
+    return values.length > 0 ? new RawStrings(bytes, places, values, starts) : null;
   }
 
-  /** How many strings are spliced from the raw body. */
+  /** How many places' strings are spliced from the raw body. */
   get size(): number {
     return this.#values.length;
   }
@@ -76,10 +102,13 @@ export class RawStrings {
     // Unguessable, so no string of the client's can pass for it.
     const token = crypto.randomUUID();
     const spliced: number[] = [];
-    const text = JSON.stringify(body, (_key, value) => {
+    const places = this.#places;
+    const values = this.#values;
+    const text = JSON.stringify(body, function (this: object, key: string, value: unknown) {
       if (typeof value !== "string" || value.length < LONG_STRING_CHARS) return value;
-      const i = this.#values.indexOf(value);
-      if (i < 0) return value;
+      const i = places.get(this)?.get(key);
+      // The same string, unless the body was changed since: then it is serialized as it is now.
+      if (i === undefined || values[i] !== value) return value;
       spliced.push(i);
       return token;
     });
@@ -89,7 +118,7 @@ export class RawStrings {
     const encoded = pieces.map((p) => ENCODER.encode(p));
     let size = 0;
     for (const e of encoded) size += e.length;
-    for (const i of spliced) size += this.#values[i].length + 2;
+    for (const i of spliced) size += values[i].length + 2;
     const out = new Uint8Array(size);
     let offset = 0;
     for (let k = 0; k < encoded.length; k++) {
@@ -98,7 +127,7 @@ export class RawStrings {
       if (k === spliced.length) break;
       const i = spliced[k];
       const start = this.#starts[i];
-      const end = start + this.#values[i].length + 2;
+      const end = start + values[i].length + 2;
       out.set(this.#bytes.subarray(start, end), offset);
       offset += end - start;
     }
@@ -106,24 +135,56 @@ export class RawStrings {
   }
 }
 
-/** Adds the strings of `value` (arrays and objects walked) of LONG_STRING_CHARS or more to `out`. */
-function longStrings(value: unknown, out: string[]): string[] {
+/** Where a string stands in the parsed body: the object or array that holds it, its key, itself. */
+type Place = [holder: object, key: string, value: string];
+
+/**
+ * Adds the strings within `value` (held by `holder` at `key`) of LONG_STRING_CHARS or more that
+ * may stand verbatim in the body to `out`, in the order of the text they were parsed from.
+ */
+function longStrings(value: unknown, holder: object, key: string, out: Place[]): Place[] {
   if (typeof value === "string") {
-    if (value.length >= LONG_STRING_CHARS) out.push(value);
+    if (value.length >= LONG_STRING_CHARS && !NOT_VERBATIM.test(value)) {
+      out.push([holder, key, value]);
+    }
   } else if (Array.isArray(value)) {
-    for (const v of value) longStrings(v, out);
+    for (let i = 0; i < value.length; i++) longStrings(value[i], value, String(i), out);
   } else if (value !== null && typeof value === "object") {
-    for (const v of Object.values(value)) longStrings(v, out);
+    for (const [k, v] of Object.entries(value)) longStrings(v, value, k, out);
   }
   return out;
 }
 
-/** The offset of `value`'s opening quote where it stands quoted in `text`, or -1. */
-function quotedAt(text: string, value: string): number {
-  for (let from = 1;;) {
-    const i = text.indexOf(value, from);
-    if (i < 0) return -1;
-    if (text.charCodeAt(i - 1) === 0x22 && text.charCodeAt(i + value.length) === 0x22) return i - 1;
-    from = i + 1;
+/**
+ * The string tokens of a JSON text of LONG_STRING_CHARS characters or more with no escape in them,
+ * in order, as pairs: the offset of the opening quote, then the length between the quotes. One
+ * pass from quote to quote.
+ */
+function plainTokens(text: string): number[] {
+  const out: number[] = [];
+  let backslash = nextOrEnd(text, "\\", 0);
+  for (let open = text.indexOf('"'); open >= 0;) {
+    let close = text.indexOf('"', open + 1);
+    if (close < 0) break;
+    if (backslash < close) {
+      // Escapes inside: its own form differs from its value's. Backslashes stand only in strings.
+      while (isEscaped(text, close)) close = text.indexOf('"', close + 1);
+      if (close < 0) break;
+      backslash = nextOrEnd(text, "\\", close);
+    } else if (close - open - 1 >= LONG_STRING_CHARS) out.push(open, close - open - 1);
+    open = text.indexOf('"', close + 1);
   }
+  return out;
+}
+
+function nextOrEnd(text: string, char: string, from: number): number {
+  const i = text.indexOf(char, from);
+  return i < 0 ? text.length : i;
+}
+
+/** Whether the quote at `at` is escaped: an odd run of backslashes stands before it. */
+function isEscaped(text: string, at: number): boolean {
+  let n = 0;
+  while (text.charCodeAt(at - 1 - n) === 0x5c) n++;
+  return n % 2 === 1;
 }

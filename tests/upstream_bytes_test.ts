@@ -43,9 +43,11 @@ function arrive(text: string) {
 /** Asserts that `raw` serializes `body` to exactly `JSON.stringify(body)`'s UTF-8. */
 function assertExact(raw: RawStrings, body: unknown): Uint8Array | string {
   const got = raw.serialize(body);
-  const want = JSON.stringify(body);
-  if (typeof got === "string") assert.equal(got, want);
-  else assert.deepEqual(got, new TextEncoder().encode(want));
+  const want = new TextEncoder().encode(JSON.stringify(body));
+  const bytes = typeof got === "string" ? new TextEncoder().encode(got) : got;
+  // Compared byte by byte: a failing deepEqual of megabytes takes minutes to describe.
+  assert.equal(bytes.length, want.length, "as many bytes");
+  assert.equal(want.findIndex((b, i) => b !== bytes[i]), -1, "the first byte that differs");
   return got;
 }
 
@@ -95,12 +97,12 @@ Deno.test("RawStrings: the 400 ladder's variants (max_tokens dropped, model lowe
   for (const v of variants) assertExact(raw, v.body);
 });
 
-Deno.test("RawStrings: an image sent twice is found once and spliced at both places", () => {
+Deno.test("RawStrings: an image sent twice is spliced at both places, each from its own bytes", () => {
   const body = chat();
   body.messages.push({ role: "user", content: [imagePart(IMG_A)] } as any);
   const { json, raw } = arrive(JSON.stringify(body));
   assert.ok(raw);
-  assert.equal(raw.size, 3);
+  assert.equal(raw.size, 4);
   const got = assertExact(raw, upstreamBody(json, "GPT-4o", json.messages));
   assert.ok(got instanceof Uint8Array);
 });
@@ -148,6 +150,24 @@ Deno.test("RawStrings: a string with a backslash is never taken for another stri
   assert.ok(raw);
   assert.equal(raw.size, 2, "the images only");
   assertExact(raw, upstreamBody(json, "GPT-4o", json.messages));
+});
+
+Deno.test("RawStrings: a body built to make a search slow is one pass, and exact", () => {
+  // Searched for, `A…A` would be compared at each of the pad's million places: minutes.
+  const v = "A".repeat(LONG_STRING_CHARS + 10);
+  const messages = [{ role: "user", content: v }, { role: "user", content: [imagePart(IMG_C)] }];
+  const text = JSON.stringify({ pad: "A".repeat(1_200_000), model: "gpt-4o", messages });
+  const { json, raw } = arrive(text);
+  assert.ok(raw);
+  assert.equal(raw.size, 2);
+  assertExact(raw, upstreamBody(json, "GPT-4o", json.messages));
+  // A long token of the same length before the messages: that string is serialized as usual.
+  const before = arrive(
+    JSON.stringify({ pad: "B".repeat(v.length), more: [IMG_A, IMG_B], model: "m", messages }),
+  );
+  assert.ok(before.raw);
+  assert.equal(before.raw.size, 1, "the image only");
+  assertExact(before.raw, upstreamBody(before.json, "GPT-4o", before.json.messages));
 });
 
 Deno.test("RawStrings: a body with any non-ASCII character, or a small one, is left to JSON.stringify", () => {
