@@ -69,7 +69,8 @@ export class RawStrings {
     const places: Place[] = [];
     const values: string[] = [];
     const starts: number[] = [];
-    // JSON.parse keeps the text's order, and so does the walk: each string is compared with the
+    // JSON.parse keeps the text's order, and so does the walk (a key like "1", or one repeated,
+    // may reorder: that string is then serialized as usual). Each string is compared with the
     // next unclaimed token of its length only, never searched for (a search for a long string can
     // take quadratic time), so one string's cost is one comparison at most.
     let next = 0;
