@@ -23,7 +23,7 @@ import { streamAnswer } from "./chat_stream.ts";
 import { earlyResponse, settlesWithin, streamStartMs } from "./early_stream.ts";
 import { passPoeHeaders } from "./poe_request.ts";
 import { jsonAnswer } from "./chat_json.ts";
-import { mayBeBilled, UNREAD_ANSWER_CODES } from "./poe_errors.ts";
+import { mayBeBilled } from "./poe_errors.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -202,11 +202,8 @@ export async function handleChat(
     // Left while a stream's opening was read: Poe may bill the answer it started, so its entry is
     // watched for, not left for the next answer to take.
     const started = attempts.at(-1)?.status === 200;
-    ctx.fields.error = started
-      ? "client gone while Poe answered"
-      : "client gone before Poe answered";
     if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx, reservation);
-    return new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
+    return clientClosed(ctx, started);
   };
 
   /** The response for Poe's answer. */
@@ -255,14 +252,11 @@ export async function handleChat(
       // connection, the answer deadline, a body that holds no answer): watched for, and counted
       // meanwhile. Not one whose body is Poe's error.
       const unread = req.signal.aborted ||
-        (err instanceof ProxyError && err.code !== null && UNREAD_ANSWER_CODES.has(err.code));
+        (err instanceof ProxyError && mayBeBilled(err, 200));
       if (points && !points.settling && unread) points.abandoned();
       // The client's abort also broke the body's read: that is a 499, not Poe's failure.
       if (!req.signal.aborted) throw err;
-      ctx.fields.error = "client gone while Poe answered";
-      throw new ProxyError(499, "The client closed the request.", {
-        code: "client_closed_request",
-      });
+      throw clientClosed(ctx, true);
     }
   };
 
@@ -286,6 +280,12 @@ export async function handleChat(
     throw failed(err);
   }
   return await answered(answer);
+}
+
+/** The 499 of a client that left, before Poe answered or while it did (`started`). */
+function clientClosed(ctx: RequestContext, started: boolean): ProxyError {
+  ctx.fields.error = started ? "client gone while Poe answered" : "client gone before Poe answered";
+  return new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
 }
 
 /** The `attempts` log field: `reason:status,...`, the form metrics parse. */

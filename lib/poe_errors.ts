@@ -258,7 +258,7 @@ export function noAnswerError(
 }
 
 /** Codes of the errors for an answer Poe began and may have billed: its read broke, timed out or held none. */
-export const UNREAD_ANSWER_CODES: ReadonlySet<string> = new Set([
+const UNREAD_ANSWER_CODES: ReadonlySet<string> = new Set([
   "upstream_disconnected",
   "upstream_timeout",
   "upstream_bad_body",
@@ -267,7 +267,8 @@ export const UNREAD_ANSWER_CODES: ReadonlySet<string> = new Set([
 /**
  * Whether a call's error may come after an answer Poe billed: its read failed after Poe's 200 (a
  * broken connection is only reported after one; a timeout or a body without an answer, when the
- * last call got its 200, `lastStatus`). Not a 200 web page, which is a failed call (status 0).
+ * last call's status, `lastStatus`, was 200: pass 200 for an answer in hand). Not a 200 web page,
+ * which is a failed call (status 0).
  */
 export function mayBeBilled(err: ProxyError, lastStatus: number | undefined): boolean {
   if (err.code === "upstream_disconnected") return true;
