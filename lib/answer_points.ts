@@ -9,6 +9,7 @@ import type { StreamEnding, StreamSummary } from "./sse.ts";
 import type { Spending } from "./usage.ts";
 import type { Reservation } from "./running_costs.ts";
 import type { UsageService } from "./usage_service.ts";
+import type { InFlight } from "./in_flight.ts";
 
 /** Options of {@linkcode AnswerPoints}. */
 export interface AnswerPointsOptions {
@@ -37,6 +38,8 @@ export interface AnswerPointsOptions {
    * so that it never counts twice nor not at all. Default: none.
    */
   reservation?: Reservation;
+  /** The request's note as sent to Poe (`CostTracker.sent`), ended once its cost is looked for. */
+  inFlight?: InFlight;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
 }
@@ -51,7 +54,7 @@ const ON = new Set(["on", "true", "1", "yes"]);
 /**
  * Whether a request allows the footer: no `response_format`, no `x-poe-proxy-footer: off`, and
  * either the header asks for it, or `FOOTER` is on (or `stream` and a streamed request) and the
- * request sets no `stop` sequences.
+ * request sets no `stop` sequences and no answer limit of 64 tokens or less.
  */
 export function footerAllowed(
   config: Config,
@@ -63,9 +66,20 @@ export function footerAllowed(
   if (body.response_format !== undefined && body.response_format !== null) return false;
   if (asked !== undefined && ON.has(asked)) return true;
   // Stop sequences are a program's: an inline edit, a commit message, a completion, where the
-  // footer would land in the code.
-  if (setsStop(body.stop)) return false;
+  // footer would land in the code. So is a tiny answer limit: a chat's title (Continue streams
+  // its titles with max_tokens 6), a tag, a label.
+  if (setsStop(body.stop) || smallLimit(body)) return false;
   return config.footer === "on" || body.stream === true;
+}
+
+/** Answer limits up to this are a program's, not a person's: no chat answer fits in them. */
+const PROGRAM_LIMIT_TOKENS = 64;
+
+function smallLimit(body: ChatRequest): boolean {
+  for (const limit of [body.max_tokens, body.max_completion_tokens]) {
+    if (typeof limit === "number" && limit <= PROGRAM_LIMIT_TOKENS) return true;
+  }
+  return false;
 }
 
 /** Whether a request's `stop` names a sequence: a non-empty string or array. */
@@ -144,10 +158,14 @@ export class AnswerPoints {
         ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens }
         : null,
       waitMs: showFooter ? config.footerWaitMs : 0,
+      inFlight: this.#o.inFlight,
       onFound: (cost) => {
         if (!settled) return;
         ctx.lateCost(cost.points);
+        // Without an estimate (a model without a price) nothing was counted: the cost found is.
         if (counted) service.poller.confirm(counted, cost.points);
+        else service.poller.spent(cost.points, true);
+        service.poller.answered();
       },
     });
     settled = true;
@@ -211,7 +229,8 @@ export class AnswerPoints {
    * reported with `ctx.lateCost`), and what the request held counts as spent meanwhile.
    */
   abandoned(): void {
-    watchAbandoned(this.#o.usage, this.#o.entry.id, this.#o.ctx, this.#o.reservation);
+    const { usage, entry, ctx, reservation, inFlight } = this.#o;
+    watchAbandoned(usage, entry.id, ctx, reservation, inFlight);
   }
 
   /** The `finish` hook of {@linkcode relaySse}. */
@@ -266,6 +285,7 @@ export function watchAbandoned(
   model: string,
   ctx: RequestContext,
   held?: Reservation,
+  inFlight?: InFlight,
 ): void {
   // Billed all the same, most likely: what the request held counts on as spent, at its estimate,
   // with no moment between, until its real cost is found (or, never found, for a minute).
@@ -276,6 +296,7 @@ export function watchAbandoned(
     tokens: null,
     abandoned: true,
     waitMs: 0,
+    inFlight,
     onFound: (cost) => {
       // The guards count it until a balance read shows it, and one is asked.
       if (counted) usage.poller.confirm(counted, cost.points);

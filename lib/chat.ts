@@ -168,6 +168,9 @@ export async function handleChat(
       if (!points?.settling) reservation.release();
     });
   }
+  // Until its answer's cost is looked for: no answer of its model takes an entry by order.
+  const inFlight = deps.usage?.costs.sent(entry.id, ctx.startedAt);
+  if (inFlight) ctx.atEnd(inFlight.end);
 
   // Filled as the calls are made: a request that ends in an error called Poe too.
   const attempts: Attempt[] = [];
@@ -191,18 +194,20 @@ export async function handleChat(
     if (attempts.length > 1 && err instanceof ProxyError) {
       err.headers["x-poe-proxy-attempts"] = attemptsField(attempts);
     }
+    const status = attempts.at(-1)?.status;
     if (!req.signal.aborted) {
-      // Poe's 200 came, and its answer (a JSON body to a stream) broke, timed out or held none:
-      // Poe may bill it, as a non-streamed answer's failed read (`jsonAnswer` below).
-      if (deps.usage && err instanceof ProxyError && mayBeBilled(err, attempts.at(-1)?.status)) {
-        watchAbandoned(deps.usage, entry.id, ctx, reservation);
+      // The model may have run: Poe's 200 came and its answer (a JSON body to a stream) broke,
+      // timed out or held none, as a non-streamed answer's failed read (`jsonAnswer` below); or
+      // Poe's gateway, or the first-byte deadline, gave up on it.
+      if (deps.usage && err instanceof ProxyError && mayBeBilled(err, status)) {
+        watchAbandoned(deps.usage, entry.id, ctx, reservation, inFlight);
       }
       return err;
     }
     // Left while a stream's opening was read: Poe may bill the answer it started, so its entry is
     // watched for, not left for the next answer to take.
-    const started = attempts.at(-1)?.status === 200;
-    if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx, reservation);
+    const started = status === 200;
+    if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx, reservation, inFlight);
     return clientClosed(ctx, started);
   };
 
@@ -238,6 +243,7 @@ export async function handleChat(
         clipped: clip.clipped ? clip : null,
         pricedInput,
         reservation,
+        inFlight,
       })
       : null;
     // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.

@@ -55,6 +55,12 @@ export interface PairOptions<A extends PairableAnswer> {
    * match an entry of another key, a sign that the configured name may be wrong.
    */
   onOtherKey?: (answer: A, entry: PointsEntry) => void;
+  /**
+   * Whether a request of this model (lower-case) is still running at Poe and was sent before the
+   * entries were read: Poe may bill an answer before the proxy sees it end, so one of them may be
+   * its own, and no answer of that model is paired by order. Default: none runs.
+   */
+  busy?: (model: string) => boolean;
 }
 
 interface Candidate {
@@ -159,7 +165,7 @@ export function pairEntries<A extends PairableAnswer>(
   entries: readonly PointsEntry[],
   options: PairOptions<A>,
 ): Map<A, PointsEntry> {
-  const { covered, waiting = () => false, claimed, keyName, keyNameConfigured, onOtherKey } =
+  const { covered, waiting = () => false, claimed, keyName, keyNameConfigured, onOtherKey, busy } =
     options;
   const assigned = new Map<A, PointsEntry>();
   if (answers.length === 0 || entries.length === 0) return assigned;
@@ -228,6 +234,7 @@ export function pairEntries<A extends PairableAnswer>(
       group.push(a);
     }
     for (const [model, group] of unpaired) {
+      if (busy?.(model)) continue;
       pairByOrder(group, byModel.get(model)!, covered, assigned);
     }
   }
@@ -245,7 +252,7 @@ export function pairEntries<A extends PairableAnswer>(
  * arrived, or arrived after it was over) has the entry of its rank: as many older entries as
  * answers over before it arrived. Answers that overlapped keep no entry, as their entries could
  * be in either order; so does the whole group when an entry of that rank is older than its
- * answer's start (the count was wrong).
+ * answer's start, or records other token counts than its answer's (the count was wrong).
  */
 function pairByOrder<A extends PairableAnswer>(
   group: readonly A[],
@@ -274,11 +281,18 @@ function pairByOrder<A extends PairableAnswer>(
     const after = n - countBelow(arrivals, end(a), true);
     if (before + after !== n - 1) continue;
     const c = left[before];
-    if (c.entry.creation_time < a.startedAtUs) return;
+    if (c.entry.creation_time < a.startedAtUs || contradicts(a.tokens, c.entry)) return;
     found.push([a, c]);
   }
   for (const [a, c] of found) {
     c.taken = true;
     assigned.set(a, c.entry);
   }
+}
+
+/** Whether an entry's cost breakdown names other token counts than an answer's own. */
+function contradicts(tokens: TokenCounts | null, entry: PointsEntry): boolean {
+  if (tokens === null) return false;
+  const t = breakdownTokens(entry);
+  return t !== null && (t.prompt !== tokens.prompt || t.completion !== tokens.completion);
 }

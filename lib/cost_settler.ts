@@ -71,16 +71,19 @@ export class CostSettler {
 
   /**
    * Pairs `entries`, read by the read started at `fetchStartedAt`, with `waiters`, and settles
-   * the answers found. `covered` tells whether every entry since an answer's start was read.
+   * the answers found. `covered` tells whether every entry since an answer's start was read;
+   * `busy`, whether a request of a model sent before the read still runs (see `pairEntries`).
    */
   settle(
     waiters: readonly Waiter[],
     entries: readonly PointsEntry[],
     covered: (w: Waiter) => boolean,
     fetchStartedAt: number,
+    busy?: (model: string) => boolean,
   ): void {
     const assigned = pairEntries(waiters, entries, {
       covered,
+      busy,
       waiting: (w) => w.foreground !== null,
       claimed: this.#claimed,
       keyName: this.#keyName.name,

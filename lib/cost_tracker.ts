@@ -8,6 +8,7 @@ import { Deadlines, REAL_TIMERS, type Timers } from "./deadlines.ts";
 import { FetchPacing } from "./fetch_pacing.ts";
 import { FetchSchedule } from "./fetch_schedule.ts";
 import { HistoryFetcher } from "./history_fetcher.ts";
+import { type InFlight, InFlightRequests } from "./in_flight.ts";
 
 /** What {@linkcode CostTracker.attribute} needs to know about an answer. */
 export interface AttributeOptions {
@@ -27,6 +28,8 @@ export interface AttributeOptions {
   waitMs: number;
   /** Called once with the real cost whenever it is found, in time or later. */
   onFound?: (cost: FoundCost) => void;
+  /** The request's note of {@linkcode CostTracker.sent}, ended now: it is a waiter from here. */
+  inFlight?: InFlight;
 }
 
 /** Options of a {@linkcode CostTracker}. */
@@ -112,6 +115,7 @@ export class CostTracker implements AsyncDisposable {
   #closed = false;
   /** The foreground waits, by length (`FOOTER_WAIT_MS`): one timer for all answers waiting. */
   #waits = new Map<number, Deadlines>();
+  readonly #inFlight = new InFlightRequests();
 
   constructor(options: CostTrackerOptions) {
     this.#api = options.api;
@@ -139,9 +143,19 @@ export class CostTracker implements AsyncDisposable {
       pacing: this.#pacing,
       schedule: this.#schedule,
       watchMs: options.watchMs ?? 120_000,
+      running: (model, at) => this.#inFlight.running(model, at),
       now: this.#now,
       logger: options.logger,
     });
+  }
+
+  /**
+   * Notes a request sent to Poe until its answer is attributed (`inFlight` of
+   * {@linkcode CostTracker.attribute}) or it ends without one: while it runs, no answer of its
+   * model is paired by order ({@linkcode InFlightRequests}).
+   */
+  sent(model: string, startedAt: number): InFlight {
+    return this.#inFlight.sent(model, startedAt);
   }
 
   /** Usage API calls made so far (one per page read). */
@@ -175,6 +189,7 @@ export class CostTracker implements AsyncDisposable {
    * `onFound` reports the cost if it lands). Call it in order of completion; never rejects.
    */
   attribute(options: AttributeOptions): Promise<FoundCost | null> {
+    options.inFlight?.end();
     if (this.#closed) return Promise.resolve(null);
     const now = this.#now();
     this.#pacing.observe(now, options.startedAt);
@@ -188,9 +203,10 @@ export class CostTracker implements AsyncDisposable {
     const arrivedAt = Math.min(options.startedAt, now);
     const finishedAt = options.abandoned ? Infinity : now;
     const tied = tokens === null && this.#tie(model, arrivedAt, finishedAt);
-    // Not expected in time, or never told apart from another: the answer ends now with an
-    // estimate; the cost is watched for.
-    const background = quiet || options.waitMs <= 0 || expected >= options.waitMs || tied;
+    // Not expected in time, or never told apart from another (one still running included): the
+    // answer ends now with an estimate; the cost is watched for.
+    const background = quiet || options.waitMs <= 0 || expected >= options.waitMs || tied ||
+      (tokens === null && this.#inFlight.running(model, now));
     const waiter: Waiter = {
       model,
       startedAtUs: (start - this.#skewMs) * 1000,

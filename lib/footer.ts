@@ -166,15 +166,17 @@ function stripParts(parts: ContentPart[]): ContentPart[] {
 }
 
 /**
- * Removes the footers this proxy wrote from the assistant messages of a history: exact matches of
- * the footer's lines, in a string content or in text parts. Nothing else is touched; the same array
- * is returned when nothing changed.
+ * Removes the footers this proxy wrote from the messages of a history: exact matches of the
+ * footer's lines, in a string content or in text parts. Not only from assistant messages: clients
+ * resend answers as user text (Aider's architect hands its answer to the editor model, Continue
+ * resends a stored summary). Tool results are the tools' own and left as they are. Nothing else is
+ * touched; the same array is returned when nothing changed.
  */
 export function stripFooters(messages: ChatMessage[]): ChatMessage[] {
   let out: ChatMessage[] | null = null;
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i];
-    if (m.role !== "assistant") continue;
+    if (m.role === "tool" || m.role === "function") continue;
     let content = m.content;
     if (typeof content === "string") content = stripFooter(content);
     else if (Array.isArray(content)) content = stripParts(content);

@@ -20,6 +20,11 @@ export interface HistoryFetcherOptions {
   schedule: FetchSchedule;
   /** How long an answer is watched in the background after its wait. */
   watchMs: number;
+  /**
+   * Whether a request of `model` (lower-case) sent at or before `at` (ms since the epoch) still
+   * runs at Poe; its answers are then not paired by order. Default: none runs.
+   */
+  running?: (model: string, at: number) => boolean;
   /** Milliseconds since the epoch. */
   now: () => number;
   logger?: Logger;
@@ -40,6 +45,7 @@ export class HistoryFetcher {
   readonly #watchMs: number;
   readonly #now: () => number;
   readonly #logger: Logger | undefined;
+  readonly #running: ((model: string, at: number) => boolean) | undefined;
   #fetches = 0;
   #closed = false;
 
@@ -57,6 +63,7 @@ export class HistoryFetcher {
     this.#watchMs = options.watchMs;
     this.#now = options.now;
     this.#logger = options.logger;
+    this.#running = options.running;
   }
 
   /** Usage API calls made so far (one per page read). */
@@ -104,7 +111,14 @@ export class HistoryFetcher {
     // Answers past their watch are no one's rivals any more (tied ones plan no read to drop them).
     this.#compact();
     // Pairing by order counts the entries: only when every one since their start was read.
-    this.#settler.settle(this.#waiters, entries, covered, startedAt);
+    const running = this.#running;
+    this.#settler.settle(
+      this.#waiters,
+      entries,
+      covered,
+      startedAt,
+      running && ((model) => running(model, startedAt)),
+    );
     if (!failed) {
       for (const w of this.#waiters) {
         if (!w.done && w.checkedAt === startedAt && covered(w)) w.missedAt = startedAt;

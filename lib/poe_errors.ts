@@ -266,11 +266,13 @@ const UNREAD_ANSWER_CODES: ReadonlySet<string> = new Set([
 
 /**
  * Whether a call's error may come after an answer Poe billed: its read failed after Poe's 200 (a
- * broken connection is only reported after one; a timeout or a body without an answer, when the
- * last call's status, `lastStatus`, was 200: pass 200 for an answer in hand). Not a 200 web page,
- * which is a failed call (status 0).
+ * broken connection is only reported after one; a body without an answer, when the last call's
+ * status, `lastStatus`, was 200: pass 200 for an answer in hand); Poe's gateway timed out (504,
+ * 524: not retried for that reason); or the proxy's own deadline ended the call, before or after
+ * Poe's headers. Not a 200 web page, which is a failed call (status 0).
  */
 export function mayBeBilled(err: ProxyError, lastStatus: number | undefined): boolean {
-  if (err.code === "upstream_disconnected") return true;
+  if (err.code === "upstream_disconnected" || err.code === "upstream_timeout") return true;
+  if (lastStatus === 504 || lastStatus === 524) return true;
   return err.code !== null && UNREAD_ANSWER_CODES.has(err.code) && lastStatus === 200;
 }

@@ -192,6 +192,22 @@ Deno.test("footerAllowed: a request with stop sequences gets none, unless its he
   }
 });
 
+Deno.test("footerAllowed: a tiny answer limit (a title, a tag) gets none, unless its header asks for it", () => {
+  const stream = testConfig({ FOOTER: "stream" });
+  const none = new Headers();
+  const asked = new Headers({ "x-poe-proxy-footer": "on" });
+  // Continue streams its chats' titles with max_tokens 6.
+  for (const limit of [{ max_tokens: 6 }, { max_completion_tokens: 64 }]) {
+    const req = body({ stream: true, ...limit } as Partial<ChatRequest>);
+    assert.equal(footerAllowed(stream, req, none), false, JSON.stringify(limit));
+    assert.equal(footerAllowed(stream, req, asked), true, JSON.stringify(limit));
+  }
+  for (const limit of [{ max_tokens: 65 }, { max_completion_tokens: 4096 }, {}]) {
+    const req = body({ stream: true, ...limit } as Partial<ChatRequest>);
+    assert.equal(footerAllowed(stream, req, none), true, JSON.stringify(limit));
+  }
+});
+
 Deno.test("footerAllowed: an answer with a response_format never gets one; a null response_format is none", () => {
   const on = testConfig({ FOOTER: "on" });
   const formatted = body({ response_format: { type: "json_object" } } as Partial<ChatRequest>);

@@ -139,6 +139,35 @@ Deno.test("by order: an entry older than the start of the answer of its rank pai
   assert.deepEqual(pair(answers, [entry("e50", 50), entry("e100", 100)]), {});
 });
 
+Deno.test("by order: an answer with token counts is never given an entry that records others", () => {
+  // Another answer's entry landed before the proxy saw that answer end: the count fits, the
+  // tokens do not.
+  const counted = answer("counted", { tokens: { prompt: 7, completion: 5 } });
+  assert.deepEqual(pair([counted], [entry("other", 100, { tokens: [512, 5] })]), {});
+  // An entry without a readable breakdown, or not settled yet, is still paired by order.
+  assert.deepEqual(pair([counted], [entry("plain", 100)]), { counted: "plain" });
+  assert.deepEqual(pair([counted], [entry("zero", 100, { points: 0 })]), { counted: "zero" });
+  // One wrong rank means a wrong count: none of the group is paired.
+  const group = [answer("plain", ran(0, 10)), { ...counted, ...ran(20, 30) }];
+  assert.deepEqual(pair(group, [entry("e1", 100), entry("e2", 200, { tokens: [1, 1] })]), {});
+});
+
+Deno.test("by order: none of a model while a request of it, sent before the read, still runs", () => {
+  const answers = [answer("a", ran(0, 10)), answer("c", { model: "claude", ...ran(0, 10) })];
+  const page = [entry("e1", 100), entry("c1", 100, { bot: "Claude" })];
+  const found = pairEntries(answers, page, { covered: () => true, busy: (m) => m === "gpt-4o" });
+  assert.deepEqual(Object.fromEntries([...found].map(([a, e]) => [a.name, e.query_id])), {
+    c: "c1",
+  });
+  // Token matches need no order: a running request does not stop them.
+  const counted = [answer("t", { tokens: { prompt: 2, completion: 3 } })];
+  const byTokens = pairEntries(counted, [entry("t1", 100, { tokens: [2, 3] })], {
+    covered: () => true,
+    busy: () => true,
+  });
+  assert.equal(byTokens.get(counted[0])?.query_id, "t1");
+});
+
 Deno.test("an entry created before an answer started is not its own", () => {
   const answers = [
     answer("early", ran(0, 10)),

@@ -386,16 +386,21 @@ Deno.test("noAnswerError: a body that did not come in time, by phase and by kind
   assert.equal(late(true, true).message, "Poe went silent for longer than MEDIA_TIMEOUT_SECONDS.");
 });
 
-Deno.test("mayBeBilled: a read that failed after Poe's 200, not a failed call", () => {
+Deno.test("mayBeBilled: a read that failed after Poe's 200, a gateway timeout or the first-byte deadline, not a failed call", () => {
   const err = (code: string) => new ProxyError(502, "x", { code });
   // A broken connection is only reported once Poe's 200 came (an unreachable Poe is another code).
   assert.equal(mayBeBilled(err("upstream_disconnected"), 0), true);
   assert.equal(mayBeBilled(err("upstream_timeout"), 200), true);
   assert.equal(mayBeBilled(err("upstream_bad_body"), 200), true);
-  // A timeout before Poe's headers, a 200 web page (status 0), an error of Poe's: nothing began.
-  assert.equal(mayBeBilled(err("upstream_timeout"), 0), false);
+  // The model may have run: the first-byte deadline ended the call, or Poe's gateway gave up.
+  assert.equal(mayBeBilled(err("upstream_timeout"), 0), true);
+  assert.equal(mayBeBilled(err("server_error"), 504), true);
+  assert.equal(mayBeBilled(new ProxyError(502, "x"), 524), true);
+  // A 200 web page (status 0), an unreachable Poe, another error of Poe's: nothing began.
   assert.equal(mayBeBilled(err("upstream_bad_body"), 0), false);
   assert.equal(mayBeBilled(err("upstream_unreachable"), undefined), false);
+  assert.equal(mayBeBilled(err("upstream_connect_timeout"), 0), false);
   assert.equal(mayBeBilled(err("server_error"), 200), false);
+  assert.equal(mayBeBilled(err("server_error"), 502), false);
   assert.equal(mayBeBilled(new ProxyError(502, "x"), 200), false);
 });

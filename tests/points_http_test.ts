@@ -2,54 +2,13 @@
 /** @module Points end to end: the proxy on a real port, the fake Poe with its Usage API, real clients. */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { DEFAULT_REPLY, FakePoe, type FakePoeOptions } from "./fake_poe.ts";
-import { startProxy, testConfig } from "./harness.ts";
+import { DEFAULT_REPLY, FakePoe } from "./fake_poe.ts";
+import { startProxy } from "./harness.ts";
 import { mainCommand } from "./proxy_process.ts";
-import { createUsageService } from "../lib/usage_service.ts";
-import { memoryLogger, printLine } from "../lib/log.ts";
+import { printLine } from "../lib/log.ts";
 import { stripFooter } from "../lib/footer.ts";
 import { ModelRegistry } from "../lib/models.ts";
-
-interface SetupOptions {
-  fake?: FakePoeOptions;
-  env?: Record<string, string>;
-  /** Start the poller and wait for its first snapshot. Default: true. */
-  poll?: boolean;
-  /** Default: the tests' registry. */
-  registry?: ModelRegistry;
-}
-
-/** The fake Poe, the proxy with a usage service the test controls, and an SDK client. */
-async function setup(options: SetupOptions = {}) {
-  const fake = await FakePoe.start(options.fake);
-  const env = { FOOTER_WAIT_MS: "1500", ...options.env };
-  const logger = memoryLogger();
-  const usage = createUsageService(testConfig({ POE_BASE_URL: fake.url, ...env }), { logger });
-  if (options.poll !== false) {
-    usage.poller.start();
-    await usage.poller.refresh();
-  }
-  const proxy = await startProxy({
-    poeUrl: fake.url,
-    env,
-    deps: { usage },
-    registry: options.registry,
-  });
-  const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
-  return {
-    fake,
-    proxy,
-    usage,
-    client,
-    usageLogs: logger.lines,
-    historyCalls: () => fake.requests.filter((r) => r.path === "/usage/points_history").length,
-    async [Symbol.asyncDispose]() {
-      await proxy.close();
-      await usage.close();
-      await fake.close();
-    },
-  };
-}
+import { answerWith, chunks, lateCosts, setup, until } from "./points_fixture.ts";
 
 /** The fake's billing: 10 points plus one per token. */
 const fakeCost = (u: { prompt_tokens: number; completion_tokens: number }) =>
@@ -63,21 +22,6 @@ async function post(url: string, body: unknown, headers: Record<string, string> 
     headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify(body),
   });
-}
-
-/** Parses an SSE body into its JSON chunks (without `[DONE]`). */
-function chunks(text: string): any[] {
-  const events = text.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
-  assert.equal(events.at(-1), "[DONE]");
-  return events.slice(0, -1).map((e) => JSON.parse(e));
-}
-
-async function until(check: () => boolean, ms = 6000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 Deno.test("openai SDK, non-streamed: the real cost in footer, usage and headers", async () => {
@@ -217,7 +161,7 @@ Deno.test("twenty concurrent answers across two models each get their own cost, 
   assert.ok(fetches >= 1 && fetches <= 4, `${fetches} history fetches for 20 answers`);
 });
 
-Deno.test("footers are stripped from a resent history before it goes to Poe", async () => {
+Deno.test("footers are stripped from a resent history before it goes to Poe, user text included", async () => {
   await using t = await setup();
   const first = await t.client.chat.completions.create({
     model: "gpt-4o",
@@ -225,19 +169,28 @@ Deno.test("footers are stripped from a resent history before it goes to Poe", as
   });
   const withFooter = first.choices[0].message.content!;
   assert.notEqual(stripFooter(withFooter), withFooter);
+  const call = {
+    id: "call_1",
+    type: "function" as const,
+    function: { name: "f", arguments: "{}" },
+  };
   await t.client.chat.completions.create({
     model: "gpt-4o",
     messages: [
       { role: "user", content: "First question" },
       { role: "assistant", content: withFooter },
       { role: "assistant", content: [{ type: "text", text: `Parts${withFooter}` }] as any },
-      { role: "user", content: `Keep this user text${withFooter}` },
+      // Aider's architect hands its answer to the editor model as user text.
+      { role: "user", content: `An architect's answer: ${withFooter}` },
+      { role: "assistant", content: null, tool_calls: [call] },
+      { role: "tool", tool_call_id: call.id, content: `A tool's own text${withFooter}` },
     ],
   });
   const sent: any = t.fake.chatRequests().at(-1)!.body;
   assert.equal(sent.messages[1].content, DEFAULT_REPLY);
   assert.deepEqual(sent.messages[2].content, [{ type: "text", text: `Parts${DEFAULT_REPLY}` }]);
-  assert.equal(sent.messages[3].content, `Keep this user text${withFooter}`);
+  assert.equal(sent.messages[3].content, `An architect's answer: ${DEFAULT_REPLY}`);
+  assert.equal(sent.messages[5].content, `A tool's own text${withFooter}`);
 });
 
 Deno.test("no footer on tool calls, response_format or x-poe-proxy-footer: off", async () => {
@@ -1161,55 +1114,6 @@ Deno.test("an answer counted at its estimate is corrected when its real cost lan
   // The first answer counts at its real cost now, the second at its estimate.
   assert.equal(first.balance_points - second.balance_points, Math.round(real));
 });
-
-/**
- * One answer to GPT-4o through the proxy, with `[[fake: ...]]` directives and a footer, and what
- * Poe bills for it (10 points plus its prompt and reply tokens, a token per four characters).
- */
-async function answerWith(
-  url: string,
-  o: { text: string; reply: string; directives: string; stream: boolean; leave?: boolean },
-) {
-  const content = `${o.text} [[fake: reply=${o.reply},${o.directives}]]`;
-  const own = 10 + Math.ceil(content.length / 4) + Math.ceil(o.reply.length / 4);
-  const abort = new AbortController();
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-poe-proxy-footer": "on" },
-    body: JSON.stringify({
-      model: "GPT-4o",
-      stream: o.stream,
-      messages: [{ role: "user", content }],
-    }),
-    signal: abort.signal,
-  });
-  if (o.leave) {
-    const reader = res.body!.getReader();
-    await reader.read();
-    abort.abort();
-    await reader.cancel().catch(() => {});
-    return { own, left: true, points: null, estimated: null, id: res.headers.get("x-request-id") };
-  }
-  let text: string;
-  if (o.stream) {
-    text = chunks(await res.text()).map((c) => c.choices[0]?.delta?.content ?? "").join("");
-  } else {
-    text = (await res.json()).choices[0].message.content;
-  }
-  const shown = /💰 Points( \(est\.\))?: ([\d,]+)/.exec(text);
-  assert.ok(shown, text);
-  const points = Number(shown[2].replaceAll(",", ""));
-  if (!o.stream) {
-    assert.equal(res.headers.get("x-poe-points"), String(points));
-    assert.equal(res.headers.get("x-poe-points-estimated"), shown[1] ? "true" : null);
-  }
-  const id = res.headers.get("x-request-id");
-  return { own, left: false, points, estimated: shown[1] !== undefined, id };
-}
-
-/** The points of each `late cost` log line. */
-const lateCosts = (logs: string[]) =>
-  logs.filter((l) => l.includes("late cost")).map((l) => /\bpoints=(\d+)/.exec(l)?.[1]);
 
 Deno.test("usage=none: a stream left by its client takes no later answer's entry, and no answer shows another's cost", async () => {
   await using t = await setup();

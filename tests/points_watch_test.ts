@@ -1,0 +1,112 @@
+/**
+ * @module Points end to end for answers whose cost comes late or may come at all: billed before
+ * the proxy saw them end, failed calls Poe may have billed, models without a price.
+ */
+import assert from "node:assert/strict";
+import { ModelRegistry } from "../lib/models.ts";
+import { answerWith, lateCosts, setup, until } from "./points_fixture.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+for (const usage of ["usage=none", "usage=finish"]) {
+  Deno.test(`${usage}: an answer that ends while another of its model, already billed, still runs does not take that one's cost`, async () => {
+    await using t = await setup({ fake: { historyDelayMs: 500 } });
+    // Poe bills a JSON answer with a stall when its headers go out: its entry lands while its
+    // body is still on the way, and the proxy has not seen it end.
+    const long = answerWith(t.proxy.url, {
+      text: "A".repeat(2000),
+      reply: "long",
+      directives: "stall=2000",
+      stream: false,
+    });
+    await sleep(300);
+    const short = await answerWith(t.proxy.url, {
+      text: "short",
+      reply: "short",
+      directives: usage,
+      stream: true,
+    });
+    const answers = [short, await long];
+    for (const a of answers) {
+      assert.ok(a.estimated || a.points === a.own, `shown ${a.points} as real, cost ${a.own}`);
+    }
+    // With its token counts, the short one still finds its own entry.
+    if (usage === "usage=finish") assert.deepEqual(short, { ...short, estimated: false });
+  });
+}
+
+Deno.test("a 504 of Poe's gateway: the model may have run, so its estimate counts and its entry is watched for", async () => {
+  await using t = await setup({ fake: { historyDelayMs: 300 } });
+  /** A 504, then the entry Poe writes when it bills the run all the same (the fake cannot). */
+  const gatewayTimeout = async () => {
+    t.fake.script("status=504");
+    const failed = await answerWith(t.proxy.url, {
+      text: "a long task",
+      reply: "x",
+      directives: "",
+      stream: false,
+      expectError: true,
+    });
+    assert.equal(failed.status, 504);
+    t.fake.addHistory({
+      bot_name: "GPT-4o",
+      cost_points: 900,
+      cost_breakdown_in_points: {
+        Input: "400 points (390 tokens)",
+        Output: "500 points (500 tokens)",
+        Total: "900 points",
+      },
+    });
+    return failed;
+  };
+  const alone = await gatewayTimeout();
+  assert.ok(t.usage.poller.spentSinceSnapshot > 0, "the estimate counts against the balance");
+  await until(() => lateCosts(t.proxy.logs).includes("900"));
+  const line = t.proxy.logs.find((l) => l.includes("late cost") && l.includes("points=900"))!;
+  assert.ok(line.includes(alone.id!), line);
+  // The next answer of the model, without token counts, does not take such an entry as its own.
+  await gatewayTimeout();
+  const next = await answerWith(t.proxy.url, {
+    text: "next",
+    reply: "next",
+    directives: "usage=none",
+    stream: true,
+  });
+  assert.ok(next.estimated || next.points === next.own, `shown ${next.points} as real`);
+});
+
+Deno.test("a call the first-byte deadline ended: watched for, its estimate counted meanwhile", async () => {
+  await using t = await setup({ env: { FIRST_BYTE_TIMEOUT_SECONDS: "1" } });
+  for (const stream of [false, true]) {
+    const timedOut = await answerWith(t.proxy.url, {
+      text: "slow",
+      reply: "x",
+      directives: "slow-first=3000",
+      stream,
+      expectError: true,
+    });
+    assert.equal(timedOut.status, 504);
+  }
+  assert.equal(t.usage.costs.pending, 2);
+  assert.ok(t.usage.poller.spentSinceSnapshot > 0);
+});
+
+Deno.test("a model without a price: its real cost, found after its answer, counts against POINTS_CUTOFF", async () => {
+  const registry = ModelRegistry.parse("models:\n  text:\n    - GPT-4o\n", "bare.yaml");
+  await using t = await setup({
+    registry,
+    fake: { historyDelayMs: 400 },
+    env: { FOOTER_WAIT_MS: "0", USAGE_POLL_SECONDS: "600" },
+  });
+  const answer = await answerWith(t.proxy.url, {
+    text: "hello",
+    reply: "hi",
+    directives: "",
+    stream: false,
+    noFooter: true,
+  });
+  assert.equal(t.usage.poller.spentSinceSnapshot, 0, "no estimate to count");
+  await until(() => lateCosts(t.proxy.logs).length === 1);
+  assert.equal(lateCosts(t.proxy.logs)[0], String(answer.own));
+  assert.equal(t.usage.poller.spentSinceSnapshot, answer.own);
+});
