@@ -6,8 +6,11 @@ import { extraBodyOf, LIMIT_FIELDS, THINKING_FIELDS } from "./answer_limit.ts";
 /** Fields the proxy decides by: in a literal `extra_body`, Poe could read them instead. */
 const TOP_LEVEL_ONLY = ["model", "messages", "stream"] as const;
 
-/** Model names are printable and short; anything else never reaches a header or a log line. */
-const MODEL_NAME = /^[\x21-\x7e][\x20-\x7e]{0,127}$/;
+/**
+ * Model names are printable ASCII and short; anything else never reaches a header or a log line.
+ * `models.yaml` names and aliases follow it too, so every model listed can be asked for.
+ */
+export const MODEL_NAME = /^[\x21-\x7e][\x20-\x7e]{0,127}$/;
 
 function invalid(message: string, param: string): ProxyError {
   return new ProxyError(400, message, { param, code: "invalid_value" });

@@ -1,7 +1,8 @@
 /**
  * @module The warnings logged once at startup, about settings that work but put the owner's points
- * at risk: guessable inbound keys, no inbound keys off loopback, a cost cap that cannot price some
- * models, names in the `.env` file that are no setting (typos).
+ * at risk or do not do what they seem to: guessable inbound keys, no inbound keys off loopback, a
+ * cost cap that cannot price some models, names in the `.env` file that are no setting (typos),
+ * context caps on media models.
  */
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -46,6 +47,14 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
       message:
         `listening on ${config.host} without PROXY_API_KEYS: anyone who can reach this port spends your Poe points` +
         " (browsers are answered only at the names in ALLOWED_HOSTS)",
+    });
+  }
+  // The Python proxy's README allowed it on any model: its files load, and are told.
+  const ignored = registry.list().filter((e) => e.modality !== "text" && e.maxTokens !== null);
+  if (ignored.length > 0) {
+    logger.warn("max_tokens ignored", {
+      message: "max_tokens in models.yaml is a text model's context cap; image, video and audio " +
+        `models are never clipped, so it is ignored for: ${ignored.map((e) => e.id).join(", ")}`,
     });
   }
   if (config.maxPointsPerMessage > 0) {

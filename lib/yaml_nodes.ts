@@ -5,6 +5,7 @@
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Document } from "yaml";
 import { editDistance } from "./edit_distance.ts";
+import { MODEL_NAME } from "./chat_request.ts";
 
 /** Where a read failed: the path of the value and its 1-based line and column, when known. */
 export interface NodePosition {
@@ -16,7 +17,7 @@ export interface NodePosition {
 /** Makes the error a failed read throws, from what failed (`detail`) and where. */
 export type NodeError = (detail: string, at: NodePosition) => Error;
 
-const MAX_NAME_LENGTH = 200;
+const MAX_NAME_LENGTH = 128;
 const MAX_ALIAS_RESOLUTIONS = 1000;
 // deno-lint-ignore no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
@@ -55,11 +56,19 @@ export class YamlNodes {
     this.root = this.deref(this.#doc.contents);
   }
 
-  /** The keys of a map, checked against `allowed`. */
+  /**
+   * The keys of a map, checked against `allowed`. A merge key (`<<: *base`, YAML 1.1, which
+   * PyYAML reads) adds the keys of the map or maps it names that the map does not set itself.
+   */
   mapOf(map: unknown, path: string, allowed: readonly string[], unknown: string) {
     const out = new Map<string, unknown>();
+    const merged: unknown[] = [];
     for (const pair of isMap(map) ? map.items : []) {
       const keyNode = this.deref(pair.key);
+      if (isScalar(keyNode) && keyNode.value === "<<") {
+        merged.push(pair.value);
+        continue;
+      }
       const key = isScalar(keyNode) ? String(keyNode.value) : this.show(keyNode);
       const keyPath = path === "" ? key : `${path}.${key}`;
       if (!isScalar(keyNode) || !allowed.includes(key)) {
@@ -69,10 +78,24 @@ export class YamlNodes {
       }
       out.set(key, pair.value);
     }
+    for (const value of merged) {
+      const node = this.deref(value);
+      // The first map named wins over later ones, as in YAML's merge.
+      for (const item of isSeq(node) ? node.items : [node]) {
+        const source = this.deref(item);
+        if (!isMap(source)) this.bad(`${path}.<<`, "must name a map or a list of maps", source);
+        for (const [key, v] of this.mapOf(source, path, allowed, unknown)) {
+          if (!out.has(key)) out.set(key, v);
+        }
+      }
+    }
     return out;
   }
 
-  /** A name: a non-empty string without control characters or surrounding spaces, not too long. */
+  /**
+   * A name: a non-empty string of printable ASCII without surrounding spaces, not too long; what a
+   * chat request may name (`MODEL_NAME`), so that a name listed can be used.
+   */
   name(node: unknown, path: string): string {
     const n = this.deref(node);
     const value = isScalar(n) ? n.value : undefined;
@@ -84,6 +107,8 @@ export class YamlNodes {
     else if (value.trim() !== value) problem = "must not start or end with spaces";
     else if (value.length > MAX_NAME_LENGTH) {
       problem = `must be at most ${MAX_NAME_LENGTH} characters`;
+    } else if (!MODEL_NAME.test(value)) {
+      problem = "must be printable ASCII (letters, digits, punctuation, spaces)";
     }
     if (problem) this.bad(path, problem, n);
     return value;

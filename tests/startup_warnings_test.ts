@@ -43,3 +43,22 @@ Deno.test("main.ts warns at startup about names in .env that are no setting (typ
   assert.match(line, /\.env sets POINT_CUTOFF, which is no setting of poe-proxy/);
   assert.doesNotMatch(line, /POE_API_KEY|PORT\b/);
 });
+
+Deno.test("main.ts warns at startup about max_tokens on media models, which is ignored", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(
+    `${dir}/models.yaml`,
+    "models:\n  text:\n    - {poe_name: Text-One, max_tokens: 1000}\n" +
+      "  image:\n    - {poe_name: Image-One, max_tokens: 100}\n    - Image-Two\n",
+  );
+  const child = command([], { POE_API_KEY: "k", PORT: "0", MODELS_FILE: `${dir}/models.yaml` })
+    .spawn();
+  const { rest } = await listeningUrl(child);
+  child.kill("SIGTERM");
+  await child.status;
+  const logs = await rest +
+    new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
+  const line = logs.split("\n").find((l) => l.includes("max_tokens ignored"));
+  assert.ok(line, logs);
+  assert.match(line, /never clipped, so it is ignored for: Image-One"?$/);
+});

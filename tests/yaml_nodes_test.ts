@@ -95,13 +95,45 @@ Deno.test("parseModelsFile follows YAML anchors and aliases", () => {
   assert.deepEqual(get(file, "B").cheaper, ["A"]);
 });
 
-Deno.test("parseModelsFile rejects names over 200 characters, showing the value cut short", () => {
-  assert.equal(parseModelsFile(`models:\n  text: [${"x".repeat(200)}]\n`, "x").entries.length, 1);
+Deno.test("parseModelsFile rejects names over 128 characters, showing the value cut short", () => {
+  assert.equal(parseModelsFile(`models:\n  text: [${"x".repeat(128)}]\n`, "x").entries.length, 1);
   assert.equal(
-    parseError(`models:\n  text: [${"x".repeat(201)}]\n`).message,
-    `Cannot load models.yaml: models.text[0] must be at most 200 characters: got "${
+    parseError(`models:\n  text: [${"x".repeat(129)}]\n`).message,
+    `Cannot load models.yaml: models.text[0] must be at most 128 characters: got "${
       "x".repeat(57)
     }..." (models.yaml:2:10)`,
+  );
+});
+
+Deno.test("parseModelsFile rejects names and aliases a chat request could not name: printable ASCII only", () => {
+  assert.match(
+    parseError('models:\n  text:\n    - {poe_name: GPT-4o, aliases: ["Modèle-Ü"]}\n').message,
+    /models\.text\[0\]\.aliases\[0\] must be printable ASCII .*: got "Modèle-Ü"/,
+  );
+  assert.match(parseError("models:\n  text: [Caf\u00e9]\n").message, /printable ASCII/);
+  assert.equal(parseModelsFile("models:\n  text: [A b.c_d:e/f@1]\n", "x").entries.length, 1);
+});
+
+Deno.test("parseModelsFile reads YAML merge keys, as PyYAML does: a model's own keys win", () => {
+  const file = parseModelsFile(
+    "models:\n  text:\n    - &claude {poe_name: Claude-A, base: 100, per_1k_tokens: 5}\n" +
+      "    - <<: *claude\n      poe_name: Claude-B\n      base: 50\n" +
+      "    - <<: [{poe_name: First, max_tokens: 10}, {poe_name: Second, per_1k_output_tokens: 7}]\n",
+    "x",
+  );
+  const b = get(file, "Claude-B");
+  assert.equal(b.base, 50);
+  assert.equal(b.per1kTokens, 5);
+  const merged = get(file, "First");
+  assert.equal(merged.maxTokens, 10);
+  assert.equal(merged.per1kOutputTokens, 7);
+  assert.match(
+    parseError("models:\n  text:\n    - {poe_name: A, <<: 5}\n").message,
+    /models\.text\[0\]\.<< must name a map or a list of maps/,
+  );
+  assert.match(
+    parseError("models:\n  text:\n    - {poe_name: A, <<: {colour: red}}\n").message,
+    /unknown key models\.text\[0\]\.colour/,
   );
 });
 
