@@ -38,8 +38,6 @@ export interface AnswerPointsOptions {
    * so that it never counts twice nor not at all. Default: none.
    */
   reservation?: Reservation;
-  /** The request's note as sent to Poe (`CostTracker.sent`), ended once its cost is looked for. */
-  inFlight?: InFlight;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
 }
@@ -106,6 +104,8 @@ export class AnswerPoints {
   readonly #o: AnswerPointsOptions;
   readonly #now: () => number;
   #settling = false;
+  /** Noted by {@linkcode AnswerPoints.billable}, ended once the cost is looked for. */
+  #inFlight: InFlight | null = null;
 
   constructor(options: AnswerPointsOptions) {
     this.#o = options;
@@ -118,6 +118,18 @@ export class AnswerPoints {
    */
   get settling(): boolean {
     return this.#settling;
+  }
+
+  /**
+   * Poe may bill the answer from now on, before the proxy sees it end (a stream's finish came, a
+   * JSON answer's headers): until its cost is looked for, or the request ends, no answer of its
+   * model is paired with an entry by order (`CostTracker.sent`). Idempotent.
+   */
+  billable(): void {
+    if (this.#inFlight || this.#settling) return;
+    const inFlight = this.#o.usage.costs.sent(this.#o.entry.id, this.#o.ctx.startedAt);
+    this.#inFlight = inFlight;
+    this.#o.ctx.atEnd(inFlight.end);
   }
 
   /** Whether answers get a footer or usage extras at all (`FOOTER` on). */
@@ -158,7 +170,7 @@ export class AnswerPoints {
         ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens }
         : null,
       waitMs: showFooter ? config.footerWaitMs : 0,
-      inFlight: this.#o.inFlight,
+      inFlight: this.#inFlight ?? undefined,
       onFound: (cost) => {
         if (!settled) return;
         ctx.lateCost(cost.points);
@@ -229,8 +241,8 @@ export class AnswerPoints {
    * reported with `ctx.lateCost`), and what the request held counts as spent meanwhile.
    */
   abandoned(): void {
-    const { usage, entry, ctx, reservation, inFlight } = this.#o;
-    watchAbandoned(usage, entry.id, ctx, reservation, inFlight);
+    const { usage, entry, ctx, reservation } = this.#o;
+    watchAbandoned(usage, entry.id, ctx, reservation, this.#inFlight ?? undefined);
   }
 
   /** The `finish` hook of {@linkcode relaySse}. */

@@ -168,9 +168,6 @@ export async function handleChat(
       if (!points?.settling) reservation.release();
     });
   }
-  // Until its answer's cost is looked for: no answer of its model takes an entry by order.
-  const inFlight = deps.usage?.costs.sent(entry.id, ctx.startedAt);
-  if (inFlight) ctx.atEnd(inFlight.end);
 
   // Filled as the calls are made: a request that ends in an error called Poe too.
   const attempts: Attempt[] = [];
@@ -194,20 +191,22 @@ export async function handleChat(
     if (attempts.length > 1 && err instanceof ProxyError) {
       err.headers["x-poe-proxy-attempts"] = attemptsField(attempts);
     }
-    const status = attempts.at(-1)?.status;
+    const last = attempts.at(-1);
     if (!req.signal.aborted) {
       // The model may have run: Poe's 200 came and its answer (a JSON body to a stream) broke,
       // timed out or held none, as a non-streamed answer's failed read (`jsonAnswer` below); or
-      // Poe's gateway, or the first-byte deadline, gave up on it.
+      // Poe's gateway, or the first-byte deadline, gave up on it. Not when Poe's 200 body was its
+      // refusal, whatever status that names.
+      const status = last?.inBody ? undefined : last?.status;
       if (deps.usage && err instanceof ProxyError && mayBeBilled(err, status)) {
-        watchAbandoned(deps.usage, entry.id, ctx, reservation, inFlight);
+        watchAbandoned(deps.usage, entry.id, ctx, reservation);
       }
       return err;
     }
     // Left while a stream's opening was read: Poe may bill the answer it started, so its entry is
     // watched for, not left for the next answer to take.
-    const started = status === 200;
-    if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx, reservation, inFlight);
+    const started = last?.status === 200;
+    if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx, reservation);
     return clientClosed(ctx, started);
   };
 
@@ -243,7 +242,6 @@ export async function handleChat(
         clipped: clip.clipped ? clip : null,
         pricedInput,
         reservation,
-        inFlight,
       })
       : null;
     // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.
@@ -251,6 +249,8 @@ export async function handleChat(
     if (sendBody.stream) {
       return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body), points, media);
     }
+    // Poe sends a JSON answer once its model is done: it may be billed before its body arrives.
+    points?.billable();
     try {
       return await jsonAnswer(answer, ctx, deps, headers, points, media);
     } catch (err) {

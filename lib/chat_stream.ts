@@ -57,6 +57,7 @@ export function streamAnswer(
       ? (answerText) => estimatedUsage(deps.counter, answer.sent, answerText)
       : undefined,
     finish: points?.annotates ? (summary) => points.finish(summary) : undefined,
+    onFinishReason: points ? () => points.billable() : undefined,
     abortUpstream: answer.abort,
     cut: deps.shutdown,
     drainUpstream: answer.drain,

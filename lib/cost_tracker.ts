@@ -150,9 +150,9 @@ export class CostTracker implements AsyncDisposable {
   }
 
   /**
-   * Notes a request sent to Poe until its answer is attributed (`inFlight` of
-   * {@linkcode CostTracker.attribute}) or it ends without one: while it runs, no answer of its
-   * model is paired by order ({@linkcode InFlightRequests}).
+   * Notes an answer Poe may have billed before the proxy saw it end, until it is attributed
+   * (`inFlight` of {@linkcode CostTracker.attribute}) or its request ends: meanwhile no answer of
+   * its model is paired by order ({@linkcode InFlightRequests}).
    */
   sent(model: string, startedAt: number): InFlight {
     return this.#inFlight.sent(model, startedAt);

@@ -1,6 +1,6 @@
 /**
- * @module Requests sent to Poe whose answers have not ended, by model: the cost tracker pairs no
- * answer by order while one of its model runs.
+ * @module Answers Poe may have billed that the proxy has not seen end, by model: the cost tracker
+ * pairs no answer by order while one of its model runs so.
  */
 
 /** A request sent to Poe, noted by {@linkcode InFlightRequests.sent}. */
@@ -17,9 +17,10 @@ interface Sent {
 }
 
 /**
- * The requests sent to Poe that are still running. Poe may bill an answer before the proxy sees it
- * end (a stream that lingers after its finish, a body slow to arrive), so while one runs, the
- * history entries read since it was sent may hold its own. As many as run at once: a scan is cheap.
+ * The answers still running that Poe may have billed: a stream whose finish came (it may linger
+ * before its end), a JSON answer whose headers came (its body may be slow). While one runs, the
+ * history entries read since its request arrived may hold its own. As many as run at once: a scan
+ * is cheap.
  */
 export class InFlightRequests {
   readonly #sent = new Set<Sent>();
@@ -29,7 +30,7 @@ export class InFlightRequests {
     return this.#sent.size;
   }
 
-  /** Notes a request of `model` that arrived at `startedAt` (ms since the epoch), until ended. */
+  /** Notes an answer of `model` whose request arrived at `startedAt` (ms since the epoch). */
   sent(model: string, startedAt: number): InFlight {
     const sent: Sent = { model: model.toLowerCase(), arrivedAt: startedAt };
     this.#sent.add(sent);

@@ -20,7 +20,7 @@ import { carriesDelta, StreamShaper } from "./stream_shape.ts";
 /** Options of {@linkcode RelayEvents}: those of {@linkcode RelayOptions} that concern events. */
 export type RelayEventsOptions = Pick<
   RelayOptions,
-  "includeUsage" | "finish" | "redact" | "estimateUsage"
+  "includeUsage" | "finish" | "redact" | "estimateUsage" | "onFinishReason"
 >;
 
 /**
@@ -122,6 +122,7 @@ export class RelayEvents {
       summary.answered = true;
     }
     if (choice?.finish_reason) {
+      if (summary.finishReason === null) options.onFinishReason?.();
       summary.finishReason = choice.finish_reason;
       summary.answered = true;
     }

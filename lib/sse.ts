@@ -74,6 +74,8 @@ export interface RelayOptions {
    * and `[DONE]` rather than a connection dropped mid-event.
    */
   cut?: AbortSignal;
+  /** Called once when Poe's finish_reason arrives: Poe may bill the answer from then on. */
+  onFinishReason?: () => void;
   /** Called once when the stream is over, however it ended. */
   onEnd?: (outcome: RelayOutcome) => void;
   /** Applied to Poe's error events, which may quote the key. Default: unchanged. */

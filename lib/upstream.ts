@@ -80,6 +80,11 @@ export interface Attempt {
   reason: string;
   /** Poe's status; 0 for a network failure or timeout, 499 when the client left before Poe's headers. */
   status: number;
+  /**
+   * `status` is that of an error in Poe's 200 body (a stream that opened with an error event, a
+   * JSON error), not of its HTTP answer: Poe refused the call, its gateway did not give up.
+   */
+  inBody?: true;
   /** Milliseconds until Poe's headers (a stream's: until its opening was read), or the failure. */
   ms: number;
 }
@@ -249,7 +254,7 @@ export class UpstreamClient {
           !slowModel,
         );
       }
-      const attempt = { reason, status: response.status, ms: performance.now() - started };
+      const attempt: Attempt = { reason, status: response.status, ms: performance.now() - started };
       attempts.push(attempt);
       // A 200 web page is a captive portal's or a broken gateway's, not Poe's answer: for a stream
       // it would become a 200 with an error inside, so it fails here, where it can be retried.
@@ -339,6 +344,7 @@ export class UpstreamClient {
               : "Poe answered 200 with an error",
           });
           attempt.status = response.status;
+          attempt.inBody = true;
         } else {
           options.signal.removeEventListener("abort", onClientAbort);
           const err = noAnswerError(start, options.slow);

@@ -110,3 +110,44 @@ Deno.test("a model without a price: its real cost, found after its answer, count
   assert.equal(lateCosts(t.proxy.logs)[0], String(answer.own));
   assert.equal(t.usage.poller.spentSinceSnapshot, answer.own);
 });
+
+Deno.test("an agent's loop of answers without token counts, each sent as the last one came: each cost found during the loop", async () => {
+  await using t = await setup();
+  const n = 6;
+  const found: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-poe-proxy-footer": "off" },
+      body: JSON.stringify({
+        model: "GPT-4o",
+        messages: [{
+          role: "user",
+          content: `step ${i} [[fake: reply=r${i},usage=none,slow-first=300]]`,
+        }],
+      }),
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    found.push(lateCosts(t.proxy.logs).length);
+  }
+  // The next request is at Poe when an answer's entry is read: it was not billed yet, and takes
+  // nothing from the order.
+  assert.ok(found[n - 1] >= n - 2, `late costs found after each answer: ${found}`);
+});
+
+for (const directive of ["open-error=504", "json-error=504"]) {
+  Deno.test(`Poe's refusal in a 200 body naming 504 (${directive}) is not a gateway timeout: nothing counted or watched`, async () => {
+    await using t = await setup();
+    const failed = await answerWith(t.proxy.url, {
+      text: "a",
+      reply: "x",
+      directives: `${directive},error-shape=documented`,
+      stream: true,
+      expectError: true,
+    });
+    assert.equal(failed.status, 504);
+    assert.equal(t.usage.poller.spentSinceSnapshot, 0);
+    assert.equal(t.usage.costs.pending, 0);
+  });
+}
