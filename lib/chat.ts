@@ -10,7 +10,7 @@ import type { RequestContext } from "./request_context.ts";
 import type { Attempt, UpstreamAnswer, UpstreamClient } from "./upstream.ts";
 import { readJsonBodyRaw } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
-import { clipContext } from "./clip.ts";
+import { clipContext, clippedField } from "./clip.ts";
 import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
@@ -24,6 +24,7 @@ import { earlyResponse, settlesWithin, streamStartMs } from "./early_stream.ts";
 import { passPoeHeaders } from "./poe_request.ts";
 import { jsonAnswer } from "./chat_json.ts";
 import { mayBeBilled } from "./poe_errors.ts";
+import { answerLimit } from "./answer_limit.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -128,13 +129,12 @@ export async function handleChat(
   const definitions = definitionsText(body);
   const clip = await clipContext(stripFooters(body.messages), {
     cap: registry.contextCap(entry),
-    reserve: body.max_completion_tokens ?? body.max_tokens ?? 0,
+    // As the cost cap prices it: the largest limit set, wherever; thinking is within it.
+    reserve: answerLimit(body) ?? 0,
     counter: deps.counter,
     definitions,
   });
-  const clipped = clip.clipped
-    ? `dropped=${clip.dropped} tokens=${clip.tokensBefore}->${clip.tokensAfter}`
-    : null;
+  const clipped = clippedField(clip);
   if (clipped) ctx.fields.clipped = clipped;
   // The cost cap counts input tokens on every request it sees.
   if (config.maxPointsPerMessage > 0 && !tokenizerLoaded()) await loadTokenizer();

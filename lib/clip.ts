@@ -1,8 +1,8 @@
 /** @module Context clipping that keeps system messages, tool-call pairs and the newest turn whole. */
 
-import { ProxyError } from "./errors.ts";
 import type { ChatMessage } from "./openai_types.ts";
-import { messageTokenBound, tokenBoundWithin, utf8Length } from "./token_bounds.ts";
+import { tokenBoundWithin, utf8Length } from "./token_bounds.ts";
+import { figureText, tokensOfMessages, tooLong } from "./clip_figures.ts";
 import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 
 /** Options of {@linkcode clipMessages}. */
@@ -14,11 +14,15 @@ export interface ClipOptions {
    */
   cap: number | null;
   /**
-   * Tokens to leave free for the answer: the client's `max_completion_tokens` or `max_tokens`.
-   * Default: 0. At most half the cap is reserved: clients send large defaults (8k to 64k) while
-   * a cap lowered to save points may be smaller, and a reserve the size of the cap would refuse
-   * every request. Were the answer really too long for the model, Poe would refuse it and the
-   * retry ladder drops `max_tokens`.
+   * Tokens to leave free for the answer: the largest answer limit the request sets
+   * (`answerLimit`: `max_tokens`, `max_completion_tokens`, in `extra_body` too). Default: 0. A
+   * thinking budget is not added: Anthropic's must be below `max_tokens` and OpenAI's reasoning
+   * is counted within `max_completion_tokens`, so the limit already holds it, and reserving it
+   * twice would drop history that fits. (The cost cap adds it: over-pricing refuses with a
+   * message, over-reserving drops context silently.) At most half the cap is reserved: clients
+   * send large defaults (8k to 64k) while a cap lowered to save points may be smaller, and a
+   * reserve the size of the cap would refuse every request. Were the answer really too long for
+   * the model, Poe would refuse it and the retry ladder drops `max_tokens`.
    */
   reserve?: number;
   /** The counter whose per-message cache makes a resent history cheap. */
@@ -40,11 +44,13 @@ export interface ClipResult {
   dropped: number;
   /**
    * Tokens of the input. When `counted` is false this is the UTF-8 upper bound that let clipping
-   * skip counting, not a count. When the dropped messages alone exceed the budget they are not
-   * tokenized (a history of 100,000 messages would block the event loop for seconds); their
-   * UTF-8 upper bound is added instead.
+   * skip counting, not a count. Dropped messages beyond about 1 MB or 2,000 messages
+   * (`clip_figures.ts`) are not tokenized (a history of 100,000 messages would block the event
+   * loop for a second): they are estimated at a token per four bytes, and `approximate` is set.
    */
   tokensBefore: number;
+  /** Whether `tokensBefore` is partly an estimate: shown as `about` and `tokens=~`. */
+  approximate: boolean;
   /**
    * Tokens of the kept messages (the same bound as `tokensBefore` when `counted` is false). Both
    * include the definitions.
@@ -53,12 +59,6 @@ export interface ClipResult {
   /** Whether messages were tokenized; false when there was no cap or the byte shortcut applied. */
   counted: boolean;
 }
-
-/**
- * Dropped messages are still counted for `tokensBefore` up to about this many bytes (about 0.15 s
- * of tokenizing); beyond it their UTF-8 upper bound is reported instead.
- */
-const EXACT_TOTAL_BYTES = 1_000_000;
 
 /** Roles that are always kept, in place. */
 const PINNED_ROLES = new Set(["system", "developer"]);
@@ -105,9 +105,10 @@ function unitsOf(messages: readonly ChatMessage[]): Unit[] {
 /**
  * Drops the oldest turns of a conversation until it fits `cap - reserve - definitions` tokens.
  * Keeps every `system` and `developer` message in place; always the newest user message and the
- * last tool round after it; then the newest other turns that fit; never separates an assistant's
- * `tool_calls` from their results, and never lets the kept history open with an assistant or tool
- * message. The input is not mutated.
+ * last tool round after it; then the run of user messages right before it, newest first, as far as
+ * it fits; then the newest other turns that fit. Never separates an assistant's `tool_calls` from
+ * their results, and never lets the kept history open with an assistant or tool message. The input
+ * is not mutated.
  *
  * Small requests cost almost nothing: when the UTF-8 size of the text (plus fixed estimates) is
  * within the budget, nothing is tokenized, since every token covers at least one byte.
@@ -146,6 +147,7 @@ export function clipMessages(
     clipped: false,
     dropped: 0,
     tokensBefore: tokens,
+    approximate: false,
     tokensAfter: tokens,
     counted,
   });
@@ -161,22 +163,20 @@ export function clipMessages(
 
   // Messages are counted lazily, newest first: only what could be kept is tokenized.
   const counts = new Float64Array(messages.length).fill(-1);
-  let countedTokens = 0;
   const count = (i: number): number => {
-    if (counts[i] < 0) {
-      counts[i] = counter.countMessage(messages[i]);
-      countedTokens += counts[i];
-    }
+    if (counts[i] < 0) counts[i] = counter.countMessage(messages[i]);
     return counts[i];
   };
+  const isPinned = (i: number) => PINNED_ROLES.has(messages[i].role);
   const tokensOf = (unit: Unit): number => {
     if (unit.tokens < 0) unit.tokens = unit.indices.reduce((sum, i) => sum + count(i), 0);
     return unit.tokens;
   };
 
+  // Counted up to the budget: past it the request is refused, and the refusal counts them all.
   let pinned = 0;
   for (let i = 0; i < messages.length && pinned <= budget; i++) {
-    if (PINNED_ROLES.has(messages[i].role)) pinned += count(i);
+    if (isPinned(i)) pinned += count(i);
   }
   const units = unitsOf(messages);
   let newestUser = -1;
@@ -190,7 +190,7 @@ export function clipMessages(
     if (all <= budget) return unchanged(all + definitions, true);
     throw tooLong(
       `there is no user message to open a shorter history, and the whole conversation needs ` +
-        `more than ${budget} tokens`,
+        `more than ${Math.max(0, budget)} tokens`,
       cap,
       reserve,
       definitions,
@@ -198,8 +198,7 @@ export function clipMessages(
   }
   // Always kept: the newest user message, and the newest unit after it (the last tool round of an
   // agent). Dropping the tool result the model just asked for would make it ask again, and pay
-  // again, in a loop. The user messages right before it (a document, then the question) come
-  // first among the rest, newest first, as far as they fit.
+  // again, in a loop.
   const pinnedUnits = new Set<number>([newestUser]);
   if (units.length - 1 > newestUser) pinnedUnits.add(units.length - 1);
   let turnTokens = 0;
@@ -208,20 +207,35 @@ export function clipMessages(
     const what = `the newest user message${
       units.length - 1 > newestUser ? " and the last tool round after it" : ""
     } (${turnTokens} tokens)`;
+    // All of them, where the loop above stopped at the budget (ten system messages of 900 tokens
+    // were reported as three): a bounded count, else partly estimated and said so.
+    const system = tokensOfMessages(messages, counts, count, isPinned);
+    const need = { tokens: system.tokens + turnTokens, exact: system.exact };
     throw tooLong(
-      `the system messages (${pinned} tokens) and ${what} need ${pinned + turnTokens} tokens`,
+      `the system messages (${figureText(system)} tokens) and ${what} need ${
+        figureText(need)
+      } tokens`,
       cap,
       reserve,
       definitions,
     );
   }
 
-  // Newest first: take whole units while they fit; the units always kept are paid for up front.
   let used = pinned + turnTokens;
   const kept = new Set<number>(pinnedUnits);
+  // Next, the user messages right before the question (a document, then the question), newest
+  // first, as far as they fit: an agent's tool rounds after the question must not crowd out what
+  // the user asked about. Units are kept whole, so no tool call leaves its results behind.
+  for (let u = newestUser - 1; u >= 0 && units[u].opensHistory; u--) {
+    if (used + tokensOf(units[u]) > budget) break;
+    used += units[u].tokens;
+    kept.add(u);
+  }
+  // Then the rest, newest first, while whole units fit. A unit of that run left out stops it too,
+  // as it cannot fit now: what is kept before the question stays one run up to it.
   let fitsWhole = true;
   for (let u = units.length - 1; u >= 0; u--) {
-    if (pinnedUnits.has(u)) continue;
+    if (kept.has(u)) continue;
     if (used + tokensOf(units[u]) > budget) {
       fitsWhole = false;
       break;
@@ -230,15 +244,8 @@ export function clipMessages(
     kept.add(u);
   }
   if (fitsWhole) return unchanged(used + definitions, true);
-  // The input's total: exact when the uncounted rest is small, else its UTF-8 upper bound.
-  const rest = messages.filter((_, i) => counts[i] < 0);
-  let total = countedTokens;
-  if (tokenBoundWithin(rest, Math.max(budget, EXACT_TOTAL_BYTES)) !== null) {
-    for (let i = 0; i < messages.length; i++) count(i);
-    total = countedTokens;
-  } else {
-    for (const m of rest) total += messageTokenBound(m);
-  }
+  // The input's total: exact when the uncounted rest is small, else partly estimated.
+  const total = tokensOfMessages(messages, counts, count);
   // The kept history must open with a user message.
   for (let u = 0; u < newestUser; u++) {
     if (!kept.has(u)) continue;
@@ -255,33 +262,24 @@ export function clipMessages(
     messages: result,
     clipped: result.length < messages.length,
     dropped: messages.length - result.length,
-    tokensBefore: total + definitions,
+    tokensBefore: total.tokens + definitions,
+    approximate: !total.exact,
     tokensAfter: used + definitions,
     counted: true,
   };
 }
 
+/**
+ * The `x-poe-proxy-clipped` header and `clipped` log field, `dropped=N tokens=BEFORE->AFTER`, or
+ * null when nothing was dropped. `tokens=~` marks a BEFORE that is partly estimated.
+ */
+export function clippedField(clip: ClipResult): string | null {
+  if (!clip.clipped) return null;
+  const before = `${clip.approximate ? "~" : ""}${clip.tokensBefore}`;
+  return `dropped=${clip.dropped} tokens=${before}->${clip.tokensAfter}`;
+}
+
 /** The tokens reserved for the answer: what the client asked for, at most half the cap. */
 function reserveWithin(cap: number, asked: number | undefined): number {
   return Math.min(Math.max(0, asked ?? 0), Math.floor(cap / 2));
-}
-
-function tooLong(need: string, cap: number, reserve: number, definitions: number): ProxyError {
-  const taken = [
-    ...(reserve > 0 ? [`${reserve} reserved for the answer (max_tokens)`] : []),
-    ...(definitions > 0 ? [`${definitions} for the tool definitions and response_format`] : []),
-  ];
-  const room = taken.length > 0
-    ? `the context cap of ${cap} tokens minus ${taken.join(" and ")} leaves ${
-      cap - reserve - definitions
-    }`
-    : `the context cap is ${cap} tokens`;
-  return new ProxyError(
-    400,
-    `Cannot fit the conversation into the model's context: ${need}, but ${room}.`,
-    {
-      code: "context_length_exceeded",
-      param: "messages",
-    },
-  );
 }

@@ -11,6 +11,8 @@ export interface FooterClipping {
   dropped: number;
   tokensBefore: number;
   tokensAfter: number;
+  /** `tokensBefore` is partly an estimate (a dropped part too large to count): shown "about". */
+  approximate?: boolean;
 }
 
 /** What {@linkcode formatFooter} shows. */
@@ -105,8 +107,8 @@ export function formatFooter(facts: FooterFacts): string {
   if (c && c.dropped > 0) {
     lines.push(
       `✂️ Context clipped: dropped ${c.dropped} message${c.dropped === 1 ? "" : "s"} (${
-        grouped(c.tokensBefore)
-      } → ${grouped(c.tokensAfter)} tokens)`,
+        c.approximate ? "about " : ""
+      }${grouped(c.tokensBefore)} → ${grouped(c.tokensAfter)} tokens)`,
     );
   }
   if (p && facts.warnAbove > 0 && p.points > facts.warnAbove) {
@@ -136,7 +138,8 @@ const FOOTERS = new RegExp(
     `(?:${COUNT}(?: \\(Input: ${COUNT}, Output: ${COUNT}\\))?|n/a)${NL}` +
     "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))" +
     `${NL}🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)` +
-    `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\([\\d,]+ → [\\d,]+ tokens\\))?` +
+    // "about": a figure partly estimated; footers written before that have none.
+    `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\((?:about )?[\\d,]+ → [\\d,]+ tokens\\))?` +
     `(?:${NL}⚠️ This message cost more than [\\d,]+ points\\.` +
     "(?: Consider starting a new chat(?:, or a cheaper model: [^\\r\\n]+)?\\.| Cheaper models: [^\\r\\n]+\\.)?)?" +
     `(?:${NL}⛔ This message went over MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\)\\.)?` +

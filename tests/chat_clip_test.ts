@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
 import { startProxy } from "./harness.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
+import { stripFooter } from "../lib/footer.ts";
+import { setup } from "./points_fixture.ts";
 
 // The test registry caps Claude-Haiku-4.5 at 60 tokens of context.
 function longHistory(turns: number): ChatMessage[] {
@@ -97,4 +99,57 @@ Deno.test("clipping: the tools an agent sends take their room in the context fir
   assert.match(res.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=2 /);
   const sent = (fake.chatRequests()[1].body as { messages: ChatMessage[] }).messages;
   assert.deepEqual(sent, [messages[0], messages.at(-1)]);
+});
+
+Deno.test("clipping: the room for the answer is the largest limit the request sets, wherever", async () => {
+  await using fake = await FakePoe.start();
+  await using proxy = await startProxy({ poeUrl: fake.url });
+  const messages = longHistory(2);
+  // The cap is 50: at most 25 is reserved.
+  const variants: Record<string, unknown>[] = [
+    {},
+    { max_tokens: 25 },
+    { max_completion_tokens: 1, max_tokens: 25 },
+    { max_tokens: 1, max_completion_tokens: 25 },
+    { extra_body: { max_tokens: 25 } },
+    { max_tokens: 1, extra_body: { max_completion_tokens: 25 } },
+    // Thinking is counted within the answer limit: alone it reserves nothing.
+    { thinking_budget: 25 },
+  ];
+  for (const extra of variants) {
+    const res = await chat(proxy.url, { model: "claude-haiku-4.5", messages, ...extra });
+    assert.equal(res.status, 200, await res.text());
+  }
+  const sent = fake.chatRequests().map((r) => (r.body as { messages: unknown[] }).messages.length);
+  assert.ok(sent[1] < sent[0], `${sent}`);
+  assert.deepEqual(sent, [sent[0], ...Array(5).fill(sent[1]), sent[0]]);
+});
+
+Deno.test("clipping: a dropped part too large to count is estimated, and the header and footer say so", async () => {
+  await using t = await setup();
+  const english = "The quick brown fox jumps over the lazy dog. ";
+  const messages: ChatMessage[] = [
+    { role: "user", content: english.repeat(33_000) }, // 1.5 MB
+    { role: "assistant", content: "Read it." },
+    { role: "user", content: "word ".repeat(45) }, // does not fit: the big one is never tried
+    { role: "assistant", content: "Noted." },
+    { role: "user", content: "and now?" },
+  ];
+  const res = await chat(t.proxy.url, { model: "claude-haiku-4.5", messages });
+  assert.equal(res.status, 200);
+  const answer = (await res.json()).choices[0].message.content as string;
+  const header = res.headers.get("x-poe-proxy-clipped") ?? "";
+  const match = /^dropped=4 tokens=~(\d+)->(\d+)$/.exec(header);
+  assert.ok(match, header);
+  // About 330,000 tokens; its 1.5 MB byte count is no estimate.
+  assert.ok(Number(match[1]) > 250_000 && Number(match[1]) < 500_000, header);
+  assert.match(answer, /\n✂️ Context clipped: dropped 4 messages \(about [\d,]+ → \d+ tokens\)$/);
+  // Resent, the footer is stripped like any other.
+  await chat(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "hi" }, { role: "assistant", content: answer }],
+  });
+  const resent = (t.fake.chatRequests().at(-1)!.body as { messages: ChatMessage[] }).messages;
+  assert.equal(resent[1].content, stripFooter(answer));
+  assert.doesNotMatch(String(resent[1].content), /Context clipped/);
 });

@@ -131,6 +131,38 @@ const CASES: Case[] = [
     kept: [2, 3],
   },
   {
+    // An agent reads files after the question: its rounds must not crowd out the document.
+    name: "keeps the document before the question ahead of the agent's tool rounds after it",
+    messages: [
+      sys(),
+      user(),
+      asst(),
+      user(60, "document"),
+      user(2, "question"),
+      asst(5, "x"),
+      tool("x", 40),
+      asst(5, "y"),
+      tool("y", 2),
+    ],
+    fit: [0, 3, 4, 7, 8],
+    kept: [0, 3, 4, 7, 8],
+  },
+  {
+    name: "keeps the newest of a run that does not fit whole, and nothing older than the run",
+    messages: [
+      user(),
+      asst(),
+      user(40, "doc1"),
+      user(40, "doc2"),
+      user(2, "q"),
+      asst(5, "x"),
+      tool("x", 5),
+    ],
+    fit: [3, 4, 5, 6],
+    slack: 20,
+    kept: [3, 4, 5, 6],
+  },
+  {
     name: "keeps the last tool round after the newest user message, dropping older ones first",
     messages: [user(), asst(), user(), asst(5, "x"), tool("x", 100), asst(5, "y"), tool("y", 100)],
     fit: [2, 5, 6],
@@ -151,6 +183,7 @@ for (const c of CASES) {
     assert.equal(result.clipped, c.kept.length < c.messages.length);
     assert.equal(result.dropped, c.messages.length - c.kept.length);
     assert.equal(result.tokensBefore, counter.countMessages(c.messages));
+    assert.equal(result.approximate, false);
     assert.equal(result.tokensAfter, counter.countMessages(result.messages));
     assert.ok(result.tokensAfter <= cap - (c.reserve ?? 0));
     assertPairsIntact(result.messages);
@@ -332,4 +365,88 @@ Deno.test("clipMessages makes room for the tool definitions first, and says so w
       e.code === "context_length_exceeded" &&
       new RegExp(`minus ${tools} for the tool definitions`).test(e.message),
   );
+});
+
+const ENGLISH = "The quick brown fox jumps over the lazy dog. ";
+
+Deno.test("clipMessages refusing counts every system message, not those up to the budget", () => {
+  const counter = new TokenCounter();
+  const system = Array.from({ length: 10 }, (_, i) => sys(180 + i));
+  const messages = [...system, user(2, "hi")];
+  const all = counter.countMessages(system);
+  const question = counter.countMessage(messages[10]);
+  assert.throws(
+    () => clipMessages(messages, { cap: 2000, counter }),
+    (e: ProxyError) =>
+      e.code === "context_length_exceeded" &&
+      e.message.includes(`the system messages (${all} tokens)`) &&
+      e.message.includes(`need ${all + question} tokens`),
+  );
+  // Tool definitions larger than the budget: the system messages are still counted, and the room
+  // left is none, not a negative number.
+  const definitions = JSON.stringify([{ description: ENGLISH.repeat(300) }]);
+  assert.throws(
+    () => clipMessages(messages, { cap: 2000, counter, definitions }),
+    (e: ProxyError) =>
+      e.message.includes(`the system messages (${all} tokens)`) &&
+      /leaves no room for the messages\.$/.test(e.message) && !/-\d/.test(e.message),
+  );
+});
+
+Deno.test("clipMessages refusing estimates system messages too large to count, and says about", () => {
+  const counter = new TokenCounter();
+  // 630 kB each: the first is counted, and is over the budget; the other two are over 1 MB.
+  const system = [1, 2, 3].map((i): ChatMessage => ({
+    role: "system",
+    content: `Part ${i}. ${ENGLISH.repeat(14_000)}`,
+  }));
+  const messages = [...system, user(2, "hi")];
+  const real = new TokenCounter().countMessages(system);
+  try {
+    clipMessages(messages, { cap: 2000, counter });
+    assert.fail("expected a refusal");
+  } catch (e) {
+    const text = (e as Error).message;
+    const figure = Number(/the system messages \(about (\d+) tokens\)/.exec(text)?.[1]);
+    assert.ok(Math.abs(figure - real) < real / 4, `${text} (counted: ${real})`);
+    assert.match(text, /need about \d+ tokens/);
+  }
+  assert.equal(counter.stats().misses, 2, "the first system message and the question only");
+});
+
+Deno.test("clipMessages estimates a dropped part over 1 MB, marked approximate, not its byte count", () => {
+  const counter = new TokenCounter();
+  const big: ChatMessage = { role: "user", content: ENGLISH.repeat(33_000) }; // 1.5 MB
+  // The turn after it does not fit: the big one is never tried, so never counted.
+  const messages = [big, asst(), user(500, "too long"), asst(), user(2, "question")];
+  const result = clipMessages(messages, { cap: 2000, counter });
+  assert.deepEqual(result.messages, [messages[4]]);
+  assert.equal(result.approximate, true);
+  const real = new TokenCounter().countMessages(messages);
+  assert.ok(
+    Math.abs(result.tokensBefore - real) < real / 4,
+    `${result.tokensBefore} is not about ${real} (bytes: ${ENGLISH.length * 33_000})`,
+  );
+  assert.equal(result.tokensAfter, counter.countMessage(messages[4]));
+});
+
+Deno.test("clipMessages does not tokenize thousands of dropped messages for the figure", () => {
+  const counter = new TokenCounter();
+  const messages: ChatMessage[] = Array.from({ length: 10_000 }, (_, i) => ({
+    role: i % 2 ? "assistant" : "user",
+    content: `message number ${i} with a few words`,
+  }));
+  messages.push({ role: "user", content: "final" });
+  const result = clipMessages(messages, { cap: 2000, counter });
+  assert.ok(result.clipped);
+  assert.equal(result.approximate, true);
+  // Counted: what was kept, and what was tried; not the 10,000 (a per-message cost, ~5 µs each).
+  assert.ok(counter.stats().misses < 1000, `${counter.stats().misses} messages tokenized`);
+  const real = new TokenCounter().countMessages(messages);
+  assert.ok(Math.abs(result.tokensBefore - real) < real / 4, `${result.tokensBefore} vs ${real}`);
+  // A few hundred dropped messages are still counted exactly.
+  const few = messages.slice(-400);
+  const exact = clipMessages(few, { cap: 2000, counter });
+  assert.equal(exact.approximate, false);
+  assert.equal(exact.tokensBefore, new TokenCounter().countMessages(few));
 });

@@ -87,6 +87,14 @@ Deno.test("formatFooter says when the cost went over MAX_POINTS_PER_MESSAGE, and
   assert.equal(lines[6], "✂️ Context clipped: dropped 3 messages (250,000 → 190,000 tokens)");
   assert.match(lines[7], /^⚠️/);
   assert.equal(lines[8], "⛔ This message went over MAX_POINTS_PER_MESSAGE (10,000 points).");
+  // A dropped part too large to count: its figure is an estimate, and says so.
+  const about = formatFooter(facts({
+    clipped: { dropped: 100_000, tokensBefore: 310_000, tokensAfter: 1_990, approximate: true },
+  }));
+  assert.equal(
+    about.split("\n")[6],
+    "✂️ Context clipped: dropped 100000 messages (about 310,000 → 1,990 tokens)",
+  );
 });
 
 /** Usages Poe may send with a figure missing, or not a number. */
@@ -120,6 +128,13 @@ Deno.test("stripFooter removes the footers earlier versions wrote with Output: N
   assert.equal(stripFooter(`Hello.${old}`), "Hello.");
 });
 
+Deno.test("stripFooter removes the clipping line earlier versions wrote, without about", () => {
+  const old = "\n\n---\n📊 Tokens: 2100 (Input: 2000, Output: 100)\n💰 Points: 339\n" +
+    "🏦 Current balance: 1,234 points\n✂️ Context clipped: dropped 100001 messages " +
+    "(1,505,845 → 1,998 tokens)";
+  assert.equal(stripFooter(`Hello.${old}`), "Hello.");
+});
+
 Deno.test("stripFooter removes every footer formatFooter writes, and only those", () => {
   const variants: FooterFacts[] = [
     facts(),
@@ -140,6 +155,7 @@ Deno.test("stripFooter removes every footer formatFooter writes, and only those"
       cheaper: ["GPT-5-mini", "GPT-5-nano"],
       clipped: { dropped: 1, tokensBefore: 10, tokensAfter: 5 },
     }),
+    facts({ clipped: { dropped: 9, tokensBefore: 1_234_567, tokensAfter: 99, approximate: true } }),
   ];
   for (const f of variants) {
     const footer = formatFooter(f);

@@ -329,7 +329,8 @@ Deno.test("hostile: 100,000 messages are clipped and answered, the event loop ke
   }, { words: 400 });
   assert.equal(w.a.status, 200, JSON.stringify(w.a.body).slice(0, 300));
   assert.equal(w.a.body.choices[0].message.content, "clipped fine");
-  assert.match(w.a.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=\d+ tokens=\d+->\d+$/);
+  // Too many dropped messages to count: their figure is an estimate, marked `~`.
+  assert.match(w.a.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=\d+ tokens=~\d+->\d+$/);
   const sent = s.fake.chatRequests().at(-1)!.body as any;
   assert.ok(sent.messages.length < messages.length);
   assert.equal(sent.messages.at(-1).content, messages.at(-1)!.content);

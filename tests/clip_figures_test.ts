@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import {
+  EXACT_TOTAL_MESSAGES,
+  figureText,
+  tokensOfMessages,
+  tooLong,
+} from "../lib/clip_figures.ts";
+import type { ChatMessage } from "../lib/openai_types.ts";
+import { messageTokenGuess } from "../lib/token_bounds.ts";
+import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
+
+await loadTokenizer();
+
+/** `tokensOfMessages` over `messages` with a fresh counter, `known` counted beforehand. */
+function figure(messages: ChatMessage[], known: number[] = [], wanted?: (i: number) => boolean) {
+  const counter = new TokenCounter();
+  const counts = new Float64Array(messages.length).fill(-1);
+  const count = (i: number) =>
+    counts[i] < 0 ? counts[i] = counter.countMessage(messages[i]) : counts[i];
+  for (const i of known) count(i);
+  const before = counter.stats().misses;
+  return {
+    ...tokensOfMessages(messages, counts, count, wanted),
+    tokenized: counter.stats().misses - before,
+  };
+}
+
+Deno.test("tokensOfMessages counts what is uncounted when it is small, keeping known counts", () => {
+  const messages: ChatMessage[] = [
+    { role: "system", content: "Be brief." },
+    { role: "user", content: "What is the weather like today?" },
+    { role: "assistant", content: "Sunny." },
+  ];
+  const all = new TokenCounter().countMessages(messages);
+  assert.deepEqual(figure(messages, [1]), { tokens: all, exact: true, tokenized: 2 });
+  const system = new TokenCounter().countMessage(messages[0]);
+  assert.deepEqual(
+    figure(messages, [], (i) => messages[i].role === "system"),
+    { tokens: system, exact: true, tokenized: 1 },
+  );
+});
+
+Deno.test("tokensOfMessages guesses, untokenized, past the message count or 1 MB", () => {
+  const many: ChatMessage[] = Array.from({ length: EXACT_TOTAL_MESSAGES + 1 }, (_, i) => ({
+    role: "user",
+    content: `short message ${i}`,
+  }));
+  const guess = many.reduce((sum, m) => sum + messageTokenGuess(m), 0);
+  assert.deepEqual(figure(many), { tokens: guess, exact: false, tokenized: 0 });
+  // One counted message fewer to go: the rest is within the bound again.
+  assert.equal(figure(many, [0]).exact, true);
+  const big: ChatMessage[] = [{ role: "user", content: "word ".repeat(210_000) }];
+  assert.deepEqual(figure(big), {
+    tokens: messageTokenGuess(big[0]),
+    exact: false,
+    tokenized: 0,
+  });
+});
+
+Deno.test("figureText says about when a figure is partly estimated", () => {
+  assert.equal(figureText({ tokens: 1234, exact: true }), "1234");
+  assert.equal(figureText({ tokens: 1234, exact: false }), "about 1234");
+});
+
+Deno.test("tooLong never says a negative room is left", () => {
+  const over = tooLong("the system messages (10 tokens) need 10 tokens", 1000, 500, 900);
+  assert.equal(over.status, 400);
+  assert.equal(over.code, "context_length_exceeded");
+  assert.match(
+    over.message,
+    /minus 500 reserved for the answer \(max_tokens\) and 900 for the tool definitions and response_format leaves no room for the messages\.$/,
+  );
+  assert.match(tooLong("x", 1000, 100, 0).message, /leaves 900\.$/);
+  assert.match(tooLong("x", 1000, 0, 0).message, /but the context cap is 1000 tokens\.$/);
+});
