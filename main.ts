@@ -89,11 +89,9 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
     },
     logger,
   });
-  // SIGHUP (systemctl reload) re-reads models.yaml; Windows has no SIGHUP. Listening before the
-  // server starts means a reload sent right after the listening line is never fatal.
-  if (Deno.build.os !== "windows") {
-    Deno.addSignalListener("SIGHUP", () => void models.reload());
-  }
+  // A SIGHUP that came while the files were read: the file may have changed after it was read.
+  reload = () => void models.reload();
+  if (reloadAsked) reload();
   const app = createApp({
     config,
     version: VERSION,
@@ -183,6 +181,23 @@ async function loadConfig(values: CommandLine): Promise<Config> {
   });
 }
 
+/** Re-reads models.yaml, once the server has its models; until then a SIGHUP is remembered. */
+let reload: (() => void) | null = null;
+let reloadAsked = false;
+
+/**
+ * SIGHUP (systemctl reload) re-reads models.yaml; Windows has no SIGHUP. Listened to as soon as
+ * `start` runs, before its files are read: a reload sent right after a restart (a deploy that
+ * copies models.yaml, then reloads) must not end the process, whose default for SIGHUP is to exit.
+ */
+function listenForReload(): void {
+  if (Deno.build.os === "windows") return;
+  Deno.addSignalListener("SIGHUP", () => {
+    if (reload) reload();
+    else reloadAsked = true;
+  });
+}
+
 /** `healthcheck`: 0 when healthy, 1 otherwise, even on a configuration error (Docker reserves 2). */
 async function runHealthcheck(values: CommandLine): Promise<number> {
   let config: Config;
@@ -209,6 +224,7 @@ async function run(args: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0] ?? "start";
+  if (command === "start") listenForReload();
   if (command === "healthcheck") return await runHealthcheck(values);
   const config = await loadConfig(values);
   const poeKey = new Redactor([config.poeApiKey]);

@@ -76,17 +76,22 @@ class MainProcess implements AsyncDisposable {
     options: { cwd?: string; args?: string[] } = {},
   ): Promise<MainProcess> {
     const proc = new MainProcess(options.args ?? [], { PORT: "0", ...env }, options.cwd);
+    await proc.listening();
+    return proc;
+  }
+
+  /** Waits for the listening line, and takes its URL. */
+  async listening(): Promise<void> {
     const line = /^poe-proxy \S+ listening on (http:\/\/\S+) \(\d+ models\)$/m;
     let exited = false;
-    proc.child.status.then(() => exited = true);
-    await waitFor(() => line.test(proc.stdout) || exited, "the listening line");
-    const match = proc.stdout.match(line);
+    this.child.status.then(() => exited = true);
+    await waitFor(() => line.test(this.stdout) || exited, "the listening line");
+    const match = this.stdout.match(line);
     if (!match) {
-      await proc.stop();
-      throw new Error(`main.ts exited before listening:\n${proc.stdout}\n${proc.stderr}`);
+      await this.stop();
+      throw new Error(`main.ts exited before listening:\n${this.stdout}\n${this.stderr}`);
     }
-    proc.url = match[1];
-    return proc;
+    this.url = match[1];
   }
 
   async json(path: string, init?: RequestInit): Promise<{ status: number; body: unknown }> {
@@ -390,6 +395,36 @@ Deno.test("main.ts on SIGHUP reloads MODELS_FILE; a bad file keeps the old model
   assert.equal(await proc.modelCount(), 2);
   assert.equal(await proc.stop(), 0);
 });
+
+Deno.test(
+  "main.ts: a SIGHUP while its files are read at startup is not fatal, and reloads once it can",
+  {
+    ignore: Deno.build.os === "windows",
+  },
+  async () => {
+    const dir = Deno.makeTempDirSync();
+    const file = `${dir}/models.yaml`;
+    Deno.copyFileSync(new URL("testdata/models_test_registry.yaml", import.meta.url), file);
+    // The keys file is a FIFO: startup waits on it, after the models were read, until it is written.
+    const fifo = `${dir}/keys`;
+    assert.ok((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success);
+    await using proc = new MainProcess([], {
+      PORT: "0",
+      POE_API_KEY: "k",
+      MODELS_FILE: file,
+      PROXY_API_KEYS_FILE: fifo,
+    });
+    // Opened once the proxy opened it to read: it is past its first lines, waiting there.
+    const writer = await Deno.open(fifo, { write: true });
+    Deno.writeTextFileSync(file, SMALL_YAML);
+    proc.child.kill("SIGHUP");
+    await writer.write(new TextEncoder().encode("a-long-enough-inbound-key-123\n"));
+    writer.close();
+    await proc.listening();
+    await waitFor(async () => (await proc.modelCount()) === 2, "the reload");
+    assert.equal(await proc.stop(), 0);
+  },
+);
 
 Deno.test(
   "main.ts with MODELS_FILE unset: SIGHUP rereads ./models.yaml; once removed, its models stay",

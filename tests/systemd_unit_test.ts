@@ -171,6 +171,7 @@ Deno.test("systemdUnit: ExecStart quotes each word; HOST, PORT and the version a
   assert.ok(lines.includes("Environment=PORT=9000"));
   assert.ok(lines.includes("WorkingDirectory=/etc/poe-proxy"));
   assert.ok(lines.includes("RestartPreventExitStatus=2"), "a config error is not restarted");
+  assert.ok(lines.includes("RestartForceExitStatus=SIGHUP"), "a reload during start-up is");
   assert.ok(text.endsWith("WantedBy=multi-user.target\n"));
   // The sections in order.
   const sections = lines.filter((l) => l.startsWith("["));
