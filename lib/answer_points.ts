@@ -38,6 +38,8 @@ export interface AnswerPointsOptions {
    * so that it never counts twice nor not at all. Default: none.
    */
   reservation?: Reservation;
+  /** The request's note of `CostTracker.sent`, when made before this (see `billable`). */
+  inFlight?: InFlight | null;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
 }
@@ -110,6 +112,7 @@ export class AnswerPoints {
   constructor(options: AnswerPointsOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
+    this.#inFlight = options.inFlight ?? null;
   }
 
   /**

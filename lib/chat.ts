@@ -7,7 +7,12 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelRegistry } from "./models.ts";
 import type { RequestContext } from "./request_context.ts";
-import type { Attempt, UpstreamAnswer, UpstreamClient } from "./upstream.ts";
+import {
+  type Attempt,
+  attemptsField,
+  type UpstreamAnswer,
+  type UpstreamClient,
+} from "./upstream.ts";
 import { readJsonBodyRaw } from "./request_body.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { clipContext, clippedField } from "./clip.ts";
@@ -24,6 +29,7 @@ import { earlyResponse, settlesWithin, streamStartMs } from "./early_stream.ts";
 import { passPoeHeaders } from "./poe_request.ts";
 import { jsonAnswer } from "./chat_json.ts";
 import { mayBeBilled } from "./poe_errors.ts";
+import type { InFlight } from "./in_flight.ts";
 import { answerLimit } from "./answer_limit.ts";
 
 /** What the chat handler needs. */
@@ -169,6 +175,8 @@ export async function handleChat(
     });
   }
 
+  /** The answer may be billed before the proxy sees it end: see `AnswerPoints.billable`. */
+  let inFlight: InFlight | null = null;
   // Filled as the calls are made: a request that ends in an error called Poe too.
   const attempts: Attempt[] = [];
   const sending = deps.upstream.send(sendBody, {
@@ -183,6 +191,12 @@ export async function handleChat(
     slow: entry.modality !== "text",
     attempts,
     raw: read.raw,
+    // A JSON answer to a stream is billed when its headers come, long before its body is read.
+    onJsonAnswer: deps.usage && (() => {
+      if (inFlight) return;
+      inFlight = deps.usage!.costs.sent(entry.id, ctx.startedAt);
+      ctx.atEnd(inFlight.end);
+    }),
   });
   /** What a call that failed ends the request in. */
   const failed = (err: unknown): unknown => {
@@ -199,7 +213,7 @@ export async function handleChat(
       // refusal, whatever status that names.
       const status = last?.inBody ? undefined : last?.status;
       if (deps.usage && err instanceof ProxyError && mayBeBilled(err, status)) {
-        watchAbandoned(deps.usage, entry.id, ctx, reservation);
+        watchAbandoned(deps.usage, entry.id, ctx, reservation, inFlight ?? undefined);
       }
       return err;
     }
@@ -242,6 +256,7 @@ export async function handleChat(
         clipped: clip.clipped ? clip : null,
         pricedInput,
         reservation,
+        inFlight,
       })
       : null;
     // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.
@@ -292,11 +307,4 @@ export async function handleChat(
 function clientClosed(ctx: RequestContext, started: boolean): ProxyError {
   ctx.fields.error = started ? "client gone while Poe answered" : "client gone before Poe answered";
   return new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
-}
-
-/** The `attempts` log field: `reason:status,...`, the form metrics parse. */
-function attemptsField(attempts: Attempt[]): string {
-  // Nearly every request is one call: no array of strings built for it.
-  if (attempts.length === 1) return `${attempts[0].reason}:${attempts[0].status}`;
-  return attempts.map((a) => `${a.reason}:${a.status}`).join(",");
 }

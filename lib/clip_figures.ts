@@ -4,7 +4,7 @@
  */
 import { ProxyError } from "./errors.ts";
 import type { ChatMessage } from "./openai_types.ts";
-import { messageTokenGuess, tokenBoundWithin } from "./token_bounds.ts";
+import { messageTokenGuess, utf8Length, visitMessage } from "./token_bounds.ts";
 
 /**
  * Messages not yet counted are still tokenized for a figure up to about this many UTF-8 bytes
@@ -49,9 +49,22 @@ export function tokensOfMessages(
     else rest.push(i);
   }
   const exact = rest.length <= EXACT_TOTAL_MESSAGES &&
-    tokenBoundWithin(rest.map((i) => messages[i]), EXACT_TOTAL_BYTES) !== null;
+    textWithin(messages, rest, EXACT_TOTAL_BYTES);
   for (const i of rest) tokens += exact ? count(i) : messageTokenGuess(messages[i]);
   return { tokens, exact };
+}
+
+/**
+ * Whether the text of the messages at `indices` is at most `limit` UTF-8 bytes: what counting
+ * them costs. Images and files are not tokenized (their fixed estimates are exact counts already).
+ */
+function textWithin(messages: readonly ChatMessage[], indices: number[], limit: number): boolean {
+  let bytes = 0;
+  for (const i of indices) {
+    visitMessage(messages[i], (text) => bytes += utf8Length(text));
+    if (bytes > limit) return false;
+  }
+  return true;
 }
 
 /** A figure as text: `1234`, or `about 1234` when it is partly estimated. */

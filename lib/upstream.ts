@@ -89,6 +89,13 @@ export interface Attempt {
   ms: number;
 }
 
+/** The `attempts` log field: `reason:status,...`, the form metrics parse. */
+export function attemptsField(attempts: Attempt[]): string {
+  // Nearly every request is one call: no array of strings built for it.
+  if (attempts.length === 1) return `${attempts[0].reason}:${attempts[0].status}`;
+  return attempts.map((a) => `${a.reason}:${a.status}`).join(",");
+}
+
 /** Options of one call. */
 export interface SendOptions {
   /** Aborts the call: the client went away. */
@@ -116,6 +123,11 @@ export interface SendOptions {
   attempts?: Attempt[];
   /** A large body's long strings in the client's bytes, spliced into each call's body. */
   raw?: RawStrings | null;
+  /**
+   * Called when Poe's 200 to a streamed request is JSON, before its body is read: Poe sends such
+   * an answer once its model is done, so it may be billed from then on.
+   */
+  onJsonAnswer?: () => void;
 }
 
 /** A successful answer from Poe: headers arrived with a 2xx status. */
@@ -281,6 +293,7 @@ export class UpstreamClient {
         ? response.headers.get("content-type") ?? ""
         : "";
       const events = type.includes("text/event-stream");
+      if (!events && type.includes("json")) options.onJsonAnswer?.();
       if (events || type.includes("json")) {
         // Nothing has reached the client yet: a stream that opens with an error, or a JSON answer
         // that is one (some bots answer a stream with JSON), is still a failed call, with its own

@@ -22,6 +22,16 @@ const MAX_ALIAS_RESOLUTIONS = 1000;
 // deno-lint-ignore no-control-regex
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
+/**
+ * `<<`, a merge key: a plain string in a YAML 1.2 document, a symbol in a `%YAML 1.1` one or when
+ * tagged `!!merge`.
+ */
+function isMergeKey(node: unknown): boolean {
+  if (!isScalar(node)) return false;
+  const value = node.value;
+  return value === "<<" || (typeof value === "symbol" && value.description === "<<");
+}
+
 /** A name or alias as written, with where it was written, for duplicate and reference errors. */
 export interface Named {
   readonly name: string;
@@ -65,7 +75,7 @@ export class YamlNodes {
     const merged: unknown[] = [];
     for (const pair of isMap(map) ? map.items : []) {
       const keyNode = this.deref(pair.key);
-      if (isScalar(keyNode) && keyNode.value === "<<") {
+      if (isMergeKey(keyNode)) {
         merged.push(pair.value);
         continue;
       }

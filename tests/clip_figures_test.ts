@@ -73,3 +73,15 @@ Deno.test("tooLong never says a negative room is left", () => {
   assert.match(tooLong("x", 1000, 100, 0).message, /leaves 900\.$/);
   assert.match(tooLong("x", 1000, 0, 0).message, /but the context cap is 1000 tokens\.$/);
 });
+
+Deno.test("tokensOfMessages: images and files are no text to count, so many of them stay exact", () => {
+  const image = {
+    role: "user",
+    content: [{ type: "image_url", image_url: { url: "data:image/png;base64,AAAA" } }],
+  } as ChatMessage;
+  // 1,400 images: over 1 MB of fixed estimates, under the message bound, no text at all.
+  const messages = Array.from({ length: 1_400 }, () => image);
+  const result = figure(messages);
+  assert.equal(result.exact, true);
+  assert.equal(result.tokens, new TokenCounter().countMessages(messages));
+});

@@ -35,6 +35,26 @@ for (const usage of ["usage=none", "usage=finish"]) {
   });
 }
 
+Deno.test("a streamed request Poe answers with JSON is billed when its headers come: an answer ending meanwhile does not take its cost", async () => {
+  await using t = await setup({ fake: { historyDelayMs: 500 } });
+  const long = answerWith(t.proxy.url, {
+    text: "A".repeat(2000),
+    reply: "long",
+    directives: "json,stall=2000",
+    stream: true,
+  });
+  await sleep(300);
+  const short = await answerWith(t.proxy.url, {
+    text: "short",
+    reply: "short",
+    directives: "usage=none",
+    stream: true,
+  });
+  for (const a of [short, await long]) {
+    assert.ok(a.estimated || a.points === a.own, `shown ${a.points} as real, cost ${a.own}`);
+  }
+});
+
 Deno.test("a 504 of Poe's gateway: the model may have run, so its estimate counts and its entry is watched for", async () => {
   await using t = await setup({ fake: { historyDelayMs: 300 } });
   /** A 504, then the entry Poe writes when it bills the run all the same (the fake cannot). */

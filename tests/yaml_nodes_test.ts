@@ -127,6 +127,13 @@ Deno.test("parseModelsFile reads YAML merge keys, as PyYAML does: a model's own 
   const merged = get(file, "First");
   assert.equal(merged.maxTokens, 10);
   assert.equal(merged.per1kOutputTokens, 7);
+  // A YAML 1.1 document, or an explicit tag, makes the key a merge key of its own kind.
+  for (
+    const text of [
+      "%YAML 1.1\n---\nmodels:\n  text:\n    - &a {poe_name: A, base: 1}\n    - {<<: *a, poe_name: B}\n",
+      "models:\n  text:\n    - &a {poe_name: A, base: 1}\n    - {!!merge <<: *a, poe_name: B}\n",
+    ]
+  ) assert.equal(get(parseModelsFile(text, "x"), "B").base, 1, text);
   assert.match(
     parseError("models:\n  text:\n    - {poe_name: A, <<: 5}\n").message,
     /models\.text\[0\]\.<< must name a map or a list of maps/,
