@@ -104,6 +104,10 @@ export async function handleChat(
   const read = await readJsonBodyRaw(req, {
     maxBytes: config.maxBodyBytes,
     deadlines: deps.deadlines.body,
+  }).catch((err) => {
+    // Logged as the other 499s are, with when the client left.
+    if (err?.status === 499) ctx.fields.error = "client gone while sending its body";
+    throw err;
   });
   const body = validateChatRequest(read.json);
   // Message content is logged only when LOG_BODIES=on, and then only at debug level.

@@ -1,11 +1,13 @@
 /**
- * @module A non-streamed answer: read whole within its deadline, checked, given usage when Poe sent
+ * @module A non-streamed answer: read whole within its deadline and size limit, checked, given usage when Poe sent
  * none, and sent on with its points.
  */
 import { ProxyError } from "./errors.ts";
 import type { RequestContext } from "./request_context.ts";
 import type { UpstreamAnswer } from "./upstream.ts";
-import { NO_CLIENT_RETRY, notAnAnswer } from "./poe_errors.ts";
+import { NO_CLIENT_RETRY, noAnswerError, notAnAnswer } from "./poe_errors.ts";
+import { readCappedText } from "./json_start.ts";
+import { MAX_EVENT_CHARS } from "./sse.ts";
 import { isCompletion } from "./completion_events.ts";
 import type { AnswerPoints } from "./answer_points.ts";
 import { collectAnswerText, estimatedUsage } from "./usage_estimate.ts";
@@ -14,7 +16,9 @@ import { toolCallId } from "./openai_types.ts";
 
 /**
  * The response for Poe's JSON answer. Its read is aborted at the answer deadline
- * (`FIRST_BYTE_TIMEOUT_SECONDS`, or `MEDIA_TIMEOUT_SECONDS`): a 504; a read that breaks: a 502.
+ * (`FIRST_BYTE_TIMEOUT_SECONDS`, or `MEDIA_TIMEOUT_SECONDS`): a 504; a read that breaks: a 502; a
+ * body larger than a streamed request's JSON answer may be (`MAX_EVENT_CHARS`) is not read on: a
+ * 502 `upstream_bad_body`. All three may follow an answer Poe billed (`mayBeBilled`).
  */
 export async function jsonAnswer(
   answer: UpstreamAnswer,
@@ -30,9 +34,10 @@ export async function jsonAnswer(
     timedOut = true;
     answer.abort(new Error("timeout"));
   });
-  let text: string;
+  let text: string | null;
   try {
-    text = await answer.response.text();
+    // Capped: an endless body once grew the proxy to 8 GB within the deadline.
+    text = await readCappedText(answer.response.body, MAX_EVENT_CHARS);
   } catch (err) {
     if (timedOut) {
       const setting = media ? "MEDIA_TIMEOUT_SECONDS" : "FIRST_BYTE_TIMEOUT_SECONDS";
@@ -51,6 +56,11 @@ export async function jsonAnswer(
   } finally {
     deadline.cancel();
     answer.release();
+  }
+  if (text === null) {
+    const err = noAnswerError({ kind: "too-large" });
+    Object.assign(err.headers, NO_CLIENT_RETRY);
+    throw err;
   }
   // deno-lint-ignore no-explicit-any
   let parsed: any;

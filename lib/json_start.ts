@@ -33,7 +33,7 @@ export type JsonStart =
 const encoder = new TextEncoder();
 
 /** A JSON body read piece by piece, within a size limit. */
-class JsonText {
+export class JsonText {
   #decoder = new TextDecoder();
   #parts: string[] = [];
   size = 0;
@@ -48,13 +48,39 @@ class JsonText {
     return true;
   }
 
-  /** The whole body parsed: `undefined` when it is not JSON. */
-  parse(): unknown {
+  /** The whole body's text. Call it once, after the last piece. */
+  text(): string {
     this.#parts.push(this.#decoder.decode());
+    return this.#parts.join("");
+  }
+
+  /** The whole body parsed: `undefined` when it is not JSON. Call it once, after the last piece. */
+  parse(): unknown {
     try {
-      return JSON.parse(this.#parts.join(""));
+      return JSON.parse(this.text());
     } catch {
       return undefined;
+    }
+  }
+}
+
+/**
+ * Reads the whole of a body as text, up to `maxBytes`: null past them, the body then cancelled (so
+ * an endless body is not read on, nor held). A failed read rejects, as the body's own read would.
+ */
+export async function readCappedText(
+  stream: ReadableStream<Uint8Array> | null,
+  maxBytes: number,
+): Promise<string | null> {
+  if (stream === null) return "";
+  const reader = stream.getReader();
+  const text = new JsonText(maxBytes);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return text.text();
+    if (!text.add(value)) {
+      await reader.cancel().catch(() => {});
+      return null;
     }
   }
 }

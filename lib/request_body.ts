@@ -163,19 +163,48 @@ function tooLarge(maxBytes: number): ProxyError {
   );
 }
 
-function bodyTimeout(deadlines: Deadlines): ProxyError {
+/**
+ * The 408 of a body that did not arrive in time. Deno 2.9.6 keeps the connection open after it
+ * until the client closes it or sends the rest of the body, whatever the proxy does: a `connection:
+ * close` of its own, cancelling the body, an error thrown or a response body that fails all leave
+ * it open (README, "Security notes"). `close` adds `connection: close`, which a client that honours
+ * it closes the connection on; Deno adds it itself while the body's read is still pending.
+ */
+function bodyTimeout(deadlines: Deadlines, close: boolean): ProxyError {
   return new ProxyError(
     408,
     `The request body did not arrive in time (BODY_TIMEOUT_SECONDS, ${deadlines.ms / 1000} s).`,
-    { type: "timeout_error", code: "body_timeout" },
+    { type: "timeout_error", code: "body_timeout", headers: close ? { connection: "close" } : {} },
   );
 }
 
+/**
+ * The error of a body whose read failed: 499 when the client's connection ended before the body
+ * did, else 400. `req.signal` cannot tell: Deno 2.9.6 does not abort it for a connection closed
+ * mid-body (not within seconds, with `--unstable-no-legacy-abort` or without), so awaiting it after
+ * the failed read would only delay every such 400 by the wait. The error Deno throws tells instead:
+ * a connection the client closed is a `BadResource` ("Cannot read request body as underlying
+ * resource unavailable"), one it reset an `Http` error of an unexpected EOF, while a malformed body
+ * (a bad chunk) is a plain `Error` ("invalid HTTP/1 request"). Anything else stays the 400 it was:
+ * a client still there is never told it left.
+ */
 function unreadable(err: unknown): ProxyError {
+  if (connectionEnded(err)) {
+    return new ProxyError(499, "The client closed the request before its body was complete.", {
+      code: "client_closed_request",
+      cause: err,
+    });
+  }
   return new ProxyError(400, "The request body could not be read.", {
     code: "invalid_body",
     cause: err,
   });
+}
+
+/** Whether a body's read failed because its connection ended: see {@linkcode unreadable}. */
+function connectionEnded(err: unknown): boolean {
+  if (err instanceof Deno.errors.BadResource) return true;
+  return err instanceof Deno.errors.Http && /\b(EOF|reset|closed|broken pipe)\b/i.test(err.message);
 }
 
 async function readCapped(
@@ -185,8 +214,9 @@ async function readCapped(
 ): Promise<Uint8Array> {
   if (!req.body) return new Uint8Array();
   // A small declared body (nearly every chat request) is read in one go, far cheaper than a chunk
-  // at a time, and must arrive within the deadline. A trickling client is left behind at the
-  // deadline; the server then drops its connection, which ends the read.
+  // at a time, and must arrive within the deadline. A trickling client is answered 408 at the
+  // deadline and its read left pending: Deno ends it, and closes the connection, only once the
+  // client sends the rest of the body or closes the connection itself (see bodyTimeout).
   if (declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
     let deadline: Deadline | undefined;
     const read = req.bytes();
@@ -194,7 +224,7 @@ async function readCapped(
       return await Promise.race([
         read,
         new Promise<never>((_, reject) => {
-          deadline = options.deadlines.add(() => reject(bodyTimeout(options.deadlines)));
+          deadline = options.deadlines.add(() => reject(bodyTimeout(options.deadlines, false)));
         }),
       ]);
     } catch (err) {
@@ -243,7 +273,8 @@ async function readCapped(
   } finally {
     deadline.cancel();
   }
-  if (timedOut) throw bodyTimeout(options.deadlines);
+  // Cancelled, the body no longer makes Deno send `connection: close`: it is said here.
+  if (timedOut) throw bodyTimeout(options.deadlines, true);
   if (chunks.length === 1) return chunks[0];
   const all = new Uint8Array(size);
   let offset = 0;

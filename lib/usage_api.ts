@@ -1,6 +1,7 @@
 /** @module The client of Poe's Usage API: `current_balance` and one page of `points_history`. */
 import { Deadlines } from "./deadlines.ts";
 import { Redactor } from "./redact.ts";
+import { readCappedText } from "./json_start.ts";
 
 /** Poe's answer to `GET /usage/current_balance`, with times converted to milliseconds. */
 export interface BalanceReport {
@@ -46,6 +47,12 @@ export interface UsageSource {
   /** How far Poe's clock is ahead of this machine's, in ms (negative: behind); null: unknown. */
   readonly clockOffsetMs?: number | null;
 }
+
+/**
+ * The largest body of the Usage API read: a page of 100 history entries is about 30 KB. A larger
+ * one is not read on (an endless body once took 1.47 GB per poll before the call's timeout).
+ */
+export const MAX_USAGE_BODY_BYTES = 1024 * 1024;
 
 /** Clock readings kept: the median of the last few smooths out network delays. */
 const CLOCK_SAMPLES = 5;
@@ -210,6 +217,7 @@ export class UsageApi implements UsageSource {
 
   async #get(path: string, signal?: AbortSignal): Promise<unknown> {
     if (!this.#apiKey) throw new UsageApiError(`Cannot call ${path}: POE_API_KEY is not set`, 401);
+    const name = path.split("?")[0];
     const controller = new AbortController();
     const deadline = this.#deadlines.add(() =>
       controller.abort(new DOMException("The Usage API did not answer in time.", "TimeoutError"))
@@ -225,27 +233,31 @@ export class UsageApi implements UsageSource {
           signal: controller.signal,
         });
       } catch (err) {
-        throw new UsageApiError(`Cannot reach Poe's ${path.split("?")[0]}: ${err}`, 0, {
+        throw new UsageApiError(`Cannot reach Poe's ${name}: ${err}`, 0, {
           cause: err,
         });
       }
       this.#readClock(response);
-      let text = "";
+      let text: string | null = "";
       try {
-        text = await response.text();
+        text = await readCappedText(response.body, MAX_USAGE_BODY_BYTES);
       } catch (err) {
         // A body that stalls past the timeout, or breaks, is no answer: not a body "not JSON".
         if (response.ok) {
-          throw new UsageApiError(`Poe's ${path.split("?")[0]} stopped answering: ${err}`, 0, {
+          throw new UsageApiError(`Poe's ${name} stopped answering: ${err}`, 0, {
             cause: err,
           });
         }
       }
+      if (text === null) {
+        throw new UsageApiError(
+          `Poe's ${name} answered ${response.status} with a body larger than ${MAX_USAGE_BODY_BYTES} bytes`,
+          response.status,
+        );
+      }
       if (!response.ok) {
         throw new UsageApiError(
-          `Poe's ${path.split("?")[0]} answered ${response.status}: ${
-            this.#redactor.redact(text).slice(0, 200)
-          }`,
+          `Poe's ${name} answered ${response.status}: ${this.#redactor.redact(text).slice(0, 200)}`,
           response.status,
         );
       }
@@ -253,7 +265,7 @@ export class UsageApi implements UsageSource {
         return JSON.parse(text);
       } catch {
         throw new UsageApiError(
-          `Poe's ${path.split("?")[0]} answered with a body that is not JSON`,
+          `Poe's ${name} answered with a body that is not JSON`,
           200,
         );
       }

@@ -6,6 +6,7 @@ import { FakePoe } from "./fake_poe.ts";
 import { startProxy } from "./harness.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { UpstreamClient } from "../lib/upstream.ts";
+import { MAX_EVENT_CHARS } from "../lib/sse.ts";
 import { bytesOf, portOf, writeAll } from "./raw_http.ts";
 
 function seconds(value: string | undefined): number | undefined {
@@ -538,6 +539,48 @@ Deno.test("an error answer with an endless body is read no further than its star
   assert.match(body.error.message, /^Poe answered 502: 502 Bad Gateway\./);
   // Before, the whole body was read into memory: here, until the client gave up.
   assert.ok(sent < 4 * 1024 * 1024, `${sent} bytes were sent`);
+});
+
+Deno.test("a JSON answer larger than MAX_EVENT_CHARS is a 502, its read cancelled, not held whole", async () => {
+  // 64 MiB of JSON whitespace, then a completion: read whole, it was a 200 (and an endless body
+  // grew the proxy without bound until the answer deadline).
+  const tail = new TextEncoder().encode(
+    '{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,' +
+      '"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}',
+  );
+  const chunk = new Uint8Array(1024 * 1024).fill(0x20);
+  let sent = 0;
+  let calls = 0;
+  const { promise: ended, resolve: end } = Promise.withResolvers<"cancelled" | "sent whole">();
+  await using upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    calls++;
+    return new Response(
+      new ReadableStream({
+        pull(c) {
+          if (sent >= 64 * chunk.byteLength) {
+            c.enqueue(tail);
+            c.close();
+            end("sent whole");
+            return;
+          }
+          sent += chunk.byteLength;
+          c.enqueue(chunk);
+        },
+        cancel: () => end("cancelled"),
+      }),
+      { headers: { "content-type": "application/json" } },
+    );
+  });
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 502, res.text.slice(0, 200));
+  assertOpenAiError(res.body);
+  assert.equal(res.body.error.code, "upstream_bad_body");
+  assert.ok(res.body.error.message.includes(`larger than ${MAX_EVENT_CHARS} bytes`));
+  assert.equal(res.headers.get("x-should-retry"), "false");
+  assert.equal(calls, 1, "not asked again: Poe may have billed it");
+  assert.equal(await ended, "cancelled");
+  assert.ok(sent < 2 * MAX_EVENT_CHARS, `${sent} bytes were sent`);
 });
 
 Deno.test("a JSON answer to a streamed request that breaks mid-body is not asked for again", async () => {

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { startFakeAndProxy as setup, type TestProxy } from "./harness.ts";
 import { printLine } from "../lib/log.ts";
+import { parseMetrics, sample } from "./prometheus_text.ts";
 import {
   bytesOf,
   portOf,
@@ -413,7 +414,53 @@ Deno.test("hostile: a client that trickles its body gets 408 after BODY_TIMEOUT_
     assert.equal(body.error.type, "timeout_error");
     assert.equal(body.error.code, "body_timeout");
     assert.ok(w.ms >= 400, `408 after ${w.ms} ms`);
+    // Said whichever way the body was read (Deno 2.9.6 still keeps the connection open after it).
+    const head = w.response.text.slice(0, w.response.text.indexOf("\r\n\r\n"));
+    assert.match(head, /\r\nconnection: close(\r\n|$)/i, `chunked: ${chunked}`);
   }
+});
+
+Deno.test("hostile: a client that closes its connection mid-body is logged and counted as 499, not 400", async () => {
+  await using s = await setup();
+  const port = portOf(s.proxy.url);
+  const head = (id: string, framing: string) =>
+    "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n" +
+    `x-request-id: ${id}\r\n${framing}\r\n`;
+  const start = '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]';
+  const large = " ".repeat(100_000);
+  // A small declared body (read in one go), a large one and a chunked one (read piece by piece).
+  const cases: [string, string][] = [
+    ["gone-small", head("gone-small", `content-length: ${start.length + 100}\r\n`) + start],
+    ["gone-large", head("gone-large", "content-length: 200000\r\n") + start + large],
+    [
+      "gone-chunked",
+      head("gone-chunked", "transfer-encoding: chunked\r\n") +
+      `${start.length.toString(16)}\r\n${start}\r\n`,
+    ],
+  ];
+  const line = (id: string) => s.proxy.logs.find((l) => l.includes(` request request_id=${id} `));
+  for (const [id, request] of cases) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, bytesOf(request));
+    conn.close();
+    const end = Date.now() + 10_000;
+    while (!line(id) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    assert.match(line(id) ?? "no log line", / status=499 /, id);
+    assert.match(line(id)!, /error="client gone while sending its body"/);
+  }
+  // A malformed chunk, the client still there, is the 400 it was.
+  const bad = await rawRequest(
+    port,
+    head("bad-chunk", "transfer-encoding: chunked\r\n") +
+      `10000\r\n${" ".repeat(0x10000)}\r\nzz\r\n`,
+  );
+  assert.equal(bad.status, 400, bad.text.slice(0, 300));
+  assert.equal((rawJsonBody(bad.text) as any).error.code, "invalid_body");
+  const metrics = parseMetrics(await (await fetch(`${s.proxy.url}/metrics`)).text());
+  const count = (status: string) =>
+    sample(metrics, "poe_proxy_requests_total", { route: "/v1/chat/completions", status });
+  assert.equal(count("499"), 3);
+  assert.equal(count("400"), 1);
 });
 
 Deno.test("a large body on a slow uplink is read for as long as it keeps arriving", async () => {

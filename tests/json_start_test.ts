@@ -1,6 +1,6 @@
 /** @module A JSON answer to a streamed request, told as a stream's opening would be. */
 import assert from "node:assert/strict";
-import { type JsonStartOptions, readJsonStart } from "../lib/json_start.ts";
+import { type JsonStartOptions, readCappedText, readJsonStart } from "../lib/json_start.ts";
 import type { BodyReader } from "../lib/stream_start.ts";
 import { readAll, streamOf } from "./body_streams.ts";
 
@@ -106,4 +106,38 @@ Deno.test("readJsonStart: a broken body rejects, as its own read would", async (
     },
   });
   await assert.rejects(readJsonStart(stream, JSON_OPTIONS), /reset/);
+});
+
+Deno.test("readCappedText: the whole body's text, a character split between pieces kept whole", async () => {
+  const bytes = enc.encode('{"a":"héllo"}');
+  // The é's two bytes fall in different pieces.
+  const stream = ReadableStream.from([bytes.subarray(0, 8), bytes.subarray(8)]);
+  assert.equal(await readCappedText(stream, 1024), '{"a":"héllo"}');
+  assert.equal(await readCappedText(null, 1024), "");
+  // Exactly maxBytes is still read.
+  const full = await readCappedText(ReadableStream.from([new Uint8Array(1024)]), 1024);
+  assert.equal(full?.length, 1024);
+});
+
+Deno.test("readCappedText: past maxBytes it is null, the body cancelled; a broken body rejects", async () => {
+  let cancelled = false;
+  let pulls = 0;
+  const endless = new ReadableStream<Uint8Array>({
+    pull(c) {
+      pulls++;
+      c.enqueue(new Uint8Array(400));
+    },
+    cancel() {
+      cancelled = true;
+    },
+  });
+  assert.equal(await readCappedText(endless, 1024), null);
+  assert.ok(cancelled);
+  assert.ok(pulls <= 4, `read ${pulls} pieces of a 1024-byte limit`);
+  const broken = new ReadableStream<Uint8Array>({
+    pull(c) {
+      c.error(new Error("reset"));
+    },
+  });
+  await assert.rejects(readCappedText(broken, 1024), /reset/);
 });

@@ -410,6 +410,46 @@ Deno.test("readJsonBody: a body that breaks off is 400 invalid_body, declared or
   }
 });
 
+Deno.test("readJsonBody: a body whose connection ended is 499 client_closed_request, declared or not", async () => {
+  // What Deno 2.9.6 throws for a connection the client closed, and for one it reset.
+  const ended = [
+    () =>
+      new Deno.errors.BadResource("Cannot read request body as underlying resource unavailable"),
+    () => new Deno.errors.Http("unexpected EOF while reading HTTP/1 body"),
+  ];
+  for (const error of ended) {
+    for (const headers of [{ "content-length": "100" }, {}] as Record<string, string>[]) {
+      const body = handFed();
+      body.feed.enqueue(encoder.encode('{"a":'));
+      const reading = read(post(body.stream, headers));
+      body.feed.error(error());
+      const err = await refusal(reading);
+      assert.equal(err.status, 499, `${error().name}, ${JSON.stringify(headers)}`);
+      assert.equal(err.code, "client_closed_request");
+      assert.ok(err.cause instanceof Error);
+    }
+  }
+  // A malformed body (a bad chunk) is the client's error, with the client still there.
+  const body = handFed();
+  const reading = read(post(body.stream));
+  body.feed.error(new Error("invalid HTTP/1 request: Invalid"));
+  assert.equal((await refusal(reading)).status, 400);
+});
+
+Deno.test("readJsonBody: a large body's 408 says connection: close; a small one's leaves it to Deno", async () => {
+  const { clock, deadlines } = manualDeadlines(10_000);
+  for (const headers of [{}, { "content-length": "200" }] as Record<string, string>[]) {
+    const body = handFed();
+    body.feed.enqueue(encoder.encode('{"model":'));
+    const reading = readJsonBody(post(body.stream, headers), { maxBytes: 1024 * 1024, deadlines });
+    reading.catch(() => {}); // Refused while time moves; looked at below.
+    await clock.advance(10_000);
+    const err = await refusal(reading);
+    assert.equal(err.status, 408);
+    assert.deepEqual(err.headers, "content-length" in headers ? {} : { connection: "close" });
+  }
+});
+
 Deno.test("readJsonBodyRaw: a large ASCII body's long strings are found in its bytes, chunked or declared", async () => {
   const url = "data:image/png;base64," + "QUJD".repeat(400_000);
   const body = {

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   breakdownTokens,
+  MAX_USAGE_BODY_BYTES,
   parseBalance,
   parsePointsPage,
   poeTimeToMs,
@@ -119,6 +120,46 @@ Deno.test("UsageApi talks to the fake Poe: balance, grants, history pages, 401 w
   const none = new UsageApi({ baseUrl: fake.url, apiKey: null });
   await assert.rejects(() => none.currentBalance(), (e: UsageApiError) => e.status === 401);
   for (const client of [api, bad, none]) client.close();
+});
+
+Deno.test("UsageApi reads no more than MAX_USAGE_BODY_BYTES of a body: the read is cancelled", async () => {
+  // 64 MiB of JSON whitespace, then a balance: read whole, it was an answer (and an endless body
+  // took 1.47 GB per poll until the timeout).
+  const chunk = new Uint8Array(64 * 1024).fill(0x20);
+  const tail = new TextEncoder().encode('{"current_point_balance":5}');
+  for (const status of [200, 500]) {
+    let sent = 0;
+    const { promise: ended, resolve: end } = Promise.withResolvers<"cancelled" | "sent whole">();
+    await using server = scripted(() =>
+      new Response(
+        new ReadableStream({
+          pull(c) {
+            if (sent >= 64 * 1024 * 1024) {
+              c.enqueue(tail);
+              c.close();
+              end("sent whole");
+              return;
+            }
+            sent += chunk.byteLength;
+            c.enqueue(chunk);
+          },
+          cancel: () => end("cancelled"),
+        }),
+        { status, headers: { "content-type": "application/json" } },
+      )
+    );
+    const api = new UsageApi({ baseUrl: server.url, apiKey: "k" });
+    try {
+      const err = await failure(api.currentBalance());
+      assert.equal(err.status, status);
+      assert.ok(err.message.includes(`larger than ${MAX_USAGE_BODY_BYTES} bytes`), err.message);
+      assert.equal(await ended, "cancelled");
+      // What the sockets' buffers took on top of what was read.
+      assert.ok(sent < 16 * 1024 * 1024, `${sent} bytes were sent`);
+    } finally {
+      api.close();
+    }
+  }
 });
 
 Deno.test("UsageApi gives up after timeoutMs, and at once when the caller aborts", async () => {
