@@ -6,7 +6,7 @@ import { ProxyError } from "./errors.ts";
 import type { RequestContext } from "./request_context.ts";
 import type { UpstreamAnswer } from "./upstream.ts";
 import { NO_CLIENT_RETRY, noAnswerError, notAnAnswer } from "./poe_errors.ts";
-import { readCappedText } from "./json_start.ts";
+import { readCappedResponse } from "./json_start.ts";
 import { MAX_EVENT_CHARS } from "./sse.ts";
 import { isCompletion } from "./completion_events.ts";
 import type { AnswerPoints } from "./answer_points.ts";
@@ -37,7 +37,7 @@ export async function jsonAnswer(
   let text: string | null;
   try {
     // Capped: an endless body once grew the proxy to 8 GB within the deadline.
-    text = await readCappedText(answer.response.body, MAX_EVENT_CHARS);
+    text = await readCappedResponse(answer.response, MAX_EVENT_CHARS);
   } catch (err) {
     if (timedOut) {
       const setting = media ? "MEDIA_TIMEOUT_SECONDS" : "FIRST_BYTE_TIMEOUT_SECONDS";

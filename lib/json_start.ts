@@ -85,6 +85,24 @@ export async function readCappedText(
   }
 }
 
+/**
+ * {@linkcode readCappedText} of a response's body. One whose `Content-Length` fits is read by the
+ * platform in one go, cheaper than a piece at a time (nearly every answer; the HTTP client stops
+ * at that length); one that declares more is not read at all.
+ */
+export async function readCappedResponse(
+  response: Response,
+  maxBytes: number,
+): Promise<string | null> {
+  const declared = response.headers.get("content-length");
+  if (declared !== null && /^\d+$/.test(declared)) {
+    if (Number(declared) <= maxBytes) return await response.text();
+    await response.body?.cancel().catch(() => {});
+    return null;
+  }
+  return await readCappedText(response.body, maxBytes);
+}
+
 /** What a whole JSON body is, as a stream's opening would tell it. */
 function verdictOf(parsed: unknown): JsonStart {
   // deno-lint-ignore no-explicit-any

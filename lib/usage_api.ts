@@ -1,7 +1,7 @@
 /** @module The client of Poe's Usage API: `current_balance` and one page of `points_history`. */
 import { Deadlines } from "./deadlines.ts";
 import { Redactor } from "./redact.ts";
-import { readCappedText } from "./json_start.ts";
+import { readCappedResponse } from "./json_start.ts";
 
 /** Poe's answer to `GET /usage/current_balance`, with times converted to milliseconds. */
 export interface BalanceReport {
@@ -240,7 +240,7 @@ export class UsageApi implements UsageSource {
       this.#readClock(response);
       let text: string | null = "";
       try {
-        text = await readCappedText(response.body, MAX_USAGE_BODY_BYTES);
+        text = await readCappedResponse(response, MAX_USAGE_BODY_BYTES);
       } catch (err) {
         // A body that stalls past the timeout, or breaks, is no answer: not a body "not JSON".
         if (response.ok) {

@@ -1,6 +1,11 @@
 /** @module A JSON answer to a streamed request, told as a stream's opening would be. */
 import assert from "node:assert/strict";
-import { type JsonStartOptions, readCappedText, readJsonStart } from "../lib/json_start.ts";
+import {
+  type JsonStartOptions,
+  readCappedResponse,
+  readCappedText,
+  readJsonStart,
+} from "../lib/json_start.ts";
 import type { BodyReader } from "../lib/stream_start.ts";
 import { readAll, streamOf } from "./body_streams.ts";
 
@@ -140,4 +145,21 @@ Deno.test("readCappedText: past maxBytes it is null, the body cancelled; a broke
     },
   });
   await assert.rejects(readCappedText(broken, 1024), /reset/);
+});
+
+Deno.test("readCappedResponse: a declared length that fits is read whole, one over the cap not at all", async () => {
+  const fits = new Response('{"a":1}', { headers: { "content-length": "7" } });
+  assert.equal(await readCappedResponse(fits, 7), '{"a":1}');
+  let cancelled = false;
+  const body = new ReadableStream<Uint8Array>({
+    cancel() {
+      cancelled = true;
+    },
+  });
+  const declared = new Response(body, { headers: { "content-length": "2048" } });
+  assert.equal(await readCappedResponse(declared, 1024), null);
+  assert.ok(cancelled);
+  // Without a length (chunked), it is read piece by piece within the cap.
+  const chunked = new Response(ReadableStream.from([new Uint8Array(2048)]));
+  assert.equal(await readCappedResponse(chunked, 1024), null);
 });
