@@ -8,6 +8,7 @@ import { memoryLogger } from "../lib/log.ts";
 import { UpstreamClient } from "../lib/upstream.ts";
 import { MAX_EVENT_CHARS } from "../lib/sse.ts";
 import { bytesOf, portOf, writeAll } from "./raw_http.ts";
+import { paddedJson } from "./body_streams.ts";
 
 function seconds(value: string | undefined): number | undefined {
   return value === undefined ? undefined : Number(value) * 1000;
@@ -544,32 +545,15 @@ Deno.test("an error answer with an endless body is read no further than its star
 Deno.test("a JSON answer larger than MAX_EVENT_CHARS is a 502, its read cancelled, not held whole", async () => {
   // 64 MiB of JSON whitespace, then a completion: read whole, it was a 200 (and an endless body
   // grew the proxy without bound until the answer deadline).
-  const tail = new TextEncoder().encode(
+  const tail =
     '{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,' +
-      '"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}',
-  );
-  const chunk = new Uint8Array(1024 * 1024).fill(0x20);
-  let sent = 0;
+    '"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}';
   let calls = 0;
-  const { promise: ended, resolve: end } = Promise.withResolvers<"cancelled" | "sent whole">();
+  let body: ReturnType<typeof paddedJson> | null = null;
   await using upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
     calls++;
-    return new Response(
-      new ReadableStream({
-        pull(c) {
-          if (sent >= 64 * chunk.byteLength) {
-            c.enqueue(tail);
-            c.close();
-            end("sent whole");
-            return;
-          }
-          sent += chunk.byteLength;
-          c.enqueue(chunk);
-        },
-        cancel: () => end("cancelled"),
-      }),
-      { headers: { "content-type": "application/json" } },
-    );
+    body = paddedJson(64 * 1024 * 1024, tail);
+    return new Response(body.body, { headers: { "content-type": "application/json" } });
   });
   await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
   const res = await post(t.proxy.url, chat());
@@ -579,6 +563,7 @@ Deno.test("a JSON answer larger than MAX_EVENT_CHARS is a 502, its read cancelle
   assert.ok(res.body.error.message.includes(`larger than ${MAX_EVENT_CHARS} bytes`));
   assert.equal(res.headers.get("x-should-retry"), "false");
   assert.equal(calls, 1, "not asked again: Poe may have billed it");
+  const { sent, ended } = body!;
   assert.equal(await ended, "cancelled");
   assert.ok(sent < 2 * MAX_EVENT_CHARS, `${sent} bytes were sent`);
 });

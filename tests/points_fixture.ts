@@ -97,30 +97,25 @@ export async function answerWith(
     signal: abort.signal,
   });
   const status = res.status;
+  /** An answer whose points were not read: an error, one left, one without any. */
+  const unshown = (left: boolean) => ({
+    own,
+    left,
+    points: null as number | null,
+    estimated: null as boolean | null,
+    id: res.headers.get("x-request-id"),
+    status,
+  });
   if (o.expectError) {
     await res.body?.cancel();
-    return {
-      own,
-      left: false,
-      points: null,
-      estimated: null,
-      id: res.headers.get("x-request-id"),
-      status,
-    };
+    return unshown(false);
   }
   if (o.leave) {
     const reader = res.body!.getReader();
     await reader.read();
     abort.abort();
     await reader.cancel().catch(() => {});
-    return {
-      own,
-      left: true,
-      points: null,
-      estimated: null,
-      id: res.headers.get("x-request-id"),
-      status,
-    };
+    return unshown(true);
   }
   let text: string;
   if (o.stream) {
@@ -131,14 +126,7 @@ export async function answerWith(
   const shown = /💰 Points( \(est\.\))?: ([\d,]+)/.exec(text);
   if (o.noFooter) {
     assert.equal(shown, null, text);
-    return {
-      own,
-      left: false,
-      points: null,
-      estimated: null,
-      id: res.headers.get("x-request-id"),
-      status,
-    };
+    return unshown(false);
   }
   assert.ok(shown, text);
   const points = Number(shown[2].replaceAll(",", ""));

@@ -10,6 +10,7 @@ import {
   UsageApiError,
 } from "../lib/usage_api.ts";
 import { FakePoe } from "./fake_poe.ts";
+import { paddedJson } from "./body_streams.ts";
 
 /** What a scripted server was asked. */
 interface Asked {
@@ -125,37 +126,19 @@ Deno.test("UsageApi talks to the fake Poe: balance, grants, history pages, 401 w
 Deno.test("UsageApi reads no more than MAX_USAGE_BODY_BYTES of a body: the read is cancelled", async () => {
   // 64 MiB of JSON whitespace, then a balance: read whole, it was an answer (and an endless body
   // took 1.47 GB per poll until the timeout).
-  const chunk = new Uint8Array(64 * 1024).fill(0x20);
-  const tail = new TextEncoder().encode('{"current_point_balance":5}');
   for (const status of [200, 500]) {
-    let sent = 0;
-    const { promise: ended, resolve: end } = Promise.withResolvers<"cancelled" | "sent whole">();
+    const body = paddedJson(64 * 1024 * 1024, '{"current_point_balance":5}', 64 * 1024);
     await using server = scripted(() =>
-      new Response(
-        new ReadableStream({
-          pull(c) {
-            if (sent >= 64 * 1024 * 1024) {
-              c.enqueue(tail);
-              c.close();
-              end("sent whole");
-              return;
-            }
-            sent += chunk.byteLength;
-            c.enqueue(chunk);
-          },
-          cancel: () => end("cancelled"),
-        }),
-        { status, headers: { "content-type": "application/json" } },
-      )
+      new Response(body.body, { status, headers: { "content-type": "application/json" } })
     );
     const api = new UsageApi({ baseUrl: server.url, apiKey: "k" });
     try {
       const err = await failure(api.currentBalance());
       assert.equal(err.status, status);
       assert.ok(err.message.includes(`larger than ${MAX_USAGE_BODY_BYTES} bytes`), err.message);
-      assert.equal(await ended, "cancelled");
+      assert.equal(await body.ended, "cancelled");
       // What the sockets' buffers took on top of what was read.
-      assert.ok(sent < 16 * 1024 * 1024, `${sent} bytes were sent`);
+      assert.ok(body.sent < 16 * 1024 * 1024, `${body.sent} bytes were sent`);
     } finally {
       api.close();
     }
