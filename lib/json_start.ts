@@ -85,17 +85,23 @@ export async function readCappedText(
   }
 }
 
+/** A `Content-Encoding` that leaves the body as it is: none named, or only `identity`. */
+const IDENTITY = /^\s*(identity\s*)?$/i;
+
 /**
  * {@linkcode readCappedText} of a response's body. One whose `Content-Length` fits is read by the
  * platform in one go, cheaper than a piece at a time (nearly every answer; the HTTP client stops
- * at that length); one that declares more is not read at all.
+ * at that length); one that declares more is not read at all. Not a compressed one: its length is
+ * the compressed size, and `fetch` inflates it (a few hundred KB of gzip make hundreds of MB), so
+ * it is read piece by piece, counting what it inflates to.
  */
 export async function readCappedResponse(
   response: Response,
   maxBytes: number,
 ): Promise<string | null> {
   const declared = response.headers.get("content-length");
-  if (declared !== null && /^\d+$/.test(declared)) {
+  const encoding = response.headers.get("content-encoding") ?? "";
+  if (declared !== null && /^\d+$/.test(declared) && IDENTITY.test(encoding)) {
     if (Number(declared) <= maxBytes) return await response.text();
     await response.body?.cancel().catch(() => {});
     return null;

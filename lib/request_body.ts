@@ -185,8 +185,9 @@ function bodyTimeout(deadlines: Deadlines, close: boolean): ProxyError {
  * the failed read would only delay every such 400 by the wait. The error Deno throws tells instead:
  * a connection the client closed is a `BadResource` ("Cannot read request body as underlying
  * resource unavailable"), one it reset an `Http` error of an unexpected EOF, while a malformed body
- * (a bad chunk) is a plain `Error` ("invalid HTTP/1 request"). Anything else stays the 400 it was:
- * a client still there is never told it left.
+ * (a bad chunk) is a plain `Error` ("invalid HTTP/1 request"). Anything else stays the 400 it was.
+ * A client that only shut down its sending side mid-body (still reading) gets the 499 too: Deno
+ * reports it as it does a close, and that body can never be completed.
  */
 function unreadable(err: unknown): ProxyError {
   if (connectionEnded(err)) {

@@ -145,6 +145,33 @@ Deno.test("UsageApi reads no more than MAX_USAGE_BODY_BYTES of a body: the read 
   }
 });
 
+Deno.test("UsageApi counts what a compressed body inflates to, whatever its Content-Length says", async () => {
+  // 4 MiB of whitespace, then a balance: a few KB of gzip with a length well under the cap.
+  const text = " ".repeat(4 * 1024 * 1024) + '{"current_point_balance":5}';
+  const gzip = new Uint8Array(
+    await new Response(
+      new Blob([text]).stream().pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer(),
+  );
+  assert.ok(gzip.byteLength < MAX_USAGE_BODY_BYTES);
+  await using server = scripted(() =>
+    new Response(gzip, {
+      headers: {
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+        "content-length": String(gzip.byteLength),
+      },
+    })
+  );
+  const api = new UsageApi({ baseUrl: server.url, apiKey: "k" });
+  try {
+    const err = await failure(api.currentBalance());
+    assert.ok(err.message.includes(`larger than ${MAX_USAGE_BODY_BYTES} bytes`), err.message);
+  } finally {
+    api.close();
+  }
+});
+
 Deno.test("UsageApi gives up after timeoutMs, and at once when the caller aborts", async () => {
   // A server that takes requests and never answers them.
   const held: (() => void)[] = [];
