@@ -2,28 +2,40 @@
 import assert from "node:assert/strict";
 import { listeningUrl, mainCommand } from "./proxy_process.ts";
 
-function command(args: string[], env: Record<string, string>, cwd?: string): Deno.Command {
-  return mainCommand(args, env, { cwd });
-}
-
-Deno.test("main.ts warns at startup about models MAX_POINTS_PER_MESSAGE cannot price", async () => {
-  const dir = Deno.makeTempDirSync();
-  Deno.writeTextFileSync(
-    `${dir}/models.yaml`,
-    "models:\n  text:\n    - Bare-One\n    - poe_name: Priced-One\n      base: 5\n",
-  );
-  const child = command([], {
-    POE_API_KEY: "k",
-    PORT: "0",
-    MAX_POINTS_PER_MESSAGE: "100",
-    MODELS_FILE: `${dir}/models.yaml`,
-  }).spawn();
+/**
+ * Starts main.ts with `env` (in `cwd`), stops it once it listens, and returns the log line that
+ * names `event`, with all its output when there is none.
+ */
+async function startupLine(
+  event: string,
+  env: Record<string, string>,
+  cwd?: string,
+): Promise<{ line: string | undefined; logs: string }> {
+  const child = mainCommand([], env, { cwd }).spawn();
   const { rest } = await listeningUrl(child);
   child.kill("SIGTERM");
   await child.status;
   const logs = await rest +
     new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
-  const line = logs.split("\n").find((l) => l.includes("cost cap blind"));
+  return { line: logs.split("\n").find((l) => l.includes(event)), logs };
+}
+
+/** A temporary folder holding `models.yaml` with `text`; returns its path. */
+function modelsFile(text: string): string {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${dir}/models.yaml`, text);
+  return `${dir}/models.yaml`;
+}
+
+Deno.test("main.ts warns at startup about models MAX_POINTS_PER_MESSAGE cannot price", async () => {
+  const { line, logs } = await startupLine("cost cap blind", {
+    POE_API_KEY: "k",
+    PORT: "0",
+    MAX_POINTS_PER_MESSAGE: "100",
+    MODELS_FILE: modelsFile(
+      "models:\n  text:\n    - Bare-One\n    - poe_name: Priced-One\n      base: 5\n",
+    ),
+  });
   assert.ok(line, logs);
   assert.match(line, /cannot check 1 models without a price in models\.yaml.*: Bare-One\b/);
   assert.doesNotMatch(line, /Priced-One/);
@@ -32,33 +44,21 @@ Deno.test("main.ts warns at startup about models MAX_POINTS_PER_MESSAGE cannot p
 Deno.test("main.ts warns at startup about names in .env that are no setting (typos)", async () => {
   const dir = Deno.makeTempDirSync();
   Deno.writeTextFileSync(`${dir}/.env`, "POE_API_KEY=k\nPOINT_CUTOFF=500000\nPORT=0\n");
-  const child = command([], {}, dir).spawn();
-  const { rest } = await listeningUrl(child);
-  child.kill("SIGTERM");
-  await child.status;
-  const logs = await rest +
-    new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
-  const line = logs.split("\n").find((l) => l.includes("unknown settings"));
+  const { line, logs } = await startupLine("unknown settings", {}, dir);
   assert.ok(line, logs);
   assert.match(line, /\.env sets POINT_CUTOFF, which is no setting of poe-proxy/);
   assert.doesNotMatch(line, /POE_API_KEY|PORT\b/);
 });
 
 Deno.test("main.ts warns at startup about max_tokens on media models, which is ignored", async () => {
-  const dir = Deno.makeTempDirSync();
-  Deno.writeTextFileSync(
-    `${dir}/models.yaml`,
-    "models:\n  text:\n    - {poe_name: Text-One, max_tokens: 1000}\n" +
-      "  image:\n    - {poe_name: Image-One, max_tokens: 100}\n    - Image-Two\n",
-  );
-  const child = command([], { POE_API_KEY: "k", PORT: "0", MODELS_FILE: `${dir}/models.yaml` })
-    .spawn();
-  const { rest } = await listeningUrl(child);
-  child.kill("SIGTERM");
-  await child.status;
-  const logs = await rest +
-    new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
-  const line = logs.split("\n").find((l) => l.includes("max_tokens ignored"));
+  const { line, logs } = await startupLine("max_tokens ignored", {
+    POE_API_KEY: "k",
+    PORT: "0",
+    MODELS_FILE: modelsFile(
+      "models:\n  text:\n    - {poe_name: Text-One, max_tokens: 1000}\n" +
+        "  image:\n    - {poe_name: Image-One, max_tokens: 100}\n    - Image-Two\n",
+    ),
+  });
   assert.ok(line, logs);
   assert.match(line, /never clipped, so it is ignored for: Image-One"?$/);
 });
