@@ -49,14 +49,7 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
         " (browsers are answered only at the names in ALLOWED_HOSTS)",
     });
   }
-  // The Python proxy's README allowed it on any model: its files load, and are told.
-  const ignored = registry.list().filter((e) => e.modality !== "text" && e.maxTokens !== null);
-  if (ignored.length > 0) {
-    logger.warn("max_tokens ignored", {
-      message: "max_tokens in models.yaml is a text model's context cap; image, video and audio " +
-        `models are never clipped, so it is ignored for: ${ignored.map((e) => e.id).join(", ")}`,
-    });
-  }
+  warnIgnoredCaps(registry, logger);
   if (config.maxPointsPerMessage > 0) {
     const unpriced = registry.list().filter((e) => registry.estimatePoints(e, 0) === null);
     if (unpriced.length > 0) {
@@ -68,6 +61,20 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
       });
     }
   }
+}
+
+/**
+ * Warns about `max_tokens` on image, video and audio models, which are never clipped: the Python
+ * proxy's README allowed it on any model, so such files load, and are told. At startup and on
+ * each reload.
+ */
+export function warnIgnoredCaps(registry: ModelRegistry, logger: Logger): void {
+  const ignored = registry.list().filter((e) => e.modality !== "text" && e.maxTokens !== null);
+  if (ignored.length === 0) return;
+  logger.warn("max_tokens ignored", {
+    message: "max_tokens in models.yaml is a text model's context cap; image, video and audio " +
+      `models are never clipped, so it is ignored for: ${ignored.map((e) => e.id).join(", ")}`,
+  });
 }
 
 /** What a `.env` file's unknown names are taken for: a typo leaves its setting at the default. */

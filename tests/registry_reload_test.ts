@@ -133,3 +133,24 @@ Deno.test("RegistryReloader: a failed reload does not stop the ones queued after
   assert.deepEqual(await Promise.all([reloader.reload(), reloader.reload()]), [false, true]);
   assert.equal(reloader.registry.size, 4);
 });
+
+Deno.test("RegistryReloader warns, as at startup, about max_tokens on a media model it reloaded", async () => {
+  const logger = memoryLogger();
+  const reloader = new RegistryReloader({
+    initial: registryOf(1),
+    load: () =>
+      Promise.resolve({
+        registry: ModelRegistry.parse(
+          "models:\n  image:\n    - {poe_name: Image-One, max_tokens: 100}\n",
+          "m.yaml",
+        ),
+        source: "m.yaml",
+      }),
+    logger,
+  });
+  assert.equal(await reloader.reload(), true);
+  const line = logger.lines.find((l) => l.includes("max_tokens ignored"));
+  assert.ok(line, logger.lines.join("\n"));
+  assert.match(line, /WARN/);
+  assert.match(line, /ignored for: Image-One/);
+});
