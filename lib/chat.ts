@@ -110,14 +110,19 @@ export async function handleChat(
     throw err;
   });
   const body = validateChatRequest(read.json);
-  // Message content is logged only when LOG_BODIES=on, and then only at debug level.
-  if (config.logBodies) deps.logger.debug("request body", { request_id: ctx.id, body });
   const registry = deps.registry();
   const entry = registry.lookup(body.model);
   // A name not in the registry may be a key pasted into the wrong field: logged and shown on the
   // dashboard, so it is checked first.
   ctx.fields.model = entry || !deps.loggable ? body.model : deps.loggable(body.model);
   ctx.fields.stream = body.stream === true;
+  // Message content is logged only when LOG_BODIES=on, and then only at debug level.
+  if (config.logBodies) {
+    deps.logger.debug("request body", {
+      request_id: ctx.id,
+      body: { ...body, model: ctx.fields.model },
+    });
+  }
   if (!entry) {
     const close = registry.suggest(body.model, 3);
     throw new ProxyError(

@@ -240,7 +240,7 @@ function recentTable(rows, now) {
       h("td", {}, points), h("td", { class: cls }, status), h("td", {}, tokens),
       h("td", {}, dur(r.ms)),
       h("td", {}, dur(r.ttfb_ms)),
-      h("td", { class: "text" }, r.stream ? "stream" : "json"),
+      h("td", { class: "text" }, r.stream === null ? "–" : r.stream ? "stream" : "json"),
       h("td", { class: "text" }, r.client)));
   }
 }

@@ -89,7 +89,8 @@ export class ProxyMetrics {
   readonly requests = this.registry.register(
     new Counter({
       name: "poe_proxy_requests_total",
-      help: "Finished requests by route, model and HTTP status (499: the client left).",
+      help:
+        "Finished requests by route, model and HTTP status (499: the client left). model is the models.yaml id, other for a name not in it, none when no model is known: none named, or refused before the body was read (inbound auth, the client's rate limit, a body too large).",
       labels: ["route", "model", "status"],
     }),
   );

@@ -10,7 +10,8 @@ export interface RecentRequest {
   client: string;
   /** The model as the client named it (shown escaped; never used as a metric label). */
   model: string | null;
-  stream: boolean;
+  /** Null when not known: the request was refused before its body was read (auth, rate limit). */
+  stream: boolean | null;
   status: number;
   /** Milliseconds from arrival to the end. */
   ms: number;
@@ -55,7 +56,7 @@ export function recentRequestOf(ctx: RequestContext): RecentRequest {
     id: ctx.id,
     client: ctx.client,
     model: typeof f.model === "string" ? f.model.slice(0, 200) : null,
-    stream: f.stream === true,
+    stream: typeof f.stream === "boolean" ? f.stream : null,
     status: ctx.status,
     ms: round(ctx.elapsedMs()),
     ttfb_ms: ctx.ttfbMs === null ? null : round(ctx.ttfbMs),

@@ -565,7 +565,8 @@ Deno.test("a JSON answer larger than MAX_EVENT_CHARS is a 502, its read cancelle
   assert.equal(calls, 1, "not asked again: Poe may have billed it");
   const { sent, ended } = body!;
   assert.equal(await ended, "cancelled");
-  assert.ok(sent < 2 * MAX_EVENT_CHARS, `${sent} bytes were sent`);
+  // What the sockets buffer on both sides comes on top (up to 16 MiB seen); whole was 64 MiB.
+  assert.ok(sent < 3 * MAX_EVENT_CHARS, `${sent} bytes were sent`);
 });
 
 Deno.test("a JSON answer to a streamed request that breaks mid-body is not asked for again", async () => {

@@ -170,6 +170,11 @@ Deno.test("recentRequestOf copies a context's fields, typed and bounded, never r
     [r.tokens_in, r.tokens_out, r.tokens_estimated, r.points, r.points_estimated, r.guard, r.end],
     [12, 34, true, 56.5, true, "cost-cap", "client-gone"],
   );
+  // Missing or wrongly typed fields become null or false; a stream flag never set (a request
+  // refused before its body was read) is not known.
+  const unread = context("r3");
+  unread.end(429);
+  assert.equal(recentRequestOf(unread).stream, null);
   // Missing or wrongly typed fields become null or false.
   const odd = context("r2");
   Object.assign(odd.fields, {
@@ -187,7 +192,7 @@ Deno.test("recentRequestOf copies a context's fields, typed and bounded, never r
   const o = recentRequestOf(odd);
   assert.deepEqual(
     [o.model, o.stream, o.ttfb_ms, o.tokens_in, o.tokens_out, o.tokens_estimated, o.points],
-    [null, false, null, null, null, false, null],
+    [null, null, null, null, null, false, null],
   );
   assert.deepEqual([o.points_estimated, o.guard, o.end, o.status], [false, null, null, 400]);
 });
