@@ -3,7 +3,7 @@
  * pairs no answer by order while one of its model runs so.
  */
 
-/** A request sent to Poe, noted by {@linkcode InFlightRequests.sent}. */
+/** An answer Poe may have billed, noted by {@linkcode InFlightRequests.sent}. */
 export interface InFlight {
   /** Its answer ended, or it ended without one. Idempotent. */
   end(): void;

@@ -113,6 +113,11 @@ Deno.test("secrets: a full request mix never shows the Poe key or an inbound key
     (await post("unknown model", chatBody("hi").replace("gpt-4o", "no-such-model"))).status,
     404,
   );
+  // A key pasted as the model: hidden in the request body's LOG_BODIES line too.
+  assert.equal(
+    (await post("key as model", chatBody("hi").replace("gpt-4o", OTHER_INBOUND))).status,
+    404,
+  );
   // Drain the bucket: 429 from the proxy itself.
   let limited = 0;
   for (let i = 0; i < 15; i++) {
@@ -319,28 +324,4 @@ Deno.test("secrets: no log line of this process holds a secret (the leak scan of
   const hits = ALL_LOG_LINES.filter((l) => SECRETS.some((s) => l.includes(s)));
   assert.deepEqual(hits, []);
   assert.ok(ALL_LOG_LINES.length > 0);
-});
-
-Deno.test("secrets: with LOG_BODIES=on, a key sent as the model is hidden in the request body's line too", async () => {
-  await using fake = await FakePoe.start({ apiKey: POE_SECRET });
-  await using proxy = await startProxy({
-    poeUrl: fake.url,
-    env: {
-      POE_API_KEY: POE_SECRET,
-      PROXY_API_KEYS: `${INBOUND_SECRET},${OTHER_INBOUND}`,
-      LOG_LEVEL: "debug",
-      LOG_BODIES: "on",
-    },
-  });
-  const res = await fetch(`${proxy.url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${INBOUND_SECRET}` },
-    body: JSON.stringify({ model: OTHER_INBOUND, messages: [{ role: "user", content: "hi" }] }),
-  });
-  await res.body?.cancel();
-  assert.equal(res.status, 404);
-  const line = proxy.logs.find((l) => l.includes("request body"));
-  assert.ok(line, proxy.logs.join("\n"));
-  assert.ok(line.includes('"model":"(hidden)"'), line);
-  assert.ok(!proxy.logs.some((l) => l.includes(OTHER_INBOUND)));
 });
