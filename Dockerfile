@@ -1,6 +1,6 @@
 # poe-proxy as a container: one static-ish binary on a distroless base, no shell, no key inside.
 #   docker build -t poe-proxy .
-#   docker run --rm -p 8080:8080 --env-file .env poe-proxy
+#   docker run --rm -p 127.0.0.1:8080:8080 --env-file .env poe-proxy
 # Secrets come from the environment at run time (--env-file, compose env_file); .dockerignore keeps
 # .env out of the build context, so no key can enter a layer.
 

@@ -142,7 +142,9 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
       hostname: config.host,
       port: config.port,
       onListen({ hostname, port }) {
-        printLine(
+        // With JSON logs, standard output holds only JSON lines (`| jq`, log shippers); the
+        // `started` event carries the URL there.
+        (config.logFormat === "json" ? printError : printLine)(
           `poe-proxy ${VERSION} listening on http://${
             urlHost(hostname)
           }:${port} (${registry.size} models)`,

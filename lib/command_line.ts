@@ -37,7 +37,9 @@ ${
 export function parseCommandLine(args: string[]) {
   try {
     return parseArgs({
-      args,
+      // `deno task start -- --port 9000` (npm's habit) passes the `--` on: it is not an end of
+      // the options here, which would make every option after it an unknown command.
+      args: args[0] === "--" ? args.slice(1) : args,
       allowPositionals: true,
       options: {
         help: { type: "boolean", short: "h" },

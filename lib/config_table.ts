@@ -131,7 +131,8 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "LOG_BODIES",
     default: "off",
     parse: boolean,
-    description: "Log request and response bodies at debug level (may contain private data).",
+    description:
+      "Log request bodies, and the bodies of answers not streamed, at debug level (may contain private data).",
   },
   shutdownGraceSeconds: {
     name: "SHUTDOWN_GRACE_SECONDS",

@@ -46,3 +46,12 @@ Deno.test("parseCommandLine: an unknown or incomplete option is a StartupError p
   );
   assert.throws(() => parseCommandLine(["--port"]), StartupError);
 });
+
+Deno.test("parseCommandLine skips the `--` that `deno task start -- --port 9000` passes on", () => {
+  const { values, positionals } = parseCommandLine(["--", "--port", "9000", "--help"]);
+  assert.equal(values.port, "9000");
+  assert.equal(values.help, true);
+  assert.deepEqual(positionals, []);
+  // A `--` further on still ends the options, as everywhere.
+  assert.deepEqual(parseCommandLine(["models", "--", "--json"]).positionals, ["models", "--json"]);
+});

@@ -23,6 +23,29 @@ Deno.test("main.ts prints one listening line, serves, and exits 0 on SIGTERM", a
   assert.equal(status.code, 0);
 });
 
+Deno.test("main.ts with LOG_FORMAT=json writes only JSON lines to stdout, the listening line to stderr", async () => {
+  const child = command([], { POE_API_KEY: "k", PORT: "0", LOG_FORMAT: "json" }).spawn();
+  const texts = { out: "", err: "" };
+  const drain = async (stream: ReadableStream<Uint8Array>, key: "out" | "err") => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) texts[key] += text;
+  };
+  const drained = Promise.all([drain(child.stdout, "out"), drain(child.stderr, "err")]);
+  const listening = /listening on (http:\/\/\S+) /;
+  for (let i = 0; i < 1000 && !listening.test(texts.out + texts.err); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const url = listening.exec(texts.out + texts.err)?.[1];
+  if (url) assert.equal((await (await fetch(`${url}/healthz`)).json()).status, "ok");
+  child.kill("SIGTERM");
+  const status = await child.status;
+  await drained;
+  assert.ok(url, texts.out + texts.err);
+  assert.equal(status.code, 0);
+  assert.match(texts.err, listening);
+  const events = texts.out.trim().split("\n").map((line) => JSON.parse(line).event);
+  assert.ok(events.includes("started"), texts.out);
+});
+
 Deno.test("main.ts with a bad PORT exits 2 with one clear line", async () => {
   const out = await command([], { POE_API_KEY: "k", PORT: "abc" }).output();
   assert.equal(out.code, 2);
