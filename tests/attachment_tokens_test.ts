@@ -5,12 +5,14 @@ import {
   IMAGE_LOW_DETAIL_TOKENS,
   IMAGE_PART_TOKENS,
   MIN_ATTACHMENT_TOKENS,
+  pageObjects,
   partTokens,
   PDF_BYTES_PER_PAGE,
   PDF_PAGE_TOKENS,
   VIDEO_TOKENS_PER_SECOND,
 } from "../lib/attachment_tokens.ts";
 import { buildPdf } from "./pdf_fixture.ts";
+import { random } from "./random.ts";
 
 const encoder = new TextEncoder();
 
@@ -166,4 +168,21 @@ Deno.test("partTokens stays linear on hostile PDF data", () => {
   const slashes = `%PDF-1.7 ${"/Type/".repeat(500_000)}`;
   const guess = Math.ceil(encoder.encode(slashes).length / PDF_BYTES_PER_PAGE) * 2000;
   assert.equal(partTokens(file(`data:application/pdf;base64,${base64(slashes)}`)), guess);
+});
+
+Deno.test("pageObjects finds what a plain scan finds, at the edges and in random mixes", () => {
+  const count = (text: string) => pageObjects(encoder.encode(text));
+  assert.equal(count("/Type/Page"), 1, "the whole file");
+  assert.equal(count("/Typ/Type/Page //Type /Page /Type\0/Page>>"), 3);
+  assert.equal(count("/Type/Pages /Type/Pagex /Type /Page#20 /type /page /Type/ Page"), 0);
+  // Against a regular expression, on mixes of the pieces that could confuse a skipping search.
+  const pieces = ["/Type", "/Page", "/Pages", "/", "Type", "Typ", "e", "p", " ", "\n", "x", ">>"];
+  const reference = /\/Type[\0\t\n\f\r ]*\/Page(?![^\0\t\n\f\r ()<>[\]{}\/%])/g;
+  const next = random(42);
+  for (let round = 0; round < 2000; round++) {
+    let text = "";
+    const length = Math.floor(next() * 30);
+    for (let i = 0; i < length; i++) text += pieces[Math.floor(next() * pieces.length)];
+    assert.equal(count(text), text.match(reference)?.length ?? 0, JSON.stringify(text));
+  }
 });
