@@ -245,7 +245,8 @@ function wavByteRate(bytes: Uint8Array): number | null {
   if (!startsWith(bytes, "RIFF") || !startsWith(bytes, "WAVE", 8)) return null;
   if (!startsWith(bytes, "fmt ", 12) || bytes.length < 32) return null;
   const rate = new DataView(bytes.buffer, bytes.byteOffset).getUint32(28, true);
-  return rate > 0 ? rate : null;
+  // Telephone audio, 8 kHz of 8 bits, is the lowest in use; a lower figure is a broken header.
+  return rate >= 8000 ? rate : null;
 }
 
 /**
@@ -280,9 +281,9 @@ const TYPE_SHIFTS = (() => {
 
 /**
  * The page objects of a PDF seen in its bytes: `/Type /Page` (any whitespace between, or none),
- * not `/Pages`. A Horspool search for `/Type` looks at about one byte in five, and no byte is read
- * more than a few times whatever the content: about 0.3 ns a byte of a scanned PDF (measured
- * here), and no regular expression over the data.
+ * not `/Pages`. A Horspool search for `/Type` skips most bytes, and none is read more than a few
+ * times whatever the content: 20 MB of a scanned PDF take 14 ms here, 18 MB of whitespace after a
+ * `/Type` (the worst found) 33 ms. No regular expression runs over the data.
  */
 export function pageObjects(bytes: Uint8Array): number {
   let pages = 0;
@@ -302,7 +303,7 @@ export function pageObjects(bytes: Uint8Array): number {
       bytes[j] === 0x2f && bytes[j + 1] === 0x50 && bytes[j + 2] === 0x61 &&
       bytes[j + 3] === 0x67 && bytes[j + 4] === 0x65 && endsName(bytes[j + 5])
     ) pages++; // "/Page"
-    i = j + 4;
+    i = j + 4; // a "/Type" may start where the "/Page" was looked for
   }
   return pages;
 }
