@@ -56,7 +56,8 @@ export function tokensOfMessages(
 
 /**
  * Whether the text of the messages at `indices` is at most `limit` UTF-8 bytes: what counting
- * them costs. Images and files are not tokenized (their fixed estimates are exact counts already).
+ * them costs. Images, files and audio are not tokenized: a count and a guess hold the same
+ * estimates of them (`attachment_tokens.ts`), made once a part.
  */
 function textWithin(messages: readonly ChatMessage[], indices: number[], limit: number): boolean {
   let bytes = 0;

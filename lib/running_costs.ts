@@ -10,7 +10,7 @@ import type { Logger } from "./log.ts";
 import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
 import type { ChatRequest } from "./openai_types.ts";
 import { LADDER_STEPS, MAX_WAIT_SECONDS } from "./retry_ladder.ts";
-import { messageTextChars } from "./token_bounds.ts";
+import { messageAttachmentTokens, messageTextChars } from "./token_bounds.ts";
 import { definitionsText } from "./tokens.ts";
 
 /** One request's hold on the points it may cost. */
@@ -153,7 +153,8 @@ export interface RunningEstimateOptions {
  * priced as the cost cap prices it, but cheap enough for every request, and without loading the
  * tokenizer. Input tokens are `countedInput` when the cost cap counted them, else a token per four
  * characters of the text sent (the messages' text, and tool definitions for a text model; the
- * newest user message for an image, video or audio model; images and files count nothing). Answer
+ * newest user message for an image, video or audio model), plus a text model's images, files and
+ * audio at their estimates (`attachment_tokens.ts`: a PDF by its pages). Answer
  * tokens are the request's limit up to {@linkcode DEFAULT_COMPLETION_TOKENS}: agents send limits of
  * 64k and more, and held at that a few of them would pause the proxy far above the cutoff. 0 for a
  * model without a price.
@@ -167,12 +168,16 @@ export function runningEstimate(
   let input = options.countedInput ?? null;
   if (input === null) {
     let chars = 0;
+    let attachments = 0;
     if (isMedia(entry)) chars = newestUserText(body.messages).length;
     else {
-      for (const message of body.messages) chars += messageTextChars(message);
+      for (const message of body.messages) {
+        chars += messageTextChars(message);
+        attachments += messageAttachmentTokens(message);
+      }
       chars += (options.definitions ?? definitionsText(body)).length;
     }
-    input = Math.ceil(chars / 4);
+    input = Math.ceil(chars / 4) + attachments;
   }
   const output = Math.min(
     answerLimit(body) ?? DEFAULT_COMPLETION_TOKENS,

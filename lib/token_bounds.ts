@@ -2,6 +2,7 @@
  * @module What of a chat message is counted, and bounds and guesses of its tokens that need no
  * tokenizer.
  */
+import { partTokens } from "./attachment_tokens.ts";
 import type { ChatMessage } from "./openai_types.ts";
 
 /**
@@ -9,18 +10,6 @@ import type { ChatMessage } from "./openai_types.ts";
  * `<|im_end|>`), as in OpenAI's counting recipe (3 per message plus 1 for the role).
  */
 export const MESSAGE_OVERHEAD = 4;
-
-/** Fixed estimate for an `image_url` part: OpenAI's figure for a 1024x1024 high-detail image. */
-export const IMAGE_PART_TOKENS = 765;
-
-/** Fixed estimate for an `image_url` part with `detail: "low"` (OpenAI's flat low-detail cost). */
-export const IMAGE_LOW_DETAIL_TOKENS = 85;
-
-/**
- * Fixed estimate for a `file` part, and for any other non-text part (audio, newer types). Its data
- * is never tokenized; Poe handles attachments on its side.
- */
-export const FILE_PART_TOKENS = 1000;
 
 /** The exact UTF-8 size of a string in bytes, without encoding it (lone surrogates count 3). */
 export function utf8Length(value: string): number {
@@ -42,7 +31,8 @@ export function utf8Length(value: string): number {
 
 /**
  * Calls `visit` with each piece of text of a message that is counted (`name`, text parts, tool
- * call names and arguments, `tool_call_id`) and returns the fixed estimate of its other parts.
+ * call names and arguments, `tool_call_id`) and returns the estimate of its other parts (images,
+ * files, audio: `attachment_tokens.ts`), whose data is never tokenized.
  */
 export function visitMessage(message: ChatMessage, visit: (text: string) => void): number {
   let fixed = 0;
@@ -56,10 +46,7 @@ export function visitMessage(message: ChatMessage, visit: (text: string) => void
       if (p.type === "text" || p.type === "refusal") {
         const text = p.type === "text" ? p.text : p.refusal;
         if (typeof text === "string") visit(text);
-      } else if (p.type === "image_url") {
-        const image = p.image_url as { detail?: unknown } | undefined;
-        fixed += image?.detail === "low" ? IMAGE_LOW_DETAIL_TOKENS : IMAGE_PART_TOKENS;
-      } else fixed += FILE_PART_TOKENS;
+      } else fixed += partTokens(p);
     }
   }
   if (Array.isArray(message.tool_calls)) {
@@ -106,6 +93,14 @@ export function messageTextChars(message: ChatMessage): number {
   let chars = 0;
   visitMessage(message, (text) => chars += text.length);
   return chars;
+}
+
+/**
+ * The estimate of a message's images, files and audio ({@linkcode visitMessage}'s), without its
+ * text: worked out once a part (`attachment_tokens.ts`), so cheap once a counter has read it.
+ */
+export function messageAttachmentTokens(message: ChatMessage): number {
+  return visitMessage(message, () => {});
 }
 
 /**

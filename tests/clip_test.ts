@@ -3,6 +3,9 @@ import { clipMessages } from "../lib/clip.ts";
 import { ProxyError } from "../lib/errors.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
 import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
+import { PDF_PAGE_TOKENS } from "../lib/attachment_tokens.ts";
+import { messageTokenGuess } from "../lib/token_bounds.ts";
+import { buildPdf } from "./pdf_fixture.ts";
 
 Deno.test("clipContext loads the tokenizer only when the byte shortcut does not settle it", async () => {
   // A fresh process: this one loads the tokenizer for the other tests.
@@ -428,6 +431,40 @@ Deno.test("clipMessages estimates a dropped part over 1 MB, marked approximate, 
     `${result.tokensBefore} is not about ${real} (bytes: ${ENGLISH.length * 33_000})`,
   );
   assert.equal(result.tokensAfter, counter.countMessage(messages[4]));
+});
+
+Deno.test("clipMessages counts PDFs by their pages, in exact and in estimated figures alike", () => {
+  const pdf: ChatMessage = {
+    role: "user",
+    content: [
+      { type: "text", text: "read this" },
+      { type: "file", file: { file_data: buildPdf({ pages: 5, imageBytes: 300_000 }).dataUrl } },
+    ],
+  };
+  // 2 MB of PDF data and little text: the dropped part is counted, not estimated, PDFs and all.
+  const counter = new TokenCounter();
+  const messages = [pdf, asst(), pdf, asst(), user(2, "question")];
+  const result = clipMessages(messages, { cap: 2000, counter });
+  assert.deepEqual(result.messages, [messages[4]]);
+  assert.equal(result.approximate, false);
+  assert.equal(result.tokensBefore, new TokenCounter().countMessages(messages));
+  assert.ok(result.tokensBefore > 2 * 5 * PDF_PAGE_TOKENS);
+  // Beside 1 MB of text, a dropped message is guessed, untokenized: its PDF still by its pages.
+  const text = ENGLISH.repeat(23_000);
+  const pages = { type: "file", file: { file_data: buildPdf({ pages: 100 }).dataUrl } };
+  const both: ChatMessage = { role: "user", content: [{ type: "text", text }, pages] };
+  const withText = [both, asst(), user(500, "too long"), asst(), user(2, "question")];
+  const estimated = clipMessages(withText, { cap: 2000, counter: new TokenCounter() });
+  assert.deepEqual(estimated.messages, [withText[4]]);
+  assert.equal(estimated.approximate, true);
+  // Guessed: the two oldest, never tried; the rest counted.
+  const textGuess = messageTokenGuess({ role: "user", content: [{ type: "text", text }] });
+  assert.equal(messageTokenGuess(both), textGuess + 100 * PDF_PAGE_TOKENS);
+  assert.equal(
+    estimated.tokensBefore,
+    messageTokenGuess(both) + messageTokenGuess(withText[1]) +
+      new TokenCounter().countMessages(withText.slice(2)),
+  );
 });
 
 Deno.test("clipMessages does not tokenize thousands of dropped messages for the figure", () => {

@@ -5,6 +5,7 @@ import { memoryLogger } from "../lib/log.ts";
 import { ModelRegistry } from "../lib/models.ts";
 import type { ChatRequest } from "../lib/openai_types.ts";
 import { testConfig, testRegistry } from "./harness.ts";
+import { buildPdf } from "./pdf_fixture.ts";
 
 function ledger(start = 1_000_000) {
   let now = start;
@@ -124,7 +125,7 @@ Deno.test("runningEstimate: a token per four characters sent, and 1,000 answer t
   assert.equal(runningEstimate(odd, tokensOnly, perToken), 1.01 + 20);
 });
 
-Deno.test("runningEstimate: every message's text, text parts and tool calls count; images and files nothing", () => {
+Deno.test("runningEstimate: every message's text, text parts and tool calls count; images and files at their estimates", () => {
   const body = req({
     messages: [
       { role: "system", content: "s".repeat(100) },
@@ -148,8 +149,16 @@ Deno.test("runningEstimate: every message's text, text parts and tool calls coun
       { role: "tool", tool_call_id: "c", content: "r".repeat(0) },
     ],
   } as Partial<ChatRequest>);
-  // 100 + 200 + 20 + 80 + 1 (the tool_call_id) = 401 characters: 101 tokens.
-  assert.equal(runningEstimate(body, tokensOnly, perToken), 1.01 + 20);
+  // 100 + 200 + 20 + 80 + 1 (the tool_call_id) = 401 characters: 101 tokens; the image 765, the
+  // file (3,750 bytes read as text) 938.
+  assert.equal(runningEstimate(body, tokensOnly, perToken), 10 * (101 + 765 + 938) / 1000 + 20);
+  // A PDF by its pages, as the cost cap counts it: 30 pages, 60,000 tokens.
+  const pdf = {
+    type: "file",
+    file: { filename: "a.pdf", file_data: buildPdf({ pages: 30 }).dataUrl },
+  };
+  const withPdf = req({ messages: [{ role: "user", content: [pdf] }] } as Partial<ChatRequest>);
+  assert.equal(runningEstimate(withPdf, tokensOnly, perToken), 10 * 60_000 / 1000 + 20);
 });
 
 Deno.test("runningEstimate: tool definitions count for a text model, given or built", () => {

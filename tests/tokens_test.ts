@@ -5,10 +5,8 @@ import {
   FILE_PART_TOKENS,
   IMAGE_LOW_DETAIL_TOKENS,
   IMAGE_PART_TOKENS,
-  MESSAGE_OVERHEAD,
-  messageTokenBound,
-  utf8Length,
-} from "../lib/token_bounds.ts";
+} from "../lib/attachment_tokens.ts";
+import { MESSAGE_OVERHEAD, messageTokenBound, utf8Length } from "../lib/token_bounds.ts";
 import {
   EXACT_TEXT_BYTES,
   loadTokenizer,
@@ -127,15 +125,16 @@ Deno.test("TokenCounter.countMessage counts text, names, tool calls and fixed pa
       t("what is this?") + IMAGE_PART_TOKENS + IMAGE_LOW_DETAIL_TOKENS,
     ],
     [
-      "file and unknown parts",
+      "file and unknown parts (attachment_tokens_test.ts has the estimates of inline data)",
       {
         role: "user",
         content: [
-          { type: "file", file: { filename: "a.pdf", file_data: IMAGE } },
-          { type: "input_audio", input_audio: { data: IMAGE, format: "wav" } },
+          { type: "file", file: { file_id: "file-abc" } },
+          { type: "video_url", video_url: { url: "https://example.com/a.mp4" } },
+          { type: "file", file: { filename: "a.png", file_data: IMAGE } },
         ],
       },
-      2 * FILE_PART_TOKENS,
+      2 * FILE_PART_TOKENS + IMAGE_PART_TOKENS,
     ],
     [
       "tool calls",
