@@ -11,7 +11,7 @@ import { BodyDrains } from "./body_drain.ts";
 import { Deadlines, sleep } from "./deadlines.ts";
 import { type BodyReader, readStreamStart } from "./stream_start.ts";
 import { type JsonStart, readJsonStart } from "./json_start.ts";
-import { type JsonBody, readJsonAnswer } from "./json_answer.ts";
+import { type JsonBody, type JsonVerdict, readJsonAnswer } from "./json_answer.ts";
 import { MAX_EVENT_CHARS } from "./sse.ts";
 import {
   backoffMs,
@@ -221,7 +221,8 @@ export class UpstreamClient {
 
   /**
    * Sends a chat request to Poe, running the retry ladder until Poe answers with a 2xx, and
-   * returns that answer with its body unread. Throws a ProxyError otherwise.
+   * returns that answer: a stream's body unread (past its opening), a non-streamed one's read
+   * whole (`json`). Throws a ProxyError otherwise, a 200 whose body is Poe's error included.
    */
   async send(body: ChatRequest, options: SendOptions): Promise<UpstreamAnswer> {
     const attempts = options.attempts ?? [];
@@ -388,7 +389,7 @@ export class UpstreamClient {
         // Read whole before it is taken, as a streamed request's JSON answer is: a body that is
         // Poe's error takes the path of Poe's error answers (its status, retries, the ladder).
         options.onJsonAnswer?.();
-        let verdict;
+        let verdict: JsonVerdict;
         try {
           verdict = await readJsonAnswer(response, {
             deadline: options.slow ? this.#slowAnswer : this.#answer,
