@@ -249,8 +249,6 @@ export function createApp(deps: AppDeps): App {
     },
     close: async () => {
       deadlines.body.clear();
-      deadlines.answer.clear();
-      deadlines.mediaAnswer.clear();
       deadlines.streamStart.clear();
       if (!deps.upstream) upstream.close();
       await dashboard.close();

@@ -64,16 +64,12 @@ export interface ChatDeps {
   shutdown?: AbortSignal;
 }
 
-/** The shared timeouts of {@linkcode ChatDeps}. */
+/**
+ * The shared timeouts of {@linkcode ChatDeps}. A non-streamed answer's body is read within the
+ * Poe client's own (`FIRST_BYTE_TIMEOUT_SECONDS`, `MEDIA_TIMEOUT_SECONDS`).
+ */
 export interface ChatDeadlines {
   body: Deadlines;
-  /**
-   * A non-streamed answer's body must arrive within this (`FIRST_BYTE_TIMEOUT_SECONDS`): Poe may
-   * send its headers at once and the answer when it is whole.
-   */
-  answer: Deadlines;
-  /** The same for image, video and audio models (`MEDIA_TIMEOUT_SECONDS`). */
-  mediaAnswer: Deadlines;
   /** How long a stream waits for Poe's verdict before the client gets its headers. */
   streamStart: Deadlines;
 }
@@ -82,8 +78,6 @@ export interface ChatDeadlines {
 export function chatDeadlines(config: Config): ChatDeadlines {
   return {
     body: new Deadlines(config.bodyTimeoutSeconds * 1000),
-    answer: new Deadlines(config.firstByteTimeoutSeconds * 1000),
-    mediaAnswer: new Deadlines(config.mediaTimeoutSeconds * 1000),
     streamStart: new Deadlines(streamStartMs(config)),
   };
 }
@@ -200,7 +194,7 @@ export async function handleChat(
     slow: entry.modality !== "text",
     attempts,
     raw: read.raw,
-    // A JSON answer to a stream is billed when its headers come, long before its body is read.
+    // A JSON answer is billed when its headers come, long before its body is read.
     onJsonAnswer: deps.usage && (() => {
       if (inFlight) return;
       inFlight = deps.usage!.costs.sent(entry.id, ctx.startedAt);
@@ -226,10 +220,12 @@ export async function handleChat(
       }
       return err;
     }
-    // Left while a stream's opening was read: Poe may bill the answer it started, so its entry is
-    // watched for, not left for the next answer to take.
+    // Left while a stream's opening, or a JSON answer, was read: Poe may bill the answer it
+    // started, so its entry is watched for, not left for the next answer to take.
     const started = last?.status === 200;
-    if (started && deps.usage) watchAbandoned(deps.usage, entry.id, ctx, reservation);
+    if (started && deps.usage) {
+      watchAbandoned(deps.usage, entry.id, ctx, reservation, inFlight ?? undefined);
+    }
     return clientClosed(ctx, started);
   };
 
@@ -237,7 +233,8 @@ export async function handleChat(
   const answered = async (answer: UpstreamAnswer): Promise<Response> => {
     const tried = attemptsField(answer.attempts);
     ctx.fields.attempts = tried;
-    // Poe's response headers; a stream replaces it with its first event's time.
+    // Poe's response headers (a non-streamed answer's: its whole body, which the client waits
+    // for too); a stream replaces it with its first event's time.
     ctx.ttfbMs = ctx.elapsedMs();
 
     const headers: HeaderList = [...own];
@@ -273,14 +270,12 @@ export async function handleChat(
     if (sendBody.stream) {
       return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body), points, media);
     }
-    // Poe sends a JSON answer once its model is done: it may be billed before its body arrives.
-    points?.billable();
     try {
-      return await jsonAnswer(answer, ctx, deps, headers, points, media);
+      return await jsonAnswer(answer, ctx, deps, headers, points);
     } catch (err) {
-      // Poe answered 200 and may bill an answer whose read failed (the client left, a broken
-      // connection, the answer deadline, a body that holds no answer): watched for, and counted
-      // meanwhile. Not one whose body is Poe's error.
+      // Poe answered 200 and may bill an answer that holds none, or whose client left while its
+      // cost was looked for: watched for, and counted meanwhile. (A read that failed, or a body
+      // that is Poe's error, ended the call in `send`.)
       const unread = req.signal.aborted ||
         (err instanceof ProxyError && mayBeBilled(err, 200));
       if (points && !points.settling && unread) points.abandoned();

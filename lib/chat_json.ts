@@ -1,13 +1,10 @@
 /**
- * @module A non-streamed answer: read whole within its deadline and size limit, checked, given usage when Poe sent
- * none, and sent on with its points.
+ * @module A non-streamed answer (read whole by the Poe client, `json_answer.ts`): checked, given
+ * usage when Poe sent none, and sent on with its points.
  */
-import { ProxyError } from "./errors.ts";
 import type { RequestContext } from "./request_context.ts";
 import type { UpstreamAnswer } from "./upstream.ts";
-import { NO_CLIENT_RETRY, noAnswerError, notAnAnswer } from "./poe_errors.ts";
-import { readCappedResponse } from "./json_start.ts";
-import { MAX_EVENT_CHARS } from "./sse.ts";
+import { notAnAnswer } from "./poe_errors.ts";
 import { isCompletion } from "./completion_events.ts";
 import type { AnswerPoints } from "./answer_points.ts";
 import { collectAnswerText, estimatedUsage } from "./usage_estimate.ts";
@@ -15,10 +12,9 @@ import type { ChatDeps, HeaderList } from "./chat.ts";
 import { toolCallId } from "./openai_types.ts";
 
 /**
- * The response for Poe's JSON answer. Its read is aborted at the answer deadline
- * (`FIRST_BYTE_TIMEOUT_SECONDS`, or `MEDIA_TIMEOUT_SECONDS`): a 504; a read that breaks: a 502; a
- * body larger than a streamed request's JSON answer may be (`MAX_EVENT_CHARS`) is not read on: a
- * 502 `upstream_bad_body`. All three may follow an answer Poe billed (`mayBeBilled`).
+ * The response for Poe's JSON answer, whose body the Poe client read (`answer.json`): one that
+ * holds no answer is a 502 `upstream_bad_body`, which may follow an answer Poe billed
+ * (`mayBeBilled`).
  */
 export async function jsonAnswer(
   answer: UpstreamAnswer,
@@ -26,49 +22,13 @@ export async function jsonAnswer(
   deps: ChatDeps,
   headers: HeaderList,
   points: AnswerPoints | null,
-  media: boolean,
 ): Promise<Response> {
-  // At the deadline the read is aborted, which ends it with an error.
-  let timedOut = false;
-  const deadline = (media ? deps.deadlines.mediaAnswer : deps.deadlines.answer).add(() => {
-    timedOut = true;
-    answer.abort(new Error("timeout"));
-  });
-  let text: string | null;
-  try {
-    // Capped: an endless body once grew the proxy to 8 GB within the deadline.
-    text = await readCappedResponse(answer.response, MAX_EVENT_CHARS);
-  } catch (err) {
-    if (timedOut) {
-      const setting = media ? "MEDIA_TIMEOUT_SECONDS" : "FIRST_BYTE_TIMEOUT_SECONDS";
-      throw new ProxyError(504, `Poe did not finish its answer within ${setting}.`, {
-        type: "timeout_error",
-        code: "upstream_timeout",
-        headers: { ...NO_CLIENT_RETRY },
-      });
-    }
-    throw new ProxyError(502, "The connection to Poe broke before the answer was complete.", {
-      type: "upstream_error",
-      code: "upstream_disconnected",
-      cause: err,
-      headers: { ...NO_CLIENT_RETRY },
-    });
-  } finally {
-    deadline.cancel();
-    answer.release();
-  }
-  if (text === null) {
-    const err = noAnswerError({ kind: "too-large" });
-    Object.assign(err.headers, NO_CLIENT_RETRY);
-    throw err;
-  }
+  // Read whole already: the client's abort has nothing left to end.
+  answer.release();
+  // The Poe client reads every non-streamed answer's body before it hands the answer on.
+  let text = answer.json!.text;
   // deno-lint-ignore no-explicit-any
-  let parsed: any;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
+  const parsed: any = answer.json!.parsed;
   if (!isCompletion(parsed)) throw notAnAnswer(parsed);
   let changed = shapeToolCalls(parsed.choices[0]?.message);
   // OpenAI's answers always carry usage: one Poe sent without is counted here.

@@ -16,6 +16,13 @@ function invalid(message: string, param: string): ProxyError {
   return new ProxyError(400, message, { param, code: "invalid_value" });
 }
 
+function missing(param: string): ProxyError {
+  return new ProxyError(400, `Missing required parameter: ${param}.`, {
+    param,
+    code: "missing_required_parameter",
+  });
+}
+
 /** Strings in error messages are cut here: the value may be a pasted document. */
 const SHOWN_CHARS = 40;
 
@@ -211,7 +218,67 @@ function validateMessage(m: unknown, path: string): void {
         `${path}.content[${j}]`,
       );
     }
+    checkPart(part as Record<string, unknown>, `${path}.content[${j}]`);
   }
+}
+
+/**
+ * OpenAI's shape of the content parts it defines, checked with the path at fault: Poe's 400 for a
+ * malformed part names no field, and the 400 ladder would send the whole body (its images with it)
+ * up to three more times. Parts of other types pass as they are: Poe may read more kinds.
+ */
+function checkPart(part: Record<string, unknown>, path: string): void {
+  switch (part.type) {
+    case "text":
+      stringAt(part, "text", path);
+      return;
+    case "image_url":
+      // The first vision API's form, a bare URL string, which Poe is left to judge.
+      if (typeof part.image_url === "string") return;
+      stringAt(objectAt(part, "image_url", path, "a url"), "url", `${path}.image_url`);
+      return;
+    case "input_audio": {
+      const audio = objectAt(part, "input_audio", path, "data and a format");
+      stringAt(audio, "data", `${path}.input_audio`);
+      if (audio.format !== undefined && audio.format !== null) {
+        stringAt(audio, "format", `${path}.input_audio`);
+      }
+      return;
+    }
+    case "file": {
+      const file = objectAt(part, "file", path, "file_data or a file_id");
+      for (const key of ["file_data", "file_id"]) {
+        if (file[key] !== undefined && file[key] !== null) stringAt(file, key, `${path}.file`);
+      }
+      if (typeof file.file_data !== "string" && typeof file.file_id !== "string") {
+        throw invalid(`${path}.file must hold a string file_data or file_id.`, `${path}.file`);
+      }
+    }
+  }
+}
+
+/** `holder[key]` as an object, or the error for what it is (`what` it should hold). */
+function objectAt(
+  holder: Record<string, unknown>,
+  key: string,
+  path: string,
+  what: string,
+): Record<string, unknown> {
+  const v = holder[key];
+  if (v !== null && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
+  if (v === undefined) throw missing(`${path}.${key}`);
+  throw invalid(
+    `${path}.${key} must be an object with ${what}: got ${describe(v)}.`,
+    `${path}.${key}`,
+  );
+}
+
+/** Throws unless `holder[key]` is a string. */
+function stringAt(holder: Record<string, unknown>, key: string, path: string): void {
+  const v = holder[key];
+  if (typeof v === "string") return;
+  if (v === undefined) throw missing(`${path}.${key}`);
+  throw invalid(`${path}.${key} must be a string: got ${describe(v)}.`, `${path}.${key}`);
 }
 
 /**

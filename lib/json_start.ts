@@ -109,11 +109,20 @@ export async function readCappedResponse(
   return await readCappedText(response.body, maxBytes);
 }
 
+/**
+ * Poe's error in a whole JSON body (its `error`, as an object), or null when it holds none: such
+ * a 200 is Poe's refusal of the call, not an answer.
+ */
+export function errorIn(parsed: unknown): Record<string, unknown> | null {
+  if (parsed === null || typeof parsed !== "object") return null;
+  const found = (parsed as { error?: unknown }).error;
+  return found ? errorObject(found) : null;
+}
+
 /** What a whole JSON body is, as a stream's opening would tell it. */
 function verdictOf(parsed: unknown): JsonStart {
-  // deno-lint-ignore no-explicit-any
-  const found = (parsed as any)?.error;
-  if (found && typeof parsed === "object") return { kind: "error", error: errorObject(found) };
+  const error = errorIn(parsed);
+  if (error) return { kind: "error", error };
   if (!isCompletion(parsed)) return { kind: "no-answer", parsed };
   const events = encoder.encode(completionToSse(parsed as Record<string, unknown>));
   return { kind: "answer", body: ReadableStream.from([events]).getReader() };

@@ -131,8 +131,8 @@ const TYPE_STATUS: Record<string, number> = {
 const STREAM_ERRORS = new WeakMap<Response, string>();
 
 /**
- * The error answer a streamed request's 200 stands for when it is an error (its stream's opening
- * error event, or its JSON body): the status of its numeric `code` (Poe's documented shape), else
+ * The error answer Poe's 200 stands for when it is an error (a stream's opening error event, or a
+ * JSON body, to a request streamed or not): the status of its numeric `code` (Poe's documented shape), else
  * of its `type`, else 502. It then takes the path of Poe's own error answers: the same retries,
  * ladder and message.
  */
@@ -194,22 +194,13 @@ export async function poeError(response: Response): Promise<ProxyError> {
 }
 
 /**
- * The error for a 200 from Poe that holds no answer: not JSON, no choices, or an error object. The
- * SDKs would read `choices[0]` of it and fail far from the cause. Poe may have billed the attempt,
- * so the client is told not to retry it on its own.
+ * The error for a 200 from Poe that holds no answer: not JSON, or no choices (one holding Poe's
+ * error is that error: {@linkcode streamErrorAnswer}). The SDKs would read `choices[0]` of it and
+ * fail far from the cause. Poe may have billed the attempt, so the client is told not to retry it
+ * on its own.
  */
-// deno-lint-ignore no-explicit-any
-export function notAnAnswer(parsed: any): ProxyError {
+export function notAnAnswer(parsed: unknown): ProxyError {
   const headers = { ...NO_CLIENT_RETRY };
-  const poe = parsed?.error;
-  if (poe && typeof poe === "object") {
-    const message = typeof poe.message === "string" ? poe.message.slice(0, 1000) : "";
-    return new ProxyError(502, `Poe answered 200 with an error${message ? `: ${message}` : "."}`, {
-      type: typeof poe.type === "string" ? poe.type : "upstream_error",
-      code: typeof poe.code === "string" ? poe.code : "upstream_error",
-      headers,
-    });
-  }
   return new ProxyError(
     502,
     parsed === undefined

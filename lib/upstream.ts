@@ -1,8 +1,8 @@
 /**
  * @module The Poe client: the send loop that climbs the layered retry ladder within each call's
  * timeouts. Each call is built and sent by `poe_request.ts`, the ladder's rules are in
- * `retry_ladder.ts`, the timeouts' phases in `upstream_timeouts.ts`, and Poe's failed answers
- * become ProxyErrors in `poe_errors.ts`.
+ * `retry_ladder.ts`, the timeouts' phases in `upstream_timeouts.ts`, a non-streamed answer is read
+ * in `json_answer.ts`, and Poe's failed answers become ProxyErrors in `poe_errors.ts`.
  */
 import { ProxyError } from "./errors.ts";
 import type { ChatRequest } from "./openai_types.ts";
@@ -11,6 +11,7 @@ import { BodyDrains } from "./body_drain.ts";
 import { Deadlines, sleep } from "./deadlines.ts";
 import { type BodyReader, readStreamStart } from "./stream_start.ts";
 import { type JsonStart, readJsonStart } from "./json_start.ts";
+import { type JsonBody, type JsonVerdict, readJsonAnswer } from "./json_answer.ts";
 import { MAX_EVENT_CHARS } from "./sse.ts";
 import {
   backoffMs,
@@ -48,7 +49,10 @@ export interface UpstreamOptions {
   retries?: number;
   /** How long to wait for a TCP connection before calling Poe unreachable. Default: 10 s. */
   connectTimeoutMs?: number;
-  /** How long to wait for Poe's response headers. Default: 300 s. */
+  /**
+   * How long to wait for Poe's response headers, and then for the whole body of an answer to a
+   * non-streamed request. Default: 300 s.
+   */
   firstByteTimeoutMs?: number;
   /** The same, for calls marked `slow` (image, video and audio models). Default: 900 s. */
   slowFirstByteTimeoutMs?: number;
@@ -85,7 +89,10 @@ export interface Attempt {
    * JSON error), not of its HTTP answer: Poe refused the call, its gateway did not give up.
    */
   inBody?: true;
-  /** Milliseconds until Poe's headers (a stream's: until its opening was read), or the failure. */
+  /**
+   * Milliseconds until Poe's headers (a stream's: until its opening was read; a JSON answer's:
+   * until its body was), or the failure.
+   */
   ms: number;
 }
 
@@ -124,8 +131,9 @@ export interface SendOptions {
   /** A large body's long strings in the client's bytes, spliced into each call's body. */
   raw?: RawStrings | null;
   /**
-   * Called when Poe's 200 to a streamed request is JSON, before its body is read: Poe sends such
-   * an answer once its model is done, so it may be billed from then on.
+   * Called when Poe's 200 is JSON (every answer to a non-streamed request, and one to a streamed
+   * request that is not a stream), before its body is read: Poe sends such an answer once its
+   * model is done, so it may be billed from then on.
    */
   onJsonAnswer?: () => void;
 }
@@ -152,6 +160,11 @@ export interface UpstreamAnswer {
    * (then `response.body` is read); null otherwise.
    */
   body: BodyReader | null;
+  /**
+   * A non-streamed answer's body, read whole and parsed (`response.body` is read): it held no
+   * error of Poe's, but may hold no answer either. Null for a streamed request.
+   */
+  json: JsonBody | null;
 }
 
 /**
@@ -168,6 +181,9 @@ export class UpstreamClient {
   #phases: Phases;
   #slowPhases: Phases;
   #streamStart: Deadlines;
+  /** A non-streamed answer's body must be whole within these from Poe's headers. */
+  #answer: Deadlines;
+  #slowAnswer: Deadlines;
   #drains = new BodyDrains();
 
   constructor(options: UpstreamOptions) {
@@ -199,11 +215,14 @@ export class UpstreamClient {
     this.#phases = phases(connectTimeoutMs, firstByteTimeoutMs);
     this.#slowPhases = phases(connectTimeoutMs, slowFirstByteTimeoutMs);
     this.#streamStart = new Deadlines(this.#options.streamStartMs);
+    this.#answer = new Deadlines(firstByteTimeoutMs);
+    this.#slowAnswer = new Deadlines(slowFirstByteTimeoutMs);
   }
 
   /**
    * Sends a chat request to Poe, running the retry ladder until Poe answers with a 2xx, and
-   * returns that answer with its body unread. Throws a ProxyError otherwise.
+   * returns that answer: a stream's body unread (past its opening), a non-streamed one's read
+   * whole (`json`). Throws a ProxyError otherwise, a 200 whose body is Poe's error included.
    */
   async send(body: ChatRequest, options: SendOptions): Promise<UpstreamAnswer> {
     const attempts = options.attempts ?? [];
@@ -289,6 +308,7 @@ export class UpstreamClient {
         );
       }
       let opened: BodyReader | null = null;
+      let json: JsonBody | null = null;
       const type = response.ok && current.stream === true && response.body !== null
         ? response.headers.get("content-type") ?? ""
         : "";
@@ -365,6 +385,35 @@ export class UpstreamClient {
           // Like a 200 without choices: Poe may have billed it, and it is not retried.
           throw this.#final(err, false);
         }
+      } else if (response.ok && current.stream !== true) {
+        // Read whole before it is taken, as a streamed request's JSON answer is: a body that is
+        // Poe's error takes the path of Poe's error answers (its status, retries, the ladder).
+        options.onJsonAnswer?.();
+        let verdict: JsonVerdict;
+        try {
+          verdict = await readJsonAnswer(response, {
+            deadline: options.slow ? this.#slowAnswer : this.#answer,
+            abort: (why) => controller.abort(why),
+            slow: options.slow ?? false,
+          });
+        } catch (err) {
+          options.signal.removeEventListener("abort", onClientAbort);
+          attempt.ms = performance.now() - started;
+          if (options.signal.aborted) throw options.signal.reason;
+          this.#logAttempt(attempt, options, err);
+          // Poe sends a JSON answer once its model is done: billed, so it is not asked again.
+          throw this.#final(err as ProxyError, false);
+        }
+        attempt.ms = performance.now() - started;
+        if (verdict.kind === "answer") json = verdict.body;
+        else {
+          response = streamErrorAnswer(verdict.error, {
+            headers: response.headers,
+            answered: "Poe answered 200 with an error",
+          });
+          attempt.status = response.status;
+          attempt.inBody = true;
+        }
       }
       if (response.ok) {
         // The client's abort keeps reaching the upstream body until the answer is done.
@@ -375,7 +424,7 @@ export class UpstreamClient {
         };
         if (attempts.length > 1) this.#logAttempt(attempt, options);
         const drain = this.#drains.drain;
-        return { response, attempts, sent: current, abort, release, drain, body: opened };
+        return { response, attempts, sent: current, abort, release, drain, body: opened, json };
       }
       options.signal.removeEventListener("abort", onClientAbort);
       this.#logAttempt(attempt, options);
@@ -434,6 +483,8 @@ export class UpstreamClient {
       p.second.clear();
     }
     this.#streamStart.clear();
+    this.#answer.clear();
+    this.#slowAnswer.clear();
     this.#drains.close();
   }
 

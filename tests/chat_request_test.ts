@@ -1,6 +1,7 @@
 // deno-lint-ignore-file no-explicit-any
 /** @module Validation of chat requests, the body sent to Poe, and the request size cap. */
 import assert from "node:assert/strict";
+import OpenAI from "openai";
 import { startFakeAndProxy as setup } from "./harness.ts";
 import {
   clientWantsUsage,
@@ -94,7 +95,102 @@ const INVALID: [string, string, string | null, RegExp][] = [
     "messages[0].role",
     /^messages\[0\]\.role must be a string: got null\.$/,
   ],
+  ...partCases(),
 ];
+
+/** Malformed content parts of OpenAI's types, each in the third part of a message. */
+function partCases(): [string, string, string, RegExp][] {
+  const cases: [string, unknown, string, RegExp][] = [
+    [
+      "a text part without text",
+      { type: "text" },
+      "text",
+      /^Missing required parameter: P\.text\.$/,
+    ],
+    [
+      "a text part whose text is a number",
+      { type: "text", text: 5 },
+      "text",
+      /text must be a string: got 5\./,
+    ],
+    [
+      "an image part without image_url",
+      { type: "image_url" },
+      "image_url",
+      /^Missing required parameter: P\.image_url\.$/,
+    ],
+    [
+      "an image part whose image_url is null",
+      { type: "image_url", image_url: null },
+      "image_url",
+      /image_url must be an object with a url: got null\./,
+    ],
+    [
+      "an image part without a url",
+      { type: "image_url", image_url: { detail: "low" } },
+      "image_url.url",
+      /^Missing required parameter: P\.image_url\.url\.$/,
+    ],
+    [
+      "an image part whose url is an object",
+      { type: "image_url", image_url: { url: {} } },
+      "image_url.url",
+      /url must be a string: got an empty object\./,
+    ],
+    [
+      "an audio part without input_audio",
+      { type: "input_audio" },
+      "input_audio",
+      /^Missing required parameter/,
+    ],
+    [
+      "an audio part without data",
+      { type: "input_audio", input_audio: { format: "wav" } },
+      "input_audio.data",
+      /^Missing required parameter/,
+    ],
+    [
+      "an audio part whose format is a number",
+      { type: "input_audio", input_audio: { data: "AAAA", format: 3 } },
+      "input_audio.format",
+      /format must be a string: got 3\./,
+    ],
+    [
+      "a file part whose file is a string",
+      { type: "file", file: "a.pdf" },
+      "file",
+      /file must be an object with file_data or a file_id: got "a\.pdf"\./,
+    ],
+    [
+      "a file part with neither file_data nor file_id",
+      { type: "file", file: { filename: "a.pdf" } },
+      "file",
+      /file must hold a string file_data or file_id\./,
+    ],
+    [
+      "a file part whose file_id is a number",
+      { type: "file", file: { file_id: 7 } },
+      "file.file_id",
+      /file_id must be a string: got 7\./,
+    ],
+  ];
+  const part = "messages[1].content[2]";
+  return cases.map(([what, bad, at, message]) => [
+    what,
+    JSON.stringify({
+      model: "gpt-4o",
+      messages: [
+        { role: "system", content: "Be brief." },
+        {
+          role: "user",
+          content: [{ type: "text", text: "Look:" }, { type: "text", text: "" }, bad],
+        },
+      ],
+    }),
+    `${part}.${at}`,
+    new RegExp(message.source.replaceAll("P\\.", "messages\\[1\\]\\.content\\[2\\]\\.")),
+  ]);
+}
 
 Deno.test("POST /v1/chat/completions refuses invalid bodies with 400, param and message", async () => {
   await using t = await setup();
@@ -107,6 +203,55 @@ Deno.test("POST /v1/chat/completions refuses invalid bodies with 400, param and 
     assert.ok(res.headers.get("x-request-id"));
   }
   assert.equal(t.fake.chatRequests().length, 0, "Poe is never called for an invalid body");
+});
+
+Deno.test("openai SDK: a malformed image part in a large body is refused at once, with its param; Poe is not called", async () => {
+  await using t = await setup();
+  // A Poe that refused it would name no field: the 400 ladder would upload the body 3 more times.
+  for (let i = 0; i < 4; i++) t.fake.script("status=400,message=Invalid image");
+  const client = new OpenAI({ baseURL: `${t.proxy.url}/v1`, apiKey: "k", maxRetries: 2 });
+  const image = `data:image/png;base64,${"A".repeat(2_000_000)}`;
+  await assert.rejects(
+    client.chat.completions.create({
+      model: "gpt-4o",
+      max_tokens: 100,
+      messages: [{
+        role: "user",
+        content: [
+          { type: "text", text: "what is this" },
+          { type: "image_url", image_url: { url: image } },
+          { type: "image_url" } as any,
+        ],
+      }],
+    }),
+    (err: unknown) =>
+      err instanceof OpenAI.BadRequestError && err.param === "messages[0].content[2].image_url" &&
+      err.type === "invalid_request_error" && err.code === "missing_required_parameter",
+  );
+  assert.equal(t.fake.chatRequests().length, 0);
+});
+
+Deno.test("content parts of OpenAI's types in each valid form, and parts of other types, reach Poe as sent", async () => {
+  await using t = await setup();
+  const content = [
+    { type: "text", text: "" },
+    { type: "image_url", image_url: { url: "https://example.com/a.png", detail: "low" } },
+    // The first vision API's bare URL: Poe judges it.
+    { type: "image_url", image_url: "https://example.com/b.png" },
+    { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } },
+    { type: "input_audio", input_audio: { data: "UklGRg==" } },
+    { type: "file", file: { file_id: "file-1" } },
+    { type: "file", file: { filename: "a.pdf", file_data: "data:application/pdf;base64,JVBE" } },
+    // Kinds OpenAI does not define, which Poe may read.
+    { type: "video_url", video_url: { url: "https://example.com/v.mp4" } },
+    { type: "refusal", refusal: "No." },
+  ];
+  const res = await postRaw(
+    t.proxy.url,
+    JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content }] }),
+  );
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  assert.deepEqual((t.fake.chatRequests()[0].body as any).messages[0].content, content);
 });
 
 Deno.test("describe: every kind of value reads well in an error message", () => {

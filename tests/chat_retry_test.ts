@@ -700,6 +700,80 @@ Deno.test("a JSON answer to a streamed request that holds no answer is a 502 the
   }
 });
 
+// --- JSON errors to requests not streamed --------------------------------------------------------
+
+Deno.test("a JSON error to a request not streamed gets that error's status, as a streamed one does", async () => {
+  const cases = [
+    { marker: "json-error=401,error-shape=documented", status: 401, type: "authentication_error" },
+    { marker: "json-error=402", status: 402, type: "insufficient_credits" },
+    { marker: "json-error=404", status: 404, type: "not_found_error" },
+    { marker: "json-error=400,message=Temperature%20too%20high.", status: 400, type: null },
+  ];
+  for (const c of cases) {
+    await using t = await setup();
+    const res = await post(t.proxy.url, chat(c.marker, { max_tokens: 10 }));
+    assert.equal(res.status, c.status, c.marker);
+    assertOpenAiError(res.body);
+    assert.match(res.body.error.message, /^Poe answered 200 with an error: /);
+    if (c.type) assert.equal(res.body.error.type, c.type);
+    // Not retried by the SDKs as a 502 would be: a 4xx of Poe's is final.
+    assert.equal(res.headers.get("x-should-retry"), null, c.marker);
+    assert.equal(t.bodies().length, c.status === 400 ? 4 : 1, "the 400 ladder applies too");
+    assert.ok(t.bodies().every((b) => b.stream === false));
+    const line = t.proxy.logs.find((l) => l.includes("path=/v1/chat/completions"))!;
+    assert.match(line, new RegExp(`status=${c.status} `));
+  }
+});
+
+Deno.test("a transient JSON error to a request not streamed is retried with backoff; openai SDK", async () => {
+  await using t = await setup();
+  t.fake.script("json-error=529", "json-error=503,error-shape=documented", "");
+  const client = new OpenAI({ baseURL: `${t.proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
+  const { data, response } = await client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+  }).withResponse();
+  assert.equal(data.choices[0].message.content, "Hello there, friend.");
+  assert.equal(
+    response.headers.get("x-poe-proxy-attempts"),
+    "first:529,retry-529:503,retry-503:200",
+  );
+  assert.equal(t.bodies().length, 3);
+  assert.deepEqual(t.sleeps, [125, 250]);
+  // Retried until the tries run out: Poe's status and type, and the SDK adds no retries of its own.
+  t.fake.script("json-error=429", "json-error=429", "json-error=429", "");
+  const retrying = new OpenAI({ baseURL: `${t.proxy.url}/v1`, apiKey: "k", maxRetries: 2 });
+  await assert.rejects(
+    retrying.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+    }),
+    (err: unknown) =>
+      err instanceof OpenAI.RateLimitError && err.type === "rate_limit_error" &&
+      err.headers?.get("x-should-retry") === "false",
+  );
+  assert.equal(t.bodies().length, 6, "three more calls, by the proxy only");
+});
+
+Deno.test("a JSON error of Poe's own server to a request not streamed: retried, then its status", async () => {
+  let calls = 0;
+  await using upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    calls++;
+    return new Response('{"error":{"message":"provider crashed","type":"provider_error"}}', {
+      headers: { "content-type": "application/json" },
+    });
+  });
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 500);
+  assertOpenAiError(res.body);
+  assert.equal(res.body.error.type, "provider_error");
+  assert.match(res.body.error.message, /^Poe answered 200 with an error: provider crashed\./);
+  assert.equal(res.headers.get("x-should-retry"), "false", "the proxy retried it already");
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:500,retry-500:500,retry-500:500");
+  assert.equal(calls, 3);
+});
+
 // --- network errors and clients that leave -------------------------------------------------------
 
 function closedPort(): number {
@@ -794,11 +868,6 @@ Deno.test("a client that leaves during a retry backoff stops the retries", async
 
 Deno.test("a 200 from Poe that holds no answer is a 502 the client is told not to retry", async () => {
   const bodies = [
-    {
-      body: '{"error":{"message":"provider crashed","type":"provider_error"}}',
-      code: "upstream_error",
-      message: /200 with an error: provider crashed/,
-    },
     { body: "{}", code: "upstream_bad_body", message: /no choices/ },
     { body: '{"choices":[]}', code: "upstream_bad_body", message: /no choices/ },
     { body: "null", code: "upstream_bad_body", message: /no choices/ },

@@ -306,21 +306,6 @@ Deno.test("streamErrorAnswer: becomes Poe's own error answer, told as how Poe an
   assert.deepEqual(err.headers, { "retry-after": "2" });
 });
 
-Deno.test("notAnAnswer: a 200 with Poe's error object keeps its message, type and code", () => {
-  const err = notAnAnswer({ error: { message: "Bot crashed", type: "bot_error", code: "crash" } });
-  assert.equal(err.status, 502);
-  assert.equal(err.message, "Poe answered 200 with an error: Bot crashed");
-  assert.equal(err.type, "bot_error");
-  assert.equal(err.code, "crash");
-  assert.deepEqual(err.headers, { ...NO_CLIENT_RETRY });
-  const bare = notAnAnswer({ error: { message: 3 } });
-  assert.equal(bare.message, "Poe answered 200 with an error.");
-  assert.equal(bare.type, "upstream_error");
-  assert.equal(bare.code, "upstream_error");
-  const long = notAnAnswer({ error: { message: "y".repeat(5000) } });
-  assert.equal(long.message, `Poe answered 200 with an error: ${"y".repeat(1000)}`);
-});
-
 Deno.test("notAnAnswer: a body that is not JSON, or holds no choices, is upstream_bad_body", () => {
   const notJson = notAnAnswer(undefined);
   assert.equal(notJson.message, "Poe answered with a body that is not JSON.");

@@ -140,14 +140,20 @@ Deno.test("an agent's loop of answers without token counts, each sent as the las
   assert.ok(found[n - 1] >= n - 2, `late costs found after each answer: ${found}`);
 });
 
-for (const directive of ["open-error=504", "json-error=504"]) {
-  Deno.test(`Poe's refusal in a 200 body naming 504 (${directive}) is not a gateway timeout: nothing counted or watched`, async () => {
+for (
+  const [directive, stream] of [
+    ["open-error=504", true],
+    ["json-error=504", true],
+    ["json-error=504", false],
+  ] as const
+) {
+  Deno.test(`Poe's refusal in a 200 body naming 504 (${directive}, ${stream ? "streamed" : "not streamed"}) is not a gateway timeout: nothing counted or watched`, async () => {
     await using t = await setup();
     const failed = await answerWith(t.proxy.url, {
       text: "a",
       reply: "x",
       directives: `${directive},error-shape=documented`,
-      stream: true,
+      stream,
       expectError: true,
     });
     assert.equal(failed.status, 504);

@@ -391,8 +391,10 @@ Deno.test("an answer that was never read: its real cost takes the estimate's pla
 
 Deno.test("an error Poe sends with a 200 counts nothing: the request only lets go of what it held", async () => {
   await using t = await setup(0.5 * HELD, { KEEPALIVE_SECONDS: "1" });
+  // Not streamed: Poe's refusal, with its own status once the retries are spent.
   const res = await ask(t.proxy.url, {}, "json-error=500");
-  assert.equal(res.status, 502);
+  assert.equal(res.status, 500);
+  assert.equal(t.fake.chatRequests().length, 3);
   await res.body?.cancel();
   assert.deepEqual(t.running(), { points: 0, count: 0 });
   assert.equal(t.usage.poller.spentSinceSnapshot, 0);
