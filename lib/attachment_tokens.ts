@@ -15,6 +15,8 @@ export const IMAGE_LOW_DETAIL_TOKENS = 85;
  */
 export const FILE_PART_TOKENS = 1000;
 
+import { inflateSync } from "node:zlib";
+
 /**
  * Tokens per page of a PDF. Providers put each page into the context twice: its extracted text
  * and an image of the page (Anthropic: 1,500 to 3,000 tokens of text a page, plus the image;
@@ -25,12 +27,33 @@ export const FILE_PART_TOKENS = 1000;
 export const PDF_PAGE_TOKENS = 2000;
 
 /**
- * Bytes per page to guess a PDF's pages by when no page object can be seen: PDF 1.5 and later may
- * compress them into object streams (pdfTeX does by default). A page of text takes 5 to 50 KB, a
- * scanned one 100 KB to 1 MB: this middle figure under-counts the first and over-counts the
- * second, by a few times at most.
+ * Bytes per page to guess a PDF's pages by when no page object can be read, not even in its
+ * object streams (an encrypted file, a filter other than Flate). A page of text takes 5 to 50 KB,
+ * a scanned one 100 KB to 1 MB: this middle figure under-counts the first and over-counts the
+ * second, so the guess stops at {@linkcode PDF_GUESSED_PAGES_MAX}.
  */
 export const PDF_BYTES_PER_PAGE = 64 * 1024;
+
+/**
+ * The most pages a guess from a PDF's size may give: a one-page scan of 6 MB must not count as a
+ * hundred pages and be refused for the context's size; a long file that hides its pages is
+ * under-counted instead.
+ */
+export const PDF_GUESSED_PAGES_MAX = 10;
+
+/**
+ * Bytes a PDF's object streams may inflate to, in all, to find the page objects compressed in
+ * them: they hold small objects only (a stream cannot be inside one), and a hostile file must not
+ * inflate without end.
+ */
+const OBJECT_STREAMS_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Object streams inflated at most: each inflate costs about half a millisecond however little it
+ * holds. Writers pack 100 to 255 objects into each, so this covers files of thousands of pages;
+ * past it the pages found so far are counted.
+ */
+const OBJECT_STREAMS_MAX = 100;
 
 /** OpenAI: "Audio tokens in user messages are 1 token per 100 ms of audio" (Gemini's: 32). */
 export const AUDIO_TOKENS_PER_SECOND = 10;
@@ -57,7 +80,7 @@ const LOSSY_AUDIO_BYTES_PER_SECOND = 8_000;
 /** Bytes a second of a video (1 Mbit/s: a phone's own recordings take 10 times that). */
 const VIDEO_BYTES_PER_SECOND = 125_000;
 
-/** Any other file, read as text: a token per four bytes, as text is guessed in `token_bounds.ts`. */
+/** A text file: a token per four bytes, as text is guessed in `token_bounds.ts`. */
 const TEXT_BYTES_PER_TOKEN = 4;
 
 /** The least an inline file (but a PDF: one page) or recording is estimated at. */
@@ -205,7 +228,27 @@ function fileTokens(file: unknown): number {
     const seconds = size / VIDEO_BYTES_PER_SECOND;
     return Math.max(MIN_ATTACHMENT_TOKENS, Math.ceil(seconds * VIDEO_TOKENS_PER_SECOND));
   }
-  return textTokens(size);
+  // A binary file (an Office file or other ZIP, a TIFF scan) is not its bytes as text: what a
+  // provider reads of it does not follow from its size, so it keeps the flat figure.
+  if (
+    TEXT_TYPE.test(mime) || (!mime.includes("/") || mime === "application/octet-stream") &&
+      !startsWith(start, "PK\x03\x04") && !binaryBytes(start)
+  ) {
+    return textTokens(size);
+  }
+  return FILE_PART_TOKENS;
+}
+
+/** Media types of text files, counted by their size. */
+const TEXT_TYPE =
+  /^(text\/|application\/(json|ld\+json|xml|x-yaml|yaml|javascript|x-javascript|typescript|sql|x-sh|x-python|rtf|x-tex|csv|markdown|x-ndjson))/;
+
+/** Whether a file's first bytes hold control characters that text does not (NUL and the like). */
+function binaryBytes(bytes: Uint8Array): boolean {
+  for (const c of bytes) {
+    if (c < 9 || (c > 13 && c < 32 && c !== 27)) return true;
+  }
+  return false;
 }
 
 function textTokens(bytes: number): number {
@@ -250,14 +293,58 @@ function wavByteRate(bytes: Uint8Array): number | null {
 }
 
 /**
- * A PDF's estimate: its pages (page objects seen, else a linearized file's page count, else a
- * guess from its size) at {@linkcode PDF_PAGE_TOKENS} each, at least one.
+ * A PDF's estimate: its pages (page objects seen, in the file or in its object streams, else a
+ * linearized file's page count, else a guess from its size) at {@linkcode PDF_PAGE_TOKENS} each,
+ * at least one.
  */
 function pdfTokens(base64: string): number {
   const bytes = decodeAll(base64);
-  let pages = bytes === null ? 0 : pageObjects(bytes) || linearizedPages(bytes);
-  if (pages === 0) pages = Math.ceil(decodedSize(base64) / PDF_BYTES_PER_PAGE);
+  let pages = bytes === null
+    ? 0
+    : pageObjects(bytes) + objectStreamPages(bytes) || linearizedPages(bytes);
+  if (pages === 0) {
+    pages = Math.min(PDF_GUESSED_PAGES_MAX, Math.ceil(decodedSize(base64) / PDF_BYTES_PER_PAGE));
+  }
   return Math.max(1, pages) * PDF_PAGE_TOKENS;
+}
+
+/**
+ * The page objects inside a PDF's object streams (`/Type /ObjStm`, PDF 1.5 and later: pdfTeX,
+ * qpdf and many others compress all small objects into them): the first
+ * {@linkcode OBJECT_STREAMS_MAX} inflated, up to {@linkcode OBJECT_STREAMS_MAX_BYTES} in all. A
+ * stream that is not Flate, or is damaged, counts nothing.
+ */
+export function objectStreamPages(bytes: Uint8Array): number {
+  let pages = 0;
+  let budget = OBJECT_STREAMS_MAX_BYTES;
+  let left = OBJECT_STREAMS_MAX;
+  for (let at = indexOfAscii(bytes, "/ObjStm", 0); at >= 0 && budget > 0 && left-- > 0;) {
+    const keyword = indexOfAscii(bytes, "stream", at + 7);
+    if (keyword < 0) break;
+    let start = keyword + 6;
+    if (bytes[start] === 13) start++;
+    if (bytes[start] === 10) start++;
+    const end = indexOfAscii(bytes, "endstream", start);
+    if (end < 0) break;
+    try {
+      const inflated = inflateSync(bytes.subarray(start, end), { maxOutputLength: budget });
+      budget -= inflated.length;
+      pages += pageObjects(inflated);
+    } catch {
+      // Not Flate, damaged, or past what may be inflated: its pages stay unseen.
+    }
+    at = indexOfAscii(bytes, "/ObjStm", end);
+  }
+  return pages;
+}
+
+/** Where the ASCII text `ascii` first is in `bytes` from `from`, or -1. */
+function indexOfAscii(bytes: Uint8Array, ascii: string, from: number): number {
+  const first = ascii.charCodeAt(0);
+  for (let i = bytes.indexOf(first, from); i >= 0; i = bytes.indexOf(first, i + 1)) {
+    if (startsWith(bytes, ascii, i)) return i;
+  }
+  return -1;
 }
 
 /** PDF whitespace: NUL, tab, line feed, form feed, carriage return, space. */

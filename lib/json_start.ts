@@ -111,10 +111,11 @@ export async function readCappedResponse(
 
 /**
  * Poe's error in a whole JSON body (its `error`, as an object), or null when it holds none: such
- * a 200 is Poe's refusal of the call, not an answer.
+ * a 200 is Poe's refusal of the call, not an answer. A body with an answer is one, whatever else
+ * it holds: its model ran, and asking again would bill it again.
  */
 export function errorIn(parsed: unknown): Record<string, unknown> | null {
-  if (parsed === null || typeof parsed !== "object") return null;
+  if (parsed === null || typeof parsed !== "object" || isCompletion(parsed)) return null;
   const found = (parsed as { error?: unknown }).error;
   return found ? errorObject(found) : null;
 }

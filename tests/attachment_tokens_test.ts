@@ -5,12 +5,15 @@ import {
   IMAGE_LOW_DETAIL_TOKENS,
   IMAGE_PART_TOKENS,
   MIN_ATTACHMENT_TOKENS,
+  objectStreamPages,
   pageObjects,
   partTokens,
   PDF_BYTES_PER_PAGE,
+  PDF_GUESSED_PAGES_MAX,
   PDF_PAGE_TOKENS,
   VIDEO_TOKENS_PER_SECOND,
 } from "../lib/attachment_tokens.ts";
+import { deflateSync } from "node:zlib";
 import { buildPdf } from "./pdf_fixture.ts";
 import { random } from "./random.ts";
 
@@ -65,13 +68,19 @@ Deno.test("partTokens: a PDF's size is not its cost, its pages are", () => {
   assert.equal(partTokens(file(scanned.dataUrl)), 12 * PDF_PAGE_TOKENS);
 });
 
-Deno.test("partTokens: a PDF whose pages cannot be seen is guessed from its size", () => {
-  // Page objects compressed into object streams: nothing to count, so a page per 64 KiB.
-  const compressed = new Uint8Array(1_000_000);
-  compressed.set(encoder.encode("%PDF-1.7\n<< /Type /ObjStm /N 40 /Filter /FlateDecode >>"));
-  const pages = Math.ceil(compressed.length / PDF_BYTES_PER_PAGE);
-  assert.equal(pages, 16);
-  assert.equal(partTokens(file(`data:application/pdf;base64,${base64(compressed)}`)), 16 * 2000);
+Deno.test("partTokens: a PDF whose pages cannot be seen is guessed from its size, up to a cap", () => {
+  // An object stream that cannot be inflated: nothing to count, so a page per 64 KiB.
+  const small = new Uint8Array(400_000);
+  small.set(encoder.encode("%PDF-1.7\n<< /Type /ObjStm /N 40 /Filter /FlateDecode >>\nstream\n"));
+  assert.equal(Math.ceil(small.length / PDF_BYTES_PER_PAGE), 7);
+  assert.equal(partTokens(file(`data:application/pdf;base64,${base64(small)}`)), 7 * 2000);
+  // A large one (a single scanned page, say) is not counted as a hundred pages.
+  const compressed = new Uint8Array(6_000_000);
+  compressed.set(small.subarray(0, 80));
+  assert.equal(
+    partTokens(file(`data:application/pdf;base64,${base64(compressed)}`)),
+    PDF_GUESSED_PAGES_MAX * PDF_PAGE_TOKENS,
+  );
   // A linearized file says its page count in its first object, which is never compressed.
   const linearized = compressed.slice();
   linearized.set(encoder.encode(
@@ -83,6 +92,58 @@ Deno.test("partTokens: a PDF whose pages cannot be seen is guessed from its size
   assert.equal(partTokens(file(broken)), 5 * PDF_PAGE_TOKENS);
   // At least one page.
   assert.equal(partTokens(file(`data:application/pdf;base64,${base64("%PDF-1.7")}`)), 2000);
+});
+
+/** Bytes as a scan's compressed image holds them: anything, "/Type" and "/ObjStm" as likely as not. */
+function randomBytes(n: number): Uint8Array {
+  const next = random(n);
+  return Uint8Array.from({ length: n }, () => Math.floor(next() * 256));
+}
+
+/** A PDF 1.5 whose page objects are all compressed into one object stream, as pdfTeX and qpdf write. */
+function objectStreamPdf(pages: number, scanBytes: number): Uint8Array {
+  const objects = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    `<< /Type /Pages /Count ${pages} >>`,
+    ...Array.from(
+      { length: pages },
+      () => "<< /Type/Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+    ),
+  ].join("\n");
+  const packed = deflateSync(encoder.encode(objects));
+  const parts = [
+    encoder.encode(
+      `%PDF-1.5\n1 0 obj\n<< /Type /ObjStm /N ${pages + 2} /First 20 ` +
+        `/Filter /FlateDecode /Length ${packed.length} >>\nstream\r\n`,
+    ),
+    packed,
+    encoder.encode("\nendstream\nendobj\n9 0 obj\n<< /Type /XObject /Subtype /Image >>\nstream\n"),
+    randomBytes(scanBytes),
+    encoder.encode("\nendstream\nendobj\n%%EOF\n"),
+  ];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+Deno.test("partTokens: a PDF's pages compressed in object streams are counted, not guessed", () => {
+  // A one-page scan of 3 MB: one page, where a guess from its size would make 46.
+  const scan = objectStreamPdf(1, 3_000_000);
+  assert.equal(pageObjects(scan), 0);
+  assert.equal(objectStreamPages(scan), 1);
+  assert.equal(partTokens(file(`data:application/pdf;base64,${base64(scan)}`)), PDF_PAGE_TOKENS);
+  const report = objectStreamPdf(40, 10_000);
+  assert.equal(partTokens(file(`data:application/pdf;base64,${base64(report)}`)), 40 * 2000);
+  // An object stream that inflates without end is read no further than a bound.
+  const bomb = deflateSync(new Uint8Array(64 * 1024 * 1024));
+  const hostile = new Uint8Array(100 + bomb.length);
+  hostile.set(encoder.encode("%PDF-1.5\n<< /Type /ObjStm >>\nstream\n"));
+  hostile.set(bomb, 40);
+  assert.equal(objectStreamPages(hostile), 0);
 });
 
 Deno.test("partTokens: a PDF is known by its media type, its name or its bytes", () => {
@@ -114,6 +175,23 @@ Deno.test("partTokens: other files by kind, text by size, a file_id flat", () =>
   assert.equal(partTokens({ type: "file", file: { file_id: "file-abc" } }), FILE_PART_TOKENS);
   assert.equal(partTokens({ type: "file" }), FILE_PART_TOKENS);
   assert.equal(partTokens({ type: "video_url", video_url: { url: "https://x" } }), 1000);
+});
+
+Deno.test("partTokens: binary files that are not text keep the flat figure, whatever their size", () => {
+  // An Office file is a ZIP: 2 MB of it is not 500,000 tokens of text.
+  const zip = new Uint8Array(2_000_000);
+  zip.set([0x50, 0x4b, 0x03, 0x04]);
+  const docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+  assert.equal(partTokens(file(`data:${docx};base64,${base64(zip)}`)), FILE_PART_TOKENS);
+  assert.equal(partTokens(file(base64(zip), "report.docx")), FILE_PART_TOKENS);
+  assert.equal(partTokens(file(`data:application/zip;base64,${base64(zip)}`)), FILE_PART_TOKENS);
+  // A TIFF scan with no type, or any file whose first bytes are not text.
+  const tiff = new Uint8Array(2_000_000);
+  tiff.set([0x49, 0x49, 0x2a, 0x00]);
+  assert.equal(partTokens(file(base64(tiff), "scan.tif")), FILE_PART_TOKENS);
+  assert.equal(partTokens(file(`data:application/octet-stream;base64,${base64(tiff)}`)), 1000);
+  // Text without a type is still counted by its size.
+  assert.equal(partTokens(file(base64("hello world ".repeat(1000)))), 3000);
 });
 
 Deno.test("partTokens: images stay flat, high or low detail, whatever their size", () => {
@@ -166,8 +244,14 @@ Deno.test("partTokens stays linear on hostile PDF data", () => {
   const spaces = `%PDF-1.7 /Type${" ".repeat(3_000_000)}/Page /Type /Page`;
   assert.equal(partTokens(file(`data:application/pdf;base64,${base64(spaces)}`)), 2 * 2000);
   const slashes = `%PDF-1.7 ${"/Type/".repeat(500_000)}`;
-  const guess = Math.ceil(encoder.encode(slashes).length / PDF_BYTES_PER_PAGE) * 2000;
+  const guess = Math.min(
+    PDF_GUESSED_PAGES_MAX,
+    Math.ceil(encoder.encode(slashes).length / PDF_BYTES_PER_PAGE),
+  ) * 2000;
   assert.equal(partTokens(file(`data:application/pdf;base64,${base64(slashes)}`)), guess);
+  // Empty object streams by the hundred thousand: a bounded number is inflated.
+  const streams = `%PDF-1.5\n${"/ObjStm\nstream\nendstream\n".repeat(200_000)}`;
+  assert.equal(objectStreamPages(encoder.encode(streams)), 0);
 });
 
 Deno.test("pageObjects finds what a plain scan finds, at the edges and in random mixes", () => {

@@ -1083,3 +1083,36 @@ function completion(content: string) {
     choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
   };
 }
+
+Deno.test("an answer that also carries an error object is an answer, streamed or not, not retried", async () => {
+  let calls = 0;
+  await using upstream = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
+    calls++;
+    return Response.json({
+      id: "chatcmpl-0123456789abcdef01234567",
+      object: "chat.completion",
+      created: 1,
+      model: "GPT-4o",
+      choices: [{
+        index: 0,
+        message: { role: "assistant", content: "Partial answer" },
+        finish_reason: "stop",
+      }],
+      usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
+      error: { message: "moderation warning", type: "server_error", code: 503 },
+    });
+  });
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${upstream.addr.port}` });
+  const res = await post(t.proxy.url, chat(""));
+  assert.equal(res.status, 200);
+  assert.equal(res.body.choices[0].message.content, "Partial answer");
+  assert.equal(calls, 1, "its model ran: asking again would bill it again");
+  const streamed = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ ...chat(""), stream: true }),
+  });
+  assert.equal(streamed.status, 200);
+  assert.match(await streamed.text(), /Partial answer[\s\S]*data: \[DONE\]/);
+  assert.equal(calls, 2);
+});

@@ -134,7 +134,7 @@ Deno.test("runningEstimate: every message's text, text parts and tool calls coun
         content: [
           { type: "text", text: "t".repeat(200) },
           { type: "image_url", image_url: { url: `data:image/png;base64,${"A".repeat(5000)}` } },
-          { type: "file", file: { file_data: "B".repeat(5000) } },
+          { type: "file", file: { file_data: btoa("word ".repeat(750)) } },
         ],
       },
       {
