@@ -256,11 +256,12 @@ const UNREAD_ANSWER_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Whether a call's error may come after an answer Poe billed: its read failed after Poe's 200 (a
- * broken connection is only reported after one; a body without an answer, when the last call's
- * status, `lastStatus`, was 200: pass 200 for an answer in hand); Poe's gateway timed out (504,
- * 524: not retried for that reason); or the proxy's own deadline ended the call, before or after
- * Poe's headers. Not a 200 web page, which is a failed call (status 0).
+ * Whether a call's error may come after an answer Poe billed: its connection broke after Poe's
+ * 200, or before Poe's headers once Poe had held the call (`upstream_disconnected` either way); a
+ * body without an answer, when the last call's status, `lastStatus`, was 200 (pass 200 for an
+ * answer in hand); Poe's gateway timed out (504, 524: not retried for that reason); or the proxy's
+ * own deadline ended the call, before or after Poe's headers. Not a 200 web page, which is a
+ * failed call (status 0).
  */
 export function mayBeBilled(err: ProxyError, lastStatus: number | undefined): boolean {
   if (err.code === "upstream_disconnected" || err.code === "upstream_timeout") return true;

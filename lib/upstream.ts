@@ -30,10 +30,13 @@ import {
   tooLongToWait,
 } from "./poe_errors.ts";
 import {
+  brokeWhileHeld,
+  heldBreakError,
   networkError,
   openingWait,
   type Phases,
   phases,
+  quickFailureMs,
   TimeoutError,
 } from "./upstream_timeouts.ts";
 import { PoeRequester } from "./poe_request.ts";
@@ -47,7 +50,11 @@ export interface UpstreamOptions {
   apiKey: string | null;
   /** More tries on transient failures. Default: 2. */
   retries?: number;
-  /** How long to wait for a TCP connection before calling Poe unreachable. Default: 10 s. */
+  /**
+   * How long to wait for a TCP connection before calling Poe unreachable. Default: 10 s. A network
+   * failure within the lesser of this and 1 s is retried; a later one, not to Poe's connection,
+   * is a connection that broke while Poe held the call, and is not.
+   */
   connectTimeoutMs?: number;
   /**
    * How long to wait for Poe's response headers, and then for the whole body of an answer to a
@@ -185,6 +192,8 @@ export class UpstreamClient {
   #answer: Deadlines;
   #slowAnswer: Deadlines;
   #drains = new BodyDrains();
+  /** A network failure sooner than this came before Poe could run the model: it is retried. */
+  #quickFailureMs: number;
 
   constructor(options: UpstreamOptions) {
     // An option given as `undefined` keeps its default rather than erasing it.
@@ -212,6 +221,7 @@ export class UpstreamClient {
       connectTimeoutMs,
       fetch: this.#options.fetch,
     });
+    this.#quickFailureMs = quickFailureMs(connectTimeoutMs);
     this.#phases = phases(connectTimeoutMs, firstByteTimeoutMs);
     this.#slowPhases = phases(connectTimeoutMs, slowFirstByteTimeoutMs);
     this.#streamStart = new Deadlines(this.#options.streamStartMs);
@@ -276,13 +286,18 @@ export class UpstreamClient {
         this.#logAttempt(attempt, options, err);
         // A model that stayed silent for FIRST_BYTE_TIMEOUT_SECONDS is not worth another wait.
         const slowModel = err instanceof TimeoutError && err.phase === "first-byte";
-        if (!slowModel && await pause()) {
+        // A connection that broke after Poe held the call: its model may have run, as behind a
+        // gateway's 504, so it is not sent again.
+        const held = brokeWhileHeld(err, attempt.ms, this.#quickFailureMs);
+        if (!slowModel && !held && await pause()) {
           reason = "retry-network";
           continue;
         }
         throw this.#final(
-          networkError(err, { attempts: attempts.length, slow: options.slow }),
-          !slowModel,
+          held
+            ? heldBreakError(err, attempt.ms)
+            : networkError(err, { attempts: attempts.length, slow: options.slow }),
+          !slowModel && !held,
         );
       }
       const attempt: Attempt = { reason, status: response.status, ms: performance.now() - started };

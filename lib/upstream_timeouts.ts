@@ -145,3 +145,53 @@ export function networkError(err: unknown, options: NetworkErrorOptions): ProxyE
     { type: "upstream_error", code: "upstream_unreachable", cause: err },
   );
 }
+
+/** A network failure sooner than this after its call began came before Poe could run the model. */
+const QUICK_FAILURE_MS = 1_000;
+
+/**
+ * How soon after its call began a network failure must come to be taken as one from before Poe
+ * could have started the model, with a connect timeout of `connectMs`: the lesser of 1 s and that.
+ */
+export function quickFailureMs(connectMs: number): number {
+  return Math.min(QUICK_FAILURE_MS, connectMs);
+}
+
+/**
+ * Deno's fetch says `client error (Connect)` in the cause of a failure to connect: refused, a DNS
+ * error, a TLS handshake or certificate that failed. The request was never sent.
+ */
+const CONNECT_FAILURE = /client error \(Connect\)/;
+
+function failedToConnect(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (CONNECT_FAILURE.test(e.message)) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether a call whose `fetch` failed `ms` after it began broke while Poe held it: Poe took the
+ * request, very likely, and its model may have run and been billed, so another call could run and
+ * bill it twice. Deno's fetch reports such a break as `connection closed before message completed`
+ * or `Connection reset by peer`, as it does a stale keep-alive connection's; that one comes within
+ * milliseconds, hence `quickMs` (see {@linkcode quickFailureMs}). Not a timeout, which has rules of
+ * its own, nor a failure to connect, however slow (the request was never sent).
+ */
+export function brokeWhileHeld(err: unknown, ms: number, quickMs: number): boolean {
+  return !(err instanceof TimeoutError) && ms >= quickMs && !failedToConnect(err);
+}
+
+/**
+ * The error a call ends in when its connection broke after Poe held it for `ms` (see
+ * {@linkcode brokeWhileHeld}): not sent again, and the client is told not to send it again.
+ */
+export function heldBreakError(err: unknown, ms: number): ProxyError {
+  return new ProxyError(
+    502,
+    `The connection to Poe broke while it was answering (after ${
+      (ms / 1000).toFixed(1)
+    } s, before its answer began): the model may have run and been billed, so the call was not sent again.`,
+    { type: "upstream_error", code: "upstream_disconnected", cause: err },
+  );
+}

@@ -7,7 +7,7 @@ import { startProxy } from "./harness.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { UpstreamClient } from "../lib/upstream.ts";
 import { MAX_EVENT_CHARS } from "../lib/sse.ts";
-import { bytesOf, portOf, writeAll } from "./raw_http.ts";
+import { breakingPoe, bytesOf, portOf, writeAll } from "./raw_http.ts";
 import { paddedJson } from "./body_streams.ts";
 
 function seconds(value: string | undefined): number | undefined {
@@ -832,6 +832,58 @@ Deno.test("Poe unreachable with the default client from config: 502", async () =
   const res = await post(proxy.url, chat());
   assert.equal(res.status, 502);
   assert.equal(res.body.error.type, "upstream_error");
+});
+
+// A connection that breaks after Poe held the call: Poe took it and its model may have run (and be
+// billed), as behind a gateway's 504. Held longer than the 1 s within which a failure is retried.
+const HELD_MS = 1500;
+
+Deno.test("a call whose connection broke after Poe held it is not sent again: 502 upstream_disconnected", async () => {
+  for (const stream of [false, true]) {
+    await using poe = breakingPoe({ holdMs: HELD_MS });
+    await using t = await setup({ baseUrl: poe.url });
+    const res = await post(t.proxy.url, chat("", { stream }));
+    assert.equal(res.status, 502, `stream: ${stream}`);
+    assertOpenAiError(res.body);
+    assert.equal(res.body.error.code, "upstream_disconnected");
+    assert.equal(res.body.error.type, "upstream_error");
+    assert.match(res.body.error.message, /broke while it was answering/);
+    assert.equal(res.headers.get("x-should-retry"), "false", "the model may have run");
+    assert.equal(poe.calls(), 1, "not sent again");
+    assert.deepEqual(t.sleeps, []);
+  }
+});
+
+Deno.test("a held call that broke, with UPSTREAM_RETRIES=0: upstream_disconnected, not 'could not reach Poe'", async () => {
+  await using poe = breakingPoe({ holdMs: HELD_MS });
+  await using proxy = await startProxy({ poeUrl: poe.url, env: { UPSTREAM_RETRIES: "0" } });
+  const res = await post(proxy.url, chat());
+  assert.equal(res.status, 502);
+  assert.equal(res.body.error.code, "upstream_disconnected");
+  assert.equal(res.headers.get("x-should-retry"), "false");
+});
+
+Deno.test("a connection that breaks at once (a stale keep-alive's) is retried", async () => {
+  for (const stream of [false, true]) {
+    await using fake = await FakePoe.start();
+    await using poe = breakingPoe({ holdMs: 0, breaks: 1, relayTo: fake.url });
+    await using t = await setup({ baseUrl: poe.url });
+    const res = await post(t.proxy.url, chat("", { stream }));
+    assert.equal(res.status, 200, `stream: ${stream}`);
+    assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:0,retry-network:200");
+    assert.equal(poe.calls(), 2);
+    assert.equal(fake.chatRequests().length, 1);
+  }
+});
+
+Deno.test("a TLS handshake Poe held, then broke, is retried: the call was never sent", async () => {
+  await using poe = breakingPoe({ holdMs: HELD_MS });
+  await using t = await setup({ baseUrl: poe.url.replace("http:", "https:"), retries: 1 });
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 502);
+  assert.equal(res.body.error.code, "upstream_unreachable");
+  assert.match(res.body.error.message, /after 2 attempt/);
+  assert.equal(poe.calls(), 2);
 });
 
 async function until(check: () => boolean, ms = 2000): Promise<void> {

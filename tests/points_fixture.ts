@@ -8,18 +8,27 @@ import { createUsageService } from "../lib/usage_service.ts";
 import { memoryLogger } from "../lib/log.ts";
 import type { ModelRegistry } from "../lib/models.ts";
 
-export interface SetupOptions {
+/** A server in front of the fake: see {@linkcode SetupOptions.front}. */
+export type Front = { url: string } & AsyncDisposable;
+
+export interface SetupOptions<F extends Front = Front> {
   fake?: FakePoeOptions;
   env?: Record<string, string>;
   /** Start the poller and wait for its first snapshot. Default: true. */
   poll?: boolean;
   /** Default: the tests' registry. */
   registry?: ModelRegistry;
+  /**
+   * A server in front of the fake for the proxy's chat calls (the usage service reads the fake
+   * itself), made from the fake's URL; closed with the rest. Default: none.
+   */
+  front?: (fakeUrl: string) => F;
 }
 
 /** The fake Poe, the proxy with a usage service the test controls, and an SDK client. */
-export async function setup(options: SetupOptions = {}) {
+export async function setup<F extends Front = Front>(options: SetupOptions<F> = {}) {
   const fake = await FakePoe.start(options.fake);
+  const front = options.front?.(fake.url) ?? null;
   const env = { FOOTER_WAIT_MS: "1500", ...options.env };
   const logger = memoryLogger();
   const usage = createUsageService(testConfig({ POE_BASE_URL: fake.url, ...env }), { logger });
@@ -28,7 +37,7 @@ export async function setup(options: SetupOptions = {}) {
     await usage.poller.refresh();
   }
   const proxy = await startProxy({
-    poeUrl: fake.url,
+    poeUrl: front?.url ?? fake.url,
     env,
     deps: { usage },
     registry: options.registry,
@@ -36,6 +45,7 @@ export async function setup(options: SetupOptions = {}) {
   const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "k", maxRetries: 0 });
   return {
     fake,
+    front,
     proxy,
     usage,
     client,
@@ -44,6 +54,7 @@ export async function setup(options: SetupOptions = {}) {
     async [Symbol.asyncDispose]() {
       await proxy.close();
       await usage.close();
+      await front?.[Symbol.asyncDispose]();
       await fake.close();
     },
   };

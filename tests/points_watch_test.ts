@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { ModelRegistry } from "../lib/models.ts";
 import { answerWith, lateCosts, setup, until } from "./points_fixture.ts";
+import { breakingPoe } from "./raw_http.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -77,6 +78,53 @@ Deno.test("a 504 of Poe's gateway: the model may have run, so its estimate count
     stream: true,
   });
   assert.ok(next.estimated || next.points === next.own, `shown ${next.points} as real`);
+});
+
+Deno.test("a call whose connection broke after Poe held it: not sent again, its estimate counts and its entry is watched for", async () => {
+  await using t = await setup({
+    fake: { historyDelayMs: 300 },
+    // Poe takes the call and runs the model, then the connection breaks before its headers.
+    front: (fake) => breakingPoe({ holdMs: 1500, breaks: 2, relayTo: fake }),
+  });
+  /** A call that breaks, then the entry Poe writes when it bills the run all the same. */
+  const broken = async (stream: boolean) => {
+    const failed = await answerWith(t.proxy.url, {
+      text: "a long task",
+      reply: "x",
+      directives: "",
+      stream,
+      expectError: true,
+    });
+    assert.equal(failed.status, 502);
+    t.fake.addHistory({
+      bot_name: "GPT-4o",
+      cost_points: 900,
+      cost_breakdown_in_points: {
+        Input: "400 points (390 tokens)",
+        Output: "500 points (500 tokens)",
+        Total: "900 points",
+      },
+    });
+    return failed;
+  };
+  const alone = await broken(false);
+  assert.equal(t.front!.calls(), 1, "not sent again: the model may have run");
+  assert.ok(t.usage.poller.spentSinceSnapshot > 0, "the estimate counts against the balance");
+  await until(() => lateCosts(t.proxy.logs).includes("900"));
+  const line = t.proxy.logs.find((l) => l.includes("late cost") && l.includes("points=900"))!;
+  assert.ok(line.includes(alone.id!), line);
+  // A streamed call breaks the same way; the next answer of the model, without token counts, does
+  // not take its entry as its own.
+  await broken(true);
+  assert.equal(t.front!.calls(), 2);
+  const next = await answerWith(t.proxy.url, {
+    text: "next",
+    reply: "next",
+    directives: "usage=none",
+    stream: true,
+  });
+  assert.ok(next.estimated || next.points === next.own, `shown ${next.points} as real`);
+  assert.equal(t.fake.chatRequests().length, 1, "only the next answer reached the fake");
 });
 
 Deno.test("a call the first-byte deadline ended: watched for, its estimate counted meanwhile", async () => {

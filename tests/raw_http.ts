@@ -125,3 +125,79 @@ export function rawJsonBody(text: string): unknown {
   const body = text.slice(start + 4, length ? start + 4 + Number(length[1]) : undefined);
   return JSON.parse(new TextDecoder().decode(bytesOf(body)));
 }
+
+/** Options of {@linkcode breakingPoe}. */
+export interface BreakingPoeOptions {
+  /** How long a breaking call is held once its request came, in ms, before its connection closes. */
+  holdMs: number;
+  /** How many calls break, the first ones. Default: every call. */
+  breaks?: number;
+  /** Where the later calls' connections are relayed, byte for byte (the fake Poe's URL). */
+  relayTo?: string;
+}
+
+/** A raw TCP "Poe" whose calls break without an answer: see {@linkcode breakingPoe}. */
+export interface BreakingPoe extends AsyncDisposable {
+  url: string;
+  /** Connections that carried a request (a connection closed unused, as a TCP probe's, is not one). */
+  calls(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * A raw TCP server in front of Poe that reads a call's request, holds its connection `holdMs` as
+ * if the model ran, then closes it without a byte of answer; once `breaks` calls broke, the
+ * connections that follow are relayed to `relayTo`.
+ */
+export function breakingPoe(options: BreakingPoeOptions): BreakingPoe {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  const tasks: Promise<void>[] = [];
+  let calls = 0;
+  const closeOnce = (conn: Deno.Conn) => {
+    if (open.delete(conn)) conn.close();
+  };
+  const serve = async (conn: Deno.Conn) => {
+    const buf = new Uint8Array(65536);
+    const n = await conn.read(buf);
+    if (n === null) return;
+    calls++;
+    if (calls <= (options.breaks ?? Infinity) || !options.relayTo) {
+      await new Promise((r) => setTimeout(r, options.holdMs));
+      return;
+    }
+    const upstream = await Deno.connect({ hostname: "127.0.0.1", port: portOf(options.relayTo) });
+    open.add(upstream);
+    await writeAll(upstream, buf.subarray(0, n));
+    const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+      const chunk = new Uint8Array(65536);
+      try {
+        for (let m; (m = await from.read(chunk)) !== null;) {
+          await writeAll(to, chunk.subarray(0, m));
+        }
+      } finally {
+        closeOnce(to);
+        closeOnce(from);
+      }
+    };
+    await Promise.allSettled([pipe(conn, upstream), pipe(upstream, conn)]);
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      open.add(conn);
+      tasks.push(serve(conn).catch(() => {}).finally(() => closeOnce(conn)));
+    }
+  })();
+  const close = async () => {
+    listener.close();
+    await accepting.catch(() => {});
+    for (const conn of [...open]) closeOnce(conn);
+    await Promise.allSettled(tasks);
+  };
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    calls: () => calls,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}

@@ -1,17 +1,21 @@
 /** @module Tests of the timeouts of a call to Poe: phases, the TCP probe and their errors. */
 import assert from "node:assert/strict";
 import {
+  brokeWhileHeld,
   firstByteDeadline,
+  heldBreakError,
   networkError,
   openingWait,
   type Phases,
   phases,
   probe,
+  quickFailureMs,
   TimeoutError,
   timeoutError,
 } from "../lib/upstream_timeouts.ts";
 import { Deadlines } from "../lib/deadlines.ts";
 import { ManualClock } from "./manual_clock.ts";
+import { breakingPoe } from "./raw_http.ts";
 
 /** A port nothing listens on (it was free a moment ago). */
 function closedPort(): number {
@@ -155,6 +159,49 @@ Deno.test("networkError: a timeout is told as one; anything else as Poe unreacha
     networkError("boom", { attempts: 1 }).message,
     "Could not reach Poe after 1 attempt(s): boom",
   );
+});
+
+/** What a real `fetch` of `url` rejects with. */
+async function fetchError(url: string): Promise<unknown> {
+  try {
+    const res = await fetch(url, { method: "POST", body: "{}" });
+    await res.body?.cancel();
+  } catch (err) {
+    return err;
+  }
+  throw new Error(`${url} answered`);
+}
+
+Deno.test("quickFailureMs: the lesser of 1 s and the connect timeout", () => {
+  assert.equal(quickFailureMs(10_000), 1_000);
+  assert.equal(quickFailureMs(300), 300);
+});
+
+Deno.test("brokeWhileHeld: a broken connection only once held; never a failure to connect or a timeout", async () => {
+  await using poe = breakingPoe({ holdMs: 0 });
+  const closed = await fetchError(poe.url);
+  assert.equal(brokeWhileHeld(closed, 1_500, 1_000), true, "a call Poe held, then closed");
+  assert.equal(brokeWhileHeld(closed, 20, 1_000), false, "closed at once, as a stale keep-alive");
+  // However long it took: the request was never sent.
+  const refused = await fetchError(`http://127.0.0.1:${closedPort()}/`);
+  assert.equal(brokeWhileHeld(refused, 5_000, 1_000), false);
+  const handshake = await fetchError(poe.url.replace("http:", "https:"));
+  assert.equal(brokeWhileHeld(handshake, 5_000, 1_000), false);
+  for (const phase of ["connect", "first-byte"] as const) {
+    assert.equal(brokeWhileHeld(new TimeoutError(phase), 5_000, 1_000), false);
+  }
+});
+
+Deno.test("heldBreakError: a 502 upstream_disconnected that says how long Poe held the call", () => {
+  const cause = new TypeError("fetch failed");
+  const err = heldBreakError(cause, 3_040);
+  assert.deepEqual([err.status, err.type, err.code], [
+    502,
+    "upstream_error",
+    "upstream_disconnected",
+  ]);
+  assert.match(err.message, /^The connection to Poe broke while it was answering \(after 3\.0 s,/);
+  assert.equal(err.cause, cause);
 });
 
 Deno.test("probe: true when the host takes a TCP connection, false when it refuses", async () => {
