@@ -13,7 +13,8 @@ import {
   type UpstreamAnswer,
   type UpstreamClient,
 } from "./upstream.ts";
-import { readJsonBodyRaw } from "./request_body.ts";
+import { type ReadBody, readJsonBodyRaw } from "./request_body.ts";
+import type { BodyBudget } from "./body_budget.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { clipContext, clippedField } from "./clip.ts";
 import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
@@ -62,6 +63,8 @@ export interface ChatDeps {
   responseHeaders?: HeaderList;
   /** Aborted when the shutdown's grace is over: streams still open are ended with an error event. */
   shutdown?: AbortSignal;
+  /** The memory budget of large request bodies (`MAX_BODY_MEMORY_MB`). Default: none. */
+  bodyBudget?: BodyBudget | null;
 }
 
 /**
@@ -94,15 +97,45 @@ export async function handleChat(
   ctx: RequestContext,
   deps: ChatDeps,
 ): Promise<Response> {
-  const { config } = deps;
   const read = await readJsonBodyRaw(req, {
-    maxBytes: config.maxBodyBytes,
+    maxBytes: deps.config.maxBodyBytes,
     deadlines: deps.deadlines.body,
+    budget: deps.bodyBudget,
   }).catch((err) => {
     // Logged as the other 499s are, with when the client left.
     if (err?.status === 499) ctx.fields.error = "client gone while sending its body";
     throw err;
   });
+  const lease = read.lease;
+  if (lease === null) return await answerChat(req, ctx, deps, read);
+  if (lease.waitedMs > 0) ctx.fields.body_wait_ms = Math.round(lease.waitedMs);
+  // A large body's whole share is held until Poe has it (the body built for Poe and fetch's copy
+  // die then) or the call failed; then only what the request keeps of it (its messages, counted
+  // again at the answer's end) until the request ends, which gives the share back however it ends.
+  ctx.atEnd(lease.release);
+  const call: Call = {};
+  try {
+    return await answerChat(req, ctx, deps, read, call);
+  } finally {
+    if (call.sending) call.sending.then(lease.shrink, lease.release);
+    else lease.release();
+  }
+}
+
+/** Where {@linkcode answerChat} puts its call to Poe once it is made. */
+interface Call {
+  sending?: Promise<unknown>;
+}
+
+/** {@linkcode handleChat} once the body is read. */
+async function answerChat(
+  req: Request,
+  ctx: RequestContext,
+  deps: ChatDeps,
+  read: ReadBody,
+  call?: Call,
+): Promise<Response> {
+  const { config } = deps;
   const body = validateChatRequest(read.json);
   const registry = deps.registry();
   const entry = registry.lookup(body.model);
@@ -201,6 +234,7 @@ export async function handleChat(
       ctx.atEnd(inFlight.end);
     }),
   });
+  if (call) call.sending = sending;
   /** What a call that failed ends the request in. */
   const failed = (err: unknown): unknown => {
     if (attempts.length > 0) ctx.fields.attempts = attemptsField(attempts);
