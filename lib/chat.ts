@@ -13,7 +13,7 @@ import {
   type UpstreamAnswer,
   type UpstreamClient,
 } from "./upstream.ts";
-import { type ReadBody, readJsonBodyRaw } from "./request_body.ts";
+import { readJsonBodyRaw } from "./request_body.ts";
 import type { BodyBudget } from "./body_budget.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { clipContext, clippedField } from "./clip.ts";
@@ -97,8 +97,9 @@ export async function handleChat(
   ctx: RequestContext,
   deps: ChatDeps,
 ): Promise<Response> {
+  const { config } = deps;
   const read = await readJsonBodyRaw(req, {
-    maxBytes: deps.config.maxBodyBytes,
+    maxBytes: config.maxBodyBytes,
     deadlines: deps.deadlines.body,
     budget: deps.bodyBudget,
   }).catch((err) => {
@@ -107,35 +108,11 @@ export async function handleChat(
     throw err;
   });
   const lease = read.lease;
-  if (lease === null) return await answerChat(req, ctx, deps, read);
-  if (lease.waitedMs > 0) ctx.fields.body_wait_ms = Math.round(lease.waitedMs);
-  // A large body's whole share is held until Poe has it (the body built for Poe and fetch's copy
-  // die then) or the call failed; then only what the request keeps of it (its messages, counted
-  // again at the answer's end) until the request ends, which gives the share back however it ends.
-  ctx.atEnd(lease.release);
-  const call: Call = {};
-  try {
-    return await answerChat(req, ctx, deps, read, call);
-  } finally {
-    if (call.sending) call.sending.then(lease.shrink, lease.release);
-    else lease.release();
+  if (lease !== null) {
+    // Given back however the request ends; a refusal (a 400, a guard) ends it at once.
+    ctx.atEnd(lease.release);
+    if (lease.waitedMs > 0) ctx.fields.body_wait_ms = Math.round(lease.waitedMs);
   }
-}
-
-/** Where {@linkcode answerChat} puts its call to Poe once it is made. */
-interface Call {
-  sending?: Promise<unknown>;
-}
-
-/** {@linkcode handleChat} once the body is read. */
-async function answerChat(
-  req: Request,
-  ctx: RequestContext,
-  deps: ChatDeps,
-  read: ReadBody,
-  call?: Call,
-): Promise<Response> {
-  const { config } = deps;
   const body = validateChatRequest(read.json);
   const registry = deps.registry();
   const entry = registry.lookup(body.model);
@@ -234,7 +211,10 @@ async function answerChat(
       ctx.atEnd(inFlight.end);
     }),
   });
-  if (call) call.sending = sending;
+  // A large body's whole share is held until Poe has it (the body built for Poe and fetch's copy
+  // die then) or the call failed; then only what the request keeps of it (its messages, counted
+  // again at the answer's end) until the request ends.
+  if (lease !== null) sending.then(lease.shrink, lease.release);
   /** What a call that failed ends the request in. */
   const failed = (err: unknown): unknown => {
     if (attempts.length > 0) ctx.fields.attempts = attemptsField(attempts);

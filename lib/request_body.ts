@@ -345,7 +345,7 @@ async function readLarge(
  * Waits for a body's share of the budget with one read of it pending (`next`): Deno 2.9.6 tells of
  * a connection closed mid-body to a pending read only, not to `req.signal`, so a client that
  * leaves before that read got bytes (one waiting for a 100 Continue, say) frees its place at once.
- * What that read brings (64 KiB at most) is all the body holds until its turn; the client's further
+ * What that read brings (64 KiB, as measured) is all the body holds until its turn; the client's further
  * bytes wait in the network's buffers, and a client that leaves after sending them is found gone
  * when its turn comes, its reads failing at once. A body still waiting at the deadline gets the
  * budget's 503 with `connection: close`, its body left unread.
