@@ -324,3 +324,13 @@ Deno.test("body budget: returned when the client leaves mid-body, while Poe work
   await returned(s.proxy, 3);
   assert.match(s.proxy.logs.filter((l) => / INFO {2}request /.test(l))[2], /end=client-gone/);
 });
+
+Deno.test("body budget: MAX_BODY_MEMORY_MB=0 turns it off: large bodies all go at once", async () => {
+  await using s = await startFakeAndProxy({ MAX_BODY_MEMORY_MB: "0" });
+  using held = holdPoe(s.fake);
+  const answers = [answer(post(s.proxy, largeBody())), answer(post(s.proxy, largeBody()))];
+  await until(() => s.fake.chatRequests().length === 2, "both at Poe");
+  assert.deepEqual(budget(s.proxy), { held: 0, waiting: 0 });
+  held.release();
+  for (const a of await Promise.all(answers)) assert.equal(a.status, 200);
+});
