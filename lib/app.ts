@@ -9,6 +9,7 @@ import { DoorLimits } from "./door_limits.ts";
 import { RequestContext, requestIdFrom } from "./request_context.ts";
 import { UpstreamClient } from "./upstream.ts";
 import { chatDeadlines, handleChat } from "./chat.ts";
+import { BodyBudget } from "./body_budget.ts";
 import { streamStartMs } from "./early_stream.ts";
 import { TokenCounter } from "./tokens.ts";
 import { ProxyMetrics } from "./proxy_metrics.ts";
@@ -85,6 +86,8 @@ export interface AppStats {
   trackedClients: number;
   /** Poe bodies of answers that are over, still being read to their end to keep the connection. */
   drainingBodies: number;
+  /** Memory counted for large request bodies now (`MAX_BODY_MEMORY_MB`), and how many wait. */
+  largeBodies: { held: number; waiting: number };
 }
 
 /** Builds the application from its dependencies. */
@@ -133,6 +136,9 @@ export function createApp(deps: AppDeps): App {
   });
   const recent = deps.recent ?? new RecentRequests();
   const deadlines = chatDeadlines(config);
+  const bodyBudget = config.maxBodyMemoryMb > 0
+    ? new BodyBudget(config.maxBodyMemoryMb * 2 ** 20, deadlines.body)
+    : null;
   const dashboard = deps.dashboard ?? new UsageDashboard({
     api: usage.api,
     poller: usage.poller,
@@ -170,6 +176,7 @@ export function createApp(deps: AppDeps): App {
         beforeRetry: (c) => limits.takePoeRetryToken(c),
         loggable,
         deadlines,
+        bodyBudget,
         shutdown: cutting.signal,
         responseHeaders: [
           ["x-request-id", ctx.id],
@@ -236,7 +243,11 @@ export function createApp(deps: AppDeps): App {
 
   return {
     usage,
-    stats: () => ({ trackedClients: limits.trackedClients, drainingBodies: upstream.draining }),
+    stats: () => ({
+      trackedClients: limits.trackedClients,
+      drainingBodies: upstream.draining,
+      largeBodies: { held: bodyBudget?.held ?? 0, waiting: bodyBudget?.waiting ?? 0 },
+    }),
     cutOpen: () => {
       const count = open.size;
       // A stream ends itself: an error event, its own log line, end=shutdown.

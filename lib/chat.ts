@@ -14,6 +14,7 @@ import {
   type UpstreamClient,
 } from "./upstream.ts";
 import { readJsonBodyRaw } from "./request_body.ts";
+import type { BodyBudget } from "./body_budget.ts";
 import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { clipContext, clippedField } from "./clip.ts";
 import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
@@ -62,6 +63,8 @@ export interface ChatDeps {
   responseHeaders?: HeaderList;
   /** Aborted when the shutdown's grace is over: streams still open are ended with an error event. */
   shutdown?: AbortSignal;
+  /** The memory budget of large request bodies (`MAX_BODY_MEMORY_MB`). Default: none. */
+  bodyBudget?: BodyBudget | null;
 }
 
 /**
@@ -98,11 +101,18 @@ export async function handleChat(
   const read = await readJsonBodyRaw(req, {
     maxBytes: config.maxBodyBytes,
     deadlines: deps.deadlines.body,
+    budget: deps.bodyBudget,
   }).catch((err) => {
     // Logged as the other 499s are, with when the client left.
     if (err?.status === 499) ctx.fields.error = "client gone while sending its body";
     throw err;
   });
+  const lease = read.lease;
+  if (lease !== null) {
+    // Given back however the request ends; a refusal (a 400, a guard) ends it at once.
+    ctx.atEnd(lease.release);
+    if (lease.waitedMs > 0) ctx.fields.body_wait_ms = Math.round(lease.waitedMs);
+  }
   const body = validateChatRequest(read.json);
   const registry = deps.registry();
   const entry = registry.lookup(body.model);
@@ -201,6 +211,10 @@ export async function handleChat(
       ctx.atEnd(inFlight.end);
     }),
   });
+  // A large body's whole share is held until Poe has it (the body built for Poe and fetch's copy
+  // die then) or the call failed; then only what the request keeps of it (its messages, counted
+  // again at the answer's end) until the request ends.
+  if (lease !== null) sending.then(lease.shrink, lease.release);
   /** What a call that failed ends the request in. */
   const failed = (err: unknown): unknown => {
     if (attempts.length > 0) ctx.fields.attempts = attemptsField(attempts);

@@ -31,6 +31,8 @@ export interface Config {
   readonly logBodies: boolean;
   readonly shutdownGraceSeconds: number;
   readonly maxBodyBytes: number;
+  /** Memory large request bodies may take at once, in MiB; 0: no budget. */
+  readonly maxBodyMemoryMb: number;
   readonly bodyTimeoutSeconds: number;
   readonly keepaliveSeconds: number;
   readonly upstreamRetries: number;

@@ -146,6 +146,14 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     parse: integer(1),
     description: "Largest request body accepted, in bytes (32 MiB).",
   },
+  maxBodyMemoryMb: {
+    name: "MAX_BODY_MEMORY_MB",
+    default: "512",
+    // Up to a TiB: counted in bytes, more would lose precision, and no machine needs it.
+    parse: integer(0, 1024 * 1024),
+    description:
+      "Memory request bodies over 1 MiB may take at once (each counted as 8 times its size); others wait their turn; 0 turns it off.",
+  },
   bodyTimeoutSeconds: {
     name: "BODY_TIMEOUT_SECONDS",
     default: "30",

@@ -2,6 +2,7 @@
 import { ProxyError } from "./errors.ts";
 import type { Deadline, Deadlines } from "./deadlines.ts";
 import { LARGE_BODY_BYTES, RawStrings } from "./upstream_bytes.ts";
+import type { BodyBudget, BodyLease } from "./body_budget.ts";
 
 /** Options of {@linkcode readJsonBody}. */
 export interface ReadBodyOptions {
@@ -12,6 +13,11 @@ export interface ReadBodyOptions {
    * in all; else 408.
    */
   deadlines: Deadlines;
+  /**
+   * Shared by every request: a body over `LARGE_BODY_BYTES` (declared, or once a chunked one grows
+   * past it) takes its share before it is read on, or waits for it. Default: none.
+   */
+  budget?: BodyBudget | null;
 }
 
 /** Types a JSON body may arrive with: JSON itself, or plain text as `fetch` sends a string. */
@@ -38,6 +44,11 @@ export interface ReadBody {
   json: unknown;
   /** Only for a large, all-ASCII body (an image, a PDF): see {@linkcode RawStrings.find}. */
   raw: RawStrings | null;
+  /**
+   * A large body's share of the budget, for the caller to shrink once Poe has the body and to
+   * release when the request ends; null for a small body or no budget.
+   */
+  lease: BodyLease | null;
 }
 
 /**
@@ -72,7 +83,22 @@ export async function readJsonBodyRaw(req: Request, options: ReadBodyOptions): P
   }
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > options.maxBytes) throw tooLarge(options.maxBytes);
-  const bytes = await readCapped(req, declared, options);
+  let bytes: Uint8Array;
+  let lease: BodyLease | null = null;
+  if (!req.body) bytes = new Uint8Array();
+  else if (declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
+    bytes = await readSmall(req, options);
+  } else ({ bytes, lease } = await readLarge(req.body, declared, options));
+  try {
+    return parse(bytes, lease);
+  } catch (err) {
+    lease?.release();
+    throw err;
+  }
+}
+
+/** The body's bytes decoded, checked and parsed. */
+function parse(bytes: Uint8Array, lease: BodyLease | null): ReadBody {
   let text = LOOSE_UTF8.decode(bytes);
   // A replacement character is the client's own or an invalid byte's: only then is the body
   // decoded strictly, to tell which. Decoding blocks every other request meanwhile.
@@ -105,7 +131,8 @@ export async function readJsonBodyRaw(req: Request, options: ReadBodyOptions): P
       code: "invalid_json",
     });
   }
-  return { json, raw: bytes.length > LARGE_BODY_BYTES ? RawStrings.find(text, bytes, json) : null };
+  const raw = bytes.length > LARGE_BODY_BYTES ? RawStrings.find(text, bytes, json) : null;
+  return { json, raw, lease };
 }
 
 /**
@@ -208,41 +235,45 @@ function connectionEnded(err: unknown): boolean {
   return err instanceof Deno.errors.Http && /\b(EOF|reset|closed|broken pipe)\b/i.test(err.message);
 }
 
-async function readCapped(
-  req: Request,
+/** A small declared body (nearly every chat request): read in one go, far cheaper than by chunks. */
+async function readSmall(req: Request, options: ReadBodyOptions): Promise<Uint8Array> {
+  // It must arrive within the deadline. A trickling client is answered 408 at the deadline and its
+  // read left pending: Deno ends it, and closes the connection, only once the client sends the
+  // rest of the body or closes the connection itself (see bodyTimeout).
+  let deadline: Deadline | undefined;
+  const read = req.bytes();
+  try {
+    return await Promise.race([
+      read,
+      new Promise<never>((_, reject) => {
+        deadline = options.deadlines.add(() => reject(bodyTimeout(options.deadlines, false)));
+      }),
+    ]);
+  } catch (err) {
+    if (err instanceof ProxyError) {
+      read.catch(() => {});
+      throw err;
+    }
+    throw unreadable(err);
+  } finally {
+    deadline?.cancel();
+  }
+}
+
+/**
+ * A larger body (an image, a PDF), a chunk at a time. It may take minutes on a slow uplink: it
+ * fails when it stops arriving for the deadline's length, as with nginx's `client_body_timeout`,
+ * or when it arrives slower than MIN_BYTES_PER_SECOND on average after the deadline (a trickle
+ * holding a connection). Once it is known to be over LARGE_BODY_BYTES (declared, or grown past it
+ * in chunks) it takes its share of the budget before it is read on: see {@linkcode waitForShare}.
+ */
+async function readLarge(
+  body: ReadableStream<Uint8Array>,
   declared: string | null,
   options: ReadBodyOptions,
-): Promise<Uint8Array> {
-  if (!req.body) return new Uint8Array();
-  // A small declared body (nearly every chat request) is read in one go, far cheaper than a chunk
-  // at a time, and must arrive within the deadline. A trickling client is answered 408 at the
-  // deadline and its read left pending: Deno ends it, and closes the connection, only once the
-  // client sends the rest of the body or closes the connection itself (see bodyTimeout).
-  if (declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
-    let deadline: Deadline | undefined;
-    const read = req.bytes();
-    try {
-      return await Promise.race([
-        read,
-        new Promise<never>((_, reject) => {
-          deadline = options.deadlines.add(() => reject(bodyTimeout(options.deadlines, false)));
-        }),
-      ]);
-    } catch (err) {
-      if (err instanceof ProxyError) {
-        read.catch(() => {});
-        throw err;
-      }
-      throw unreadable(err);
-    } finally {
-      deadline?.cancel();
-    }
-  }
-  // A large body (an image, a PDF) may take minutes on a slow uplink: it fails when it stops
-  // arriving for the deadline's length, as with nginx's `client_body_timeout`, or when it arrives
-  // slower than MIN_BYTES_PER_SECOND on average after the deadline (a trickle holding a connection).
-  const started = Date.now();
-  const reader = req.body.getReader();
+): Promise<{ bytes: Uint8Array; lease: BodyLease | null }> {
+  let started = Date.now();
+  const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   let timedOut = false;
@@ -250,10 +281,30 @@ async function readCapped(
     timedOut = true;
     reader.cancel().catch(() => {});
   };
+  const budget = options.budget ?? null;
+  // The size it is counted at: its declared one, or, sent in chunks, the largest it may grow to.
+  const counted = declared === null ? options.maxBytes : Number(declared);
+  /** The share is taken once `size` reaches this. */
+  let shareAt = budget === null || counted <= LARGE_BODY_BYTES
+    ? Infinity
+    : declared === null
+    ? LARGE_BODY_BYTES + 1
+    : 0;
+  let lease: BodyLease | null = null;
   let deadline = options.deadlines.add(onTimeout);
   try {
     for (;;) {
-      const { done, value } = await reader.read();
+      const next = reader.read();
+      if (size >= shareAt) {
+        shareAt = Infinity;
+        deadline.cancel();
+        const since = Date.now();
+        lease = await waitForShare(budget!, counted, next, reader);
+        // The wait is not the upload's: its average rate is measured without it.
+        started += Date.now() - since;
+        deadline = options.deadlines.add(onTimeout);
+      }
+      const { done, value } = await next;
       if (done) break;
       deadline.cancel();
       size += value.byteLength;
@@ -268,20 +319,52 @@ async function readCapped(
       }
       chunks.push(value);
     }
+    // Cancelled, the body no longer makes Deno send `connection: close`: it is said here.
+    if (timedOut) throw bodyTimeout(options.deadlines, true);
   } catch (err) {
+    lease?.release();
     if (err instanceof ProxyError) throw err;
-    if (!timedOut) throw unreadable(err);
+    if (timedOut) throw bodyTimeout(options.deadlines, true);
+    throw unreadable(err);
   } finally {
     deadline.cancel();
   }
-  // Cancelled, the body no longer makes Deno send `connection: close`: it is said here.
-  if (timedOut) throw bodyTimeout(options.deadlines, true);
-  if (chunks.length === 1) return chunks[0];
+  // Sent in chunks, it was counted at the largest it could grow to.
+  lease?.resize(size);
+  if (chunks.length === 1) return { bytes: chunks[0], lease };
   const all = new Uint8Array(size);
   let offset = 0;
   for (const c of chunks) {
     all.set(c, offset);
     offset += c.byteLength;
   }
-  return all;
+  return { bytes: all, lease };
+}
+
+/**
+ * Waits for a body's share of the budget with one read of it pending (`next`): Deno 2.9.6 tells of
+ * a connection closed mid-body to a pending read only, not to `req.signal`, so a client that
+ * leaves before that read got bytes (one waiting for a 100 Continue, say) frees its place at once.
+ * What that read brings (64 KiB, as measured) is all the body holds until its turn; the client's further
+ * bytes wait in the network's buffers, and a client that leaves after sending them is found gone
+ * when its turn comes, its reads failing at once. A body still waiting at the deadline gets the
+ * budget's 503 with `connection: close`, its body left unread.
+ */
+async function waitForShare(
+  budget: BodyBudget,
+  bodyBytes: number,
+  next: Promise<unknown>,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<BodyLease> {
+  const gone = new AbortController();
+  next.catch((err) => gone.abort(err));
+  try {
+    return await budget.take(bodyBytes, gone.signal);
+  } catch (err) {
+    if (err instanceof ProxyError) {
+      reader.cancel().catch(() => {});
+      err.headers.connection = "close";
+    }
+    throw err;
+  }
 }

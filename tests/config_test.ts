@@ -25,6 +25,7 @@ const DEFAULTS = {
   logBodies: false,
   shutdownGraceSeconds: 10,
   maxBodyBytes: 33554432,
+  maxBodyMemoryMb: 512,
   bodyTimeoutSeconds: 30,
   keepaliveSeconds: 15,
   upstreamRetries: 2,
@@ -248,6 +249,10 @@ Deno.test("resolveConfig: error messages name variable, value and expectation", 
       `Invalid SHUTDOWN_GRACE_SECONDS: "-5" (expected a non-negative number up to 2147483)`,
     ],
     [{ MAX_BODY_BYTES: "0" }, `Invalid MAX_BODY_BYTES: "0" (expected a positive integer)`],
+    [
+      { MAX_BODY_MEMORY_MB: "-1" },
+      `Invalid MAX_BODY_MEMORY_MB: "-1" (expected an integer from 0 to 1048576)`,
+    ],
     [
       { IDLE_TIMEOUT_SECONDS: "0" },
       `Invalid IDLE_TIMEOUT_SECONDS: "0" (expected a positive number up to 2147483)`,

@@ -4,6 +4,7 @@ import { ProxyError } from "../lib/errors.ts";
 import { Deadlines } from "../lib/deadlines.ts";
 import { readJsonBody, readJsonBodyRaw } from "../lib/request_body.ts";
 import { ManualClock } from "./manual_clock.ts";
+import { BodyBudget, MEMORY_PER_BODY_BYTE } from "../lib/body_budget.ts";
 
 const encoder = new TextEncoder();
 
@@ -483,4 +484,152 @@ Deno.test("readJsonBodyRaw: a large ASCII body's long strings are found in its b
   const small = await readJsonBodyRaw(post(JSON.stringify({ model: "m", messages: [] })), options);
   assert.equal(small.raw, null);
   assert.deepEqual(small.json, { model: "m", messages: [] });
+});
+
+/** A budget for one body of `bodyBytes` at a time, on `deadlines`. */
+function oneAtATime(bodyBytes: number, deadlines: Deadlines): BodyBudget {
+  return new BodyBudget(bodyBytes * MEMORY_PER_BODY_BYTE, deadlines);
+}
+
+/** A JSON body of about `size` bytes. */
+function jsonOf(size: number): string {
+  return JSON.stringify({ model: "m", messages: [{ role: "user", content: "x".repeat(size) }] });
+}
+
+Deno.test("readJsonBodyRaw: a declared large body waits for its share before it is read, and hands it on", async () => {
+  const { deadlines } = manualDeadlines();
+  const text = jsonOf(2 * 1024 * 1024);
+  const budget = oneAtATime(text.length, deadlines);
+  const other = await budget.take(text.length);
+  const source = new SourceBody(encoder.encode(text), 1);
+  const reading = readJsonBodyRaw(post(source.stream, { "content-length": String(text.length) }), {
+    maxBytes: 4 * 1024 * 1024,
+    deadlines,
+    budget,
+  });
+  await new Promise((r) => setTimeout(r, 10));
+  // One read stands pending on it, to notice a client that leaves; no more.
+  assert.equal(source.pulls, 1);
+  assert.equal(budget.waiting, 1);
+  other.release();
+  const got = await reading;
+  assert.equal((got.json as { model: string }).model, "m");
+  assert.ok(got.lease);
+  assert.equal(budget.held, text.length * MEMORY_PER_BODY_BYTE);
+  got.lease.release();
+  assert.equal(budget.held, 0);
+  // A small body takes no share, even when none is left.
+  const blocker = await budget.take(text.length);
+  const small = await readJsonBodyRaw(post(jsonOf(10)), { maxBytes: 1000, deadlines, budget });
+  assert.equal(small.lease, null);
+  blocker.release();
+});
+
+Deno.test("readJsonBodyRaw: a chunked body takes its share past 1 MiB, counted at the largest, then at its size", async () => {
+  const { deadlines } = manualDeadlines();
+  const maxBytes = 8 * 1024 * 1024;
+  const budget = new BodyBudget(maxBytes * MEMORY_PER_BODY_BYTE, deadlines);
+  const text = jsonOf(1024 * 1024 + 1000);
+  const body = handFed();
+  const reading = readJsonBodyRaw(post(body.stream), { maxBytes, deadlines, budget });
+  body.feed.enqueue(encoder.encode(text.slice(0, 1024 * 1024)));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(budget.held, 0, "not past 1 MiB yet");
+  body.feed.enqueue(encoder.encode(text.slice(1024 * 1024)));
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(budget.held, maxBytes * MEMORY_PER_BODY_BYTE);
+  body.feed.close();
+  const got = await reading;
+  assert.equal(budget.held, text.length * MEMORY_PER_BODY_BYTE);
+  got.lease!.release();
+  assert.equal(budget.held, 0);
+});
+
+Deno.test("readJsonBodyRaw: a large body's share comes back when it is refused", async () => {
+  const { deadlines } = manualDeadlines();
+  const text = jsonOf(2 * 1024 * 1024);
+  const budget = oneAtATime(text.length, deadlines);
+  const invalidUtf8 = encoder.encode(text);
+  invalidUtf8[100] = 0xff;
+  const cases: [string, Uint8Array<ArrayBuffer>][] = [
+    ["invalid JSON", encoder.encode(text.slice(0, -1))],
+    ["too deep", encoder.encode("[".repeat(200) + text.slice(200))],
+    ["invalid UTF-8", invalidUtf8],
+  ];
+  for (const [what, bytes] of cases) {
+    const reading = readJsonBodyRaw(post(bytes, { "content-length": String(bytes.length) }), {
+      maxBytes: 4 * 1024 * 1024,
+      deadlines,
+      budget,
+    });
+    assert.equal((await refusal(reading)).status, 400, what);
+    assert.equal(budget.held, 0, what);
+  }
+  // Held from before its first byte is read to the refusal.
+  const bytes = encoder.encode(text.slice(0, -1));
+  const fed = handFed();
+  const refused = readJsonBodyRaw(post(fed.stream, { "content-length": String(bytes.length) }), {
+    maxBytes: 4 * 1024 * 1024,
+    deadlines,
+    budget,
+  });
+  refused.catch(() => {});
+  fed.feed.enqueue(bytes);
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(budget.held, bytes.length * MEMORY_PER_BODY_BYTE);
+  fed.feed.close();
+  assert.equal((await refusal(refused)).status, 400);
+  assert.equal(budget.held, 0);
+  // Past MAX_BODY_BYTES in chunks, after its share was taken.
+  const reading = readJsonBodyRaw(post(new SourceBody(new Uint8Array(1024 * 1024)).stream), {
+    maxBytes: 3 * 1024 * 1024,
+    deadlines,
+    budget,
+  });
+  assert.equal((await refusal(reading)).status, 413);
+  assert.equal(budget.held, 0);
+});
+
+Deno.test("readJsonBodyRaw: a body still waiting for its share at the deadline is 503, unread, with connection: close", async () => {
+  const { clock, deadlines } = manualDeadlines(10_000);
+  const text = jsonOf(2 * 1024 * 1024);
+  const budget = oneAtATime(text.length, deadlines);
+  const other = await budget.take(text.length);
+  const source = new SourceBody(encoder.encode(text), 1);
+  const reading = readJsonBodyRaw(post(source.stream, { "content-length": String(text.length) }), {
+    maxBytes: 4 * 1024 * 1024,
+    deadlines,
+    budget,
+  });
+  reading.catch(() => {});
+  await clock.advance(10_000);
+  const err = await refusal(reading);
+  assert.equal(err.status, 503);
+  assert.equal(err.code, "server_busy");
+  assert.equal(err.headers.connection, "close");
+  assert.ok(source.cancelled);
+  assert.deepEqual([budget.held, budget.waiting], [text.length * MEMORY_PER_BODY_BYTE, 0]);
+  other.release();
+});
+
+Deno.test("readJsonBodyRaw: a body whose read fails while it waits leaves the queue at once", async () => {
+  const { deadlines } = manualDeadlines();
+  const text = jsonOf(2 * 1024 * 1024);
+  const budget = oneAtATime(text.length, deadlines);
+  const other = await budget.take(text.length);
+  const body = handFed();
+  const reading = readJsonBodyRaw(post(body.stream, { "content-length": String(text.length) }), {
+    maxBytes: 4 * 1024 * 1024,
+    deadlines,
+    budget,
+  });
+  reading.catch(() => {});
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(budget.waiting, 1);
+  body.feed.error(new Deno.errors.BadResource("connection closed"));
+  const err = await refusal(reading);
+  assert.equal(err.status, 499);
+  assert.equal(budget.waiting, 0);
+  other.release();
+  assert.equal(budget.held, 0);
 });
