@@ -598,16 +598,18 @@ Deno.test("a JSON answer to a streamed request that breaks mid-body is not asked
 
 // --- JSON answers to streamed requests -----------------------------------------------------------
 
+/** Poe's errors in a 200 JSON body, and the status and type each must become. */
+const JSON_ERRORS = [
+  // Poe's documented shape: a numeric code.
+  { marker: "json-error=401,error-shape=documented", status: 401, type: "authentication_error" },
+  // The OpenAI shape: the status comes from the type.
+  { marker: "json-error=402", status: 402, type: "insufficient_credits" },
+  { marker: "json-error=404", status: 404, type: "not_found_error" },
+  { marker: "json-error=400,message=Temperature%20too%20high.", status: 400, type: null },
+];
+
 Deno.test("a JSON error to a streamed request gets that error's status, in OpenAI's shape", async () => {
-  const cases = [
-    // Poe's documented shape: a numeric code.
-    { marker: "json-error=401,error-shape=documented", status: 401, type: "authentication_error" },
-    // The OpenAI shape: the status comes from the type.
-    { marker: "json-error=402", status: 402, type: "insufficient_credits" },
-    { marker: "json-error=404", status: 404, type: "not_found_error" },
-    { marker: "json-error=400,message=Temperature%20too%20high.", status: 400, type: null },
-  ];
-  for (const c of cases) {
+  for (const c of JSON_ERRORS) {
     await using t = await setup();
     const res = await post(t.proxy.url, chat(c.marker, { stream: true, max_tokens: 10 }));
     assert.equal(res.status, c.status, c.marker);
@@ -703,13 +705,7 @@ Deno.test("a JSON answer to a streamed request that holds no answer is a 502 the
 // --- JSON errors to requests not streamed --------------------------------------------------------
 
 Deno.test("a JSON error to a request not streamed gets that error's status, as a streamed one does", async () => {
-  const cases = [
-    { marker: "json-error=401,error-shape=documented", status: 401, type: "authentication_error" },
-    { marker: "json-error=402", status: 402, type: "insufficient_credits" },
-    { marker: "json-error=404", status: 404, type: "not_found_error" },
-    { marker: "json-error=400,message=Temperature%20too%20high.", status: 400, type: null },
-  ];
-  for (const c of cases) {
+  for (const c of JSON_ERRORS) {
     await using t = await setup();
     const res = await post(t.proxy.url, chat(c.marker, { max_tokens: 10 }));
     assert.equal(res.status, c.status, c.marker);
