@@ -369,6 +369,10 @@ export class UpstreamClient {
               false,
             );
           }
+          // Poe's 200 came and the call was held: its model may have run, so it is not sent again.
+          if (brokeWhileHeld(err, attempt.ms, this.#quickFailureMs)) {
+            throw this.#final(heldBreakError(err, attempt.ms), false);
+          }
           if (await pause()) {
             reason = "retry-network";
             continue;

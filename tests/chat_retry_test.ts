@@ -850,6 +850,31 @@ Deno.test("a call whose connection broke after Poe held it is not sent again: 50
   }
 });
 
+Deno.test("a stream that opened with Poe's 200, then broke after Poe held it, is not sent again", async () => {
+  const role = JSON.stringify({
+    id: "chatcmpl-held",
+    object: "chat.completion.chunk",
+    created: 1,
+    model: "gpt-4o",
+    choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }],
+  });
+  const event = `data: ${role}\n\n`;
+  await using poe = breakingPoe({
+    holdMs: HELD_MS,
+    opening: "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n" +
+      `transfer-encoding: chunked\r\n\r\n${event.length.toString(16)}\r\n${event}\r\n`,
+  });
+  await using t = await setup({ baseUrl: poe.url });
+  const res = await post(t.proxy.url, chat("", { stream: true }));
+  assert.equal(res.status, 502);
+  assertOpenAiError(res.body);
+  assert.equal(res.body.error.code, "upstream_disconnected");
+  assert.match(res.body.error.message, /broke while it was answering/);
+  assert.equal(res.headers.get("x-should-retry"), "false", "the model may have run");
+  assert.equal(poe.calls(), 1, "not sent again");
+  assert.deepEqual(t.sleeps, []);
+});
+
 Deno.test("a held call that broke, with UPSTREAM_RETRIES=0: upstream_disconnected, not 'could not reach Poe'", async () => {
   await using poe = breakingPoe({ holdMs: HELD_MS });
   await using proxy = await startProxy({ poeUrl: poe.url, env: { UPSTREAM_RETRIES: "0" } });

@@ -134,6 +134,11 @@ export interface BreakingPoeOptions {
   breaks?: number;
   /** Where the later calls' connections are relayed, byte for byte (the fake Poe's URL). */
   relayTo?: string;
+  /**
+   * Bytes a breaking call is answered with before it is held (a stream's 200 and its first
+   * events, say). Default: none, not a byte of answer.
+   */
+  opening?: string;
 }
 
 /** A raw TCP "Poe" whose calls break without an answer: see {@linkcode breakingPoe}. */
@@ -163,6 +168,7 @@ export function breakingPoe(options: BreakingPoeOptions): BreakingPoe {
     if (n === null) return;
     calls++;
     if (calls <= (options.breaks ?? Infinity) || !options.relayTo) {
+      if (options.opening) await writeAll(conn, new TextEncoder().encode(options.opening));
       await new Promise((r) => setTimeout(r, options.holdMs));
       return;
     }
