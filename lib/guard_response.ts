@@ -7,20 +7,29 @@ import type { GuardRefusal } from "./guards.ts";
 import { type ChatRequest, completionId } from "./openai_types.ts";
 
 /**
- * Whether a program parses the answer: the request offers tools or asks for a `response_format`
- * other than text. A refusal in prose would then break it where an error is handled.
+ * Whether a program parses the answer: the request offers tools or legacy `functions`, forces a
+ * call, or asks for a `response_format` other than text. A refusal in prose would then break it
+ * where an error is handled (instructor's FUNCTIONS mode and older LangChain agents still send
+ * `functions`, and would read the refusal as the model's answer).
  */
 function parsedByProgram(body: ChatRequest): boolean {
   if (Array.isArray(body.tools) && body.tools.length > 0) return true;
+  if (Array.isArray(body.functions) && body.functions.length > 0) return true;
+  if (forcesCall(body.tool_choice) || forcesCall(body.function_call)) return true;
   const format = body.response_format as { type?: unknown } | null | undefined;
   return typeof format === "object" && format !== null && format.type !== "text";
+}
+
+/** A `tool_choice` or `function_call` that asks for a call: `"required"`, or one naming it. */
+function forcesCall(choice: unknown): boolean {
+  return choice === "required" || (typeof choice === "object" && choice !== null);
 }
 
 /**
  * The answer to a refused request. For a person, in the request's own format: SSE chunks (role
  * and content, then `finish_reason: "stop"`, a usage chunk when asked for, `[DONE]`) when
- * streaming, else a complete `chat.completion`, status 200. For a program (tools or a
- * `response_format`), an error: 402, as Poe answers when points run out. Both carry
+ * streaming, else a complete `chat.completion`, status 200. For a program (tools, `functions`, a
+ * forced call or a `response_format`), an error: 402, as Poe answers when points run out. Both carry
  * `x-poe-proxy-guard`.
  */
 export function guardResponse(

@@ -17,11 +17,25 @@ const BACKOFF_BASE_MS = 250;
 /** The fields the 400 ladder changes: a 400 naming any other is not worth a variant. */
 export const LADDER_PARAMS = new Set(["max_tokens", "max_completion_tokens", "model"]);
 
-/** The most variants the 400 ladder tries after a request's own call. */
-export const LADDER_STEPS = 3;
+/**
+ * The most variants the 400 ladder tries after a request's own call: `max_completion_tokens` in
+ * place of `max_tokens`, then without either, then the model lowercased, then both.
+ */
+export const LADDER_STEPS = 4;
 
-/** The 400 ladder: the variants of a request to try in order, each only if it changes the request. */
-export function ladderVariants(body: ChatRequest): { reason: string; body: ChatRequest }[] {
+/**
+ * The 400 ladder: the variants of a request to try in order, each only if it changes the request.
+ * `named` is the field Poe's first 400 names (its `param`), which picks where the ladder starts:
+ * - `max_tokens`, on a request without `max_completion_tokens`: that limit under its newer name
+ *   first, as OpenAI's reasoning models ask ("Use 'max_completion_tokens' instead"), so the answer
+ *   keeps the client's bound; only then without a limit.
+ * - `model`: the steps that send the model as it was are left out; they cannot cure it.
+ * - anything else (or nothing): without a limit, then the model lowercased, then both.
+ */
+export function ladderVariants(
+  body: ChatRequest,
+  named: string | null = null,
+): { reason: string; body: ChatRequest }[] {
   const withoutMax = (b: ChatRequest): ChatRequest => {
     const { max_tokens: _a, max_completion_tokens: _b, ...rest } = b;
     return rest as ChatRequest;
@@ -32,9 +46,18 @@ export function ladderVariants(body: ChatRequest): { reason: string; body: ChatR
     { reason: "lowercase-model", body: lower(body) },
     { reason: "both", body: lower(withoutMax(body)) },
   ];
+  const limit = body.max_tokens;
+  if (named === "max_tokens" && typeof limit === "number" && body.max_completion_tokens == null) {
+    const { max_tokens: _, ...rest } = body;
+    candidates.unshift({
+      reason: "max-completion-tokens",
+      body: { ...rest, max_completion_tokens: limit } as ChatRequest,
+    });
+  }
   const seen = [body];
   const out: { reason: string; body: ChatRequest }[] = [];
   for (const c of candidates) {
+    if (named === "model" && c.body.model === body.model) continue;
     if (seen.some((s) => sameLadderFields(s, c.body))) continue;
     seen.push(c.body);
     out.push(c);

@@ -448,14 +448,14 @@ export class UpstreamClient {
       options.signal.removeEventListener("abort", onClientAbort);
       this.#logAttempt(attempt, options);
       const status = response.status;
-      variants ??= status === 400
-        ? ladderVariants(body).filter((v) => options.allowVariant?.(v.body) ?? true)
-        : null;
-      if (status === 400 && variants !== null && variants.length > 0) {
-        // Poe named another field it refuses (`reasoning_effort`, say): no variant changes it.
+      if (status === 400) {
         const error = await poeError(response);
+        // Poe named another field it refuses (`reasoning_effort`, say): no variant changes it.
         if (error.param !== null && !LADDER_PARAMS.has(error.param)) throw error;
-        if (!(options.mayRetry?.() ?? true)) throw error;
+        // Planned at the first 400, from the field it names; later ones only take the next step.
+        variants ??= ladderVariants(body, error.param)
+          .filter((v) => options.allowVariant?.(v.body) ?? true);
+        if (variants.length === 0 || !(options.mayRetry?.() ?? true)) throw error;
         const next = variants.shift()!;
         current = next.body;
         reason = next.reason;

@@ -101,33 +101,60 @@ function assertOpenAiError(body: any): void {
 
 // --- the 400 ladder ------------------------------------------------------------------------------
 
-Deno.test("400 ladder: a refused max_tokens is dropped and the request tried again", async () => {
+Deno.test("400 ladder: a refused max_tokens is sent as max_completion_tokens, keeping its bound", async () => {
+  await using t = await setup();
+  // OpenAI's reasoning models refuse max_tokens ("Use 'max_completion_tokens' instead").
+  const res = await post(t.proxy.url, {
+    model: "o3-mini",
+    max_tokens: 300,
+    messages: [{ role: "user", content: "Hi [[fake: reject-field=max_tokens]]" }],
+  });
+  assert.equal(res.status, 200);
+  const bodies = t.bodies();
+  assert.equal(bodies.length, 2);
+  assert.equal(bodies[0].max_tokens, 300);
+  assert.equal("max_tokens" in bodies[1], false);
+  assert.equal(bodies[1].max_completion_tokens, 300, "the answer stays bounded as asked");
+  assert.deepEqual(t.sleeps, [], "a ladder step does not wait");
+  const reasons = t.upstreamLog.lines.filter((l) => l.includes("upstream attempt"));
+  assert.match(reasons[0], /reason=first status=400/);
+  assert.match(reasons[1], /reason=max-completion-tokens status=200/);
+  const line = t.proxy.logs.find((l) => l.includes("path=/v1/chat/completions"))!;
+  assert.match(line, /attempts=first:400,max-completion-tokens:200/);
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:400,max-completion-tokens:200");
+});
+
+Deno.test("400 ladder: a refused limit under both names is dropped, and the client is told", async () => {
   await using t = await setup();
   const res = await post(t.proxy.url, chat("reject-max-tokens", { max_tokens: 50 }));
   assert.equal(res.status, 200);
   const bodies = t.bodies();
-  assert.equal(bodies.length, 2);
-  assert.equal(bodies[0].max_tokens, 50);
-  assert.equal("max_tokens" in bodies[1], false);
-  assert.equal(bodies[1].model, "GPT-4o", "the model stays as it was");
+  assert.deepEqual(bodies.map((b) => [b.max_tokens, b.max_completion_tokens]), [
+    [50, undefined],
+    [undefined, 50],
+    [undefined, undefined],
+  ]);
+  assert.equal(bodies[2].model, "GPT-4o", "the model stays as it was");
   assert.deepEqual(t.sleeps, [], "a ladder step does not wait");
-  const reasons = t.upstreamLog.lines.filter((l) => l.includes("upstream attempt"));
-  assert.match(reasons[0], /reason=first status=400/);
-  assert.match(reasons[1], /reason=drop-max-tokens status=200/);
   const line = t.proxy.logs.find((l) => l.includes("path=/v1/chat/completions"))!;
-  assert.match(line, /attempts=first:400,drop-max-tokens:200/);
+  assert.match(line, /attempts=first:400,max-completion-tokens:400,drop-max-tokens:200/);
   // The client learns that its max_tokens was not applied.
-  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:400,drop-max-tokens:200");
+  assert.equal(
+    res.headers.get("x-poe-proxy-attempts"),
+    "first:400,max-completion-tokens:400,drop-max-tokens:200",
+  );
 });
 
-Deno.test("400 ladder: max_completion_tokens is dropped too", async () => {
+Deno.test("400 ladder: max_completion_tokens is dropped too, never renamed", async () => {
   await using t = await setup();
   const res = await post(
     t.proxy.url,
     chat("reject-max-tokens", { max_completion_tokens: 50, max_tokens: 40 }),
   );
   assert.equal(res.status, 200);
-  const [first, second] = t.bodies();
+  const bodies = t.bodies();
+  assert.equal(bodies.length, 2);
+  const [first, second] = bodies;
   assert.equal(first.max_completion_tokens, 50);
   assert.equal("max_completion_tokens" in second, false);
   assert.equal("max_tokens" in second, false);
@@ -141,16 +168,16 @@ Deno.test("400 ladder: a refused upper-case model is lowercased, the max_tokens 
   assert.equal(res.body.model, "gpt-4o");
 });
 
-Deno.test("400 ladder: with max_tokens and an upper-case model, lowercase keeps max_tokens", async () => {
+Deno.test("400 ladder: a 400 naming the model goes straight to lowercase, keeping max_tokens", async () => {
   await using t = await setup();
   const res = await post(t.proxy.url, chat("reject-uppercase-model", { max_tokens: 50 }));
   assert.equal(res.status, 200);
   const bodies = t.bodies();
   assert.deepEqual(bodies.map((b) => [b.model, b.max_tokens]), [
     ["GPT-4o", 50],
-    ["GPT-4o", undefined],
     ["gpt-4o", 50],
   ]);
+  assert.equal(res.headers.get("x-poe-proxy-attempts"), "first:400,lowercase-model:200");
 });
 
 Deno.test("400 ladder: both steps together when each alone is refused", async () => {
@@ -161,14 +188,27 @@ Deno.test("400 ladder: both steps together when each alone is refused", async ()
   );
   assert.equal(res.status, 200);
   const bodies = t.bodies();
+  // Poe named the model first: the step that keeps it is not sent.
   assert.deepEqual(bodies.map((b) => [b.model, "max_tokens" in b]), [
     ["GPT-4o", true],
-    ["GPT-4o", false],
     ["gpt-4o", true],
     ["gpt-4o", false],
   ]);
   const line = t.proxy.logs.find((l) => l.includes("path=/v1/chat/completions"))!;
-  assert.match(line, /attempts=first:400,drop-max-tokens:400,lowercase-model:400,both:200/);
+  assert.match(line, /attempts=first:400,lowercase-model:400,both:200/);
+});
+
+Deno.test("400 ladder: at most LADDER_STEPS (4) calls after the first, every step refused", async () => {
+  await using t = await setup();
+  // Poe names max_tokens first, then refuses every variant naming nothing.
+  t.fake.script("reject-field=max_tokens", "status=400", "status=400", "status=400", "status=400");
+  const res = await post(t.proxy.url, chat("", { max_tokens: 9, model: "GPT-4o" }));
+  assert.equal(res.status, 400);
+  assert.equal(t.bodies().length, 5);
+  assert.equal(
+    res.headers.get("x-poe-proxy-attempts"),
+    "first:400,max-completion-tokens:400,drop-max-tokens:400,lowercase-model:400,both:400",
+  );
 });
 
 Deno.test("400 ladder: a field of the wrong type is refused before Poe is called, never laddered", async () => {

@@ -653,6 +653,7 @@ Deno.test("guards refuse tool and JSON-mode requests with a 402 error, not prose
   };
   const requests = [
     { tools: [tool] },
+    { functions: [tool.function], function_call: { name: "get_weather" } },
     { response_format: { type: "json_object" } },
     { stream: true, response_format: { type: "json_schema", json_schema: { name: "x" } } },
   ];
@@ -766,16 +767,24 @@ Deno.test("cost cap: the retry ladder never drops max_tokens past the cap", asyn
   const refused = await post(t.proxy.url, body("Tell me everything."));
   assert.equal(refused.headers.get("x-poe-proxy-guard"), "cost-cap");
   await refused.body?.cancel();
-  // With max_tokens 50 it is under; Poe refuses max_tokens, and the variant without it is not sent.
+  // With max_tokens 50 it is under; Poe refuses the limit under either name: the same 50 as
+  // max_completion_tokens is sent, and the variants without a limit are not.
   const res = await post(
     t.proxy.url,
     body("Tell me everything. [[fake: reject-max-tokens]]", { max_tokens: 50 }),
   );
   assert.equal(res.status, 400);
+  assert.equal(
+    res.headers.get("x-poe-proxy-attempts"),
+    "first:400,max-completion-tokens:400,lowercase-model:400",
+  );
   await res.body?.cancel();
-  const sent = t.fake.chatRequests().map((r) => (r.body as any).max_tokens);
-  assert.ok(sent.length >= 1);
-  assert.ok(sent.every((m) => m === 50), `sent without max_tokens: ${JSON.stringify(sent)}`);
+  const sent = t.fake.chatRequests().map((r) => r.body as any);
+  assert.deepEqual(sent.map((b) => [b.model, b.max_tokens, b.max_completion_tokens]), [
+    ["GPT-4o", 50, undefined],
+    ["GPT-4o", undefined, 50],
+    ["gpt-4o", 50, undefined],
+  ]);
 });
 
 /** Posts each body, streamed and not, and checks the cost cap refused it pricing 100,000 tokens. */
@@ -898,6 +907,41 @@ Deno.test("paused: a tool request gets a 402 with code points_paused", async () 
   assert.equal(res.status, 402);
   assert.equal(res.headers.get("x-poe-proxy-guard"), "paused");
   assert.equal((await res.json()).error.code, "points_paused");
+  assert.equal(t.fake.chatRequests().length, 0);
+});
+
+Deno.test("guards refuse legacy functions and forced calls with a 402 error, not prose", async () => {
+  await using t = await setup({ fake: { balance: 50_000 } });
+  // instructor's FUNCTIONS mode and older LangChain agents use the legacy API.
+  const fn = { name: "extract_person", parameters: { type: "object", properties: {} } };
+  const requests = [
+    { functions: [fn] },
+    { functions: [fn], function_call: { name: "extract_person" }, stream: true },
+    { function_call: { name: "extract_person" } },
+    { tool_choice: "required" },
+    { tool_choice: { type: "function", function: { name: "extract_person" } } },
+  ];
+  for (const extra of requests) {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "John is 30." }],
+      ...extra,
+    });
+    assert.equal(res.status, 402, JSON.stringify(extra));
+    assert.equal(res.headers.get("x-poe-proxy-guard"), "paused");
+    assert.equal((await res.json()).error.code, "points_paused");
+  }
+  // Choices that force nothing, and an empty list, are a person's request: a friendly answer.
+  for (const extra of [{ functions: [] }, { function_call: "auto" }, { tool_choice: "none" }]) {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi" }],
+      ...extra,
+    });
+    assert.equal(res.status, 200, JSON.stringify(extra));
+    assert.equal(res.headers.get("x-poe-proxy-guard"), "paused");
+    assert.match((await res.json()).choices[0].message.content, /paused/);
+  }
   assert.equal(t.fake.chatRequests().length, 0);
 });
 

@@ -40,9 +40,56 @@ Deno.test("ladderVariants: drop the token limit, then lowercase the model, then 
     },
     { reason: "both", body: { model: "gpt-4o", messages, stream: true } },
   ]);
-  // The most there can be: what bounds how long a request may hold points.
-  assert.equal(variants.length, LADDER_STEPS);
   assert.deepEqual(body, { model: "GPT-4o", messages, max_tokens: 100, stream: true });
+});
+
+Deno.test("ladderVariants: a 400 naming max_tokens tries max_completion_tokens, same value, first", () => {
+  const body: ChatRequest = { model: "GPT-5", messages, max_tokens: 300 };
+  const variants = ladderVariants(body, "max_tokens");
+  assert.deepEqual(variants, [
+    {
+      reason: "max-completion-tokens",
+      body: { model: "GPT-5", messages, max_completion_tokens: 300 },
+    },
+    { reason: "drop-max-tokens", body: { model: "GPT-5", messages } },
+    { reason: "lowercase-model", body: { model: "gpt-5", messages, max_tokens: 300 } },
+    { reason: "both", body: { model: "gpt-5", messages } },
+  ]);
+  // The most there can be: what bounds how many calls a request makes, and how long it may hold
+  // points.
+  assert.equal(variants.length, LADDER_STEPS);
+  assert.deepEqual(body, { model: "GPT-5", messages, max_tokens: 300 });
+  // Only under that name: a 400 naming nothing, or the other field, keeps the order it had.
+  assert.deepEqual(reasons(body), ["drop-max-tokens", "lowercase-model", "both"]);
+  assert.deepEqual(ladderVariants(body, "max_completion_tokens"), ladderVariants(body));
+});
+
+Deno.test("ladderVariants: no renaming when max_completion_tokens is set already, or max_tokens is not", () => {
+  const both: ChatRequest = { model: "m", messages, max_tokens: 1, max_completion_tokens: 2 };
+  assert.deepEqual(reasons(both), ["drop-max-tokens"]);
+  assert.deepEqual(ladderVariants(both, "max_tokens"), ladderVariants(both));
+  const nullLimit: ChatRequest = { model: "m", messages, max_tokens: null as unknown as number };
+  assert.deepEqual(reasons({ ...nullLimit }), ["drop-max-tokens"]);
+  assert.deepEqual(ladderVariants(nullLimit, "max_tokens"), ladderVariants(nullLimit));
+  // A null max_completion_tokens sets no limit: the rename takes its place.
+  const [renamed] = ladderVariants(
+    { model: "m", messages, max_tokens: 7, max_completion_tokens: null as unknown as number },
+    "max_tokens",
+  );
+  assert.deepEqual(renamed, {
+    reason: "max-completion-tokens",
+    body: { model: "m", messages, max_completion_tokens: 7 },
+  });
+});
+
+Deno.test("ladderVariants: a 400 naming the model skips the steps that send it as it was", () => {
+  const body: ChatRequest = { model: "GPT-4o", messages, max_tokens: 100 };
+  assert.deepEqual(ladderVariants(body, "model"), [
+    { reason: "lowercase-model", body: { model: "gpt-4o", messages, max_tokens: 100 } },
+    { reason: "both", body: { model: "gpt-4o", messages } },
+  ]);
+  assert.deepEqual(reasons({ model: "gpt-4o", messages, max_tokens: 5 }), ["drop-max-tokens"]);
+  assert.deepEqual(ladderVariants({ model: "gpt-4o", messages, max_tokens: 5 }, "model"), []);
 });
 
 Deno.test("ladderVariants: max_completion_tokens is dropped along with max_tokens", () => {
@@ -65,16 +112,16 @@ Deno.test("ladderVariants: a variant that changes nothing, or repeats another, i
 });
 
 Deno.test("LADDER_PARAMS: exactly the fields the ladder's variants change", () => {
-  const body: ChatRequest = {
-    model: "GPT-4o",
-    messages,
-    max_tokens: 1,
-    max_completion_tokens: 2,
-  };
+  const both: ChatRequest = { model: "GPT-4o", messages, max_tokens: 1, max_completion_tokens: 2 };
+  const one: ChatRequest = { model: "GPT-4o", messages, max_tokens: 1 };
   const changed = new Set<string>();
-  for (const { body: variant } of ladderVariants(body)) {
-    for (const key of new Set([...Object.keys(body), ...Object.keys(variant)])) {
-      if (body[key] !== variant[key]) changed.add(key);
+  for (const named of [null, "max_tokens", "model"]) {
+    for (const body of [both, one]) {
+      for (const { body: variant } of ladderVariants(body, named)) {
+        for (const key of new Set([...Object.keys(body), ...Object.keys(variant)])) {
+          if (body[key] !== variant[key]) changed.add(key);
+        }
+      }
     }
   }
   assert.deepEqual([...changed].sort(), [...LADDER_PARAMS].sort());

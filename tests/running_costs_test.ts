@@ -89,12 +89,12 @@ Deno.test("RunningCosts: a shorter bound reserved later expires first; the longe
 
 Deno.test("longestRunMs: every call's whole wait and backoff, then the answer and the footer's wait", () => {
   const config = testConfig();
-  // 3 calls of (300 s + 30 s), the ladder's 3 of 300 s, then 300 s for the answer, then
+  // 3 calls of (300 s + 30 s), the ladder's 4 of 300 s, then 300 s for the answer, then
   // FOOTER_WAIT_MS.
-  assert.equal(longestRunMs(config, false), (3 * 330 + 900 + 300) * 1000 + config.footerWaitMs);
-  assert.equal(longestRunMs(config, true), (3 * 930 + 2700 + 900) * 1000 + config.footerWaitMs);
+  assert.equal(longestRunMs(config, false), (3 * 330 + 1200 + 300) * 1000 + config.footerWaitMs);
+  assert.equal(longestRunMs(config, true), (3 * 930 + 3600 + 900) * 1000 + config.footerWaitMs);
   const idle = testConfig({ IDLE_TIMEOUT_SECONDS: "600", UPSTREAM_RETRIES: "0" });
-  assert.equal(longestRunMs(idle, false), (330 + 900 + 600) * 1000 + idle.footerWaitMs);
+  assert.equal(longestRunMs(idle, false), (330 + 1200 + 600) * 1000 + idle.footerWaitMs);
 });
 
 const registry = await testRegistry();
