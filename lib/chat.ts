@@ -15,7 +15,7 @@ import {
 } from "./upstream.ts";
 import { readJsonBodyRaw } from "./request_body.ts";
 import type { BodyBudget } from "./body_budget.ts";
-import { clientWantsUsage, upstreamBody, validateChatRequest } from "./chat_request.ts";
+import { upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { clipContext, clippedField } from "./clip.ts";
 import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
@@ -282,7 +282,7 @@ export async function handleChat(
     // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.
     const media = entry.modality !== "text";
     if (sendBody.stream) {
-      return streamAnswer(answer, ctx, deps, headers, clientWantsUsage(body), points, media);
+      return streamAnswer(answer, ctx, deps, headers, body, points, media);
     }
     try {
       return await jsonAnswer(answer, ctx, deps, headers, points);

@@ -9,6 +9,8 @@ import { type RelayOutcome, relaySse } from "./sse.ts";
 import type { AnswerPoints } from "./answer_points.ts";
 import { estimatedUsage } from "./usage_estimate.ts";
 import type { ChatDeps, HeaderList } from "./chat.ts";
+import { clientWantsUsage } from "./chat_request.ts";
+import type { ChatRequest } from "./openai_types.ts";
 
 /**
  * Whether a relayed stream that was never settled may still be billed: its client left or it
@@ -23,17 +25,19 @@ function mayBeBilled(outcome: RelayOutcome): boolean {
 /**
  * The response for Poe's streamed answer: its events relayed as they come, within what is left of
  * the first-byte timeout and the idle one. The request ends (and is logged) when the relay does.
+ * `request` is the client's: its model names the chunks the proxy makes when Poe's name none.
  */
 export function streamAnswer(
   answer: UpstreamAnswer,
   ctx: RequestContext,
   deps: ChatDeps,
   headers: HeaderList,
-  includeUsage: boolean,
+  request: ChatRequest,
   points: AnswerPoints | null,
   media: boolean,
 ): Response {
   const { config } = deps;
+  const includeUsage = clientWantsUsage(request);
   // A JSON answer was read and made events already, before the client was sent a status.
   const upstreamBody = answer.body ?? answer.response.body;
   if (!upstreamBody) {
@@ -51,6 +55,7 @@ export function streamAnswer(
     idleTimeoutMs: (media ? config.mediaTimeoutSeconds : config.idleTimeoutSeconds) * 1000,
     timeoutSetting: media ? "MEDIA_TIMEOUT_SECONDS" : undefined,
     includeUsage,
+    model: request.model,
     redact: deps.loggable,
     // Asked for, or shown in the footer, and Poe may not send it: counted here then.
     estimateUsage: includeUsage || points?.annotates

@@ -165,7 +165,8 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "KEEPALIVE_SECONDS",
     default: "15",
     parse: seconds(true),
-    description: "Interval of SSE keep-alive comments while a stream is quiet.",
+    description:
+      "Interval of SSE keep-alive comments while the client gets nothing else (Poe's own comments are not relayed).",
   },
   upstreamRetries: {
     name: "UPSTREAM_RETRIES",
@@ -184,13 +185,14 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "300",
     parse: seconds(true),
     description:
-      "How long to wait for Poe's first byte, and for an answer not streamed, as long again for its body; reasoning models can think for minutes.",
+      "How long to wait for Poe's first piece of the answer (not a role chunk), and for an answer not streamed, as long again for its body.",
   },
   idleTimeoutSeconds: {
     name: "IDLE_TIMEOUT_SECONDS",
     default: "120",
     parse: seconds(true),
-    description: "How long a Poe stream may stay silent before it is abandoned.",
+    description:
+      "How long a Poe stream may stay silent once its answer began before it is abandoned.",
   },
   mediaTimeoutSeconds: {
     name: "MEDIA_TIMEOUT_SECONDS",

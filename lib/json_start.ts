@@ -3,7 +3,7 @@
  * a stream's opening would be: a completion becomes its events, an `error` object an error.
  */
 import { completionToSse, isCompletion } from "./completion_events.ts";
-import { type BodyReader, errorObject, type StreamStart } from "./stream_start.ts";
+import { type BodyReader, errorObject, type StreamStart, UNDER_WAY } from "./stream_start.ts";
 
 /** Options of {@linkcode readJsonStart}. */
 export interface JsonStartOptions {
@@ -178,17 +178,16 @@ export async function readJsonStart(
 }
 
 /**
- * The rest of a JSON answer handed on before it was whole. Each piece of it is reported as an
- * empty chunk, so that the relay times the pauses between them (`IDLE_TIMEOUT_SECONDS`) and keeps
- * the client's keep-alives going; at its end come its events, or its error as an error event (the
- * client has its status by then).
+ * The rest of a JSON answer handed on before it was whole. Each piece of it is reported as
+ * {@linkcode UNDER_WAY}, so that the relay times the pauses between them (`IDLE_TIMEOUT_SECONDS`)
+ * and keeps the client's keep-alives going; at its end come its events, or its error as an error
+ * event (the client has its status by then).
  */
 function jsonRest(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   pending: Promise<ReadableStreamReadResult<Uint8Array>>,
   text: JsonText,
 ): BodyReader {
-  const progress: ReadableStreamReadResult<Uint8Array> = { done: false, value: new Uint8Array() };
   let next = pending;
   // The body began before the hand-over: the relay times its pauses from the start.
   let started = text.size > 0;
@@ -198,7 +197,7 @@ function jsonRest(
       if (ended) return { done: true, value: undefined };
       if (started) {
         started = false;
-        return progress;
+        return UNDER_WAY;
       }
       const r = await next;
       if (!r.done) {
@@ -214,7 +213,7 @@ function jsonRest(
         }
         next = reader.read();
         next.catch(() => {});
-        return progress;
+        return UNDER_WAY;
       }
       ended = true;
       const verdict = verdictOf(text.parse());

@@ -4,10 +4,12 @@
  */
 import type { EventSourceMessage } from "eventsource-parser";
 import { TextShape } from "./data_answer.ts";
+import { completionId } from "./openai_types.ts";
 import {
   answerTextOf,
   type Chunk,
   chunkBase,
+  type ChunkIds,
   dataEvent,
   footerChunk,
   isPlainDelta,
@@ -16,11 +18,12 @@ import {
 } from "./sse_events.ts";
 import type { RelayOptions, StreamEnding, StreamSummary } from "./sse.ts";
 import { carriesDelta, StreamShaper } from "./stream_shape.ts";
+import { opensAnswer } from "./stream_start.ts";
 
 /** Options of {@linkcode RelayEvents}: those of {@linkcode RelayOptions} that concern events. */
 export type RelayEventsOptions = Pick<
   RelayOptions,
-  "includeUsage" | "finish" | "redact" | "estimateUsage" | "onFinishReason"
+  "includeUsage" | "finish" | "redact" | "estimateUsage" | "onFinishReason" | "model"
 >;
 
 /**
@@ -46,8 +49,13 @@ export class RelayEvents {
     hasText: false,
     droppedEvents: 0,
   };
-  /** Poe's `[DONE]` was read. */
+  /** Poe's `[DONE]` was read: what follows it is ignored. */
   sawDone = false;
+  /**
+   * An event carried part of the answer ({@linkcode opensAnswer}); a role chunk does not, and a
+   * model may think in silence after it.
+   */
+  opened = false;
   readonly #options: RelayEventsOptions;
   readonly #emit: (event: string) => void;
   /** The finish chunk is held for {@linkcode RelayOptions.finish}, which may add a footer. */
@@ -56,6 +64,8 @@ export class RelayEvents {
   readonly #text = new TextShape();
   #heldFinish: Chunk | null = null;
   #heldUsage: Chunk | null = null;
+  /** The id, time and model of the chunks this proxy makes, once made: the same in each. */
+  #ids: ChunkIds | null = null;
   /**
    * The answer's events, kept as they came while they may need counting: parsed only at the end,
    * and only when Poe sent no usage. Dropped once usage is seen.
@@ -74,11 +84,16 @@ export class RelayEvents {
     const summary = this.summary;
     const options = this.#options;
     const data = event.data;
+    // Events after it (in the same read) would reach the client after the finish chunk.
+    if (this.sawDone) return;
     if (data === "[DONE]") {
       this.sawDone = true;
       return;
     }
-    if (summary.id !== null && this.#shaper.started && !this.#text.watching && isPlainDelta(data)) {
+    if (
+      this.opened && summary.id !== null && this.#shaper.started && !this.#text.watching &&
+      isPlainDelta(data)
+    ) {
       this.#kept?.push(data);
       this.#emit(dataEvent(data));
       return;
@@ -96,10 +111,16 @@ export class RelayEvents {
       this.#emit(openAiErrorEvent(error, options.redact));
       return;
     }
-    if (chunk === null || typeof chunk !== "object") {
+    // A JSON object without choices (Poe's `event: ping`, `{}`) ends the SDKs' streams too
+    // (`chunk.choices is not iterable`); a usage chunk without them gets an empty list.
+    if (
+      chunk === null || typeof chunk !== "object" ||
+      (!Array.isArray(chunk.choices) && !chunk.usage)
+    ) {
       summary.droppedEvents++;
       return;
     }
+    if (!this.opened) this.opened = opensAnswer(chunk);
     summary.id ??= typeof chunk.id === "string" ? chunk.id : null;
     summary.model ??= typeof chunk.model === "string" ? chunk.model : null;
     summary.created ??= typeof chunk.created === "number" ? chunk.created : null;
@@ -129,7 +150,9 @@ export class RelayEvents {
     if (choices.length === 0 && chunk.usage) {
       // The usage chunk is the last before [DONE] anyway: kept until the end, where it may
       // gain the cost.
-      if (options.includeUsage) this.#heldUsage = chunk;
+      if (options.includeUsage) {
+        this.#heldUsage = Array.isArray(chunk.choices) ? chunk : { ...chunk, choices: [] };
+      }
       return;
     }
     if (options.includeUsage && chunk.usage) {
@@ -167,7 +190,7 @@ export class RelayEvents {
       summary.finishReason = summary.toolCalls ? "tool_calls" : "stop";
       summary.finishAdded = true;
       this.#heldFinish = {
-        ...chunkBase(summary),
+        ...chunkBase(this.#chunkIds()),
         choices: [{ index: 0, delta: {}, finish_reason: summary.finishReason }],
       };
     }
@@ -183,7 +206,7 @@ export class RelayEvents {
    */
   end(ending: StreamEnding | null, pending: string[]): void {
     if (ending?.footer) {
-      pending.push(dataEvent(JSON.stringify(footerChunk(this.summary, ending.footer))));
+      pending.push(dataEvent(JSON.stringify(footerChunk(this.#chunkIds(), ending.footer))));
     }
     for (const chunk of [this.#heldFinish, this.#heldUsage]) {
       if (!chunk) continue;
@@ -216,8 +239,21 @@ export class RelayEvents {
       this.#kept = null;
     }
     if (this.#options.includeUsage && this.#heldUsage === null && summary.usage !== null) {
-      this.#heldUsage = { ...chunkBase(summary), choices: [], usage: summary.usage };
+      this.#heldUsage = { ...chunkBase(this.#chunkIds()), choices: [], usage: summary.usage };
     }
+  }
+
+  /**
+   * Poe's id, time and model for the chunks this proxy makes, with what Poe never sent made once
+   * for the whole stream (the model: the one the client asked for). Made at the answer's end.
+   */
+  #chunkIds(): ChunkIds {
+    const { id, model, created } = this.summary;
+    return this.#ids ??= {
+      id: id ?? completionId(),
+      model: model ?? this.#options.model ?? null,
+      created: created ?? Math.floor(Date.now() / 1000),
+    };
   }
 }
 

@@ -4,7 +4,7 @@ import type { Usage } from "./openai_types.ts";
 import { RelayEvents } from "./relay_events.ts";
 import { DONE, errorEvent, KEEPALIVE } from "./sse_events.ts";
 import { tickerOf } from "./ticker.ts";
-import { type BodyReader, smallReader } from "./stream_start.ts";
+import { type BodyReader, smallReader, UNDER_WAY } from "./stream_start.ts";
 
 /** What the relay saw of an answer, handed to {@linkcode RelayOptions.finish}. */
 export interface StreamSummary {
@@ -50,16 +50,24 @@ export interface RelayOutcome extends StreamSummary {
 
 /** Options of {@linkcode relaySse}. */
 export interface RelayOptions {
-  /** An SSE comment is sent after this much silence from Poe. */
+  /**
+   * An SSE comment is sent after the client got nothing for this long, whatever Poe sends meanwhile
+   * (its own comments are not relayed).
+   */
   keepaliveMs: number;
-  /** Poe's first event must come within this. */
+  /**
+   * The first of Poe's events with part of the answer must come within this, from the start: a
+   * role chunk and comments do not count.
+   */
   firstByteTimeoutMs: number;
-  /** Poe must send something at least this often once it started. */
+  /** Poe must send something at least this often once the answer began. */
   idleTimeoutMs: number;
   /** The setting the timeout errors name, when one setting sets both. Default: their own names. */
   timeoutSetting?: string;
   /** The client asked for `stream_options.include_usage`; otherwise a usage-only chunk is dropped. */
   includeUsage: boolean;
+  /** The model the client asked for: the chunks this proxy makes name it when Poe's name none. */
+  model?: string;
   /** Called once the answer ended, before the finish chunk is sent; may add a footer and usage fields. */
   finish?: (summary: StreamSummary) => Promise<StreamEnding | null> | StreamEnding | null;
   /** Aborts the upstream request. */
@@ -121,9 +129,17 @@ export function relaySse(
   const pending: string[] = [];
   let closed = false;
   let firstEventAt: number | null = null;
-  let lastActivity = Date.now();
-  /** A read from Poe is pending: silence is Poe's, not a slow client's. */
+  /**
+   * A read from Poe is pending: silence is Poe's, not a slow client's. Its start is the idle
+   * timeout's clock: each of Poe's reads, its comments too, begins the next.
+   */
   let reading = false;
+  let readSince = Date.now();
+  /** The time spent waiting on Poe before the answer began: the first-byte timeout's clock. */
+  let waited = 0;
+  /** The last write to the client: the keep-alive's clock. */
+  let lastWrite = Date.now();
+  /** Part of the answer came ({@linkcode RelayEvents.opened}): its pauses are timed as idle. */
   let started = false;
   let timedOut = false;
 
@@ -144,23 +160,24 @@ export function relaySse(
       options.firstByteTimeoutMs / 4,
     ),
   );
-  let lastKeepalive = Date.now();
   const stopTicking = tickerOf(tickMs).add(() => {
     // While the client is not pulling, nothing is read from Poe and keep-alives are pointless.
     if (!reading) return;
     const now = Date.now();
-    const limit = !started
-      ? options.firstByteTimeoutMs
-      : summary.finishReason !== null
-      ? Math.min(options.idleTimeoutMs, AFTER_FINISH_MS)
-      : options.idleTimeoutMs;
-    if (now - lastActivity >= limit) {
+    const late = !started
+      ? waited + now - readSince >= options.firstByteTimeoutMs
+      : now - readSince >=
+        (summary.finishReason !== null
+          ? Math.min(options.idleTimeoutMs, AFTER_FINISH_MS)
+          : options.idleTimeoutMs);
+    if (late) {
       timedOut = true;
       reader.cancel(new Error("idle timeout")).catch(() => {});
       return;
     }
-    if (now - Math.max(lastActivity, lastKeepalive) >= options.keepaliveMs) {
-      lastKeepalive = now;
+    // Poe's own comments (`: ping`) reach nobody: they must not hold back the client's.
+    if (now - lastWrite >= options.keepaliveMs) {
+      lastWrite = now;
       out.enqueue(KEEPALIVE);
     }
   });
@@ -184,6 +201,7 @@ export function relaySse(
     if (pending.length === 0) return;
     out.enqueue(encoder.encode(pending.length === 1 ? pending[0] : pending.join("")));
     pending.length = 0;
+    lastWrite = Date.now();
   };
 
   const end = (how: RelayOutcome["end"]) => {
@@ -230,7 +248,7 @@ export function relaySse(
       // Read until at least one event is ready for the client, or the stream is over.
       while (!closed) {
         let result: ReadableStreamReadResult<Uint8Array>;
-        lastActivity = Date.now();
+        readSince = Date.now();
         reading = true;
         try {
           result = await reader.read();
@@ -245,6 +263,7 @@ export function relaySse(
           }
         }
         reading = false;
+        if (!started) waited += Date.now() - readSince;
         if (closed) return;
         if (timedOut && summary.finishReason !== null) {
           // The answer is whole; only its ending (usage, `[DONE]`, the body's end) never came.
@@ -271,8 +290,6 @@ export function relaySse(
           await finishAndClose();
           return;
         }
-        lastActivity = Date.now();
-        started = true;
         try {
           parser.feed(decoder.decode(result.value, { stream: true }));
         } catch {
@@ -282,6 +299,7 @@ export function relaySse(
             "upstream_bad_event",
           );
         }
+        started ||= events.opened || result === UNDER_WAY;
         if (events.sawDone) {
           if (options.drainUpstream) options.drainUpstream(reader);
           else await reader.cancel().catch(() => {});

@@ -63,14 +63,15 @@ export const SHUTDOWN_EVENT = errorEvent(
 );
 
 /**
- * Whether an event is an ordinary delta with nothing this relay watches: one choice, not finished,
- * no usage, tool calls or error. Inside JSON strings every quote is escaped, so these quoted keys
- * can only match the structure; an event they do not settle is parsed. Most events of an answer
- * are like this, and skipping their parse keeps the relay's cost per event low.
+ * Whether an event is an ordinary delta with nothing this relay watches: choices, one of them, not
+ * finished, no usage, tool calls or error. Inside JSON strings every quote is escaped, so these
+ * quoted keys can only match the structure; an event they do not settle is parsed. Most events of
+ * an answer are like this, and skipping their parse keeps the relay's cost per event low.
  */
 export function isPlainDelta(data: string): boolean {
   const finish = data.indexOf('"finish_reason":null');
-  return finish >= 0 && data.indexOf('"finish_reason"', finish + 1) < 0 &&
+  return finish >= 0 && data.includes('"choices":[') &&
+    data.indexOf('"finish_reason"', finish + 1) < 0 &&
     data.indexOf('"finish_reason"') === finish && !data.includes('"usage"') &&
     !data.includes('"tool_calls"') && !data.includes('"error"');
 }

@@ -14,6 +14,16 @@ export interface BodyReader {
   cancel(reason?: unknown): Promise<void>;
 }
 
+/**
+ * What a {@linkcode BodyReader} yields for a piece of the answer that is no event yet (a JSON
+ * answer's body, made events once it is whole): the relay times the pauses after it as the
+ * answer's own (`IDLE_TIMEOUT_SECONDS`), and keeps the client's keep-alives going.
+ */
+export const UNDER_WAY: ReadableStreamReadResult<Uint8Array> = {
+  done: false,
+  value: new Uint8Array(),
+};
+
 /** Bytes asked of Poe's body per read; events are far smaller. */
 const READ_BYTES = 16 * 1024;
 
@@ -147,9 +157,12 @@ export function errorObject(e: unknown): Record<string, unknown> {
   return e && typeof e === "object" ? e as Record<string, unknown> : { message: String(e) };
 }
 
-/** Whether a chunk carries any of the answer: text, reasoning, a tool call, a finish or usage. */
+/**
+ * Whether a chunk carries any of the answer: text, reasoning, a tool call, a finish or usage. A
+ * role chunk does not: a model may think in silence after it.
+ */
 // deno-lint-ignore no-explicit-any
-function opensAnswer(chunk: any): boolean {
+export function opensAnswer(chunk: any): boolean {
   if (chunk.usage) return true;
   const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
   if (!choice || typeof choice !== "object") return false;

@@ -504,3 +504,43 @@ Deno.test("openai SDK: an answer Poe sent without usage gets counted usage, stre
     "the tool's definition counts toward the prompt",
   );
 });
+
+Deno.test("openai SDK: Poe's ping events, chunks without id or model and events after [DONE] do not reach it", async () => {
+  const bare = (delta: Record<string, unknown>) =>
+    `data: ${JSON.stringify({ choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
+  const body = bare({ role: "assistant", content: "" }) +
+    `event: ping\ndata: {"type":"ping"}\n\n` + bare({ content: "Hello" }) + `data: {}\n\n` +
+    // No finish_reason, no usage: the proxy makes both chunks.
+    `data: [DONE]\n\n` + bare({ content: "EXTRA" });
+  await using poe = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      await req.body?.cancel();
+      if (!req.url.endsWith("/chat/completions")) return new Response(null, { status: 404 });
+      return new Response(body, { headers: { "content-type": "text/event-stream" } });
+    },
+  );
+  await using proxy = await startProxy({
+    poeUrl: `http://127.0.0.1:${poe.addr.port}`,
+    env: { FOOTER: "off" },
+  });
+  const client = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "x", maxRetries: 0 });
+  const request = {
+    model: "gpt-4o",
+    messages: [{ role: "user" as const, content: "Hi" }],
+    stream_options: { include_usage: true },
+  };
+  const done = await client.chat.completions.stream(request).finalChatCompletion();
+  assert.equal(done.choices[0].message.content, "Hello");
+  assert.equal(done.choices[0].finish_reason, "stop");
+
+  const chunks: any[] = [];
+  for await (const c of await client.chat.completions.create({ ...request, stream: true })) {
+    chunks.push(c);
+  }
+  // The proxy's own: the finish chunk and the usage chunk, one id and the model asked for.
+  const own = chunks.filter((c) => c.id);
+  assert.equal(own.length, 2, JSON.stringify(chunks));
+  assert.equal(own[0].id, own[1].id);
+  assert.deepEqual(own.map((c) => c.model), ["gpt-4o", "gpt-4o"]);
+});

@@ -393,7 +393,8 @@ Deno.test("first-byte timeout: 504 before any header, and Poe's request is aband
 Deno.test("idle timeout: an error event after the stream started, then [DONE]", async () => {
   await using t = await setup({ IDLE_TIMEOUT_SECONDS: "0.2", KEEPALIVE_SECONDS: "0.05" });
   const started = Date.now();
-  const res = await streamRequest(t.proxy.url, "stall=3000");
+  // The first event carries text: after a role chunk alone the first-byte timeout would still run.
+  const res = await streamRequest(t.proxy.url, "stall=3000,no-role");
   assert.equal(res.status, 200);
   const sse = parseSse(await res.text());
   assert.ok(Date.now() - started < 1500);
@@ -404,6 +405,26 @@ Deno.test("idle timeout: an error event after the stream started, then [DONE]", 
   assert.match(error.error.message, /IDLE_TIMEOUT_SECONDS/);
   assert.ok(sse.chunks.every((c) => c.error || c.choices[0].finish_reason === null));
   await until(() => t.fake.cancellations.length === 1);
+});
+
+Deno.test("a role chunk, then silence: timed by FIRST_BYTE_TIMEOUT_SECONDS, the answer's pauses by IDLE_TIMEOUT_SECONDS", async () => {
+  // A thinking model may send its role chunk at once and its first token minutes later.
+  await using t = await setup({
+    FIRST_BYTE_TIMEOUT_SECONDS: "5",
+    IDLE_TIMEOUT_SECONDS: "0.15",
+    KEEPALIVE_SECONDS: "0.05",
+  });
+  const res = await streamRequest(t.proxy.url, "stall=400");
+  assert.equal(res.status, 200);
+  const sse = parseSse(await res.text());
+  assertEndsWithOneDone(sse);
+  assert.equal(sse.chunks[0].choices[0].delta.role, "assistant");
+  assert.equal(sse.chunks[1].choices?.[0].delta.content, "Hello", JSON.stringify(sse.chunks[1]));
+  // Then the same pause, past IDLE_TIMEOUT_SECONDS once the answer began.
+  const error = sse.chunks.at(-1);
+  assert.equal(error.error.code, "upstream_timeout");
+  assert.match(error.error.message, /IDLE_TIMEOUT_SECONDS/);
+  assert.ok(sse.comments.length > 0, "keep-alives flowed meanwhile");
 });
 
 Deno.test("first-byte timeout: an answer not streamed whose body stalls after its headers is a 504", async () => {

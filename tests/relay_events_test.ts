@@ -3,7 +3,7 @@
  * how Poe's error events reach the client.
  */
 import assert from "node:assert/strict";
-import { type RelayOutcome, relaySse } from "../lib/sse.ts";
+import { type RelayOptions, type RelayOutcome, relaySse } from "../lib/sse.ts";
 
 const chunk = (content: string | null, finish: string | null = null) =>
   JSON.stringify({
@@ -14,8 +14,10 @@ const chunk = (content: string | null, finish: string | null = null) =>
     choices: [{ index: 0, delta: content === null ? {} : { content }, finish_reason: finish }],
   });
 
-/** Relays `text` (Poe's whole body, in one read) and returns what the client got, and the outcome. */
-async function relayOf(text: string) {
+/**
+ * Relays `text` (Poe's whole body, in one read) and returns what the client got, and the outcome.
+ */
+async function relayOf(text: string, options: Partial<RelayOptions> = {}) {
   const upstream = new ReadableStream<Uint8Array>({
     start(controller) {
       controller.enqueue(new TextEncoder().encode(text));
@@ -30,6 +32,7 @@ async function relayOf(text: string) {
     includeUsage: false,
     abortUpstream: () => {},
     onEnd: (o) => outcome = o,
+    ...options,
   });
   let out = "";
   for await (const bytes of relay) out += new TextDecoder().decode(bytes);
@@ -83,4 +86,57 @@ Deno.test("relaySse makes Poe's error events OpenAI's, named `event: error` ones
     assert.equal(outcome.end, "upstream-error");
     assert.equal(data.at(-1), "[DONE]");
   }
+});
+
+Deno.test("relaySse drops JSON events without choices, which the SDKs cannot read, but keeps usage", async () => {
+  const usage = { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 };
+  const { data, outcome } = await relayOf(
+    `data: ${chunk("Hel")}\n\nevent: ping\ndata: {"type":"ping"}\n\ndata: {}\n\ndata: [1]\n\n` +
+      // Past the first content chunk, where the relay passes plain deltas on without parsing them.
+      `data: {"type":"ping","finish_reason":null}\n\n` +
+      `data: ${chunk("lo", "stop")}\n\ndata: ${JSON.stringify({ usage })}\n\ndata: [DONE]\n\n`,
+    { includeUsage: true },
+  );
+  assert.equal(data.at(-1), "[DONE]");
+  const chunks = data.slice(0, -1).map((d) => JSON.parse(d));
+  for (const c of chunks) assert.ok(Array.isArray(c.choices), JSON.stringify(c));
+  assert.equal(chunks.map((c) => c.choices[0]?.delta.content ?? "").join(""), "Hello");
+  assert.deepEqual(chunks.at(-1).usage, usage);
+  assert.equal(outcome.droppedEvents, 4);
+  assert.equal(outcome.end, "done");
+});
+
+Deno.test("relaySse ignores what Poe sends after its [DONE]", async () => {
+  const { data } = await relayOf(
+    `data: ${chunk("Hello")}\n\ndata: ${chunk(null, "stop")}\n\ndata: [DONE]\n\n` +
+      `data: ${chunk("EXTRA")}\n\ndata: [DONE]\n\n`,
+  );
+  assert.deepEqual(data.map((d) => d === "[DONE]" ? d : JSON.parse(d).choices[0].delta.content), [
+    "Hello",
+    undefined,
+    "[DONE]",
+  ]);
+});
+
+Deno.test("relaySse's own chunks share one id and name the model asked for when Poe's name none", async () => {
+  const bare = (content: string) =>
+    `data: ${
+      JSON.stringify({ choices: [{ index: 0, delta: { content }, finish_reason: null }] })
+    }\n\n`;
+  const { data, outcome } = await relayOf(bare("Hi") + bare(" there"), {
+    model: "gpt-4o",
+    includeUsage: true,
+    estimateUsage: () => ({ prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }),
+    finish: () => ({ footer: "\n\n(footer)" }),
+  });
+  // Poe's two chunks, then the footer, the finish the stream lacked and the usage chunk.
+  const own = data.slice(2, -1).map((d) => JSON.parse(d));
+  assert.equal(own.length, 3, data.join("\n"));
+  assert.match(own[0].choices[0].delta.content, /footer/);
+  assert.equal(own[1].choices[0].finish_reason, "stop");
+  assert.ok(own[2].usage);
+  assert.equal(new Set(own.map((c) => c.id)).size, 1, own.map((c) => c.id).join(" "));
+  assert.equal(new Set(own.map((c) => c.created)).size, 1);
+  for (const c of own) assert.equal(c.model, "gpt-4o");
+  assert.ok(outcome.finishAdded);
 });

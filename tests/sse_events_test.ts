@@ -79,7 +79,9 @@ Deno.test("isPlainDelta accepts an ordinary delta, even one whose text quotes th
   assert.equal(isPlainDelta(delta(String.raw`"content":"the \"usage\" and \"error\" keys"`)), true);
 });
 
-Deno.test("isPlainDelta refuses what the relay must parse: finish, usage, tool calls, errors, several choices", () => {
+Deno.test("isPlainDelta refuses what the relay must parse: finish, usage, tool calls, errors, several choices, none", () => {
+  // No choices: the relay drops it (the SDKs cannot read it).
+  assert.equal(isPlainDelta(`{"type":"ping","finish_reason":null}`), false);
   assert.equal(isPlainDelta(`{"choices":[{"delta":{},"finish_reason":"stop"}]}`), false);
   assert.equal(isPlainDelta(`{"choices":[{"delta":{}}]}`), false);
   assert.equal(isPlainDelta(delta('"content":"x"').replace("}]}", '}],"usage":{}}')), false);
