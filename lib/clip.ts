@@ -3,6 +3,7 @@
 import type { ChatMessage } from "./openai_types.ts";
 import { tokenBoundWithin, utf8Length } from "./token_bounds.ts";
 import { figureText, tokensOfMessages, tooLong } from "./clip_figures.ts";
+import { nearestUserUnit, PINNED_ROLES, type Unit, unitsOf } from "./clip_units.ts";
 import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 
 /** Options of {@linkcode clipMessages}. */
@@ -60,55 +61,14 @@ export interface ClipResult {
   counted: boolean;
 }
 
-/** Roles that are always kept, in place. */
-const PINNED_ROLES = new Set(["system", "developer"]);
-
-/**
- * A run of messages that is kept or dropped as a whole: a user message, a plain assistant message,
- * or an assistant message with `tool_calls` together with every `tool` result that answers it.
- * Messages that answer nothing (orphaned `tool` or `function` results) join the unit before them.
- */
-interface Unit {
-  indices: number[];
-  /** Tokens of the unit; `-1` until counted. */
-  tokens: number;
-  /** Only a user message may open the kept history. */
-  opensHistory: boolean;
-}
-
-/** Groups the non-pinned messages into units, oldest first, not yet counted. */
-function unitsOf(messages: readonly ChatMessage[]): Unit[] {
-  const units: Unit[] = [];
-  const byCallId = new Map<string, Unit>();
-  for (let i = 0; i < messages.length; i++) {
-    const message = messages[i];
-    if (PINNED_ROLES.has(message.role)) continue;
-    if (message.role === "tool" || message.role === "function") {
-      const id = message.tool_call_id;
-      const owner = (typeof id === "string" ? byCallId.get(id) : undefined) ?? units.at(-1);
-      if (owner !== undefined) {
-        owner.indices.push(i);
-        continue;
-      }
-    }
-    const unit = { indices: [i], tokens: -1, opensHistory: message.role === "user" };
-    units.push(unit);
-    if (message.role === "assistant" && Array.isArray(message.tool_calls)) {
-      for (const call of message.tool_calls) {
-        if (typeof call?.id === "string") byCallId.set(call.id, unit);
-      }
-    }
-  }
-  return units;
-}
-
 /**
  * Drops the oldest turns of a conversation until it fits `cap - reserve - definitions` tokens.
  * Keeps every `system` and `developer` message in place; always the newest user message and the
  * last tool round after it; then the run of user messages right before it, newest first, as far as
- * it fits; then the newest other turns that fit. Never separates an assistant's `tool_calls` from
- * their results, and never lets the kept history open with an assistant or tool message. The input
- * is not mutated.
+ * it fits; then the newest other turns that fit, as one run up to the question. When that run holds
+ * no user message, the nearest earlier user message that fits opens it and its oldest turns make the
+ * room. Never separates an assistant's `tool_calls` from their results, and never lets the kept
+ * history open with an assistant or tool message. The input is not mutated.
  *
  * Small requests cost almost nothing: when the UTF-8 size of the text (plus fixed estimates) is
  * within the budget, nothing is tokenized, since every token covers at least one byte.
@@ -246,12 +206,44 @@ export function clipMessages(
   if (fitsWhole) return unchanged(used + definitions, true);
   // The input's total: exact when the uncounted rest is small, else partly estimated.
   const total = tokensOfMessages(messages, counts, count);
-  // The kept history must open with a user message.
-  for (let u = 0; u < newestUser; u++) {
-    if (!kept.has(u)) continue;
-    if (units[u].opensHistory) break;
-    kept.delete(u);
-    used -= units[u].tokens;
+  // The kept history must open with a user message. What is kept before the question is one run
+  // up to it; when that run holds no user message (an agent's tool rounds, then the answer that
+  // the question replies to), the nearest earlier user message that fits opens it (the task, the
+  // request the answer answers), and the run's oldest units make its room. Dropping the whole run
+  // instead sent a follow-up such as "yes" alone, every turn it answers lost. An empty run is
+  // anchored too: else an answer too long to keep would leave the question with less context
+  // than a shorter one whose run is given up for the anchor.
+  let start = newestUser;
+  while (start > 0 && kept.has(start - 1)) start--;
+  let runTokens = 0;
+  let runHasUser = false;
+  for (let u = start; u < newestUser; u++) {
+    runTokens += units[u].tokens;
+    runHasUser ||= units[u].opensHistory;
+  }
+  const anchor = !runHasUser
+    ? nearestUserUnit(messages, units, start, {
+      room: budget - (used - runTokens),
+      tokensOf,
+      counted: (i) => counts[i] >= 0,
+    })
+    : -1;
+  if (anchor >= 0) {
+    for (let u = start; u < newestUser; u++) kept.delete(u);
+    used += units[anchor].tokens - runTokens;
+    kept.add(anchor);
+    // Newest first and whole, as before: the run's newest units stay, its oldest go.
+    for (let u = newestUser - 1; u > anchor && used + tokensOf(units[u]) <= budget; u--) {
+      used += units[u].tokens;
+      kept.add(u);
+    }
+  } else {
+    // The run holds a user message: what precedes the first goes. Or no user message before the
+    // run fits: the whole run goes, and the question opens the history.
+    for (let u = start; u < newestUser && !units[u].opensHistory; u++) {
+      kept.delete(u);
+      used -= units[u].tokens;
+    }
   }
 
   const keep = new Uint8Array(messages.length);

@@ -62,10 +62,17 @@ export function tokensOfMessages(
 function textWithin(messages: readonly ChatMessage[], indices: number[], limit: number): boolean {
   let bytes = 0;
   for (const i of indices) {
-    visitMessage(messages[i], (text) => bytes += utf8Length(text));
+    bytes += textBytes(messages[i]);
     if (bytes > limit) return false;
   }
   return true;
+}
+
+/** The UTF-8 bytes of a message's counted text: what tokenizing it costs. */
+export function textBytes(message: ChatMessage): number {
+  let bytes = 0;
+  visitMessage(message, (text) => bytes += utf8Length(text));
+  return bytes;
 }
 
 /** A figure as text: `1234`, or `about 1234` when it is partly estimated. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { FakePoe } from "./fake_poe.ts";
 import { startProxy } from "./harness.ts";
+import { ModelRegistry } from "../lib/models.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
 import { stripFooter } from "../lib/footer.ts";
 import { setup } from "./points_fixture.ts";
@@ -96,9 +97,52 @@ Deno.test("clipping: the tools an agent sends take their room in the context fir
   const res = await chat(proxy.url, { model: "claude-haiku-4.5", messages, tools });
   assert.equal(res.status, 200);
   await res.body?.cancel();
-  assert.match(res.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=2 /);
+  assert.match(res.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=1 /);
+  // The answer goes; the question it answered still opens the history.
   const sent = (fake.chatRequests()[1].body as { messages: ChatMessage[] }).messages;
-  assert.deepEqual(sent, [messages[0], messages.at(-1)]);
+  assert.deepEqual(sent, [messages[0], messages[1], messages.at(-1)]);
+});
+
+Deno.test("clipping: a short follow-up keeps the task and the newest tool round before it", async () => {
+  await using fake = await FakePoe.start();
+  const registry = ModelRegistry.parse(
+    "models:\n  text:\n    - poe_name: GPT-4o\n      max_tokens: 1000\n",
+    "clip.yaml",
+  );
+  await using proxy = await startProxy({ poeUrl: fake.url, registry });
+  // Each file is about 600 tokens: one tool round fits the cap with the rest, two do not.
+  const file = "def parse(line): return line.split(',')\n".repeat(60);
+  const read = (id: string): ChatMessage[] => [
+    {
+      role: "assistant",
+      content: null,
+      tool_calls: [{
+        id,
+        type: "function",
+        function: { name: "read_file", arguments: '{"path":"parser.py"}' },
+      }],
+    },
+    { role: "tool", tool_call_id: id, content: file },
+  ];
+  const messages: ChatMessage[] = [
+    { role: "system", content: "You are a coding agent." },
+    { role: "user", content: "Refactor the parser module." },
+    ...read("call_1"),
+    ...read("call_2"),
+    { role: "assistant", content: "I refactored parser.py. Shall I also update the docs?" },
+    { role: "user", content: "yes" },
+  ];
+  const tools = [{
+    type: "function",
+    function: { name: "read_file", parameters: { type: "object" } },
+  }];
+  const res = await chat(proxy.url, { model: "gpt-4o", messages, tools });
+  assert.equal(res.status, 200);
+  await res.json();
+  // Only the older tool round goes: before, everything but "yes" did (dropped=6).
+  assert.match(res.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=2 tokens=\d+->\d+$/);
+  const sent = (fake.chatRequests()[0].body as { messages: ChatMessage[] }).messages;
+  assert.deepEqual(sent, [0, 1, 4, 5, 6, 7].map((i) => messages[i]));
 });
 
 Deno.test("clipping: the room for the answer is the largest limit the request sets, wherever", async () => {

@@ -6,6 +6,7 @@ import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
 import { PDF_PAGE_TOKENS } from "../lib/attachment_tokens.ts";
 import { messageTokenGuess } from "../lib/token_bounds.ts";
 import { buildPdf } from "./pdf_fixture.ts";
+import { random } from "./random.ts";
 
 Deno.test("clipContext loads the tokenizer only when the byte shortcut does not settle it", async () => {
   // A fresh process: this one loads the tokenizer for the other tests.
@@ -83,10 +84,11 @@ const CASES: Case[] = [
     kept: [0, 3, 4, 5, 6, 7],
   },
   {
+    // The room the result alone would take goes to the user message that opens the history.
     name: "drops a tool result together with its assistant message",
     messages: [user(), asst(5, "x"), tool("x"), asst(), user()],
     fit: [2, 3, 4],
-    kept: [4],
+    kept: [0, 3, 4],
   },
   {
     name: "keeps parallel tool calls with all their results",
@@ -105,6 +107,51 @@ const CASES: Case[] = [
     messages: [user(50), asst(), user()],
     fit: [1, 2],
     kept: [2],
+  },
+  {
+    // A follow-up ("yes") to an agent's answer: the task opens the history, the oldest round goes.
+    name:
+      "opens the kept history with the nearest user message that fits, dropping the oldest turns after it",
+    messages: [
+      sys(),
+      user(),
+      asst(5, "x"),
+      tool("x", 100),
+      asst(5, "y"),
+      tool("y", 100),
+      asst(),
+      user(2),
+    ],
+    fit: [0, 1, 4, 5, 6, 7],
+    kept: [0, 1, 4, 5, 6, 7],
+  },
+  {
+    name: "opens the kept history with an older user message when the nearest does not fit",
+    messages: [user(), asst(), user(300, "document"), asst(5, "x"), tool("x", 50), asst(), user(2)],
+    fit: [0, 5, 6],
+    kept: [0, 5, 6],
+  },
+  {
+    name: "opens the kept history with a user message and keeps parallel tool calls whole",
+    messages: [
+      user(),
+      asst(5, "x", "y"),
+      tool("x", 60),
+      tool("y", 60),
+      asst(5, "z"),
+      tool("z", 60),
+      asst(),
+      user(2),
+    ],
+    fit: [0, 4, 5, 6, 7],
+    slack: 5,
+    kept: [0, 4, 5, 6, 7],
+  },
+  {
+    name: "keeps an earlier user message that fits when the answer before the question does not",
+    messages: [sys(), user(), asst(200), user(2)],
+    fit: [0, 1, 3],
+    kept: [0, 1, 3],
   },
   {
     name: "keeps the newest user message and the newest agent rounds after it",
@@ -202,6 +249,63 @@ function assertPairsIntact(messages: ChatMessage[]): void {
   const first = messages.find((m) => m.role !== "system" && m.role !== "developer");
   assert.ok(first === undefined || first.role === "user", `history opens with ${first?.role}`);
 }
+
+/** A random agent history: turns of a user message (sometimes two), tool rounds, an answer. */
+function agentHistory(r: () => number): ChatMessage[] {
+  const n = (most: number) => 1 + Math.floor(r() * most);
+  const messages: ChatMessage[] = r() < 0.8 ? [sys(n(5))] : [];
+  let id = 0;
+  const turns = n(6);
+  for (let t = 0; t < turns; t++) {
+    messages.push(user(n(40)));
+    if (r() < 0.2) messages.push(user(n(40)));
+    for (let round = Math.floor(r() * 4); round > 0; round--) {
+      const calls = Array.from({ length: n(3) }, () => `c${id++}`);
+      messages.push(asst(n(10), ...calls), ...calls.map((c) => tool(c, n(60))));
+      if (r() < 0.1) messages.push({ role: "system", content: "reminder" });
+    }
+    if (t < turns - 1 || r() < 0.3) messages.push(asst(n(30)));
+  }
+  return messages;
+}
+
+Deno.test("clipMessages on random agent histories: valid, within the cap, and anchored on the task", () => {
+  const counter = new TokenCounter();
+  let anchored = 0;
+  for (let seed = 1; seed <= 1500; seed++) {
+    const r = random(seed);
+    const messages = agentHistory(r);
+    const tokens = messages.map((m) => counter.countMessage(m));
+    const cap = Math.max(10, Math.floor(tokens.reduce((a, b) => a + b) * (0.2 + r() * 0.8)));
+    let result;
+    try {
+      result = clipMessages(messages, { cap, counter });
+    } catch (e) {
+      assert.ok(e instanceof ProxyError && e.code === "context_length_exceeded", String(e));
+      continue;
+    }
+    const at = `seed ${seed}`;
+    const kept = new Set(result.messages);
+    assert.ok(result.tokensAfter <= cap, at);
+    assert.equal(result.tokensAfter, counter.countMessages(result.messages), at);
+    assertPairsIntact(result.messages);
+    const pinned = messages.filter((m) => m.role === "system");
+    assert.ok(pinned.every((m) => kept.has(m)), `${at}: a system message dropped`);
+    // The answer right before the newest user message, and the user message before that answer,
+    // are kept whenever they fit beside everything after the question.
+    const question = messages.findLastIndex((m) => m.role === "user");
+    const after = messages.slice(question).filter((m) => m.role !== "system");
+    const answer = messages.findLastIndex((m, i) => i < question && m.role !== "system");
+    const task = messages.findLastIndex((m, i) => i < answer && m.role === "user");
+    if (!after.every((m) => kept.has(m)) || task < 0) continue;
+    if (messages[answer].role !== "assistant" || messages[answer].tool_calls) continue;
+    const sum = (list: ChatMessage[]) => list.reduce((a, m) => a + counter.countMessage(m), 0);
+    if (sum([...pinned, ...after, messages[answer], messages[task]]) > cap) continue;
+    assert.ok(kept.has(messages[task]) && kept.has(messages[answer]), `${at}: not anchored`);
+    if (result.clipped) anchored++;
+  }
+  assert.ok(anchored > 50, `only ${anchored} clipped histories checked for their anchor`);
+});
 
 Deno.test("clipMessages fails with context_length_exceeded on a single oversized message", () => {
   const counter = new TokenCounter();
