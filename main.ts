@@ -20,6 +20,7 @@ import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts"
 import { healthcheck } from "./lib/healthcheck.ts";
 import { execStartFor, runAsFor, systemdUnit } from "./lib/systemd_unit.ts";
 import { RegistryReloader } from "./lib/registry_reload.ts";
+import { KeysReloader } from "./lib/keys_reload.ts";
 import { type LoadedModels, loadRegistry } from "./lib/models_source.ts";
 import { unknownSettingsMessage, warnAtStartup } from "./lib/startup_warnings.ts";
 import { type CommandLine, helpText, parseCommandLine, StartupError } from "./lib/command_line.ts";
@@ -89,8 +90,15 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
     },
     logger,
   });
+  // PROXY_API_KEYS is read from the environment, which a running process cannot be given anew.
+  const keysFile = config.proxyApiKeysFile === null
+    ? null
+    : new KeysReloader({ keys, load: () => readKeysFile(config), logger });
   // A SIGHUP that came while the files were read: the file may have changed after it was read.
-  reload = () => void models.reload();
+  reload = () => {
+    void models.reload();
+    void keysFile?.reload();
+  };
   if (reloadAsked) reload();
   const app = createApp({
     config,
@@ -183,14 +191,18 @@ async function loadConfig(values: CommandLine): Promise<Config> {
   });
 }
 
-/** Re-reads models.yaml, once the server has its models; until then a SIGHUP is remembered. */
+/**
+ * Re-reads models.yaml and PROXY_API_KEYS_FILE, once the server has them; until then a SIGHUP is
+ * remembered.
+ */
 let reload: (() => void) | null = null;
 let reloadAsked = false;
 
 /**
- * SIGHUP (systemctl reload) re-reads models.yaml; Windows has no SIGHUP. Listened to as soon as
- * `start` runs, before its files are read: a reload sent right after a restart (a deploy that
- * copies models.yaml, then reloads) must not end the process, whose default for SIGHUP is to exit.
+ * SIGHUP (systemctl reload) re-reads models.yaml and PROXY_API_KEYS_FILE; Windows has no SIGHUP.
+ * Listened to as soon as `start` runs, before its files are read: a reload sent right after a
+ * restart (a deploy that copies models.yaml, then reloads) must not end the process, whose default
+ * for SIGHUP is to exit.
  */
 function listenForReload(): void {
   if (Deno.build.os === "windows") return;

@@ -1,11 +1,12 @@
 /**
  * @module Inbound API keys: parsing (and checking them at startup), constant-time checking, safe
- * display names.
+ * display names, hiding a key pasted where it does not belong.
  */
 import { createHash } from "node:crypto";
 import { StartupError } from "./command_line.ts";
 import type { Config } from "./config.ts";
 import { ProxyError } from "./errors.ts";
+import { HIDDEN, Redactor } from "./redact.ts";
 
 /**
  * The inbound keys from `PROXY_API_KEYS` (comma-separated) and the text of `PROXY_API_KEYS_FILE`
@@ -34,51 +35,123 @@ export function parseKeys(commaList: string | null, fileText: string | null): st
   return [...keys];
 }
 
+/** One set of keys, swapped whole on a reload so that a request sees either the old or the new. */
+interface KeySet {
+  digests: Uint8Array[];
+  /** The display name of each digest. */
+  names: string[];
+  /** Hides the keys of 8 characters or more inside any text. */
+  inside: Redactor;
+  /** Lengths of the keys under 8 characters: hidden only as a whole text, never inside one. */
+  shortLengths: Set<number>;
+}
+
 /**
- * The configured inbound keys. Only SHA-256 digests of the keys are kept, so a key never sits in
- * this object in a form that could be logged by accident.
+ * The configured inbound keys. They are checked against SHA-256 digests; the keys themselves sit
+ * only in a private {@linkcode Redactor}, which hides one pasted into another text, so a key never
+ * sits in this object in a form that could be logged by accident.
  */
 export class ApiKeys {
-  /** False when no keys are configured: every request is let in. */
+  /**
+   * False when no keys are configured: every request is let in. Fixed for the object's life
+   * (the browser guard depends on it): {@linkcode replace} never empties it.
+   */
   readonly enabled: boolean;
-  #digests: Uint8Array[];
+  #set: KeySet;
+  /** The name of every key seen since startup, by digest: a key kept by a reload keeps its name. */
+  #named = new Map<string, string>();
+  #lastNumber = 0;
 
   /** Keeps digests of `keys` (as from {@linkcode parseKeys}); names follow their order. */
   constructor(keys: readonly string[]) {
-    this.#digests = keys.map(digest);
+    this.#set = this.#build(keys);
     this.enabled = keys.length > 0;
   }
 
   /** Number of configured keys. */
   get size(): number {
-    return this.#digests.length;
+    return this.#set.digests.length;
   }
 
   /**
-   * The display name (`"key-1"`, `"key-2"`, ... in configuration order; never any part of a key)
+   * Takes `keys` in place of the current ones, for every request that starts afterwards (a reload
+   * of `PROXY_API_KEYS_FILE`). A key kept keeps its name; a new key gets the next number not used
+   * since startup, so a name never passes from a revoked key to another (the dashboard's rows and
+   * the client buckets are by name).
+   *
+   * @throws {Error} when `keys` is empty while keys are enabled, or not empty while they are not.
+   */
+  replace(keys: readonly string[]): void {
+    if ((keys.length > 0) !== this.enabled) {
+      throw new Error(
+        this.enabled
+          ? "no inbound keys: the proxy would be open"
+          : "inbound keys are set at startup only",
+      );
+    }
+    this.#set = this.#build(keys);
+  }
+
+  #build(keys: readonly string[]): KeySet {
+    const digests = keys.map(digest);
+    const names = digests.map((d) => {
+      const id = Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+      let name = this.#named.get(id);
+      if (name === undefined) {
+        name = `key-${++this.#lastNumber}`;
+        this.#named.set(id, name);
+      }
+      return name;
+    });
+    return {
+      digests,
+      names,
+      inside: new Redactor(keys),
+      shortLengths: new Set(keys.filter((k) => k.length < MIN_HIDDEN_INSIDE).map((k) => k.length)),
+    };
+  }
+
+  /**
+   * The display name (`"key-1"`, `"key-2"`, ... in configuration order at startup, then in order
+   * of arrival, see {@linkcode replace}; never any part of a key)
    * of the key sent as `Authorization: Bearer <key>` or `x-api-key: <key>`, or null when neither
    * header carries a configured key. Each candidate is checked in constant time against every key.
    * When keys are disabled, returns null as well; check {@linkcode enabled} first.
    */
   identify(headers: Headers): string | null {
+    const set = this.#set;
     let found = -1;
     for (const candidate of candidates(headers)) {
       const d = digest(candidate);
-      for (let i = 0; i < this.#digests.length; i++) {
+      for (let i = 0; i < set.digests.length; i++) {
         // No early exit: every key is compared whatever the outcome.
-        if (bytesEqual(d, this.#digests[i]) && found < 0) found = i;
+        if (bytesEqual(d, set.digests[i]) && found < 0) found = i;
       }
     }
-    return found < 0 ? null : `key-${found + 1}`;
+    return found < 0 ? null : set.names[found];
   }
 
   /** Whether `text` is one of the keys: a key pasted into another field must not be logged. */
   isKey(text: string): boolean {
     if (!this.enabled || text.length === 0) return false;
     const d = digest(text);
-    return this.#digests.some((k) => bytesEqual(d, k));
+    return this.#set.digests.some((k) => bytesEqual(d, k));
+  }
+
+  /**
+   * `text` made safe to log and show: a key in it, whole or shortened (as the Poe key is hidden),
+   * becomes `(hidden)`, and so does a text that is a key under 8 characters (which would hide
+   * parts of other words inside a text). Cheap when no key can be there: one `includes` a key.
+   */
+  hide(text: string): string {
+    const set = this.#set;
+    if (set.shortLengths.has(text.length) && this.isKey(text)) return HIDDEN;
+    return set.inside.redact(text);
   }
 }
+
+/** Keys this long or longer are hidden inside other texts too (the {@linkcode Redactor}'s floor). */
+const MIN_HIDDEN_INSIDE = 8;
 
 /** The 401 `authentication_error` for a missing or wrong key; it never repeats what was sent. */
 export function authenticationError(): ProxyError {
@@ -130,7 +203,7 @@ function candidates(headers: Headers): string[] {
 
 /**
  * The inbound keys of `PROXY_API_KEYS` and the text of `PROXY_API_KEYS_FILE` (null when unset), as
- * a startup takes them.
+ * a startup (or a reload of the file) takes them.
  *
  * @throws {StartupError} when a line of the file holds more than one word, or the file holds no
  * key.
@@ -150,7 +223,7 @@ export function inboundKeys(
     throw new StartupError(
       `PROXY_API_KEYS_FILE ${
         JSON.stringify(config.proxyApiKeysFile)
-      } holds no key: refusing to start without inbound keys. Put one key a line in it, or unset it.`,
+      } holds no key: refusing to run without inbound keys. Put one key a line in it, or unset it.`,
     );
   }
   return keys;

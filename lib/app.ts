@@ -16,7 +16,7 @@ import { ProxyMetrics } from "./proxy_metrics.ts";
 import { RecentRequests } from "./recent_requests.ts";
 import { UsageDashboard } from "./dashboard.ts";
 import { createUsageService, type UsageService } from "./usage_service.ts";
-import { HIDDEN, Redactor } from "./redact.ts";
+import { Redactor } from "./redact.ts";
 import { BrowserGuard } from "./browser_guard.ts";
 import { CorsPolicy } from "./cors.ts";
 import { appRoutes } from "./app_routes.ts";
@@ -26,6 +26,7 @@ import {
   indexByPath,
   matchesPath,
   routeParams,
+  shownPath,
   unknownEndpoint,
 } from "./routes.ts";
 
@@ -110,8 +111,11 @@ export function createApp(deps: AppDeps): App {
   const limits = new DoorLimits(config, now);
   const counter = deps.counter ?? new TokenCounter();
   const poeKey = new Redactor([config.poeApiKey]);
-  /** A client-sent text made safe to log and show: a key pasted into it is hidden. */
-  const loggable = (text: string) => keys.isKey(text) ? HIDDEN : poeKey.redact(text);
+  /**
+   * A client-sent text made safe to log and show: a key pasted into it, anywhere, is hidden. Read
+   * from `keys` at each call: a reload of the keys file applies at once.
+   */
+  const loggable = (text: string) => keys.hide(poeKey.redact(text));
   const usage = deps.usage ?? createUsageService(config, {
     logger,
     counter,
@@ -193,6 +197,7 @@ export function createApp(deps: AppDeps): App {
     metrics,
     dashboard,
     dashboardEnabled: config.dashboard,
+    loggable,
   });
 
   const byPath = indexByPath(routes);
@@ -208,7 +213,9 @@ export function createApp(deps: AppDeps): App {
     browsers.check(req, DATA_PATHS.has(path));
     const matching = byPath.get(path) ?? routes.filter((r) => matchesPath(r, path));
     if (matching.length === 0) {
-      throw new ProxyError(404, unknownEndpoint(req.method, path), { code: "unknown_endpoint" });
+      throw new ProxyError(404, unknownEndpoint(ctx.method, ctx.path), {
+        code: "unknown_endpoint",
+      });
     }
     const allowed = () => [...new Set(matching.map((r) => r.method))];
     if (req.method === "OPTIONS") {
@@ -220,7 +227,7 @@ export function createApp(deps: AppDeps): App {
       const allow = allowed();
       throw new ProxyError(
         405,
-        `Method ${req.method} is not allowed on ${path}; use ${allow.join(" or ")}.`,
+        `Method ${ctx.method} is not allowed on ${ctx.path}; use ${allow.join(" or ")}.`,
         {
           code: "method_not_allowed",
           headers: { allow: allow.join(", ") },
@@ -275,11 +282,14 @@ export function createApp(deps: AppDeps): App {
       const address = keyName === null || keys.enabled
         ? clientKey(peer, req.headers.get("x-forwarded-for"), config.trustProxy)
         : "";
+      const id = requestIdFrom(req.headers);
       const ctx = new RequestContext({
-        id: requestIdFrom(req.headers),
+        // A key sent as the request id would be logged and shown on the dashboard.
+        id: loggable(id) === id ? id : crypto.randomUUID(),
         client: keyName ?? address,
-        method: req.method,
-        path,
+        // What the client sent, as logged, shown and quoted: a key pasted into it is hidden.
+        method: loggable(req.method),
+        path: shownPath(path, loggable),
         logger,
         onEnd: ended,
         onLateCost: lateCost,
@@ -292,8 +302,9 @@ export function createApp(deps: AppDeps): App {
       } catch (err) {
         // An answer that failed half-way never carried the headers its error response needs.
         ctx.headersIncluded = false;
-        // Poe may quote the key it refused, whole or shortened: it never reaches a client or a log.
-        if (err instanceof Error) err.message = poeKey.redact(err.message);
+        // Poe may quote the key it refused, whole or shortened, and a message may quote what the
+        // client sent: no key reaches a client or a log.
+        if (err instanceof Error) err.message = loggable(err.message);
         if (!(err instanceof ProxyError)) {
           logger.error("unhandled error", { request_id: ctx.id, error: err });
         } else if (err.status >= 500) {

@@ -23,6 +23,8 @@ export interface AppRoutesOptions {
   dashboard: UsageDashboard;
   /** Whether the dashboard's page and `GET /api/usage` are served (`DASHBOARD`). */
   dashboardEnabled: boolean;
+  /** A client-sent text made safe to show: a key pasted into it hidden. Default: as it is. */
+  loggable?: (text: string) => string;
 }
 
 function json(body: unknown, init: ResponseInit = {}): Response {
@@ -64,7 +66,9 @@ export function appRoutes(options: AppRoutesOptions): Route[] {
         if (!entry) {
           throw new ProxyError(
             404,
-            `The model ${JSON.stringify(id ?? params.rest)} is not in this proxy's models.yaml.`,
+            `The model ${
+              JSON.stringify((options.loggable ?? String)(id ?? params.rest))
+            } is not in this proxy's models.yaml.`,
             {
               param: "model",
               code: "model_not_found",

@@ -257,7 +257,8 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "",
     parse: list(proxyKey),
     secret: true,
-    description: "Comma-separated keys clients must send as Bearer tokens; empty means no auth.",
+    description:
+      "Comma-separated keys clients must send as Bearer tokens; empty means no auth. Read at startup only.",
   },
   proxyApiKeysFile: {
     name: "PROXY_API_KEYS_FILE",
@@ -265,7 +266,7 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     fallback: null,
     parse: filePath,
     description:
-      "File with more client keys, one a line (`#` at a line's start or after a space starts a comment).",
+      "File with more client keys, one a line (`#` at a line's start or after a space starts a comment); re-read on reload (SIGHUP).",
   },
   corsOrigins: {
     name: "CORS_ORIGINS",

@@ -17,17 +17,22 @@ const ELLIPSIS = /\.\.|…|\*\*/;
 /** Hides the given secrets, whole or shortened, in any text. */
 export class Redactor {
   #secrets: string[];
+  /** The shortest secret's length: a shorter text cannot hold one whole (most model names, paths). */
+  #shortest: number;
 
   /** @param secrets the values to hide; empty and very short ones (under 8 characters) are ignored. */
   constructor(secrets: readonly (string | null | undefined)[]) {
     this.#secrets = secrets.filter((s): s is string => typeof s === "string" && s.length >= 8);
+    this.#shortest = Math.min(...this.#secrets.map((s) => s.length));
   }
 
   /** `text` with every secret, whole or shortened, replaced by `(hidden)`. */
   redact(text: string): string {
     if (this.#secrets.length === 0) return text;
-    for (const secret of this.#secrets) {
-      if (text.includes(secret)) text = text.replaceAll(secret, HIDDEN);
+    if (text.length >= this.#shortest) {
+      for (const secret of this.#secrets) {
+        if (text.includes(secret)) text = text.replaceAll(secret, HIDDEN);
+      }
     }
     if (!ELLIPSIS.test(text)) return text;
     return text.replace(

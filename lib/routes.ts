@@ -73,6 +73,22 @@ export function unknownEndpoint(method: string, path: string): string {
   }`;
 }
 
+const MODEL_PATH = "/v1/models/";
+
+/**
+ * `path` as logged and quoted, `hide` (which hides keys in a text) applied to it decoded (a key
+ * with characters a URL escapes), and to a model id in it as a whole text (as a model name is).
+ * `path` itself when nothing was hidden.
+ */
+export function shownPath(path: string, hide: (text: string) => string): string {
+  const plain = path.includes("%") ? safeDecode(path) ?? path : path;
+  let shown = hide(plain);
+  if (shown === plain && plain.startsWith(MODEL_PATH)) {
+    shown = MODEL_PATH + hide(plain.slice(MODEL_PATH.length));
+  }
+  return shown === plain ? path : shown;
+}
+
 /** A percent-encoded path parameter decoded, or null when its escapes are malformed. */
 export function safeDecode(value: string): string | null {
   try {

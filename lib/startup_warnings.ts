@@ -34,14 +34,7 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
       message: unknownSettingsMessage(dotenv.path, dotenv.unknown),
     });
   }
-  const short = inbound.filter((k) => k.length < SHORT_KEY).length;
-  if (short > 0) {
-    logger.warn("short inbound keys", {
-      message: `${short} of the inbound keys ${
-        short === 1 ? "is" : "are"
-      } shorter than ${SHORT_KEY} characters and could be guessed; make new ones with: openssl rand -hex 24`,
-    });
-  }
+  warnShortKeys(inbound, logger);
   if (inbound.length === 0 && !isLoopback(config.host)) {
     logger.warn("no inbound keys", {
       message:
@@ -61,6 +54,17 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
       });
     }
   }
+}
+
+/** Warns about inbound keys short enough to be guessed. At startup and on each reload of the keys. */
+export function warnShortKeys(inbound: readonly string[], logger: Logger): void {
+  const short = inbound.filter((k) => k.length < SHORT_KEY).length;
+  if (short === 0) return;
+  logger.warn("short inbound keys", {
+    message: `${short} of the inbound keys ${
+      short === 1 ? "is" : "are"
+    } shorter than ${SHORT_KEY} characters and could be guessed; make new ones with: openssl rand -hex 24`,
+  });
 }
 
 /**

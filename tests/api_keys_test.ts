@@ -106,3 +106,46 @@ Deno.test("timingSafeEqual compares by content and length", () => {
   // A prefix padded with NUL is still different: the length is part of the comparison.
   assert.equal(timingSafeEqual("a\0", "a"), false);
 });
+
+Deno.test("ApiKeys.replace: a removed key is refused at once; kept keys keep their names", () => {
+  const KEY_C = "sk-proxy-charlie-5555555555";
+  const keys = new ApiKeys([KEY_A, KEY_B]);
+  const name = (key: string) => keys.identify(new Headers({ authorization: `Bearer ${key}` }));
+  assert.equal(name(KEY_B), "key-2");
+  keys.replace([KEY_B, KEY_C]);
+  assert.equal(keys.size, 2);
+  assert.equal(name(KEY_A), null, "the revoked key");
+  assert.equal(keys.isKey(KEY_A), false);
+  // A name never passes to another key: key-1 was the revoked one's on the dashboard's rows.
+  assert.equal(name(KEY_B), "key-2");
+  assert.equal(name(KEY_C), "key-3");
+  keys.replace([KEY_C, KEY_A]);
+  assert.equal(name(KEY_A), "key-1", "a key seen before gets its name back");
+  assert.equal(name(KEY_B), null);
+  assert.equal(name(KEY_C), "key-3");
+  // Never emptied (the door would open), never filled when there were none (no door to close).
+  assert.throws(() => keys.replace([]), /would be open/);
+  assert.equal(name(KEY_A), "key-1");
+  assert.throws(() => new ApiKeys([]).replace([KEY_A]));
+  // Still no key text that could be logged by accident.
+  assert.ok(!Deno.inspect(keys, { depth: 10 }).includes(KEY_C));
+  assert.ok(!JSON.stringify(keys).includes(KEY_C));
+});
+
+Deno.test("ApiKeys.hide hides a key anywhere in a text, whole or shortened, and follows replace", () => {
+  const keys = new ApiKeys([KEY_A, "q7short"]);
+  assert.equal(keys.hide(`Bearer ${KEY_A}`), "Bearer (hidden)");
+  assert.equal(keys.hide(`/v1/models/${KEY_A}`), "/v1/models/(hidden)");
+  assert.equal(keys.hide(`${KEY_A},${KEY_A}`), "(hidden),(hidden)");
+  assert.equal(keys.hide(`was ${KEY_A.slice(0, 6)}...${KEY_A.slice(-4)}`), "was (hidden)");
+  // A key under 8 characters only as the whole text: inside one it would hide parts of words.
+  assert.equal(keys.hide("q7short"), "(hidden)");
+  assert.equal(keys.hide("gpt-q7short"), "gpt-q7short");
+  for (const text of ["", "gpt-4o", "Claude-Sonnet-4.5", KEY_B, KEY_A.slice(0, -1)]) {
+    assert.equal(keys.hide(text), text);
+  }
+  keys.replace([KEY_B]);
+  assert.equal(keys.hide(`Bearer ${KEY_B}`), "Bearer (hidden)");
+  assert.equal(keys.hide(`Bearer ${KEY_A}`), `Bearer ${KEY_A}`, "no longer a key");
+  assert.equal(new ApiKeys([]).hide(KEY_A), KEY_A);
+});

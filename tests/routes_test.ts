@@ -7,8 +7,10 @@ import {
   type Route,
   routeParams,
   safeDecode,
+  shownPath,
   unknownEndpoint,
 } from "../lib/routes.ts";
+import { ApiKeys } from "../lib/api_keys.ts";
 
 function route(method: string, path: Route["path"]): Route {
   return { method, path, auth: false, handler: () => new Response(null) };
@@ -79,4 +81,19 @@ Deno.test("safeDecode decodes percent escapes, and gives null for malformed ones
   assert.equal(safeDecode("plain"), "plain");
   assert.equal(safeDecode("%E0%A4%A"), null);
   assert.equal(safeDecode("%"), null);
+});
+
+Deno.test("shownPath hides a key in a path, escaped or not, and a short one as a model id", () => {
+  const key = "goodkey-0123456789abcdef0123";
+  const keys = new ApiKeys([key, "q7$"]);
+  const hide = (text: string) => keys.hide(text);
+  assert.equal(shownPath(`/v1/models/${key}`, hide), "/v1/models/(hidden)");
+  assert.equal(shownPath(`/v1/${key}/x`, hide), "/v1/(hidden)/x");
+  assert.equal(shownPath(`/v1/models/Bearer%20${key}`, hide), "/v1/models/Bearer (hidden)");
+  assert.equal(shownPath(`/v1/models/${encodeURIComponent(key)}`, hide), "/v1/models/(hidden)");
+  assert.equal(shownPath("/v1/models/q7%24", hide), "/v1/models/(hidden)");
+  // Elsewhere a short key is no word of its own: paths stay as they came.
+  for (const path of ["/v1/q7$", "/v1/models/gpt-4o", "/v1/models/a%20b", "/v1/models/%E0%A4%A"]) {
+    assert.equal(shownPath(path, hide), path);
+  }
 });

@@ -230,6 +230,63 @@ Deno.test("secrets: the Poe key quoted whole or shortened, or a key sent as the 
   seen.assertClean([...proxy.logs, ...usageLog.lines]);
 });
 
+Deno.test("secrets: an inbound key with text around it, in the model, a path or the request id, is hidden", async () => {
+  await using fake = await FakePoe.start({ apiKey: POE_SECRET });
+  await using proxy = await startProxy({
+    poeUrl: fake.url,
+    env: {
+      POE_API_KEY: POE_SECRET,
+      PROXY_API_KEYS: `${INBOUND_SECRET},${OTHER_INBOUND}`,
+      LOG_LEVEL: "debug",
+      LOG_BODIES: "on",
+    },
+  });
+  const seen = new Exposure();
+  const auth = { authorization: `Bearer ${INBOUND_SECRET}` };
+  const send = async (label: string, path: string, init: RequestInit = {}) =>
+    await seen.record(
+      label,
+      await fetch(`${proxy.url}${path}`, { ...init, headers: { ...auth, ...init.headers } }),
+    );
+  const models = [`Bearer ${OTHER_INBOUND}`, `${OTHER_INBOUND} `, `key=${INBOUND_SECRET}`];
+  for (const model of models) {
+    const r = await send("model", "/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(r.status, 404);
+    assert.match(r.body, /The model \\"[^"]*\(hidden\)[^"]*\\" is not in/);
+  }
+  for (const path of [`/v1/models/${OTHER_INBOUND}`, `/v1/models/Bearer%20${OTHER_INBOUND}`]) {
+    const r = await send("model path", path);
+    assert.equal(r.status, 404);
+    assert.match(r.body, /The model \\"[^"]*\(hidden\)\\"/);
+  }
+  assert.equal((await send("405", `/v1/models/${OTHER_INBOUND}`, { method: "POST" })).status, 405);
+  assert.equal((await send("unknown", `/v1/${OTHER_INBOUND}/chat`)).status, 404);
+  const id = await fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { ...auth, "content-type": "application/json", "x-request-id": OTHER_INBOUND },
+    body: chatBody("hi"),
+  });
+  await seen.record("request id", id);
+  assert.equal(id.status, 200);
+  assert.match(id.headers.get("x-request-id")!, /^[0-9a-f-]{36}$/, "a new id");
+
+  const usage = await send("usage", "/api/usage");
+  const rows = JSON.parse(usage.body).recent as { model: string }[];
+  assert.deepEqual(
+    rows.map((r) => r.model).slice(1).reverse(),
+    ["Bearer (hidden)", "(hidden) ", "key=(hidden)"],
+  );
+  const lines = proxy.logs.join("\n");
+  assert.match(lines, /path=\/v1\/models\/\(hidden\) status=404/);
+  assert.match(lines, /path="\/v1\/models\/Bearer \(hidden\)" status=404/);
+  assert.match(lines, /path=\/v1\/\(hidden\)\/chat status=404/);
+  seen.assertClean(proxy.logs);
+});
+
 Deno.test("secrets: a wrong Poe key is reported without showing it", async () => {
   await using fake = await FakePoe.start({ apiKey: "the-right-one" });
   await using proxy = await startProxy({

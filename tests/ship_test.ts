@@ -532,3 +532,74 @@ Deno.test("main.ts: a chat in flight during SIGHUP finishes; new requests use th
   assert.ok(body.choices[0].message.content.length > 0);
   assert.equal(await proc.stop(), 0);
 });
+
+Deno.test(
+  "main.ts on SIGHUP rereads PROXY_API_KEYS_FILE: a revoked key is refused; a bad file keeps the keys",
+  {
+    ignore: Deno.build.os === "windows",
+  },
+  async () => {
+    const OLD = "kid-tablet-key-0123456789abcdef";
+    const NEW = "owner-key-fedcba9876543210aaaa";
+    const ADDED = "guest-key-5555555555aaaaabbbbb";
+    await using fake = await FakePoe.start();
+    const dir = Deno.makeTempDirSync();
+    const file = `${dir}/keys`;
+    Deno.writeTextFileSync(file, `${OLD}\n${NEW}\n`);
+    await using proc = await MainProcess.start({
+      POE_API_KEY: "test-poe-key",
+      POE_BASE_URL: fake.url,
+      PROXY_API_KEYS_FILE: file,
+    }, { cwd: dir });
+    const statusWith = async (key: string) => {
+      const response = await fetch(`${proc.url}/v1/models`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      await response.body?.cancel();
+      return response.status;
+    };
+    assert.deepEqual([await statusWith(OLD), await statusWith(NEW)], [200, 200]);
+
+    Deno.writeTextFileSync(file, `# revoked the tablet\n${NEW}\n${ADDED}\n`);
+    proc.child.kill("SIGHUP");
+    await waitFor(() => proc.stdout.includes("keys reloaded keys=2 previous=2"), "the keys reload");
+    assert.deepEqual(
+      [await statusWith(OLD), await statusWith(NEW), await statusWith(ADDED)],
+      [401, 200, 200],
+    );
+    // The new key is hidden where it does not belong, and names on the dashboard stay the keys'.
+    const chat = (key: string, model: string) =>
+      proc.json("/v1/chat/completions", {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
+      });
+    const pasted = await chat(NEW, `Bearer ${ADDED}`);
+    assert.equal(pasted.status, 404);
+    assert.match(JSON.stringify(pasted.body), /The model \\"Bearer \(hidden\)\\"/);
+    assert.equal((await chat(ADDED, "GPT-4o")).status, 200);
+    const usage = await proc.json("/api/usage", { headers: { authorization: `Bearer ${ADDED}` } });
+    const rows = (usage.body as { recent: { client: string; model: string }[] }).recent;
+    assert.deepEqual(rows.map((r) => [r.client, r.model]), [
+      ["key-3", "GPT-4o"],
+      ["key-2", "Bearer (hidden)"],
+    ]);
+
+    // Emptied, or gone: startup would refuse it, so the keys in use stay.
+    Deno.writeTextFileSync(file, `# ${NEW}\n`);
+    proc.child.kill("SIGHUP");
+    await waitFor(() => proc.stderr.includes("keys reload failed"), "the empty-file error");
+    assert.match(proc.stderr, /ERROR keys reload failed; keeping the previous keys .*holds no key/);
+    Deno.removeSync(file);
+    proc.child.kill("SIGHUP");
+    await waitFor(
+      () => /Cannot read PROXY_API_KEYS_FILE/.test(proc.stderr),
+      "the missing-file error",
+    );
+    assert.deepEqual([await statusWith(OLD), await statusWith(NEW)], [401, 200]);
+    assert.equal(await proc.stop(), 0);
+    for (const key of [OLD, NEW, ADDED]) {
+      assert.ok(!(proc.stdout + proc.stderr).includes(key.slice(0, 12)), "no key is printed");
+    }
+  },
+);
