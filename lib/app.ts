@@ -273,7 +273,10 @@ export function createApp(deps: AppDeps): App {
       const keyName = keys.enabled ? keys.identify(req.headers) : null;
       // Known for every request while keys are required: wrong keys are counted by address.
       const address = keyName === null || keys.enabled
-        ? clientKey(peer, req.headers.get("x-forwarded-for"), config.trustProxy)
+        ? clientKey(peer, req.headers.get("x-forwarded-for"), {
+          trusted: config.trustProxy,
+          ipv6Prefix: config.rateLimitIpv6Prefix,
+        })
         : "";
       const ctx = new RequestContext({
         id: requestIdFrom(req.headers),
