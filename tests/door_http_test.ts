@@ -864,6 +864,46 @@ Deno.test("rate limit: a refusal in front of Poe spends nothing of the client's 
   assert.equal(s.fake.chatRequests().length, 2);
 });
 
+Deno.test("keys: a DNS-rebinding page's wrong keys lock out its own name, never the owner's programs", async () => {
+  const key = "a-long-enough-random-key-0123";
+  await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off" });
+  const port = portOf(s.proxy.url);
+  // What a same-origin fetch() sends from a page at evil.example that rebound its name to us.
+  const page = (name: string, auth: string) =>
+    rawRequest(
+      port,
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: ${name}:${port}\r\n` +
+        `Origin: http://${name}:${port}\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0\r\n` +
+        "Sec-Fetch-Mode: cors\r\nSec-Fetch-Site: same-origin\r\n" +
+        `Authorization: Bearer ${auth}\r\nContent-Type: application/json\r\n` +
+        "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+      { timeoutMs: 5000 },
+    );
+  const statuses: number[] = [];
+  for (let i = 0; i < 11; i++) statuses.push((await page("evil.example", `guess-${i}`)).status);
+  assert.deepEqual(statuses, [...Array(10).fill(401), 429]);
+  // The page cannot find the key by trying: its name waits, right key or not.
+  const found = await page("evil.example", key);
+  assert.equal(found.status, 429);
+  const body = rawJsonBody(found.text) as { error: { code: string; message: string } };
+  assert.equal(body.error.code, "too_many_auth_failures");
+  assert.match(body.error.message, /web pages at "evil\.example"/);
+  // The owner's program at the same address, with the right key, gets in.
+  const client = new OpenAI({ baseURL: `${s.proxy.url}/v1`, apiKey: key, maxRetries: 0 });
+  const answer = await client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assert.equal(answer.choices[0].message.role, "assistant");
+  assert.equal(s.fake.chatRequests().length, 1);
+  // A program's wrong keys still count against the address.
+  const wrong: number[] = [];
+  for (let i = 0; i < 11; i++) {
+    wrong.push((await chat(s.proxy.url, { authorization: `Bearer guess-${i}` })).status);
+  }
+  assert.deepEqual(wrong, [...Array(10).fill(401), 429]);
+});
+
 Deno.test("keys: requests that carry no key (a page's image, a probe) never lock the address out", async () => {
   const key = "a-long-enough-random-key-0123";
   await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off" });
