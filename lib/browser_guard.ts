@@ -1,7 +1,7 @@
 /**
  * @module Keeps web pages from spending the owner's points: a request from a page of a foreign
  * `Origin`, or, without inbound keys, for a `Host` that only a DNS-rebinding page would send; with
- * keys, tells such a page's requests apart, so that its wrong keys lock no one out.
+ * keys, names such a page's requests, so that its wrong keys lock out no program of the owner.
  *
  * A page can send a "simple" cross-origin POST (`text/plain`, `no-cors`) without a preflight: CORS
  * only stops it from reading the answer, not the proxy from calling Poe. And a page whose name

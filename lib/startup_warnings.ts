@@ -1,8 +1,8 @@
 /**
  * @module The warnings logged once at startup, about settings that work but put the owner's points
  * at risk or do not do what they seem to: guessable inbound keys, no inbound keys off loopback or
- * with `CORS_ORIGINS=*`, a cost cap that cannot price some models, names in the `.env` file that are no setting (typos),
- * context caps on media models.
+ * with `CORS_ORIGINS=*`, a cost cap that cannot price some models, names in the `.env` file that
+ * are no setting (typos), context caps on media models.
  */
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
