@@ -235,12 +235,15 @@ export function createApp(deps: AppDeps): App {
       );
     }
     if (r.auth && keys.enabled) {
-      limits.refuseGuesser(ctx, address);
+      // A DNS-rebinding page in the owner's browser has the address of the owner's programs: its
+      // wrong keys count against the name it used, so it locks out itself alone, still bounded.
+      const page = browsers.pageHost(req);
+      limits.refuseGuesser(ctx, address, page);
       if (!authed) {
         // Only a key that was sent counts: a page anywhere can make a browser send requests
         // without one (an image), and must not lock the owner's programs out.
         if (req.headers.has("authorization") || req.headers.has("x-api-key")) {
-          limits.wrongKey(address);
+          limits.wrongKey(address, page);
         }
         throw authenticationError();
       }
@@ -280,7 +283,10 @@ export function createApp(deps: AppDeps): App {
       const keyName = keys.enabled ? keys.identify(req.headers) : null;
       // Known for every request while keys are required: wrong keys are counted by address.
       const address = keyName === null || keys.enabled
-        ? clientKey(peer, req.headers.get("x-forwarded-for"), config.trustProxy)
+        ? clientKey(peer, req.headers.get("x-forwarded-for"), {
+          trusted: config.trustProxy,
+          ipv6Prefix: config.rateLimitIpv6Prefix,
+        })
         : "";
       const id = requestIdFrom(req.headers);
       const ctx = new RequestContext({

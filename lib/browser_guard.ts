@@ -1,6 +1,7 @@
 /**
  * @module Keeps web pages from spending the owner's points: a request from a page of a foreign
- * `Origin`, or, without inbound keys, for a `Host` that only a DNS-rebinding page would send.
+ * `Origin`, or, without inbound keys, for a `Host` that only a DNS-rebinding page would send; with
+ * keys, names such a page's requests, so that its wrong keys lock out no program of the owner.
  *
  * A page can send a "simple" cross-origin POST (`text/plain`, `no-cors`) without a preflight: CORS
  * only stops it from reading the answer, not the proxy from calling Poe. And a page whose name
@@ -31,13 +32,15 @@ export class BrowserGuard {
   #origins: ReadonlySet<string>;
   #anyOrigin: boolean;
   #hosts: ReadonlySet<string>;
+  #anyHost: boolean;
   #checkHost: boolean;
 
   constructor(options: BrowserGuardOptions) {
     this.#origins = new Set(options.corsOrigins);
     this.#anyOrigin = this.#origins.has("*");
     this.#hosts = new Set(options.allowedHosts);
-    this.#checkHost = !options.keysEnabled && !this.#hosts.has("*");
+    this.#anyHost = this.#hosts.has("*");
+    this.#checkHost = !options.keysEnabled && !this.#anyHost;
   }
 
   /**
@@ -47,14 +50,7 @@ export class BrowserGuard {
   check(req: Request, anyClient = false): void {
     const host = req.headers.get("host");
     const origin = req.headers.get("origin");
-    // A page of an origin allowed by name is no DNS-rebinding page: that one's origin is the host.
-    const trusted = origin !== null && this.#origins.has(origin) &&
-      (host === null || !sameHost(origin, host));
-    if (
-      this.#checkHost && !trusted && host !== null && !this.#hostAllowed(host) &&
-      (anyClient || origin !== null || req.headers.has("sec-fetch-mode") ||
-        req.headers.get("user-agent")?.startsWith("Mozilla/"))
-    ) {
+    if (this.#checkHost && host !== null && this.#rebindable(req, host, origin, anyClient)) {
       throw new ProxyError(
         403,
         `Requests for the host ${
@@ -74,6 +70,29 @@ export class BrowserGuard {
       } are refused: a page could spend your Poe points. Add the origin to CORS_ORIGINS to allow it.`,
       { type: "permission_error", code: "origin_not_allowed" },
     );
+  }
+
+  /**
+   * The host name of a browser's request that a DNS-rebinding page could have sent, whatever the
+   * keys: one for a `Host` that is not localhost, an IP address or in `ALLOWED_HOSTS`, from no
+   * origin allowed by name. Null for any other request. With inbound keys such a page is answered
+   * 401, and its wrong keys must not lock the owner's programs at the same address out.
+   */
+  pageHost(req: Request): string | null {
+    const host = req.headers.get("host");
+    if (this.#anyHost || host === null) return null;
+    return this.#rebindable(req, host, req.headers.get("origin"), false)
+      ? hostnameOf(host).slice(0, 255)
+      : null;
+  }
+
+  /** Whether a page that rebound a name of its own to this proxy could have sent `req`. */
+  #rebindable(req: Request, host: string, origin: string | null, anyClient: boolean): boolean {
+    const browser = anyClient || origin !== null || req.headers.has("sec-fetch-mode") ||
+      req.headers.get("user-agent")?.startsWith("Mozilla/") === true;
+    if (!browser || this.#hostAllowed(host)) return false;
+    // A page of an origin allowed by name is no DNS-rebinding page: that one's origin is the host.
+    return origin === null || !this.#origins.has(origin) || sameHost(origin, host);
   }
 
   /** Verdicts by `Host` header: clients send one or two, and parsing it showed in the profile. */

@@ -62,23 +62,47 @@ export function clientAddress(
   return leftmost ?? peerText;
 }
 
-/**
- * The rate-limit key of a client address: IPv4 addresses as they are, IPv6 addresses reduced to
- * their `/64` network (one host usually owns a whole `/64`, so rotating within it gains nothing).
- * Anything that is not an IP address is returned as it is.
- */
-export function addressKey(address: string): string {
-  const bytes = parseAddress(address);
-  if (!bytes) return address;
-  if (bytes.length === 4) return formatBytes(bytes);
-  const network = new Uint8Array(16);
-  network.set(bytes.subarray(0, 8));
-  return `${formatBytes(network)}/64`;
+/** Options of {@linkcode addressKey} and {@linkcode clientKey}. */
+export interface AddressKeyOptions {
+  /**
+   * `RATE_LIMIT_IPV6_PREFIX`: bits of a global IPv6 address that name its client; 128 keys each
+   * address alone. Default: `64`.
+   */
+  ipv6Prefix?: number;
 }
 
-/** Keys of peers seen lately; a new peer costs a parse, a known one a lookup. */
-const peerKeys = new Map<string, string>();
+/**
+ * The rate-limit key of a client address. IPv4 addresses (IPv4-mapped IPv6 included) are keyed as
+ * they are, and so are IPv6 loopback (`::1`), link-local (`fe80::/10`) and unique-local
+ * (`fc00::/7`) addresses: those are the devices of one network, each its own client. A global
+ * IPv6 address is reduced to its network of `ipv6Prefix` bits (one host on the internet usually
+ * owns a whole `/64`, so rotating within it gains nothing), shown as `2001:db8:1:2::/64`.
+ * Anything that is not an IP address is returned as it is.
+ */
+export function addressKey(address: string, options: AddressKeyOptions = {}): string {
+  const bytes = parseAddress(address);
+  if (!bytes) return address;
+  const prefix = options.ipv6Prefix ?? 64;
+  if (bytes.length === 4 || prefix >= 128 || isLocalIPv6(bytes)) return formatBytes(bytes);
+  return `${formatBytes(maskBytes(bytes, prefix))}/${prefix}`;
+}
+
+/** Loopback, link-local or unique-local: an address of this machine or of its own network. */
+function isLocalIPv6(bytes: Bytes): boolean {
+  const loopback = bytes[15] === 1 && bytes.subarray(0, 15).every((b) => b === 0);
+  return loopback || (bytes[0] === 0xfe && (bytes[1] & 0xc0) === 0x80) ||
+    (bytes[0] & 0xfe) === 0xfc;
+}
+
+/** Keys of peers seen lately, by IPv6 prefix; a new peer costs a parse, a known one a lookup. */
+const peerKeys = new Map<number, Map<string, string>>();
 const MAX_PEER_KEYS = 4096;
+
+/** Options of {@linkcode clientKey}. */
+export interface ClientKeyOptions extends AddressKeyOptions {
+  /** `TRUST_PROXY`: addresses or CIDR ranges, as from {@linkcode parseTrustProxy}. */
+  trusted: readonly string[];
+}
 
 /**
  * The rate-limit key of a request's client: {@linkcode addressKey} of
@@ -88,16 +112,23 @@ const MAX_PEER_KEYS = 4096;
 export function clientKey(
   peer: string,
   forwardedFor: string | null,
-  trusted: readonly string[],
+  options: ClientKeyOptions,
 ): string {
+  const { trusted } = options;
   if (forwardedFor && trusted.length > 0) {
-    return addressKey(clientAddress(peer, forwardedFor, trusted));
+    return addressKey(clientAddress(peer, forwardedFor, trusted), options);
   }
-  let key = peerKeys.get(peer);
+  const prefix = options.ipv6Prefix ?? 64;
+  let known = peerKeys.get(prefix);
+  if (known === undefined) {
+    known = new Map();
+    peerKeys.set(prefix, known);
+  }
+  let key = known.get(peer);
   if (key === undefined) {
-    if (peerKeys.size >= MAX_PEER_KEYS) peerKeys.clear();
-    key = addressKey(clientAddress(peer, null, trusted));
-    peerKeys.set(peer, key);
+    if (known.size >= MAX_PEER_KEYS) known.clear();
+    key = addressKey(clientAddress(peer, null, trusted), options);
+    known.set(peer, key);
   }
   return key;
 }

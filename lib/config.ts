@@ -45,6 +45,8 @@ export interface Config {
   readonly footer: FooterMode;
   readonly rateLimitPerMinute: number;
   readonly rateLimitBurst: number;
+  /** Bits of a global IPv6 address that name its client (bucket and wrong keys); 128: all. */
+  readonly rateLimitIpv6Prefix: number;
   readonly poeRateLimitPerMinute: number;
   readonly maxTrackedClients: number;
   readonly trustProxy: readonly string[];

@@ -232,6 +232,13 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     parse: integer(1),
     description: "Requests a client may send at once before the per-minute rate applies.",
   },
+  rateLimitIpv6Prefix: {
+    name: "RATE_LIMIT_IPV6_PREFIX",
+    default: "64",
+    parse: integer(1, 128),
+    description:
+      "Bits of a global IPv6 address that name its client for rate limits and wrong keys; 128: the whole address. Loopback and LAN ones count alone.",
+  },
   poeRateLimitPerMinute: {
     name: "POE_RATE_LIMIT_PER_MINUTE",
     default: "450",

@@ -56,26 +56,27 @@ export class DoorLimits {
     return this.#clients.size;
   }
 
-  /** Throws 429 while `address` waits for having sent too many wrong keys. */
-  refuseGuesser(ctx: RequestContext, address: string): void {
+  /**
+   * Throws 429 while `address` waits for having sent too many wrong keys, or, for a request that a
+   * DNS-rebinding page could have sent (`page`: the host name it used), while pages at that name
+   * wait.
+   */
+  refuseGuesser(ctx: RequestContext, address: string, page: string | null = null): void {
     const wait = this.#authFailures.waitSeconds(address);
-    if (wait > 0) {
-      ctx.fields.limited = "auth";
-      throw new ProxyError(
-        429,
-        `Too many requests with a wrong API key from this address; try again in ${wait} s.`,
-        {
-          type: "rate_limit_error",
-          code: "too_many_auth_failures",
-          headers: { "retry-after": String(wait) },
-        },
-      );
+    if (wait > 0) throw guesserError(ctx, wait, "from this address");
+    if (page === null) return;
+    const pageWait = this.#authFailures.waitSeconds(pageKey(page));
+    if (pageWait > 0) {
+      throw guesserError(ctx, pageWait, `from web pages at ${JSON.stringify(page.slice(0, 100))}`);
     }
   }
 
-  /** Counts a wrong key sent from `address`. */
-  wrongKey(address: string): void {
-    this.#authFailures.take(address);
+  /**
+   * Counts a wrong key sent from `address`; from a page at the host name `page`, against that
+   * name instead: the page is in the owner's browser, at the address of the owner's programs.
+   */
+  wrongKey(address: string, page: string | null = null): void {
+    this.#authFailures.take(page === null ? address : pageKey(page));
   }
 
   /** Takes Poe's token for a first call to Poe, or throws 429 (`limited=poe`). */
@@ -145,4 +146,22 @@ export class DoorLimits {
     }
     return response;
   }
+}
+
+/** The wrong-key bucket of pages at a host name; no address has a space. */
+function pageKey(name: string): string {
+  return `page ${name}`;
+}
+
+function guesserError(ctx: RequestContext, wait: number, from: string): ProxyError {
+  ctx.fields.limited = "auth";
+  return new ProxyError(
+    429,
+    `Too many requests with a wrong API key ${from}; try again in ${wait} s.`,
+    {
+      type: "rate_limit_error",
+      code: "too_many_auth_failures",
+      headers: { "retry-after": String(wait) },
+    },
+  );
 }

@@ -1,8 +1,8 @@
 /**
  * @module The warnings logged once at startup, about settings that work but put the owner's points
- * at risk or do not do what they seem to: guessable inbound keys, no inbound keys off loopback, a
- * cost cap that cannot price some models, names in the `.env` file that are no setting (typos),
- * context caps on media models.
+ * at risk or do not do what they seem to: guessable inbound keys, no inbound keys off loopback or
+ * with `CORS_ORIGINS=*`, a cost cap that cannot price some models, names in the `.env` file that
+ * are no setting (typos), context caps on media models.
  */
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -17,7 +17,7 @@ function isLoopback(host: string): boolean {
 
 /** Options of {@linkcode warnAtStartup}. */
 export interface StartupWarningsOptions {
-  config: Pick<Config, "host" | "maxPointsPerMessage">;
+  config: Pick<Config, "host" | "maxPointsPerMessage" | "corsOrigins">;
   /** The inbound keys, as from `inboundKeys`. */
   inbound: readonly string[];
   registry: ModelRegistry;
@@ -40,6 +40,14 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
       message:
         `listening on ${config.host} without PROXY_API_KEYS: anyone who can reach this port spends your Poe points` +
         " (browsers are answered only at the names in ALLOWED_HOSTS)",
+    });
+  }
+  if (inbound.length === 0 && config.corsOrigins.includes("*")) {
+    // The Host check stops rebinding pages, not pages of other origins calling 127.0.0.1 itself.
+    logger.warn("any web page", {
+      message: "CORS_ORIGINS=* without PROXY_API_KEYS: any web site open in a browser that can " +
+        "reach this proxy may call it, spending your Poe points and reading the answers and your " +
+        "balance; name the origins in CORS_ORIGINS, or set PROXY_API_KEYS",
     });
   }
   warnIgnoredCaps(registry, logger);

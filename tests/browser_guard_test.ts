@@ -208,3 +208,44 @@ Deno.test("BrowserGuard: verdicts stay right past the bound on remembered hosts"
     assert.equal(verdict(g, { host: "attacker.example" }, true), "host_not_allowed");
   }
 });
+
+Deno.test("BrowserGuard.pageHost: names the host of a browser's request a rebinding page could send, keys or not", () => {
+  for (const keysEnabled of [false, true]) {
+    const g = guard({
+      keysEnabled,
+      allowedHosts: ["homeserver"],
+      corsOrigins: ["https://chat.example.com"],
+    });
+    const page = (headers: Record<string, string>) => g.pageHost(request(headers));
+    // What a same-origin fetch of a page at evil.example, rebound to this proxy, sends.
+    assert.equal(
+      page({
+        host: "Evil.Example:8080",
+        origin: "http://evil.example:8080",
+        "user-agent": FIREFOX,
+        "sec-fetch-mode": "cors",
+        "sec-fetch-site": "same-origin",
+      }),
+      "evil.example",
+    );
+    assert.equal(page({ host: "evil.example", "user-agent": FIREFOX }), "evil.example");
+    assert.equal(page({ host: "evil.example", "sec-fetch-mode": "cors" }), "evil.example");
+    assert.equal(page({ host: "evil.example", origin: "http://evil.example" }), "evil.example");
+    // Programs, whatever the name; browsers at local names or ALLOWED_HOSTS; an allowed origin.
+    const others: Record<string, string>[] = [
+      { host: "evil.example" },
+      { host: "poe-proxy:8080", "user-agent": "OpenAI/JS 4.0" },
+      { host: "127.0.0.1:8080", "user-agent": FIREFOX },
+      { host: "localhost:8080", origin: "http://localhost:8080", "sec-fetch-mode": "cors" },
+      { host: "[::1]:8080", "user-agent": FIREFOX },
+      { host: "HomeServer:8080", "user-agent": FIREFOX },
+      { host: "proxy.lan", origin: "https://chat.example.com", "sec-fetch-mode": "cors" },
+    ];
+    for (const headers of others) {
+      assert.equal(page(headers), null, JSON.stringify(headers));
+    }
+    // With ALLOWED_HOSTS=* every name is allowed, so none is a rebinding page's.
+    const any = guard({ keysEnabled, allowedHosts: ["*"] });
+    assert.equal(any.pageHost(request({ host: "evil.example", "user-agent": FIREFOX })), null);
+  }
+});

@@ -99,12 +99,55 @@ Deno.test("clientAddress returns a peer that is not an IP address as it is", () 
   assert.equal(clientAddress(" /tmp/sock ", "1.2.3.4", ["10.0.0.1"]), "/tmp/sock");
 });
 
-Deno.test("addressKey groups IPv6 by /64 and keeps IPv4", () => {
+Deno.test("addressKey groups global IPv6 by /64 and keeps IPv4", () => {
   assert.equal(addressKey("203.0.113.7"), "203.0.113.7");
   assert.equal(addressKey("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
   assert.equal(addressKey("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
   assert.equal(addressKey("::ffff:1.2.3.4"), "1.2.3.4");
   assert.equal(addressKey("key-1"), "key-1");
+});
+
+Deno.test("addressKey keeps loopback, link-local and unique-local IPv6 whole: one LAN, many devices", () => {
+  for (
+    const [address, key] of [
+      ["::1", "::1"],
+      ["[::1]", "::1"],
+      ["fe80::1c2d:3eff:fe4f:5a6b", "fe80::1c2d:3eff:fe4f:5a6b"],
+      ["fe80::9%eth0", "fe80::9"],
+      ["febf:ffff::1", "febf:ffff::1"],
+      ["fd12:3456:789a:1::20", "fd12:3456:789a:1::20"],
+      ["fc00::5", "fc00::5"],
+      ["::ffff:192.168.1.20", "192.168.1.20"],
+    ]
+  ) {
+    assert.equal(addressKey(address), key, address);
+    assert.equal(addressKey(address, { ipv6Prefix: 48 }), key, `${address} /48`);
+  }
+  // Two devices of one household network: two clients.
+  assert.notEqual(addressKey("fe80::1"), addressKey("fe80::2"));
+  assert.notEqual(addressKey("fd00::1"), addressKey("fd00::2"));
+  // Just outside those ranges, global addresses are grouped.
+  assert.equal(addressKey("fec0::1"), "fec0::/64");
+  assert.equal(addressKey("fe00::1"), "fe00::/64");
+  assert.equal(addressKey("fe00::1"), addressKey("fe00::2"));
+  assert.equal(addressKey("fb00::1"), "fb00::/64");
+});
+
+Deno.test("addressKey groups global IPv6 by RATE_LIMIT_IPV6_PREFIX; 128 keeps each address", () => {
+  const phone = "2a02:8071:1234:5600:aaaa:bbbb:cccc:1";
+  const laptop = "2a02:8071:1234:5600:1111:2222:3333:4444";
+  assert.equal(addressKey(phone, { ipv6Prefix: 128 }), "2a02:8071:1234:5600:aaaa:bbbb:cccc:1");
+  assert.notEqual(addressKey(phone, { ipv6Prefix: 128 }), addressKey(laptop, { ipv6Prefix: 128 }));
+  assert.equal(addressKey(phone, { ipv6Prefix: 56 }), "2a02:8071:1234:5600::/56");
+  assert.equal(
+    addressKey("2a02:8071:1234:56ff::1", { ipv6Prefix: 56 }),
+    "2a02:8071:1234:5600::/56",
+  );
+  assert.equal(addressKey(phone, { ipv6Prefix: 61 }), "2a02:8071:1234:5600::/61");
+  assert.equal(addressKey(phone, { ipv6Prefix: 1 }), "::/1");
+  assert.equal(addressKey(phone, { ipv6Prefix: 127 }), "2a02:8071:1234:5600:aaaa:bbbb:cccc:0/127");
+  // IPv4 is never touched.
+  assert.equal(addressKey("203.0.113.7", { ipv6Prefix: 1 }), "203.0.113.7");
 });
 
 Deno.test("isIpAddress accepts addresses and rejects the rest", () => {
@@ -128,15 +171,29 @@ Deno.test("clientKey is addressKey of clientAddress, remembered or not", () => {
     ["2001:db8:1:2:3:4:5:6", null, []],
     ["[2001:db8:1:2::9]", null, trusted],
     ["::ffff:192.0.2.1", null, []],
+    ["::1", null, []],
+    ["fe80::1", null, []],
     ["10.1.2.3", "198.51.100.4, 10.9.9.9", trusted],
     ["10.1.2.3", "2001:db8:7:7::1", trusted],
+    ["10.1.2.3", "fd00::7", trusted],
     ["not-an-address", null, []],
   ];
   for (let round = 0; round < 2; round++) {
-    for (const [peer, xff, trust] of cases) {
-      assert.equal(clientKey(peer, xff, trust), addressKey(clientAddress(peer, xff, trust)));
+    for (const ipv6Prefix of [undefined, 48, 128]) {
+      for (const [peer, xff, trust] of cases) {
+        assert.equal(
+          clientKey(peer, xff, { trusted: trust, ipv6Prefix }),
+          addressKey(clientAddress(peer, xff, trust), { ipv6Prefix }),
+        );
+      }
     }
   }
-  assert.equal(clientKey("10.1.2.3", "198.51.100.4, 10.9.9.9", trusted), "198.51.100.4");
-  assert.equal(clientKey("2001:db8:1:2:3:4:5:6", null, []), "2001:db8:1:2::/64");
+  assert.equal(clientKey("10.1.2.3", "198.51.100.4, 10.9.9.9", { trusted }), "198.51.100.4");
+  assert.equal(clientKey("2001:db8:1:2:3:4:5:6", null, { trusted: [] }), "2001:db8:1:2::/64");
+  // The remembered key of a peer is its prefix's: another prefix is another answer.
+  assert.equal(
+    clientKey("2001:db8:1:2:3:4:5:6", null, { trusted: [], ipv6Prefix: 128 }),
+    "2001:db8:1:2:3:4:5:6",
+  );
+  assert.equal(clientKey("::1", null, { trusted: [] }), "::1");
 });

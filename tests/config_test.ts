@@ -38,6 +38,7 @@ const DEFAULTS = {
   footer: "stream",
   rateLimitPerMinute: 60,
   rateLimitBurst: 20,
+  rateLimitIpv6Prefix: 64,
   poeRateLimitPerMinute: 450,
   maxTrackedClients: 10000,
   trustProxy: [],
@@ -236,6 +237,18 @@ Deno.test("resolveConfig: error messages name variable, value and expectation", 
       `Invalid FOOTER_WAIT_MS: "2147483648" (expected an integer from 0 to 2147483647)`,
     ],
     [{ RATE_LIMIT_BURST: "0" }, `Invalid RATE_LIMIT_BURST: "0" (expected a positive integer)`],
+    [
+      { RATE_LIMIT_IPV6_PREFIX: "0" },
+      `Invalid RATE_LIMIT_IPV6_PREFIX: "0" (expected an integer from 1 to 128)`,
+    ],
+    [
+      { RATE_LIMIT_IPV6_PREFIX: "129" },
+      `Invalid RATE_LIMIT_IPV6_PREFIX: "129" (expected an integer from 1 to 128)`,
+    ],
+    [
+      { RATE_LIMIT_IPV6_PREFIX: "/64" },
+      `Invalid RATE_LIMIT_IPV6_PREFIX: "/64" (expected an integer from 1 to 128)`,
+    ],
     [
       { TRUST_PROXY: "127.0.0.1, localhost" },
       `Invalid TRUST_PROXY: "localhost" (expected comma-separated IP addresses or CIDR ranges (not host names))`,

@@ -148,10 +148,120 @@ Deno.test("rate limit: without keys, the peer address is the client (in-process,
   assert.equal(await send("203.0.113.2"), 400);
   // Without TRUST_PROXY, X-Forwarded-For is ignored: a fresh forged address gains nothing.
   assert.equal(await send("203.0.113.1", "198.51.100.9"), 429);
-  // IPv6 peers share a bucket per /64.
+  // Global IPv6 peers share a bucket per /64.
   assert.equal(await send("2001:db8:1:2::1"), 400);
   assert.equal(await send("2001:db8:1:2::ffff"), 429);
   assert.equal(await send("2001:db8:1:3::1"), 400);
+});
+
+/** An app of `env`, called in-process from a peer address; each call gives the status. */
+async function inProcess(env: Record<string, string>) {
+  const logger = memoryLogger();
+  const app = createApp({
+    config: testConfig(env),
+    version: "test",
+    registry: await testRegistry().then((r) => () => r),
+    logger,
+  });
+  const answer = (peer: string, req: Request) =>
+    app.handler(req, { remoteAddr: { hostname: peer } })
+      .then(async (r) => (await r.body?.cancel(), r.status));
+  return {
+    logger,
+    /** GET /v1/models, which needs the key. */
+    send: (peer: string, headers: Record<string, string> = {}) =>
+      answer(peer, new Request("http://127.0.0.1:8080/v1/models", { headers })),
+    /** A chat request of an invalid body: 400 once the client's bucket let it in, 429 if not. */
+    chat: (peer: string) =>
+      answer(
+        peer,
+        new Request("http://127.0.0.1:8080/v1/chat/completions", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: "[]",
+        }),
+      ),
+    [Symbol.asyncDispose]: () => app.close(),
+  };
+}
+
+Deno.test("rate limit: IPv6 loopback, link-local and unique-local peers are each their own client", async () => {
+  await using s = await inProcess({ ...LIMITED, RATE_LIMIT_BURST: "1" });
+  // A household network: the machine itself, and devices by fe80:: and fd00:: addresses.
+  const devices = [
+    "::1",
+    "fe80::1c2d:3eff:fe4f:5a6b",
+    "fe80::2",
+    "fd12:3456:789a:1::20",
+    "fd12:3456:789a:1::21",
+  ];
+  for (const peer of devices) assert.equal(await s.chat(peer), 400, peer);
+  for (const peer of devices) assert.equal(await s.chat(peer), 429, peer);
+  // The log names the client by its whole address, as the dashboard does.
+  const client = (path: string) =>
+    s.logger.lines.filter((l) => l.includes(path)).map((l) => /client=(\S+)/.exec(l)?.[1]);
+  assert.ok(client("/v1/chat/completions").includes("::1"), s.logger.lines.join("\n"));
+  assert.ok(client("/v1/chat/completions").includes("fe80::2"));
+  assert.ok(!s.logger.lines.some((l) => l.includes("/64")));
+});
+
+Deno.test("rate limit: RATE_LIMIT_IPV6_PREFIX sets the network of a global IPv6 client; 128 keys each address", async () => {
+  const phone = "2a02:8071:1234:5600:aaaa:bbbb:cccc:1";
+  const laptop = "2a02:8071:1234:5600:1111:2222:3333:4444";
+  {
+    await using s = await inProcess({ ...LIMITED, RATE_LIMIT_BURST: "1" });
+    assert.equal(await s.chat(phone), 400);
+    assert.equal(await s.chat(laptop), 429, "one /64 by default");
+    assert.ok(s.logger.lines.some((l) => l.includes("client=2a02:8071:1234:5600::/64")));
+  }
+  {
+    await using s = await inProcess({
+      ...LIMITED,
+      RATE_LIMIT_BURST: "1",
+      RATE_LIMIT_IPV6_PREFIX: "128",
+    });
+    assert.equal(await s.chat(phone), 400);
+    assert.equal(await s.chat(laptop), 400);
+    assert.equal(await s.chat(phone), 429);
+    assert.ok(s.logger.lines.some((l) => l.includes(`client=${laptop} `)));
+  }
+  {
+    await using s = await inProcess({
+      ...LIMITED,
+      RATE_LIMIT_BURST: "1",
+      RATE_LIMIT_IPV6_PREFIX: "48",
+    });
+    assert.equal(await s.chat(phone), 400);
+    assert.equal(await s.chat("2a02:8071:1234:ff00::1"), 429, "one /48");
+    assert.equal(await s.chat("2a02:8071:1235::1"), 400);
+  }
+});
+
+Deno.test("keys: wrong keys from one LAN device never lock out another (IPv6 link-local, unique-local, /128)", async () => {
+  const key = "a-long-enough-random-key-0123";
+  const cases: { env: Record<string, string>; guest: string; owner: string }[] = [
+    { env: {}, guest: "fe80::aaaa", owner: "fe80::bbbb" },
+    { env: {}, guest: "fd00:1:2:3::aaaa", owner: "fd00:1:2:3::bbbb" },
+    { env: {}, guest: "::ffff:192.168.1.7", owner: "192.168.1.20" },
+    {
+      env: { RATE_LIMIT_IPV6_PREFIX: "128" },
+      guest: "2a02:8071:1234:5600:aaaa:bbbb:cccc:1",
+      owner: "2a02:8071:1234:5600:1111:2222:3333:4444",
+    },
+  ];
+  for (const { env, guest, owner } of cases) {
+    await using s = await inProcess({ PROXY_API_KEYS: key, ...env });
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      statuses.push(await s.send(guest, { authorization: "Bearer stale-key" }));
+    }
+    assert.deepEqual(statuses, [...Array(10).fill(401), 429], guest);
+    assert.equal(await s.send(owner, { authorization: `Bearer ${key}` }), 200, owner);
+  }
+  // With the default, a global /64 is one client: its wrong keys count together.
+  await using s = await inProcess({ PROXY_API_KEYS: key });
+  for (let i = 0; i < 10; i++) await s.send("2001:db8:1:2::a", { authorization: "Bearer x" });
+  assert.equal(await s.send("2001:db8:1:2::b", { authorization: `Bearer ${key}` }), 429);
 });
 
 Deno.test("rate limit: X-Forwarded-For is believed only from a TRUST_PROXY peer", async (t) => {
@@ -752,6 +862,46 @@ Deno.test("rate limit: a refusal in front of Poe spends nothing of the client's 
     assert.ok(Number(refused.headers.get("retry-after")) >= 1, "the global bucket's wait");
   }
   assert.equal(s.fake.chatRequests().length, 2);
+});
+
+Deno.test("keys: a DNS-rebinding page's wrong keys lock out its own name, never the owner's programs", async () => {
+  const key = "a-long-enough-random-key-0123";
+  await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off" });
+  const port = portOf(s.proxy.url);
+  // What a same-origin fetch() sends from a page at evil.example that rebound its name to us.
+  const page = (name: string, auth: string) =>
+    rawRequest(
+      port,
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: ${name}:${port}\r\n` +
+        `Origin: http://${name}:${port}\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0\r\n` +
+        "Sec-Fetch-Mode: cors\r\nSec-Fetch-Site: same-origin\r\n" +
+        `Authorization: Bearer ${auth}\r\nContent-Type: application/json\r\n` +
+        "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+      { timeoutMs: 5000 },
+    );
+  const statuses: number[] = [];
+  for (let i = 0; i < 11; i++) statuses.push((await page("evil.example", `guess-${i}`)).status);
+  assert.deepEqual(statuses, [...Array(10).fill(401), 429]);
+  // The page cannot find the key by trying: its name waits, right key or not.
+  const found = await page("evil.example", key);
+  assert.equal(found.status, 429);
+  const body = rawJsonBody(found.text) as { error: { code: string; message: string } };
+  assert.equal(body.error.code, "too_many_auth_failures");
+  assert.match(body.error.message, /web pages at "evil\.example"/);
+  // The owner's program at the same address, with the right key, gets in.
+  const client = new OpenAI({ baseURL: `${s.proxy.url}/v1`, apiKey: key, maxRetries: 0 });
+  const answer = await client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assert.equal(answer.choices[0].message.role, "assistant");
+  assert.equal(s.fake.chatRequests().length, 1);
+  // A program's wrong keys still count against the address.
+  const wrong: number[] = [];
+  for (let i = 0; i < 11; i++) {
+    wrong.push((await chat(s.proxy.url, { authorization: `Bearer guess-${i}` })).status);
+  }
+  assert.deepEqual(wrong, [...Array(10).fill(401), 429]);
 });
 
 Deno.test("keys: requests that carry no key (a page's image, a probe) never lock the address out", async () => {

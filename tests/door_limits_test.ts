@@ -145,3 +145,27 @@ Deno.test("DoorLimits.refuseGuesser: after ten wrong keys the address waits, wit
   // Another address is not held up.
   door.refuseGuesser(context(), "10.0.0.10");
 });
+
+Deno.test("DoorLimits.refuseGuesser: a rebinding page's wrong keys hold up pages at its name, not its address", () => {
+  const door = limits();
+  for (let i = 0; i < 10; i++) {
+    door.refuseGuesser(context(), "127.0.0.1", "evil.example");
+    door.wrongKey("127.0.0.1", "evil.example");
+  }
+  const ctx = context();
+  assert.throws(() => door.refuseGuesser(ctx, "127.0.0.1", "evil.example"), (err) => {
+    assert.ok(err instanceof ProxyError);
+    assert.equal(err.status, 429);
+    assert.equal(err.code, "too_many_auth_failures");
+    assert.match(err.message, /from web pages at "evil\.example"; try again in \d+ s\./);
+    assert.ok(Number(err.headers["retry-after"]) >= 1);
+    return true;
+  });
+  assert.equal(ctx.fields.limited, "auth");
+  // The owner's programs at that address, and pages at other names, are not held up.
+  door.refuseGuesser(context(), "127.0.0.1");
+  door.refuseGuesser(context(), "127.0.0.1", "other.example");
+  // An address held up holds up its pages too.
+  for (let i = 0; i < 10; i++) door.wrongKey("10.0.0.9");
+  assert.throws(() => door.refuseGuesser(context(), "10.0.0.9", "other.example"), /this address/);
+});

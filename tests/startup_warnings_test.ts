@@ -62,3 +62,23 @@ Deno.test("main.ts warns at startup about max_tokens on media models, which is i
   assert.ok(line, logs);
   assert.match(line, /never clipped, so it is ignored for: Image-One"?$/);
 });
+
+Deno.test("main.ts warns at startup about CORS_ORIGINS=* without inbound keys, and only then", async () => {
+  const base = { POE_API_KEY: "k", PORT: "0" };
+  const { line, logs } = await startupLine("any web page", { ...base, CORS_ORIGINS: "*" });
+  assert.ok(line, logs);
+  assert.match(line, /WARN/);
+  assert.match(
+    line,
+    /CORS_ORIGINS=\* without PROXY_API_KEYS: any web site open in a browser that can reach this proxy may call it, spending your Poe points/,
+  );
+  const quietEnvs: Record<string, string>[] = [
+    { CORS_ORIGINS: "*", PROXY_API_KEYS: "a-long-enough-random-key-0123" },
+    { CORS_ORIGINS: "https://chat.example.com" },
+    {},
+  ];
+  for (const env of quietEnvs) {
+    const quiet = await startupLine("any web page", { ...base, ...env });
+    assert.equal(quiet.line, undefined, JSON.stringify(env));
+  }
+});
