@@ -236,7 +236,7 @@ export function createApp(deps: AppDeps): App {
     }
     if (r.auth && keys.enabled) {
       // A DNS-rebinding page in the owner's browser has the address of the owner's programs: its
-      // wrong keys count against the name it used, so it locks out itself alone, still bounded.
+      // wrong keys count against the web pages at that address, so it locks out pages alone.
       const page = browsers.pageHost(req);
       limits.refuseGuesser(ctx, address, page);
       if (!authed) {

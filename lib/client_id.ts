@@ -87,6 +87,17 @@ export function addressKey(address: string, options: AddressKeyOptions = {}): st
   return `${formatBytes(maskBytes(bytes, prefix))}/${prefix}`;
 }
 
+/**
+ * The `/64` network of a link-local or unique-local IPv6 address key ({@linkcode addressKey} keys
+ * those whole), shown as `fd00:1:2:3::/64`; null for any other key. A host of the network can take
+ * any number of addresses in it: its wrong keys are counted there too.
+ */
+export function localNetworkKey(key: string): string | null {
+  const bytes = parseAddress(key);
+  if (!bytes || bytes.length === 4 || !isLocalIPv6(bytes) || bytes[0] === 0) return null;
+  return `${formatBytes(maskBytes(bytes, 64))}/64`;
+}
+
 /** Loopback, link-local or unique-local: an address of this machine or of its own network. */
 function isLocalIPv6(bytes: Bytes): boolean {
   const loopback = bytes[15] === 1 && bytes.subarray(0, 15).every((b) => b === 0);

@@ -3,9 +3,15 @@ import type { Config } from "./config.ts";
 import { ProxyError } from "./errors.ts";
 import { RateLimiter, rateLimitError, rateLimitHeaders } from "./rate_limit.ts";
 import type { RequestContext } from "./request_context.ts";
+import { localNetworkKey } from "./client_id.ts";
 
 /** Wrong inbound keys one address may send a minute (and at once) before it has to wait. */
 const AUTH_FAILURES_PER_MINUTE = 10;
+/**
+ * Wrong keys one local IPv6 network (`/64`) may send a minute: its hosts are counted one address
+ * each, but any of them can take new addresses at will.
+ */
+const NETWORK_AUTH_FAILURES_PER_MINUTE = 10 * AUTH_FAILURES_PER_MINUTE;
 
 /** The settings {@linkcode DoorLimits} reads. */
 export type DoorLimitsConfig = Pick<
@@ -20,6 +26,7 @@ export type DoorLimitsConfig = Pick<
 export class DoorLimits {
   readonly #clients: RateLimiter;
   readonly #authFailures: RateLimiter;
+  readonly #networkFailures: RateLimiter;
   readonly #poe: RateLimiter;
   readonly #poePerMinute: number;
   readonly #clientPerMinute: number;
@@ -40,6 +47,12 @@ export class DoorLimits {
       maxClients: config.maxTrackedClients,
       now,
     });
+    this.#networkFailures = new RateLimiter({
+      perMinute: NETWORK_AUTH_FAILURES_PER_MINUTE,
+      burst: NETWORK_AUTH_FAILURES_PER_MINUTE,
+      maxClients: config.maxTrackedClients,
+      now,
+    });
     // Poe allows 500 a minute per account; a small burst keeps any 60 s window under it.
     this.#poe = new RateLimiter({
       perMinute: config.poeRateLimitPerMinute,
@@ -57,26 +70,38 @@ export class DoorLimits {
   }
 
   /**
-   * Throws 429 while `address` waits for having sent too many wrong keys, or, for a request that a
-   * DNS-rebinding page could have sent (`page`: the host name it used), while pages at that name
-   * wait.
+   * Throws 429 while `address` (or its local IPv6 network) waits for having sent too many wrong
+   * keys, or, for a request that a DNS-rebinding page could have sent (`page`: the host name it
+   * used), while the web pages at that address wait.
    */
   refuseGuesser(ctx: RequestContext, address: string, page: string | null = null): void {
-    const wait = this.#authFailures.waitSeconds(address);
+    const network = localNetworkKey(address);
+    const wait = Math.max(
+      this.#authFailures.waitSeconds(address),
+      network === null ? 0 : this.#networkFailures.waitSeconds(network),
+    );
     if (wait > 0) throw guesserError(ctx, wait, "from this address");
     if (page === null) return;
-    const pageWait = this.#authFailures.waitSeconds(pageKey(page));
+    const pageWait = this.#authFailures.waitSeconds(pageKey(address));
     if (pageWait > 0) {
-      throw guesserError(ctx, pageWait, `from web pages at ${JSON.stringify(page.slice(0, 100))}`);
+      throw guesserError(
+        ctx,
+        pageWait,
+        `from web pages (at ${JSON.stringify(page.slice(0, 100))}) on this address`,
+      );
     }
   }
 
   /**
-   * Counts a wrong key sent from `address`; from a page at the host name `page`, against that
-   * name instead: the page is in the owner's browser, at the address of the owner's programs.
+   * Counts a wrong key sent from `address`; from a web page (`page`: the host name it used, see
+   * `BrowserGuard.pageHost`), against the pages at that address instead: a DNS-rebinding page in
+   * the owner's browser shares the address of the owner's programs, which must not wait for it.
+   * Keyed by the address, not the name, which the sender chooses.
    */
   wrongKey(address: string, page: string | null = null): void {
-    this.#authFailures.take(page === null ? address : pageKey(page));
+    this.#authFailures.take(page === null ? address : pageKey(address));
+    const network = localNetworkKey(address);
+    if (network !== null) this.#networkFailures.take(network);
   }
 
   /** Takes Poe's token for a first call to Poe, or throws 429 (`limited=poe`). */
@@ -148,9 +173,9 @@ export class DoorLimits {
   }
 }
 
-/** The wrong-key bucket of pages at a host name; no address has a space. */
-function pageKey(name: string): string {
-  return `page ${name}`;
+/** The wrong-key bucket of web pages at an address; no address has a space. */
+function pageKey(address: string): string {
+  return `page ${address}`;
 }
 
 function guesserError(ctx: RequestContext, wait: number, from: string): ProxyError {

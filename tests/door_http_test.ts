@@ -864,7 +864,7 @@ Deno.test("rate limit: a refusal in front of Poe spends nothing of the client's 
   assert.equal(s.fake.chatRequests().length, 2);
 });
 
-Deno.test("keys: a DNS-rebinding page's wrong keys lock out its own name, never the owner's programs", async () => {
+Deno.test("keys: a DNS-rebinding page's wrong keys lock out the pages at its address, never the owner's programs", async () => {
   const key = "a-long-enough-random-key-0123";
   await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off" });
   const port = portOf(s.proxy.url);
@@ -880,14 +880,17 @@ Deno.test("keys: a DNS-rebinding page's wrong keys lock out its own name, never 
       { timeoutMs: 5000 },
     );
   const statuses: number[] = [];
-  for (let i = 0; i < 11; i++) statuses.push((await page("evil.example", `guess-${i}`)).status);
+  // A fresh name for every try buys nothing: the name is the page's to choose.
+  for (let i = 0; i < 11; i++) {
+    statuses.push((await page(`h${i}.evil.example`, `guess-${i}`)).status);
+  }
   assert.deepEqual(statuses, [...Array(10).fill(401), 429]);
-  // The page cannot find the key by trying: its name waits, right key or not.
-  const found = await page("evil.example", key);
+  // The page cannot find the key by trying: the pages at its address wait, right key or not.
+  const found = await page("another.evil.example", key);
   assert.equal(found.status, 429);
   const body = rawJsonBody(found.text) as { error: { code: string; message: string } };
   assert.equal(body.error.code, "too_many_auth_failures");
-  assert.match(body.error.message, /web pages at "evil\.example"/);
+  assert.match(body.error.message, /web pages \(at "another\.evil\.example"\) on this address/);
   // The owner's program at the same address, with the right key, gets in.
   const client = new OpenAI({ baseURL: `${s.proxy.url}/v1`, apiKey: key, maxRetries: 0 });
   const answer = await client.chat.completions.create({
@@ -902,6 +905,25 @@ Deno.test("keys: a DNS-rebinding page's wrong keys lock out its own name, never 
     wrong.push((await chat(s.proxy.url, { authorization: `Bearer guess-${i}` })).status);
   }
   assert.deepEqual(wrong, [...Array(10).fill(401), 429]);
+});
+
+Deno.test("keys: a stranger's wrong keys from a browser hold up no other address's browser", async () => {
+  const key = "a-long-enough-random-key-0123";
+  await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off", TRUST_PROXY: "127.0.0.1" });
+  const port = portOf(s.proxy.url);
+  // Behind a reverse proxy at poe.example.com: the dashboard's own reads, from two addresses.
+  const usage = (from: string, auth: string) =>
+    rawRequest(
+      port,
+      `GET /api/usage HTTP/1.1\r\nHost: poe.example.com\r\nX-Forwarded-For: ${from}\r\n` +
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0\r\nSec-Fetch-Mode: cors\r\n" +
+        `Authorization: Bearer ${auth}\r\nConnection: close\r\n\r\n`,
+      { timeoutMs: 5000 },
+    );
+  const statuses: number[] = [];
+  for (let i = 0; i < 11; i++) statuses.push((await usage("203.0.113.5", `guess-${i}`)).status);
+  assert.deepEqual(statuses, [...Array(10).fill(401), 429]);
+  assert.equal((await usage("198.51.100.7", key)).status, 200, "the owner's dashboard elsewhere");
 });
 
 Deno.test("keys: requests that carry no key (a page's image, a probe) never lock the address out", async () => {

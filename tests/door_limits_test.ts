@@ -146,26 +146,51 @@ Deno.test("DoorLimits.refuseGuesser: after ten wrong keys the address waits, wit
   door.refuseGuesser(context(), "10.0.0.10");
 });
 
-Deno.test("DoorLimits.refuseGuesser: a rebinding page's wrong keys hold up pages at its name, not its address", () => {
+Deno.test("DoorLimits.refuseGuesser: a rebinding page's wrong keys hold up the pages at its address, not its programs", () => {
   const door = limits();
+  // Each try at another name: the name is the sender's to choose, and buys nothing.
   for (let i = 0; i < 10; i++) {
-    door.refuseGuesser(context(), "127.0.0.1", "evil.example");
-    door.wrongKey("127.0.0.1", "evil.example");
+    door.refuseGuesser(context(), "127.0.0.1", `h${i}.evil.example`);
+    door.wrongKey("127.0.0.1", `h${i}.evil.example`);
   }
   const ctx = context();
-  assert.throws(() => door.refuseGuesser(ctx, "127.0.0.1", "evil.example"), (err) => {
+  assert.throws(() => door.refuseGuesser(ctx, "127.0.0.1", "fresh.evil.example"), (err) => {
     assert.ok(err instanceof ProxyError);
     assert.equal(err.status, 429);
     assert.equal(err.code, "too_many_auth_failures");
-    assert.match(err.message, /from web pages at "evil\.example"; try again in \d+ s\./);
+    assert.match(
+      err.message,
+      /from web pages \(at "fresh\.evil\.example"\) on this address; try again in \d+ s\./,
+    );
     assert.ok(Number(err.headers["retry-after"]) >= 1);
     return true;
   });
   assert.equal(ctx.fields.limited, "auth");
-  // The owner's programs at that address, and pages at other names, are not held up.
+  // The owner's programs at that address, and pages at other addresses, are not held up.
   door.refuseGuesser(context(), "127.0.0.1");
-  door.refuseGuesser(context(), "127.0.0.1", "other.example");
+  door.refuseGuesser(context(), "10.0.0.7", "evil.example");
   // An address held up holds up its pages too.
   for (let i = 0; i < 10; i++) door.wrongKey("10.0.0.9");
   assert.throws(() => door.refuseGuesser(context(), "10.0.0.9", "other.example"), /this address/);
+});
+
+Deno.test("DoorLimits: the addresses of one local IPv6 network share a larger wrong-key allowance", () => {
+  const door = limits();
+  // A host of the network takes a new address for every ten tries.
+  let refused = 0;
+  for (let i = 0; i < 150; i++) {
+    const address = `fd00:1:2:3::${(Math.floor(i / 10) + 1).toString(16)}`;
+    try {
+      door.refuseGuesser(context(), address);
+      door.wrongKey(address);
+    } catch {
+      refused++;
+    }
+  }
+  assert.equal(refused, 50, "a hundred a minute for the network, then it waits");
+  assert.throws(() => door.refuseGuesser(context(), "fd00:1:2:3::99"), /this address/);
+  // Another network, and global or IPv4 addresses, are not held up.
+  door.refuseGuesser(context(), "fd00:1:2:4::1");
+  door.refuseGuesser(context(), "fe80::1");
+  door.refuseGuesser(context(), "10.0.0.1");
 });
