@@ -54,7 +54,8 @@ const ON = new Set(["on", "true", "1", "yes"]);
 /**
  * Whether a request allows the footer: no `response_format`, no `x-poe-proxy-footer: off`, and
  * either the header asks for it, or `FOOTER` is on (or `stream` and a streamed request) and the
- * request sets no `stop` sequences and no answer limit of 64 tokens or less.
+ * request sets no `stop` sequences, no answer limit of 64 tokens or less, and does not end with an
+ * assistant message to continue.
  */
 export function footerAllowed(
   config: Config,
@@ -68,8 +69,17 @@ export function footerAllowed(
   // Stop sequences are a program's: an inline edit, a commit message, a completion, where the
   // footer would land in the code. So is a tiny answer limit: a chat's title (Continue streams
   // its titles with max_tokens 6), a tag, a label.
-  if (setsStop(body.stop) || smallLimit(body)) return false;
+  if (setsStop(body.stop) || smallLimit(body) || continues(body)) return false;
   return config.footer === "on" || body.stream === true;
+}
+
+/**
+ * Whether the request ends with the assistant's own words: a prefill (`{` for JSON) or a Continue
+ * button's unfinished answer. The answer is glued to them, where a footer would land inside the
+ * document or the middle of the text, and stay in the history.
+ */
+function continues(body: ChatRequest): boolean {
+  return body.messages.at(-1)?.role === "assistant";
 }
 
 /** Answer limits up to this are a program's, not a person's: no chat answer fits in them. */

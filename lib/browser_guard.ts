@@ -61,7 +61,7 @@ export class BrowserGuard {
     }
     // A preflight only asks; its answer carries CORS headers for allowed origins alone.
     if (req.method === "OPTIONS") return;
-    if (origin === null || this.#anyOrigin || this.#origins.has(origin)) return;
+    if (origin === null || this.#anyOrigin || this.#origins.has(origin.toLowerCase())) return;
     if (host !== null && sameHost(origin, host)) return;
     throw new ProxyError(
       403,
@@ -92,7 +92,7 @@ export class BrowserGuard {
       req.headers.get("user-agent")?.startsWith("Mozilla/") === true;
     if (!browser || this.#hostAllowed(host)) return false;
     // A page of an origin allowed by name is no DNS-rebinding page: that one's origin is the host.
-    return origin === null || !this.#origins.has(origin) || sameHost(origin, host);
+    return origin === null || !this.#origins.has(origin.toLowerCase()) || sameHost(origin, host);
   }
 
   /** Verdicts by `Host` header: clients send one or two, and parsing it showed in the profile. */

@@ -14,7 +14,9 @@ export class CorsPolicy {
     const cors = this.#origins;
     const origin = req.headers.get("origin");
     if (!origin || cors.size === 0) return {};
-    if (!cors.has("*") && !cors.has(origin)) return {};
+    // Listed in lower case; an app's or an extension's origin keeps its case in the browser
+    // (Safari's `safari-web-extension://<UUID>`), and the answer must name it as it came.
+    if (!cors.has("*") && !cors.has(origin.toLowerCase())) return {};
     return {
       "access-control-allow-origin": cors.has("*") ? "*" : origin,
       "access-control-expose-headers":

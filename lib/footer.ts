@@ -127,8 +127,9 @@ export function formatFooter(facts: FooterFacts): string {
 /**
  * Exactly the lines {@linkcode formatFooter} writes, wherever they are in a text: clients may add
  * to an answer after it (Cline and its forks append "[Response interrupted by a tool use
- * result...]"), trim its blank line, or turn its line ends into `\r\n`. The footer goes with the
- * line breaks before it, and with the blank space after it when nothing follows.
+ * result...]"), trim its blank line, turn its line ends into `\r\n`, or continue the answer right
+ * after it, on its last line (a Continue button). The footer goes with the line breaks before it,
+ * and with the blank space after it when nothing follows.
  */
 const NL = "\\r?\\n";
 const COUNT = "(?:-?\\d+|NaN)";
@@ -143,7 +144,8 @@ const FOOTERS = new RegExp(
     `(?:${NL}⚠️ This message cost more than [\\d,]+ points\\.` +
     "(?: Consider starting a new chat(?:, or a cheaper model: [^\\r\\n]+)?\\.| Cheaper models: [^\\r\\n]+\\.)?)?" +
     `(?:${NL}⛔ This message went over MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\)\\.)?` +
-    "(?:[ \\t\\r\\n]*$|[ \\t]*(?=\\r?\\n))",
+    // A continuation (SillyTavern's, Open WebUI's Continue) may be glued to its last line.
+    "(?:[ \\t\\r\\n]*$|[ \\t]*(?=\\r?\\n)|)",
   "gu",
 );
 

@@ -192,6 +192,29 @@ Deno.test("footerAllowed: a request with stop sequences gets none, unless its he
   }
 });
 
+Deno.test("footerAllowed: a request that ends with the assistant's words to continue gets none, unless asked", () => {
+  const on = testConfig({ FOOTER: "on" });
+  const none = new Headers();
+  const asked = new Headers({ "x-poe-proxy-footer": "on" });
+  // A JSON prefill, or a Continue button's unfinished answer: the answer is glued to it.
+  for (const prefill of ["{", "Once upon a time"]) {
+    const req = body({
+      stream: true,
+      messages: [{ role: "user", content: "Go on" }, { role: "assistant", content: prefill }],
+    });
+    assert.equal(footerAllowed(on, req, none), false, prefill);
+    assert.equal(footerAllowed(on, req, asked), true, prefill);
+  }
+  // A history with answers in it, ending with the user's turn or a tool's result, is a chat.
+  for (const last of [{ role: "user", content: "Thanks" }, { role: "tool", content: "42" }]) {
+    const req = body({
+      stream: true,
+      messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello" }, last],
+    } as Partial<ChatRequest>);
+    assert.equal(footerAllowed(on, req, none), true, last.role);
+  }
+});
+
 Deno.test("footerAllowed: a tiny answer limit (a title, a tag) gets none, unless its header asks for it", () => {
   const stream = testConfig({ FOOTER: "stream" });
   const none = new Headers();

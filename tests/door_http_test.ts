@@ -791,11 +791,19 @@ Deno.test("CORS: app and extension origins can be allowed by name; null cannot",
     assert.throws(() => testConfig({ CORS_ORIGINS: bad }), /CORS_ORIGINS/, bad);
   }
   await using s = await setup({
-    CORS_ORIGINS: "app://obsidian.md, chrome-extension://abcdefghijklmnop, tauri://localhost",
+    CORS_ORIGINS: "app://obsidian.md, chrome-extension://abcdefghijklmnop, tauri://localhost, " +
+      "safari-web-extension://E8D5C1F0-1234-4A5B-9C8D-0123456789AB",
     PROXY_API_KEYS: "a-long-enough-random-key-0123",
     FOOTER: "off",
   });
-  for (const origin of ["app://obsidian.md", "chrome-extension://abcdefghijklmnop"]) {
+  for (
+    const origin of [
+      "app://obsidian.md",
+      "chrome-extension://abcdefghijklmnop",
+      // Safari keeps an extension's upper-case id in its origin, which is named back as it came.
+      "safari-web-extension://E8D5C1F0-1234-4A5B-9C8D-0123456789AB",
+    ]
+  ) {
     const a = await chat(s.proxy.url, {
       origin,
       authorization: "Bearer a-long-enough-random-key-0123",

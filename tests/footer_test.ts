@@ -185,6 +185,11 @@ Deno.test("stripFooter removes exact footers wherever they are, and nothing else
       `<read_file>x</read_file>${footer}\n\n[Response interrupted by a tool use result.]`,
       "<read_file>x</read_file>\n\n[Response interrupted by a tool use result.]",
     ],
+    // A Continue button's continuation, glued to the footer's last line (SillyTavern adds a
+    // space, Open WebUI nothing).
+    [`Hello there.${footer} The end.`, "Hello there. The end."],
+    [`Hello there.${footer}And then`, "Hello there.And then"],
+    [`Hello there.${formatFooter(facts({ balanceAgeMs: 120_000 }))} More.`, "Hello there. More."],
     // Line ends turned into CRLF by a client.
     [`Windows${footer.replaceAll("\n", "\r\n")}\r\n`, "Windows"],
   ];

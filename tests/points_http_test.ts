@@ -193,6 +193,38 @@ Deno.test("footers are stripped from a resent history before it goes to Poe, use
   assert.equal(sent.messages[5].content, `A tool's own text${withFooter}`);
 });
 
+Deno.test("a Continue button: the continuation gets no footer, and the footer it was glued to never reaches Poe", async () => {
+  await using t = await setup();
+  const first = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Tell me a story" }],
+  });
+  const withFooter = first.choices[0].message.content!;
+  assert.notEqual(stripFooter(withFooter), withFooter);
+  // The client resends the stored answer, footer included, to be continued.
+  const more = await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [
+      { role: "user", content: "Tell me a story" },
+      { role: "assistant", content: withFooter },
+    ],
+  });
+  const continuation = more.choices[0].message.content!;
+  assert.equal(stripFooter(continuation), continuation, "no footer inside the continued answer");
+  assert.equal(typeof (more.usage as any)?.cost_points, "number", "its cost stays in usage");
+  // It stores the continuation glued to the footer's last line, and the chat goes on.
+  await t.client.chat.completions.create({
+    model: "gpt-4o",
+    messages: [
+      { role: "user", content: "Tell me a story" },
+      { role: "assistant", content: `${withFooter} ${continuation}` },
+      { role: "user", content: "Thanks" },
+    ],
+  });
+  const sent: any = t.fake.chatRequests().at(-1)!.body;
+  assert.equal(sent.messages[1].content, `${DEFAULT_REPLY} ${continuation}`);
+});
+
 Deno.test("no footer on tool calls, response_format or x-poe-proxy-footer: off", async () => {
   await using t = await setup();
   const tool = {
