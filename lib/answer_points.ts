@@ -178,8 +178,9 @@ export class AnswerPoints {
       model: entry.id,
       startedAt: ctx.startedAt,
       // Counts of this proxy's never match Poe's history entries: paired by order instead, where
-      // the order leaves no doubt (else the estimate stays).
-      tokens: usage && !usage.tokens_estimated
+      // the order leaves no doubt (else the estimate stays). Nor may a count of no answer tokens:
+      // Poe reports a tool-call answer's as 0, and bills the tokens of its calls.
+      tokens: usage && !usage.tokens_estimated && usage.completion_tokens > 0
         ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens }
         : null,
       waitMs: showFooter ? config.footerWaitMs : 0,

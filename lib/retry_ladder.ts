@@ -17,6 +17,40 @@ const BACKOFF_BASE_MS = 250;
 /** The fields the 400 ladder changes: a 400 naming any other is not worth a variant. */
 export const LADDER_PARAMS = new Set(["max_tokens", "max_completion_tokens", "model"]);
 
+/** What the ladder reads of Poe's 400. */
+export interface RefusalFacts {
+  param: string | null;
+  code: string | null;
+  message: string;
+}
+
+/**
+ * The field of `body` Poe's 400 refuses: its `param`, or else, as Poe's documented error shape has
+ * none, a field of the request its message names as a word (the limits first, which the ladder
+ * may cure). Null when it names none; never `model` from the message, which most of them say.
+ */
+export function refusedField(error: RefusalFacts, body: ChatRequest): string | null {
+  if (error.param !== null) return error.param;
+  const named = (key: string) =>
+    error.message.includes(key) &&
+    new RegExp(`(?<![\\w.])${key}(?![\\w])`).test(error.message);
+  for (const key of ["max_tokens", "max_completion_tokens"]) if (named(key)) return key;
+  for (const key of Object.keys(body)) {
+    if (key !== "model" && key !== "messages" && key !== "stream" && named(key)) return key;
+  }
+  return null;
+}
+
+/**
+ * Whether a variant of the request could cure Poe's 400: not when it refuses a field the ladder
+ * does not change, nor a feature the model lacks (`unsupported_feature_for_model`: images for a
+ * model without vision, say), which no spelling of its name or limit gives it.
+ */
+export function ladderMayCure(error: RefusalFacts, named: string | null): boolean {
+  if (error.code === "unsupported_feature_for_model") return false;
+  return named === null || LADDER_PARAMS.has(named);
+}
+
 /**
  * The most variants the 400 ladder tries after a request's own call: `max_completion_tokens` in
  * place of `max_tokens`, then without either, then the model lowercased, then both.

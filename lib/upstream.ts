@@ -15,9 +15,10 @@ import { type JsonBody, type JsonVerdict, readJsonAnswer } from "./json_answer.t
 import { MAX_EVENT_CHARS } from "./sse.ts";
 import {
   backoffMs,
-  LADDER_PARAMS,
+  ladderMayCure,
   ladderVariants,
   MAX_WAIT_SECONDS,
+  refusedField,
   retryAfterOf,
   TRANSIENT,
 } from "./retry_ladder.ts";
@@ -451,9 +452,10 @@ export class UpstreamClient {
       if (status === 400) {
         const error = await poeError(response);
         // Poe named another field it refuses (`reasoning_effort`, say): no variant changes it.
-        if (error.param !== null && !LADDER_PARAMS.has(error.param)) throw error;
+        const named = refusedField(error, body);
+        if (!ladderMayCure(error, named)) throw error;
         // Planned at the first 400, from the field it names; later ones only take the next step.
-        variants ??= ladderVariants(body, error.param)
+        variants ??= ladderVariants(body, named)
           .filter((v) => options.allowVariant?.(v.body) ?? true);
         if (variants.length === 0 || !(options.mayRetry?.() ?? true)) throw error;
         const next = variants.shift()!;

@@ -247,6 +247,40 @@ Deno.test("400 ladder: a 400 naming another field is passed on at once, no varia
   assert.equal(t.bodies().length, 1);
 });
 
+Deno.test("400 ladder: Poe's documented error shape has no param; a field its message names is passed on at once", async () => {
+  await using t = await setup();
+  const res = await post(
+    t.proxy.url,
+    chat("reject-field=reasoning_effort,error-shape=documented", {
+      max_tokens: 9,
+      model: "GPT-4o",
+      reasoning_effort: "high",
+    }),
+  );
+  assert.equal(res.status, 400);
+  assert.match(res.body.error.message, /reasoning_effort/);
+  assert.equal(t.bodies().length, 1, "no variant changes reasoning_effort");
+  // The limits it names are the ladder's to cure.
+  const limit = await post(
+    t.proxy.url,
+    chat("reject-max-tokens,error-shape=documented", { max_tokens: 9 }),
+  );
+  assert.equal(limit.status, 200);
+  assert.equal(
+    limit.headers.get("x-poe-proxy-attempts"),
+    "first:400,max-completion-tokens:400,drop-max-tokens:200",
+  );
+});
+
+Deno.test("400 ladder: a feature the model lacks (unsupported_feature_for_model) is passed on at once", async () => {
+  await using t = await setup();
+  const res = await post(t.proxy.url, chat("reject-feature", { max_tokens: 9, model: "GPT-4o" }));
+  assert.equal(res.status, 400);
+  assert.equal(res.body.error.code, "unsupported_feature_for_model");
+  assert.equal(res.body.error.param, "model");
+  assert.equal(t.bodies().length, 1, "no spelling of the model gives it vision");
+});
+
 Deno.test("400 ladder: a 400 no step cures ends with Poe's last 400", async () => {
   await using t = await setup();
   // A 400 that names no field: each variant is tried.

@@ -91,6 +91,11 @@ export interface FakeDirectives {
   /** `tool-calls=N`: answer with N calls of the request's first tool (implies `tools`). Default: 1. */
   toolCalls?: number;
   /**
+   * `billed-output=N`: the history entry bills N output tokens, whatever the answer's `usage` says
+   * (a tool-call answer's `completion_tokens` may be 0).
+   */
+  billedOutput?: number;
+  /**
    * `tool-id=empty|none`: every delta of a call (and a non-streamed call) has `id: ""`, or no id,
    * as Google models have been seen to send. Default: each call has its own `call_` id.
    */
@@ -153,6 +158,11 @@ export interface FakeDirectives {
   rejectMaxTokens?: boolean;
   /** `reject-uppercase-model`: 400 when the model name has upper-case letters. */
   rejectUppercaseModel?: boolean;
+  /**
+   * `reject-feature`: 400 `unsupported_feature_for_model` naming `model`, as Poe refuses images
+   * sent to a model without vision, whatever the model's spelling.
+   */
+  rejectFeature?: boolean;
   /** `reject-field=NAME` (repeatable): 400 when the field is present, top level or in `extra_body`. */
   rejectField?: string[];
   /** `unknown-model=404|400`: how an unknown model is refused. Default: 404 `not_found_error`. */
@@ -281,6 +291,9 @@ export function parseDirectives(text: string): FakeDirectives {
         d.tools = true;
         d.toolArgs = value;
         break;
+      case "billed-output":
+        d.billedOutput = Math.max(0, Math.floor(num()));
+        break;
       case "tool-calls":
         d.tools = true;
         d.toolCalls = Math.max(1, Math.floor(num()));
@@ -361,6 +374,9 @@ export function parseDirectives(text: string): FakeDirectives {
         break;
       case "reject-uppercase-model":
         d.rejectUppercaseModel = true;
+        break;
+      case "reject-feature":
+        d.rejectFeature = true;
         break;
       case "reject-field":
         (d.rejectField ??= []).push(value);
@@ -934,10 +950,10 @@ export class FakePoe implements AsyncDisposable {
     return this.#history;
   }
 
-  #bill(botName: string, usage: Usage): void {
+  #bill(botName: string, usage: Usage, billedOutput = usage.completion_tokens): void {
     const end = Date.now();
     const input = 10 + usage.prompt_tokens;
-    const cost = input + usage.completion_tokens;
+    const cost = input + billedOutput;
     const visibleAt = end + this.#historyDelayMs;
     const finalAt = visibleAt + this.#zeroCostMs;
     const creation = Math.max((end + this.#clockOffsetMs) * 1000, this.#lastBilled + 1);
@@ -951,7 +967,7 @@ export class FakePoe implements AsyncDisposable {
       cost_usd: usd(cost),
       cost_breakdown_in_points: {
         Input: `${input} points (${usage.prompt_tokens} tokens)`,
-        Output: `${usage.completion_tokens} points (${usage.completion_tokens} tokens)`,
+        Output: `${billedOutput} points (${billedOutput} tokens)`,
         Total: `${cost} points`,
       },
       chat_name: null,
@@ -1020,6 +1036,14 @@ export class FakePoe implements AsyncDisposable {
     if (b.n !== undefined && b.n !== 1) {
       return fail({ status: 400, message: "n must be 1.", param: "n" });
     }
+    if (d.rejectFeature) {
+      return fail({
+        status: 400,
+        message: "This model does not support image input.",
+        param: "model",
+        code: "unsupported_feature_for_model",
+      });
+    }
     if (d.rejectUppercaseModel && modelName !== modelName.toLowerCase()) {
       return fail({
         status: 400,
@@ -1074,7 +1098,7 @@ export class FakePoe implements AsyncDisposable {
     const answer = this.#answer(b, model, modelName, d);
     const botName = this.#botNameCasing === "display" ? model.name : modelName;
     if (b.stream !== true || d.json) {
-      this.#bill(botName, answer.usage);
+      this.#bill(botName, answer.usage, d.billedOutput);
       headers.set("content-type", JSON_TYPE);
       const text = JSON.stringify(nonStreamed(answer, d));
       return d.stall ? this.#stalledBody(text, d.stall, headers) : new Response(text, { headers });
@@ -1088,7 +1112,7 @@ export class FakePoe implements AsyncDisposable {
     const stream = this.#stream(
       plan,
       { stall: d.stall ?? 0, linger: d.doneLinger ?? 0 },
-      () => this.#bill(botName, answer.usage),
+      () => this.#bill(botName, answer.usage, d.billedOutput),
     );
     return new Response(stream, { headers });
   }

@@ -225,6 +225,28 @@ Deno.test("a Continue button: the continuation gets no footer, and the footer it
   assert.equal(sent.messages[1].content, `${DEFAULT_REPLY} ${continuation}`);
 });
 
+Deno.test("a tool-call answer's real cost is found, though Poe counts its answer tokens as 0 and bills them", async () => {
+  for (const stream of [false, true]) {
+    await using t = await setup();
+    const res = await post(t.proxy.url, {
+      model: "GPT-4o",
+      stream,
+      messages: [{ role: "user", content: "Weather? [[fake: tools,billed-output=17]]" }],
+      tools: [{ type: "function", function: { name: "get_weather", parameters: {} } }],
+    });
+    const text = await res.text();
+    assert.match(text, /"finish_reason":"tool_calls"/, `stream: ${stream}`);
+    const entry = t.fake.historyEntries()[0];
+    assert.match(entry.cost_breakdown_in_points.Output, /\(17 tokens\)/);
+    await until(() => t.proxy.logs.some((l) => l.includes("late cost")));
+    assert.match(
+      t.proxy.logs.find((l) => l.includes("late cost"))!,
+      new RegExp(`points=${entry.cost_points}\\b`),
+      `stream: ${stream}`,
+    );
+  }
+});
+
 Deno.test("no footer on tool calls, response_format or x-poe-proxy-footer: off", async () => {
   await using t = await setup();
   const tool = {

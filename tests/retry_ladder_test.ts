@@ -4,9 +4,11 @@ import {
   backoffMs,
   LADDER_PARAMS,
   LADDER_STEPS,
+  ladderMayCure,
   ladderVariants,
   MAX_WAIT_SECONDS,
   parseRetryAfter,
+  refusedField,
   retryAfterOf,
   TRANSIENT,
 } from "../lib/retry_ladder.ts";
@@ -180,4 +182,24 @@ Deno.test("backoffMs: doubles from 250 ms, between half the ceiling and the ceil
   assert.deepEqual([0, 1, 2, 3].map((n) => at(n, 0)), [125, 250, 500, 1000]);
   assert.deepEqual([0, 1, 2, 3].map((n) => at(n, 0.5)), [187.5, 375, 750, 1500]);
   assert.ok(at(0, 0.999) < 250);
+});
+
+Deno.test("refusedField: Poe's param, else a field of the request its message names; ladderMayCure", () => {
+  const body = { model: "GPT-4o", messages: [], max_tokens: 9, top_k: 5 } as unknown as ChatRequest;
+  const facts = (message: string, param: string | null = null, code: string | null = null) => ({
+    message,
+    param,
+    code,
+  });
+  assert.equal(refusedField(facts("anything", "temperature"), body), "temperature");
+  assert.equal(refusedField(facts("top_k is not supported by this model."), body), "top_k");
+  assert.equal(refusedField(facts("'max_tokens' is too large: 9."), body), "max_tokens");
+  // A field the request does not carry, a word inside another, or the model: not named.
+  assert.equal(refusedField(facts("seed is not supported."), body), null);
+  assert.equal(refusedField(facts("my_top_k_value is odd."), body), null);
+  assert.equal(refusedField(facts("This model does not support it."), body), null);
+  assert.equal(ladderMayCure(facts("x"), null), true);
+  assert.equal(ladderMayCure(facts("x"), "max_tokens"), true);
+  assert.equal(ladderMayCure(facts("x"), "top_k"), false);
+  assert.equal(ladderMayCure(facts("x", "model", "unsupported_feature_for_model"), "model"), false);
 });
