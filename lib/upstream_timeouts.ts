@@ -195,3 +195,31 @@ export function heldBreakError(err: unknown, ms: number): ProxyError {
     { type: "upstream_error", code: "upstream_disconnected", cause: err },
   );
 }
+
+/** The error a failed call ends in, and whether another try may cure it. */
+export interface CallFailure {
+  error: ProxyError;
+  /** A transient failure: worth another try while one is left. */
+  retry: boolean;
+}
+
+/** Options of {@linkcode fetchFailure}. */
+export interface FetchFailureOptions extends NetworkErrorOptions {
+  /** Milliseconds from the call's start to its failure. */
+  ms: number;
+  /** See {@linkcode quickFailureMs}. */
+  quickMs: number;
+}
+
+/** What a call whose `fetch` failed (no headers from Poe) ends in, and whether it is tried again. */
+export function fetchFailure(err: unknown, options: FetchFailureOptions): CallFailure {
+  // A model that stayed silent for FIRST_BYTE_TIMEOUT_SECONDS is not worth another wait.
+  const slowModel = err instanceof TimeoutError && err.phase === "first-byte";
+  // A connection that broke after Poe held the call: its model may have run, as behind a
+  // gateway's 504, so it is not sent again.
+  const held = brokeWhileHeld(err, options.ms, options.quickMs);
+  return {
+    error: held ? heldBreakError(err, options.ms) : networkError(err, options),
+    retry: !slowModel && !held,
+  };
+}

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import {
   brokeWhileHeld,
+  fetchFailure,
   firstByteDeadline,
   heldBreakError,
   networkError,
@@ -202,6 +203,24 @@ Deno.test("heldBreakError: a 502 upstream_disconnected that says how long Poe he
   ]);
   assert.match(err.message, /^The connection to Poe broke while it was answering \(after 3\.0 s,/);
   assert.equal(err.cause, cause);
+});
+
+Deno.test("fetchFailure: a first-byte timeout or a held break is final; a quick break or a connect timeout is retried", () => {
+  const at = (err: unknown, ms: number) =>
+    fetchFailure(err, { ms, quickMs: 1_000, attempts: 3, slow: false });
+  const silent = at(new TimeoutError("first-byte"), 300_000);
+  assert.equal(silent.retry, false);
+  assert.equal(silent.error.code, "upstream_timeout");
+  const unreachable = at(new TimeoutError("connect"), 10_000);
+  assert.equal(unreachable.retry, true);
+  assert.equal(unreachable.error.code, "upstream_connect_timeout");
+  const broken = new TypeError("connection closed before message completed");
+  const held = at(broken, 2_500);
+  assert.equal(held.retry, false);
+  assert.match(held.error.message, /while it was answering \(after 2\.5 s/);
+  const quick = at(broken, 20);
+  assert.equal(quick.retry, true);
+  assert.match(quick.error.message, /^Could not reach Poe after 3 attempt\(s\)/);
 });
 
 Deno.test("probe: true when the host takes a TCP connection, false when it refuses", async () => {
