@@ -247,6 +247,7 @@ export function createApp(deps: AppDeps): App {
         }
         throw authenticationError();
       }
+      limits.rightKey(address);
     }
     return await r.handler(req, ctx, routeParams(r, path));
   }

@@ -93,6 +93,8 @@ export function addressKey(address: string, options: AddressKeyOptions = {}): st
  * any number of addresses in it: its wrong keys are counted there too.
  */
 export function localNetworkKey(key: string): string | null {
+  // Keys are written in lower case: only `fe80::…` and `fc…`/`fd…` can be such addresses.
+  if (key.charCodeAt(0) !== 0x66) return null;
   const bytes = parseAddress(key);
   if (!bytes || bytes.length === 4 || !isLocalIPv6(bytes) || bytes[0] === 0) return null;
   return `${formatBytes(maskBytes(bytes, 64))}/64`;

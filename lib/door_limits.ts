@@ -27,6 +27,9 @@ export class DoorLimits {
   readonly #clients: RateLimiter;
   readonly #authFailures: RateLimiter;
   readonly #networkFailures: RateLimiter;
+  /** Local IPv6 addresses that sent a right key lately, oldest first. */
+  readonly #known = new Set<string>();
+  readonly #maxKnown: number;
   readonly #poe: RateLimiter;
   readonly #poePerMinute: number;
   readonly #clientPerMinute: number;
@@ -60,6 +63,7 @@ export class DoorLimits {
       maxClients: 1,
       now,
     });
+    this.#maxKnown = Math.max(1, config.maxTrackedClients);
     this.#poePerMinute = config.poeRateLimitPerMinute;
     this.#clientPerMinute = config.rateLimitPerMinute;
   }
@@ -75,7 +79,8 @@ export class DoorLimits {
    * used), while the web pages at that address wait.
    */
   refuseGuesser(ctx: RequestContext, address: string, page: string | null = null): void {
-    const network = localNetworkKey(address);
+    // An address that showed a right key lately knows one: its network's guessers do not hold it.
+    const network = this.#known.has(address) ? null : localNetworkKey(address);
     const wait = Math.max(
       this.#authFailures.waitSeconds(address),
       network === null ? 0 : this.#networkFailures.waitSeconds(network),
@@ -102,6 +107,18 @@ export class DoorLimits {
     this.#authFailures.take(page === null ? address : pageKey(address));
     const network = localNetworkKey(address);
     if (network !== null) this.#networkFailures.take(network);
+  }
+
+  /**
+   * Notes that `address` sent a right key: the wrong keys of other addresses of its local IPv6
+   * network no longer hold it up. Only addresses such a network could hold up are kept, at most
+   * `MAX_TRACKED_CLIENTS`, the least recent dropped first.
+   */
+  rightKey(address: string): void {
+    if (localNetworkKey(address) === null) return;
+    this.#known.delete(address);
+    if (this.#known.size >= this.#maxKnown) this.#known.delete(this.#known.keys().next().value!);
+    this.#known.add(address);
   }
 
   /** Takes Poe's token for a first call to Poe, or throws 429 (`limited=poe`). */

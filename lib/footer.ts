@@ -133,6 +133,7 @@ export function formatFooter(facts: FooterFacts): string {
  */
 const NL = "\\r?\\n";
 const COUNT = "(?:-?\\d+|NaN)";
+const NAMES = "[^\\s,]+(?:, [^\\s,]+){0,2}";
 const FOOTERS = new RegExp(
   `(?:^|(?:${NL}){1,2})---${NL}📊 Tokens(?: \\(est\\.\\))?: ` +
     // NaN: what earlier builds wrote for a usage missing a figure, still in clients' chats.
@@ -142,7 +143,8 @@ const FOOTERS = new RegExp(
     // "about": a figure partly estimated; footers written before that have none.
     `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\((?:about )?[\\d,]+ → [\\d,]+ tokens\\))?` +
     `(?:${NL}⚠️ This message cost more than [\\d,]+ points\\.` +
-    "(?: Consider starting a new chat(?:, or a cheaper model: [^\\r\\n]+)?\\.| Cheaper models: [^\\r\\n]+\\.)?)?" +
+    // Up to three model names (no spaces nor commas): text glued after the line keeps its own.
+    `(?: Consider starting a new chat(?:, or a cheaper model: ${NAMES})?\\.| Cheaper models: ${NAMES}\\.)?)?` +
     `(?:${NL}⛔ This message went over MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\)\\.)?` +
     // A continuation (SillyTavern's, Open WebUI's Continue) may be glued to its last line.
     "(?:[ \\t\\r\\n]*$|[ \\t]*(?=\\r?\\n)|)",

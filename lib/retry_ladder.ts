@@ -26,20 +26,44 @@ export interface RefusalFacts {
 
 /**
  * The field of `body` Poe's 400 refuses: its `param`, or else, as Poe's documented error shape has
- * none, a field of the request its message names as a word (the limits first, which the ladder
- * may cure). Null when it names none; never `model` from the message, which most of them say.
+ * none, a field of the request its message names (the limits first, which the ladder may cure).
+ * A name with an underscore (`reasoning_effort`) counts as a word of its own; a plain word (`n`,
+ * `user`, `stop`, `tools`) only when quoted. Null when it names none; never `model`, which most
+ * messages say.
  */
 export function refusedField(error: RefusalFacts, body: ChatRequest): string | null {
   if (error.param !== null) return error.param;
-  const named = (key: string) =>
-    error.message.includes(key) &&
-    new RegExp(`(?<![\\w.])${key}(?![\\w])`).test(error.message);
-  for (const key of ["max_tokens", "max_completion_tokens"]) if (named(key)) return key;
+  const message = error.message;
+  for (const key of ["max_tokens", "max_completion_tokens"]) if (names(message, key)) return key;
   for (const key of Object.keys(body)) {
-    if (key !== "model" && key !== "messages" && key !== "stream" && named(key)) return key;
+    if (key !== "model" && key !== "messages" && key !== "stream" && names(message, key)) {
+      return key;
+    }
   }
   return null;
 }
+
+/** Whether `message` names the field `key`, as {@linkcode refusedField} reads it. */
+function names(message: string, key: string): boolean {
+  const bare = key.includes("_");
+  for (let at = message.indexOf(key); at !== -1; at = message.indexOf(key, at + 1)) {
+    const before = message[at - 1] ?? " ";
+    const after = message[at + key.length] ?? " ";
+    if (
+      bare
+        ? !FIELD_CHAR.test(before) && !FIELD_CHAR.test(after)
+        : QUOTE.test(before) && QUOTE.test(after)
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** A character that continues a field name (or a dotted path), around a bare name. */
+const FIELD_CHAR = /[\w.]/;
+/** Quotes around a plain-word field name. */
+const QUOTE = /['"`]/;
 
 /**
  * Whether a variant of the request could cure Poe's 400: not when it refuses a field the ladder

@@ -934,6 +934,26 @@ Deno.test("keys: a stranger's wrong keys from a browser hold up no other address
   assert.equal((await usage("198.51.100.7", key)).status, 200, "the owner's dashboard elsewhere");
 });
 
+Deno.test("keys: a LAN device rotating its IPv6 addresses waits, and never holds up a device that showed its key", async () => {
+  const key = "a-long-enough-random-key-0123";
+  await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off", TRUST_PROXY: "127.0.0.1" });
+  const models = (from: string, auth: string) =>
+    call(`${s.proxy.url}/v1/models`, {
+      headers: { "x-forwarded-for": from, authorization: `Bearer ${auth}` },
+    });
+  assert.equal((await models("fd00:1:2:3::bbbb", key)).status, 200);
+  const statuses: number[] = [];
+  for (let a = 1; a <= 11; a++) {
+    for (let i = 0; i < 10; i++) {
+      statuses.push((await models(`fd00:1:2:3::${a.toString(16)}`, `guess-${a}-${i}`)).status);
+    }
+  }
+  assert.equal(statuses.filter((x) => x === 401).length, 100, "a hundred for the network");
+  assert.equal(statuses.filter((x) => x === 429).length, 10);
+  assert.equal((await models("fd00:1:2:3::bbbb", key)).status, 200, "the owner's device");
+  assert.equal((await models("fd00:1:2:3::cccc", key)).status, 429, "a device first seen now");
+});
+
 Deno.test("keys: requests that carry no key (a page's image, a probe) never lock the address out", async () => {
   const key = "a-long-enough-random-key-0123";
   await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off" });

@@ -190,6 +190,27 @@ Deno.test("stripFooter removes exact footers wherever they are, and nothing else
     [`Hello there.${footer} The end.`, "Hello there. The end."],
     [`Hello there.${footer}And then`, "Hello there.And then"],
     [`Hello there.${formatFooter(facts({ balanceAgeMs: 120_000 }))} More.`, "Hello there. More."],
+    // After a warning line naming cheaper models (names have no spaces): the continuation stays
+    // whole, up to its own last period.
+    [
+      `Chapter one ends here.${
+        formatFooter(facts({
+          points: { estimated: false, points: 6000 },
+          cheaper: ["GPT-5-mini", "Claude-Haiku-4.5"],
+        }))
+      } Chapter two: the knight rode on. The gate was open`,
+      "Chapter one ends here. Chapter two: the knight rode on. The gate was open",
+    ],
+    [
+      `Here is your image.${
+        formatFooter(facts({
+          points: { estimated: false, points: 84_000 },
+          cheaper: ["Kling-2.1"],
+          media: true,
+        }))
+      } Enjoy! Really.`,
+      "Here is your image. Enjoy! Really.",
+    ],
     // Line ends turned into CRLF by a client.
     [`Windows${footer.replaceAll("\n", "\r\n")}\r\n`, "Windows"],
   ];

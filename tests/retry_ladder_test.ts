@@ -198,6 +198,12 @@ Deno.test("refusedField: Poe's param, else a field of the request its message na
   assert.equal(refusedField(facts("seed is not supported."), body), null);
   assert.equal(refusedField(facts("my_top_k_value is odd."), body), null);
   assert.equal(refusedField(facts("This model does not support it."), body), null);
+  // A plain word is a field only when quoted; a name with signs in it is read as it is.
+  const plain = { ...body, n: 1, user: "u", "(x": 1 } as unknown as ChatRequest;
+  assert.equal(refusedField(facts("Too long: the user must lower it; n/a."), plain), null);
+  assert.equal(refusedField(facts("Unsupported parameter: 'n'."), plain), "n");
+  assert.equal(refusedField(facts("Unsupported parameter: '(x' is not supported."), plain), "(x");
+  assert.equal(refusedField(facts("Unsupported parameter: `user`."), plain), "user");
   assert.equal(ladderMayCure(facts("x"), null), true);
   assert.equal(ladderMayCure(facts("x"), "max_tokens"), true);
   assert.equal(ladderMayCure(facts("x"), "top_k"), false);
