@@ -17,6 +17,7 @@ import { readJsonBodyRaw } from "./request_body.ts";
 import type { BodyBudget } from "./body_budget.ts";
 import { upstreamBody, validateChatRequest } from "./chat_request.ts";
 import { clipContext, clippedField } from "./clip.ts";
+import { requestBudget } from "./count_budget.ts";
 import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 import type { UsageService } from "./usage_service.ts";
 import { stripFooters } from "./footer.ts";
@@ -146,19 +147,23 @@ export async function handleChat(
 
   // Footers this proxy wrote go before anything is counted or sent.
   const definitions = definitionsText(body);
-  const clip = await clipContext(stripFooters(body.messages), {
+  const history = stripFooters(body.messages);
+  // One allowance of tokenizing for every count this request makes: clipping's, the cost cap's.
+  const counting = requestBudget(history, definitions);
+  const clip = await clipContext(history, {
     cap: registry.contextCap(entry),
     // As the cost cap prices it: the largest limit set, wherever; thinking is within it.
     reserve: answerLimit(body) ?? 0,
     counter: deps.counter,
     definitions,
+    budget: counting,
   });
   const clipped = clippedField(clip);
   if (clipped) ctx.fields.clipped = clipped;
   // The cost cap counts input tokens on every request it sees.
   if (config.maxPointsPerMessage > 0 && !tokenizerLoaded()) await loadTokenizer();
   const sent = { ...body, messages: clip.messages };
-  const cap = deps.usage?.guards.capCheck(sent, entry, registry);
+  const cap = deps.usage?.guards.capCheck(sent, entry, registry, counting);
   if (cap?.refusal) {
     ctx.fields.guard = cap.refusal.guard;
     return guardResponse(cap.refusal, body);
@@ -198,7 +203,7 @@ export async function handleChat(
     requestId: ctx.id,
     // The ladder's variant without max_tokens must pass the cost cap too.
     allowVariant: deps.usage && config.maxPointsPerMessage > 0
-      ? (variant) => deps.usage!.guards.overCap(variant, entry, registry) === null
+      ? (variant) => deps.usage!.guards.overCap(variant, entry, registry, counting) === null
       : undefined,
     mayRetry: deps.beforeRetry && (() => deps.beforeRetry!(ctx)),
     slow: entry.modality !== "text",
@@ -262,7 +267,12 @@ export async function handleChat(
     let pricedInput: number | null = null;
     if (deps.usage && isMedia(entry) && entry.per1kTokens !== null) {
       if (!tokenizerLoaded()) await loadTokenizer();
-      pricedInput = pricedInputTokens(deps.counter, { ...body, messages: clip.messages }, entry);
+      pricedInput = pricedInputTokens(
+        deps.counter,
+        { ...body, messages: clip.messages },
+        entry,
+        counting,
+      );
     }
     points = deps.usage
       ? new AnswerPoints({

@@ -2,8 +2,9 @@
 
 import type { ChatMessage } from "./openai_types.ts";
 import { tokenBoundWithin, utf8Length } from "./token_bounds.ts";
-import { figureText, tokensOfMessages, tooLong } from "./clip_figures.ts";
+import { figureText, MessageCounts, tokensOfMessages, tooLong } from "./clip_figures.ts";
 import { nearestUserUnit, PINNED_ROLES, type Unit, unitsOf } from "./clip_units.ts";
+import { type CountBudget, requestBudget } from "./count_budget.ts";
 import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 
 /** Options of {@linkcode clipMessages}. */
@@ -29,6 +30,11 @@ export interface ClipOptions {
   /** The counter whose per-message cache makes a resent history cheap. */
   counter: TokenCounter;
   /**
+   * The request's allowance of tokenizing, shared with the cost cap's count. Default: one for
+   * these messages and definitions (`requestBudget`).
+   */
+  budget?: CountBudget;
+  /**
    * What the request sends besides its messages (`definitionsText`: tools, a response_format
    * schema): it takes room in the context first. Default: none.
    */
@@ -45,9 +51,10 @@ export interface ClipResult {
   dropped: number;
   /**
    * Tokens of the input. When `counted` is false this is the UTF-8 upper bound that let clipping
-   * skip counting, not a count. Dropped messages beyond about 1 MB or 2,000 messages
-   * (`clip_figures.ts`) are not tokenized (a history of 100,000 messages would block the event
-   * loop for a second): they are estimated at a token per four bytes, and `approximate` is set.
+   * skip counting, not a count. Beyond the request's `CountBudget` messages are estimated from
+   * samples of their text, and beyond 2,000 dropped messages (`clip_figures.ts`) they are not
+   * counted at all (a history of 100,000 messages would block the event loop for a second) but
+   * guessed at a token per four bytes; `approximate` is set then.
    */
   tokensBefore: number;
   /** Whether `tokensBefore` is partly an estimate: shown as `about` and `tokens=~`. */
@@ -57,6 +64,8 @@ export interface ClipResult {
    * include the definitions.
    */
   tokensAfter: number;
+  /** Whether `tokensAfter` is partly an estimate (a kept message the budget estimated). */
+  approximateAfter: boolean;
   /** Whether messages were tokenized; false when there was no cap or the byte shortcut applied. */
   counted: boolean;
 }
@@ -109,6 +118,7 @@ export function clipMessages(
     tokensBefore: tokens,
     approximate: false,
     tokensAfter: tokens,
+    approximateAfter: false,
     counted,
   });
   if (cap === null || !(cap > 0)) return unchanged(0, false);
@@ -117,26 +127,29 @@ export function clipMessages(
   const boundBudget = cap - reserve - definitionsBound;
   const bound = boundBudget > 0 ? tokenBoundWithin(messages, boundBudget) : null;
   if (bound !== null) return unchanged(bound + definitionsBound, false);
+  const allowance = options.budget ?? requestBudget(messages, options.definitions);
   // Counted: they take their room first, like the system messages.
-  const definitions = counter.countDefinitions(options.definitions ?? "");
+  const definitions = counter.countDefinitions(options.definitions ?? "", allowance);
   const budget = cap - reserve - definitions;
 
   // Messages are counted lazily, newest first: only what could be kept is tokenized.
-  const counts = new Float64Array(messages.length).fill(-1);
-  const count = (i: number): number => {
-    if (counts[i] < 0) counts[i] = counter.countMessage(messages[i]);
-    return counts[i];
-  };
+  const counts = new MessageCounts(messages, counter, allowance);
   const isPinned = (i: number) => PINNED_ROLES.has(messages[i].role);
-  const tokensOf = (unit: Unit): number => {
-    if (unit.tokens < 0) unit.tokens = unit.indices.reduce((sum, i) => sum + count(i), 0);
+  /** Counts a unit; once over `room`, the rest of it is estimated untokenized. */
+  const tokensOf = (unit: Unit, room = Infinity): number => {
+    if (unit.tokens < 0) {
+      let sum = 0;
+      for (const i of unit.indices) sum += counts.count(i, room - sum);
+      unit.tokens = sum;
+    }
     return unit.tokens;
   };
+  const unitEstimated = (unit: Unit) => unit.indices.some((i) => counts.estimated(i));
 
   // Counted up to the budget: past it the request is refused, and the refusal counts them all.
   let pinned = 0;
   for (let i = 0; i < messages.length && pinned <= budget; i++) {
-    if (isPinned(i)) pinned += count(i);
+    if (isPinned(i)) pinned += counts.count(i, budget - pinned);
   }
   const units = unitsOf(messages);
   let newestUser = -1;
@@ -146,7 +159,9 @@ export function clipMessages(
   if (newestUser < 0) {
     // Nothing may be dropped without a user message to open the history: all of it fits or none.
     let all = pinned;
-    for (let u = units.length - 1; u >= 0 && all <= budget; u--) all += tokensOf(units[u]);
+    for (let u = units.length - 1; u >= 0 && all <= budget; u--) {
+      all += tokensOf(units[u], budget - all);
+    }
     if (all <= budget) return unchanged(all + definitions, true);
     throw tooLong(
       `there is no user message to open a shorter history, and the whole conversation needs ` +
@@ -162,15 +177,19 @@ export function clipMessages(
   const pinnedUnits = new Set<number>([newestUser]);
   if (units.length - 1 > newestUser) pinnedUnits.add(units.length - 1);
   let turnTokens = 0;
-  for (const u of pinnedUnits) turnTokens += tokensOf(units[u]);
+  for (const u of pinnedUnits) turnTokens += tokensOf(units[u], budget - pinned - turnTokens);
   if (pinned + turnTokens > budget) {
+    const turn = {
+      tokens: turnTokens,
+      exact: ![...pinnedUnits].some((u) => unitEstimated(units[u])),
+    };
     const what = `the newest user message${
       units.length - 1 > newestUser ? " and the last tool round after it" : ""
-    } (${turnTokens} tokens)`;
+    } (${figureText(turn)} tokens)`;
     // All of them, where the loop above stopped at the budget (ten system messages of 900 tokens
     // were reported as three): a bounded count, else partly estimated and said so.
-    const system = tokensOfMessages(messages, counts, count, isPinned);
-    const need = { tokens: system.tokens + turnTokens, exact: system.exact };
+    const system = tokensOfMessages(messages, counts, isPinned);
+    const need = { tokens: system.tokens + turnTokens, exact: system.exact && turn.exact };
     throw tooLong(
       `the system messages (${figureText(system)} tokens) and ${what} need ${
         figureText(need)
@@ -205,7 +224,7 @@ export function clipMessages(
   }
   if (fitsWhole) return unchanged(used + definitions, true);
   // The input's total: exact when the uncounted rest is small, else partly estimated.
-  const total = tokensOfMessages(messages, counts, count);
+  const total = tokensOfMessages(messages, counts);
   // The kept history must open with a user message. What is kept before the question is one run
   // up to it; when that run holds no user message (an agent's tool rounds, then the answer that
   // the question replies to), the nearest earlier user message that fits opens it (the task, the
@@ -222,10 +241,10 @@ export function clipMessages(
     runHasUser ||= units[u].opensHistory;
   }
   const anchor = !runHasUser
-    ? nearestUserUnit(messages, units, start, {
+    ? nearestUserUnit(units, start, {
       room: budget - (used - runTokens),
       tokensOf,
-      counted: (i) => counts[i] >= 0,
+      counted: (i) => counts.has(i),
     })
     : -1;
   if (anchor >= 0) {
@@ -250,6 +269,10 @@ export function clipMessages(
   for (let i = 0; i < messages.length; i++) keep[i] = PINNED_ROLES.has(messages[i].role) ? 1 : 0;
   for (const u of kept) for (const i of units[u].indices) keep[i] = 1;
   const result = messages.filter((_, i) => keep[i] === 1);
+  let approximateAfter = false;
+  for (let i = 0; i < messages.length && !approximateAfter; i++) {
+    approximateAfter = keep[i] === 1 && counts.estimated(i);
+  }
   return {
     messages: result,
     clipped: result.length < messages.length,
@@ -257,18 +280,21 @@ export function clipMessages(
     tokensBefore: total.tokens + definitions,
     approximate: !total.exact,
     tokensAfter: used + definitions,
+    approximateAfter,
     counted: true,
   };
 }
 
 /**
  * The `x-poe-proxy-clipped` header and `clipped` log field, `dropped=N tokens=BEFORE->AFTER`, or
- * null when nothing was dropped. `tokens=~` marks a BEFORE that is partly estimated.
+ * null when nothing was dropped. `~` marks a figure that is partly estimated (`tokens=~BEFORE`,
+ * `->~AFTER`).
  */
 export function clippedField(clip: ClipResult): string | null {
   if (!clip.clipped) return null;
   const before = `${clip.approximate ? "~" : ""}${clip.tokensBefore}`;
-  return `dropped=${clip.dropped} tokens=${before}->${clip.tokensAfter}`;
+  const after = `${clip.approximateAfter ? "~" : ""}${clip.tokensAfter}`;
+  return `dropped=${clip.dropped} tokens=${before}->${after}`;
 }
 
 /** The tokens reserved for the answer: what the client asked for, at most half the cap. */

@@ -4,19 +4,16 @@
  */
 import { ProxyError } from "./errors.ts";
 import type { ChatMessage } from "./openai_types.ts";
-import { messageTokenGuess, utf8Length, visitMessage } from "./token_bounds.ts";
+import type { CountBudget } from "./count_budget.ts";
+import { messageTokenGuess } from "./token_bounds.ts";
+import type { TokenCounter } from "./tokens.ts";
 
 /**
- * Messages not yet counted are still tokenized for a figure up to about this many UTF-8 bytes
- * (about 0.15 s of tokenizing); beyond it the figure is an estimate.
- */
-export const EXACT_TOTAL_BYTES = 1_000_000;
-
-/**
- * ... and up to this many messages: counting costs per message too (a hash, the cache, one
- * tokenizer call), so 100,000 short messages (3.7 MB) took about 0.55 s more for an exact figure
- * than for an estimate. It also stays within the counter's cache (4096 messages by default), so
- * counting the dropped part does not evict the kept history that the next request resends.
+ * Messages not yet counted are counted for a figure up to this many: counting costs per message
+ * too (a hash, the cache, one tokenizer call), so 100,000 short messages (3.7 MB) took about 0.55 s
+ * more for an exact figure than for an estimate. It also stays within the counter's cache (4096
+ * messages by default), so counting the dropped part does not evict the kept history that the next
+ * request resends. What they tokenize is bounded by the request's `CountBudget`.
  */
 export const EXACT_TOTAL_MESSAGES = 2_000;
 
@@ -24,55 +21,87 @@ export const EXACT_TOTAL_MESSAGES = 2_000;
 export interface TokenFigure {
   tokens: number;
   /**
-   * False when messages beyond {@linkcode EXACT_TOTAL_BYTES} or {@linkcode EXACT_TOTAL_MESSAGES}
-   * were estimated at a token per four bytes of text instead of counted.
+   * False when a message in it was estimated: under the request's `CountBudget`, or guessed at a
+   * token per four bytes of text beyond {@linkcode EXACT_TOTAL_MESSAGES}.
    */
   exact: boolean;
 }
 
 /**
- * The tokens of the messages `wanted` (default: all): those already in `counts` (`-1` where not
- * yet counted) as they are; the others counted with `count` when they are few and small enough,
- * else guessed (`messageTokenGuess`), so the figure costs a bounded time whatever the input.
+ * The token counts of a request's messages, made when first asked for under the request's
+ * `CountBudget`, and whether each is an estimate.
  */
-export function tokensOfMessages(
-  messages: readonly ChatMessage[],
-  counts: Float64Array,
-  count: (i: number) => number,
-  wanted: (i: number) => boolean = () => true,
-): TokenFigure {
-  let tokens = 0;
-  const rest: number[] = [];
-  for (let i = 0; i < messages.length; i++) {
-    if (!wanted(i)) continue;
-    if (counts[i] >= 0) tokens += counts[i];
-    else rest.push(i);
+export class MessageCounts {
+  readonly #messages: readonly ChatMessage[];
+  readonly #counter: TokenCounter;
+  readonly #budget: CountBudget;
+  readonly #tokens: Float64Array;
+  readonly #estimated: Uint8Array;
+
+  constructor(messages: readonly ChatMessage[], counter: TokenCounter, budget: CountBudget) {
+    this.#messages = messages;
+    this.#counter = counter;
+    this.#budget = budget;
+    this.#tokens = new Float64Array(messages.length).fill(-1);
+    this.#estimated = new Uint8Array(messages.length);
   }
-  const exact = rest.length <= EXACT_TOTAL_MESSAGES &&
-    textWithin(messages, rest, EXACT_TOTAL_BYTES);
-  for (const i of rest) tokens += exact ? count(i) : messageTokenGuess(messages[i]);
-  return { tokens, exact };
+
+  /** Whether message `i` is counted already. */
+  has(i: number): boolean {
+    return this.#tokens[i] >= 0;
+  }
+
+  /**
+   * The tokens of message `i`. Once over `room`, its further texts are estimated untokenized
+   * (`CountOptions.room`).
+   */
+  count(i: number, room?: number): number {
+    if (this.#tokens[i] < 0) {
+      const estimates = this.#budget.estimates;
+      this.#tokens[i] = this.#counter.countMessage(this.#messages[i], {
+        budget: this.#budget,
+        room,
+      });
+      if (this.#budget.estimates !== estimates) this.#estimated[i] = 1;
+    }
+    return this.#tokens[i];
+  }
+
+  /** Whether the count of message `i` is (partly) an estimate. */
+  estimated(i: number): boolean {
+    return this.#estimated[i] === 1;
+  }
 }
 
 /**
- * Whether the text of the messages at `indices` is at most `limit` UTF-8 bytes: what counting
- * them costs. Images, files and audio are not tokenized: a count and a guess hold the same
- * estimates of them (`attachment_tokens.ts`), made once a part.
+ * The tokens of the messages `wanted` (default: all): those counted already as they are; the
+ * others counted when they are few enough, else guessed (`messageTokenGuess`), so the figure costs
+ * a bounded time whatever the input.
  */
-function textWithin(messages: readonly ChatMessage[], indices: number[], limit: number): boolean {
-  let bytes = 0;
-  for (const i of indices) {
-    bytes += textBytes(messages[i]);
-    if (bytes > limit) return false;
+export function tokensOfMessages(
+  messages: readonly ChatMessage[],
+  counts: MessageCounts,
+  wanted: (i: number) => boolean = () => true,
+): TokenFigure {
+  let tokens = 0;
+  let exact = true;
+  const rest: number[] = [];
+  for (let i = 0; i < messages.length; i++) {
+    if (!wanted(i)) continue;
+    if (counts.has(i)) {
+      tokens += counts.count(i);
+      exact &&= !counts.estimated(i);
+    } else rest.push(i);
   }
-  return true;
-}
-
-/** The UTF-8 bytes of a message's counted text: what tokenizing it costs. */
-export function textBytes(message: ChatMessage): number {
-  let bytes = 0;
-  visitMessage(message, (text) => bytes += utf8Length(text));
-  return bytes;
+  const few = rest.length <= EXACT_TOTAL_MESSAGES;
+  for (const i of rest) {
+    if (!few) tokens += messageTokenGuess(messages[i]);
+    else {
+      tokens += counts.count(i);
+      exact &&= !counts.estimated(i);
+    }
+  }
+  return { tokens, exact: exact && few };
 }
 
 /** A figure as text: `1234`, or `about 1234` when it is partly estimated. */

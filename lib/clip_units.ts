@@ -4,7 +4,7 @@
  */
 
 import type { ChatMessage } from "./openai_types.ts";
-import { EXACT_TOTAL_BYTES, EXACT_TOTAL_MESSAGES, textBytes } from "./clip_figures.ts";
+import { EXACT_TOTAL_MESSAGES } from "./clip_figures.ts";
 
 /** Roles that are always kept, in place. */
 export const PINNED_ROLES = new Set(["system", "developer"]);
@@ -59,30 +59,24 @@ export interface AnchorSearch {
 }
 
 /**
- * The newest user unit before `before` that fits `room`, or -1. It tokenizes no more than the
- * input's total may (`EXACT_TOTAL_BYTES` and `EXACT_TOTAL_MESSAGES` of messages not yet counted),
- * so a history of huge user messages that do not fit costs a bounded time; most often the total
- * has counted them already.
+ * The newest user unit before `before` that fits `room`, or -1. It counts no more messages than
+ * the input's total may (`EXACT_TOTAL_MESSAGES` not yet counted), so a history of many user
+ * messages that do not fit costs a bounded time (and what they tokenize is bounded by the
+ * request's `CountBudget`); most often the total has counted them already.
  */
 export function nearestUserUnit(
-  messages: readonly ChatMessage[],
   units: readonly Unit[],
   before: number,
   options: AnchorSearch,
 ): number {
   const { room, tokensOf, counted } = options;
-  let bytes = 0;
   let fresh = 0;
   for (let u = before - 1; u >= 0 && room > 0; u--) {
     const unit = units[u];
     if (!unit.opensHistory) continue;
     if (unit.tokens < 0) {
-      for (const i of unit.indices) {
-        if (counted(i)) continue;
-        bytes += textBytes(messages[i]);
-        fresh++;
-      }
-      if (bytes > EXACT_TOTAL_BYTES || fresh > EXACT_TOTAL_MESSAGES) return -1;
+      for (const i of unit.indices) if (!counted(i)) fresh++;
+      if (fresh > EXACT_TOTAL_MESSAGES) return -1;
     }
     if (tokensOf(unit) <= room) return u;
   }

@@ -13,6 +13,8 @@ export interface FooterClipping {
   tokensAfter: number;
   /** `tokensBefore` is partly an estimate (a dropped part too large to count): shown "about". */
   approximate?: boolean;
+  /** `tokensAfter` is partly an estimate (a kept message beyond the request's counting budget). */
+  approximateAfter?: boolean;
 }
 
 /** What {@linkcode formatFooter} shows. */
@@ -108,7 +110,9 @@ export function formatFooter(facts: FooterFacts): string {
     lines.push(
       `✂️ Context clipped: dropped ${c.dropped} message${c.dropped === 1 ? "" : "s"} (${
         c.approximate ? "about " : ""
-      }${grouped(c.tokensBefore)} → ${grouped(c.tokensAfter)} tokens)`,
+      }${grouped(c.tokensBefore)} → ${c.approximateAfter ? "about " : ""}${
+        grouped(c.tokensAfter)
+      } tokens)`,
     );
   }
   if (p && facts.warnAbove > 0 && p.points > facts.warnAbove) {
@@ -141,7 +145,7 @@ const FOOTERS = new RegExp(
     "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))" +
     `${NL}🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)` +
     // "about": a figure partly estimated; footers written before that have none.
-    `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\((?:about )?[\\d,]+ → [\\d,]+ tokens\\))?` +
+    `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\((?:about )?[\\d,]+ → (?:about )?[\\d,]+ tokens\\))?` +
     `(?:${NL}⚠️ This message cost more than [\\d,]+ points\\.` +
     // Up to three model names (no spaces nor commas): text glued after the line keeps its own.
     `(?: Consider starting a new chat(?:, or a cheaper model: ${NAMES})?\\.| Cheaper models: ${NAMES}\\.)?)?` +

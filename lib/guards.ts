@@ -7,6 +7,7 @@ import { pricedAnswer } from "./answer_limit.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelEntry, type ModelRegistry } from "./models.ts";
 import type { ChatMessage, ChatRequest } from "./openai_types.ts";
+import { type CountBudget, requestBudget } from "./count_budget.ts";
 import { definitionsText, TokenCounter } from "./tokens.ts";
 import type { BalanceSnapshot } from "./usage.ts";
 import type { RunningTotal } from "./running_costs.ts";
@@ -70,15 +71,21 @@ export function newestUserText(messages: readonly ChatMessage[]): string {
  * The input tokens a request is priced by: the whole conversation and its tool definitions for a
  * text model; for an image, video or audio model only the newest user message's text (see
  * {@linkcode isMedia}). Needs the tokenizer loaded.
+ *
+ * @param budget The request's allowance of tokenizing (shared with clipping, whose counts the
+ * counter remembers). Default: one for this count.
  */
 export function pricedInputTokens(
   counter: TokenCounter,
   body: ChatRequest,
   entry: ModelEntry,
+  budget?: CountBudget,
 ): number {
-  return isMedia(entry)
-    ? counter.countText(newestUserText(body.messages))
-    : counter.countMessages(body.messages) + counter.countDefinitions(definitionsText(body));
+  if (isMedia(entry)) return counter.countText(newestUserText(body.messages), budget);
+  const definitions = definitionsText(body);
+  budget ??= requestBudget(body.messages, definitions);
+  return counter.countMessages(body.messages, budget) +
+    counter.countDefinitions(definitions, budget);
 }
 
 /** What {@linkcode Guards.capCheck} found. */
@@ -173,21 +180,34 @@ export class Guards {
     else this.#options.logger?.info("guard off: spending allowed again", fields);
   }
 
-  /** The cost-cap refusal when the estimate is over `MAX_POINTS_PER_MESSAGE` (when set). */
-  overCap(body: ChatRequest, entry: ModelEntry, registry: ModelRegistry): GuardRefusal | null {
-    return this.capCheck(body, entry, registry).refusal;
+  /**
+   * The cost-cap refusal when the estimate is over `MAX_POINTS_PER_MESSAGE` (when set). `budget`
+   * is the request's allowance of tokenizing (default: one for this check).
+   */
+  overCap(
+    body: ChatRequest,
+    entry: ModelEntry,
+    registry: ModelRegistry,
+    budget?: CountBudget,
+  ): GuardRefusal | null {
+    return this.capCheck(body, entry, registry, budget).refusal;
   }
 
   /**
    * {@linkcode Guards.overCap}, with the input tokens it counted: what the request holds while it
    * runs is priced by them (`runningEstimate` in `lib/running_costs.ts`).
    */
-  capCheck(body: ChatRequest, entry: ModelEntry, registry: ModelRegistry): CapCheck {
+  capCheck(
+    body: ChatRequest,
+    entry: ModelEntry,
+    registry: ModelRegistry,
+    budget?: CountBudget,
+  ): CapCheck {
     const cap = this.#options.maxPointsPerMessage;
     if (cap <= 0 || !this.#counter) return { refusal: null, input: null };
     const answer = pricedAnswer(body, DEFAULT_COMPLETION_TOKENS);
     const completion = answer.tokens;
-    const input = pricedInputTokens(this.#counter, body, entry);
+    const input = pricedInputTokens(this.#counter, body, entry, budget);
     const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) return { refusal: null, input };
     const cheaper = registry.cheaperThan(entry, input, completion, 3);

@@ -5,6 +5,7 @@
 // request first needs counting: its 2.4 MB rank module takes about 300 ms and 70 MB to load,
 // which a proxy serving short conversations never needs to pay at startup.
 import type { ChatMessage } from "./openai_types.ts";
+import { CountBudget, requestBudget } from "./count_budget.ts";
 import { MESSAGE_OVERHEAD, utf8Length, visitMessage } from "./token_bounds.ts";
 
 /**
@@ -16,11 +17,12 @@ import { MESSAGE_OVERHEAD, utf8Length, visitMessage } from "./token_bounds.ts";
 export const SEGMENT_LENGTH = 128;
 
 /**
- * UTF-8 bytes of one text that are tokenized exactly. The library needs about 1 to 2.5 µs per byte
- * of text whose pieces are not whole vocabulary entries (CJK runs, base64, hashes), so a longer
- * text is counted exactly on an evenly spread sample of its segments totalling about this many
- * bytes, and the sample's tokens per byte are scaled to the whole text. That bounds a count at
- * about 200 ms whatever the input (measured here), and stays within a few percent on real text.
+ * UTF-8 bytes of one text that are tokenized exactly. The library needs about 1 to 1.8 µs per byte
+ * of text whose pieces are not whole vocabulary entries (random letters, base64, hashes), so a
+ * longer text is counted on an evenly spread sample of its segments totalling about this many
+ * bytes, and the sample's tokens per byte are scaled to the whole text; that stays within a few
+ * percent on real text. This bounds one text, not a request of many: what a request's counts
+ * tokenize in all is bounded by its `CountBudget` (count_budget.ts).
  */
 export const EXACT_TEXT_BYTES = 64 * 1024;
 
@@ -80,6 +82,10 @@ export function segmentEnd(text: string, start: number, length = SEGMENT_LENGTH)
   return before >= 0xd800 && before <= 0xdbff ? limit - 1 : limit;
 }
 
+function isLowSurrogate(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
+}
+
 /** A 53-bit hash of a message's counted content (cyrb53-style, two 32-bit lanes). */
 function hashMessage(message: ChatMessage): { key: number; fixed: number } {
   let h1 = 0xdeadbeef;
@@ -106,6 +112,18 @@ function hashMessage(message: ChatMessage): { key: number; fixed: number } {
   return { key: 4294967296 * (2097151 & h2) + (h1 >>> 0), fixed };
 }
 
+/** Options of {@linkcode TokenCounter.countMessage}. */
+export interface CountOptions {
+  /** The request's allowance of tokenizing. Default: a new one for this message alone. */
+  budget?: CountBudget;
+  /**
+   * Tokens the message has room for: once its count is over them, its further texts are
+   * estimated without tokenizing (the request is refused, and the figure is all they are for).
+   * Default: no limit.
+   */
+  room?: number;
+}
+
 /** Options of a {@linkcode TokenCounter}. */
 export interface TokenCounterOptions {
   /** Messages whose counts are remembered (least recently used first out). Default: 4096. */
@@ -124,14 +142,22 @@ export interface TokenCounterStats {
 
 /**
  * Counts o200k_base tokens of texts and chat messages. Long texts are cut into bounded segments, so
- * the cost is linear in the input; message counts are cached by a hash of their content, so a
- * resent history costs only its new messages.
+ * the cost is linear in the input, and a request's counts share one `CountBudget`, so their cost
+ * is bounded whatever the request holds; message counts are cached by a hash of their content
+ * (estimates marked as such), so a resent history costs only its new messages.
  */
 export class TokenCounter {
   readonly #cacheSize: number;
   readonly #cache = new Map<number, number>();
+  /**
+   * The oldest entry's place, kept between evictions: a fresh `keys()` walks past every entry
+   * deleted before it (those evicted, those moved to the end when used), which made each miss
+   * cost about 1.6 µs with the default size. Entries before it are all gone, so it stays valid.
+   */
+  #oldest: Iterator<number> = this.#cache.keys();
   #hits = 0;
   #misses = 0;
+  #tokenized = 0;
 
   constructor(options: TokenCounterOptions = {}) {
     const size = options.cacheSize ?? 4096;
@@ -146,14 +172,41 @@ export class TokenCounter {
   /**
    * The number of tokens of `text`, counted in segments of at most {@linkcode SEGMENT_LENGTH}:
    * exactly up to {@linkcode EXACT_TEXT_BYTES} of UTF-8, by a scaled even sample beyond. Never
-   * more than the text's UTF-8 size.
+   * more than the text's UTF-8 size. Under a `budget` (one request's), a text beyond what is
+   * left of its exact allowance is estimated from a few evenly spread segments, or, once its
+   * samples are spent too, from what the budget counted before ({@linkcode CountBudget}).
+   *
+   * @param budget Default: a new {@linkcode CountBudget} for this text alone.
    */
-  countText(text: string): number {
+  countText(text: string, budget: CountBudget = new CountBudget()): number {
     if (text.length === 0) return 0;
+    const bytes = utf8Length(text);
+    if (bytes <= EXACT_TEXT_BYTES) {
+      if (budget.takeExact(bytes)) return this.#whole(text, bytes, budget);
+    } else if (budget.takeExact(EXACT_TEXT_BYTES)) return this.#strided(text, bytes, budget);
+    return this.#sampled(text, bytes, budget);
+  }
+
+  /** Tokens of a text of at most {@linkcode EXACT_TEXT_BYTES}, every segment counted. */
+  #whole(text: string, bytes: number, budget: CountBudget): number {
     const count = tokenizer();
-    if (text.length <= SEGMENT_LENGTH) return count(text);
-    const bytes = text.length * 3 <= EXACT_TEXT_BYTES ? 0 : utf8Length(text);
-    const stride = bytes <= EXACT_TEXT_BYTES ? 1 : Math.ceil(bytes / EXACT_TEXT_BYTES);
+    let tokens = 0;
+    if (text.length <= SEGMENT_LENGTH) tokens = count(text);
+    else {
+      for (let start = 0; start < text.length;) {
+        const end = segmentEnd(text, start);
+        tokens += count(text.slice(start, end));
+        start = end;
+      }
+    }
+    this.#observe(budget, tokens, bytes);
+    return tokens;
+  }
+
+  /** Tokens of a longer text, from every `stride`-th segment: about EXACT_TEXT_BYTES of them. */
+  #strided(text: string, bytes: number, budget: CountBudget): number {
+    const count = tokenizer();
+    const stride = Math.ceil(bytes / EXACT_TEXT_BYTES);
     let tokens = 0;
     let sampledBytes = 0;
     for (let start = 0, i = 0; start < text.length; i++) {
@@ -161,52 +214,128 @@ export class TokenCounter {
       if (i % stride === 0) {
         const segment = text.slice(start, end);
         tokens += count(segment);
-        if (stride > 1) sampledBytes += utf8Length(segment);
+        sampledBytes += utf8Length(segment);
       }
       start = end;
     }
-    return stride === 1 ? tokens : Math.min(bytes, Math.round(tokens * bytes / sampledBytes));
+    this.#observe(budget, tokens, sampledBytes);
+    return Math.min(bytes, Math.round(tokens * bytes / sampledBytes));
+  }
+
+  /**
+   * An estimate of a text that the exact allowance no longer holds: from as many evenly spread
+   * segments as the budget grants it (a segment starts after a whitespace character near its
+   * place, as a cut of the whole text would), or without tokenizing when its samples are spent.
+   */
+  #sampled(text: string, bytes: number, budget: CountBudget): number {
+    const segments = budget.sampleSegments(text.length, bytes);
+    if (segments === 0) return budget.estimate(bytes);
+    if (segments * SEGMENT_LENGTH >= text.length) {
+      // The sample would be the whole text: counted, exactly.
+      budget.takeSample(bytes);
+      return this.#whole(text, bytes, budget);
+    }
+    const count = tokenizer();
+    let tokens = 0;
+    let sampled = 0;
+    const step = text.length / segments;
+    for (let j = 0; j < segments; j++) {
+      let start = Math.floor((j + 0.5) * step);
+      const limit = Math.min(text.length, start + (SEGMENT_LENGTH >> 1));
+      let p = start;
+      while (p < limit && !isSpace(text.charCodeAt(p))) p++;
+      if (p < limit) start = p;
+      else if (isLowSurrogate(text.charCodeAt(start))) start++;
+      const segment = text.slice(start, segmentEnd(text, start));
+      tokens += count(segment);
+      sampled += utf8Length(segment);
+    }
+    budget.takeSample(sampled);
+    this.#observe(budget, tokens, sampled);
+    return budget.estimate(bytes, tokens, sampled);
   }
 
   /**
    * The tokens of one message: {@linkcode MESSAGE_OVERHEAD}, its `name`, text parts, tool call
-   * names and arguments, `tool_call_id`, and the fixed estimates of image and file parts.
+   * names and arguments, `tool_call_id`, and the fixed estimates of image and file parts. Counts
+   * made under a budget that estimated any of its texts are remembered as estimates: a later
+   * request with exact allowance left counts the message again.
    */
-  countMessage(message: ChatMessage): number {
+  countMessage(message: ChatMessage, options: CountOptions = {}): number {
+    const budget = options.budget ?? new CountBudget();
     const { key, fixed } = hashMessage(message);
     const cached = this.#cache.get(key);
-    if (cached !== undefined) {
+    if (cached !== undefined && (cached > 0 || !this.#recount(message, budget))) {
       this.#hits++;
       this.#cache.delete(key);
       this.#cache.set(key, cached);
-      return cached;
+      if (cached > 0) return cached;
+      budget.reuseEstimate();
+      return -cached;
     }
     this.#misses++;
+    const room = options.room ?? Infinity;
+    const estimates = budget.estimates;
     let tokens = MESSAGE_OVERHEAD + fixed;
-    visitMessage(message, (text) => tokens += this.countText(text));
+    visitMessage(message, (text) => {
+      // Over its room, the rest needs no count: a figure in the refusal is all it is for. (A
+      // short text costs no more counted than estimated: "hi" is not "about 2".)
+      tokens += tokens > room && text.length > SEGMENT_LENGTH
+        ? budget.estimate(utf8Length(text))
+        : this.countText(text, budget);
+    });
     if (this.#cacheSize > 0) {
-      if (this.#cache.size >= this.#cacheSize) {
-        this.#cache.delete(this.#cache.keys().next().value!);
+      if (cached !== undefined) this.#cache.delete(key);
+      else if (this.#cache.size >= this.#cacheSize) {
+        let oldest = this.#oldest.next();
+        if (oldest.done) oldest = (this.#oldest = this.#cache.keys()).next();
+        this.#cache.delete(oldest.value);
       }
-      this.#cache.set(key, tokens);
+      this.#cache.set(key, budget.estimates === estimates ? tokens : -tokens);
     }
     return tokens;
+  }
+
+  /** Whether an estimated message is to be counted again: the exact allowance holds its text. */
+  #recount(message: ChatMessage, budget: CountBudget): boolean {
+    if (budget.exactLeft <= 0) return false;
+    let cost = 0;
+    visitMessage(message, (text) => cost += Math.min(EXACT_TEXT_BYTES, utf8Length(text)));
+    return cost <= budget.exactLeft;
   }
 
   /**
    * The tokens of a request's definitions ({@linkcode definitionsText}), remembered like a
    * message's: agents send the same tools with every request.
    */
-  countDefinitions(text: string): number {
+  countDefinitions(text: string, budget?: CountBudget): number {
     if (text === "") return 0;
-    return this.countMessage({ role: "", content: text }) - MESSAGE_OVERHEAD;
+    return this.countMessage({ role: "", content: text }, { budget }) - MESSAGE_OVERHEAD;
   }
 
-  /** The sum of {@linkcode TokenCounter.countMessage} over `messages`. */
-  countMessages(messages: readonly ChatMessage[]): number {
+  /**
+   * The sum of {@linkcode TokenCounter.countMessage} over `messages`, under one `budget`.
+   *
+   * @param budget Default: a new {@linkcode CountBudget} for these messages.
+   */
+  countMessages(
+    messages: readonly ChatMessage[],
+    budget: CountBudget = requestBudget(messages),
+  ): number {
     let total = 0;
-    for (const message of messages) total += this.countMessage(message);
+    for (const message of messages) total += this.countMessage(message, { budget });
     return total;
+  }
+
+  /** Records `bytes` of text tokenized into `tokens`, in the budget and in this counter's total. */
+  #observe(budget: CountBudget, tokens: number, bytes: number): void {
+    this.#tokenized += bytes;
+    budget.observe(tokens, bytes);
+  }
+
+  /** UTF-8 bytes of text tokenized since construction (exactly or in samples): for tests. */
+  get tokenized(): number {
+    return this.#tokenized;
   }
 
   /** Cache hits, misses and size since construction. */

@@ -4,6 +4,7 @@
  * stream that asked with `stream_options.include_usage`.
  */
 import type { ChatRequest, Usage } from "./openai_types.ts";
+import { requestBudget } from "./count_budget.ts";
 import { messageTokenGuess, utf8Length } from "./token_bounds.ts";
 import { definitionsText, loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
 
@@ -23,8 +24,11 @@ export function estimatedUsage(
   let prompt: number;
   let completion: number;
   if (tokenizerLoaded()) {
-    prompt = counter.countMessages(sent.messages) + counter.countDefinitions(definitions);
-    completion = counter.countText(answerText);
+    // Bounded like the request's own counts; most of the prompt is in the counter's cache.
+    const budget = requestBudget(sent.messages, definitions + answerText);
+    prompt = counter.countMessages(sent.messages, budget) +
+      counter.countDefinitions(definitions, budget);
+    completion = counter.countText(answerText, budget);
   } else {
     loadTokenizer().catch(() => {});
     prompt = sent.messages.reduce((n, m) => n + messageTokenGuess(m), 0) +

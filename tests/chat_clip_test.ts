@@ -172,8 +172,13 @@ Deno.test("clipping: the room for the answer is the largest limit the request se
 Deno.test("clipping: a dropped part too large to count is estimated, and the header and footer say so", async () => {
   await using t = await setup();
   const english = "The quick brown fox jumps over the lazy dog. ";
+  // 1.5 MB in 30 parts: more than a request tokenizes (REQUEST_EXACT_BYTES), the rest sampled.
+  const parts = Array.from({ length: 30 }, (_, i) => ({
+    type: "text",
+    text: `Part ${i}. ${english.repeat(1_100)}`,
+  }));
   const messages: ChatMessage[] = [
-    { role: "user", content: english.repeat(33_000) }, // 1.5 MB
+    { role: "user", content: parts },
     { role: "assistant", content: "Read it." },
     { role: "user", content: "word ".repeat(45) }, // does not fit: the big one is never tried
     { role: "assistant", content: "Noted." },

@@ -2,30 +2,38 @@ import assert from "node:assert/strict";
 import {
   EXACT_TOTAL_MESSAGES,
   figureText,
+  MessageCounts,
   tokensOfMessages,
   tooLong,
 } from "../lib/clip_figures.ts";
+import { CountBudget } from "../lib/count_budget.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
 import { messageTokenGuess } from "../lib/token_bounds.ts";
 import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
 
 await loadTokenizer();
 
-/** `tokensOfMessages` over `messages` with a fresh counter, `known` counted beforehand. */
-function figure(messages: ChatMessage[], known: number[] = [], wanted?: (i: number) => boolean) {
+/**
+ * `tokensOfMessages` over `messages` with a fresh counter, `known` counted beforehand, under a
+ * budget of `exactBytes` (default: a request's).
+ */
+function figure(
+  messages: ChatMessage[],
+  known: number[] = [],
+  wanted?: (i: number) => boolean,
+  budget = new CountBudget(),
+) {
   const counter = new TokenCounter();
-  const counts = new Float64Array(messages.length).fill(-1);
-  const count = (i: number) =>
-    counts[i] < 0 ? counts[i] = counter.countMessage(messages[i]) : counts[i];
-  for (const i of known) count(i);
+  const counts = new MessageCounts(messages, counter, budget);
+  for (const i of known) counts.count(i);
   const before = counter.stats().misses;
   return {
-    ...tokensOfMessages(messages, counts, count, wanted),
+    ...tokensOfMessages(messages, counts, wanted),
     tokenized: counter.stats().misses - before,
   };
 }
 
-Deno.test("tokensOfMessages counts what is uncounted when it is small, keeping known counts", () => {
+Deno.test("tokensOfMessages counts what is uncounted when it is few, keeping known counts", () => {
   const messages: ChatMessage[] = [
     { role: "system", content: "Be brief." },
     { role: "user", content: "What is the weather like today?" },
@@ -40,7 +48,7 @@ Deno.test("tokensOfMessages counts what is uncounted when it is small, keeping k
   );
 });
 
-Deno.test("tokensOfMessages guesses, untokenized, past the message count or 1 MB", () => {
+Deno.test("tokensOfMessages guesses, untokenized, past the message count", () => {
   const many: ChatMessage[] = Array.from({ length: EXACT_TOTAL_MESSAGES + 1 }, (_, i) => ({
     role: "user",
     content: `short message ${i}`,
@@ -49,12 +57,22 @@ Deno.test("tokensOfMessages guesses, untokenized, past the message count or 1 MB
   assert.deepEqual(figure(many), { tokens: guess, exact: false, tokenized: 0 });
   // One counted message fewer to go: the rest is within the bound again.
   assert.equal(figure(many, [0]).exact, true);
-  const big: ChatMessage[] = [{ role: "user", content: "word ".repeat(210_000) }];
-  assert.deepEqual(figure(big), {
-    tokens: messageTokenGuess(big[0]),
-    exact: false,
-    tokenized: 0,
-  });
+});
+
+Deno.test("tokensOfMessages counts beyond the request's budget on samples, and says so", () => {
+  const words = "word ".repeat(2_000); // 10 kB
+  const messages: ChatMessage[] = Array.from({ length: 10 }, (_, i) => ({
+    role: "user",
+    content: `${i}. ${words}`,
+  }));
+  const exact = new TokenCounter().countMessages(messages);
+  assert.deepEqual(figure(messages), { tokens: exact, exact: true, tokenized: 10 });
+  // 30 kB to count exactly: three messages; the other seven are estimated, a little high.
+  const budget = new CountBudget({ exactBytes: 30_000 });
+  const estimated = figure(messages, [], undefined, budget);
+  assert.equal(estimated.exact, false);
+  assert.ok(estimated.tokens >= exact && estimated.tokens < exact * 1.15, `${estimated.tokens}`);
+  assert.ok(budget.tokenized < 40_000, `${budget.tokenized} bytes tokenized`);
 });
 
 Deno.test("figureText says about when a figure is partly estimated", () => {
@@ -79,7 +97,7 @@ Deno.test("tokensOfMessages: images and files are no text to count, so many of t
     role: "user",
     content: [{ type: "image_url", image_url: { url: "data:image/png;base64,AAAA" } }],
   } as ChatMessage;
-  // 1,400 images: over 1 MB of fixed estimates, under the message bound, no text at all.
+  // 1,400 images: over 1 MB of fixed estimates, under the message bound, no text to tokenize.
   const messages = Array.from({ length: 1_400 }, () => image);
   const result = figure(messages);
   assert.equal(result.exact, true);

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { clipMessages } from "../lib/clip.ts";
+import { clipMessages, clippedField } from "../lib/clip.ts";
 import { ProxyError } from "../lib/errors.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
 import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
 import { PDF_PAGE_TOKENS } from "../lib/attachment_tokens.ts";
-import { messageTokenGuess } from "../lib/token_bounds.ts";
+import { CountBudget, REQUEST_EXACT_BYTES, REQUEST_SAMPLE_BYTES } from "../lib/count_budget.ts";
 import { buildPdf } from "./pdf_fixture.ts";
 import { random } from "./random.ts";
 
@@ -432,18 +432,44 @@ Deno.test("clipMessages does not count base64 image data as text", () => {
 Deno.test("clipMessages on a resent history tokenizes only the new messages", () => {
   const counter = new TokenCounter();
   const history: ChatMessage[] = [sys()];
-  for (let i = 0; i < 100; i++) history.push(user(50, `u${i}`), asst(50));
+  for (let i = 0; i < 100; i++) history.push(user(15, `u${i}`), asst(15));
   history.push(user());
   const cap = Math.floor(counter.countMessages(history) / 2);
   const fresh = new TokenCounter();
   const first = clipMessages(history, { cap, counter: fresh });
   assert.ok(first.clipped);
+  assert.equal(first.approximate, false);
   const misses = fresh.stats().misses;
   const next = structuredClone(history);
   next.push({ role: "assistant", content: "a new answer" }, user(10, "next"));
   const second = clipMessages(next, { cap, counter: fresh });
   assert.ok(second.clipped);
   assert.equal(fresh.stats().misses, misses + 2);
+});
+
+Deno.test("clipMessages on a resent history counts exactly what the first request estimated", () => {
+  // 280 kB of text: more than a request tokenizes exactly (REQUEST_EXACT_BYTES).
+  const history: ChatMessage[] = [sys()];
+  for (let i = 0; i < 100; i++) history.push(user(50, `u${i}`), asst(50, `a${i}`));
+  history.push(user());
+  const exact = new TokenCounter();
+  const real = history.map((m) => exact.countMessage(m));
+  const cap = Math.floor(real.reduce((a, b) => a + b) / 2);
+  const counter = new TokenCounter();
+  const first = clipMessages(history, { cap, counter });
+  assert.ok(first.clipped && first.approximate, "the dropped part is estimated");
+  assert.ok(first.tokensAfter <= cap);
+  // Estimates err high: what is kept really fits.
+  const keptReal = first.messages.reduce((sum, m) => sum + real[history.indexOf(m)], 0);
+  assert.ok(keptReal <= first.tokensAfter, `${keptReal} > ${first.tokensAfter}`);
+  // Each resend counts exactly more of what was estimated, until nothing is.
+  let last = first;
+  for (let turn = 0; turn < 4 && last.approximate; turn++) {
+    last = clipMessages(structuredClone(history), { cap, counter });
+  }
+  assert.equal(last.approximate, false);
+  assert.equal(last.tokensBefore, real.reduce((a, b) => a + b));
+  assert.ok(last.tokensAfter <= cap);
 });
 
 Deno.test("clipMessages makes room for the tool definitions first, and says so when they leave none", () => {
@@ -500,41 +526,57 @@ Deno.test("clipMessages refusing counts every system message, not those up to th
   );
 });
 
-Deno.test("clipMessages refusing estimates system messages too large to count, and says about", () => {
+Deno.test("clipMessages refusing counts system messages within the request's budget, and says about", () => {
   const counter = new TokenCounter();
-  // 630 kB each: the first is counted, and is over the budget; the other two are over 1 MB.
+  // 630 kB each: the first is counted (on its own sample of EXACT_TEXT_BYTES), and is over the
+  // budget; the others are counted as far as the request's allowance goes, then estimated.
   const system = [1, 2, 3].map((i): ChatMessage => ({
     role: "system",
     content: `Part ${i}. ${ENGLISH.repeat(14_000)}`,
   }));
   const messages = [...system, user(2, "hi")];
-  const real = new TokenCounter().countMessages(system);
+  const real = new TokenCounter().countMessages(system, EXACTLY());
+  const budget = new CountBudget();
   try {
-    clipMessages(messages, { cap: 2000, counter });
+    clipMessages(messages, { cap: 2000, counter, budget });
     assert.fail("expected a refusal");
   } catch (e) {
     const text = (e as Error).message;
     const figure = Number(/the system messages \(about (\d+) tokens\)/.exec(text)?.[1]);
-    assert.ok(Math.abs(figure - real) < real / 4, `${text} (counted: ${real})`);
+    assert.ok(figure >= real && figure < real * 1.15, `${text} (counted: ${real})`);
     assert.match(text, /need about \d+ tokens/);
   }
-  assert.equal(counter.stats().misses, 2, "the first system message and the question only");
+  assert.ok(budget.tokenized <= REQUEST_EXACT_BYTES + REQUEST_SAMPLE_BYTES, `${budget.tokenized}`);
 });
 
-Deno.test("clipMessages estimates a dropped part over 1 MB, marked approximate, not its byte count", () => {
+/** A budget without limit: the exact figures the tests compare with. */
+const EXACTLY = () => new CountBudget({ exactBytes: Infinity });
+
+/** `n` messages of 50 kB of English, user and assistant in turn, each its own. */
+function bulky(n: number): ChatMessage[] {
+  return Array.from({ length: n }, (_, i) => ({
+    role: i % 2 ? "assistant" : "user",
+    content: `Turn ${i}. ${ENGLISH.repeat(1_100)}`,
+  }));
+}
+
+Deno.test("clipMessages estimates a dropped part beyond the request's budget, a little high, and says so", () => {
   const counter = new TokenCounter();
-  const big: ChatMessage = { role: "user", content: ENGLISH.repeat(33_000) }; // 1.5 MB
-  // The turn after it does not fit: the big one is never tried, so never counted.
-  const messages = [big, asst(), user(500, "too long"), asst(), user(2, "question")];
-  const result = clipMessages(messages, { cap: 2000, counter });
-  assert.deepEqual(result.messages, [messages[4]]);
+  // 1.5 MB in 30 messages: the turn after them does not fit, so they are never tried, only
+  // counted for the figure, as far as the request's allowance goes.
+  const messages = [...bulky(30), user(500, "too long"), asst(), user(2, "question")];
+  const budget = new CountBudget();
+  const result = clipMessages(messages, { cap: 2000, counter, budget });
+  assert.deepEqual(result.messages, [messages[32]]);
   assert.equal(result.approximate, true);
-  const real = new TokenCounter().countMessages(messages);
+  assert.equal(result.approximateAfter, false, "what is kept was counted");
+  const real = new TokenCounter().countMessages(messages, EXACTLY());
   assert.ok(
-    Math.abs(result.tokensBefore - real) < real / 4,
-    `${result.tokensBefore} is not about ${real} (bytes: ${ENGLISH.length * 33_000})`,
+    result.tokensBefore >= real && result.tokensBefore < real * 1.15,
+    `${result.tokensBefore} is not about ${real}`,
   );
-  assert.equal(result.tokensAfter, counter.countMessage(messages[4]));
+  assert.equal(result.tokensAfter, counter.countMessage(messages[32]));
+  assert.ok(budget.tokenized <= REQUEST_EXACT_BYTES + REQUEST_SAMPLE_BYTES, `${budget.tokenized}`);
 });
 
 Deno.test("clipMessages counts PDFs by their pages, in exact and in estimated figures alike", () => {
@@ -553,22 +595,21 @@ Deno.test("clipMessages counts PDFs by their pages, in exact and in estimated fi
   assert.equal(result.approximate, false);
   assert.equal(result.tokensBefore, new TokenCounter().countMessages(messages));
   assert.ok(result.tokensBefore > 2 * 5 * PDF_PAGE_TOKENS);
-  // Beside 1 MB of text, a dropped message is guessed, untokenized: its PDF still by its pages.
-  const text = ENGLISH.repeat(23_000);
+  // Beyond the request's allowance, a dropped message's text is estimated: its PDF still by its
+  // pages, not sampled with it.
   const pages = { type: "file", file: { file_data: buildPdf({ pages: 100 }).dataUrl } };
-  const both: ChatMessage = { role: "user", content: [{ type: "text", text }, pages] };
+  const texts = bulky(6).map((m) => ({ type: "text", text: m.content as string }));
+  const both: ChatMessage = { role: "user", content: [...texts, pages] };
   const withText = [both, asst(), user(500, "too long"), asst(), user(2, "question")];
   const estimated = clipMessages(withText, { cap: 2000, counter: new TokenCounter() });
   assert.deepEqual(estimated.messages, [withText[4]]);
   assert.equal(estimated.approximate, true);
-  // Guessed: the two oldest, never tried; the rest counted.
-  const textGuess = messageTokenGuess({ role: "user", content: [{ type: "text", text }] });
-  assert.equal(messageTokenGuess(both), textGuess + 100 * PDF_PAGE_TOKENS);
-  assert.equal(
-    estimated.tokensBefore,
-    messageTokenGuess(both) + messageTokenGuess(withText[1]) +
-      new TokenCounter().countMessages(withText.slice(2)),
-  );
+  const textOnly = new TokenCounter().countMessage({ role: "user", content: texts }, {
+    budget: EXACTLY(),
+  });
+  const rest = new TokenCounter().countMessages(withText.slice(1), EXACTLY());
+  const figure = estimated.tokensBefore - rest - 100 * PDF_PAGE_TOKENS;
+  assert.ok(figure >= textOnly && figure < textOnly * 1.15, `${figure} vs ${textOnly}`);
 });
 
 Deno.test("clipMessages does not tokenize thousands of dropped messages for the figure", () => {
@@ -590,4 +631,24 @@ Deno.test("clipMessages does not tokenize thousands of dropped messages for the 
   const exact = clipMessages(few, { cap: 2000, counter });
   assert.equal(exact.approximate, false);
   assert.equal(exact.tokensBefore, new TokenCounter().countMessages(few));
+});
+
+Deno.test("clippedField marks each figure that is partly estimated with ~", () => {
+  const result = {
+    messages: [],
+    clipped: true,
+    dropped: 3,
+    tokensBefore: 900,
+    approximate: false,
+    tokensAfter: 100,
+    approximateAfter: false,
+    counted: true,
+  };
+  assert.equal(clippedField(result), "dropped=3 tokens=900->100");
+  assert.equal(clippedField({ ...result, approximate: true }), "dropped=3 tokens=~900->100");
+  assert.equal(
+    clippedField({ ...result, approximate: true, approximateAfter: true }),
+    "dropped=3 tokens=~900->~100",
+  );
+  assert.equal(clippedField({ ...result, clipped: false, dropped: 0 }), null);
 });

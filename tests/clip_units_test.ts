@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { nearestUserUnit, type Unit, unitsOf } from "../lib/clip_units.ts";
-import { EXACT_TOTAL_BYTES } from "../lib/clip_figures.ts";
+import { EXACT_TOTAL_MESSAGES } from "../lib/clip_figures.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
 
 const call = (id: string) => ({ id, type: "function", function: { name: "f", arguments: "{}" } });
@@ -47,7 +47,7 @@ Deno.test("nearestUserUnit finds the newest user message that fits, passing over
   ];
   const { units, tokensOf } = lengthCounted(messages);
   const find = (before: number, room: number) =>
-    nearestUserUnit(messages, units, before, { room, tokensOf, counted: () => false });
+    nearestUserUnit(units, before, { room, tokensOf, counted: () => false });
   assert.equal(find(5, 30), 4);
   assert.equal(find(5, 15), 0);
   assert.equal(find(4, 60), 2, "only before the run");
@@ -55,27 +55,24 @@ Deno.test("nearestUserUnit finds the newest user message that fits, passing over
   assert.equal(find(5, 0), -1);
 });
 
-Deno.test("nearestUserUnit tokenizes no more than the input's total would", () => {
-  // Huge user messages that do not fit: the search gives up past EXACT_TOTAL_BYTES of them.
-  const big = "x".repeat(EXACT_TOTAL_BYTES * 0.6);
-  const messages: ChatMessage[] = [
-    { role: "user", content: "fits" },
-    { role: "assistant", content: "x" },
-    { role: "user", content: big },
-    { role: "user", content: big },
-    { role: "assistant", content: "x" },
-  ];
+Deno.test("nearestUserUnit counts no more messages than the input's total would", () => {
+  // User messages that do not fit: the search gives up past EXACT_TOTAL_MESSAGES of them (what
+  // each tokenizes is the request's CountBudget's business).
+  const messages: ChatMessage[] = [{ role: "user", content: "fits" }];
+  for (let i = 0; i < EXACT_TOTAL_MESSAGES + 10; i++) {
+    messages.push({ role: "assistant", content: "x" }, { role: "user", content: "x".repeat(200) });
+  }
   const { units, tokenized, tokensOf } = lengthCounted(messages);
   const options = { room: 100, tokensOf, counted: () => false };
-  assert.equal(nearestUserUnit(messages, units, 4, options), -1);
-  assert.deepEqual(tokenized, [3], "the second huge message is not tokenized");
-  // Counted already (the total counts what is small enough): the search goes on for free.
+  assert.equal(nearestUserUnit(units, units.length, options), -1);
+  assert.equal(tokenized.length, EXACT_TOTAL_MESSAGES, "the rest are not counted");
+  // Counted already (the total counts what is few enough): the search goes on for free.
   const again = lengthCounted(messages);
-  for (const unit of again.units.slice(2, 4)) again.tokensOf(unit);
-  const found = nearestUserUnit(messages, again.units, 4, {
+  for (const unit of again.units) if (unit.indices[0] > 0) again.tokensOf(unit);
+  const found = nearestUserUnit(again.units, again.units.length, {
     ...options,
     tokensOf: again.tokensOf,
-    counted: (i) => i === 2 || i === 3,
+    counted: (i) => i > 0,
   });
   assert.equal(found, 0);
 });

@@ -95,6 +95,22 @@ Deno.test("formatFooter says when the cost went over MAX_POINTS_PER_MESSAGE, and
     about.split("\n")[6],
     "✂️ Context clipped: dropped 100000 messages (about 310,000 → 1,990 tokens)",
   );
+  // Kept messages beyond the request's counting budget: the kept figure is one too, and the
+  // footer is still stripped when the answer is sent back.
+  const both = formatFooter(facts({
+    clipped: {
+      dropped: 9,
+      tokensBefore: 900_000,
+      tokensAfter: 120_000,
+      approximate: true,
+      approximateAfter: true,
+    },
+  }));
+  assert.equal(
+    both.split("\n")[6],
+    "✂️ Context clipped: dropped 9 messages (about 900,000 → about 120,000 tokens)",
+  );
+  assert.equal(stripFooter(`Hello.${both}`), "Hello.");
 });
 
 /** Usages Poe may send with a figure missing, or not a number. */

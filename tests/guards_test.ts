@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { DEFAULT_COMPLETION_TOKENS } from "../lib/guards.ts";
+import { DEFAULT_COMPLETION_TOKENS, pricedInputTokens } from "../lib/guards.ts";
+import { CountBudget, REQUEST_EXACT_BYTES, REQUEST_SAMPLE_BYTES } from "../lib/count_budget.ts";
 import type { ChatRequest } from "../lib/openai_types.ts";
 import { body, guards, NOW, snap } from "./guards_fixture.ts";
 import { testRegistry } from "./harness.ts";
-import { loadTokenizer } from "../lib/tokens.ts";
+import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
 import { ModelRegistry } from "../lib/models.ts";
 
 // Guards.overCap counts tokens synchronously; the chat path loads the tokenizer first.
@@ -335,4 +336,23 @@ Deno.test("Guards.overCap counts the tool definitions and response_format schema
     json_schema: { schema: { description: "x ".repeat(5000) } },
   };
   assert.ok(g.overCap(body({ response_format: schema }), gpt4o, registry));
+});
+
+Deno.test("pricedInputTokens tokenizes a bounded amount, and spends the request's budget", () => {
+  // 200 parts of 20 kB of hex-like text (a model without a context cap is not clipped, so the
+  // cost cap is what counts it first): each text had its own bound, the request none.
+  const hex = (seed: number) =>
+    Array.from({ length: 20_000 }, (_, i) => "0123456789abcdef"[(i * 7 + seed * 13) % 16]).join("");
+  const parts = Array.from({ length: 200 }, (_, i) => ({ type: "text", text: hex(i) }));
+  const request = body({ messages: [{ role: "user", content: parts }] });
+  const counter = new TokenCounter();
+  const tokens = pricedInputTokens(counter, request, gpt4o);
+  assert.ok(tokens > 200 * 20_000 / 8, `${tokens}`);
+  assert.ok(counter.tokenized <= REQUEST_EXACT_BYTES + REQUEST_SAMPLE_BYTES + 512);
+  // What clipping left of the request's allowance is what the cost cap has.
+  const spent = new CountBudget({ exactBytes: 0, sampleBytes: 0 });
+  spent.observe(1, 4);
+  const fresh = new TokenCounter();
+  pricedInputTokens(fresh, request, gpt4o, spent);
+  assert.equal(fresh.tokenized, 0);
 });

@@ -4,7 +4,11 @@
  * another client streams through the same proxy, and that stream completes with the right text.
  */
 import assert from "node:assert/strict";
-import { startFakeAndProxy as setup, type TestProxy } from "./harness.ts";
+import { startFakeAndProxy as setup, startProxy, type TestProxy } from "./harness.ts";
+import { FakePoe } from "./fake_poe.ts";
+import { random } from "./random.ts";
+import { REQUEST_EXACT_BYTES, REQUEST_SAMPLE_BYTES } from "../lib/count_budget.ts";
+import { TokenCounter } from "../lib/tokens.ts";
 import { printLine } from "../lib/log.ts";
 import { parseMetrics, sample } from "./prometheus_text.ts";
 import {
@@ -330,8 +334,9 @@ Deno.test("hostile: 100,000 messages are clipped and answered, the event loop ke
   }, { words: 400 });
   assert.equal(w.a.status, 200, JSON.stringify(w.a.body).slice(0, 300));
   assert.equal(w.a.body.choices[0].message.content, "clipped fine");
-  // Too many dropped messages to count: their figure is an estimate, marked `~`.
-  assert.match(w.a.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=\d+ tokens=~\d+->\d+$/);
+  // Too many dropped messages to count: their figure is an estimate, marked `~`; so is the kept
+  // part's beyond what one request tokenizes (REQUEST_EXACT_BYTES).
+  assert.match(w.a.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=\d+ tokens=~\d+->~?\d+$/);
   const sent = s.fake.chatRequests().at(-1)!.body as any;
   assert.ok(sent.messages.length < messages.length);
   assert.equal(sent.messages.at(-1).content, messages.at(-1)!.content);
@@ -341,6 +346,102 @@ Deno.test("hostile: 100,000 messages are clipped and answered, the event loop ke
     } ms; longest event-loop stall ${Math.round(w.maxTickGapMs)} ms; longest pause of the ` +
       `concurrent stream ${Math.round(w.maxGapMs)} ms; ${sent.messages.length} messages sent on`,
   );
+});
+
+/** `chars` characters of base64 of seeded random bytes: the costliest text to tokenize. */
+function base64Text(chars: number, seed: number): string {
+  const r = random(seed);
+  const raw = new Uint8Array(Math.ceil((chars * 3) / 4));
+  for (let i = 0; i < raw.length; i++) raw[i] = Math.floor(r() * 256);
+  return raw.toBase64().slice(0, chars);
+}
+
+/** What one request may tokenize (`CountBudget`), and a sample's last segments over it. */
+const REQUEST_TOKENIZES = REQUEST_EXACT_BYTES + REQUEST_SAMPLE_BYTES + 2048;
+
+/** A fake Poe and a proxy that counts with `counter`, whose tokenized bytes a test reads. */
+async function setupCounted(counter: TokenCounter) {
+  const fake = await FakePoe.start();
+  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off" }, deps: { counter } });
+  return {
+    fake,
+    proxy,
+    async [Symbol.asyncDispose]() {
+      await proxy.close();
+      await fake.close();
+    },
+  };
+}
+
+Deno.test("hostile: many base64 text parts in what is always kept are refused on an estimate, tokenizing a bounded amount", async () => {
+  // 3 to 3.6 MB each, in 60 kB texts: each text was counted within its own bound, every one of
+  // them, which took 5 to 8 s for these and 46 s for 450 parts (27 MB), serving nobody else.
+  const parts = (n: number, seed: number) =>
+    Array.from({ length: n }, (_, i) => ({ type: "text", text: base64Text(60_000, seed + i) }));
+  const calls = Array.from({ length: 60 }, (_, i) => ({
+    id: `call_${i}`,
+    type: "function",
+    function: { name: "read_file", arguments: `{"path":"f${i}"}` },
+  }));
+  const shapes: [string, unknown[], RegExp][] = [
+    [
+      "the newest user message",
+      [{ role: "user", content: parts(50, 1_000) }],
+      /the newest user message \(about \d+ tokens\) need about \d+ tokens/,
+    ],
+    [
+      "the last tool round",
+      [
+        { role: "user", content: "read them" },
+        { role: "assistant", content: null, tool_calls: calls },
+        ...calls.map((c, i) => ({
+          role: "tool",
+          tool_call_id: c.id,
+          content: base64Text(60_000, 2_000 + i),
+        })),
+      ],
+      /the newest user message and the last tool round after it \(about \d+ tokens\)/,
+    ],
+    [
+      "a system message",
+      [{ role: "system", content: parts(60, 3_000) }, { role: "user", content: "hi" }],
+      /the system messages \(about \d+ tokens\) and the newest user message/,
+    ],
+  ];
+  const counter = new TokenCounter();
+  await using s = await setupCounted(counter);
+  await whileStreaming(s.proxy, async () => {
+    for (const [name, messages, figure] of shapes) {
+      const before = counter.tokenized;
+      const a = await post(s.proxy.url, JSON.stringify({ model: "gpt-4o", messages }));
+      assertError(a, 400, { code: "context_length_exceeded", param: "messages" });
+      assert.match(a.body.error.message, figure, name);
+      const tokenized = counter.tokenized - before;
+      assert.ok(tokenized <= REQUEST_TOKENIZES, `${name}: ${tokenized} bytes tokenized`);
+    }
+    return {};
+  });
+  assert.equal(s.fake.chatRequests().length, 1, "only the other client's stream reached Poe");
+});
+
+Deno.test("hostile: a history of base64 messages is clipped on a figure counted within the request's budget", async () => {
+  // 720 kB of base64 in 12 messages: under the 1 MB that the dropped part's figure was counted up
+  // to, which cost 1.2 s here (1.6 s a MB).
+  const messages: unknown[] = Array.from({ length: 12 }, (_, i) => ({
+    role: i % 2 ? "assistant" : "user",
+    content: base64Text(60_000, 4_000 + i),
+  }));
+  messages.push({ role: "user", content: "and the question [[fake: reply=clipped fine]]" });
+  const counter = new TokenCounter();
+  await using s = await setupCounted(counter);
+  const w = await whileStreaming(
+    s.proxy,
+    async () => ({ a: await post(s.proxy.url, JSON.stringify({ model: "gpt-4o", messages })) }),
+  );
+  assert.equal(w.a.status, 200, JSON.stringify(w.a.body).slice(0, 300));
+  assert.equal(w.a.body.choices[0].message.content, "clipped fine");
+  assert.match(w.a.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=\d+ tokens=~\d+->\d+$/);
+  assert.ok(counter.tokenized <= REQUEST_TOKENIZES, `${counter.tokenized} bytes tokenized`);
 });
 
 // --- size and time ------------------------------------------------------------------------------

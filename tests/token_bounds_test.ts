@@ -7,6 +7,7 @@ import {
   tokenBoundWithin,
   utf8Length,
 } from "../lib/token_bounds.ts";
+import { random } from "./random.ts";
 
 Deno.test("utf8Length equals TextEncoder's byte count, lone surrogates included", () => {
   const cases = [
@@ -21,6 +22,13 @@ Deno.test("utf8Length equals TextEncoder's byte count, lone surrogates included"
     "x\ud83d",
     "\u07ff\u0800",
   ];
+  // Long texts are measured by V8 (node:buffer), short ones by a loop: both agree with TextEncoder.
+  const r = random(5);
+  const alphabet = ["a", "é", "日", "😀", "\ud800", "\udc00", "\u07ff", "\u0800", " "];
+  for (let n = 0; n < 300; n++) {
+    const length = Math.floor(r() * 200);
+    cases.push(Array.from({ length }, () => alphabet[Math.floor(r() * alphabet.length)]).join(""));
+  }
   for (const text of cases) {
     assert.equal(utf8Length(text), new TextEncoder().encode(text).length, JSON.stringify(text));
   }

@@ -186,3 +186,24 @@ Deno.test("TokenCounter.countMessages resends a history at the cost of its new m
   assert.equal(counter.countMessages(resent), total + counter.countMessage(resent[50]));
   assert.deepEqual(counter.stats(), { hits: 51, misses: 51, entries: 51 });
 });
+
+Deno.test("TokenCounter evicts the least recently used message, over many evictions", () => {
+  // Against a plain model of an LRU cache: the counter keeps its place among evictions.
+  const r = random(11);
+  for (const size of [1, 3, 17]) {
+    const counter = new TokenCounter({ cacheSize: size });
+    const model: number[] = [];
+    let hits = 0;
+    for (let n = 0; n < 5_000; n++) {
+      const key = Math.floor(r() * size * 3);
+      counter.countMessage({ role: "user", content: `message ${key}` });
+      const at = model.indexOf(key);
+      if (at >= 0) {
+        hits++;
+        model.splice(at, 1);
+      } else if (model.length >= size) model.shift();
+      model.push(key);
+    }
+    assert.deepEqual(counter.stats(), { hits, misses: 5_000 - hits, entries: model.length });
+  }
+});
