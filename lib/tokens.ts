@@ -5,7 +5,7 @@
 // request first needs counting: its 2.4 MB rank module takes about 300 ms and 70 MB to load,
 // which a proxy serving short conversations never needs to pay at startup.
 import type { ChatMessage } from "./openai_types.ts";
-import { CountBudget, requestBudget } from "./count_budget.ts";
+import { CountBudget, PLAIN_TEXT_DISCOUNT, plainText, requestBudget } from "./count_budget.ts";
 import { MESSAGE_OVERHEAD, utf8Length, visitMessage } from "./token_bounds.ts";
 
 /**
@@ -181,9 +181,10 @@ export class TokenCounter {
   countText(text: string, budget: CountBudget = new CountBudget()): number {
     if (text.length === 0) return 0;
     const bytes = utf8Length(text);
+    const plain = plainText(text);
     if (bytes <= EXACT_TEXT_BYTES) {
-      if (budget.takeExact(bytes)) return this.#whole(text, bytes, budget);
-    } else if (budget.takeExact(EXACT_TEXT_BYTES)) return this.#strided(text, bytes, budget);
+      if (budget.takeExact(bytes, plain)) return this.#whole(text, bytes, budget);
+    } else if (budget.takeExact(EXACT_TEXT_BYTES, plain)) return this.#strided(text, bytes, budget);
     return this.#sampled(text, bytes, budget);
   }
 
@@ -300,7 +301,10 @@ export class TokenCounter {
   #recount(message: ChatMessage, budget: CountBudget): boolean {
     if (budget.exactLeft <= 0) return false;
     let cost = 0;
-    visitMessage(message, (text) => cost += Math.min(EXACT_TEXT_BYTES, utf8Length(text)));
+    visitMessage(message, (text) => {
+      const bytes = Math.min(EXACT_TEXT_BYTES, utf8Length(text));
+      cost += plainText(text) ? bytes / PLAIN_TEXT_DISCOUNT : bytes;
+    });
     return cost <= budget.exactLeft;
   }
 

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   CountBudget,
   ESTIMATE_MARGIN,
+  plainText,
   REQUEST_EXACT_BYTES,
   REQUEST_SAMPLE_BYTES,
   requestBudget,
@@ -15,7 +16,7 @@ import { random } from "./random.ts";
 await loadTokenizer();
 
 /** A budget without limit: the exact figures the tests compare with. */
-const EXACTLY = () => new CountBudget({ exactBytes: Infinity });
+const EXACTLY = () => new CountBudget({ exactBytes: Infinity, exactMs: Infinity });
 
 /** Base64 of seeded random bytes: about 0.68 tokens a byte, and the costliest to tokenize. */
 function base64Text(chars: number, seed: number): string {
@@ -90,7 +91,9 @@ Deno.test("CountBudget estimates err high, within 15 %, on English and code", ()
   }));
   const real = new TokenCounter().countMessages(messages, EXACTLY());
   const counter = new TokenCounter();
-  const budget = requestBudget(messages);
+  // Plain prose and code take an eighth of the allowance a byte (PLAIN_TEXT_DISCOUNT): a smaller
+  // one makes this reach its end.
+  const budget = requestBudget(messages, "", { exactBytes: REQUEST_EXACT_BYTES / 16 });
   let estimated = 0;
   for (let i = messages.length - 1; i >= 0; i--) {
     estimated += counter.countMessage(messages[i], { budget });
@@ -149,4 +152,39 @@ Deno.test("TokenCounter.countMessage tokenizes no more of a message once it is o
   assert.equal(budget.estimates, 38);
   const real = new TokenCounter().countMessage(message, { budget: EXACTLY() });
   assert.ok(tokens >= real && tokens < real * 1.15, `${tokens} vs ${real}`);
+});
+
+Deno.test("plainText: ASCII prose and code with spaces, not base64, hashes, minified data or CJK", () => {
+  const [readme] = repositoryTexts().filter((t) => t.startsWith("# poe-proxy"));
+  for (const text of [readme.slice(0, 5_000), "The quick brown fox. ".repeat(20)]) {
+    assert.equal(plainText(text), true, text.slice(0, 40));
+  }
+  for (
+    const text of [
+      base64Text(5_000, 1),
+      "0123456789abcdef".repeat(100),
+      JSON.stringify(Array.from({ length: 200 }, (_, i) => ({ id: i, ok: true }))),
+      "敏捷的棕色狐狸跳过了懒狗。".repeat(40),
+      "short",
+    ]
+  ) {
+    assert.equal(plainText(text), false, text.slice(0, 40));
+  }
+});
+
+Deno.test("CountBudget: plain prose takes an eighth of the allowance a byte, and its time is bounded too", () => {
+  // 600 kB of prose, more than the allowance's bytes, counted exactly.
+  const prose = repositoryTexts().join("\n").replace(/[^ -~\n]/g, " ").slice(0, 600_000);
+  const parts = Array.from({ length: 30 }, (_, i) => prose.slice(i * 20_000, (i + 1) * 20_000));
+  const messages: ChatMessage[] = parts.map((content) => ({ role: "user", content }));
+  const budget = requestBudget(messages);
+  const counted = new TokenCounter().countMessages(messages, budget);
+  assert.equal(budget.estimates, 0, "all exact");
+  assert.equal(counted, new TokenCounter().countMessages(messages, EXACTLY()));
+  assert.ok(budget.exactLeft > 0 && budget.exactLeft < REQUEST_EXACT_BYTES);
+  // Past its time, nothing more is counted exactly, plain or not.
+  const late = new CountBudget({ exactMs: -1 });
+  const estimate = new TokenCounter().countMessages(messages, late);
+  assert.ok(late.estimates > 0 && estimate > 0);
+  assert.equal(late.takeExact(10, true), false);
 });
