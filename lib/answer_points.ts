@@ -69,8 +69,18 @@ export function footerAllowed(
   // Stop sequences are a program's: an inline edit, a commit message, a completion, where the
   // footer would land in the code. So is a tiny answer limit: a chat's title (Continue streams
   // its titles with max_tokens 6), a tag, a label.
-  if (setsStop(body.stop) || smallLimit(body) || continues(body)) return false;
+  if (landsInPlace(body)) return false;
   return config.footer === "on" || body.stream === true;
+}
+
+/**
+ * Whether the answer goes where a program puts it, not before a reader: a request with `stop`
+ * sequences (an inline edit, a completion), an answer limit of 64 tokens or less (a title, a
+ * commit message), or ending with the assistant's words to continue. No footer goes there, and
+ * no refusal in prose either (`guard_response.ts`).
+ */
+export function landsInPlace(body: ChatRequest): boolean {
+  return setsStop(body.stop) || smallLimit(body) || continues(body);
 }
 
 /**

@@ -5,14 +5,18 @@
 import { errorResponse, ProxyError } from "./errors.ts";
 import type { GuardRefusal } from "./guards.ts";
 import { type ChatRequest, completionId } from "./openai_types.ts";
+import { landsInPlace } from "./answer_points.ts";
 
 /**
  * Whether a program parses the answer: the request offers tools or legacy `functions`, forces a
- * call, or asks for a `response_format` other than text. A refusal in prose would then break it
+ * call, asks for a `response_format` other than text, or its answer lands in place
+ * (`landsInPlace`: stop sequences, a tiny limit, a prefill). A refusal in prose would then break it
  * where an error is handled (instructor's FUNCTIONS mode and older LangChain agents still send
  * `functions`, and would read the refusal as the model's answer).
  */
 function parsedByProgram(body: ChatRequest): boolean {
+  // Written into a file, a commit or a title bar (what gets no footer): no refusal in prose.
+  if (landsInPlace(body)) return true;
   if (Array.isArray(body.tools) && body.tools.length > 0) return true;
   if (Array.isArray(body.functions) && body.functions.length > 0) return true;
   if (forcesCall(body.tool_choice) || forcesCall(body.function_call)) return true;

@@ -41,7 +41,10 @@ export interface UsagePollerOptions {
   afterAnswerMs?: number;
   /** First retry delay after a failure; doubled on each further failure. Default: 5,000 ms. */
   backoffMs?: number;
-  /** Longest retry delay. Default: 10 minutes, or `intervalMs` when that is longer. */
+  /**
+   * Longest retry delay. Default: a minute, or `intervalMs` when that is longer: a proxy paused
+   * below the cutoff notices the balance's recovery within a poll's time after an outage.
+   */
   maxBackoffMs?: number;
   /** A snapshot older than this is stale. Default: 3 x `intervalMs`. */
   staleAfterMs?: number;
@@ -88,7 +91,7 @@ export class UsagePoller implements AsyncDisposable {
     this.#intervalMs = options.intervalMs;
     this.#afterAnswerMs = options.afterAnswerMs ?? 1_500;
     this.#backoffMs = options.backoffMs ?? 5_000;
-    this.#maxBackoffMs = options.maxBackoffMs ?? Math.max(600_000, options.intervalMs);
+    this.#maxBackoffMs = options.maxBackoffMs ?? Math.max(60_000, options.intervalMs);
     this.#staleAfterMs = options.staleAfterMs ?? 3 * options.intervalMs;
     this.#now = options.now ?? Date.now;
     this.#timers = options.timers ?? REAL_TIMERS;

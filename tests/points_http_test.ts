@@ -964,7 +964,7 @@ Deno.test("paused: a tool request gets a 402 with code points_paused", async () 
   assert.equal(t.fake.chatRequests().length, 0);
 });
 
-Deno.test("guards refuse legacy functions and forced calls with a 402 error, not prose", async () => {
+Deno.test("guards refuse legacy functions, forced calls and answers that land in place with a 402 error, not prose", async () => {
   await using t = await setup({ fake: { balance: 50_000 } });
   // instructor's FUNCTIONS mode and older LangChain agents use the legacy API.
   const fn = { name: "extract_person", parameters: { type: "object", properties: {} } };
@@ -974,11 +974,20 @@ Deno.test("guards refuse legacy functions and forced calls with a 402 error, not
     { function_call: { name: "extract_person" } },
     { tool_choice: "required" },
     { tool_choice: { type: "function", function: { name: "extract_person" } } },
+    // Answers that land in place, as no footer does: an inline edit, a commit message, a title,
+    // a prefill's continuation.
+    { stop: ["```"], stream: true },
+    { max_tokens: 60 },
+    { max_completion_tokens: 6, stream: true },
+    { continues: true },
   ];
-  for (const extra of requests) {
+  for (const { continues, ...extra } of requests as Record<string, unknown>[]) {
     const res = await post(t.proxy.url, {
       model: "gpt-4o",
-      messages: [{ role: "user", content: "John is 30." }],
+      messages: [
+        { role: "user", content: "John is 30." },
+        ...(continues ? [{ role: "assistant", content: "{" }] : []),
+      ],
       ...extra,
     });
     assert.equal(res.status, 402, JSON.stringify(extra));

@@ -147,6 +147,37 @@ Deno.test("UsagePoller backs off exponentially on errors and keeps the last good
   assert.equal(logger.lines.filter((l) => l.includes("WARN") && l.includes("usage api")).length, 2);
 });
 
+Deno.test("UsagePoller retries a failing API at least once a poll interval, so a recovery is seen in time", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  api.script.push(
+    ...Array.from({ length: 20 }, () => new Error("503 Service Unavailable")),
+    750_000,
+  );
+  await using p = new UsagePoller({
+    api,
+    intervalMs: 60_000,
+    now: clock.now,
+    timers: clock,
+    logger: memoryLogger(),
+  });
+  p.start();
+  let seen = 0;
+  let last = clock.now();
+  let longest = 0;
+  for (let t = 0; t < 1_800_000; t += 5_000) {
+    await clock.advance(5_000);
+    if (api.calls !== seen) {
+      seen = api.calls;
+      longest = Math.max(longest, clock.now() - last);
+      last = clock.now();
+    }
+  }
+  assert.ok(api.calls >= 25, `${api.calls} calls in 30 minutes`);
+  assert.equal(longest, 60_000, "never longer than the poll interval");
+  assert.equal(p.snapshot?.balance, 750_000, "recovered");
+});
+
 Deno.test("UsagePoller counts this proxy's spending until a reading sent after it shows it", async () => {
   const clock = new ManualClock();
   const api = new ScriptedBalance();
