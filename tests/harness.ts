@@ -100,11 +100,14 @@ export async function startProxy(options: StartProxyOptions = {}): Promise<TestP
 
 /**
  * A fake Poe and a proxy wired to it, closed together; `FOOTER` is off unless `env` sets it, so
- * answers pass through byte for byte.
+ * answers pass through byte for byte. `deps` replace the proxy's own (a counter a test reads).
  */
-export async function startFakeAndProxy(env: Record<string, string> = {}) {
+export async function startFakeAndProxy(
+  env: Record<string, string> = {},
+  deps?: Partial<AppDeps>,
+) {
   const fake = await FakePoe.start();
-  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env } });
+  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off", ...env }, deps });
   return {
     fake,
     proxy,

@@ -4,8 +4,7 @@
  * another client streams through the same proxy, and that stream completes with the right text.
  */
 import assert from "node:assert/strict";
-import { startFakeAndProxy as setup, startProxy, type TestProxy } from "./harness.ts";
-import { FakePoe } from "./fake_poe.ts";
+import { startFakeAndProxy as setup, type TestProxy } from "./harness.ts";
 import { random } from "./random.ts";
 import { REQUEST_EXACT_BYTES, REQUEST_SAMPLE_BYTES } from "../lib/count_budget.ts";
 import { TokenCounter } from "../lib/tokens.ts";
@@ -360,17 +359,8 @@ function base64Text(chars: number, seed: number): string {
 const REQUEST_TOKENIZES = REQUEST_EXACT_BYTES + REQUEST_SAMPLE_BYTES + 2048;
 
 /** A fake Poe and a proxy that counts with `counter`, whose tokenized bytes a test reads. */
-async function setupCounted(counter: TokenCounter) {
-  const fake = await FakePoe.start();
-  const proxy = await startProxy({ poeUrl: fake.url, env: { FOOTER: "off" }, deps: { counter } });
-  return {
-    fake,
-    proxy,
-    async [Symbol.asyncDispose]() {
-      await proxy.close();
-      await fake.close();
-    },
-  };
+function setupCounted(counter: TokenCounter) {
+  return setup({}, { counter });
 }
 
 Deno.test("hostile: many base64 text parts in what is always kept are refused on an estimate, tokenizing a bounded amount", async () => {
