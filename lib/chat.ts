@@ -3,6 +3,7 @@
  * answer to `chat_stream.ts` or `chat_json.ts`.
  */
 import { ProxyError } from "./errors.ts";
+import type { HeaderList } from "./header_response.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { isMedia, type ModelRegistry } from "./models.ts";
@@ -85,12 +86,6 @@ export function chatDeadlines(config: Config): ChatDeadlines {
     streamStart: new Deadlines(streamStartMs(config)),
   };
 }
-
-/**
- * A response's headers as a list: `new Response` converts it once, where a Headers object is
- * sorted on the way and each `set` on it validated.
- */
-export type HeaderList = [string, string][];
 
 /** Handles `POST /v1/chat/completions`. */
 export async function handleChat(

@@ -8,7 +8,8 @@ import { notAnAnswer } from "./poe_errors.ts";
 import { isCompletion } from "./completion_events.ts";
 import type { AnswerPoints } from "./answer_points.ts";
 import { collectAnswerText, estimatedUsage } from "./usage_estimate.ts";
-import type { ChatDeps, HeaderList } from "./chat.ts";
+import type { ChatDeps } from "./chat.ts";
+import { type HeaderList, headerResponse } from "./header_response.ts";
 import { toolCallId } from "./openai_types.ts";
 
 /**
@@ -54,7 +55,7 @@ export async function jsonAnswer(
   }
   if (changed) text = JSON.stringify(parsed);
   headers.push(["content-type", "application/json"]);
-  return new Response(text, { status: 200, headers });
+  return headerResponse(text, 200, headers);
 }
 
 /**

@@ -8,7 +8,8 @@ import type { UpstreamAnswer } from "./upstream.ts";
 import { type RelayOutcome, relaySse } from "./sse.ts";
 import type { AnswerPoints } from "./answer_points.ts";
 import { estimatedUsage } from "./usage_estimate.ts";
-import type { ChatDeps, HeaderList } from "./chat.ts";
+import type { ChatDeps } from "./chat.ts";
+import { type HeaderList, headerResponse } from "./header_response.ts";
 import { clientWantsUsage } from "./chat_request.ts";
 import type { ChatRequest } from "./openai_types.ts";
 
@@ -91,7 +92,7 @@ export function streamAnswer(
   // Set once the relay exists: a request whose relay could not be built is ended by the app.
   ctx.deferred = true;
   headers.push(...SSE_HEADERS);
-  return new Response(stream, { status: 200, headers });
+  return headerResponse(stream, 200, headers);
 }
 
 /** The headers of every event stream the proxy sends. */

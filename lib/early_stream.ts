@@ -11,7 +11,7 @@ import type { Logger } from "./log.ts";
 import type { RequestContext } from "./request_context.ts";
 import { DONE, errorEvent, KEEPALIVE, SHUTDOWN_EVENT } from "./sse_events.ts";
 import { tickerOf } from "./ticker.ts";
-import type { HeaderList } from "./chat.ts";
+import { type HeaderList, headerResponse } from "./header_response.ts";
 import { SSE_HEADERS } from "./chat_stream.ts";
 
 /**
@@ -156,5 +156,5 @@ export function earlyResponse(ctx: RequestContext, options: EarlyOptions): Respo
   ctx.fields.early = true;
   // Ended by the relay, or here when there is no answer.
   ctx.deferred = true;
-  return new Response(stream, { status: 200, headers: [...options.headers, ...SSE_HEADERS] });
+  return headerResponse(stream, 200, [...options.headers, ...SSE_HEADERS]);
 }

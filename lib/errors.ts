@@ -83,12 +83,15 @@ export function typeForStatus(status: number): string {
  * Turns anything thrown into a JSON error response. The single place where errors become
  * responses: unknown errors are a 500 with a generic message, never a stack trace.
  */
-export function errorResponse(err: unknown, headers: HeadersInit = {}): Response {
+export function errorResponse(err: unknown, headers: Record<string, string> = {}): Response {
   const error = asProxyError(err);
-  const h = new Headers(headers);
+  // Set one by one on the built response: see `headerResponse`.
+  const response = new Response(JSON.stringify(error.toBody()), { status: error.status });
+  const h = response.headers;
+  for (const [k, v] of Object.entries(headers)) h.set(k, v);
   h.set("content-type", "application/json");
   for (const [k, v] of Object.entries(error.headers)) h.set(k, v);
-  return new Response(JSON.stringify(error.toBody()), { status: error.status, headers: h });
+  return response;
 }
 
 /** Anything thrown as the error the client gets: unknown errors are a 500 with a generic message. */
