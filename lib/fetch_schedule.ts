@@ -26,7 +26,8 @@ export interface FetchScheduleOptions {
  * (trailing edge). Under load (many requests at once, estimated from the arrival rate and request
  * duration), the starts of two reads are kept up to `maxBatchMs` apart so that one read serves
  * many answers. From the third failed read in a row, reads pause (15 s, doubling up to 5 min).
- * No read runs while none waits or is watched.
+ * How long reads take is measured ({@linkcode FetchSchedule.readMs}). No read runs while none
+ * waits or is watched.
  */
 export class FetchSchedule {
   readonly #run: () => void;
@@ -41,6 +42,8 @@ export class FetchSchedule {
   #running = false;
   /** Start of the last read. */
   #lastStartAt = -Infinity;
+  /** How long the last read that ended took. */
+  #lastReadMs = 0;
   /** Start of the last read that could read deeper for answers watched in the background. */
   #lastDeepAt = -Infinity;
   #backgroundDelay: number;
@@ -90,6 +93,16 @@ export class FetchSchedule {
   /** The read in flight is done. */
   end(): void {
     this.#running = false;
+    this.#lastReadMs = this.#now() - this.#lastStartAt;
+  }
+
+  /**
+   * How long a read takes at `now`, in milliseconds: the last one took that long, or the one in
+   * flight has taken longer so far (a Usage API that hangs until the call's timeout). An answer
+   * whose entry is not read yet gets it from a read after that, so no sooner than this.
+   */
+  readMs(now: number): number {
+    return this.#running ? Math.max(this.#lastReadMs, now - this.#lastStartAt) : this.#lastReadMs;
   }
 
   /** The read failed: returns how many failed in a row. */

@@ -271,3 +271,100 @@ Deno.test("CostTracker: an answer after two that overlapped (a chat and its titl
   await clock.advance(0);
   assert.equal((await cost)?.points, 444);
 });
+
+Deno.test("CostTracker: while a history read hangs past the wait, answers that end get their estimate at once and their cost late", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // The Usage API takes the call and answers only at its timeout.
+  history.latencyMs = 10_000;
+  const found: number[] = [];
+  const onFound = (c: FoundCost) => found.push(c.points);
+  history.add("GPT-4o", 11, { tokens: [1, 1] });
+  const first = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: clock.now(),
+    tokens: { prompt: 1, completion: 1 },
+    waitMs: 1500,
+    onFound,
+  });
+  // The answer whose read hangs is held its wait: nothing told it the read would hang.
+  await clock.advance(1500);
+  assert.equal(await first, null);
+  await clock.advance(100);
+  history.add("GPT-4o", 22, { tokens: [2, 2] });
+  let result: FoundCost | null | undefined;
+  tracker.attribute({
+    model: "GPT-4o",
+    startedAt: clock.now(),
+    tokens: { prompt: 2, completion: 2 },
+    waitMs: 1500,
+    onFound,
+  }).then((r) => result = r);
+  await clock.advance(0);
+  assert.equal(result, null, "the read in flight for longer than the wait: no wait");
+  assert.equal(history.calls, 1, "no read of its own while one hangs");
+  // The hung read answers at last; the next one, fast again, finds the second cost.
+  history.latencyMs = 0;
+  await clock.advance(10_000);
+  assert.deepEqual(found, [11, 22]);
+  assert.equal(history.calls, 2);
+  // Reads are fast again: the next answer waits for its cost, as before.
+  history.add("GPT-4o", 33, { tokens: [3, 3] });
+  const third = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: clock.now(),
+    tokens: { prompt: 3, completion: 3 },
+    waitMs: 1500,
+  });
+  await clock.advance(0);
+  assert.equal((await third)?.points, 33);
+  assert.equal(history.calls, 3);
+});
+
+Deno.test("CostTracker: while history reads take longer than the wait, answers get their estimate at once; a fast read makes them wait again", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.latencyMs = 3_000;
+  const found: number[] = [];
+  const onFound = (c: FoundCost) => found.push(c.points);
+  const answer = (points: number) => {
+    history.add("GPT-4o", points, { tokens: [points, 1] });
+    let result: FoundCost | null | undefined;
+    tracker.attribute({
+      model: "GPT-4o",
+      startedAt: clock.now(),
+      tokens: { prompt: points, completion: 1 },
+      waitMs: 1500,
+      onFound,
+    }).then((r) => result = r);
+    return () => result;
+  };
+  // The first read is slow, which nothing told: held its wait, its cost comes late.
+  const first = answer(1);
+  await clock.advance(1499);
+  assert.equal(first(), undefined);
+  await clock.advance(1600);
+  assert.equal(first(), null);
+  assert.deepEqual(found, [1]);
+  // The last read took 3 s, longer than the wait: no wait, each cost late.
+  for (const points of [2, 3]) {
+    const next = answer(points);
+    await clock.advance(0);
+    assert.equal(next(), null, `answer ${points}: not held for a cost that cannot come in time`);
+    await clock.advance(4_000);
+  }
+  assert.deepEqual(found, [1, 2, 3]);
+  // The history is fast again: the first answer after it still goes by the last read (3 s) and
+  // gets its estimate; its read, fast, lets the next answer wait for its cost again.
+  history.latencyMs = 0;
+  const fourth = answer(4);
+  await clock.advance(0);
+  assert.equal(fourth(), null);
+  await clock.advance(100);
+  assert.deepEqual(found, [1, 2, 3, 4]);
+  const fifth = answer(5);
+  await clock.advance(0);
+  assert.equal(fifth()?.points, 5);
+  // One read per answer: no call more than before.
+  assert.equal(history.calls, 5);
+});

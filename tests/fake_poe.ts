@@ -629,10 +629,11 @@ interface Answer {
  * 0.00002` as a string, and debits the balance when the entry's final cost lands
  * (`historyDelayMs + zeroCostMs` after the answer; at once by default). Tokens are estimated as
  * `ceil(characters / 4)` of message text; tool-call answers report 0 completion tokens. The newest
- * 10,000 entries are kept; `GET /usage/points_history` defaults to `limit=20`.
+ * 10,000 entries are kept; `GET /usage/points_history` defaults to `limit=20`, and hangs while
+ * {@linkcode FakePoe.holdHistory} holds it (a slow or hanging Usage API).
  *
- * `slow-first` watches `request.signal` to see a client leave early, which makes Deno print its
- * one-time "legacy abort" notice (silenced by `--unstable-no-legacy-abort`).
+ * `slow-first` and held calls watch `request.signal` to see a client leave early, which makes
+ * Deno print its one-time "legacy abort" notice (silenced by `--unstable-no-legacy-abort`).
  */
 export class FakePoe implements AsyncDisposable {
   /** Base URL, `http://127.0.0.1:PORT`; chat is under `/v1`, usage under `/usage`. */
@@ -668,6 +669,8 @@ export class FakePoe implements AsyncDisposable {
   #closed: Promise<void> | null = null;
   /** While set, chat requests wait for it before they are answered ({@linkcode FakePoe.hold}). */
   #held: Promise<void> | null = null;
+  /** While set, points-history calls wait for it ({@linkcode FakePoe.holdHistory}). */
+  #historyHeld: Promise<void> | null = null;
 
   private constructor(options: FakePoeOptions) {
     this.#apiKey = options.apiKey ?? "test-poe-key";
@@ -760,6 +763,21 @@ export class FakePoe implements AsyncDisposable {
     this.#held = promise;
     return () => {
       if (this.#held === promise) this.#held = null;
+      resolve();
+    };
+  }
+
+  /**
+   * Holds every `GET /usage/points_history` call from now on, once recorded and counted, until the
+   * returned function is called: a Usage API that takes the call and does not answer (until the
+   * client's timeout). Each is then answered with the history as it is at that moment; one whose
+   * client leaves meanwhile is recorded as cancelled. Release it after a delay for a slow history.
+   */
+  holdHistory(): () => void {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#historyHeld = promise;
+    return () => {
+      if (this.#historyHeld === promise) this.#historyHeld = null;
       resolve();
     };
   }
@@ -868,6 +886,10 @@ export class FakePoe implements AsyncDisposable {
       if (req.headers.get("authorization") !== this.#auth) return error({ status: 401 });
       if (method === "GET" && path === "/usage/current_balance") return this.#currentBalance();
       if (method === "GET" && path === "/usage/points_history") {
+        if (this.#historyHeld) {
+          const outcome = await this.#waitFor(this.#historyHeld, req, path);
+          if (outcome !== "ok") return error({ status: 503, message: `fake-poe ${outcome}.` });
+        }
         return this.#pointsHistory(url.searchParams);
       }
     }

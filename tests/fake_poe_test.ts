@@ -494,6 +494,39 @@ Deno.test("FakePoe hold keeps chat answers, recorded, until released; a client t
   assert.equal(fake.historyEntries().length, 3);
 });
 
+Deno.test("FakePoe holdHistory hangs points-history calls, counted, until released; a client that leaves is cancelled", async () => {
+  await using fake = await FakePoe.start();
+  const release = fake.holdHistory();
+  let answered = false;
+  const held = get(fake, "/usage/points_history").then((res) => {
+    answered = true;
+    return res;
+  });
+  const ac = new AbortController();
+  const leaving = fetch(`${fake.url}/usage/points_history`, {
+    headers: { authorization: `Bearer ${KEY}` },
+    signal: ac.signal,
+  });
+  await until(() => fake.usageCalls() === 2);
+  // The balance and chat are not held.
+  assert.equal(
+    (await (await get(fake, "/usage/current_balance")).json()).current_point_balance,
+    1e6,
+  );
+  const chat = await post(fake, { model: "GPT-4o", messages: hi() });
+  assert.equal((await chat.json()).choices[0].message.content, DEFAULT_REPLY);
+  assert.equal(answered, false);
+  ac.abort();
+  await assert.rejects(leaving);
+  await until(() => fake.cancellations.some((c) => c.path === "/usage/points_history"));
+  // Answered with the history as it is when released: the answer billed meanwhile included.
+  release();
+  const page = await (await held).json();
+  assert.equal(page.data.length, 1);
+  const later = await get(fake, "/usage/points_history");
+  assert.equal((await later.json()).data.length, 1);
+});
+
 Deno.test("FakePoe drop breaks the stream and midstream-error sends an error event then [DONE]", async () => {
   await using fake = await FakePoe.start();
   const res = await post(fake, { model: "GPT-4o", messages: hi(), stream: true }, {

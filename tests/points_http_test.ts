@@ -107,6 +107,34 @@ Deno.test("a history entry later than FOOTER_WAIT_MS: estimate now, real cost lo
   assert.match(late, new RegExp(`points=${fakeCost(u)}\\b`));
 });
 
+Deno.test("a points-history read that hangs: streamed answers are not held for a cost that cannot come in time, and get it late", async () => {
+  await using t = await setup({ env: { FOOTER_WAIT_MS: "2000" } });
+  const release = t.fake.holdHistory();
+  const ask = (reply: string) =>
+    answerWith(t.proxy.url, { text: `Question ${reply}`, reply, directives: "", stream: true });
+  // The first answer's read hangs; nothing told it would, so the answer is held its wait.
+  const first = await ask("one");
+  assert.equal(first.estimated, true);
+  // That read has been in flight for longer than an answer may wait. The history answers while
+  // the second answer could still be waiting: had it waited, its real cost would be in time.
+  const second = ask("two");
+  await until(() => t.fake.historyEntries().length === 2);
+  await new Promise((r) => setTimeout(r, 100));
+  release();
+  const b = await second;
+  assert.equal(b.estimated, true, "the estimate at once, not the wait for the hung read");
+  // Both costs are still found and reported late, by the read that hung: no call more.
+  await until(() => lateCosts(t.proxy.logs).length === 2);
+  assert.deepEqual(lateCosts(t.proxy.logs).sort(), [String(first.own), String(b.own)].sort());
+  assert.equal(t.historyCalls(), 1);
+  // The history is fast again. The next answer still goes by the last read, which hung; its own
+  // read is fast, and the answers after it wait for their cost again.
+  const third = await ask("three");
+  await until(() => !third.estimated || lateCosts(t.proxy.logs).length === 3);
+  const fourth = await ask("four");
+  assert.deepEqual([fourth.estimated, fourth.points], [false, fourth.own]);
+});
+
 Deno.test("an entry that shows cost 0 first is not final: estimate, then the final cost", async () => {
   await using t = await setup({ fake: { zeroCostMs: 800 }, env: { FOOTER_WAIT_MS: "400" } });
   const res = await post(t.proxy.url, {
