@@ -80,8 +80,8 @@ export class ModelRegistry {
   #entries: readonly ModelEntry[];
   #byName: ReadonlyMap<string, ModelEntry>;
   /** Each `cheaper:` list less its faults; models without a list (or with faults only) absent. */
-  #cheaper = new Map<ModelEntry, readonly ModelEntry[]>();
-  #faults: CheaperFault[] = [];
+  readonly #cheaper = new Map<ModelEntry, readonly ModelEntry[]>();
+  readonly #faults: CheaperFault[] = [];
 
   private constructor(entries: readonly ModelEntry[], defaults: RegistryDefaults) {
     this.defaults = Object.freeze({ ...defaults });
