@@ -25,7 +25,7 @@ import { stripFooters } from "./footer.ts";
 import { pricedInputTokens } from "./guards.ts";
 import { guardResponse } from "./guard_response.ts";
 import { AnswerPoints, footerAllowed, watchAbandoned } from "./answer_points.ts";
-import { longestRunMs, runningEstimate } from "./running_costs.ts";
+import { longestRunMs, runningHold } from "./running_costs.ts";
 import { Deadlines } from "./deadlines.ts";
 import { streamAnswer } from "./chat_stream.ts";
 import { earlyResponse, settlesWithin, streamStartMs } from "./early_stream.ts";
@@ -178,9 +178,16 @@ export async function handleChat(
   const own = deps.responseHeaders ?? [];
   /** Settles the answer's points, and then takes over the reservation from the request's end. */
   let points: AnswerPoints | null = null;
-  const reservation = deps.usage?.running.reserve(
-    runningEstimate(sent, entry, registry, { countedInput: cap?.input, definitions }),
+  const hold = deps.usage && runningHold(sent, entry, registry, {
+    countedInput: cap?.input,
+    definitions,
+    standIn: config.pointsCutoff > 0,
+  });
+  if (hold?.standIn) ctx.fields.held_as = hold.standIn;
+  const reservation = hold && deps.usage?.running.reserve(
+    hold.points,
     longestRunMs(config, isMedia(entry)),
+    { standIn: hold.standIn !== null },
   );
   if (reservation && reservation.points > 0) {
     ctx.atEnd(() => {

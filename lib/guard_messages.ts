@@ -28,6 +28,19 @@ function when(time: number, now: number): string {
 /** What one answer of a media model is, for the per-item part of a refusal. */
 const ITEM: Record<string, string> = { image: "image", video: "video", audio: "audio clip" };
 
+/**
+ * The note on requests still running held at a stand-in's price (their model has none in
+ * `models.yaml`), or nothing.
+ */
+function standInsOf(running: RunningTotal): string {
+  const n = running.standIns ?? 0;
+  if (n === 0) return "";
+  const which = n === running.count ? "" : `${n} of them `;
+  return ` (${which}held at a stand-in: the dearest priced model of the same modality, for ${
+    n === 1 ? "a model" : "models"
+  } without a price in models.yaml)`;
+}
+
 /** The figures a pause refusal names besides Poe's last reading. */
 export interface PauseFigures {
   /** The balance the pause check compared: the reading less `spent` and what `running` holds. */
@@ -62,7 +75,7 @@ export function pausedMessage(snap: BalanceSnapshot, figures: PauseFigures): str
     less.push(
       `less about ${grouped(running.points)} points for ${running.count} ${
         running.count === 1 ? "request" : "requests"
-      } still running`,
+      } still running${standInsOf(running)}`,
     );
   }
   const asOf = less.length > 0

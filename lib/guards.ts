@@ -175,6 +175,7 @@ export class Guards {
       ...(running.points > 0
         ? { running_points: Math.round(running.points), running_requests: running.count }
         : {}),
+      ...(running.standIns ? { running_stand_ins: running.standIns } : {}),
     };
     if (paused) this.#options.logger?.warn("guard on: paused", fields);
     else this.#options.logger?.info("guard off: spending allowed again", fields);

@@ -26,8 +26,32 @@ export interface ModelEntry {
   readonly maxTokens: number | null;
   /** Other names clients may use, as written. */
   readonly aliases: readonly string[];
-  /** Names (`poe_name`s) to suggest when a message costs too much. */
+  /**
+   * Names (`poe_name`s) to suggest when a message costs too much, as the file lists them: those of
+   * another modality or never cheaper are left out of suggestions (see
+   * {@linkcode ModelRegistry.cheaperFaults}).
+   */
   readonly cheaper: readonly string[];
+}
+
+/** A name of a `cheaper:` list that is never suggested, and why. */
+export interface CheaperFault {
+  /** The model whose list names it. */
+  readonly model: ModelEntry;
+  /** The model it names. */
+  readonly listed: ModelEntry;
+  /**
+   * `modality`: it makes something else (an image model offered for a text model); `dearer`: its
+   * estimate is at least the model's own for any request.
+   */
+  readonly reason: "modality" | "dearer";
+}
+
+/** What {@linkcode ModelRegistry.standIn} found: the dearest priced model and its estimate. */
+export interface StandIn {
+  /** Its `poe_name`. */
+  readonly id: string;
+  readonly estimate: PointEstimate;
 }
 
 /** The `defaults:` section of `models.yaml`. */
@@ -55,6 +79,9 @@ export class ModelRegistry {
   readonly defaults: RegistryDefaults;
   #entries: readonly ModelEntry[];
   #byName: ReadonlyMap<string, ModelEntry>;
+  /** Each `cheaper:` list less its faults; models without a list (or with faults only) absent. */
+  readonly #cheaper = new Map<ModelEntry, readonly ModelEntry[]>();
+  readonly #faults: CheaperFault[] = [];
 
   private constructor(entries: readonly ModelEntry[], defaults: RegistryDefaults) {
     this.defaults = Object.freeze({ ...defaults });
@@ -64,6 +91,21 @@ export class ModelRegistry {
       for (const name of [e.id, ...e.aliases]) byName.set(name.toLowerCase(), e);
     }
     this.#byName = byName;
+    for (const model of entries) {
+      const kept: ModelEntry[] = [];
+      for (const name of model.cheaper) {
+        const listed = byName.get(name.toLowerCase())!;
+        const reason = listed.modality !== model.modality
+          ? "modality"
+          : this.#neverCheaper(listed, model)
+          ? "dearer"
+          : null;
+        if (reason === null) kept.push(listed);
+        else this.#faults.push(Object.freeze({ model, listed, reason }));
+      }
+      if (kept.length > 0) this.#cheaper.set(model, Object.freeze(kept));
+    }
+    Object.freeze(this.#faults);
   }
 
   /**
@@ -157,19 +199,32 @@ export class ModelRegistry {
   }
 
   /**
-   * Names to suggest instead of a model that costs too much: its `cheaper` list when set, else
-   * models of the same modality whose estimate for the same tokens is lower, cheapest first.
+   * Names to suggest instead of a model that costs too much: its `cheaper` list when set, less the
+   * names of {@linkcode cheaperFaults} and those whose estimate for these tokens is not lower (a
+   * model without a price, on either side, is kept: it cannot be compared), in the list's order;
+   * else models of the same modality whose estimate for the same tokens is lower and whose context
+   * cap holds `inputTokens`, cheapest first.
    *
    * @param limit Default: 3.
    */
   cheaperThan(entry: ModelEntry, inputTokens: number, outputTokens = 0, limit = 3): string[] {
     if (limit <= 0) return [];
-    if (entry.cheaper.length > 0) return entry.cheaper.slice(0, limit);
     const own = this.estimatePoints(entry, inputTokens, outputTokens);
+    const listed = this.#cheaper.get(entry);
+    if (listed) {
+      const lower = (other: ModelEntry) => {
+        const estimate = own && this.estimatePoints(other, inputTokens, outputTokens);
+        return !estimate || estimate.points < own!.points;
+      };
+      return listed.filter(lower).slice(0, limit).map((e) => e.id);
+    }
     if (own === null) return [];
     const cheaper: { id: string; points: number }[] = [];
     for (const other of this.#entries) {
       if (other === entry || other.modality !== entry.modality) continue;
+      // Suggested, it would drop the start of the conversation that was priced.
+      const cap = this.contextCap(other);
+      if (cap !== null && cap < inputTokens) continue;
       const estimate = this.estimatePoints(other, inputTokens, outputTokens);
       if (estimate !== null && estimate.points < own.points) {
         cheaper.push({ id: other.id, points: estimate.points });
@@ -177,6 +232,51 @@ export class ModelRegistry {
     }
     // Array.prototype.sort is stable: equal estimates keep file order.
     return cheaper.sort((a, b) => a.points - b.points).slice(0, limit).map((c) => c.id);
+  }
+
+  /**
+   * The names of `cheaper:` lists that are never suggested, in file order: a model of another
+   * modality, or one whose estimate is at least the model's own for any request. Logged at startup
+   * and on each reload.
+   */
+  cheaperFaults(): readonly CheaperFault[] {
+    return this.#faults;
+  }
+
+  /**
+   * For a model without a price, the dearest model of its modality that has one, by its estimate
+   * for these tokens: what a request to it may cost at most, as far as `models.yaml` can tell.
+   * Null for a model with a price, or when no model of its modality has one.
+   */
+  standIn(entry: ModelEntry, inputTokens: number, outputTokens = 0): StandIn | null {
+    if (this.estimatePoints(entry, 0) !== null) return null;
+    let dearest: StandIn | null = null;
+    for (const other of this.#entries) {
+      if (other.modality !== entry.modality) continue;
+      const estimate = this.estimatePoints(other, inputTokens, outputTokens);
+      if (estimate !== null && (dearest === null || estimate.points > dearest.estimate.points)) {
+        dearest = { id: other.id, estimate };
+      }
+    }
+    return dearest;
+  }
+
+  /**
+   * Whether `other` never costs less than `model`, for any tokens in and out (false when either has
+   * no price). Each estimate is linear in the input tokens, and in the answer tokens up to
+   * {@linkcode ANSWER_IN_BASE} and beyond it, so the difference is nowhere negative when it is not
+   * at no tokens and at that bend, and it grows with more of either.
+   */
+  #neverCheaper(other: ModelEntry, model: ModelEntry): boolean {
+    const diff = (input: number, output: number) => {
+      const a = this.estimatePoints(other, input, output);
+      const b = this.estimatePoints(model, input, output);
+      return a && b ? a.points - b.points : NaN;
+    };
+    const atNothing = diff(0, 0);
+    const atBend = diff(0, ANSWER_IN_BASE);
+    return atNothing >= 0 && atBend >= 0 && diff(1000, 0) >= atNothing &&
+      diff(0, 2 * ANSWER_IN_BASE) >= atBend;
   }
 }
 

@@ -1,7 +1,7 @@
 /** @module Swapping the model registry on reload: a valid file replaces it, a bad one is only logged. */
 import type { Logger } from "./log.ts";
 import type { ModelRegistry } from "./models.ts";
-import { warnIgnoredCaps } from "./startup_warnings.ts";
+import { warnCheaperFaults, warnIgnoredCaps } from "./startup_warnings.ts";
 
 /** A registry and where it came from (a path, or `(embedded models.yaml)`). */
 export interface LoadedRegistry {
@@ -58,6 +58,7 @@ export class RegistryReloader {
       this.#current = registry;
       this.#logger.info("models reloaded", { source, models: registry.size, previous });
       warnIgnoredCaps(registry, this.#logger);
+      warnCheaperFaults(registry, this.#logger);
       return true;
     } catch (err) {
       this.#logger.error("models reload failed; keeping the previous models", {

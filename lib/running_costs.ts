@@ -17,6 +17,8 @@ import { definitionsText } from "./tokens.ts";
 export interface Reservation {
   /** The points held; 0 for a request that holds nothing. */
   readonly points: number;
+  /** Held at a stand-in's price: its model has none in `models.yaml` (see {@linkcode runningHold}). */
+  readonly standIn: boolean;
   /**
    * Stops counting it; true when it was still counted. Idempotent: only the first call of this or
    * the expiry counts.
@@ -30,6 +32,8 @@ export interface RunningTotal {
   points: number;
   /** Reservations still counted (requests that hold more than 0 points). */
   count: number;
+  /** How many of them hold a stand-in's price (see {@linkcode runningHold}); absent when none. */
+  standIns?: number;
 }
 
 /** Options of {@linkcode RunningCosts}. */
@@ -41,7 +45,7 @@ export interface RunningCostsOptions {
 }
 
 /** A reservation that holds nothing: never counted, nothing to release. */
-const NOTHING: Reservation = Object.freeze({ points: 0, release: () => false });
+const NOTHING: Reservation = Object.freeze({ points: 0, standIn: false, release: () => false });
 
 interface Held extends Reservation {
   readonly expiresAt: number;
@@ -59,6 +63,8 @@ export class RunningCosts {
   /** In reservation order. */
   readonly #held = new Set<Held>();
   #points = 0;
+  /** Reservations of `#held` at a stand-in's price. */
+  #standIns = 0;
   /** The earliest expiry among `#held`: before it, a reading sweeps nothing. */
   #nextExpiry = Infinity;
 
@@ -70,19 +76,25 @@ export class RunningCosts {
   /**
    * Holds `points` until the returned reservation is released, or for `maxAgeMs` at most. Points
    * that are not a positive finite number hold nothing.
+   *
+   * @param options.standIn The points are a stand-in's (see {@linkcode runningHold}). Default:
+   * false.
    */
-  reserve(points: number, maxAgeMs: number): Reservation {
+  reserve(points: number, maxAgeMs: number, options: { standIn?: boolean } = {}): Reservation {
+    const standIn = options.standIn ?? false;
     if (!(points > 0 && Number.isFinite(points))) return NOTHING;
     const reservedAt = this.#now();
     const expiresAt = reservedAt + Math.max(0, maxAgeMs);
     const held: Held = {
       points,
+      standIn,
       reservedAt,
       expiresAt,
       release: () => this.#drop(held),
     };
     this.#held.add(held);
     this.#points += points;
+    if (standIn) this.#standIns++;
     if (expiresAt < this.#nextExpiry) this.#nextExpiry = expiresAt;
     return held;
   }
@@ -90,11 +102,14 @@ export class RunningCosts {
   /** What the requests still running hold now; drops the reservations past their bound first. */
   get total(): RunningTotal {
     if (this.#now() >= this.#nextExpiry) this.#sweep();
-    return { points: this.#points, count: this.#held.size };
+    const total: RunningTotal = { points: this.#points, count: this.#held.size };
+    if (this.#standIns > 0) total.standIns = this.#standIns;
+    return total;
   }
 
   #drop(held: Held): boolean {
     if (!this.#held.delete(held)) return false;
+    if (held.standIn) this.#standIns--;
     // A float sum drifts; empty is exactly nothing.
     this.#points = this.#held.size === 0 ? 0 : Math.max(0, this.#points - held.points);
     return true;
@@ -146,6 +161,29 @@ export interface RunningEstimateOptions {
   countedInput?: number | null;
   /** `definitionsText(body)`, when the caller has it. */
   definitions?: string;
+  /**
+   * Whether a model without a price holds a stand-in's estimate (`POINTS_CUTOFF` is set). Default:
+   * false: it holds nothing.
+   */
+  standIn?: boolean;
+}
+
+/** What {@linkcode runningHold} prices a request at. */
+export interface RunningHold {
+  /** The points to hold. */
+  points: number;
+  /** The `poe_name` of the stand-in priced instead of a model without a price, else null. */
+  standIn: string | null;
+}
+
+/** {@linkcode runningHold}'s points. */
+export function runningEstimate(
+  body: ChatRequest,
+  entry: ModelEntry,
+  registry: ModelRegistry,
+  options: RunningEstimateOptions = {},
+): number {
+  return runningHold(body, entry, registry, options).points;
 }
 
 /**
@@ -156,15 +194,17 @@ export interface RunningEstimateOptions {
  * newest user message for an image, video or audio model), plus a text model's images, files and
  * audio at their estimates (`attachment_tokens.ts`: a PDF by its pages). Answer
  * tokens are the request's limit up to {@linkcode DEFAULT_COMPLETION_TOKENS}: agents send limits of
- * 64k and more, and held at that a few of them would pause the proxy far above the cutoff. 0 for a
- * model without a price.
+ * 64k and more, and held at that a few of them would pause the proxy far above the cutoff. A model
+ * without a price holds nothing, or with `standIn` what the dearest priced model of its modality
+ * would for the same tokens (`ModelRegistry.standIn`): else a burst to it would pass the cutoff
+ * unseen until Poe's balance shows its cost.
  */
-export function runningEstimate(
+export function runningHold(
   body: ChatRequest,
   entry: ModelEntry,
   registry: ModelRegistry,
   options: RunningEstimateOptions = {},
-): number {
+): RunningHold {
   let input = options.countedInput ?? null;
   if (input === null) {
     let chars = 0;
@@ -183,5 +223,10 @@ export function runningEstimate(
     answerLimit(body) ?? DEFAULT_COMPLETION_TOKENS,
     DEFAULT_COMPLETION_TOKENS,
   );
-  return registry.estimatePoints(entry, input, output)?.points ?? 0;
+  const own = registry.estimatePoints(entry, input, output);
+  if (own !== null) return { points: own.points, standIn: null };
+  const standIn = options.standIn ? registry.standIn(entry, input, output) : null;
+  return standIn === null
+    ? { points: 0, standIn: null }
+    : { points: standIn.estimate.points, standIn: standIn.id };
 }

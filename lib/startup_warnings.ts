@@ -1,12 +1,12 @@
 /**
  * @module The warnings logged once at startup, about settings that work but put the owner's points
  * at risk or do not do what they seem to: guessable inbound keys, no inbound keys off loopback or
- * with `CORS_ORIGINS=*`, a cost cap that cannot price some models, names in the `.env` file that
- * are no setting (typos), context caps on media models.
+ * with `CORS_ORIGINS=*`, a cost cap or cutoff that cannot price some models, names in the `.env`
+ * file that are no setting (typos), context caps on media models, `cheaper:` names never suggested.
  */
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import type { ModelRegistry } from "./models.ts";
+import type { ModelEntry, ModelRegistry } from "./models.ts";
 
 /** Inbound keys shorter than this can be guessed; `openssl rand -hex 24` makes a good one. */
 const SHORT_KEY = 16;
@@ -17,7 +17,7 @@ function isLoopback(host: string): boolean {
 
 /** Options of {@linkcode warnAtStartup}. */
 export interface StartupWarningsOptions {
-  config: Pick<Config, "host" | "maxPointsPerMessage" | "corsOrigins">;
+  config: Pick<Config, "host" | "maxPointsPerMessage" | "pointsCutoff" | "corsOrigins">;
   /** The inbound keys, as from `inboundKeys`. */
   inbound: readonly string[];
   registry: ModelRegistry;
@@ -51,17 +51,66 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
     });
   }
   warnIgnoredCaps(registry, logger);
-  if (config.maxPointsPerMessage > 0) {
-    const unpriced = registry.list().filter((e) => registry.estimatePoints(e, 0) === null);
-    if (unpriced.length > 0) {
-      logger.warn("cost cap blind", {
-        message: `MAX_POINTS_PER_MESSAGE cannot check ${unpriced.length} models without a price ` +
-          `in models.yaml (base, per_1k_tokens or per_1k_output_tokens): ${
-            unpriced.map((e) => e.id).join(", ")
-          }`,
-      });
-    }
+  warnCheaperFaults(registry, logger);
+  const unpriced = registry.list().filter((e) => registry.estimatePoints(e, 0) === null);
+  if (config.maxPointsPerMessage > 0 && unpriced.length > 0) {
+    logger.warn("cost cap blind", {
+      message: `MAX_POINTS_PER_MESSAGE cannot check ${unpriced.length} models without a price ` +
+        `in models.yaml (base, per_1k_tokens or per_1k_output_tokens): ${ids(unpriced)}`,
+    });
   }
+  if (config.pointsCutoff > 0 && unpriced.length > 0) {
+    logger.warn("cutoff blind", { message: cutoffBlindMessage(registry, unpriced) });
+  }
+}
+
+const kind = (e: ModelEntry) => `${/^[aeiou]/.test(e.modality) ? "an" : "a"} ${e.modality} model`;
+
+const ids = (entries: readonly ModelEntry[]) => entries.map((e) => e.id).join(", ");
+
+/**
+ * What POINTS_CUTOFF does with requests to models without a price while they run: held at a
+ * stand-in (the dearest priced model of their modality), or at nothing when none of their
+ * modality has a price.
+ */
+function cutoffBlindMessage(registry: ModelRegistry, unpriced: readonly ModelEntry[]): string {
+  const stood = unpriced.filter((e) => registry.standIn(e, 0) !== null);
+  const blind = unpriced.filter((e) => registry.standIn(e, 0) === null);
+  const parts: string[] = [];
+  if (stood.length > 0) {
+    parts.push(
+      `${ids(stood)} ${stood.length === 1 ? "is" : "are"} held at the estimate of the dearest ` +
+        "priced model of the same modality (a stand-in)",
+    );
+  }
+  if (blind.length > 0) {
+    parts.push(
+      `${ids(blind)} ${blind.length === 1 ? "holds" : "hold"} nothing (no model of ` +
+        `${blind.length === 1 ? "its" : "their"} modality has a price), so a burst of requests ` +
+        "to them can pass the cutoff before Poe's balance shows their cost",
+    );
+  }
+  return `POINTS_CUTOFF cannot price what requests to ${unpriced.length} models without a price ` +
+    `in models.yaml (base, per_1k_tokens or per_1k_output_tokens) hold while they run: ` +
+    `${parts.join("; ")}. Give them a price to be counted at their own.`;
+}
+
+/**
+ * Warns about names of `cheaper:` lists that are never suggested: a model of another modality, or
+ * one never cheaper than the model that lists it. At startup and on each reload.
+ */
+export function warnCheaperFaults(registry: ModelRegistry, logger: Logger): void {
+  const faults = registry.cheaperFaults();
+  if (faults.length === 0) return;
+  const told = faults.map(({ model, listed, reason }) =>
+    reason === "modality"
+      ? `${model.id} (${kind(model)}) lists ${listed.id}, ${kind(listed)}`
+      : `${model.id} lists ${listed.id}, whose estimate is at least ${model.id}'s for any request`
+  );
+  logger.warn("cheaper ignored", {
+    message: "models.yaml cheaper lists name models that are never suggested: " +
+      `${told.join("; ")}`,
+  });
 }
 
 /** Warns about inbound keys short enough to be guessed. At startup and on each reload of the keys. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { RunningTotal } from "../lib/running_costs.ts";
 import { DEFAULT_COMPLETION_TOKENS, pricedInputTokens } from "../lib/guards.ts";
 import { CountBudget, REQUEST_EXACT_BYTES, REQUEST_SAMPLE_BYTES } from "../lib/count_budget.ts";
 import type { ChatRequest } from "../lib/openai_types.ts";
@@ -80,6 +81,22 @@ Deno.test("Guards.paused counts what requests still running hold, and says so", 
   );
   running = { points: 600, count: 1 };
   assert.match(g.paused()!.message, /less about 600 points for 1 request still running\)/);
+});
+
+Deno.test("Guards.paused names requests still running held at a stand-in's price, and logs them", () => {
+  let running: RunningTotal = { points: 600, count: 3, standIns: 1 };
+  const { g, logger } = guards(snap(100_500), { running: () => running });
+  assert.match(
+    g.paused()!.message,
+    /less about 600 points for 3 requests still running \(1 of them held at a stand-in: the dearest priced model of the same modality, for a model without a price in models\.yaml\)\)/,
+  );
+  running = { points: 600, count: 2, standIns: 2 };
+  assert.match(
+    g.paused()!.message,
+    /for 2 requests still running \(held at a stand-in: .* for models without a price in models\.yaml\)\)/,
+  );
+  const on = logger.lines.find((l) => l.includes("guard on"));
+  assert.match(on ?? "", /running_points=600 running_requests=3 running_stand_ins=1$/);
 });
 
 Deno.test("Guards.paused: spending and requests still running both counted, both named", () => {

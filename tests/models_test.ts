@@ -158,6 +158,79 @@ Deno.test("ModelRegistry.cheaperThan prefers the cheaper list, else cheaper same
   assert.deepEqual(registry.cheaperThan(get(registry, "Bare-Text-Model"), 1000), []);
 });
 
+/** A registry of text models A to D and an image model, A listing `cheaper`. */
+function listing(cheaper: string): ModelRegistry {
+  return ModelRegistry.parse(
+    `models:
+  text:
+    - {poe_name: A, base: 100, per_1k_tokens: 10, cheaper: ${cheaper}}
+    - {poe_name: Dear, base: 100, per_1k_tokens: 10, per_1k_output_tokens: 11}
+    - {poe_name: Cross, base: 50, per_1k_tokens: 100}
+    - {poe_name: Cheap, base: 1}
+    - Bare
+  image:
+    - {poe_name: Img, base: 1}
+`,
+    "m.yaml",
+  );
+}
+
+Deno.test("ModelRegistry.cheaperFaults names cheaper entries of another modality or never cheaper", () => {
+  const registry = listing("[Img, Dear, Cross, Cheap, Bare]");
+  const faults = registry.cheaperFaults().map((f) => [f.model.id, f.listed.id, f.reason]);
+  // Dear costs the same up to 1,000 answer tokens and more beyond; Cross is cheaper for short
+  // prompts only; Bare has no price to compare.
+  assert.deepEqual(faults, [["A", "Img", "modality"], ["A", "Dear", "dearer"]]);
+  assert.deepEqual(listing("[Cheap]").cheaperFaults(), []);
+});
+
+Deno.test("ModelRegistry.cheaperThan leaves out listed models of another modality or not cheaper", () => {
+  const registry = listing("[Img, Dear, Cross, Cheap, Bare]");
+  const a = get(registry, "A");
+  // At 100 tokens A's 101 against Cross's 60: cheaper; at 10,000 tokens 200 against 1,050: not.
+  assert.deepEqual(registry.cheaperThan(a, 100, 0, 5), ["Cross", "Cheap", "Bare"]);
+  assert.deepEqual(registry.cheaperThan(a, 10_000, 0, 5), ["Cheap", "Bare"]);
+  assert.deepEqual(registry.cheaperThan(a, 100, 0, 1), ["Cross"]);
+  // A list of faults only is no list: the cheaper models of its modality are suggested.
+  const faulty = listing("[Img, Dear]");
+  assert.deepEqual(faulty.cheaperThan(get(faulty, "A"), 100), ["Cheap", "Cross"]);
+});
+
+Deno.test("ModelRegistry.cheaperThan suggests no model whose context cap cannot hold the input", () => {
+  const registry = ModelRegistry.parse(
+    `defaults: {text_max_tokens: 100000}
+models:
+  text:
+    - {poe_name: Big, base: 300, max_tokens: 400000}
+    - {poe_name: Small, base: 10, max_tokens: 32000}
+    - {poe_name: Mid, base: 100}
+    - {poe_name: Long, base: 200, max_tokens: 1000000}
+`,
+    "m.yaml",
+  );
+  const big = get(registry, "Big");
+  assert.deepEqual(registry.cheaperThan(big, 32_000), ["Small", "Mid", "Long"]);
+  assert.deepEqual(registry.cheaperThan(big, 32_001), ["Mid", "Long"]);
+  assert.deepEqual(registry.cheaperThan(big, 150_000), ["Long"]);
+});
+
+Deno.test("ModelRegistry.standIn is the dearest priced model of the modality for these tokens", () => {
+  const registry = listing("[Cheap]");
+  const bare = get(registry, "Bare");
+  // A (and Dear, after it): 100 + 10 per 1,000 tokens; Cross: 50 + 100 per 1,000 tokens.
+  assert.deepEqual(registry.standIn(bare, 100), {
+    id: "A",
+    estimate: { points: 101, base: 100, tokens: 1 },
+  });
+  assert.equal(registry.standIn(bare, 1000)?.id, "Cross");
+  assert.equal(registry.standIn(get(registry, "A"), 100), null, "priced: its own estimate");
+  const none = ModelRegistry.parse(
+    "models:\n  text: [Bare]\n  image: [{poe_name: I, base: 5}]\n",
+    "m",
+  );
+  assert.equal(none.standIn(get(none, "Bare"), 100), null, "no priced model of its modality");
+});
+
 Deno.test("shipped models.yaml parses and covers all four modalities", async () => {
   const url = new URL("../models.yaml", import.meta.url);
   const registry = ModelRegistry.parse(await Deno.readTextFile(url), "models.yaml");
@@ -171,4 +244,5 @@ Deno.test("shipped models.yaml parses and covers all four modalities", async () 
   for (const entry of registry.list()) {
     assert.ok(registry.estimatePoints(entry, 1000) !== null, `${entry.id} has no estimate`);
   }
+  assert.deepEqual(registry.cheaperFaults(), [], "every cheaper list names cheaper models");
 });

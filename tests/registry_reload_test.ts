@@ -154,3 +154,25 @@ Deno.test("RegistryReloader warns, as at startup, about max_tokens on a media mo
   assert.match(line, /WARN/);
   assert.match(line, /ignored for: Image-One/);
 });
+
+Deno.test("RegistryReloader warns, as at startup, about cheaper lists naming another modality's model", async () => {
+  const logger = memoryLogger();
+  const reloader = new RegistryReloader({
+    initial: registryOf(1),
+    load: () =>
+      Promise.resolve({
+        registry: ModelRegistry.parse(
+          "models:\n  text:\n    - {poe_name: Text-One, base: 9, cheaper: [Image-One]}\n" +
+            "  image:\n    - {poe_name: Image-One, base: 1}\n",
+          "m.yaml",
+        ),
+        source: "m.yaml",
+      }),
+    logger,
+  });
+  assert.equal(await reloader.reload(), true);
+  const line = logger.lines.find((l) => l.includes("cheaper ignored"));
+  assert.ok(line, logger.lines.join("\n"));
+  assert.match(line, /WARN/);
+  assert.match(line, /Text-One \(a text model\) lists Image-One, an image model/);
+});

@@ -1,6 +1,6 @@
 /** @module RunningCosts, longestRunMs and runningEstimate: what requests still running hold. */
 import assert from "node:assert/strict";
-import { longestRunMs, RunningCosts, runningEstimate } from "../lib/running_costs.ts";
+import { longestRunMs, RunningCosts, runningEstimate, runningHold } from "../lib/running_costs.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { ModelRegistry } from "../lib/models.ts";
 import type { ChatRequest } from "../lib/openai_types.ts";
@@ -25,6 +25,24 @@ Deno.test("RunningCosts: reservations add up and each release takes its own off"
   assert.deepEqual(running.total, { points: 200.5, count: 1 });
   b.release();
   assert.deepEqual(running.total, { points: 0, count: 0 });
+});
+
+Deno.test("RunningCosts: reservations at a stand-in's price are counted apart while they hold", () => {
+  const { running, advance } = ledger();
+  const own = running.reserve(300, 60_000);
+  const a = running.reserve(200, 60_000, { standIn: true });
+  running.reserve(100, 10_000, { standIn: true });
+  assert.equal(a.standIn, true);
+  assert.equal(own.standIn, false);
+  assert.deepEqual(running.total, { points: 600, count: 3, standIns: 2 });
+  a.release();
+  a.release();
+  assert.deepEqual(running.total, { points: 400, count: 2, standIns: 1 });
+  // Past its bound, the last one stops counting too: then there is no stand-in to name.
+  advance(10_000);
+  assert.deepEqual(running.total, { points: 300, count: 1 });
+  assert.equal(running.reserve(0, 60_000, { standIn: true }).standIn, false, "holds nothing");
+  assert.deepEqual(running.total, { points: 300, count: 1 });
 });
 
 Deno.test("RunningCosts: a release counts once, however often it is called", () => {
@@ -209,4 +227,44 @@ Deno.test("runningEstimate: a model with no price holds nothing; one with a base
   assert.equal(runningEstimate(req(), registry.lookup("Veo-3")!, registry), 0);
   // GPT-4o: 140 per message (its first 1,000 answer tokens included) and 35 per 1,000 tokens.
   assert.equal(runningEstimate(req(), registry.lookup("GPT-4o")!, registry), 140 + 3.5);
+});
+
+Deno.test("runningHold: a model without a price holds the dearest priced model of its modality, with standIn", () => {
+  const stand = ModelRegistry.parse(
+    `models:
+  text:
+    - Bare
+    - {poe_name: Cheap, base: 5, per_1k_tokens: 1}
+    - {poe_name: Tokens, per_1k_tokens: 30}
+    - {poe_name: Dear, base: 200}
+  image:
+    - {poe_name: Img, base: 5000}
+  video: [Film]
+`,
+    "inline.yaml",
+  );
+  const bare = stand.lookup("Bare")!;
+  // 100 input tokens and 1,000 answer tokens: Dear's 200 against Tokens' 3 + 30 and Cheap's 5.1.
+  assert.deepEqual(runningHold(req(), bare, stand, { standIn: true }), {
+    points: 200,
+    standIn: "Dear",
+  });
+  // A long prompt makes the per-token model the dearer: 40,000 tokens at 30 per 1,000.
+  const long = req({ messages: [{ role: "user", content: "x".repeat(160_000) }] });
+  assert.deepEqual(runningHold(long, bare, stand, { standIn: true }), {
+    points: 1200 + 30,
+    standIn: "Tokens",
+  });
+  assert.equal(runningEstimate(long, bare, stand, { standIn: true }), 1230);
+  // Without a cutoff, or without a priced model of its modality (never another's), nothing.
+  assert.deepEqual(runningHold(req(), bare, stand), { points: 0, standIn: null });
+  assert.deepEqual(runningHold(req(), stand.lookup("Film")!, stand, { standIn: true }), {
+    points: 0,
+    standIn: null,
+  });
+  // A priced model holds its own estimate, never a stand-in's.
+  assert.deepEqual(runningHold(req(), stand.lookup("Cheap")!, stand, { standIn: true }), {
+    points: 5.1,
+    standIn: null,
+  });
 });

@@ -9,6 +9,7 @@ import { startProxy, testConfig, testRegistry } from "./harness.ts";
 import { createUsageService } from "../lib/usage_service.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { createApp } from "../lib/app.ts";
+import { ModelRegistry } from "../lib/models.ts";
 import { parseMetrics, sample } from "./prometheus_text.ts";
 
 const CUTOFF = 100_000;
@@ -17,15 +18,20 @@ const gpt4o = registry.lookup("gpt-4o")!;
 /** What one request of {@linkcode ask} holds: GPT-4o's 140 per message, 35 per 1,000 tokens. */
 const HELD = registry.estimatePoints(gpt4o, Math.ceil("Hello there".length / 4), 1000)!.points;
 
-/** The fake Poe with a balance `margin` points above the cutoff, and the proxy. */
-async function setup(margin: number, env: Record<string, string> = {}, fake: FakePoeOptions = {}) {
+/** The fake Poe with a balance `margin` points above the cutoff, and the proxy serving `models`. */
+async function setup(
+  margin: number,
+  env: Record<string, string> = {},
+  fake: FakePoeOptions = {},
+  models: ModelRegistry = registry,
+) {
   const poe = await FakePoe.start({ balance: CUTOFF + margin, ...fake });
   const all = { POINTS_CUTOFF: String(CUTOFF), FOOTER_WAIT_MS: "1500", ...env };
   const logger = memoryLogger();
   const usage = createUsageService(testConfig({ POE_BASE_URL: poe.url, ...all }), { logger });
   usage.poller.start();
   await usage.poller.refresh();
-  const proxy = await startProxy({ poeUrl: poe.url, env: all, deps: { usage }, registry });
+  const proxy = await startProxy({ poeUrl: poe.url, env: all, deps: { usage }, registry: models });
   const holds: (() => void)[] = [];
   return {
     fake: poe,
@@ -188,6 +194,34 @@ for (const stream of [false, true]) {
     assert.ok(!t.proxy.logs.some((l) => l.includes("points expired")));
   });
 }
+
+Deno.test("a burst to a model without a price holds a stand-in's estimate: only what the margin holds reaches Poe", async () => {
+  // Web-Search has no price: while it runs, each request holds what GPT-4o, the dearest priced
+  // text model, would for it (priced as in the tests' registry: HELD).
+  const models = ModelRegistry.parse(
+    "models:\n  text:\n    - Web-Search\n    - {poe_name: GPT-4o, base: 140, per_1k_tokens: 35}\n" +
+      "    - {poe_name: GPT-4o-mini, base: 9, per_1k_tokens: 2}\n",
+    "inline.yaml",
+  );
+  await using t = await setup(1.5 * HELD, {}, {}, models);
+  const { responses, release, reached } = await burst(t, 5, { model: "web-search" });
+  assert.equal(reached, 2);
+  assert.deepEqual(t.running(), { points: 2 * HELD, count: 2, standIns: 2 });
+  release();
+  const answers = await Promise.all(responses);
+  const paused = answers.filter((r) => r.headers.get("x-poe-proxy-guard") === "paused");
+  assert.equal(paused.length, 3);
+  for (const res of paused) {
+    assert.match(
+      await answerText(res),
+      /less about \d+ points for 2 requests still running \(held at a stand-in: the dearest priced model of the same modality, for models without a price in models\.yaml\)\), below the POINTS_CUTOFF/,
+    );
+  }
+  await Promise.all(answers.filter((r) => !paused.includes(r)).map((r) => r.text()));
+  assert.equal(t.fake.chatRequests().length, 2);
+  const sent = t.proxy.logs.filter((l) => l.includes("held_as=GPT-4o"));
+  assert.equal(sent.length, 2, t.proxy.logs.join("\n"));
+});
 
 Deno.test("a streamed answer with FOOTER off lets go of what it held once its points are counted", async () => {
   await using t = await setup(0.5 * HELD, { FOOTER: "off" });

@@ -1,6 +1,22 @@
-/** @module Tests of lib/startup_warnings.ts, through main.ts: what it warns about at startup. */
+/** @module Tests of lib/startup_warnings.ts, through main.ts and alone: what it warns about at startup. */
 import assert from "node:assert/strict";
 import { listeningUrl, mainCommand } from "./proxy_process.ts";
+import { warnAtStartup } from "../lib/startup_warnings.ts";
+import { memoryLogger } from "../lib/log.ts";
+import { ModelRegistry } from "../lib/models.ts";
+import { testConfig } from "./harness.ts";
+
+/** The lines {@linkcode warnAtStartup} logs for this models file and these settings. */
+function warnings(models: string, env: Record<string, string> = {}): string[] {
+  const logger = memoryLogger();
+  warnAtStartup({
+    config: testConfig(env),
+    inbound: [],
+    registry: ModelRegistry.parse(models, "models.yaml"),
+    logger,
+  });
+  return logger.lines;
+}
 
 /**
  * Starts main.ts with `env` (in `cwd`), stops it once it listens, and returns the log line that
@@ -81,4 +97,41 @@ Deno.test("main.ts warns at startup about CORS_ORIGINS=* without inbound keys, a
     const quiet = await startupLine("any web page", { ...base, ...env });
     assert.equal(quiet.line, undefined, JSON.stringify(env));
   }
+});
+
+Deno.test("warnAtStartup warns when POINTS_CUTOFF is set and some models have no price, naming them", () => {
+  const models = "models:\n  text:\n    - Bare-One\n    - {poe_name: Priced-One, base: 5}\n" +
+    "  video:\n    - Film-One\n    - Film-Two\n";
+  const line = warnings(models, { POINTS_CUTOFF: "5000" }).find((l) => l.includes("cutoff blind"));
+  assert.ok(line);
+  assert.match(line, /WARN/);
+  assert.match(
+    line,
+    /POINTS_CUTOFF cannot price what requests to 3 models without a price in models\.yaml .* hold while they run: Bare-One is held at the estimate of the dearest priced model of the same modality \(a stand-in\); Film-One, Film-Two hold nothing \(no model of their modality has a price\), so a burst of requests to them can pass the cutoff/,
+  );
+  assert.doesNotMatch(line, /Priced-One/);
+  // No cutoff, or every model priced: nothing to tell.
+  const quiet = (lines: string[]) => !lines.some((l) => l.includes("cutoff blind"));
+  assert.ok(quiet(warnings(models, { POINTS_CUTOFF: "0" })));
+  assert.ok(quiet(warnings("models:\n  text: [{poe_name: P, base: 5}]\n", { POINTS_CUTOFF: "9" })));
+});
+
+Deno.test("warnAtStartup warns about cheaper lists naming another modality's model or a dearer one", () => {
+  const lines = warnings(
+    "models:\n  text:\n    - {poe_name: T, base: 50, cheaper: [Img, Dearer, Cheap]}\n" +
+      "    - {poe_name: Dearer, base: 60}\n    - {poe_name: Cheap, base: 5}\n" +
+      "  image:\n    - {poe_name: Img, base: 1}\n",
+  );
+  const line = lines.find((l) => l.includes("cheaper ignored"));
+  assert.ok(line, lines.join("\n"));
+  assert.match(line, /WARN/);
+  assert.match(
+    line,
+    /cheaper lists name models that are never suggested: T \(a text model\) lists Img, an image model; T lists Dearer, whose estimate is at least T's for any request/,
+  );
+  assert.doesNotMatch(line, /Cheap\b/);
+  assert.ok(
+    !warnings("models:\n  text: [{poe_name: A, base: 5, cheaper: [B]}, {poe_name: B, base: 1}]\n")
+      .some((l) => l.includes("cheaper ignored")),
+  );
 });
