@@ -19,6 +19,7 @@ import {
   trustProxy,
 } from "./config_values.ts";
 import type { Config, ConfigFlags } from "./config.ts";
+import { MEMORY_PER_BODY_BYTE } from "./body_budget.ts";
 
 /** One row of the configuration table. */
 export interface ConfigVariable {
@@ -152,7 +153,7 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     // Up to a TiB: counted in bytes, more would lose precision, and no machine needs it.
     parse: integer(0, 1024 * 1024),
     description:
-      "Memory request bodies over 1 MiB may take at once (each counted as 8 times its size); others wait their turn; 0 turns it off.",
+      `Memory request bodies over 1 MiB may take at once (each counted as ${MEMORY_PER_BODY_BYTE} times its size); others wait their turn; 0 turns it off.`,
   },
   bodyTimeoutSeconds: {
     name: "BODY_TIMEOUT_SECONDS",

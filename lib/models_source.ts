@@ -42,9 +42,25 @@ async function readModels(from: ModelsSource, read: ReadModelsText): Promise<Loa
   try {
     text = await read(file);
   } catch (err) {
-    throw new StartupError(`Cannot read ${from.label}: ${(err as Error).message}`, { cause: err });
+    throw new StartupError(
+      `Cannot read ${from.label}: ${(err as Error).message}${dockerPathHint(file, err)}`,
+      { cause: err },
+    );
   }
   return { registry: ModelRegistry.parse(text, file), source: file, from };
+}
+
+/** The path the Python proxy's `.env` names: its Docker image's copy of the models. */
+const PYTHON_DOCKER_MODELS = "/app/models.yaml";
+
+/**
+ * A hint for a `.env` brought from the Python proxy, whose `MODELS_FILE` names a path of its
+ * Docker image that does not exist outside one.
+ */
+function dockerPathHint(file: string, err: unknown): string {
+  if (file !== PYTHON_DOCKER_MODELS || !(err instanceof Deno.errors.NotFound)) return "";
+  return ". That path exists in the Docker image only: outside Docker, delete the MODELS_FILE line " +
+    "to use the built-in models, or point it at your file";
 }
 
 /**

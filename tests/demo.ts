@@ -33,6 +33,8 @@ async function main(): Promise<void> {
     handler: (req, info) => app.handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }),
   });
   const url = `http://127.0.0.1:${(await listening).port}`;
+  // As main.ts does once listening: the footer and the dashboard show the fake's balance.
+  app.usage.poller.start();
   const endpoint = `${url}/v1/chat/completions`;
   const json = '-H "Content-Type: application/json"';
   printLine(

@@ -34,6 +34,21 @@ Deno.test("demo.ts prints a URL and curl commands, answers, and exits 0 on SIGIN
   const body = await res.json();
   assert.equal(res.status, 200);
   assert.equal(typeof body.choices[0].message.content, "string");
+  // The balance poller runs, as with a real key: the dashboard's figures show the fake's balance.
+  let balance: unknown = null;
+  for (let i = 0; i < 50 && balance === null; i++) {
+    const usage = await (await fetch(`${url}/api/usage`)).json();
+    balance = usage.balance?.points ?? null;
+    if (balance === null) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(typeof balance, "number");
+  const second = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "Hi!" }] }),
+  });
+  await second.body?.cancel();
+  assert.match(second.headers.get("x-poe-balance") ?? "", /^\d+$/);
 
   child.kill("SIGINT");
   const status = await child.status;

@@ -55,3 +55,26 @@ Deno.test("main.ts with a ./models.yaml it cannot read exits 2 naming it, never 
     assert.doesNotMatch(new TextDecoder().decode(start.stdout), /listening/);
   }
 });
+
+Deno.test("main.ts with the Python proxy's MODELS_FILE=/app/models.yaml outside Docker says what to do", async () => {
+  // Only where that path does not exist: outside a container built from this repository.
+  if (await Deno.stat("/app/models.yaml").then(() => true, () => false)) return;
+  const dir = Deno.makeTempDirSync();
+  const python = await command(
+    ["check"],
+    { POE_API_KEY: "k", MODELS_FILE: "/app/models.yaml" },
+    dir,
+  )
+    .output();
+  const err = new TextDecoder().decode(python.stderr).trim();
+  assert.equal(python.code, 2, err);
+  assert.match(err, /^Cannot read MODELS_FILE "\/app\/models\.yaml": .*No such file/);
+  assert.match(err, /exists in the Docker image only: outside Docker, delete the MODELS_FILE line/);
+  // Any other missing file is named without the hint.
+  const other = await command(["check"], { POE_API_KEY: "k", MODELS_FILE: `${dir}/none.yaml` }, dir)
+    .output();
+  const otherErr = new TextDecoder().decode(other.stderr).trim();
+  assert.equal(other.code, 2, otherErr);
+  assert.match(otherErr, /^Cannot read MODELS_FILE /);
+  assert.doesNotMatch(otherErr, /Docker/);
+});
