@@ -92,8 +92,8 @@ export interface CostTrackerOptions {
  * Scheduling: no fixed delay. When an answer ends and no fetch is in flight, the history is read
  * at once (leading edge), unless costs have lately been landing later (a moving average of how long
  * after its answer an entry was first found, probed 20% early), in which case the fetch waits until
- * then; when that is past the answer's wait, or reads take longer than it (the last one did, or
- * the one in flight has so far), the answer does not wait at all. Answers that end
+ * then; when that is past the answer's wait, or a page of the history takes longer than it (the
+ * last one did, within 30 s, or the one in flight has so far), the answer does not wait at all. Answers that end
  * while a fetch is in flight share the next one (trailing edge); under load, fetches are spaced so
  * that one serves many answers ({@linkcode FetchSchedule}). A fetch reads pages until every entry
  * since the start of each answer it looks for is read (answers watched in the background count for
@@ -197,8 +197,8 @@ export class CostTracker implements AsyncDisposable {
     const quietUntil = this.#schedule.answered(now);
     const quiet = now < quietUntil;
     // The history answers slower than this answer may wait (it hangs, or is slow): its cost could
-    // not come in time, and is reported late. Once a read is fast again, answers wait again.
-    const slow = this.#schedule.readMs(now) >= options.waitMs;
+    // not come in time, and is reported late. Once a page is fast again, answers wait again.
+    const slow = this.#schedule.pageMs(now) >= options.waitMs;
     const expected = this.#pacing.expectedMs;
     // History times are Poe's: the start in Poe's clock, when it is clearly off from this one.
     const start = options.startedAt + poeClockAhead(this.#api);

@@ -19,6 +19,9 @@ export interface FetchScheduleOptions {
   timers: Timers;
 }
 
+/** How long the time of a page read counts for the next answers (`FetchSchedule.pageMs`). */
+export const PAGE_TIME_KEPT_MS = 30_000;
+
 /**
  * Starts the cost tracker's history reads, one at a time. When an answer ends and no read is in
  * flight, the read starts at once (leading edge), or when its entry is due; answers that end
@@ -26,7 +29,7 @@ export interface FetchScheduleOptions {
  * (trailing edge). Under load (many requests at once, estimated from the arrival rate and request
  * duration), the starts of two reads are kept up to `maxBatchMs` apart so that one read serves
  * many answers. From the third failed read in a row, reads pause (15 s, doubling up to 5 min).
- * How long reads take is measured ({@linkcode FetchSchedule.readMs}). No read runs while none
+ * How long pages take to read is measured ({@linkcode FetchSchedule.pageMs}). No read runs while none
  * waits or is watched.
  */
 export class FetchSchedule {
@@ -42,8 +45,11 @@ export class FetchSchedule {
   #running = false;
   /** Start of the last read. */
   #lastStartAt = -Infinity;
-  /** How long the last read that ended took. */
-  #lastReadMs = 0;
+  /** How long the last page read took, and when it ended. */
+  #lastPageMs = 0;
+  #lastPageEndedAt = -Infinity;
+  /** Start of the page read in flight, or null. */
+  #pageStartedAt: number | null = null;
   /** Start of the last read that could read deeper for answers watched in the background. */
   #lastDeepAt = -Infinity;
   #backgroundDelay: number;
@@ -93,16 +99,34 @@ export class FetchSchedule {
   /** The read in flight is done. */
   end(): void {
     this.#running = false;
-    this.#lastReadMs = this.#now() - this.#lastStartAt;
+    this.#pageStartedAt = null;
+  }
+
+  /** A page of the read in flight is asked for (one Usage API call). */
+  pageStarted(): void {
+    this.#pageStartedAt = this.#now();
+  }
+
+  /** That page came, or its call failed (a timeout counts its whole length). */
+  pageEnded(): void {
+    if (this.#pageStartedAt === null) return;
+    const now = this.#now();
+    this.#lastPageMs = now - this.#pageStartedAt;
+    this.#lastPageEndedAt = now;
+    this.#pageStartedAt = null;
   }
 
   /**
-   * How long a read takes at `now`, in milliseconds: the last one took that long, or the one in
-   * flight has taken longer so far (a Usage API that hangs until the call's timeout). An answer
-   * whose entry is not read yet gets it from a read after that, so no sooner than this.
+   * How long a page of the history takes at `now`, in milliseconds: the last one took that long,
+   * or the one in flight has taken longer so far (a Usage API that hangs until the call's timeout).
+   * An answer that just ended finds its entry on the first page of a read after that, so no sooner
+   * than this. Pages, not reads: a read of several pages (a long answer's, or one reaching back for
+   * answers watched in the background) says nothing of a short answer's. A page read more than
+   * {@linkcode PAGE_TIME_KEPT_MS} ago no longer counts: the history may be fast again.
    */
-  readMs(now: number): number {
-    return this.#running ? Math.max(this.#lastReadMs, now - this.#lastStartAt) : this.#lastReadMs;
+  pageMs(now: number): number {
+    const last = now - this.#lastPageEndedAt <= PAGE_TIME_KEPT_MS ? this.#lastPageMs : 0;
+    return this.#pageStartedAt === null ? last : Math.max(last, now - this.#pageStartedAt);
   }
 
   /** The read failed: returns how many failed in a row. */

@@ -51,7 +51,11 @@ export class HistoryFetcher {
 
   constructor(waiters: Waiter[], options: HistoryFetcherOptions) {
     this.#waiters = waiters;
-    this.#reader = new HistoryReader({ api: options.api, maxPages: options.maxPages });
+    this.#reader = new HistoryReader({
+      api: options.api,
+      maxPages: options.maxPages,
+      pages: options.schedule,
+    });
     this.#settler = new CostSettler({
       api: options.api,
       keyName: options.keyName,

@@ -16,6 +16,14 @@ export interface HistoryReaderOptions {
    * 5 entries when one answer waits, else pages of 100.
    */
   maxPages: number;
+  /** Told when each page's call starts and ends, to learn how long a page takes. Default: none. */
+  pages?: PageTiming;
+}
+
+/** What learns how long a page of the history takes (`FetchSchedule`). */
+export interface PageTiming {
+  pageStarted(): void;
+  pageEnded(): void;
 }
 
 /**
@@ -27,6 +35,7 @@ export interface HistoryReaderOptions {
 export class HistoryReader {
   readonly #api: UsageSource;
   readonly #maxPages: number;
+  readonly #pages: PageTiming | null;
   readonly #abort = new AbortController();
   #calls = 0;
   #reach = Infinity;
@@ -35,6 +44,7 @@ export class HistoryReader {
   constructor(options: HistoryReaderOptions) {
     this.#api = options.api;
     this.#maxPages = options.maxPages;
+    this.#pages = options.pages ?? null;
   }
 
   /** Usage API calls made so far (one per page read). */
@@ -72,13 +82,14 @@ export class HistoryReader {
     const pages = this.#maxPages + Math.floor(waiters.length / 100);
     for (let page = 0; page < pages; page++) {
       this.#calls++;
+      this.#pages?.pageStarted();
       const got = await this.#api.pointsHistory({
         // One answer alone: a short page (its entry is among the newest; a page of 100 costs
         // both sides about 0.1 ms more). Further pages, and pages under load, are full.
         limit: page === 0 && waiters.length <= 1 ? SHORT_PAGE : 100,
         startingAfter: after,
         signal: this.#abort.signal,
-      });
+      }).finally(() => this.#pages?.pageEnded());
       for (const e of got.data) into.push(e);
       const last = got.data.at(-1);
       if (!got.hasMore || !last) {

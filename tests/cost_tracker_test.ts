@@ -368,3 +368,62 @@ Deno.test("CostTracker: while history reads take longer than the wait, answers g
   // One read per answer: no call more than before.
   assert.equal(history.calls, 5);
 });
+
+Deno.test("CostTracker: a read of several quick pages (a long answer's) does not stop the next answer from waiting", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // Each page takes 600 ms, well within the wait; a long answer's read needs three of them.
+  history.latencyMs = 600;
+  const longStart = clock.now();
+  await clock.advance(60_000);
+  // Another app on the account billed 110 calls while the long answer ran.
+  for (let i = 0; i < 110; i++) history.add("Claude-Haiku-4.5", 1, { tokens: [1, 1] });
+  history.add("GPT-4o", 70, { tokens: [70, 1] });
+  const long = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: longStart,
+    tokens: { prompt: 70, completion: 1 },
+    waitMs: 1500,
+  });
+  await clock.advance(1500);
+  assert.equal(await long, null, "its three pages (1.8 s) outlast its wait");
+  await clock.advance(400);
+  assert.equal(history.calls, 3);
+  // A short answer after it: its entry is on the first page, which takes 600 ms.
+  history.add("GPT-4o", 18, { tokens: [18, 1] });
+  const short = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: clock.now(),
+    tokens: { prompt: 18, completion: 1 },
+    waitMs: 1500,
+  });
+  await clock.advance(700);
+  assert.equal((await short)?.points, 18, "waited for its real cost");
+});
+
+Deno.test("CostTracker: a slow page long ago does not keep answers from waiting", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  history.latencyMs = 3_000;
+  history.add("GPT-4o", 5, { tokens: [5, 1] });
+  const slow = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: clock.now(),
+    tokens: { prompt: 5, completion: 1 },
+    waitMs: 1500,
+  });
+  await clock.advance(3_100);
+  assert.equal(await slow, null);
+  // Half a minute of quiet; the history is fast again.
+  history.latencyMs = 0;
+  await clock.advance(31_000);
+  history.add("GPT-4o", 6, { tokens: [6, 1] });
+  const later = tracker.attribute({
+    model: "GPT-4o",
+    startedAt: clock.now(),
+    tokens: { prompt: 6, completion: 1 },
+    waitMs: 1500,
+  });
+  await clock.advance(0);
+  assert.equal((await later)?.points, 6);
+});
