@@ -198,7 +198,8 @@ export class AnswerPoints {
       onFound: (cost) => {
         if (!settled) return;
         ctx.lateCost(cost.points);
-        // Without an estimate (a model without a price) nothing was counted: the cost found is.
+        // Without an estimate or a stand-in (a model without a price) nothing was counted: the
+        // cost found is.
         if (counted) service.poller.confirm(counted, cost.points);
         else service.poller.spent(cost.points, true);
         service.poller.answered();
@@ -228,6 +229,11 @@ export class AnswerPoints {
       // The guards count it against the balance until a reading shows it.
       const spending = service.poller.spent(points.points, !points.estimated);
       if (points.estimated) counted = spending;
+    } else if (this.#o.reservation?.standIn) {
+      // No price, no cost yet: what the request held at its stand-in counts as spent until the
+      // real cost is found (as for an answer its client left), else an agent's next request to the
+      // same model would pass POINTS_CUTOFF before a reading shows this one's cost.
+      counted = service.poller.spent(this.#o.reservation.points);
     }
     // The snapshot less every answer settled since it was read, this one included: answers in
     // quick succession (an agent's) show a balance that only goes down.

@@ -223,6 +223,40 @@ Deno.test("a burst to a model without a price holds a stand-in's estimate: only 
   assert.equal(sent.length, 2, t.proxy.logs.join("\n"));
 });
 
+for (const stream of [false, true]) {
+  Deno.test(`one after another (stream=${stream}), requests to a model without a price stop at the cutoff as a priced model's do`, async () => {
+    const models = ModelRegistry.parse(
+      "models:\n  text:\n    - Web-Search\n    - {poe_name: GPT-4o, base: 140, per_1k_tokens: 35}\n",
+      "inline.yaml",
+    );
+    // An agent's loop: each request after the last ended; Poe's history shows costs 10 s late.
+    const loop = async (model: string) => {
+      await using t = await setup(1.5 * HELD, { FOOTER_WAIT_MS: "300" }, {
+        historyDelayMs: 10_000,
+      }, models);
+      const guards: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            model,
+            stream,
+            messages: [{ role: "user", content: "Hello there" }],
+          }),
+        });
+        await res.text();
+        guards.push(res.headers.get("x-poe-proxy-guard") ?? "sent");
+      }
+      return guards;
+    };
+    const priced = await loop("gpt-4o");
+    assert.deepEqual(priced, ["sent", "sent", "paused", "paused", "paused"]);
+    // The stand-in each held counts as spent once it ended, until its cost is found.
+    assert.deepEqual(await loop("web-search"), priced);
+  });
+}
+
 Deno.test("a streamed answer with FOOTER off lets go of what it held once its points are counted", async () => {
   await using t = await setup(0.5 * HELD, { FOOTER: "off" });
   const { responses, release, reached } = await burst(t, 3, { stream: true });
