@@ -89,6 +89,7 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
       return next;
     },
     logger,
+    guards: config,
   });
   // PROXY_API_KEYS is read from the environment, which a running process cannot be given anew.
   const keysFile = config.proxyApiKeysFile === null

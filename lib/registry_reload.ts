@@ -1,7 +1,8 @@
 /** @module Swapping the model registry on reload: a valid file replaces it, a bad one is only logged. */
 import type { Logger } from "./log.ts";
 import type { ModelRegistry } from "./models.ts";
-import { warnCheaperFaults, warnIgnoredCaps } from "./startup_warnings.ts";
+import type { Config } from "./config.ts";
+import { warnCheaperFaults, warnIgnoredCaps, warnUnpriced } from "./startup_warnings.ts";
 
 /** A registry and where it came from (a path, or `(embedded models.yaml)`). */
 export interface LoadedRegistry {
@@ -16,6 +17,11 @@ export interface RegistryReloaderOptions {
   /** Reads and validates the models file again, as at startup; throws when it cannot. */
   load: () => Promise<LoadedRegistry>;
   logger: Logger;
+  /**
+   * The guards that price requests: models without a price are warned about on reload as at
+   * startup. Default: none set.
+   */
+  guards?: Pick<Config, "maxPointsPerMessage" | "pointsCutoff">;
 }
 
 /**
@@ -26,12 +32,14 @@ export class RegistryReloader {
   #current: ModelRegistry;
   readonly #load: () => Promise<LoadedRegistry>;
   readonly #logger: Logger;
+  readonly #guards: Pick<Config, "maxPointsPerMessage" | "pointsCutoff">;
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: RegistryReloaderOptions) {
     this.#current = options.initial;
     this.#load = options.load;
     this.#logger = options.logger;
+    this.#guards = options.guards ?? { maxPointsPerMessage: 0, pointsCutoff: 0 };
   }
 
   /** The registry new requests use. */
@@ -59,6 +67,7 @@ export class RegistryReloader {
       this.#logger.info("models reloaded", { source, models: registry.size, previous });
       warnIgnoredCaps(registry, this.#logger);
       warnCheaperFaults(registry, this.#logger);
+      warnUnpriced(registry, this.#guards, this.#logger);
       return true;
     } catch (err) {
       this.#logger.error("models reload failed; keeping the previous models", {

@@ -52,6 +52,18 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
   }
   warnIgnoredCaps(registry, logger);
   warnCheaperFaults(registry, logger);
+  warnUnpriced(registry, config, logger);
+}
+
+/**
+ * Warns about models without a price that the cost cap cannot check, and that POINTS_CUTOFF holds
+ * at a stand-in or at nothing while they run. At startup and on each reload.
+ */
+export function warnUnpriced(
+  registry: ModelRegistry,
+  config: Pick<Config, "maxPointsPerMessage" | "pointsCutoff">,
+  logger: Logger,
+): void {
   const unpriced = registry.list().filter((e) => registry.estimatePoints(e, 0) === null);
   if (config.maxPointsPerMessage > 0 && unpriced.length > 0) {
     logger.warn("cost cap blind", {

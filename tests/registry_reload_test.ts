@@ -176,3 +176,31 @@ Deno.test("RegistryReloader warns, as at startup, about cheaper lists naming ano
   assert.match(line, /WARN/);
   assert.match(line, /Text-One \(a text model\) lists Image-One, an image model/);
 });
+
+Deno.test("RegistryReloader warns, as at startup, about models without a price under POINTS_CUTOFF", async () => {
+  const load = () =>
+    Promise.resolve({
+      registry: ModelRegistry.parse(
+        "models:\n  text:\n    - Bare\n    - {poe_name: Priced, base: 9}\n  video:\n    - Veo-3\n",
+        "m.yaml",
+      ),
+      source: "m.yaml",
+    });
+  const logger = memoryLogger();
+  const reloader = new RegistryReloader({
+    initial: registryOf(1),
+    load,
+    logger,
+    guards: { pointsCutoff: 5000, maxPointsPerMessage: 0 },
+  });
+  assert.equal(await reloader.reload(), true);
+  const line = logger.lines.find((l) => l.includes("cutoff blind"));
+  assert.ok(line, logger.lines.join("\n"));
+  assert.match(line, /WARN/);
+  assert.match(line, /Bare is held at the estimate of the dearest priced model/);
+  assert.match(line, /Veo-3 holds nothing/);
+  // No cutoff set: nothing to warn about.
+  const quiet = memoryLogger();
+  await new RegistryReloader({ initial: registryOf(1), load, logger: quiet }).reload();
+  assert.equal(quiet.lines.some((l) => l.includes("cutoff blind")), false);
+});
