@@ -33,7 +33,7 @@ import { passPoeHeaders } from "./poe_request.ts";
 import { jsonAnswer } from "./chat_json.ts";
 import { mayBeBilled } from "./poe_errors.ts";
 import type { InFlight } from "./in_flight.ts";
-import { answerLimit } from "./answer_limit.ts";
+import { answerLimit, thinkingBudget } from "./answer_limit.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -147,8 +147,10 @@ export async function handleChat(
   const counting = requestBudget(history, definitions);
   const clip = await clipContext(history, {
     cap: registry.contextCap(entry),
-    // As the cost cap prices it: the largest limit set, wherever; thinking is within it.
-    reserve: answerLimit(body) ?? 0,
+    // As the cost cap prices it: the largest limit set, wherever; thinking is within it. None set:
+    // clipping's default room, and the thinking budget.
+    reserve: answerLimit(body),
+    thinking: thinkingBudget(body),
     counter: deps.counter,
     definitions,
     budget: counting,

@@ -2,7 +2,13 @@
 
 import type { ChatMessage } from "./openai_types.ts";
 import { tokenBoundWithin, utf8Length } from "./token_bounds.ts";
-import { figureText, MessageCounts, tokensOfMessages, tooLong } from "./clip_figures.ts";
+import {
+  type AnswerReserve,
+  figureText,
+  MessageCounts,
+  tokensOfMessages,
+  tooLong,
+} from "./clip_figures.ts";
 import { nearestUserUnit, PINNED_ROLES, type Unit, unitsOf } from "./clip_units.ts";
 import { type CountBudget, requestBudget } from "./count_budget.ts";
 import { loadTokenizer, type TokenCounter, tokenizerLoaded } from "./tokens.ts";
@@ -16,17 +22,25 @@ export interface ClipOptions {
    */
   cap: number | null;
   /**
-   * Tokens to leave free for the answer: the largest answer limit the request sets
-   * (`answerLimit`: `max_tokens`, `max_completion_tokens`, in `extra_body` too). Default: 0. A
-   * thinking budget is not added: Anthropic's must be below `max_tokens` and OpenAI's reasoning
-   * is counted within `max_completion_tokens`, so the limit already holds it, and reserving it
-   * twice would drop history that fits. (The cost cap adds it: over-pricing refuses with a
-   * message, over-reserving drops context silently.) At most half the cap is reserved: clients
-   * send large defaults (8k to 64k) while a cap lowered to save points may be smaller, and a
-   * reserve the size of the cap would refuse every request. Were the answer really too long for
-   * the model, Poe would refuse it and the retry ladder drops `max_tokens`.
+   * The largest answer limit the request sets (`answerLimit`: `max_tokens`,
+   * `max_completion_tokens`, in `extra_body` too), whose tokens are left free for the answer; null
+   * when it sets none: {@linkcode DEFAULT_ANSWER_RESERVE} is left free then, plus `thinking`, so the
+   * answer is not cut off and a provider that checks the input plus the answer against its window
+   * does not refuse it. `0` leaves no room. Default: null. A thinking budget is not added to a
+   * limit: Anthropic's must be below `max_tokens` and OpenAI's reasoning is counted within
+   * `max_completion_tokens`, so the limit already holds it, and reserving it twice would drop
+   * history that fits. (The cost cap adds it: over-pricing refuses with a message, over-reserving
+   * drops context silently.) At most half the cap is reserved: clients send large defaults (8k to
+   * 64k) while a cap lowered to save points may be smaller, and a reserve the size of the cap would
+   * refuse every request. Were the answer really too long for the model, Poe would refuse it and
+   * the retry ladder drops `max_tokens`.
    */
-  reserve?: number;
+  reserve?: number | null;
+  /**
+   * The request's thinking budget (`thinkingBudget`), or null: added to the default reserve of a
+   * request without an answer limit, as the model thinks before it answers. Default: null.
+   */
+  thinking?: number | null;
   /** The counter whose per-message cache makes a resent history cheap. */
   counter: TokenCounter;
   /**
@@ -97,7 +111,7 @@ export async function clipContext(
 function needsCounting(messages: readonly ChatMessage[], options: ClipOptions): boolean {
   const { cap } = options;
   if (cap === null || !(cap > 0)) return false;
-  const budget = cap - reserveWithin(cap, options.reserve) -
+  const budget = cap - reserveWithin(cap, options).tokens -
     utf8Length(options.definitions ?? "");
   return budget <= 0 || tokenBoundWithin(messages, budget) === null;
 }
@@ -122,15 +136,15 @@ export function clipMessages(
     counted,
   });
   if (cap === null || !(cap > 0)) return unchanged(0, false);
-  const reserve = reserveWithin(cap, options.reserve);
+  const reserve = reserveWithin(cap, options);
   const definitionsBound = utf8Length(options.definitions ?? "");
-  const boundBudget = cap - reserve - definitionsBound;
+  const boundBudget = cap - reserve.tokens - definitionsBound;
   const bound = boundBudget > 0 ? tokenBoundWithin(messages, boundBudget) : null;
   if (bound !== null) return unchanged(bound + definitionsBound, false);
   const allowance = options.budget ?? requestBudget(messages, options.definitions);
   // Counted: they take their room first, like the system messages.
   const definitions = counter.countDefinitions(options.definitions ?? "", allowance);
-  const budget = cap - reserve - definitions;
+  const budget = cap - reserve.tokens - definitions;
 
   // Messages are counted lazily, newest first: only what could be kept is tokenized.
   const counts = new MessageCounts(messages, counter, allowance);
@@ -297,7 +311,25 @@ export function clippedField(clip: ClipResult): string | null {
   return `dropped=${clip.dropped} tokens=${before}->${after}`;
 }
 
-/** The tokens reserved for the answer: what the client asked for, at most half the cap. */
-function reserveWithin(cap: number, asked: number | undefined): number {
-  return Math.min(Math.max(0, asked ?? 0), Math.floor(cap / 2));
+/**
+ * Tokens left free for the answer when a request sets no answer limit. Without one, the answer may
+ * run to the provider's own default or the model's maximum (16k for GPT-4o, 64k for Claude
+ * Sonnet): no room reserved clipped a 30-turn chat to GPT-4o's 128,000-token cap at 127,763 tokens,
+ * 237 left for the answer, which was cut off or refused by a provider that checks the input plus
+ * the answer against its window. 4,096 is the output ceiling of GPT-4 Turbo and the Claude 3
+ * models: about 3,000 words, more than most chat answers need, and 3 % of a 128k cap (2 % of the
+ * 200k default), so little history is given up.
+ * Reserving a model's whole output ceiling (up to 64k) would drop half a chat for answers that
+ * rarely come. Like a limit the client sets, it is at most half the cap.
+ */
+export const DEFAULT_ANSWER_RESERVE = 4096;
+
+/**
+ * The tokens reserved for the answer: the limit the client asked for, else the default plus the
+ * thinking budget; at most half the cap.
+ */
+function reserveWithin(cap: number, options: ClipOptions): AnswerReserve {
+  const asked = options.reserve ?? null;
+  const wanted = asked ?? DEFAULT_ANSWER_RESERVE + Math.max(0, options.thinking ?? 0);
+  return { tokens: Math.min(Math.max(0, wanted), Math.floor(cap / 2)), asked: asked !== null };
 }

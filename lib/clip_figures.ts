@@ -109,6 +109,13 @@ export function figureText(figure: TokenFigure): string {
   return `${figure.exact ? "" : "about "}${figure.tokens}`;
 }
 
+/** The tokens context clipping left free for the answer, and whether the request set their limit. */
+export interface AnswerReserve {
+  tokens: number;
+  /** False: the request set no answer limit, and clipping's default (plus thinking) was reserved. */
+  asked: boolean;
+}
+
 /**
  * The 400 `context_length_exceeded` error: `need` says what does not fit, then the room there is.
  * Room that tool definitions or the reserve took whole is "no room", never a negative number.
@@ -116,14 +123,15 @@ export function figureText(figure: TokenFigure): string {
 export function tooLong(
   need: string,
   cap: number,
-  reserve: number,
+  reserve: AnswerReserve,
   definitions: number,
 ): ProxyError {
+  const why = reserve.asked ? "max_tokens" : "no max_tokens set: the default";
   const taken = [
-    ...(reserve > 0 ? [`${reserve} reserved for the answer (max_tokens)`] : []),
+    ...(reserve.tokens > 0 ? [`${reserve.tokens} reserved for the answer (${why})`] : []),
     ...(definitions > 0 ? [`${definitions} for the tool definitions and response_format`] : []),
   ];
-  const left = cap - reserve - definitions;
+  const left = cap - reserve.tokens - definitions;
   const room = taken.length > 0
     ? `the context cap of ${cap} tokens minus ${taken.join(" and ")} leaves ${
       left > 0 ? left : "no room for the messages"

@@ -109,6 +109,11 @@ export interface CapFigures {
   answer: PricedAnswer;
   /** Cheaper models, by name. */
   cheaper: string[];
+  /**
+   * The model's estimate for other input and answer tokens (`ModelRegistry.estimatePoints`), to
+   * tell which advice brings the request under the cap.
+   */
+  price: (input: number, answer: number) => number;
 }
 
 /** What the cost cap's estimate counted of the answer, e.g. `up to 4,000 answer tokens`. */
@@ -128,36 +133,84 @@ function answerPartOf(answer: PricedAnswer): string {
 }
 
 /**
+ * What the client can change of the answer's length, e.g. `lower max_tokens or thinking_budget`,
+ * and the fewest answer tokens that leaves priced; null when nothing it sets lowers the estimate.
+ * A limit it did not set is offered only when setting one can lower the estimate: an answer
+ * within a model's base (`ANSWER_IN_BASE`) costs nothing more, and the cap assumes one that long.
+ */
+function answerKnob(
+  answer: PricedAnswer,
+  price: CapFigures["price"],
+): { words: string; least: number } | null {
+  const assumed = answer.limit === null ? answer.tokens - (answer.thinking ?? 0) : 0;
+  // A limit of 1 token, no thinking: the least the answer can be priced at.
+  const limit = answer.limit !== null
+    ? "lower max_tokens"
+    : price(0, 1) < price(0, assumed)
+    ? "set max_tokens"
+    : null;
+  const least = limit === null ? assumed : 1;
+  if (answer.thinking === null) return limit && { words: limit, least };
+  const words = limit === null
+    ? "lower thinking_budget"
+    : limit === "lower max_tokens"
+    ? "lower max_tokens or thinking_budget"
+    : "set max_tokens or lower thinking_budget";
+  return { words, least };
+}
+
+/**
+ * The advice of a cost-cap refusal: each change the client can make only when it brings the
+ * estimate under the cap, both together when neither alone does; when even the model's base price
+ * is over the cap, that, as nothing the client sends can help.
+ */
+function capAdvice(entry: ModelEntry, figures: CapFigures): string {
+  const { cap, input, answer, price } = figures;
+  const fits = (points: number) => points <= cap;
+  if (!fits(price(0, 0))) {
+    // A media model's per-item price is named already, among what the estimate counted.
+    const base = isMedia(entry) ? "" : ` (${grouped(price(0, 0))} points per message)`;
+    return `This model's base price alone${base} is over MAX_POINTS_PER_MESSAGE: raise it or ` +
+      "pick a cheaper model.";
+  }
+  // A text model is priced by the whole chat, an image, video or audio model by the newest message.
+  const shorter = isMedia(entry) ? "Shorten your message" : "Start a new chat";
+  const knob = isMedia(entry) && entry.per1kOutputTokens === null
+    ? null
+    : answerKnob(answer, price);
+  const shorterFits = fits(price(0, answer.tokens));
+  const knobFits = knob !== null && fits(price(input, knob.least));
+  if (shorterFits && knobFits) return `${shorter} or ${knob.words} to send less.`;
+  if (shorterFits) return `${shorter} to send less.`;
+  if (knobFits) return `${knob.words[0].toUpperCase()}${knob.words.slice(1)} to ask for less.`;
+  if (knob !== null && fits(price(0, knob.least))) {
+    return `${shorter} and ${knob.words}: either alone is not enough.`;
+  }
+  return "";
+}
+
+/**
  * The cost-cap refusal's text: the estimate and what it counted, the cap, cheaper models, and what
- * the client can change to lower it.
+ * the client can change to bring it under the cap.
  */
 export function capMessage(entry: ModelEntry, figures: CapFigures): string {
   const { points, cap, input, answer, cheaper } = figures;
   const answerPart = answerPartOf(answer);
-  const lower = answer.thinking === null ? "max_tokens" : "max_tokens or thinking_budget";
-  const media = isMedia(entry);
-  // What the estimate counted, and what the client can change to lower it.
+  // What the estimate counted.
   const parts: string[] = [];
-  const advice: string[] = [];
-  if (!media) {
+  if (!isMedia(entry)) {
     parts.push(`${grouped(input)} input tokens`, answerPart);
-    advice.push(`Start a new chat or lower ${lower} to send less.`);
   } else {
     if (entry.base !== null) {
       parts.push(`${grouped(entry.base)} points per ${ITEM[entry.modality]}`);
     }
-    if (entry.per1kTokens !== null) {
-      parts.push(`${grouped(input)} tokens in your newest message`);
-      advice.push("A shorter message costs less.");
-    }
-    if (entry.per1kOutputTokens !== null) {
-      parts.push(answerPart);
-      advice.push(`A lower ${lower} costs less.`);
-    }
+    if (entry.per1kTokens !== null) parts.push(`${grouped(input)} tokens in your newest message`);
+    if (entry.per1kOutputTokens !== null) parts.push(answerPart);
   }
+  const advice = capAdvice(entry, figures);
   return `⛔ poe-proxy refused this request: ${entry.id} would cost about ${
     grouped(points)
   } points (${parts.join(", ")}), over MAX_POINTS_PER_MESSAGE of ${grouped(cap)} points. ` +
     (cheaper.length ? `Cheaper models: ${cheaper.join(", ")}. ` : "") +
-    (advice.length ? `${advice.join(" ")} ` : "") + "Nothing was sent to Poe.";
+    (advice ? `${advice} ` : "") + "Nothing was sent to Poe.";
 }

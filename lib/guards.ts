@@ -224,6 +224,8 @@ export class Guards {
         input,
         answer,
         cheaper,
+        price: (tokensIn, tokensOut) =>
+          registry.estimatePoints(entry, tokensIn, tokensOut)?.points ?? 0,
       }),
     };
     return { refusal, input };

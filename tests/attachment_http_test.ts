@@ -5,6 +5,7 @@ import { startProxy } from "./harness.ts";
 import { ModelRegistry } from "../lib/models.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
 import { PDF_PAGE_TOKENS } from "../lib/attachment_tokens.ts";
+import { DEFAULT_ANSWER_RESERVE } from "../lib/clip.ts";
 import { buildPdf } from "./pdf_fixture.ts";
 
 async function chat(url: string, body: unknown): Promise<Response> {
@@ -62,8 +63,10 @@ Deno.test("cost cap: a large PDF is refused like its text, a one-page one goes t
 });
 
 Deno.test("clipping: a history resending a large PDF each turn is clipped to the model's cap", async () => {
+  // 20,000 tokens for the history, and the room a request without max_tokens leaves the answer.
+  const cap = 20_000 + DEFAULT_ANSWER_RESERVE;
   const registry = ModelRegistry.parse(
-    "defaults:\n  text_max_tokens: 20000\nmodels:\n  text:\n    - poe_name: Claude-Sonnet-4.6\n",
+    `defaults:\n  text_max_tokens: ${cap}\nmodels:\n  text:\n    - poe_name: Claude-Sonnet-4.6\n`,
     "inline.yaml",
   );
   await using fake = await FakePoe.start();

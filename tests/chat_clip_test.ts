@@ -5,6 +5,8 @@ import { ModelRegistry } from "../lib/models.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
 import { stripFooter } from "../lib/footer.ts";
 import { setup } from "./points_fixture.ts";
+import { DEFAULT_ANSWER_RESERVE } from "../lib/clip.ts";
+import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
 
 // The test registry caps Claude-Haiku-4.5 at 60 tokens of context.
 function longHistory(turns: number): ChatMessage[] {
@@ -70,12 +72,14 @@ Deno.test("clipping: a newest message over the cap is a 400 context_length_excee
   assert.equal(fake.chatRequests().length, 0);
 });
 
-Deno.test("clipping: max_tokens leaves room for the answer", async () => {
+Deno.test("clipping: a larger max_tokens leaves more room for the answer", async () => {
   await using fake = await FakePoe.start();
   await using proxy = await startProxy({ poeUrl: fake.url });
   const messages = longHistory(2);
-  const without = await chat(proxy.url, { model: "claude-haiku-4.5", messages });
-  await without.body?.cancel();
+  // Without a limit the default room is reserved, at most half the cap (25 of 50) as here: a
+  // limit of 1 leaves the messages nearly all of it.
+  const small = await chat(proxy.url, { model: "claude-haiku-4.5", messages, max_tokens: 1 });
+  await small.body?.cancel();
   const withRoom = await chat(proxy.url, { model: "claude-haiku-4.5", messages, max_tokens: 30 });
   await withRoom.body?.cancel();
   const [a, b] = fake.chatRequests().map((r) =>
@@ -84,17 +88,77 @@ Deno.test("clipping: max_tokens leaves room for the answer", async () => {
   assert.ok(b < a, `with max_tokens ${b} messages should be fewer than ${a}`);
 });
 
+Deno.test("clipping: a request without an answer limit leaves the default room for the answer", async () => {
+  await using fake = await FakePoe.start();
+  const registry = ModelRegistry.parse(
+    "models:\n  text:\n    - poe_name: GPT-4o\n      max_tokens: 20000\n",
+    "clip.yaml",
+  );
+  await using proxy = await startProxy({ poeUrl: fake.url, registry });
+  // About 29,000 tokens in 30 turns. Clipped to the whole cap, the answer had a few hundred
+  // tokens of room (the reviewer's 30 turns to GPT-4o's 128,000: 127,763 kept, 237 left).
+  const messages: ChatMessage[] = [];
+  for (let i = 0; i < 30; i++) {
+    messages.push(
+      { role: "user", content: `Question ${i}: ${"tell me more about the weather ".repeat(40)}` },
+      { role: "assistant", content: `Answer ${i}: ${"it is sunny and warm today ".repeat(120)}` },
+    );
+  }
+  messages.push({ role: "user", content: "and tomorrow?" });
+  await loadTokenizer();
+  const counter = new TokenCounter();
+  const turn = counter.countMessages(messages.slice(0, 2));
+  /** The tokens Poe received, as the header's figure after clipping gives them. */
+  const sentTokens = async (extra: Record<string, unknown>, stream = false) => {
+    const res = await chat(proxy.url, { model: "gpt-4o", messages, stream, ...extra });
+    assert.equal(res.status, 200);
+    const answer = stream ? null : (await res.json()).choices[0].message.content as string;
+    if (stream) await res.body?.cancel();
+    const header = res.headers.get("x-poe-proxy-clipped") ?? "";
+    const match = /^dropped=(\d+) tokens=(\d+)->(\d+)$/.exec(header);
+    assert.ok(match, header);
+    const sent = (fake.chatRequests().at(-1)!.body as { messages: ChatMessage[] }).messages;
+    assert.equal(Number(match[1]), messages.length - sent.length);
+    assert.equal(Number(match[3]), counter.countMessages(sent), "the header counts what was sent");
+    assert.ok(
+      answer === null || answer.includes(
+        `✂️ Context clipped: dropped ${match[1]} messages (${
+          Number(match[2]).toLocaleString("en-US")
+        } → ${Number(match[3]).toLocaleString("en-US")} tokens)`,
+      ),
+      "the footer says the same",
+    );
+    return Number(match[3]);
+  };
+  for (const stream of [false, true]) {
+    const none = await sentTokens({}, stream);
+    assert.ok(none <= 20_000 - DEFAULT_ANSWER_RESERVE, `${none} tokens kept`);
+    assert.ok(none > 20_000 - DEFAULT_ANSWER_RESERVE - turn, `${none} tokens kept`);
+  }
+  // A limit the request sets is the room, smaller than the default or larger.
+  for (const limit of [500, 6_000]) {
+    const kept = await sentTokens({ max_tokens: limit });
+    assert.ok(kept <= 20_000 - limit && kept > 20_000 - limit - turn, `${kept} tokens kept`);
+  }
+});
+
 Deno.test("clipping: the tools an agent sends take their room in the context first", async () => {
   await using fake = await FakePoe.start();
   await using proxy = await startProxy({ poeUrl: fake.url });
-  // Fits the 60-token cap of Claude-Haiku-4.5 alone; not with a tool definition besides.
+  // Fits the 50-token cap of Claude-Haiku-4.5 alone, with a limit of 1 for the answer (without
+  // one, half the cap is its room); not with a tool definition besides.
   const messages = longHistory(1);
-  const alone = await chat(proxy.url, { model: "claude-haiku-4.5", messages });
+  const alone = await chat(proxy.url, { model: "claude-haiku-4.5", messages, max_tokens: 1 });
   assert.equal(alone.status, 200);
   await alone.body?.cancel();
   assert.equal(alone.headers.get("x-poe-proxy-clipped"), null);
   const tools = [{ type: "function", function: { name: "get_weather", description: "City." } }];
-  const res = await chat(proxy.url, { model: "claude-haiku-4.5", messages, tools });
+  const res = await chat(proxy.url, {
+    model: "claude-haiku-4.5",
+    messages,
+    tools,
+    max_tokens: 1,
+  });
   assert.equal(res.status, 200);
   await res.body?.cancel();
   assert.match(res.headers.get("x-poe-proxy-clipped") ?? "", /^dropped=1 /);
@@ -136,7 +200,8 @@ Deno.test("clipping: a short follow-up keeps the task and the newest tool round 
     type: "function",
     function: { name: "read_file", parameters: { type: "object" } },
   }];
-  const res = await chat(proxy.url, { model: "gpt-4o", messages, tools });
+  // A limit of 1 leaves the messages the cap (without one, half of it is the answer's room).
+  const res = await chat(proxy.url, { model: "gpt-4o", messages, tools, max_tokens: 1 });
   assert.equal(res.status, 200);
   await res.json();
   // Only the older tool round goes: before, everything but "yes" did (dropped=6).
@@ -149,16 +214,18 @@ Deno.test("clipping: the room for the answer is the largest limit the request se
   await using fake = await FakePoe.start();
   await using proxy = await startProxy({ poeUrl: fake.url });
   const messages = longHistory(2);
-  // The cap is 50: at most 25 is reserved.
+  // The cap is 50: at most 25 is reserved, and a limit of 1 leaves the messages nearly all of it.
   const variants: Record<string, unknown>[] = [
-    {},
+    { max_tokens: 1 },
     { max_tokens: 25 },
     { max_completion_tokens: 1, max_tokens: 25 },
     { max_tokens: 1, max_completion_tokens: 25 },
     { extra_body: { max_tokens: 25 } },
     { max_tokens: 1, extra_body: { max_completion_tokens: 25 } },
-    // Thinking is counted within the answer limit: alone it reserves nothing.
-    { thinking_budget: 25 },
+    // Thinking is counted within the answer limit: added to one, it reserves nothing more.
+    { max_tokens: 1, thinking_budget: 25 },
+    // No limit: the default room, here half the cap too.
+    {},
   ];
   for (const extra of variants) {
     const res = await chat(proxy.url, { model: "claude-haiku-4.5", messages, ...extra });
@@ -166,7 +233,7 @@ Deno.test("clipping: the room for the answer is the largest limit the request se
   }
   const sent = fake.chatRequests().map((r) => (r.body as { messages: unknown[] }).messages.length);
   assert.ok(sent[1] < sent[0], `${sent}`);
-  assert.deepEqual(sent, [sent[0], ...Array(5).fill(sent[1]), sent[0]]);
+  assert.deepEqual(sent, [sent[0], ...Array(5).fill(sent[1]), sent[0], sent[1]]);
 });
 
 Deno.test("clipping: a dropped part too large to count is estimated, and the header and footer say so", async () => {

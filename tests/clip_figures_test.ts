@@ -82,15 +82,23 @@ Deno.test("figureText says about when a figure is partly estimated", () => {
 });
 
 Deno.test("tooLong never says a negative room is left", () => {
-  const over = tooLong("the system messages (10 tokens) need 10 tokens", 1000, 500, 900);
+  const asked = (tokens: number) => ({ tokens, asked: true });
+  const over = tooLong("the system messages (10 tokens) need 10 tokens", 1000, asked(500), 900);
   assert.equal(over.status, 400);
   assert.equal(over.code, "context_length_exceeded");
   assert.match(
     over.message,
     /minus 500 reserved for the answer \(max_tokens\) and 900 for the tool definitions and response_format leaves no room for the messages\.$/,
   );
-  assert.match(tooLong("x", 1000, 100, 0).message, /leaves 900\.$/);
-  assert.match(tooLong("x", 1000, 0, 0).message, /but the context cap is 1000 tokens\.$/);
+  assert.match(tooLong("x", 1000, asked(100), 0).message, /leaves 900\.$/);
+  assert.match(tooLong("x", 1000, asked(0), 0).message, /but the context cap is 1000 tokens\.$/);
+});
+
+Deno.test("tooLong says when the room for the answer is the default, no max_tokens set", () => {
+  assert.match(
+    tooLong("x", 1000, { tokens: 500, asked: false }, 0).message,
+    /minus 500 reserved for the answer \(no max_tokens set: the default\) leaves 500\.$/,
+  );
 });
 
 Deno.test("tokensOfMessages: images and files are no text to count, so many of them stay exact", () => {

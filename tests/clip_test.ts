@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { clipMessages, clippedField } from "../lib/clip.ts";
+import {
+  clipMessages,
+  type ClipOptions,
+  clippedField,
+  type ClipResult,
+  DEFAULT_ANSWER_RESERVE,
+} from "../lib/clip.ts";
 import { ProxyError } from "../lib/errors.ts";
 import type { ChatMessage } from "../lib/openai_types.ts";
 import { loadTokenizer, TokenCounter } from "../lib/tokens.ts";
@@ -35,6 +41,17 @@ Deno.test("clipContext loads the tokenizer only when the byte shortcut does not 
 });
 
 await loadTokenizer();
+
+/**
+ * {@linkcode clipMessages} leaving no room for the answer unless `reserve` is given (null: as a
+ * request without an answer limit). The tests of what is kept size their caps to the messages
+ * alone; the room for the answer has tests of its own.
+ */
+const clip = (messages: readonly ChatMessage[], options: ClipOptions) =>
+  clipMessages(messages, {
+    ...options,
+    reserve: options.reserve === undefined ? 0 : options.reserve,
+  });
 
 const words = (n: number, tag: string) => `${tag} ` + "lorem ipsum dolor sit amet ".repeat(n);
 const sys = (n = 5): ChatMessage => ({ role: "system", content: words(n, "system") });
@@ -226,7 +243,7 @@ for (const c of CASES) {
     const cap = c.fit.reduce((sum, i) => sum + counter.countMessage(c.messages[i]), 0) +
       (c.slack ?? 0);
     const before = structuredClone(c.messages);
-    const result = clipMessages(c.messages, { cap, reserve: c.reserve, counter });
+    const result = clip(c.messages, { cap, reserve: c.reserve, counter });
     assert.deepEqual(result.messages, c.kept.map((i) => c.messages[i]));
     result.messages.forEach((m, k) => assert.equal(m, c.messages[c.kept[k]], "same objects"));
     assert.deepEqual(c.messages, before, "input not mutated");
@@ -279,7 +296,7 @@ Deno.test("clipMessages on random agent histories: valid, within the cap, and an
     const cap = Math.max(10, Math.floor(tokens.reduce((a, b) => a + b) * (0.2 + r() * 0.8)));
     let result;
     try {
-      result = clipMessages(messages, { cap, counter });
+      result = clip(messages, { cap, counter });
     } catch (e) {
       assert.ok(e instanceof ProxyError && e.code === "context_length_exceeded", String(e));
       continue;
@@ -311,13 +328,13 @@ Deno.test("clipMessages fails with context_length_exceeded on a single oversized
   const counter = new TokenCounter();
   const messages = [sys(), user(), asst(), user(2000)];
   assert.throws(
-    () => clipMessages(messages, { cap: 1000, counter }),
+    () => clip(messages, { cap: 1000, counter }),
     (e: unknown) =>
       e instanceof ProxyError && e.status === 400 && e.code === "context_length_exceeded" &&
       e.param === "messages",
   );
   try {
-    clipMessages(messages, { cap: 1000, counter });
+    clip(messages, { cap: 1000, counter });
     assert.fail("expected a ProxyError");
   } catch (e) {
     const system = counter.countMessage(messages[0]);
@@ -345,13 +362,67 @@ Deno.test("clipMessages reserves at most half the cap for the answer", () => {
   );
 });
 
+Deno.test("clipMessages leaves DEFAULT_ANSWER_RESERVE free for the answer when the request sets no limit", () => {
+  const counter = new TokenCounter();
+  // About 30,000 tokens to a 20,000-token cap. Without a limit nothing was reserved: the
+  // reviewer's 30 turns to GPT-4o were clipped to 127,763 of its 128,000 tokens, 237 left to answer.
+  const messages: ChatMessage[] = [sys()];
+  for (let i = 0; i < 60; i++) messages.push(user(40, `u${i}`), asst(60, `a${i}`));
+  messages.push(user());
+  const cap = 20_000;
+  const turn = counter.countMessages(messages.slice(1, 3));
+  /** Clipped to `room` for the messages, within a turn (what is kept is whole turns). */
+  const within = (result: ClipResult, room: number) => {
+    assert.ok(result.clipped);
+    assert.ok(result.tokensAfter <= room, `${result.tokensAfter} > ${room}`);
+    assert.ok(result.tokensAfter > room - turn, `${result.tokensAfter} <= ${room} - ${turn}`);
+  };
+  const none = clipMessages(messages, { cap, counter });
+  within(none, cap - DEFAULT_ANSWER_RESERVE);
+  // What chat.ts passes for a request without a limit (answerLimit's null) is the same.
+  assert.deepEqual(clipMessages(messages, { cap, reserve: null, counter }).messages, none.messages);
+  // A limit the request sets is reserved as it is, below the default or above it.
+  within(clipMessages(messages, { cap, reserve: 100, counter }), cap - 100);
+  within(clipMessages(messages, { cap, reserve: 8_000, counter }), cap - 8_000);
+  // A thinking budget comes on top of the default, not of a limit, which holds it.
+  within(clipMessages(messages, { cap, thinking: 2_000, counter }), cap - 6_096);
+  within(clipMessages(messages, { cap, reserve: 100, thinking: 2_000, counter }), cap - 100);
+  // At most half the cap, as a limit the client sets: a cap lowered to save points keeps half.
+  within(clipMessages(messages, { cap: 6_000, counter }), 3_000);
+  within(clipMessages(messages, { cap: 6_000, thinking: 2_000, counter }), 3_000);
+});
+
+Deno.test("clipMessages refusing says the room for the answer is the default when no limit is set", () => {
+  const counter = new TokenCounter();
+  const messages = [user(100)];
+  const question = counter.countMessage(messages[0]);
+  const cap = question + 100;
+  const half = Math.floor(cap / 2);
+  assert.throws(
+    () => clipMessages(messages, { cap, counter }),
+    (e: ProxyError) =>
+      e.code === "context_length_exceeded" &&
+      e.message.endsWith(
+        `minus ${half} reserved for the answer (no max_tokens set: the default) leaves ${
+          cap - half
+        }.`,
+      ),
+  );
+  // A limit the request sets is named as such, and a small one lets the question through.
+  assert.throws(
+    () => clipMessages(messages, { cap, reserve: 200, counter }),
+    /minus 200 reserved for the answer \(max_tokens\) leaves/,
+  );
+  assert.equal(clipMessages(messages, { cap, reserve: 50, counter }).tokensAfter, question);
+});
+
 Deno.test("clipMessages drops the oldest of a run of user messages that does not fit, not the chat", () => {
   const counter = new TokenCounter();
   // A group chat relayed by a bot, or messages resent after failed answers: user after user.
   const run = Array.from({ length: 60 }, (_, i) => user(10, `said ${i}`));
   const messages = [sys(), user(10, "first"), asst(10, "reply"), ...run];
   const cap = 25 * counter.countMessage(run[0]);
-  const result = clipMessages(messages, { cap, counter });
+  const result = clip(messages, { cap, counter });
   assert.ok(result.clipped);
   assert.ok(result.tokensAfter <= cap);
   assert.equal(result.messages[0], messages[0], "the system message stays");
@@ -363,7 +434,7 @@ Deno.test("clipMessages drops the oldest of a run of user messages that does not
   // A document just before the question goes the same way when it cannot fit: the question is
   // answered, and the footer and x-poe-proxy-clipped say what was dropped.
   const doc = [sys(), user(60, "document"), user(2, "question")];
-  const clipped = clipMessages(doc, { cap: 100, counter });
+  const clipped = clip(doc, { cap: 100, counter });
   assert.deepEqual(clipped.messages, [doc[0], doc[2]]);
 });
 
@@ -371,7 +442,7 @@ Deno.test("clipMessages refuses, not clips, when the last tool result alone is o
   const counter = new TokenCounter();
   const messages = [sys(), user(), asst(5, "x"), tool("x", 400)];
   assert.throws(
-    () => clipMessages(messages, { cap: 300, counter }),
+    () => clip(messages, { cap: 300, counter }),
     (e: ProxyError) =>
       e.code === "context_length_exceeded" &&
       /the newest user message and the last tool round after it/.test(e.message),
@@ -381,7 +452,7 @@ Deno.test("clipMessages refuses, not clips, when the last tool result alone is o
 Deno.test("clipMessages fails when there is no user message to keep", () => {
   const counter = new TokenCounter();
   assert.throws(
-    () => clipMessages([sys(), asst(500)], { cap: 100, counter }),
+    () => clip([sys(), asst(500)], { cap: 100, counter }),
     /no user message/,
   );
 });
@@ -390,7 +461,7 @@ Deno.test("clipMessages with a cap of zero or null clips and counts nothing", ()
   const counter = new TokenCounter();
   const messages = [user(5000), asst(5000), user()];
   for (const cap of [0, null, -1]) {
-    const result = clipMessages(messages, { cap, reserve: 100, counter });
+    const result = clip(messages, { cap, reserve: 100, counter });
     assert.deepEqual(result.messages, messages);
     assert.equal(result.clipped, false);
     assert.equal(result.counted, false);
@@ -401,7 +472,7 @@ Deno.test("clipMessages with a cap of zero or null clips and counts nothing", ()
 Deno.test("clipMessages takes the byte shortcut: small requests are not tokenized", () => {
   const counter = new TokenCounter();
   const messages = [sys(), user(), asst(), user()];
-  const result = clipMessages(messages, { cap: 100_000, counter });
+  const result = clip(messages, { cap: 100_000, counter });
   assert.equal(result.counted, false);
   assert.equal(result.clipped, false);
   assert.ok(result.tokensBefore >= new TokenCounter().countMessages(messages));
@@ -422,10 +493,10 @@ Deno.test("clipMessages does not count base64 image data as text", () => {
       ],
     },
   ];
-  const result = clipMessages(messages, { cap: 2000, counter });
+  const result = clip(messages, { cap: 2000, counter });
   assert.equal(result.counted, false, "the shortcut applies despite 2.8 MB of image data");
   assert.equal(result.messages.length, 3);
-  const tight = clipMessages(messages, { cap: counter.countMessage(messages[2]), counter });
+  const tight = clip(messages, { cap: counter.countMessage(messages[2]), counter });
   assert.deepEqual(tight.messages, [messages[2]]);
 });
 
@@ -436,13 +507,13 @@ Deno.test("clipMessages on a resent history tokenizes only the new messages", ()
   history.push(user());
   const cap = Math.floor(counter.countMessages(history) / 2);
   const fresh = new TokenCounter();
-  const first = clipMessages(history, { cap, counter: fresh });
+  const first = clip(history, { cap, counter: fresh });
   assert.ok(first.clipped);
   assert.equal(first.approximate, false);
   const misses = fresh.stats().misses;
   const next = structuredClone(history);
   next.push({ role: "assistant", content: "a new answer" }, user(10, "next"));
-  const second = clipMessages(next, { cap, counter: fresh });
+  const second = clip(next, { cap, counter: fresh });
   assert.ok(second.clipped);
   assert.equal(fresh.stats().misses, misses + 2);
 });
@@ -460,7 +531,7 @@ Deno.test("clipMessages on a resent history counts exactly what the first reques
   const real = history.map((m) => exact.countMessage(m));
   const cap = Math.floor(real.reduce((a, b) => a + b) / 2);
   const counter = new TokenCounter();
-  const first = clipMessages(history, { cap, counter });
+  const first = clip(history, { cap, counter });
   assert.ok(first.clipped && first.approximate, "the dropped part is estimated");
   assert.ok(first.tokensAfter <= cap);
   // Estimates err high: what is kept really fits.
@@ -469,7 +540,7 @@ Deno.test("clipMessages on a resent history counts exactly what the first reques
   // Each resend counts exactly more of what was estimated, until nothing is.
   let last = first;
   for (let turn = 0; turn < 4 && last.approximate; turn++) {
-    last = clipMessages(structuredClone(history), { cap, counter });
+    last = clip(structuredClone(history), { cap, counter });
   }
   assert.equal(last.approximate, false);
   assert.equal(last.tokensBefore, real.reduce((a, b) => a + b));
@@ -481,14 +552,14 @@ Deno.test("clipMessages makes room for the tool definitions first, and says so w
   const messages = [sys(), user(50, "a"), asst(50, "b"), user(50, "c"), asst(50, "d"), user(5)];
   const all = counter.countMessages(messages);
   const cap = all + 20;
-  assert.equal(clipMessages(messages, { cap, counter }).clipped, false);
+  assert.equal(clip(messages, { cap, counter }).clipped, false);
   const definitions = JSON.stringify([[{
     type: "function",
     function: { name: "read_file", description: "Reads a file. ".repeat(20) },
   }]]);
   const tools = counter.countDefinitions(definitions);
   assert.ok(tools > 40);
-  const result = clipMessages(messages, { cap, counter, definitions });
+  const result = clip(messages, { cap, counter, definitions });
   assert.ok(result.clipped, "the history makes room for the tools");
   assert.ok(result.tokensAfter <= cap, `${result.tokensAfter} <= ${cap}`);
   assert.equal(
@@ -497,7 +568,7 @@ Deno.test("clipMessages makes room for the tool definitions first, and says so w
     "what is sent, tools included",
   );
   assert.throws(
-    () => clipMessages(messages, { cap: tools + 10, counter, definitions }),
+    () => clip(messages, { cap: tools + 10, counter, definitions }),
     (e: ProxyError) =>
       e.code === "context_length_exceeded" &&
       new RegExp(`minus ${tools} for the tool definitions`).test(e.message),
@@ -515,7 +586,7 @@ Deno.test("clipMessages refusing counts every system message, not those up to th
   const all = counter.countMessages(system);
   const question = counter.countMessage(messages[10]);
   assert.throws(
-    () => clipMessages(messages, { cap: 2000, counter }),
+    () => clip(messages, { cap: 2000, counter }),
     (e: ProxyError) =>
       e.code === "context_length_exceeded" &&
       e.message.includes(`the system messages (${all} tokens)`) &&
@@ -525,7 +596,7 @@ Deno.test("clipMessages refusing counts every system message, not those up to th
   // left is none, not a negative number.
   const definitions = JSON.stringify([{ description: ENGLISH.repeat(300) }]);
   assert.throws(
-    () => clipMessages(messages, { cap: 2000, counter, definitions }),
+    () => clip(messages, { cap: 2000, counter, definitions }),
     (e: ProxyError) =>
       e.message.includes(`the system messages (${all} tokens)`) &&
       /leaves no room for the messages\.$/.test(e.message) && !/-\d/.test(e.message),
@@ -544,7 +615,7 @@ Deno.test("clipMessages refusing counts system messages within the request's bud
   const real = new TokenCounter().countMessages(system, EXACTLY());
   const budget = new CountBudget();
   try {
-    clipMessages(messages, { cap: 2000, counter, budget });
+    clip(messages, { cap: 2000, counter, budget });
     assert.fail("expected a refusal");
   } catch (e) {
     const text = (e as Error).message;
@@ -572,7 +643,7 @@ Deno.test("clipMessages estimates a dropped part beyond the request's budget, a 
   // counted for the figure, as far as the request's allowance goes.
   const messages = [...bulky(30), user(500, "too long"), asst(), user(2, "question")];
   const budget = new CountBudget();
-  const result = clipMessages(messages, { cap: 2000, counter, budget });
+  const result = clip(messages, { cap: 2000, counter, budget });
   assert.deepEqual(result.messages, [messages[32]]);
   assert.equal(result.approximate, true);
   assert.equal(result.approximateAfter, false, "what is kept was counted");
@@ -598,7 +669,7 @@ Deno.test("clipMessages counts PDFs by their pages, in exact and in estimated fi
   // 2 MB of PDF data and little text: the dropped part is counted, not estimated, PDFs and all.
   const counter = new TokenCounter();
   const messages = [pdf, asst(), pdf, asst(), user(2, "question")];
-  const result = clipMessages(messages, { cap: 2000, counter });
+  const result = clip(messages, { cap: 2000, counter });
   assert.deepEqual(result.messages, [messages[4]]);
   assert.equal(result.approximate, false);
   assert.equal(result.tokensBefore, new TokenCounter().countMessages(messages));
@@ -609,7 +680,7 @@ Deno.test("clipMessages counts PDFs by their pages, in exact and in estimated fi
   const texts = bulky(6).map((m) => ({ type: "text", text: m.content as string }));
   const both: ChatMessage = { role: "user", content: [...texts, pages] };
   const withText = [both, asst(), user(500, "too long"), asst(), user(2, "question")];
-  const estimated = clipMessages(withText, { cap: 2000, counter: new TokenCounter() });
+  const estimated = clip(withText, { cap: 2000, counter: new TokenCounter() });
   assert.deepEqual(estimated.messages, [withText[4]]);
   assert.equal(estimated.approximate, true);
   const textOnly = new TokenCounter().countMessage({ role: "user", content: texts }, {
@@ -627,7 +698,7 @@ Deno.test("clipMessages does not tokenize thousands of dropped messages for the 
     content: `message number ${i} with a few words`,
   }));
   messages.push({ role: "user", content: "final" });
-  const result = clipMessages(messages, { cap: 2000, counter });
+  const result = clip(messages, { cap: 2000, counter });
   assert.ok(result.clipped);
   assert.equal(result.approximate, true);
   // Counted: what was kept, and what was tried; not the 10,000 (a per-message cost, ~5 µs each).
@@ -636,7 +707,7 @@ Deno.test("clipMessages does not tokenize thousands of dropped messages for the 
   assert.ok(Math.abs(result.tokensBefore - real) < real / 4, `${result.tokensBefore} vs ${real}`);
   // A few hundred dropped messages are still counted exactly.
   const few = messages.slice(-400);
-  const exact = clipMessages(few, { cap: 2000, counter });
+  const exact = clip(few, { cap: 2000, counter });
   assert.equal(exact.approximate, false);
   assert.equal(exact.tokensBefore, new TokenCounter().countMessages(few));
 });

@@ -188,7 +188,9 @@ Deno.test("Guards.overCap prices a thinking budget on top of the answer, and nam
     assumed.message,
     /up to 5,000 answer tokens \(a thinking budget of 4,000 and 1,000 assumed for the answer\)/,
   );
-  assert.match(assumed.message, /lower max_tokens or thinking_budget/);
+  // The request sets no limit to lower, and a new chat would not fit: it was told both.
+  assert.match(assumed.message, /\. Lower thinking_budget to ask for less\. Nothing was sent/);
+  assert.doesNotMatch(assumed.message, /new chat|max_tokens/);
   const limited = g.overCap(
     body({ max_tokens: 500, extra_body: { thinking_budget: 4_000 } }),
     gpt4o,
@@ -198,6 +200,7 @@ Deno.test("Guards.overCap prices a thinking budget on top of the answer, and nam
     limited.message,
     /up to 4,500 answer tokens \(a thinking budget of 4,000 and an answer limit of 500\)/,
   );
+  assert.match(limited.message, /\. Lower max_tokens or thinking_budget to ask for less\. /);
   assert.equal(g.overCap(body({ max_tokens: 500, thinking_budget: 1_000 }), gpt4o, registry), null);
 });
 
@@ -296,7 +299,7 @@ Deno.test("Guards.overCap prices a media model by its newest user message, not t
     long.message,
     /\(100 points per audio clip, 2,0\d\d tokens in your newest message\)/,
   );
-  assert.match(long.message, /A shorter message costs less\. Nothing was sent to Poe\.$/);
+  assert.match(long.message, /Shorten your message to send less\. Nothing was sent to Poe\.$/);
   assert.doesNotMatch(long.message, /new chat|max_tokens/);
   // The newest user message, even with an assistant's or a system message after it.
   const after = ask([
@@ -320,17 +323,19 @@ Deno.test("Guards.overCap: a per-item price is refused naming only cheaper model
     refusal.message,
     "⛔ poe-proxy refused this request: Veo-3 would cost about 84,000 points (84,000 points per " +
       "video), over MAX_POINTS_PER_MESSAGE of 10,000 points. Cheaper models: Kling-2.1. " +
-      "Nothing was sent to Poe.",
+      "This model's base price alone is over MAX_POINTS_PER_MESSAGE: raise it or pick a " +
+      "cheaper model. Nothing was sent to Poe.",
   );
   const kling = media.lookup("Kling-2.1")!;
   assert.equal(g.overCap(body({ model: "Kling-2.1" }), kling, media), null);
-  // Text models keep their advice.
+  // A text model is told what fits: the answer limit, not a new chat (its input is a few tokens).
   const text = g.overCap(
     body({ model: "GPT-4o", max_tokens: 300_000 }),
     media.lookup("GPT-4o")!,
     media,
   )!;
-  assert.match(text.message, /Start a new chat or lower max_tokens to send less\./);
+  assert.match(text.message, /\. Lower max_tokens to ask for less\. Nothing was sent to Poe\.$/);
+  assert.doesNotMatch(text.message, /new chat|base price/);
 });
 
 Deno.test("Guards.overCap counts the tool definitions and response_format schema as input", () => {

@@ -470,6 +470,7 @@ Deno.test("cost cap and estimate of media models: the newest message and the ite
   const message = refused.data.choices[0].message.content!;
   assert.match(message, /Veo-3 would cost about 84,000 points \(84,000 points per video\)/);
   assert.doesNotMatch(message, /new chat|max_tokens/);
+  assert.match(message, /base price alone is over MAX_POINTS_PER_MESSAGE: raise it or pick a/);
   assert.equal(t.fake.chatRequests().length, 1);
 });
 
@@ -706,6 +707,11 @@ Deno.test("cost cap, streamed and not: refused with estimate, cap and cheaper mo
   assert.match(body.choices[0].message.content, /would cost about 2\d\d points/);
   assert.match(body.choices[0].message.content, /MAX_POINTS_PER_MESSAGE of 150 points/);
   assert.match(body.choices[0].message.content, /Cheaper models: GPT-4o-mini/);
+  // 140 points a message, about 105 for the 3,000 answer tokens past the base's 1,000: a new
+  // chat could not bring it under 150, a lower max_tokens can.
+  const advice = /\. Lower max_tokens to ask for less\. Nothing was sent to Poe\.$/;
+  assert.match(body.choices[0].message.content, advice);
+  assert.doesNotMatch(body.choices[0].message.content, /new chat/);
   const streamed = await post(t.proxy.url, {
     model: "gpt-4o",
     max_tokens: 4000,
@@ -716,6 +722,7 @@ Deno.test("cost cap, streamed and not: refused with estimate, cap and cheaper mo
   const all = chunks(await streamed.text());
   assert.equal(all[0].choices[0].delta.role, "assistant");
   assert.equal(all.at(-1).choices[0].finish_reason, "stop");
+  assert.match(all.map((c) => c.choices[0]?.delta?.content ?? "").join(""), advice);
   assert.equal(t.fake.chatRequests().length, 0);
   // Under the cap, it goes through.
   const cheap = await post(t.proxy.url, {
@@ -753,6 +760,7 @@ Deno.test("guards refuse tool and JSON-mode requests with a 402 error, not prose
     assert.equal(body.error.code, "cost_cap_exceeded");
     assert.equal(body.error.type, "insufficient_credits");
     assert.match(body.error.message, /MAX_POINTS_PER_MESSAGE of 150 points/);
+    assert.match(body.error.message, /\. Lower max_tokens to ask for less\. Nothing was sent/);
   }
   // The SDK raises it as an error a program can catch.
   await assert.rejects(
