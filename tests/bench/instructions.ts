@@ -1,8 +1,8 @@
 /**
- * @module Instructions per request, counted by valgrind's callgrind: a figure that, unlike
- * seconds, does not move with what else the machine is doing (repeat runs agree within about 3 %,
- * and poe-proxy's ratio to the bare proxy of the same run within 1 %), so a change to the request
- * path of more than a few percent shows in one run instead of many noisy ones.
+ * @module Instructions per request, counted by valgrind's callgrind: a figure that moves far less
+ * than seconds with the machine's speed (most repeat runs agree within about 3 %, but one in
+ * several is off by a tenth or more: 894,000 once against 776,000 for the same code), so a change
+ * to the request path of several percent shows in a few runs instead of many noisy ones.
  *
  * `deno task bench:instructions [--requests N] [--concurrency C] [--env NAME=VALUE ...]` starts
  * the fake Poe, then poe-proxy (as `deno task start` runs it) and the bare Deno proxy side by side,
