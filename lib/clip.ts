@@ -320,9 +320,14 @@ export function clippedField(clip: ClipResult): string | null {
  * models: about 3,000 words, more than most chat answers need, and 3 % of a 128k cap (2 % of the
  * 200k default), so little history is given up.
  * Reserving a model's whole output ceiling (up to 64k) would drop half a chat for answers that
- * rarely come. Like a limit the client sets, it is at most half the cap.
+ * rarely come. Under a small cap (one lowered to save points) it is at most an eighth of the cap
+ * ({@linkcode DEFAULT_RESERVE_SHARE}), not the half a limit the client sets may take: a message
+ * that fits such a cap is not refused for room nobody asked for.
  */
 export const DEFAULT_ANSWER_RESERVE = 4096;
+
+/** The share of the cap {@linkcode DEFAULT_ANSWER_RESERVE} may take at most: an eighth. */
+export const DEFAULT_RESERVE_SHARE = 1 / 8;
 
 /**
  * The tokens reserved for the answer: the limit the client asked for, else the default plus the
@@ -330,6 +335,8 @@ export const DEFAULT_ANSWER_RESERVE = 4096;
  */
 function reserveWithin(cap: number, options: ClipOptions): AnswerReserve {
   const asked = options.reserve ?? null;
-  const wanted = asked ?? DEFAULT_ANSWER_RESERVE + Math.max(0, options.thinking ?? 0);
+  const wanted = asked ??
+    Math.min(DEFAULT_ANSWER_RESERVE, Math.floor(cap * DEFAULT_RESERVE_SHARE)) +
+      Math.max(0, options.thinking ?? 0);
   return { tokens: Math.min(Math.max(0, wanted), Math.floor(cap / 2)), asked: asked !== null };
 }

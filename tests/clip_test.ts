@@ -377,43 +377,47 @@ Deno.test("clipMessages leaves DEFAULT_ANSWER_RESERVE free for the answer when t
     assert.ok(result.tokensAfter <= room, `${result.tokensAfter} > ${room}`);
     assert.ok(result.tokensAfter > room - turn, `${result.tokensAfter} <= ${room} - ${turn}`);
   };
+  // Under this cap the default is its eighth (2,500): DEFAULT_ANSWER_RESERVE from a cap of 32,768.
+  const eighth = cap / 8;
   const none = clipMessages(messages, { cap, counter });
-  within(none, cap - DEFAULT_ANSWER_RESERVE);
+  within(none, cap - eighth);
+  const twice = [sys(), ...messages.slice(1, -1), ...messages.slice(1, -1), user()];
+  within(clipMessages(twice, { cap: 40_000, counter }), 40_000 - DEFAULT_ANSWER_RESERVE);
   // What chat.ts passes for a request without a limit (answerLimit's null) is the same.
   assert.deepEqual(clipMessages(messages, { cap, reserve: null, counter }).messages, none.messages);
   // A limit the request sets is reserved as it is, below the default or above it.
   within(clipMessages(messages, { cap, reserve: 100, counter }), cap - 100);
   within(clipMessages(messages, { cap, reserve: 8_000, counter }), cap - 8_000);
   // A thinking budget comes on top of the default, not of a limit, which holds it.
-  within(clipMessages(messages, { cap, thinking: 2_000, counter }), cap - 6_096);
+  within(clipMessages(messages, { cap, thinking: 2_000, counter }), cap - eighth - 2_000);
   within(clipMessages(messages, { cap, reserve: 100, thinking: 2_000, counter }), cap - 100);
-  // At most half the cap, as a limit the client sets: a cap lowered to save points keeps half.
-  within(clipMessages(messages, { cap: 6_000, counter }), 3_000);
-  within(clipMessages(messages, { cap: 6_000, thinking: 2_000, counter }), 3_000);
+  // A cap lowered to save points: the default is an eighth of it, with thinking at most half.
+  within(clipMessages(messages, { cap: 6_000, counter }), 5_250);
+  within(clipMessages(messages, { cap: 6_000, thinking: 4_000, counter }), 3_000);
 });
 
 Deno.test("clipMessages refusing says the room for the answer is the default when no limit is set", () => {
   const counter = new TokenCounter();
   const messages = [user(100)];
   const question = counter.countMessage(messages[0]);
-  const cap = question + 100;
-  const half = Math.floor(cap / 2);
+  const cap = question + 5;
+  const eighth = Math.floor(cap / 8);
   assert.throws(
     () => clipMessages(messages, { cap, counter }),
     (e: ProxyError) =>
       e.code === "context_length_exceeded" &&
       e.message.endsWith(
-        `minus ${half} reserved for the answer (no max_tokens set: the default) leaves ${
-          cap - half
+        `minus ${eighth} reserved for the answer (no max_tokens set: the default) leaves ${
+          cap - eighth
         }.`,
       ),
   );
   // A limit the request sets is named as such, and a small one lets the question through.
   assert.throws(
-    () => clipMessages(messages, { cap, reserve: 200, counter }),
-    /minus 200 reserved for the answer \(max_tokens\) leaves/,
+    () => clipMessages(messages, { cap, reserve: 10, counter }),
+    /minus 10 reserved for the answer \(max_tokens\) leaves/,
   );
-  assert.equal(clipMessages(messages, { cap, reserve: 50, counter }).tokensAfter, question);
+  assert.equal(clipMessages(messages, { cap, reserve: 5, counter }).tokensAfter, question);
 });
 
 Deno.test("clipMessages drops the oldest of a run of user messages that does not fit, not the chat", () => {
