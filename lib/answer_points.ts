@@ -235,11 +235,13 @@ export class AnswerPoints {
       // same model would pass POINTS_CUTOFF before a reading shows this one's cost.
       counted = service.poller.spent(this.#o.reservation.points);
     }
+    // A stand-in is the guards' caution, not a cost: the balance shown does not take it off.
+    const standIn = points === null && counted !== null ? counted.points : 0;
     // The snapshot less every answer settled since it was read, this one included: answers in
     // quick succession (an agent's) show a balance that only goes down.
     const balance = snap === null
       ? null
-      : Math.round(snap.balance - service.poller.spentSinceSnapshot);
+      : Math.round(snap.balance - (service.poller.spentSinceSnapshot - standIn));
     if (balance !== null) ctx.fields.balance = balance;
     const extras: Record<string, unknown> = {};
     if (points) {

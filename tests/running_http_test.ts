@@ -257,6 +257,33 @@ for (const stream of [false, true]) {
   });
 }
 
+Deno.test("the balance an answer of a model without a price shows does not take its stand-in off", async () => {
+  const models = ModelRegistry.parse(
+    "models:\n  text:\n    - Web-Search\n    - {poe_name: GPT-4o, base: 140, per_1k_tokens: 35}\n",
+    "inline.yaml",
+  );
+  await using t = await setup(
+    10 * HELD,
+    { FOOTER_WAIT_MS: "300" },
+    { historyDelayMs: 10_000 },
+    models,
+  );
+  const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "web-search",
+      messages: [{ role: "user", content: "Hello there" }],
+    }),
+  });
+  const body = await res.json();
+  assert.equal(res.headers.get("x-poe-points"), null, "no cost known yet, no price");
+  assert.equal(res.headers.get("x-poe-balance"), String(Math.round(CUTOFF + 10 * HELD)));
+  assert.equal(body.usage.balance_points, Math.round(CUTOFF + 10 * HELD));
+  // The guards still count it meanwhile.
+  assert.ok(t.usage.poller.spentSinceSnapshot >= HELD);
+});
+
 Deno.test("a streamed answer with FOOTER off lets go of what it held once its points are counted", async () => {
   await using t = await setup(0.5 * HELD, { FOOTER: "off" });
   const { responses, release, reached } = await burst(t, 3, { stream: true });
