@@ -233,7 +233,11 @@ export class AnswerPoints {
       // No price, no cost yet: what the request held at its stand-in counts as spent until the
       // real cost is found (as for an answer its client left), else an agent's next request to the
       // same model would pass POINTS_CUTOFF before a reading shows this one's cost.
-      counted = service.poller.spent(this.#o.reservation.points);
+      // Priced at the answer's own tokens once Poe told them; else at what the request held.
+      const known = usage && !usage.tokens_estimated
+        ? registry.standIn(entry, input, output)?.estimate.points
+        : undefined;
+      counted = service.poller.spent(known ?? this.#o.reservation.points);
     }
     // A stand-in is the guards' caution, not a cost: the balance shown does not take it off.
     const standIn = points === null && counted !== null ? counted.points : 0;

@@ -273,15 +273,22 @@ Deno.test("the balance an answer of a model without a price shows does not take 
     headers: { "content-type": "application/json" },
     body: JSON.stringify({
       model: "web-search",
-      messages: [{ role: "user", content: "Hello there" }],
+      messages: [{ role: "user", content: "Hello there [[fake: words=3000]]" }],
     }),
   });
   const body = await res.json();
   assert.equal(res.headers.get("x-poe-points"), null, "no cost known yet, no price");
   assert.equal(res.headers.get("x-poe-balance"), String(Math.round(CUTOFF + 10 * HELD)));
   assert.equal(body.usage.balance_points, Math.round(CUTOFF + 10 * HELD));
-  // The guards still count it meanwhile.
-  assert.ok(t.usage.poller.spentSinceSnapshot >= HELD);
+  // The guards still count it meanwhile, priced at the answer's own tokens.
+  const standIn = models.standIn(
+    models.lookup("web-search")!,
+    body.usage.prompt_tokens,
+    body.usage.completion_tokens,
+  )!;
+  assert.equal(standIn.id, "GPT-4o");
+  assert.ok(standIn.estimate.points > HELD, "the answer is longer than the 1,000 tokens held");
+  assert.equal(t.usage.poller.spentSinceSnapshot, standIn.estimate.points);
 });
 
 Deno.test("a streamed answer with FOOTER off lets go of what it held once its points are counted", async () => {
