@@ -234,18 +234,18 @@ export class AnswerPoints {
       // real cost is found (as for an answer its client left), else an agent's next request to the
       // same model would pass POINTS_CUTOFF before a reading shows this one's cost.
       // Priced at the answer's own tokens once Poe told them; else at what the request held.
-      const known = usage && !usage.tokens_estimated
-        ? registry.standIn(entry, input, output)?.estimate.points
-        : undefined;
-      counted = service.poller.spent(known ?? this.#o.reservation.points);
+      // Not for a media model: it is priced by its newest message, Poe's count is the chat's.
+      const known = usage && !usage.tokens_estimated && !isMedia(entry)
+        ? registry.standIn(entry, input, output)?.estimate.points ?? 0
+        : 0;
+      // The guards' caution, not a cost: the balance shown does not take it off.
+      counted = service.poller.spent(known > 0 ? known : this.#o.reservation.points, false, true);
     }
-    // A stand-in is the guards' caution, not a cost: the balance shown does not take it off.
-    const standIn = points === null && counted !== null ? counted.points : 0;
     // The snapshot less every answer settled since it was read, this one included: answers in
     // quick succession (an agent's) show a balance that only goes down.
     const balance = snap === null
       ? null
-      : Math.round(snap.balance - (service.poller.spentSinceSnapshot - standIn));
+      : Math.round(snap.balance - service.poller.shownSpentSinceSnapshot);
     if (balance !== null) ctx.fields.balance = balance;
     const extras: Record<string, unknown> = {};
     if (points) {
@@ -337,7 +337,7 @@ export function watchAbandoned(
 ): void {
   // Billed all the same, most likely: what the request held counts on as spent, at its estimate,
   // with no moment between, until its real cost is found (or, never found, for a minute).
-  const counted = held?.release() ? usage.poller.spent(held.points) : null;
+  const counted = held?.release() ? usage.poller.spent(held.points, false, held.standIn) : null;
   void usage.costs.attribute({
     model,
     startedAt: ctx.startedAt,

@@ -23,6 +23,11 @@ export interface Spending {
   countedAt: number;
   /** When its final cost was read from Poe's history, or null while it is an estimate. */
   confirmedAt: number | null;
+  /**
+   * Points of it counted for caution only (a stand-in for a model without a price): the guards
+   * count them, the balance shown does not. 0 once confirmed.
+   */
+  caution?: number;
 }
 
 /** The balance as Poe last reported it. */
@@ -78,6 +83,8 @@ export class UsagePoller implements AsyncDisposable {
   #timerAt = Infinity;
   #failures = 0;
   #spentSince = 0;
+  /** The part of `#spentSince` counted for caution only (`Spending.caution`). */
+  #cautionSince = 0;
   /** What makes up `#spentSince`: few, as each reading drops what it shows. */
   #spending: Spending[] = [];
   #warnedAt = -Infinity;
@@ -152,16 +159,28 @@ export class UsagePoller implements AsyncDisposable {
   }
 
   /**
+   * {@linkcode UsagePoller.spentSinceSnapshot} without what is counted for caution only: what the
+   * balance shown to clients takes off.
+   */
+  get shownSpentSinceSnapshot(): number {
+    return Math.max(0, this.#spentSince - this.#cautionSince);
+  }
+
+  /**
    * Counts an answer's points against the balance until a reading is known to show them: one sent
    * after its final cost was read from Poe's history (`real`: it was, just now), or, for an
    * estimate never confirmed, one sent a minute after. Not any reading taken after the answer's
    * history entry was made: Poe may debit the final cost later than that. Returns the count, for
    * {@linkcode UsagePoller.confirm}, or null for no points.
    */
-  spent(points: number, real = false): Spending | null {
+  spent(points: number, real = false, caution = false): Spending | null {
     if (!(points > 0 && Number.isFinite(points))) return null;
     const now = this.#now();
-    const spending = { points, countedAt: now, confirmedAt: real ? now : null };
+    const spending: Spending = { points, countedAt: now, confirmedAt: real ? now : null };
+    if (caution) {
+      spending.caution = points;
+      this.#cautionSince += points;
+    }
     this.#spending.push(spending);
     this.#spentSince += points;
     if (this.#spending.length > MAX_SPENDINGS) this.#mergeOldest();
@@ -177,6 +196,8 @@ export class UsagePoller implements AsyncDisposable {
     if (!this.#spending.includes(spending) || !Number.isFinite(real)) return;
     const points = Math.max(0, real);
     this.#spentSince = Math.max(0, this.#spentSince + points - spending.points);
+    this.#cautionSince = Math.max(0, this.#cautionSince - (spending.caution ?? 0));
+    spending.caution = 0;
     spending.points = points;
     spending.confirmedAt = this.#now();
   }
@@ -225,13 +246,20 @@ export class UsagePoller implements AsyncDisposable {
         : s.confirmedAt > sentAt
     );
     this.#spentSince = this.#spending.reduce((sum, s) => sum + s.points, 0);
+    this.#cautionSince = this.#spending.reduce((sum, s) => sum + (s.caution ?? 0), 0);
   }
 
   #mergeOldest(): void {
     const old = this.#spending.splice(0, this.#spending.length >> 1);
-    const merged: Spending = { points: 0, countedAt: -Infinity, confirmedAt: -Infinity };
+    const merged: Spending = {
+      points: 0,
+      countedAt: -Infinity,
+      confirmedAt: -Infinity,
+      caution: 0,
+    };
     for (const s of old) {
       merged.points += s.points;
+      merged.caution! += s.caution ?? 0;
       merged.countedAt = Math.max(merged.countedAt, s.countedAt);
       // Shown only once every part is.
       merged.confirmedAt = merged.confirmedAt === null || s.confirmedAt === null

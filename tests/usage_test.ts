@@ -297,3 +297,23 @@ Deno.test("UsagePoller keeps at most 10,000 counts while readings fail, the olde
   await p.refresh();
   assert.equal(p.spentSinceSnapshot, 0);
 });
+
+Deno.test("UsagePoller counts a stand-in for caution: the guards see it, the balance shown does not, until its cost is found", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  await using p = poller(api, clock);
+  p.start();
+  await clock.settle();
+  await clock.advance(10);
+  const standIn = p.spent(300, false, true)!;
+  p.spent(20);
+  assert.equal(p.spentSinceSnapshot, 320);
+  assert.equal(p.shownSpentSinceSnapshot, 20);
+  // Its real cost is found: a cost, shown like any other.
+  p.confirm(standIn, 12);
+  assert.equal(p.spentSinceSnapshot, 32);
+  assert.equal(p.shownSpentSinceSnapshot, 32);
+  // Merged with others past the list's size, the caution stays apart.
+  for (let i = 0; i < 300; i++) p.spent(1, false, i % 2 === 0);
+  assert.equal(p.spentSinceSnapshot - p.shownSpentSinceSnapshot, 150);
+});
