@@ -96,7 +96,7 @@ const USAGE_KEY = '"usage":';
 /**
  * Poe's answer `text` with its usage object, written there as `before`, replaced by `usage` (the
  * cost and balance added): the rest of the answer goes on as Poe wrote it, where serializing the
- * whole answer again took about 7 % of a small answer's instructions, and more the longer the
+ * whole answer again took up to 7 % of a small answer's instructions, and more the longer the
  * answer. Null when `before` is not found exactly once (Poe wrote it spaced, or with numbers or
  * escapes `JSON.stringify` writes otherwise, or not right after `"usage":`): then the whole answer
  * is serialized. Inside strings quotes are escaped: what is found is the usage object itself.
