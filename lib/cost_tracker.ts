@@ -93,9 +93,9 @@ export interface CostTrackerOptions {
  * at once (leading edge), unless costs have lately been landing later (a moving average of how long
  * after its answer an entry was first found, probed 20% early), in which case the fetch waits until
  * then; when that is past the answer's wait, or a page of the history takes longer than it (the
- * last one did, within 30 s, or the one in flight has so far), the answer does not wait at all. Answers that end
- * while a fetch is in flight share the next one (trailing edge); under load, fetches are spaced so
- * that one serves many answers ({@linkcode FetchSchedule}). A fetch reads pages until every entry
+ * last one did, within 30 s, or the one in flight has so far), the answer does not wait at all.
+ * Answers that end while a fetch is in flight share the next one (trailing edge); under load,
+ * fetches are spaced so that one serves many answers ({@linkcode FetchSchedule}). A fetch reads pages until every entry
  * since the start of each answer it looks for is read (answers watched in the background count for
  * that only every `backgroundPollMs`). No fetch runs while none waits.
  */

@@ -29,8 +29,8 @@ export const PAGE_TIME_KEPT_MS = 30_000;
  * (trailing edge). Under load (many requests at once, estimated from the arrival rate and request
  * duration), the starts of two reads are kept up to `maxBatchMs` apart so that one read serves
  * many answers. From the third failed read in a row, reads pause (15 s, doubling up to 5 min).
- * How long pages take to read is measured ({@linkcode FetchSchedule.pageMs}). No read runs while none
- * waits or is watched.
+ * How long pages take to read is measured ({@linkcode FetchSchedule.pageMs}). No read runs while
+ * none waits or is watched.
  */
 export class FetchSchedule {
   readonly #run: () => void;
