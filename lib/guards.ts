@@ -196,7 +196,7 @@ export class Guards {
 
   /**
    * {@linkcode Guards.overCap}, with the input tokens it counted: what the request holds while it
-   * runs is priced by them (`runningEstimate` in `lib/running_costs.ts`).
+   * runs is priced by them (`runningHold` in `lib/running_costs.ts`).
    */
   capCheck(
     body: ChatRequest,

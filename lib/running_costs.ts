@@ -155,7 +155,7 @@ export function longestRunMs(config: Config, media: boolean): number {
   return (calls * (wait + MAX_WAIT_SECONDS) + ladder + answer) * 1000 + config.footerWaitMs;
 }
 
-/** Options of {@linkcode runningEstimate}. */
+/** Options of {@linkcode runningHold}. */
 export interface RunningEstimateOptions {
   /** The input tokens the cost cap counted for this request, when it did. */
   countedInput?: number | null;
@@ -174,16 +174,6 @@ export interface RunningHold {
   points: number;
   /** The `poe_name` of the stand-in priced instead of a model without a price, else null. */
   standIn: string | null;
-}
-
-/** {@linkcode runningHold}'s points. */
-export function runningEstimate(
-  body: ChatRequest,
-  entry: ModelEntry,
-  registry: ModelRegistry,
-  options: RunningEstimateOptions = {},
-): number {
-  return runningHold(body, entry, registry, options).points;
 }
 
 /**

@@ -1,6 +1,6 @@
-/** @module RunningCosts, longestRunMs and runningEstimate: what requests still running hold. */
+/** @module RunningCosts, longestRunMs and runningHold: what requests still running hold. */
 import assert from "node:assert/strict";
-import { longestRunMs, RunningCosts, runningEstimate, runningHold } from "../lib/running_costs.ts";
+import { longestRunMs, RunningCosts, runningHold } from "../lib/running_costs.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { ModelRegistry } from "../lib/models.ts";
 import type { ChatRequest } from "../lib/openai_types.ts";
@@ -135,15 +135,15 @@ const tokensOnly = perToken.lookup("Tokens-Only")!;
 const req = (o: Partial<ChatRequest> = {}): ChatRequest =>
   ({ model: "m", messages: [{ role: "user", content: "x".repeat(400) }], ...o }) as ChatRequest;
 
-Deno.test("runningEstimate: a token per four characters sent, and 1,000 answer tokens", () => {
+Deno.test("runningHold: a token per four characters sent, and 1,000 answer tokens", () => {
   // 400 characters: 100 input tokens at 10, 1,000 answer tokens at 20 per 1,000.
-  assert.equal(runningEstimate(req(), tokensOnly, perToken), 1 + 20);
+  assert.equal(runningHold(req(), tokensOnly, perToken).points, 1 + 20);
   // Rounded up: 401 characters are 101 tokens.
   const odd = req({ messages: [{ role: "user", content: "x".repeat(401) }] });
-  assert.equal(runningEstimate(odd, tokensOnly, perToken), 1.01 + 20);
+  assert.equal(runningHold(odd, tokensOnly, perToken).points, 1.01 + 20);
 });
 
-Deno.test("runningEstimate: every message's text, text parts and tool calls count; images and files at their estimates", () => {
+Deno.test("runningHold: every message's text, text parts and tool calls count; images and files at their estimates", () => {
   const body = req({
     messages: [
       { role: "system", content: "s".repeat(100) },
@@ -169,44 +169,44 @@ Deno.test("runningEstimate: every message's text, text parts and tool calls coun
   } as Partial<ChatRequest>);
   // 100 + 200 + 20 + 80 + 1 (the tool_call_id) = 401 characters: 101 tokens; the image 765, the
   // file (3,750 bytes read as text) 938.
-  assert.equal(runningEstimate(body, tokensOnly, perToken), 10 * (101 + 765 + 938) / 1000 + 20);
+  assert.equal(runningHold(body, tokensOnly, perToken).points, 10 * (101 + 765 + 938) / 1000 + 20);
   // A PDF by its pages, as the cost cap counts it: 30 pages, 60,000 tokens.
   const pdf = {
     type: "file",
     file: { filename: "a.pdf", file_data: buildPdf({ pages: 30 }).dataUrl },
   };
   const withPdf = req({ messages: [{ role: "user", content: [pdf] }] } as Partial<ChatRequest>);
-  assert.equal(runningEstimate(withPdf, tokensOnly, perToken), 10 * 60_000 / 1000 + 20);
+  assert.equal(runningHold(withPdf, tokensOnly, perToken).points, 10 * 60_000 / 1000 + 20);
 });
 
-Deno.test("runningEstimate: tool definitions count for a text model, given or built", () => {
+Deno.test("runningHold: tool definitions count for a text model, given or built", () => {
   const tools = [{ type: "function", function: { name: "g", parameters: { type: "object" } } }];
   const body = req({ tools } as Partial<ChatRequest>);
   const definitions = JSON.stringify([tools]);
   const expected = 10 * Math.ceil((400 + definitions.length) / 4) / 1000 + 20;
-  assert.equal(runningEstimate(body, tokensOnly, perToken), expected);
-  assert.equal(runningEstimate(body, tokensOnly, perToken, { definitions }), expected);
+  assert.equal(runningHold(body, tokensOnly, perToken).points, expected);
+  assert.equal(runningHold(body, tokensOnly, perToken, { definitions }).points, expected);
   // What the caller passes is what counts (it has them already).
-  assert.equal(runningEstimate(body, tokensOnly, perToken, { definitions: "" }), 1 + 20);
+  assert.equal(runningHold(body, tokensOnly, perToken, { definitions: "" }).points, 1 + 20);
 });
 
-Deno.test("runningEstimate: the answer limit counts up to 1,000 tokens, wherever it is set", () => {
-  assert.equal(runningEstimate(req({ max_tokens: 200 }), tokensOnly, perToken), 1 + 4);
-  assert.equal(runningEstimate(req({ max_tokens: 64_000 }), tokensOnly, perToken), 1 + 20);
+Deno.test("runningHold: the answer limit counts up to 1,000 tokens, wherever it is set", () => {
+  assert.equal(runningHold(req({ max_tokens: 200 }), tokensOnly, perToken).points, 1 + 4);
+  assert.equal(runningHold(req({ max_tokens: 64_000 }), tokensOnly, perToken).points, 1 + 20);
   assert.equal(
-    runningEstimate(req({ max_completion_tokens: 100, max_tokens: 300 }), tokensOnly, perToken),
+    runningHold(req({ max_completion_tokens: 100, max_tokens: 300 }), tokensOnly, perToken).points,
     1 + 6,
   );
   const extra = req({ max_tokens: 100, extra_body: { max_tokens: 500 } } as Partial<ChatRequest>);
-  assert.equal(runningEstimate(extra, tokensOnly, perToken), 1 + 10);
+  assert.equal(runningHold(extra, tokensOnly, perToken).points, 1 + 10);
 });
 
-Deno.test("runningEstimate: the cost cap's count of input tokens is used when it made one", () => {
-  assert.equal(runningEstimate(req(), tokensOnly, perToken, { countedInput: 3_000 }), 30 + 20);
-  assert.equal(runningEstimate(req(), tokensOnly, perToken, { countedInput: null }), 1 + 20);
+Deno.test("runningHold: the cost cap's count of input tokens is used when it made one", () => {
+  assert.equal(runningHold(req(), tokensOnly, perToken, { countedInput: 3_000 }).points, 30 + 20);
+  assert.equal(runningHold(req(), tokensOnly, perToken, { countedInput: null }).points, 1 + 20);
 });
 
-Deno.test("runningEstimate: a media model is priced per item and its newest user message", () => {
+Deno.test("runningHold: a media model is priced per item and its newest user message", () => {
   const speech = perToken.lookup("Speech")!;
   const body = req({
     messages: [
@@ -218,15 +218,15 @@ Deno.test("runningEstimate: a media model is priced per item and its newest user
     max_tokens: 64_000,
   });
   // 300 per item, 10 tokens at 100 per 1,000; the answer is a link, priced by nothing.
-  assert.equal(runningEstimate(body, speech, perToken), 301);
+  assert.equal(runningHold(body, speech, perToken).points, 301);
   // An image model of the tests' registry: its base alone.
-  assert.equal(runningEstimate(body, registry.lookup("Imagen-4")!, registry), 400);
+  assert.equal(runningHold(body, registry.lookup("Imagen-4")!, registry).points, 400);
 });
 
-Deno.test("runningEstimate: a model with no price holds nothing; one with a base holds it", () => {
-  assert.equal(runningEstimate(req(), registry.lookup("Veo-3")!, registry), 0);
+Deno.test("runningHold: a model with no price holds nothing; one with a base holds it", () => {
+  assert.equal(runningHold(req(), registry.lookup("Veo-3")!, registry).points, 0);
   // GPT-4o: 140 per message (its first 1,000 answer tokens included) and 35 per 1,000 tokens.
-  assert.equal(runningEstimate(req(), registry.lookup("GPT-4o")!, registry), 140 + 3.5);
+  assert.equal(runningHold(req(), registry.lookup("GPT-4o")!, registry).points, 140 + 3.5);
 });
 
 Deno.test("runningHold: a model without a price holds the dearest priced model of its modality, with standIn", () => {
@@ -255,7 +255,7 @@ Deno.test("runningHold: a model without a price holds the dearest priced model o
     points: 1200 + 30,
     standIn: "Tokens",
   });
-  assert.equal(runningEstimate(long, bare, stand, { standIn: true }), 1230);
+  assert.equal(runningHold(long, bare, stand, { standIn: true }).points, 1230);
   // Without a cutoff, or without a priced model of its modality (never another's), nothing.
   assert.deepEqual(runningHold(req(), bare, stand), { points: 0, standIn: null });
   assert.deepEqual(runningHold(req(), stand.lookup("Film")!, stand, { standIn: true }), {
