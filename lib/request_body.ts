@@ -85,10 +85,12 @@ export async function readJsonBodyRaw(req: Request, options: ReadBodyOptions): P
   if (declared !== null && Number(declared) > options.maxBytes) throw tooLarge(options.maxBytes);
   let bytes: Uint8Array;
   let lease: BodyLease | null = null;
-  if (!req.body) bytes = new Uint8Array();
-  else if (declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
+  // A small body is read before `req.body` is looked at: looking makes a stream of the bytes Deno
+  // already holds, and reading them through it costs every request a few microseconds.
+  if (declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
     bytes = await readSmall(req, options);
-  } else ({ bytes, lease } = await readLarge(req.body, declared, options));
+  } else if (!req.body) bytes = new Uint8Array();
+  else ({ bytes, lease } = await readLarge(req.body, declared, options));
   try {
     return parse(bytes, lease);
   } catch (err) {
