@@ -263,7 +263,9 @@ export class AnswerPoints {
         balanceAgeMs: snap && service.poller.stale ? this.#now() - snap.takenAt : null,
         warnAbove: config.pointsPerMessageWarn,
         cap: config.maxPointsPerMessage,
-        cheaper: warn ? registry.cheaperThan(entry, input, output, 3) : [],
+        cheaper: warn
+          ? registry.cheaperThan(entry, input, output, 3, config.maxPointsPerMessage)
+          : [],
         media: isMedia(entry),
         clipped: this.#o.clipped,
       })

@@ -211,7 +211,7 @@ export class Guards {
     const input = pricedInputTokens(this.#counter, body, entry, budget);
     const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) return { refusal: null, input };
-    const cheaper = registry.cheaperThan(entry, input, completion, 3);
+    const cheaper = registry.cheaperThan(entry, input, completion, 3, cap);
     const snapshot = this.#options.snapshot();
     const refusal: GuardRefusal = {
       guard: "cost-cap",

@@ -202,33 +202,39 @@ export class ModelRegistry {
    * Names to suggest instead of a model that costs too much: its `cheaper` list when set, less the
    * names of {@linkcode cheaperFaults} and those whose estimate for these tokens is not lower (a
    * model without a price, on either side, is kept: it cannot be compared), in the list's order;
-   * else models of the same modality whose estimate for the same tokens is lower and whose context
-   * cap holds `inputTokens`, cheapest first.
+   * else, or when none of the list is left, models of the same modality whose estimate for the
+   * same tokens is lower, cheapest first. Either way, no model whose context cap cannot hold
+   * `inputTokens` (it would drop the start of the conversation that was priced), nor, with
+   * `maxPoints`, one whose estimate is over it (`MAX_POINTS_PER_MESSAGE` would refuse it too).
    *
    * @param limit Default: 3.
    */
-  cheaperThan(entry: ModelEntry, inputTokens: number, outputTokens = 0, limit = 3): string[] {
+  cheaperThan(
+    entry: ModelEntry,
+    inputTokens: number,
+    outputTokens = 0,
+    limit = 3,
+    maxPoints = 0,
+  ): string[] {
     if (limit <= 0) return [];
     const own = this.estimatePoints(entry, inputTokens, outputTokens);
-    const listed = this.#cheaper.get(entry);
-    if (listed) {
-      const lower = (other: ModelEntry) => {
-        const estimate = own && this.estimatePoints(other, inputTokens, outputTokens);
-        return !estimate || estimate.points < own!.points;
-      };
-      return listed.filter(lower).slice(0, limit).map((e) => e.id);
-    }
+    /** The estimate of a model that may be suggested, null when it has no price; false: not. */
+    const fits = (other: ModelEntry): { points: number } | null | false => {
+      const cap = this.contextCap(other);
+      if (cap !== null && cap < inputTokens) return false;
+      const estimate = this.estimatePoints(other, inputTokens, outputTokens);
+      if (estimate === null) return null;
+      if (maxPoints > 0 && estimate.points > maxPoints) return false;
+      return own === null || estimate.points < own.points ? estimate : false;
+    };
+    const listed = this.#cheaper.get(entry)?.filter((other) => fits(other) !== false) ?? [];
+    if (listed.length > 0) return listed.slice(0, limit).map((e) => e.id);
     if (own === null) return [];
     const cheaper: { id: string; points: number }[] = [];
     for (const other of this.#entries) {
       if (other === entry || other.modality !== entry.modality) continue;
-      // Suggested, it would drop the start of the conversation that was priced.
-      const cap = this.contextCap(other);
-      if (cap !== null && cap < inputTokens) continue;
-      const estimate = this.estimatePoints(other, inputTokens, outputTokens);
-      if (estimate !== null && estimate.points < own.points) {
-        cheaper.push({ id: other.id, points: estimate.points });
-      }
+      const estimate = fits(other);
+      if (estimate) cheaper.push({ id: other.id, points: estimate.points });
     }
     // Array.prototype.sort is stable: equal estimates keep file order.
     return cheaper.sort((a, b) => a.points - b.points).slice(0, limit).map((c) => c.id);

@@ -311,6 +311,17 @@ Deno.test("Guards.overCap prices a media model by its newest user message, not t
   assert.match(after.message, /2,0\d\d tokens in your newest message/);
 });
 
+Deno.test("Guards.overCap names no cheaper model the cap would refuse too", () => {
+  // Veo-3 lists Kling-2.1 (7,000 points a video): under a cap of 5,000 it would be refused too.
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 5_000 });
+  const refusal = g.overCap(body({ model: "Veo-3" }), media.lookup("Veo-3")!, media)!;
+  assert.equal(refusal.guard, "cost-cap");
+  assert.doesNotMatch(refusal.message, /Kling|Cheaper models/);
+  const { g: higher } = guards(snap(1e6), { maxPointsPerMessage: 7_000 });
+  const named = higher.overCap(body({ model: "Veo-3" }), media.lookup("Veo-3")!, media)!;
+  assert.match(named.message, /Cheaper models: Kling-2\.1\./);
+});
+
 Deno.test("Guards.overCap: a per-item price is refused naming only cheaper models", () => {
   const { g } = guards(snap(1e6), { maxPointsPerMessage: 10_000 });
   const veo = media.lookup("Veo-3")!;

@@ -214,6 +214,46 @@ models:
   assert.deepEqual(registry.cheaperThan(big, 150_000), ["Long"]);
 });
 
+Deno.test("ModelRegistry.cheaperThan: a listed model that cannot hold the input is left out", () => {
+  const registry = ModelRegistry.parse(
+    `defaults: {text_max_tokens: 100000}
+models:
+  text:
+    - {poe_name: Big, base: 300, max_tokens: 400000, cheaper: [Small, Mid]}
+    - {poe_name: Small, base: 10, max_tokens: 32000}
+    - {poe_name: Mid, base: 100}
+    - {poe_name: Long, base: 200, max_tokens: 1000000}
+`,
+    "m.yaml",
+  );
+  const big = get(registry, "Big");
+  assert.deepEqual(registry.cheaperThan(big, 32_000), ["Small", "Mid"]);
+  assert.deepEqual(registry.cheaperThan(big, 32_001), ["Mid"]);
+  // None of the list can hold it: the models of its modality that can are suggested.
+  assert.deepEqual(registry.cheaperThan(big, 150_000), ["Long"]);
+});
+
+Deno.test("ModelRegistry.cheaperThan falls back to the modality's cheaper models when none listed is", () => {
+  const registry = listing("[Cross]");
+  const a = get(registry, "A");
+  // At 100 tokens Cross (60) is cheaper than A (101); at 10,000 it is not (1,050 against 200).
+  assert.deepEqual(registry.cheaperThan(a, 100), ["Cross"]);
+  assert.deepEqual(registry.cheaperThan(a, 10_000), ["Cheap"]);
+});
+
+Deno.test("ModelRegistry.cheaperThan with maxPoints suggests no model the cap would refuse too", () => {
+  const registry = listing("[Cross, Cheap, Bare]");
+  const a = get(registry, "A");
+  // At 100 tokens: A 101, Cross 60 (over a cap of 50), Cheap 1; Bare has no price.
+  assert.deepEqual(registry.cheaperThan(a, 100, 0, 3, 50), ["Cheap", "Bare"]);
+  assert.deepEqual(registry.cheaperThan(a, 100, 0, 3, 60), ["Cross", "Cheap", "Bare"]);
+  const auto = listing("[Img]");
+  const b = get(auto, "A");
+  assert.deepEqual(auto.cheaperThan(b, 100), ["Cheap", "Cross"]);
+  assert.deepEqual(auto.cheaperThan(b, 100, 0, 3, 59), ["Cheap"]);
+  assert.deepEqual(auto.cheaperThan(b, 100, 0, 3, 0), ["Cheap", "Cross"], "0: no cap");
+});
+
 Deno.test("ModelRegistry.standIn is the dearest priced model of the modality for these tokens", () => {
   const registry = listing("[Cheap]");
   const bare = get(registry, "Bare");
