@@ -25,6 +25,7 @@ import {
   type Handler,
   indexByPath,
   matchesPath,
+  requestPath,
   routeParams,
   shownPath,
   unknownEndpoint,
@@ -277,9 +278,10 @@ export function createApp(deps: AppDeps): App {
       if (!deps.usage) await usage.close();
     },
     async handler(req, info) {
-      const url = new URL(req.url);
+      const pathname = requestPath(req.url);
       // Base URLs are typed without /v1, or with a trailing slash that clients then double.
-      const path = byPath.has(url.pathname) ? url.pathname : clientPath(url.pathname);
+      const known = byPath.has(pathname);
+      const path = known ? pathname : clientPath(pathname);
       const peer = info?.remoteAddr?.hostname ?? "unknown";
       const keyName = keys.enabled ? keys.identify(req.headers) : null;
       // Known for every request while keys are required: wrong keys are counted by address.
@@ -289,14 +291,13 @@ export function createApp(deps: AppDeps): App {
           ipv6Prefix: config.rateLimitIpv6Prefix,
         })
         : "";
-      const id = requestIdFrom(req.headers);
       const ctx = new RequestContext({
-        // A key sent as the request id would be logged and shown on the dashboard.
-        id: loggable(id) === id ? id : crypto.randomUUID(),
+        id: requestIdFrom(req.headers, loggable),
         client: keyName ?? address,
-        // What the client sent, as logged, shown and quoted: a key pasted into it is hidden.
-        method: loggable(req.method),
-        path: shownPath(path, loggable),
+        // What the client sent, as logged, shown and quoted: a key pasted into it is hidden (an
+        // endpoint's own path, and a standard method, hold none).
+        method: STANDARD_METHODS.has(req.method) ? req.method : loggable(req.method),
+        path: known ? path : shownPath(path, loggable),
         logger,
         onEnd: ended,
         onLateCost: lateCost,
@@ -329,6 +330,9 @@ export function createApp(deps: AppDeps): App {
     },
   };
 }
+
+/** Methods that are no client's text: never a key to hide. */
+const STANDARD_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
 
 /** Paths of the dashboard and the figures: what a DNS-rebinding page would read. */
 const DATA_PATHS = new Set(["/", "/api/usage", "/metrics"]);

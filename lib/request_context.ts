@@ -21,10 +21,13 @@ export interface RequestContextOptions {
 
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
 
-/** The client's request id if it is safe to echo, else a new one. */
-export function requestIdFrom(headers: Headers): string {
+/**
+ * The client's request id if it is safe to echo, else a new one. Safe: short, plain, and with
+ * nothing `hide` changes (a key sent as the id would be logged and shown on the dashboard).
+ */
+export function requestIdFrom(headers: Headers, hide: (text: string) => string): string {
   const given = headers.get("x-request-id");
-  return given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
+  return given && REQUEST_ID.test(given) && hide(given) === given ? given : crypto.randomUUID();
 }
 
 /** What is known of one request; handlers add fields, and it is logged once when it ends. */

@@ -42,6 +42,26 @@ export function indexByPath(routes: Route[]): Map<string, Route[]> {
   return byPath;
 }
 
+/** A path `URL` would leave as it is: no dot segment, escape or backslash to normalize. */
+const PLAIN_PATH = /^\/[\w/-]*$/;
+
+/**
+ * The path of a request's URL, as `new URL(url).pathname` has it. A plain one (nearly every
+ * request's) is read off the text: parsing the whole URL cost every request about 2 µs.
+ */
+export function requestPath(url: string): string {
+  const scheme = url.indexOf("//");
+  const start = scheme < 0 ? -1 : url.indexOf("/", scheme + 2);
+  if (start >= 0) {
+    const query = url.indexOf("?", start);
+    const fragment = url.indexOf("#", start);
+    const end = Math.min(query < 0 ? url.length : query, fragment < 0 ? url.length : fragment);
+    const path = url.slice(start, end);
+    if (PLAIN_PATH.test(path)) return path;
+  }
+  return new URL(url).pathname;
+}
+
 /**
  * The path a client meant: slashes collapsed, no trailing one, and `/v1` added to the API's paths
  * when the base URL was set without it.

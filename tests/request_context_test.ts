@@ -1,6 +1,6 @@
 /** @module RequestContext: the late cost and the estimate it replaces. */
 import assert from "node:assert/strict";
-import { RequestContext } from "../lib/request_context.ts";
+import { RequestContext, requestIdFrom } from "../lib/request_context.ts";
 import { memoryLogger } from "../lib/log.ts";
 
 function context(late: [number, number | null][]) {
@@ -64,4 +64,14 @@ Deno.test("RequestContext.atEnd runs once at the end, before the log line; at on
   assert.deepEqual([...calls], ["first 0", "second", "onEnd"]);
   ctx.atEnd(() => calls.push("late"));
   assert.deepEqual(calls, ["first 0", "second", "onEnd", "late"]);
+});
+
+Deno.test("requestIdFrom echoes a sane client id, else makes one: a key sent as the id is not kept", () => {
+  const same = (text: string) => text;
+  const headers = (id: string) => new Headers({ "x-request-id": id });
+  assert.equal(requestIdFrom(headers("run-42.a:b@c"), same), "run-42.a:b@c");
+  const hideKey = (text: string) => text.replaceAll("sk-secret-123", "(hidden)");
+  assert.match(requestIdFrom(headers("sk-secret-123"), hideKey), /^[0-9a-f-]{36}$/);
+  assert.match(requestIdFrom(headers("has space"), same), /^[0-9a-f-]{36}$/);
+  assert.match(requestIdFrom(new Headers(), same), /^[0-9a-f-]{36}$/);
 });

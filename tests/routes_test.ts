@@ -4,6 +4,7 @@ import {
   clientPath,
   indexByPath,
   matchesPath,
+  requestPath,
   type Route,
   routeParams,
   safeDecode,
@@ -95,5 +96,30 @@ Deno.test("shownPath hides a key in a path, escaped or not, and a short one as a
   // Elsewhere a short key is no word of its own: paths stay as they came.
   for (const path of ["/v1/q7$", "/v1/models/gpt-4o", "/v1/models/a%20b", "/v1/models/%E0%A4%A"]) {
     assert.equal(shownPath(path, hide), path);
+  }
+});
+
+Deno.test("requestPath is the path new URL(url).pathname has, read off plain URLs", () => {
+  for (
+    const url of [
+      "http://127.0.0.1:8080/v1/chat/completions",
+      "http://localhost:8080/v1/models?limit=5",
+      "http://h/v1/models/GPT-4o#part",
+      "http://h/v1/models?next=/v1/x#y",
+      "http://h:1/v1//chat/completions/",
+      "http://[::1]:8080/v1/models",
+      "http://h",
+      "http://h/",
+      "http://h?x=1",
+      "http://h/v1/./models",
+      "http://h/v1/x/../models",
+      "http://h/v1/models/%47PT-4o",
+      "http://h/v1/models/GPT-4.1",
+      "http://h/a\\b",
+      "http://h/a b",
+      "http://h/Ünïcode",
+    ]
+  ) {
+    assert.equal(requestPath(url), new URL(url).pathname, url);
   }
 });
