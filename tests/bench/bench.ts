@@ -575,7 +575,13 @@ async function main(): Promise<number> {
     log("through a bare Deno proxy (reference, non-streamed only)...");
     await load.rps(bareTarget, 8, d.warmup);
     const bareC1 = await load.rps(bareTarget, 1, d.c1);
+    const bareCpuBefore = await cpuMs(bare.pid);
     const bareC32 = await load.rps(bareTarget, 32, d.c32);
+    const bareCpuAfter = await cpuMs(bare.pid);
+    // What Deno alone costs a request: poe-proxy's figure beside it shows what the product adds.
+    const bareCpuUsC32 = bareCpuBefore !== null && bareCpuAfter !== null
+      ? 1000 * (bareCpuAfter - bareCpuBefore) / Math.max(1, bareC32.requests)
+      : null;
 
     // The machine's speed drifts within a minute: each poe-proxy run is compared with direct at
     // c=1 and streamed, and nginx at c=32, measured just before it; the targets take the median.
@@ -874,6 +880,16 @@ async function main(): Promise<number> {
       ["  added last byte p50 ms", ...addedCols((r) => r.stream.p50), ...none],
       ["streamed c=1 req/s", ...cols((r) => r.stream.rps, 0), ...none],
       ["server CPU per request c=32 (µs)", ...cols((r) => r.cpuUsC32 ?? NaN, 0), ...none],
+      [
+        "  bare Deno proxy CPU per request c=32 (µs)",
+        "",
+        "",
+        "",
+        fmt(bareCpuUsC32, 0),
+        "reference",
+        "",
+        "",
+      ],
       ["proxy RSS idle MiB", ...proxyOnly(fmt(rssIdle, 1)), ...mark("rss_idle_mib")],
       ["proxy RSS after run 1 MiB", ...proxyOnly(fmt(rssAfter[0], 1)), ...none],
       [
@@ -965,7 +981,7 @@ async function main(): Promise<number> {
       direct: figures(directResult),
       nginx: figures(nginxResult),
       nginx_keepalive_c32_rps: tunedRps,
-      bare_deno_proxy: { c1: bareC1, c32: bareC32 },
+      bare_deno_proxy: { c1: bareC1, c32: bareC32, cpu_us_c32: bareCpuUsC32 },
       proxy: figures(p),
       proxy_runs: runs.map(figures),
       paired: { ...paired, references: pairs },
