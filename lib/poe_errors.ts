@@ -210,6 +210,9 @@ export function notAnAnswer(parsed: unknown): ProxyError {
   );
 }
 
+/** The longest `Retry-After` the OpenAI SDKs wait out; past it they retry within a second. */
+export const SDK_MAX_WAIT_SECONDS = 60;
+
 /**
  * A transient failure whose `Retry-After` is too long to wait out: passed on with Poe's status, and
  * the wait said in words, as the SDKs retry within a second when a wait is over their 60 s.

@@ -18,7 +18,13 @@ import {
   retryAfterOf,
   TRANSIENT,
 } from "./retry_ladder.ts";
-import { NO_CLIENT_RETRY, poeError, sdkRetries, tooLongToWait } from "./poe_errors.ts";
+import {
+  NO_CLIENT_RETRY,
+  poeError,
+  SDK_MAX_WAIT_SECONDS,
+  sdkRetries,
+  tooLongToWait,
+} from "./poe_errors.ts";
 
 /** What the tries of every call follow: the client's settings. */
 export interface TryRules {
@@ -107,12 +113,15 @@ export class Tries {
       this.reason = next.reason;
       return;
     }
-    if (TRANSIENT.has(status) && this.#left > 0) {
+    if (TRANSIENT.has(status)) {
       const retryAfter = retryAfterOf(response);
-      if (retryAfter !== null && retryAfter > MAX_WAIT_SECONDS) {
+      // With no retry left here (UPSTREAM_RETRIES=0), the client's own retries wait it out, but
+      // the SDKs retry within a second when it is over their 60 s.
+      const longest = this.#left > 0 ? MAX_WAIT_SECONDS : SDK_MAX_WAIT_SECONDS;
+      if (retryAfter !== null && retryAfter > longest) {
         throw tooLongToWait(await poeError(response), retryAfter);
       }
-      if (await this.#pause(retryAfter, response)) {
+      if (this.#left > 0 && await this.#pause(retryAfter, response)) {
         this.reason = `retry-${status}`;
         return;
       }

@@ -389,6 +389,22 @@ Deno.test("with UPSTREAM_RETRIES=0 a transient failure is left to the client's o
   assert.equal(t.bodies().length, 1);
 });
 
+Deno.test("with UPSTREAM_RETRIES=0 a Retry-After over the SDKs' 60 s tells the client not to retry", async () => {
+  await using t = await setup({ retries: 0 });
+  t.fake.script("status=429,retry-after=100");
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 429);
+  assert.equal(res.headers.get("retry-after"), "100");
+  assert.equal(res.headers.get("x-should-retry"), "false");
+  assert.match(res.body.error.message, /wait 100 s/);
+  assert.equal(t.bodies().length, 1);
+  // Within 60 s the SDKs wait it out themselves: left to them.
+  t.fake.script("status=429,retry-after=40");
+  const short = await post(t.proxy.url, chat());
+  assert.equal(short.headers.get("retry-after"), "40");
+  assert.equal(short.headers.get("x-should-retry"), null);
+});
+
 for (const status of [401, 402, 403, 404, 413]) {
   Deno.test(`${status} is never retried`, async () => {
     await using t = await setup();
