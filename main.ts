@@ -14,6 +14,7 @@ import { ModelsError } from "./lib/models_file.ts";
 import { ApiKeys, inboundKeys } from "./lib/api_keys.ts";
 import { Redactor } from "./lib/redact.ts";
 import { createApp } from "./lib/app.ts";
+import { errorResponse } from "./lib/errors.ts";
 import { UsageApi } from "./lib/usage_api.ts";
 import { fetchUsageReport, formatUsageReport } from "./lib/usage_report.ts";
 import { formatRegistryTable, formatRemoteModels } from "./lib/model_listing.ts";
@@ -172,6 +173,14 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
         app.usage.poller.start();
       },
       handler: (req, info) => app.handler(req, { remoteAddr: info.remoteAddr as Deno.NetAddr }),
+      // A failure the app did not answer itself (a bug): answered as JSON, and logged with keys
+      // hidden, where Deno's own answer is plain text and its stack trace, on standard error,
+      // quotes the URL whole.
+      onError: (err) => {
+        const text = err instanceof Error ? err.stack ?? err.message : String(err);
+        logger.error("unhandled error", { error: keys.hide(text) });
+        return errorResponse(err);
+      },
     });
   }
 

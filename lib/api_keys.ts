@@ -188,6 +188,12 @@ function digest(key: string): Uint8Array {
 }
 
 /** The non-empty key candidates of a request: the Bearer token, then `x-api-key`. */
+/** How many different keys a request sent (`Authorization: Bearer` and `x-api-key`). */
+export function keysSent(headers: Headers): number {
+  const [first, second] = candidates(headers);
+  return first === undefined ? 0 : second === undefined || second === first ? 1 : 2;
+}
+
 function candidates(headers: Headers): string[] {
   const out: string[] = [];
   const authorization = headers.get("authorization")?.trim() ?? "";

@@ -3,7 +3,7 @@ import { errorResponse, ProxyError } from "./errors.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { ModelRegistry } from "./models.ts";
-import { ApiKeys, authenticationError } from "./api_keys.ts";
+import { ApiKeys, authenticationError, keysSent } from "./api_keys.ts";
 import { clientKey } from "./client_id.ts";
 import { DoorLimits } from "./door_limits.ts";
 import { RequestContext, requestIdFrom } from "./request_context.ts";
@@ -121,6 +121,7 @@ export function createApp(deps: AppDeps): App {
     logger,
     counter,
     userAgent: `poe-proxy/${deps.version}`,
+    onCall: () => limits.chargePoe(),
   });
   // `created` must not change between calls: the time this app was built.
   const created = Math.floor(now() / 1000);
@@ -244,7 +245,8 @@ export function createApp(deps: AppDeps): App {
         // Only a key that was sent counts: a page anywhere can make a browser send requests
         // without one (an image), and must not lock the owner's programs out.
         if (req.headers.has("authorization") || req.headers.has("x-api-key")) {
-          limits.wrongKey(address, page);
+          // Each key sent is a guess: two headers with two keys are two.
+          limits.wrongKey(address, page, Math.max(1, keysSent(req.headers)));
         }
         throw authenticationError();
       }
@@ -278,7 +280,7 @@ export function createApp(deps: AppDeps): App {
       if (!deps.usage) await usage.close();
     },
     async handler(req, info) {
-      const pathname = requestPath(req.url);
+      const pathname = requestPath(req.url, req.headers.get("host"));
       // Base URLs are typed without /v1, or with a trailing slash that clients then double.
       const known = byPath.has(pathname);
       const path = known ? pathname : clientPath(pathname);

@@ -101,12 +101,14 @@ export class DoorLimits {
    * Counts a wrong key sent from `address`; from a web page (`page`: the host name it used, see
    * `BrowserGuard.pageHost`), against the pages at that address instead: a DNS-rebinding page in
    * the owner's browser shares the address of the owner's programs, which must not wait for it.
-   * Keyed by the address, not the name, which the sender chooses.
+   * Keyed by the address, not the name, which the sender chooses. `count`: the keys it sent.
    */
-  wrongKey(address: string, page: string | null = null): void {
-    this.#authFailures.take(page === null ? address : pageKey(address));
+  wrongKey(address: string, page: string | null = null, count = 1): void {
     const network = localNetworkKey(address);
-    if (network !== null) this.#networkFailures.take(network);
+    for (let i = 0; i < count; i++) {
+      this.#authFailures.take(page === null ? address : pageKey(address));
+      if (network !== null) this.#networkFailures.take(network);
+    }
   }
 
   /**
@@ -131,6 +133,14 @@ export class DoorLimits {
       message:
         `This proxy keeps Poe under POE_RATE_LIMIT_PER_MINUTE (${this.#poePerMinute}); try again in ${global.retryAfterSeconds} s.`,
     });
+  }
+
+  /**
+   * Counts a Usage API call against POE_RATE_LIMIT_PER_MINUTE: Poe's 500 a minute may count them
+   * too. It is made whatever the bucket holds; chat calls wait until what it owes is refilled.
+   */
+  chargePoe(): void {
+    this.#poe.charge("poe");
   }
 
   /** Takes Poe's token for a retry: false (`limited=poe-retry`) when there is none. */

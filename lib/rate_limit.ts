@@ -119,6 +119,19 @@ export class RateLimiter {
   }
 
   /**
+   * Takes `cost` tokens (default 1) from the bucket of `key` whether it holds them or not: for a
+   * call that is made anyway. What it lacks is owed, up to a whole burst, and refills first: takes
+   * are refused until it is repaid, so takes and charges together keep to the rate.
+   */
+  charge(key: string, cost = 1): void {
+    if (!this.enabled || !(cost > 0)) return;
+    const now = this.#now();
+    this.#sweepOldest(now, key);
+    const bucket = this.#touch(key, now);
+    bucket.units = Math.max(-this.#capacity, bucket.units - cost * UNITS);
+  }
+
+  /**
    * Gives back `cost` tokens (default 1) taken from the bucket of `key` for a request that was
    * then refused elsewhere; never past the burst.
    */
@@ -207,7 +220,7 @@ export class RateLimiter {
     return {
       allowed: retryAfterSeconds === 0,
       limit: this.burst,
-      remaining: Math.floor(units / UNITS),
+      remaining: Math.max(0, Math.floor(units / UNITS)),
       resetSeconds: this.#seconds(this.#capacity - units),
       retryAfterSeconds,
     };

@@ -46,20 +46,34 @@ export function indexByPath(routes: Route[]): Map<string, Route[]> {
 const PLAIN_PATH = /^\/[\w/-]*$/;
 
 /**
- * The path of a request's URL, as `new URL(url).pathname` has it. A plain one (nearly every
- * request's) is read off the text: parsing the whole URL cost every request about 2 µs.
+ * The path of a request, as `new URL` makes it of its target alone: Deno writes the client's
+ * `Host` into `req.url` as it came (`a/b`, `a b`, `a?b`), so parsing the whole URL could route by
+ * a part of the `Host`, or throw. A plain target (nearly every request's) is read off the text:
+ * parsing the whole URL cost every request about 2 µs. Never throws.
  */
-export function requestPath(url: string): string {
-  const scheme = url.indexOf("//");
-  const start = scheme < 0 ? -1 : url.indexOf("/", scheme + 2);
-  if (start >= 0) {
-    const query = url.indexOf("?", start);
-    const fragment = url.indexOf("#", start);
-    const end = Math.min(query < 0 ? url.length : query, fragment < 0 ? url.length : fragment);
-    const path = url.slice(start, end);
-    if (PLAIN_PATH.test(path)) return path;
+export function requestPath(url: string, host: string | null): string {
+  const scheme = url.indexOf("://");
+  let start = 0;
+  if (scheme >= 0) {
+    const authority = scheme + 3;
+    // An absolute-form target (`GET http://x/y`) is the URL itself; its authority has no `/`.
+    const after = host ? authority + host.length : -1;
+    start = host && url.startsWith(host, authority) && url[after] === "/"
+      ? after
+      : url.indexOf("/", authority);
+    if (start < 0) return "/";
   }
-  return new URL(url).pathname;
+  const query = url.indexOf("?", start);
+  const fragment = url.indexOf("#", start);
+  const end = Math.min(query < 0 ? url.length : query, fragment < 0 ? url.length : fragment);
+  const path = url.slice(start, end);
+  if (PLAIN_PATH.test(path)) return path;
+  try {
+    // Joined, not resolved against a base: a target starting `//` is a path, not a host.
+    return new URL(`http://h${path.startsWith("/") ? "" : "/"}${path}`).pathname;
+  } catch {
+    return path;
+  }
 }
 
 /**
@@ -101,12 +115,26 @@ const MODEL_PATH = "/v1/models/";
  * `path` itself when nothing was hidden.
  */
 export function shownPath(path: string, hide: (text: string) => string): string {
-  const plain = path.includes("%") ? safeDecode(path) ?? path : path;
+  const plain = path.includes("%") ? decodeEscapes(path) : path;
   let shown = hide(plain);
   if (shown === plain && plain.startsWith(MODEL_PATH)) {
     shown = MODEL_PATH + hide(plain.slice(MODEL_PATH.length));
   }
   return shown === plain ? path : shown;
+}
+
+/**
+ * `path` with its escapes decoded where they can be: each run of them as UTF-8, or where a run is
+ * not, its ASCII ones alone. A malformed escape is left as it is, and does not keep the rest of
+ * the path escaped (where a key would go unseen).
+ */
+function decodeEscapes(path: string): string {
+  return path.replace(
+    /(?:%[0-9A-Fa-f]{2})+/g,
+    (run) =>
+      safeDecode(run) ??
+        run.replace(/%[0-7][0-9A-Fa-f]/g, (e) => String.fromCharCode(parseInt(e.slice(1), 16))),
+  );
 }
 
 /** A percent-encoded path parameter decoded, or null when its escapes are malformed. */

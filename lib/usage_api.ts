@@ -69,6 +69,8 @@ export interface UsageApiOptions {
   timeoutMs?: number;
   /** Sent as `User-Agent`. Default: none. */
   userAgent?: string;
+  /** Called before each call: Poe's rate limit counts them (`POE_RATE_LIMIT_PER_MINUTE`). */
+  onCall?: () => void;
 }
 
 /** A Usage API call that failed: `status` is the HTTP status, or 0 when there was no answer. */
@@ -162,6 +164,7 @@ export class UsageApi implements UsageSource {
   /** Poe may quote the key in an error: the message is logged and shown on the dashboard. */
   readonly #redactor: Redactor;
   readonly #fetch: typeof fetch;
+  readonly #onCall?: () => void;
   /** `timeoutMs` for every call on one timer; a timeout signal each piled up under load. */
   readonly #deadlines: Deadlines;
   /** Built once: a list, which fetch takes without sorting or validating an object's keys. */
@@ -173,6 +176,7 @@ export class UsageApi implements UsageSource {
     this.#redactor = new Redactor([options.apiKey]);
     this.#fetch = options.fetch ?? fetch;
     this.#deadlines = new Deadlines(options.timeoutMs ?? 10_000);
+    this.#onCall = options.onCall;
     this.#headers = [["authorization", `Bearer ${options.apiKey}`]];
     if (options.userAgent) this.#headers.push(["user-agent", options.userAgent]);
   }
@@ -218,6 +222,7 @@ export class UsageApi implements UsageSource {
   async #get(path: string, signal?: AbortSignal): Promise<unknown> {
     if (!this.#apiKey) throw new UsageApiError(`Cannot call ${path}: POE_API_KEY is not set`, 401);
     const name = path.split("?")[0];
+    this.#onCall?.();
     const controller = new AbortController();
     const deadline = this.#deadlines.add(() =>
       controller.abort(new DOMException("The Usage API did not answer in time.", "TimeoutError"))

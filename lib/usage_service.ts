@@ -34,6 +34,8 @@ export interface UsageServiceOptions {
   /** Shared with clipping so a history is tokenized once. Default: the guards' own. */
   counter?: TokenCounter;
   userAgent?: string;
+  /** Called before each Usage API call of the default API (Poe's rate limit counts them). */
+  onCall?: () => void;
 }
 
 /** Builds the poller (not started: call `poller.start()` once the server listens), tracker and guards. */
@@ -48,6 +50,7 @@ export function createUsageService(
     apiKey: config.poeApiKey,
     fetch: options.fetch,
     userAgent: options.userAgent,
+    onCall: options.onCall,
   });
   const api = options.api ?? own!;
   const poller = new UsagePoller({

@@ -300,6 +300,27 @@ Deno.test("rate limit: POE_RATE_LIMIT_PER_MINUTE is one bucket for every client"
   assert.equal(s.fake.chatRequests().length, 2);
 });
 
+Deno.test("rate limit: the Usage API's calls count against POE_RATE_LIMIT_PER_MINUTE too", async () => {
+  await using s = await setup({ RATE_LIMIT_PER_MINUTE: "0", POE_RATE_LIMIT_PER_MINUTE: "6" });
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const before = s.fake.usageCalls();
+    const res = await chat(s.proxy.url);
+    statuses.push(res.status);
+    if (res.status !== 200) break;
+    // The answer's cost is looked for in the points history: a call to Poe as well.
+    const end = Date.now() + 5_000;
+    while (s.fake.usageCalls() === before && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  // Six tokens: three chats and their three history reads (each read at least one call).
+  assert.deepEqual(statuses.slice(0, 3), [200, 200, 200]);
+  assert.equal(statuses.at(-1), 429);
+  assert.ok(statuses.length <= 4, `${statuses}`);
+  assert.ok(s.fake.chatRequests().length + s.fake.usageCalls() <= 6 + 1);
+});
+
 Deno.test("rate limit: requests that never reach Poe spend nothing of the global bucket", async () => {
   await using s = await setup({ RATE_LIMIT_PER_MINUTE: "0", POE_RATE_LIMIT_PER_MINUTE: "1" });
   for (let i = 0; i < 5; i++) assert.equal((await chat(s.proxy.url, {}, "{")).status, 400);
@@ -847,6 +868,25 @@ Deno.test("keys: wrong keys from one address are 401 ten times, then 429 for tha
   assert.equal(right.body.error.code, "too_many_auth_failures");
   assert.ok(Number(right.headers.get("retry-after")) >= 1);
   assert.equal(s.fake.chatRequests().length, 0);
+});
+
+Deno.test("keys: a request that sends two wrong keys (Bearer and x-api-key) counts as two guesses", async () => {
+  const key = "a-long-enough-random-key-0123";
+  await using s = await setup({ PROXY_API_KEYS: key, FOOTER: "off" });
+  const statuses: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const headers = { authorization: `Bearer guess-a-${i}`, "x-api-key": `guess-b-${i}` };
+    statuses.push((await chat(s.proxy.url, headers)).status);
+  }
+  assert.deepEqual(statuses, [...Array(5).fill(401), 429, 429]);
+  // The same key in both headers is one guess.
+  await using t = await setup({ PROXY_API_KEYS: key, FOOTER: "off" });
+  const same: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const headers = { authorization: `Bearer guess-${i}`, "x-api-key": `guess-${i}` };
+    same.push((await chat(t.proxy.url, headers)).status);
+  }
+  assert.deepEqual(same, Array(10).fill(401));
 });
 
 Deno.test("rate limit: a refusal in front of Poe spends nothing of the client's own bucket, and shows its headers", async () => {

@@ -671,6 +671,30 @@ Deno.test("hostile: /v1/models/../.. and its encodings never leave the route tab
   assert.doesNotMatch(page.text, /the-key|test-poe-key/);
 });
 
+Deno.test("hostile: an odd Host is never the path, nor a crash that prints the URL", async () => {
+  const key = "owner-key-AAAAAAAA";
+  await using s = await setup({ PROXY_API_KEYS: key, DASHBOARD: "off" });
+  const port = portOf(s.proxy.url);
+  const at = (host: string, target: string) =>
+    `GET ${target} HTTP/1.1\r\nhost: ${host}\r\nauthorization: Bearer ${key}\r\n` +
+    "connection: close\r\n\r\n";
+  // Deno writes the Host into req.url as it came: `new URL(req.url)` threw on these, or read a
+  // path out of the Host.
+  for (const host of ["a b", "127.0.0.1:99999", "[fe80::1%25eth0]:8080", "a?b", "a/b", "a#b"]) {
+    for (const target of ["/v1/./models", "/v1/models"]) {
+      const r = await rawRequest(port, at(host, target));
+      assert.equal(r.status, 200, `${host} ${target}: ${r.text.slice(0, 200)}`);
+      assert.match(r.text, /"object":"list"/);
+    }
+    const gone = await rawRequest(port, at(host, `/v1/./models/${key}`));
+    assert.equal(gone.status, 404, host);
+    assert.doesNotMatch(gone.text, new RegExp(key));
+  }
+  assert.ok(s.proxy.logs.length > 0);
+  for (const line of s.proxy.logs) assert.doesNotMatch(line, new RegExp(key));
+  assert.doesNotMatch(s.proxy.logs.join("\n"), /Invalid URL|TypeError/);
+});
+
 Deno.test("hostile: an absurdly long URL or header is refused and the server keeps serving", async () => {
   await using s = await setup();
   const port = portOf(s.proxy.url);

@@ -46,6 +46,34 @@ Deno.test("RateLimiter.take allows a burst, then refuses with retryAfter", () =>
   });
 });
 
+Deno.test("RateLimiter.charge takes what the bucket lacks as a debt, repaid before any take", () => {
+  const clock = fakeClock();
+  const limiter = new RateLimiter({ perMinute: 60, burst: 2, now: clock.now });
+  limiter.charge("k");
+  assert.equal(limiter.take("k").allowed, true);
+  assert.equal(limiter.take("k").allowed, false, "one charge and one take: the burst of 2 is gone");
+  // Charged anyway: two owed, refilled at a token a second before a take passes again.
+  limiter.charge("k");
+  limiter.charge("k");
+  const owed = limiter.take("k");
+  assert.equal(owed.allowed, false);
+  assert.equal(owed.retryAfterSeconds, 3);
+  assert.equal(owed.remaining, 0);
+  clock.advance(2_000);
+  assert.equal(limiter.take("k").allowed, false);
+  clock.advance(1_000);
+  assert.equal(limiter.take("k").allowed, true);
+  // The debt stops at a whole burst, however many calls are charged.
+  for (let i = 0; i < 100; i++) limiter.charge("k");
+  clock.advance(2_000);
+  assert.equal(limiter.take("k").allowed, false);
+  clock.advance(1_000);
+  assert.equal(limiter.take("k").allowed, true);
+  const off = new RateLimiter({ perMinute: 0, burst: 1 });
+  off.charge("k");
+  assert.equal(off.take("k").allowed, true);
+});
+
 Deno.test("RateLimiter.take refills continuously at perMinute / 60 a second", () => {
   const clock = fakeClock();
   const limiter = new RateLimiter({ perMinute: 60, burst: 2, now: clock.now });

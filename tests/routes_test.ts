@@ -93,33 +93,48 @@ Deno.test("shownPath hides a key in a path, escaped or not, and a short one as a
   assert.equal(shownPath(`/v1/models/Bearer%20${key}`, hide), "/v1/models/Bearer (hidden)");
   assert.equal(shownPath(`/v1/models/${encodeURIComponent(key)}`, hide), "/v1/models/(hidden)");
   assert.equal(shownPath("/v1/models/q7%24", hide), "/v1/models/(hidden)");
+  // A malformed escape, or escapes that are not UTF-8, leave the rest decoded: the key is seen.
+  assert.equal(shownPath(`/v1/models/${key.slice(0, -1)}%33%zz`, hide), "/v1/models/(hidden)%zz");
+  assert.equal(shownPath(`/v1/models/${key.slice(0, -1)}%33%ff`, hide), "/v1/models/(hidden)%ff");
   // Elsewhere a short key is no word of its own: paths stay as they came.
   for (const path of ["/v1/q7$", "/v1/models/gpt-4o", "/v1/models/a%20b", "/v1/models/%E0%A4%A"]) {
     assert.equal(shownPath(path, hide), path);
   }
 });
 
-Deno.test("requestPath is the path new URL(url).pathname has, read off plain URLs", () => {
+Deno.test("requestPath is the path new URL makes of the target, read off plain ones", () => {
+  const host = "127.0.0.1:8080";
   for (
-    const url of [
-      "http://127.0.0.1:8080/v1/chat/completions",
-      "http://localhost:8080/v1/models?limit=5",
-      "http://h/v1/models/GPT-4o#part",
-      "http://h/v1/models?next=/v1/x#y",
-      "http://h:1/v1//chat/completions/",
-      "http://[::1]:8080/v1/models",
-      "http://h",
-      "http://h/",
-      "http://h?x=1",
-      "http://h/v1/./models",
-      "http://h/v1/x/../models",
-      "http://h/v1/models/%47PT-4o",
-      "http://h/v1/models/GPT-4.1",
-      "http://h/a\\b",
-      "http://h/a b",
-      "http://h/Ünïcode",
+    const target of [
+      "/v1/chat/completions",
+      "/v1/models?limit=5",
+      "/v1/models/GPT-4o#part",
+      "/v1/models?next=/v1/x#y",
+      "/v1//chat/completions/",
+      "//chat/completions",
+      "/",
+      "/v1/./models",
+      "//v1/./models",
+      "/v1/x/../models",
+      "/v1/models/%47PT-4o",
+      "/v1/models/GPT-4.1",
+      "/a\\b",
+      "/a b",
+      "/Ünïcode",
     ]
   ) {
-    assert.equal(requestPath(url), new URL(url).pathname, url);
+    const expected = new URL(`http://${host}${target}`).pathname;
+    assert.equal(requestPath(`http://${host}${target}`, host), expected, target);
   }
+  assert.equal(requestPath("http://[::1]:8080/v1/models", "[::1]:8080"), "/v1/models");
+  // Deno writes the Host as it came: the path is the target's, whatever the Host holds.
+  for (const odd of ["a/b", "a?b", "a#b", "a\\b", "a b", "h:1/../y", "127.0.0.1:99999"]) {
+    assert.equal(requestPath(`http://${odd}/v1/models`, odd), "/v1/models", odd);
+    assert.equal(requestPath(`http://${odd}/v1/./models`, odd), "/v1/models", odd);
+  }
+  // No Host: Deno's own name for itself. An absolute-form target: the URL is the target.
+  assert.equal(requestPath("http://localhost:8080/v1/models", null), "/v1/models");
+  assert.equal(requestPath("http://other:5/v1/models?x", "a"), "/v1/models");
+  assert.equal(requestPath("http://ab/v1/./models", "a"), "/v1/models");
+  assert.equal(requestPath("http://h*", "h"), "/", "OPTIONS *");
 });
