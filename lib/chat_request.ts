@@ -137,6 +137,9 @@ const FIELD_KINDS: readonly [string, "number" | "array" | "boolean" | "object", 
   ["stream_options", "object", "an object"],
 ];
 
+/** The fields with a range, and their upper bound (from 0). */
+const RANGES: readonly [string, number][] = [["temperature", 2], ["top_p", 1]];
+
 function kindOf(value: unknown): string {
   return Array.isArray(value) ? "array" : typeof value;
 }
@@ -150,6 +153,13 @@ function checkTypes(b: Record<string, unknown>): void {
     const v = b[field];
     if (v !== undefined && v !== null && kindOf(v) !== kind) {
       throw invalid(`${field} must be ${what}: got ${describe(v)}.`, field);
+    }
+  }
+  // OpenAI's ranges, and Poe's: Poe's 400 for them names no field the retry ladder could drop.
+  for (const [field, max] of RANGES) {
+    const v = b[field];
+    if (typeof v === "number" && !(v >= 0 && v <= max)) {
+      throw invalid(`${field} must be between 0 and ${max}: got ${describe(v)}.`, field);
     }
   }
   const choice = b.tool_choice;

@@ -499,6 +499,9 @@ Deno.test("validateChatRequest: fields Poe reads must have OpenAI's types; null 
     ["tool_choice", 1, /^tool_choice must be "auto", "none", "required" or an object/],
     ["stop", 5, /^stop must be a string or an array of strings: got 5\.$/],
     ["stop", ["\n", 7], /^stop must be a string or an array of strings: got an array of 2/],
+    ["temperature", 5, /^temperature must be between 0 and 2: got 5\.$/],
+    ["temperature", -0.1, /^temperature must be between 0 and 2: got -0\.1\.$/],
+    ["top_p", 1.5, /^top_p must be between 0 and 1: got 1\.5\.$/],
   ];
   for (const [field, value, message] of bad) {
     assert.throws(
@@ -514,6 +517,8 @@ Deno.test("validateChatRequest: fields Poe reads must have OpenAI's types; null 
     { tools: [{ type: "function", function: { name: "f" } }], tool_choice: { type: "function" } },
     { stop: ["a", "b"], stream_options: { include_usage: true } },
     { temperature: null, top_p: null, tools: null, tool_choice: null, stop: null },
+    { temperature: 0, top_p: 0 },
+    { temperature: 2, top_p: 1 },
   ];
   for (const fields of good) validateChatRequest({ model: "m", messages, ...fields });
 });
