@@ -303,6 +303,7 @@ export class AnswerPoints {
     const choice = answer?.choices?.[0];
     const message = choice?.message;
     const toolCalls = choice?.finish_reason === "tool_calls" ||
+      choice?.finish_reason === "function_call" || !!message?.function_call ||
       (Array.isArray(message?.tool_calls) && message.tool_calls.length > 0);
     const usage = answer?.usage && typeof answer.usage === "object" ? answer.usage : null;
     const content = message?.content;

@@ -31,6 +31,7 @@ import { streamAnswer } from "./chat_stream.ts";
 import { earlyResponse, settlesWithin, streamStartMs } from "./early_stream.ts";
 import { passPoeHeaders } from "./poe_request.ts";
 import { jsonAnswer } from "./chat_json.ts";
+import { usesLegacyFunctions } from "./legacy_functions.ts";
 import { mayBeBilled } from "./poe_errors.ts";
 import type { InFlight } from "./in_flight.ts";
 import { answerLimit, thinkingBudget } from "./answer_limit.ts";
@@ -299,7 +300,7 @@ export async function handleChat(
       return streamAnswer(answer, ctx, deps, headers, body, points, media);
     }
     try {
-      return await jsonAnswer(answer, ctx, deps, headers, points);
+      return await jsonAnswer(answer, ctx, deps, headers, points, usesLegacyFunctions(body));
     } catch (err) {
       // Poe answered 200 and may bill an answer that holds none, or whose client left while its
       // cost was looked for: watched for, and counted meanwhile. (A read that failed, or a body

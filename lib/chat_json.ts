@@ -11,6 +11,7 @@ import { collectAnswerText, estimatedUsage } from "./usage_estimate.ts";
 import type { ChatDeps } from "./chat.ts";
 import { type HeaderList, headerResponse } from "./header_response.ts";
 import { toolCallId } from "./openai_types.ts";
+import { functionCallAnswer } from "./legacy_functions.ts";
 
 /**
  * The response for Poe's JSON answer, whose body the Poe client read (`answer.json`): one that
@@ -23,6 +24,7 @@ export async function jsonAnswer(
   deps: ChatDeps,
   headers: HeaderList,
   points: AnswerPoints | null,
+  legacyFunctions = false,
 ): Promise<Response> {
   // Read whole already: the client's abort has nothing left to end.
   answer.release();
@@ -32,6 +34,8 @@ export async function jsonAnswer(
   const parsed: any = answer.json!.parsed;
   if (!isCompletion(parsed)) throw notAnAnswer(parsed);
   let changed = shapeToolCalls(parsed.choices[0]?.message);
+  // The client offered legacy `functions`: it reads a `function_call`.
+  if (legacyFunctions && functionCallAnswer(parsed.choices[0])) changed = true;
   // OpenAI's answers always carry usage: one Poe sent without is counted here.
   if (!parsed.usage || typeof parsed.usage !== "object") {
     const answerText: string[] = [];

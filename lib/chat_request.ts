@@ -2,6 +2,7 @@
 import { ProxyError } from "./errors.ts";
 import type { ChatMessage, ChatRequest } from "./openai_types.ts";
 import { extraBodyOf, LIMIT_FIELDS, THINKING_FIELDS } from "./answer_limit.ts";
+import { toolsFromFunctions } from "./legacy_functions.ts";
 
 /** Fields the proxy decides by: in a literal `extra_body`, Poe could read them instead. */
 const TOP_LEVEL_ONLY = ["model", "messages", "stream"] as const;
@@ -313,7 +314,8 @@ export function upstreamBody(
     const so = req.stream_options;
     out.stream_options = { ...(so && typeof so === "object" ? so : {}), include_usage: true };
   }
-  return out;
+  // Poe reads tools, not the legacy functions.
+  return toolsFromFunctions(out);
 }
 
 function developerAsSystem(m: ChatMessage): ChatMessage {

@@ -12,6 +12,7 @@ import type { ChatDeps } from "./chat.ts";
 import { type HeaderList, headerResponse } from "./header_response.ts";
 import { clientWantsUsage } from "./chat_request.ts";
 import type { ChatRequest } from "./openai_types.ts";
+import { usesLegacyFunctions } from "./legacy_functions.ts";
 
 /**
  * Whether a relayed stream that was never settled may still be billed: its client left or it
@@ -57,6 +58,7 @@ export function streamAnswer(
     timeoutSetting: media ? "MEDIA_TIMEOUT_SECONDS" : undefined,
     includeUsage,
     model: request.model,
+    legacyFunctions: usesLegacyFunctions(request),
     redact: deps.loggable,
     // Asked for, or shown in the footer, and Poe may not send it: counted here then.
     estimateUsage: includeUsage || points?.annotates

@@ -19,11 +19,18 @@ import {
 import type { RelayOptions, StreamEnding, StreamSummary } from "./sse.ts";
 import { carriesDelta, StreamShaper } from "./stream_shape.ts";
 import { opensAnswer } from "./stream_start.ts";
+import { functionCallDelta } from "./legacy_functions.ts";
 
 /** Options of {@linkcode RelayEvents}: those of {@linkcode RelayOptions} that concern events. */
 export type RelayEventsOptions = Pick<
   RelayOptions,
-  "includeUsage" | "finish" | "redact" | "estimateUsage" | "onFinishReason" | "model"
+  | "includeUsage"
+  | "finish"
+  | "redact"
+  | "estimateUsage"
+  | "onFinishReason"
+  | "model"
+  | "legacyFunctions"
 >;
 
 /**
@@ -134,6 +141,7 @@ export class RelayEvents {
     const choice = choices[0];
     const calls = choice?.delta?.tool_calls;
     if (Array.isArray(calls) && calls.length > 0) summary.toolCalls = summary.answered = true;
+    if (options.legacyFunctions && choice && functionCallDelta(choice)) changed = true;
     const delta = choice?.delta;
     if (typeof delta?.content === "string") {
       this.#text.add(delta.content);
@@ -187,7 +195,11 @@ export class RelayEvents {
     if (summary.finishReason === null && !summary.error) {
       if (summary.id === null && !this.#shaper.started) return false;
       // Some models end a stream silently; OpenAI's clients need a finish_reason to end on.
-      summary.finishReason = summary.toolCalls ? "tool_calls" : "stop";
+      summary.finishReason = !summary.toolCalls
+        ? "stop"
+        : this.#options.legacyFunctions
+        ? "function_call"
+        : "tool_calls";
       summary.finishAdded = true;
       this.#heldFinish = {
         ...chunkBase(this.#chunkIds()),

@@ -68,6 +68,8 @@ export interface RelayOptions {
   includeUsage: boolean;
   /** The model the client asked for: the chunks this proxy makes name it when Poe's name none. */
   model?: string;
+  /** The client offered legacy `functions`: a tool call goes to it as a `function_call`. */
+  legacyFunctions?: boolean;
   /** Called once the answer ended, before the finish chunk is sent; may add a footer and usage fields. */
   finish?: (summary: StreamSummary) => Promise<StreamEnding | null> | StreamEnding | null;
   /** Aborts the upstream request. */
