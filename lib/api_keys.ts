@@ -187,13 +187,13 @@ function digest(key: string): Uint8Array {
   return new Uint8Array(createHash("sha256").update(key, "utf8").digest());
 }
 
-/** The non-empty key candidates of a request: the Bearer token, then `x-api-key`. */
 /** How many different keys a request sent (`Authorization: Bearer` and `x-api-key`). */
 export function keysSent(headers: Headers): number {
   const [first, second] = candidates(headers);
   return first === undefined ? 0 : second === undefined || second === first ? 1 : 2;
 }
 
+/** The non-empty key candidates of a request: the Bearer token, then `x-api-key`. */
 function candidates(headers: Headers): string[] {
   const out: string[] = [];
   const authorization = headers.get("authorization")?.trim() ?? "";
