@@ -112,15 +112,24 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
   // Listened to before the listening line is printed: a stop sent right after it is graceful.
   let server: Deno.HttpServer | undefined;
   let stopping = false;
+  /** Ends the requests still open (their lines now, or never), then the process. */
+  const cutAndExit = () => {
+    // Streams get an error event; a moment lets it reach them.
+    const cut = app.cutOpen();
+    setTimeout(() => Deno.exit(0), cut > 0 ? 100 : 0);
+  };
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second Ctrl+C (or signal): whoever sent it does not want to wait out the grace.
+      logger.warn("second signal; cutting the requests still open", { signal });
+      cutAndExit();
+      return;
+    }
     stopping = true;
     logger.info("shutting down", { signal, grace_seconds: config.shutdownGraceSeconds });
     const grace = setTimeout(() => {
       logger.warn("grace period over; cutting the requests still open", {});
-      // Their lines now, or never. Streams get an error event; a moment lets it reach them.
-      const cut = app.cutOpen();
-      setTimeout(() => Deno.exit(0), cut > 0 ? 100 : 0);
+      cutAndExit();
     }, config.shutdownGraceSeconds * 1000);
     (server?.shutdown() ?? Promise.resolve()).then(() => app.close()).then(() => {
       clearTimeout(grace);

@@ -25,10 +25,16 @@ export function parseKeys(commaList: string | null, fileText: string | null): st
     // A comment after a key, as in `.env` files: `bob-key  # Bob's laptop`.
     const key = lines[i].replace(/(^|\s)#.*$/, "").trim();
     if (key === "") continue;
-    // deno-lint-ignore no-control-regex -- control characters are what this rejects
-    if (/[\s\x00-\x1f\x7f]/.test(key)) {
+    if (/\s/.test(key)) {
       // The line number only: the text may be a key.
       throw new Error(`line ${i + 1} holds more than one word; write one key a line`);
+    }
+    if (!/^[\x21-\x7e]+$/.test(key)) {
+      throw new Error(
+        `line ${
+          i + 1
+        } holds a character that is not printable ASCII (an invisible one from a paste?)`,
+      );
     }
     keys.add(key);
   }

@@ -124,12 +124,20 @@ export function baseUrl(raw: string): string {
   return url.href.replace(/\/+$/, "").replace(/\/v1$/i, "");
 }
 
-// deno-lint-ignore no-control-regex -- control characters are what this rejects
-const UNSAFE_KEY = /[\s\x00-\x1f\x7f]/;
+/**
+ * What a key is made of: printable ASCII. A space, a control character, or one a paste brings
+ * along (a zero-width space, curly quotes) cannot go in a header as it is: fetch refused every
+ * call with such a Poe key, which looked like Poe being unreachable.
+ */
+const KEY = /^[\x21-\x7e]+$/;
 
-/** The Poe key, refused when it holds spaces or control characters (a paste gone wrong). */
+/** The Poe key, refused when it holds anything but printable ASCII (a paste gone wrong). */
 export function apiKey(raw: string): string {
-  if (UNSAFE_KEY.test(raw)) throw new Expected("a key without spaces or control characters");
+  if (!KEY.test(raw)) {
+    throw new Expected(
+      "a key of printable ASCII, without spaces, control, invisible or non-ASCII characters (paste it again)",
+    );
+  }
   return raw;
 }
 
@@ -155,10 +163,12 @@ export function hostName(entry: string): string {
   return entry.toLowerCase();
 }
 
-/** One client key of `PROXY_API_KEYS`: no spaces or control characters. */
+/** One client key of `PROXY_API_KEYS`: printable ASCII, as a client can send it in a header. */
 export function proxyKey(entry: string): string {
-  if (UNSAFE_KEY.test(entry)) {
-    throw new Expected("comma-separated keys without spaces or control characters");
+  if (!KEY.test(entry)) {
+    throw new Expected(
+      "comma-separated keys of printable ASCII, without spaces, control, invisible or non-ASCII characters",
+    );
   }
   return entry;
 }

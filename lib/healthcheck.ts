@@ -20,11 +20,16 @@ export interface HealthcheckResult {
  * machine: a wildcard address (`0.0.0.0`, `::`) is asked on its loopback address.
  */
 export function healthUrl(host: string, port: number): string {
+  const bare = probedHost(host);
+  return `http://${bare.includes(":") ? `[${bare}]` : bare}:${port}/healthz`;
+}
+
+/** The address asked for `host`, without brackets: a wildcard one's loopback address. */
+function probedHost(host: string): string {
   let target = host;
   if (host === "0.0.0.0" || host === "") target = "127.0.0.1";
   else if (host === "::" || host === "[::]") target = "::1";
-  const bare = target.replace(/^\[(.*)\]$/, "$1");
-  return `http://${bare.includes(":") ? `[${bare}]` : bare}:${port}/healthz`;
+  return target.replace(/^\[(.*)\]$/, "$1");
 }
 
 /**
@@ -43,6 +48,11 @@ export async function healthcheck(
   const url = healthUrl(host, port);
   const timeoutMs = options.timeoutMs ?? 3000;
   const doFetch = options.fetch ?? fetch;
+  // Straight to the server: Deno's fetch sends even a loopback request through HTTP_PROXY, which a
+  // container may have set for its way out, and the proxy would then be reported unhealthy.
+  const direct = options.fetch ? null : Deno.createHttpClient({
+    proxy: { transport: "tcp", hostname: probedHost(host), port },
+  });
   const controller = new AbortController();
   const timer = setTimeout(
     () => controller.abort(new Error(`no answer within ${timeoutMs} ms`)),
@@ -52,6 +62,7 @@ export async function healthcheck(
     const response = await doFetch(url, {
       signal: controller.signal,
       headers: { "user-agent": "poe-proxy-healthcheck" },
+      ...(direct ? { client: direct } : {}),
     });
     const text = await response.text();
     let body: { status?: unknown; models?: unknown; version?: unknown } = {};
@@ -79,5 +90,6 @@ export async function healthcheck(
     return { healthy: false, message: `unhealthy: ${url}: ${reason}` };
   } finally {
     clearTimeout(timer);
+    direct?.close();
   }
 }

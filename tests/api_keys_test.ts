@@ -13,6 +13,13 @@ Deno.test("parseKeys: a comment after a key in the file is dropped; two words on
     () => parseKeys(null, "ok-key\nsecret-one secret-two\n"),
     (e: Error) => e.message === "line 2 holds more than one word; write one key a line",
   );
+  // A paste's zero-width space: a client could never send the key as written.
+  assert.throws(
+    () => parseKeys(null, "ok-key\nsecret-one\u200b\n"),
+    (e: Error) =>
+      e.message ===
+        "line 2 holds a character that is not printable ASCII (an invisible one from a paste?)",
+  );
 });
 
 Deno.test("parseKeys reads a comma list, trimmed, blanks dropped", () => {

@@ -335,15 +335,15 @@ Deno.test("resolveConfig: secrets are never echoed in errors", () => {
   const secret = "sk-super secret";
   assert.equal(
     errorFor({ POE_API_KEY: secret }),
-    "Invalid POE_API_KEY: (hidden) (expected a key without spaces or control characters)",
+    "Invalid POE_API_KEY: (hidden) (expected a key of printable ASCII, without spaces, control, invisible or non-ASCII characters (paste it again))",
   );
   assert.equal(
     errorFor({ POE_TOKEN: secret }),
-    "Invalid POE_TOKEN: (hidden) (expected a key without spaces or control characters)",
+    "Invalid POE_TOKEN: (hidden) (expected a key of printable ASCII, without spaces, control, invisible or non-ASCII characters (paste it again))",
   );
   assert.equal(
     errorFor({ PROXY_API_KEYS: `ok-key, ${secret}` }),
-    "Invalid PROXY_API_KEYS: (hidden) (expected comma-separated keys without spaces or control characters)",
+    "Invalid PROXY_API_KEYS: (hidden) (expected comma-separated keys of printable ASCII, without spaces, control, invisible or non-ASCII characters)",
   );
   const envs: Record<string, string>[] = [{ POE_API_KEY: secret }, { PROXY_API_KEYS: secret }];
   for (const env of envs) {

@@ -147,12 +147,23 @@ Deno.test("baseUrl: an http or https URL without trailing slashes or /v1", () =>
   refusesAll(baseUrl, ["ftp://api.poe.com", "api.poe.com", ""], "an http or https URL");
 });
 
-Deno.test("apiKey: any key without spaces or control characters", () => {
+Deno.test("apiKey: any key of printable ASCII", () => {
   assert.equal(apiKey("sk-abc_123.XYZ"), "sk-abc_123.XYZ");
+  assert.equal(apiKey("a!~#$%&*+/=?^`{|}"), "a!~#$%&*+/=?^`{|}");
   refusesAll(
     apiKey,
-    ["sk abc", "sk\tabc", "sk\nabc", "sk\u0000", "sk\x7f"],
-    "a key without spaces or control characters",
+    // A zero-width space and curly quotes come along with a paste; fetch refuses them in a header.
+    [
+      "sk abc",
+      "sk\tabc",
+      "sk\nabc",
+      "sk\u0000",
+      "sk\x7f",
+      "sk-abc\u200b",
+      "\u201csk-abc\u201d",
+      "clé",
+    ],
+    "a key of printable ASCII, without spaces, control, invisible or non-ASCII characters (paste it again)",
   );
 });
 
@@ -177,12 +188,12 @@ Deno.test("hostName: a host name without a port, or *, lower-cased; errors name 
   );
 });
 
-Deno.test("proxyKey: a key without spaces or control characters; errors name no entry", () => {
+Deno.test("proxyKey: a key of printable ASCII; errors name no entry", () => {
   assert.equal(proxyKey("client-key-1"), "client-key-1");
   refusesAll(
     proxyKey,
-    ["a b", "a\u0001"],
-    "comma-separated keys without spaces or control characters",
+    ["a b", "a\u0001", "clé-1", "key\u200b"],
+    "comma-separated keys of printable ASCII, without spaces, control, invisible or non-ASCII characters",
   );
 });
 

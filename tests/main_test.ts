@@ -159,6 +159,39 @@ Deno.test("main.ts models --remote lists Poe's live catalogue, as a table and as
   );
 });
 
+Deno.test("main.ts: a second signal during the grace ends the requests still open at once", async () => {
+  await using fake = await FakePoe.start();
+  const proxy = await startProxyProcess({
+    env: {
+      POE_API_KEY: "test-poe-key",
+      POE_BASE_URL: fake.url,
+      PORT: "0",
+      SHUTDOWN_GRACE_SECONDS: "30",
+    },
+  });
+  const streamed = await fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "GPT-4o",
+      stream: true,
+      messages: [{ role: "user", content: "Hi [[fake: stall=200,chunks=100]]" }],
+    }),
+  });
+  const text = streamed.body!.pipeThrough(new TextDecoderStream());
+  const started = Date.now();
+  const exited = proxy.stop();
+  await new Promise((r) => setTimeout(r, 300));
+  Deno.kill(proxy.pid, "SIGINT");
+  assert.equal(await exited, 0);
+  const took = Date.now() - started;
+  assert.ok(took < 5000, `exited after ${took} ms, not at the end of a 30 s grace`);
+  let tail = "";
+  for await (const piece of text) tail += piece;
+  assert.match(tail, /"code":"server_shutting_down"[^\n]*\n\ndata: \[DONE\]\n\n$/);
+  assert.match(proxy.stderr(), /second signal; cutting the requests still open/);
+});
+
 Deno.test("main.ts: requests still open when SHUTDOWN_GRACE_SECONDS ends are logged with end=shutdown", async () => {
   await using fake = await FakePoe.start();
   const proxy = await startProxyProcess({

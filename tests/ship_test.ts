@@ -322,6 +322,16 @@ Deno.test("main.ts healthcheck exits 0 against a running server and 1 against no
   assert.match(decoder.decode(bad.stderr), /Invalid PORT/);
 });
 
+Deno.test("main.ts healthcheck asks the server straight, even with HTTP_PROXY set (a container's)", async () => {
+  await using proxy = await startProxy();
+  const port = new URL(proxy.url).port;
+  // Nothing listens on port 9: a probe sent through this proxy would fail.
+  const env = { PORT: port, HTTP_PROXY: "http://127.0.0.1:9", http_proxy: "http://127.0.0.1:9" };
+  const ok = await mainCommand(["healthcheck"], env).output();
+  assert.equal(ok.code, 0, decoder.decode(ok.stderr));
+  assert.match(decoder.decode(ok.stdout), /^healthy: /);
+});
+
 // ---------------------------------------------------------------------------------------------
 // systemd-unit
 
