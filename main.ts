@@ -23,7 +23,7 @@ import { execStartFor, runAsFor, systemdUnit } from "./lib/systemd_unit.ts";
 import { RegistryReloader } from "./lib/registry_reload.ts";
 import { KeysReloader } from "./lib/keys_reload.ts";
 import { type LoadedModels, loadRegistry } from "./lib/models_source.ts";
-import { unknownSettingsMessage, warnAtStartup } from "./lib/startup_warnings.ts";
+import { warnAtStartup } from "./lib/startup_warnings.ts";
 import { type CommandLine, helpText, parseCommandLine, StartupError } from "./lib/command_line.ts";
 
 const VERSION: string = denoJson.version;
@@ -286,7 +286,18 @@ async function run(args: string[]): Promise<number> {
           await response.body?.cancel();
           throw new StartupError(`Poe's GET /v1/models answered ${response.status}`);
         }
-        printLine(formatRemoteModels(await response.json(), values.json === true));
+        let catalogue: unknown;
+        try {
+          catalogue = await response.json();
+        } catch {
+          // A captive portal, a proxy's page, or a POE_BASE_URL that is not Poe's.
+          throw new StartupError(
+            `Poe's GET /v1/models did not answer JSON (content-type ${
+              response.headers.get("content-type") ?? "none"
+            }): check POE_BASE_URL`,
+          );
+        }
+        printLine(formatRemoteModels(catalogue, values.json === true));
         return 0;
       }
       const { registry } = await loadRegistry(config, readModelsText);
@@ -299,9 +310,22 @@ async function run(args: string[]): Promise<number> {
       printLine(`configuration ok; ${registry.size} models from ${source}`);
       printLine(JSON.stringify(redactedSummary(config, inbound.length), null, 2));
       if (!config.poeApiKey) printLine(`warning: ${missingKeyMessage()}`);
-      if (dotenvRead && dotenvRead.unknown.length > 0) {
-        printLine(`warning: ${unknownSettingsMessage(dotenvRead.path, dotenvRead.unknown)}`);
-      }
+      // What `start` would warn about: typos in .env, risky keys, models.yaml's ignored entries.
+      const warnings: string[] = [];
+      warnAtStartup({
+        config,
+        inbound,
+        registry,
+        logger: {
+          debug() {},
+          info() {},
+          error() {},
+          warn: (event, fields) => warnings.push(String(fields?.message ?? event)),
+          enabled: (level) => level === "warn",
+        },
+        dotenv: dotenvRead,
+      });
+      for (const warning of warnings) printLine(`warning: ${warning}`);
       return 0;
     }
     case "usage": {

@@ -73,7 +73,10 @@ function perMillion(value: unknown): string {
 /** Poe's `GET /v1/models` answer as a table (id, modality, context, USD per million tokens), or JSON. */
 export function formatRemoteModels(answer: unknown, asJson: boolean): string {
   const data = (answer as { data?: unknown })?.data;
-  const models: RemoteModel[] = Array.isArray(data) ? data : [];
+  // Entries that are no object (a `null`) are skipped, not read.
+  const models: RemoteModel[] = Array.isArray(data)
+    ? data.filter((m) => m !== null && typeof m === "object")
+    : [];
   const rows = models.map((m) => ({
     id: String(m.id ?? ""),
     modality: typeof m.architecture?.modality === "string" ? m.architecture.modality : "-",

@@ -123,6 +123,47 @@ Deno.test("main.ts check counts the keys of PROXY_API_KEYS_FILE and names .env t
   assert.doesNotMatch(text, /k1-0123/);
 });
 
+Deno.test("main.ts check prints the warnings start logs about models.yaml", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(
+    `${dir}/warn.yaml`,
+    "models:\n  text:\n    - {poe_name: T, base: 10, cheaper: [I]}\n    - Free\n" +
+      "  image:\n    - {poe_name: I, base: 5, max_tokens: 5000}\n",
+  );
+  const out = await command(["check", "--models", "warn.yaml"], {
+    POE_API_KEY: "k",
+    MAX_POINTS_PER_MESSAGE: "100",
+  }, dir).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const text = new TextDecoder().decode(out.stdout);
+  assert.match(text, /^configuration ok; 3 models from warn\.yaml/);
+  assert.match(text, /warning: max_tokens in models\.yaml is a text model's context cap; .*: I\n/);
+  assert.match(text, /warning: models\.yaml cheaper lists name models that are never suggested: T/);
+  assert.match(
+    text,
+    /warning: MAX_POINTS_PER_MESSAGE cannot check 1 models without a price .*: Free/,
+  );
+});
+
+Deno.test("main.ts models --remote: an answer that is not JSON is one clear line, exit 2", async () => {
+  const page = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("<html>hi</html>", { headers: { "content-type": "text/html" } }),
+  );
+  try {
+    const out = await command(["models", "--remote"], {
+      POE_BASE_URL: `http://127.0.0.1:${page.addr.port}`,
+    }).output();
+    assert.equal(out.code, 2);
+    assert.equal(
+      new TextDecoder().decode(out.stderr).trim(),
+      "Poe's GET /v1/models did not answer JSON (content-type text/html): check POE_BASE_URL",
+    );
+  } finally {
+    await page.shutdown();
+  }
+});
+
 Deno.test("main.ts --version and --help", async () => {
   const version = await command(["--version"], {}).output();
   assert.equal(version.code, 0);

@@ -138,6 +138,11 @@ Deno.test("formatRemoteModels: USD per million tokens from Poe's per-token price
   assert.deepEqual(lines[3].split(/ {2,}/), ["gpt-4o", "-", "128000", "$2.50", "$10.00"]);
 });
 
+Deno.test("formatRemoteModels skips entries that are no object", () => {
+  const rows = JSON.parse(formatRemoteModels({ data: [null, 7, "x", { id: "kept" }] }, true));
+  assert.deepEqual(rows.map((r: { id: string }) => r.id), ["kept"]);
+});
+
 Deno.test("formatRemoteModels: missing or odd fields become -, never NaN or undefined", () => {
   const answer = {
     data: [
