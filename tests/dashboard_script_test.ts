@@ -167,6 +167,10 @@ Deno.test({
   async fn() {
     await using s = await startDashboardSetup({ env: { PROXY_API_KEYS: "dash-key-1" } });
     await chat(s.proxy.url, "gpt-4o", false, "dash-key-1");
+    // As above: the page and the assertion must see the same snapshot (a background refresh after
+    // the answer once changed it between the two).
+    await s.usage.poller.refresh();
+    await s.usage.poller.refresh();
     await withBrowser(async (browser) => {
       const context = await browser.newContext({ viewport: { width: 800, height: 900 } });
       const page = await context.newPage();
