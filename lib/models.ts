@@ -32,6 +32,8 @@ export interface ModelEntry {
    * {@linkcode ModelRegistry.cheaperFaults}).
    */
   readonly cheaper: readonly string[];
+  /** `cheaper: []` written in the file: no model is suggested instead (a music model for speech). */
+  readonly noCheaper?: boolean;
 }
 
 /** A name of a `cheaper:` list that is never suggested, and why. */
@@ -206,6 +208,7 @@ export class ModelRegistry {
    * same tokens is lower, cheapest first. Either way, no model whose context cap cannot hold
    * `inputTokens` (it would drop the start of the conversation that was priced), nor, with
    * `maxPoints`, one whose estimate is over it (`MAX_POINTS_PER_MESSAGE` would refuse it too).
+   * None for a model whose list is written empty (`cheaper: []`).
    *
    * @param limit Default: 3.
    */
@@ -216,7 +219,7 @@ export class ModelRegistry {
     limit = 3,
     maxPoints = 0,
   ): string[] {
-    if (limit <= 0) return [];
+    if (limit <= 0 || entry.noCheaper) return [];
     const own = this.estimatePoints(entry, inputTokens, outputTokens);
     /** The estimate of a model that may be suggested, null when it has no price; false: not. */
     const fits = (other: ModelEntry): { points: number } | null | false => {

@@ -183,7 +183,12 @@ class Reader {
       aliases: Object.freeze(aliases.map((a) => a.name)),
     };
     const named = [{ name: id, path: `${path}.poe_name`, node: idNode }, ...aliases];
-    return { entry, named, cheaper: this.#nodes.names(keys.get("cheaper"), `${path}.cheaper`) };
+    const cheaper = this.#nodes.names(keys.get("cheaper"), `${path}.cheaper`);
+    // Written empty: no suggestion at all, where no list at all suggests the modality's cheaper.
+    if (keys.has("cheaper") && cheaper.length === 0) {
+      return { entry: { ...entry, noCheaper: true }, named, cheaper };
+    }
+    return { entry, named, cheaper };
   }
 
   #claim<T extends Named>(names: Map<string, T>, named: T): void {

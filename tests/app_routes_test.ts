@@ -50,7 +50,7 @@ Deno.test("GET /v1/models prices answer tokens as the estimate does: a media mod
   await using proxy = await startProxy({ registry });
   const listed = await getJson(`${proxy.url}/v1/models`);
   const byId = new Map<string, any>(listed.body.data.map((m: any) => [m.id, m]));
-  const eleven = await getJson(`${proxy.url}/v1/models/elevenlabs`);
+  const eleven = await getJson(`${proxy.url}/v1/models/elevenlabs-v3`);
   assert.equal(eleven.body.modality, "audio");
   assert.deepEqual(eleven.body.pricing, {
     unit: "points",

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { contextCapOf, type ModelEntry, ModelRegistry } from "../lib/models.ts";
 import { MODALITIES, ModelsError } from "../lib/models_file.ts";
+import { FakePoe } from "./fake_poe.ts";
 
 function fixture(name: string): Promise<string> {
   return Deno.readTextFile(new URL(`./testdata/${name}`, import.meta.url));
@@ -254,6 +255,22 @@ Deno.test("ModelRegistry.cheaperThan with maxPoints suggests no model the cap wo
   assert.deepEqual(auto.cheaperThan(b, 100, 0, 3, 0), ["Cheap", "Cross"], "0: no cap");
 });
 
+Deno.test("ModelRegistry.cheaperThan: a list written empty suggests nothing; no list, the modality's", () => {
+  const registry = ModelRegistry.parse(
+    `models:
+  audio:
+    - {poe_name: Speech, base: 100, per_1k_tokens: 1500, cheaper: []}
+    - {poe_name: Music, base: 840}
+    - {poe_name: Cheap-Speech, base: 10}
+`,
+    "m.yaml",
+  );
+  assert.deepEqual(registry.cheaperThan(get(registry, "Speech"), 1000), []);
+  assert.equal(get(registry, "Speech").noCheaper, true);
+  assert.deepEqual(registry.cheaperThan(get(registry, "Music"), 0), ["Cheap-Speech", "Speech"]);
+  assert.equal(get(registry, "Music").noCheaper, undefined);
+});
+
 Deno.test("ModelRegistry.standIn is the dearest priced model of the modality for these tokens", () => {
   const registry = listing("[Cheap]");
   const bare = get(registry, "Bare");
@@ -285,4 +302,24 @@ Deno.test("shipped models.yaml parses and covers all four modalities", async () 
     assert.ok(registry.estimatePoints(entry, 1000) !== null, `${entry.id} has no estimate`);
   }
   assert.deepEqual(registry.cheaperFaults(), [], "every cheaper list names cheaper models");
+  // Speech is not music: neither audio model is suggested for the other.
+  assert.deepEqual(registry.cheaperThan(registry.lookup("ElevenLabs-v3")!, 1000), []);
+  assert.deepEqual(registry.cheaperThan(registry.lookup("Lyria")!, 0), []);
+});
+
+Deno.test("shipped models.yaml: no alias is the name of another of Poe's bots", async () => {
+  const registry = ModelRegistry.parse(
+    await Deno.readTextFile(new URL("../models.yaml", import.meta.url)),
+    "models.yaml",
+  );
+  // The fake lists bots under Poe's own names (FLUX-pro and ElevenLabs are bots of their own).
+  await using fake = await FakePoe.start();
+  const catalogue = await (await fetch(`${fake.url}/v1/models`)).json();
+  const bots = new Set<string>(catalogue.data.map((m: { id: string }) => m.id.toLowerCase()));
+  assert.ok(bots.has("flux-pro") && bots.has("elevenlabs"));
+  for (const entry of registry.list()) {
+    for (const alias of entry.aliases) {
+      assert.ok(!bots.has(alias.toLowerCase()), `${alias} (of ${entry.id}) is a bot of Poe's`);
+    }
+  }
 });
