@@ -10,6 +10,7 @@ import type { Spending } from "./usage.ts";
 import type { Reservation } from "./running_costs.ts";
 import type { UsageService } from "./usage_service.ts";
 import type { InFlight } from "./in_flight.ts";
+import type { FoundCost } from "./cost_settler.ts";
 
 /** Options of {@linkcode AnswerPoints}. */
 export interface AnswerPointsOptions {
@@ -42,6 +43,8 @@ export interface AnswerPointsOptions {
   inFlight?: InFlight | null;
   /** Milliseconds since the epoch. Default: `Date.now`. */
   now?: () => number;
+  /** Aborted when the shutdown's grace is over: the footer's wait for the cost ends. */
+  shutdown?: AbortSignal;
 }
 
 /** Text a person would see: a footer after anything else would stand alone. */
@@ -184,7 +187,8 @@ export class AnswerPoints {
     let settled = false;
     /** The estimate counted against the balance, for a late correction. */
     let counted: Spending | null = null;
-    const found = await service.costs.attribute({
+    const waitMs = showFooter ? config.footerWaitMs : 0;
+    const attributed = service.costs.attribute({
       model: entry.id,
       startedAt: ctx.startedAt,
       // Counts of this proxy's never match Poe's history entries: paired by order instead, where
@@ -193,7 +197,7 @@ export class AnswerPoints {
       tokens: usage && !usage.tokens_estimated && usage.completion_tokens > 0
         ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens }
         : null,
-      waitMs: showFooter ? config.footerWaitMs : 0,
+      waitMs,
       inFlight: this.#inFlight ?? undefined,
       onFound: (cost) => {
         if (!settled) return;
@@ -205,6 +209,15 @@ export class AnswerPoints {
         service.poller.answered();
       },
     });
+    let found: FoundCost | null;
+    const shutdown = this.#o.shutdown;
+    if (waitMs > 0 && shutdown) {
+      // The answer is whole and waits for its footer's cost only: a shutdown's cut lets it go out
+      // without it (`App.cutOpen`), rather than drop a paid answer the client would ask again.
+      ctx.waitsForCost = true;
+      found = await untilAborted(attributed, shutdown);
+      ctx.waitsForCost = false;
+    } else found = await attributed;
     settled = true;
     // The client left while the answer waited for its cost (a stream ended, then the tab closed):
     // the request's line is written, and Poe billed the answer all the same.
@@ -355,5 +368,21 @@ export function watchAbandoned(
       usage.poller.answered();
       ctx.lateCost(cost.points);
     },
+  });
+}
+
+/** `promise`'s value, or null once `signal` aborts (whichever comes first). */
+function untilAborted<T>(promise: Promise<T | null>, signal: AbortSignal): Promise<T | null> {
+  if (signal.aborted) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(null);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then((value) => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(value);
+    }, (err) => {
+      signal.removeEventListener("abort", onAbort);
+      reject(err);
+    });
   });
 }

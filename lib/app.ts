@@ -267,6 +267,8 @@ export function createApp(deps: AppDeps): App {
       // A stream ends itself: an error event, its own log line, end=shutdown.
       cutting.abort();
       for (const ctx of [...open]) {
+        // Its wait ended with the cut: the answer goes out now, and logs itself.
+        if (ctx.waitsForCost && !ctx.deferred) continue;
         ctx.fields.end = "shutdown";
         ctx.end(ctx.deferred ? 200 : 503);
       }

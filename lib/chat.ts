@@ -292,6 +292,7 @@ export async function handleChat(
         pricedInput,
         reservation,
         inFlight,
+        shutdown: deps.shutdown,
       })
       : null;
     // Image, video and audio models may work for minutes in silence: MEDIA_TIMEOUT_SECONDS.

@@ -59,6 +59,11 @@ export class RequestContext {
   deferred = false;
   /** Set by a handler whose response already carries the app's headers (request id, limits, CORS). */
   headersIncluded = false;
+  /**
+   * Set while a whole answer waits for its cost (the footer's): a shutdown's cut lets it go out
+   * and write its own line, rather than end it unanswered.
+   */
+  waitsForCost = false;
   /** Milliseconds to the first byte of the body, when known. */
   ttfbMs: number | null = null;
   status = 0;

@@ -124,6 +124,45 @@ Deno.test("App.cutOpen: a whole answer waiting for its footer ends as answered, 
   }
 });
 
+Deno.test("App.cutOpen: a whole answer not streamed, waiting for its footer's cost, goes out with the estimate", async () => {
+  // FOOTER=on: answers not streamed wait for their cost too; it shows late, and the cut comes.
+  await using fake = await FakePoe.start({ historyDelayMs: 5000 });
+  const logger = memoryLogger();
+  const registry = await testRegistry();
+  const app = createApp({
+    config: testConfig({ POE_BASE_URL: fake.url, FOOTER: "on", FOOTER_WAIT_MS: "3000" }),
+    version: "t",
+    registry: () => registry,
+    logger,
+  });
+  try {
+    const answering = app.handler(
+      new Request("http://proxy/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": "json-whole" },
+        body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "Hi" }] }),
+      }),
+    );
+    while (fake.chatRequests().length === 0) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    assert.equal(app.cutOpen(), 1);
+    const res = await answering;
+    assert.ok(Date.now() - started < 1000, "the footer's wait ended with the cut");
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.choices[0].finish_reason, "stop");
+    // Its cost never came: the estimate stands.
+    assert.equal(res.headers.get("x-poe-points-estimated"), "true");
+    const lines = logger.lines.filter((l) => / request request_id=json-whole /.test(l));
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], / status=200 /);
+    assert.doesNotMatch(lines[0], /end=shutdown/);
+  } finally {
+    await app.close();
+  }
+});
+
 Deno.test("App.cutOpen: a finished answer still waiting for Poe's usage gets the usage asked for", async () => {
   const enc = new TextEncoder();
   const ev = (o: unknown) => enc.encode(`data: ${JSON.stringify(o)}\n\n`);
