@@ -78,6 +78,14 @@ export class RelayEvents {
    * and only when Poe sent no usage. Dropped once usage is seen.
    */
   #kept: string[] | null;
+  /** The characters in {@linkcode #kept}. */
+  #keptChars = 0;
+  /**
+   * The answer's text of events kept earlier: past {@linkcode KEPT_CHARS}, the kept events are
+   * read for their text and let go. Poe sends its usage last, so a long answer's events (each
+   * repeating the id, model and more around a few characters) were all held to the end.
+   */
+  #keptText: string[] = [];
 
   constructor(options: RelayEventsOptions, emit: (event: string) => void) {
     this.#options = options;
@@ -101,7 +109,7 @@ export class RelayEvents {
       this.opened && summary.id !== null && this.#shaper.started && !this.#text.watching &&
       isPlainDelta(data)
     ) {
-      this.#kept?.push(data);
+      this.#keep(data);
       this.#emit(dataEvent(data));
       return;
     }
@@ -134,8 +142,9 @@ export class RelayEvents {
     if (chunk.usage && typeof chunk.usage === "object") {
       summary.usage = chunk.usage;
       this.#kept = null;
+      this.#keptText = [];
     }
-    this.#kept?.push(data);
+    this.#keep(data);
     let changed = this.#shaper.shape(chunk);
     const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
     const choice = choices[0];
@@ -247,11 +256,31 @@ export class RelayEvents {
   #settleUsage(): void {
     const summary = this.summary;
     if (this.#kept !== null && summary.usage === null && !summary.error) {
-      summary.usage = this.#options.estimateUsage!(answerTextOf(this.#kept));
+      summary.usage = this.#options.estimateUsage!(
+        this.#keptText.join("") + answerTextOf(this.#kept),
+      );
       this.#kept = null;
+      this.#keptText = [];
     }
     if (this.#options.includeUsage && this.#heldUsage === null && summary.usage !== null) {
       this.#heldUsage = { ...chunkBase(this.#chunkIds()), choices: [], usage: summary.usage };
+    }
+  }
+
+  /** Characters held for counting: the kept events' and the text read from earlier ones. */
+  get heldChars(): number {
+    return this.#keptChars + this.#keptText.reduce((n, t) => n + t.length, 0);
+  }
+
+  /** Keeps an event for counting, while it may be needed; past a size, as its text only. */
+  #keep(data: string): void {
+    if (this.#kept === null) return;
+    this.#kept.push(data);
+    this.#keptChars += data.length;
+    if (this.#keptChars > KEPT_CHARS) {
+      this.#keptText.push(answerTextOf(this.#kept));
+      this.#kept = [];
+      this.#keptChars = 0;
     }
   }
 
@@ -268,6 +297,9 @@ export class RelayEvents {
     };
   }
 }
+
+/** Kept events up to this many characters are read for their text only at the end (most answers). */
+const KEPT_CHARS = 256 * 1024;
 
 function nonEmpty(value: unknown): boolean {
   return typeof value === "string" && value !== "";

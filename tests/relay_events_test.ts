@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type RelayOptions, type RelayOutcome, relaySse } from "../lib/sse.ts";
+import { RelayEvents } from "../lib/relay_events.ts";
 
 const chunk = (content: string | null, finish: string | null = null) =>
   JSON.stringify({
@@ -139,4 +140,44 @@ Deno.test("relaySse's own chunks share one id and name the model asked for when 
   assert.equal(new Set(own.map((c) => c.created)).size, 1);
   for (const c of own) assert.equal(c.model, "gpt-4o");
   assert.ok(outcome.finishAdded);
+});
+
+Deno.test("relaySse counts a long answer Poe sent no usage for from its whole text", async () => {
+  // About 2 MB of events: past what is kept as events, the earlier ones are kept as text.
+  const pieces = Array.from({ length: 20_000 }, (_, i) => `w${i} `);
+  const body = pieces.map((p) => `data: ${chunk(p)}\n\n`).join("") +
+    `data: ${chunk(null, "stop")}\n\ndata: [DONE]\n\n`;
+  let counted = "";
+  const { data } = await relayOf(body, {
+    includeUsage: true,
+    estimateUsage: (text) => {
+      counted = text;
+      return { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 };
+    },
+  });
+  assert.equal(counted, pieces.join(""));
+  assert.deepEqual(JSON.parse(data.at(-2)!).usage, {
+    prompt_tokens: 1,
+    completion_tokens: 2,
+    total_tokens: 3,
+  });
+});
+
+Deno.test("RelayEvents holds a long answer's text for counting, not every event whole", () => {
+  const events = new RelayEvents({
+    includeUsage: false,
+    estimateUsage: () => ({ prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }),
+  }, () => {});
+  let sent = 0;
+  let text = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const data = chunk(`w${i} `);
+    events.onEvent({ data, event: undefined, id: undefined });
+    sent += data.length;
+    text += `w${i} `.length;
+  }
+  // 2.4 MB of events, 130 KB of text: what is held is the text and the last events, under 400 KB.
+  assert.ok(sent > 2_000_000, `${sent}`);
+  assert.ok(events.heldChars < 400_000, `held ${events.heldChars} of ${sent}`);
+  assert.ok(events.heldChars > text, "the text is all there");
 });
