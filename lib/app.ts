@@ -15,6 +15,7 @@ import { TokenCounter } from "./tokens.ts";
 import { ProxyMetrics } from "./proxy_metrics.ts";
 import { RecentRequests } from "./recent_requests.ts";
 import { UsageDashboard } from "./dashboard.ts";
+import { UsageApi } from "./usage_api.ts";
 import { createUsageService, type UsageService } from "./usage_service.ts";
 import { Redactor } from "./redact.ts";
 import { BrowserGuard } from "./browser_guard.ts";
@@ -145,8 +146,15 @@ export function createApp(deps: AppDeps): App {
   const bodyBudget = config.maxBodyMemoryMb > 0
     ? new BodyBudget(config.maxBodyMemoryMb * 2 ** 20, deadlines.body)
     : null;
+  // The dashboard's reads are the owner's, and its first one may take 100 pages at once: not
+  // counted against POE_RATE_LIMIT_PER_MINUTE, whose debt would refuse chat calls for seconds.
+  const dashboardApi = deps.usage || deps.dashboard ? null : new UsageApi({
+    baseUrl: config.poeBaseUrl,
+    apiKey: config.poeApiKey,
+    userAgent: `poe-proxy/${deps.version}`,
+  });
   const dashboard = deps.dashboard ?? new UsageDashboard({
-    api: usage.api,
+    api: dashboardApi ?? usage.api,
     poller: usage.poller,
     paused: () => usage.guards.paused(),
     guards: config,
@@ -279,6 +287,7 @@ export function createApp(deps: AppDeps): App {
       deadlines.streamStart.clear();
       if (!deps.upstream) upstream.close();
       await dashboard.close();
+      dashboardApi?.close();
       if (!deps.usage) await usage.close();
     },
     async handler(req, info) {

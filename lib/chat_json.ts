@@ -34,8 +34,6 @@ export async function jsonAnswer(
   const parsed: any = answer.json!.parsed;
   if (!isCompletion(parsed)) throw notAnAnswer(parsed);
   let changed = shapeToolCalls(parsed.choices[0]?.message);
-  // The client offered legacy `functions`: it reads a `function_call`.
-  if (legacyFunctions && functionCallAnswer(parsed.choices[0])) changed = true;
   // OpenAI's answers always carry usage: one Poe sent without is counted here.
   if (!parsed.usage || typeof parsed.usage !== "object") {
     const answerText: string[] = [];
@@ -44,6 +42,8 @@ export async function jsonAnswer(
     ctx.fields.tokens_estimated = true;
     changed = true;
   }
+  // The client offered legacy `functions`: it reads a `function_call` (once usage was counted).
+  if (legacyFunctions && functionCallAnswer(parsed.choices[0])) changed = true;
   const usage = parsed.usage;
   if (usage) {
     ctx.fields.tokens_in = usage.prompt_tokens;

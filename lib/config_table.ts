@@ -245,7 +245,7 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "450",
     parse: number(false),
     description:
-      "Calls per minute sent to Poe in total (Poe allows 500): chat calls, their retries, and the Usage API's reads, which chat calls then wait for; 0 turns it off.",
+      "Calls per minute sent to Poe in total (Poe allows 500): chat calls, their retries, and the Usage API's reads for costs and balance (not the dashboard's), which chat calls then wait for; 0 turns it off.",
   },
   maxTrackedClients: {
     name: "MAX_TRACKED_CLIENTS",

@@ -50,8 +50,10 @@ export async function healthcheck(
   const doFetch = options.fetch ?? fetch;
   // Straight to the server: Deno's fetch sends even a loopback request through HTTP_PROXY, which a
   // container may have set for its way out, and the proxy would then be reported unhealthy.
+  const address = probedHost(host);
   const direct = options.fetch ? null : Deno.createHttpClient({
-    proxy: { transport: "tcp", hostname: probedHost(host), port },
+    // An IPv6 address in brackets: Deno reads the transport's host as part of a URI.
+    proxy: { transport: "tcp", hostname: address.includes(":") ? `[${address}]` : address, port },
   });
   const controller = new AbortController();
   const timer = setTimeout(

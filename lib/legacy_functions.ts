@@ -22,9 +22,10 @@ function hasLegacyMessages(messages: readonly ChatMessage[]): boolean {
 
 /**
  * `body` (new, never changed in place) with legacy functions as tools: `functions` as `tools`,
- * `function_call` as `tool_choice`, at most one call at a time (as legacy clients read them), an
- * assistant's `function_call` as a one-call `tool_calls`, and a `function` result as the `tool`
- * result of the call before it. `body` itself when nothing is legacy.
+ * `function_call` as `tool_choice`, an assistant's `function_call` as a one-call `tool_calls`, and
+ * a `function` result as the `tool` result of that call. `body` itself when nothing is legacy.
+ * (`parallel_tool_calls` is not set: reasoning models refuse it; the answer's first call is the
+ * one a legacy client gets.)
  */
 export function toolsFromFunctions(body: ChatRequest): ChatRequest {
   const legacy = usesLegacyFunctions(body);
@@ -38,7 +39,6 @@ export function toolsFromFunctions(body: ChatRequest): ChatRequest {
         ? { type: "function", function: { name: (choice as { name?: unknown }).name } }
         : choice;
     }
-    out.parallel_tool_calls ??= false;
   }
   delete out.functions;
   delete out.function_call;
@@ -46,23 +46,48 @@ export function toolsFromFunctions(body: ChatRequest): ChatRequest {
 }
 
 function legacyMessages(messages: readonly ChatMessage[]): ChatMessage[] {
-  let lastCall: string | null = null;
-  return messages.map((m, i) => {
+  /** The call the next `function` result answers: the assistant's message right before it. */
+  let pending: string | null = null;
+  return messages.flatMap((m, i): ChatMessage[] => {
     if (m.role === "assistant" && isObject(m.function_call) && !Array.isArray(m.tool_calls)) {
       const { function_call: call, ...rest } = m;
       const { name, arguments: args } = call as { name: string; arguments?: string };
-      lastCall = `call_legacy_${i}`;
-      const toolCalls: ToolCall[] = [
-        { id: lastCall, type: "function", function: { name, arguments: args ?? "" } },
-      ];
-      return { ...rest, content: rest.content ?? null, tool_calls: toolCalls };
+      pending = `call_legacy_${i}`;
+      return [{
+        ...rest,
+        content: rest.content ?? null,
+        tool_calls: [toolCall(pending, name, args)],
+      }];
     }
     if (m.role === "function") {
-      const { name: _, ...rest } = m;
-      return { ...rest, role: "tool", tool_call_id: lastCall ?? `call_legacy_${i}` };
+      const { name, ...rest } = m;
+      const result: ChatMessage = {
+        ...rest,
+        role: "tool",
+        tool_call_id: pending ?? `call_legacy_${i}`,
+      };
+      if (pending !== null) {
+        pending = null;
+        return [result];
+      }
+      // A result no call asked for (the legacy API took one): a tool result must follow its call,
+      // so the call it answers is written before it.
+      const call: ChatMessage = {
+        role: "assistant",
+        content: null,
+        tool_calls: [
+          toolCall(`call_legacy_${i}`, typeof name === "string" ? name : "function", "{}"),
+        ],
+      };
+      return [call, result];
     }
-    return m;
+    pending = null;
+    return [m];
   });
+}
+
+function toolCall(id: string, name: string, args: string | undefined): ToolCall {
+  return { id, type: "function", function: { name, arguments: args ?? "" } };
 }
 
 /**

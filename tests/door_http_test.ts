@@ -321,6 +321,21 @@ Deno.test("rate limit: the Usage API's calls count against POE_RATE_LIMIT_PER_MI
   assert.ok(s.fake.chatRequests().length + s.fake.usageCalls() <= 6 + 1);
 });
 
+Deno.test("rate limit: the dashboard's reads of the history do not refuse chat calls", async () => {
+  await using s = await setup({ RATE_LIMIT_PER_MINUTE: "0", POE_RATE_LIMIT_PER_MINUTE: "20" });
+  // 3,000 entries: the dashboard's first read takes 30 pages at once.
+  const now = Date.now();
+  for (let i = 0; i < 3000; i++) {
+    s.fake.addHistory({ bot_name: "GPT-4o", creation_time: (now - 60_000 - i * 1000) * 1000 });
+  }
+  const before = s.fake.usageCalls();
+  const page = await fetch(`${s.proxy.url}/api/usage`);
+  assert.equal(page.status, 200);
+  await page.body?.cancel();
+  assert.ok(s.fake.usageCalls() - before >= 30, `${s.fake.usageCalls() - before} calls`);
+  assert.equal((await chat(s.proxy.url)).status, 200);
+});
+
 Deno.test("rate limit: requests that never reach Poe spend nothing of the global bucket", async () => {
   await using s = await setup({ RATE_LIMIT_PER_MINUTE: "0", POE_RATE_LIMIT_PER_MINUTE: "1" });
   for (let i = 0; i < 5; i++) assert.equal((await chat(s.proxy.url, {}, "{")).status, 400);

@@ -145,3 +145,24 @@ Deno.test("healthcheck: port 0 is unhealthy without asking anyone", async () => 
     message: "unhealthy: PORT is 0, so there is no known port to ask",
   });
 });
+
+Deno.test("healthcheck asks an IPv6 server on ::1, for HOST :: or ::1", async (t) => {
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve(
+      { hostname: "::1", port: 0, onListen: () => {} },
+      () => Response.json({ status: "ok", version: "v6", models: 1 }),
+    );
+  } catch {
+    t.step({ name: "no IPv6 loopback here", ignore: true, fn: () => {} });
+    return;
+  }
+  try {
+    for (const host of ["::", "::1", "[::1]"]) {
+      const result = await healthcheck(host, server.addr.port);
+      assert.equal(result.healthy, true, `${host}: ${result.message}`);
+    }
+  } finally {
+    await server.shutdown();
+  }
+});

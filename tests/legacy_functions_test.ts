@@ -40,7 +40,7 @@ Deno.test("toolsFromFunctions: functions, function_call and the legacy history b
   const out = toolsFromFunctions(body) as any;
   assert.deepEqual(out.tools, [{ type: "function", function: WEATHER }]);
   assert.deepEqual(out.tool_choice, { type: "function", function: { name: "get_weather" } });
-  assert.equal(out.parallel_tool_calls, false, "a legacy client reads one call");
+  assert.ok(!("parallel_tool_calls" in out), "reasoning models refuse it: not set");
   assert.ok(!("functions" in out) && !("function_call" in out));
   assert.deepEqual(out.messages[1], {
     role: "assistant",
@@ -71,6 +71,39 @@ Deno.test("toolsFromFunctions: functions, function_call and the legacy history b
   assert.ok(!usesLegacyFunctions(both));
   const plain = { model: "GPT-4o", messages: [{ role: "user", content: "Hi" }] };
   assert.equal(toolsFromFunctions(plain), plain, "nothing legacy: the same body");
+});
+
+Deno.test("toolsFromFunctions: a function result no call asked for gets the call written before it", () => {
+  const out = toolsFromFunctions({
+    model: "GPT-4o",
+    functions: [WEATHER],
+    messages: [
+      { role: "user", content: "Hi" },
+      { role: "function", name: "get_weather", content: '{"temp":21}' },
+      { role: "user", content: "And?" },
+      { role: "assistant", content: null, function_call: { name: "get_weather", arguments: "{}" } },
+      { role: "function", name: "get_weather", content: "1" },
+      { role: "user", content: "Again" },
+      { role: "function", name: "get_weather", content: "2" },
+    ],
+  }) as any;
+  assert.deepEqual(out.messages.map((m: any) => m.role), [
+    "user",
+    "assistant",
+    "tool",
+    "user",
+    "assistant",
+    "tool",
+    "user",
+    "assistant",
+    "tool",
+  ]);
+  // Each tool result follows the call it answers, by its id.
+  for (const i of [2, 5, 8]) {
+    assert.equal(out.messages[i].tool_call_id, out.messages[i - 1].tool_calls[0].id, `${i}`);
+  }
+  assert.equal(out.messages[1].tool_calls[0].function.name, "get_weather");
+  assert.equal(new Set([2, 5, 8].map((i) => out.messages[i].tool_call_id)).size, 3);
 });
 
 Deno.test("functionCallAnswer and functionCallDelta give the first tool call as a function_call", () => {
@@ -175,6 +208,25 @@ Deno.test("openai SDK, legacy functions: Poe gets tools, the client a function_c
   const next = t.sent();
   assert.deepEqual(next.messages.map((m: any) => m.role), ["user", "assistant", "tool"]);
   assert.equal(next.messages[2].tool_call_id, next.messages[1].tool_calls[0].id);
+});
+
+Deno.test("openai SDK, legacy functions: an answer Poe sent no usage for counts its call", async () => {
+  await using t = await setup();
+  const ask = async (legacy: boolean) =>
+    (await t.client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Weather in Paris? [[fake: tools,usage=none]]" }],
+      ...(legacy ? { functions: [WEATHER] } : { tools: [{ type: "function", function: WEATHER }] }),
+    })).usage!;
+  const tools = await ask(false);
+  const legacy = await ask(true);
+  assert.ok(tools.completion_tokens > 0);
+  // Counted as the same call (its made-up id aside): not 0.
+  assert.ok(
+    Math.abs(legacy.completion_tokens - tools.completion_tokens) <= 4,
+    `${legacy.completion_tokens}`,
+  );
+  assert.ok(legacy.completion_tokens > 0);
 });
 
 Deno.test("openai SDK: a tools request is answered with tool_calls as before", async () => {
