@@ -212,6 +212,17 @@ export function createApp(deps: AppDeps): App {
 
   const byPath = indexByPath(routes);
 
+  /** Origins whose refused preflight was logged: the browser shows only "CORS error". */
+  const toldOrigins = new Set<string>();
+  const refusedPreflight = (origin: string) => {
+    if (cors.allows(origin) || toldOrigins.has(origin) || toldOrigins.size >= 100) return;
+    toldOrigins.add(origin);
+    logger.warn("origin not allowed", {
+      origin: loggable(origin.slice(0, 200)),
+      message: "a web page's preflight was refused; add its origin to CORS_ORIGINS to allow it",
+    });
+  };
+
   async function route(
     req: Request,
     ctx: RequestContext,
@@ -229,6 +240,10 @@ export function createApp(deps: AppDeps): App {
     }
     const allowed = () => [...new Set(matching.map((r) => r.method))];
     if (req.method === "OPTIONS") {
+      const origin = req.headers.get("origin");
+      if (origin !== null && req.headers.has("access-control-request-method")) {
+        refusedPreflight(origin);
+      }
       return cors.preflight(req, allowed());
     }
     const method = req.method === "HEAD" ? "GET" : req.method;

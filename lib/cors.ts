@@ -9,6 +9,11 @@ export class CorsPolicy {
     this.#origins = new Set(origins);
   }
 
+  /** Whether pages of `origin` may call the proxy. */
+  allows(origin: string): boolean {
+    return this.#origins.has("*") || this.#origins.has(origin.toLowerCase());
+  }
+
   /** The CORS headers for `req`'s origin; none without an origin or for one not allowed. */
   headers(req: Request): Record<string, string> {
     const cors = this.#origins;

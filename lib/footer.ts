@@ -138,11 +138,14 @@ export function formatFooter(facts: FooterFacts): string {
 const NL = "\\r?\\n";
 const COUNT = "(?:-?\\d+|NaN)";
 const NAMES = "[^\\s,]+(?:, [^\\s,]+){0,2}";
+/** A figure of the Python proxy's footers too: it wrote estimates with one decimal. */
+const FIGURE = "-?\\d+(?:\\.\\d+)?";
 const FOOTERS = new RegExp(
-  `(?:^|(?:${NL}){1,2})---${NL}📊 Tokens(?: \\(est\\.\\))?: ` +
+  // The tokens line is missing from the Python proxy's footers when Poe sent no usage in time.
+  `(?:^|(?:${NL}){1,2})---${NL}(?:📊 Tokens(?: \\(est\\.\\))?: ` +
     // NaN: what earlier builds wrote for a usage missing a figure, still in clients' chats.
-    `(?:${COUNT}(?: \\(Input: ${COUNT}, Output: ${COUNT}\\))?|n/a)${NL}` +
-    "💰 (?:Points: (?:-?\\d+|n/a)|Points \\(est\\.\\): -?\\d+ \\(Base: -?\\d+, Tokens: -?\\d+\\.\\d\\))" +
+    `(?:${COUNT}(?: \\(Input: ${COUNT}, Output: ${COUNT}\\))?|n/a|N/A)${NL})?` +
+    `💰 (?:Points: (?:${FIGURE}|n/a|N/A)|Points \\(est\\.\\): ${FIGURE} \\(Base: ${FIGURE}, Tokens: ${FIGURE}\\))` +
     `${NL}🏦 Current balance: (?:-?[\\d,]+ points(?: \\(as of \\d+ (?:min|h|days) ago\\))?|unknown)` +
     // "about": a figure partly estimated; footers written before that have none.
     `(?:${NL}✂️ Context clipped: dropped \\d+ messages? \\((?:about )?[\\d,]+ → (?:about )?[\\d,]+ tokens\\))?` +
@@ -150,6 +153,8 @@ const FOOTERS = new RegExp(
     // Up to three model names (no spaces nor commas): text glued after the line keeps its own.
     `(?: Consider starting a new chat(?:, or a cheaper model: ${NAMES})?\\.| Cheaper models: ${NAMES}\\.)?)?` +
     `(?:${NL}⛔ This message went over MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\)\\.)?` +
+    // The Python proxy's warning: a blank line, its title, and its advice a line each.
+    `(?:(?:${NL}){1,2}⚠️ High cost detected for this response\\.(?:${NL}- [^\\r\\n]*){0,3})?` +
     // A continuation (SillyTavern's, Open WebUI's Continue) may be glued to its last line.
     "(?:[ \\t\\r\\n]*$|[ \\t]*(?=\\r?\\n)|)",
   "gu",
@@ -158,7 +163,7 @@ const FOOTERS = new RegExp(
 /** `text` without the footers in it, or `text` itself when it has none. */
 export function stripFooter(text: string): string {
   // Nearly every message has none: one search, no regular expression.
-  if (!text.includes("📊 Tokens")) return text;
+  if (!text.includes("🏦 Current balance")) return text;
   return text.replace(FOOTERS, "");
 }
 

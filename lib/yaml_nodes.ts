@@ -143,7 +143,17 @@ export class YamlNodes {
     if (this.isNull(n)) return null;
     const value = isScalar(n) ? n.value : undefined;
     if (typeof value !== "number") {
-      this.bad(path, "must be a number", n);
+      // `200_000` is a number to PyYAML (the Python proxy's files), `"226"` to Python's float().
+      const digits = typeof value === "string" && /^\s*\d[\d_]*(\.\d+)?\s*$/.test(value);
+      this.bad(
+        path,
+        digits
+          ? `must be a number, written without quotes or underscores (${
+            value.replace(/[_\s]/g, "")
+          })`
+          : "must be a number",
+        n,
+      );
     }
     if (!Number.isFinite(value)) {
       this.bad(path, "must be a finite number", n);

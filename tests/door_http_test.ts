@@ -480,6 +480,14 @@ Deno.test("CORS: CORS_ORIGINS empty sends no CORS headers, even to a preflight",
     headers: { origin: ORIGIN, "access-control-request-method": "POST" },
   });
   assert.deepEqual(corsHeaderNames(pre.headers), []);
+  // The browser shows only "CORS error": the log names the origin and the setting, once.
+  await call(`${s.proxy.url}/v1/chat/completions`, {
+    method: "OPTIONS",
+    headers: { origin: ORIGIN, "access-control-request-method": "POST" },
+  });
+  const told = s.proxy.logs.filter((l) => l.includes("origin not allowed"));
+  assert.equal(told.length, 1, told.join("\n"));
+  assert.ok(told[0].includes(ORIGIN) && told[0].includes("CORS_ORIGINS"), told[0]);
 });
 
 Deno.test("CORS: an allowed origin gets headers and its preflight 204; others get none", async () => {

@@ -279,3 +279,20 @@ Deno.test("stripFooter is fast on a huge answer full of lookalike lines", () => 
   assert.equal(stripFooter(bulk), bulk);
   assert.ok(performance.now() - t0 < 200);
 });
+
+Deno.test("stripFooter takes out the footers the Python proxy wrote, in each of its layouts", () => {
+  const real = "\n\n---\n📊 Tokens: 1234 (Input: 1000, Output: 234)\n💰 Points: 339\n" +
+    "🏦 Current balance: 1234567 points";
+  const estimate = "\n\n---\n📊 Tokens: 1234 (Input: 1000, Output: 234)\n" +
+    "💰 Points (est.): 300.0 (Base: 226, Tokens: 74.0)\n🏦 Current balance: 1234567 points";
+  const noUsage = "\n\n---\n💰 Points: 339\n🏦 Current balance: 1234567 points";
+  const warned = real + "\n\n⚠️ High cost detected for this response.\n" +
+    "- Your current chat might have long context. Consider starting a new chat to reduce context length.\n" +
+    "- Or try a cheaper model: GPT-4.1-mini, o4-mini, Mistral-Small-3.1\n";
+  for (const footer of [real, estimate, noUsage, warned]) {
+    assert.equal(stripFooter(`Answer.${footer}`), "Answer.", JSON.stringify(footer));
+  }
+  // A text that only looks like one keeps its lines.
+  const prose = "Notes:\n---\n💰 Points: a lot\n🏦 Current balance: fine";
+  assert.equal(stripFooter(prose), prose);
+});

@@ -166,3 +166,18 @@ Deno.test("parseModelsFile rejects sections of the wrong shape", () => {
     /: models\.text\[0\]\.cheaper must be a list of names: got "b" /,
   );
 });
+
+Deno.test('parseModelsFile: a number the Python proxy took (200_000, "226") is refused saying how to write it', () => {
+  assert.match(
+    parseError("defaults: {text_max_tokens: 200_000}\nmodels:\n  text: [A]\n").message,
+    /defaults\.text_max_tokens must be a number, written without quotes or underscores \(200000\): got "200_000"/,
+  );
+  assert.match(
+    parseError('models:\n  text:\n    - {poe_name: A, base: "226"}\n').message,
+    /base must be a number, written without quotes or underscores \(226\): got "226"/,
+  );
+  assert.match(
+    parseError("models:\n  text:\n    - {poe_name: A, base: lots}\n").message,
+    /base must be a number: got "lots"/,
+  );
+});
