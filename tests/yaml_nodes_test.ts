@@ -45,7 +45,7 @@ Deno.test("parseModelsFile rejects negative, infinite and non-integer numbers", 
   );
   assert.match(
     parseError("defaults:\n  text_max_tokens: '5'\nmodels:\n  text: [a]\n").message,
-    /defaults\.text_max_tokens must be a number: got "5" /,
+    /defaults\.text_max_tokens must be a number, written without quotes or underscores \(5\): got "5" /,
   );
 });
 
