@@ -351,9 +351,10 @@ export function watchAbandoned(
   held?: Reservation,
   inFlight?: InFlight,
 ): void {
-  // Billed all the same, most likely: what the request held counts on as spent, at its estimate,
-  // with no moment between, until its real cost is found (or, never found, for a minute).
-  const counted = held?.release() ? usage.poller.spent(held.points, false, held.standIn) : null;
+  // Billed all the same, most likely: what the request held counts on as spent for the guards, at
+  // its estimate, with no moment between, until its real cost is found (or, never found, for a
+  // minute). The balance shown takes off only that cost, once found: Poe may not bill it at all.
+  const counted = held?.release() ? usage.poller.spent(held.points, false, true) : null;
   void usage.costs.attribute({
     model,
     startedAt: ctx.startedAt,

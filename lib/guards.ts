@@ -36,6 +36,11 @@ export interface GuardsOptions {
   /** The poller's current snapshot (never waits). */
   snapshot: () => BalanceSnapshot | null;
   /** Points this proxy spent since that snapshot, subtracted from its balance. Default: 0. */
+  /**
+   * What the balance shown to clients takes off the snapshot (no caution): a refusal's balance is
+   * the footers'. Default: `spentSince`.
+   */
+  shownSpentSince?: () => number;
   spentSince?: () => number;
   /**
    * What requests still running hold (see `lib/running_costs.ts`), subtracted too by the pause
@@ -217,7 +222,8 @@ export class Guards {
       guard: "cost-cap",
       // The balance the footers show: the reading less spending since (not what requests still
       // running hold, which only the pause check counts).
-      balance: snapshot === null ? null : snapshot.balance - (this.#options.spentSince?.() ?? 0),
+      balance: snapshot === null ? null : snapshot.balance -
+        (this.#options.shownSpentSince?.() ?? this.#options.spentSince?.() ?? 0),
       message: capMessage(entry, {
         points: estimate.points,
         cap,

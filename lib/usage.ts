@@ -28,6 +28,11 @@ export interface Spending {
    * count them, the balance shown does not. 0 once confirmed.
    */
   caution?: number;
+  /**
+   * A reading's fall in the balance already covers it: the balance shown no longer takes it off
+   * (it would count twice), while the guards do until the usual rules drop it.
+   */
+  inReading?: boolean;
 }
 
 /** The balance as Poe last reported it. */
@@ -85,6 +90,8 @@ export class UsagePoller implements AsyncDisposable {
   #spentSince = 0;
   /** The part of `#spentSince` counted for caution only (`Spending.caution`). */
   #cautionSince = 0;
+  /** Points of {@linkcode #spending} a reading's fall already covers (`Spending.inReading`). */
+  #inReadingSince = 0;
   /** What makes up `#spentSince`: few, as each reading drops what it shows. */
   #spending: Spending[] = [];
   #warnedAt = -Infinity;
@@ -163,7 +170,7 @@ export class UsagePoller implements AsyncDisposable {
    * balance shown to clients takes off.
    */
   get shownSpentSinceSnapshot(): number {
-    return Math.max(0, this.#spentSince - this.#cautionSince);
+    return Math.max(0, this.#spentSince - this.#cautionSince - this.#inReadingSince);
   }
 
   /**
@@ -197,6 +204,9 @@ export class UsagePoller implements AsyncDisposable {
     const points = Math.max(0, real);
     this.#spentSince = Math.max(0, this.#spentSince + points - spending.points);
     this.#cautionSince = Math.max(0, this.#cautionSince - (spending.caution ?? 0));
+    if (spending.inReading) {
+      this.#inReadingSince = Math.max(0, this.#inReadingSince - spending.points + points);
+    }
     spending.caution = 0;
     spending.points = points;
     spending.confirmedAt = this.#now();
@@ -208,8 +218,10 @@ export class UsagePoller implements AsyncDisposable {
     try {
       const report = await this.#api.currentBalance(this.#abort.signal);
       if (this.#disposed) return this.#snapshot;
+      const before = this.#snapshot?.balance ?? null;
       this.#snapshot = { ...report, takenAt: this.#now() };
-      this.#dropShown(sentAt);
+      const dropped = this.#dropShown(sentAt);
+      if (before !== null) this.#markInReading(before - report.balance - dropped, sentAt);
       if (this.#failures > 0) {
         this.#logger?.info("usage api recovered", { after_failures: this.#failures });
       }
@@ -238,15 +250,54 @@ export class UsagePoller implements AsyncDisposable {
     return this.#snapshot;
   }
 
-  /** Forgets the spending a reading sent at `sentAt` shows. */
-  #dropShown(sentAt: number): void {
-    this.#spending = this.#spending.filter((s) =>
-      s.confirmedAt === null
+  /**
+   * Forgets the spending a reading sent at `sentAt` shows. Returns the points forgotten that the
+   * balance shown still took off (not those of a former reading's fall, nor cautions).
+   */
+  #dropShown(sentAt: number): number {
+    let dropped = 0;
+    this.#spending = this.#spending.filter((s) => {
+      const kept = s.confirmedAt === null
         ? s.countedAt > sentAt - ESTIMATE_SHOWN_AFTER_MS
-        : s.confirmedAt > sentAt
-    );
-    this.#spentSince = this.#spending.reduce((sum, s) => sum + s.points, 0);
-    this.#cautionSince = this.#spending.reduce((sum, s) => sum + (s.caution ?? 0), 0);
+        : s.confirmedAt > sentAt;
+      if (!kept && !s.inReading) dropped += s.points - (s.caution ?? 0);
+      return kept;
+    });
+    this.#recount();
+    return dropped;
+  }
+
+  /**
+   * Spending counted before a reading was sent, as far as the reading's fall in the balance
+   * (`fall`, less what was forgotten already) covers it, oldest first: Poe's balance shows it, so
+   * the balance shown does not take it off again. Another app's spending in the same while may
+   * hide some of this proxy's from the balance shown until the next reading; the guards still
+   * count it.
+   */
+  #markInReading(fall: number, sentAt: number): void {
+    let room = fall;
+    for (const s of this.#spending) {
+      if (room <= 0 || s.countedAt >= sentAt) break;
+      if (s.inReading || (s.caution ?? 0) > 0) continue;
+      if (s.points > room) break;
+      s.inReading = true;
+      room -= s.points;
+    }
+    this.#recount();
+  }
+
+  #recount(): void {
+    let spent = 0;
+    let caution = 0;
+    let inReading = 0;
+    for (const s of this.#spending) {
+      spent += s.points;
+      caution += s.caution ?? 0;
+      if (s.inReading) inReading += s.points;
+    }
+    this.#spentSince = spent;
+    this.#cautionSince = caution;
+    this.#inReadingSince = inReading;
   }
 
   #mergeOldest(): void {
@@ -266,7 +317,10 @@ export class UsagePoller implements AsyncDisposable {
         ? null
         : Math.max(merged.confirmedAt, s.confirmedAt);
     }
+    // Left out of the balance shown only when every part was.
+    if (old.every((s) => s.inReading)) merged.inReading = true;
     this.#spending.unshift(merged);
+    this.#recount();
   }
 
   /** Ensures a refresh runs within `ms` (an earlier pending one is kept). */

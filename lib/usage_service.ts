@@ -73,6 +73,7 @@ export function createUsageService(
     maxPointsPerMessage: config.maxPointsPerMessage,
     snapshot: () => poller.snapshot,
     spentSince: () => poller.spentSinceSnapshot,
+    shownSpentSince: () => poller.shownSpentSinceSnapshot,
     running: () => running.total,
     counter: options.counter,
     now,

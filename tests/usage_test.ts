@@ -232,6 +232,61 @@ Deno.test("UsagePoller takes an estimate never confirmed to be shown by a readin
   assert.equal(p.spentSinceSnapshot, 0);
 });
 
+Deno.test("UsagePoller: a reading whose fall covers an answer's cost shows it once, not twice", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  api.last = 1_000_000;
+  await using p = poller(api, clock);
+  p.start();
+  await clock.settle();
+  await clock.advance(10);
+  // An answer ends with an estimate of 9; Poe debits its real 19 before the next reading.
+  const a = p.spent(9)!;
+  api.last = 999_981;
+  await clock.advance(10);
+  await p.refresh();
+  assert.equal(p.shownSpentSinceSnapshot, 0, "the reading shows it: 999,981 is the balance");
+  assert.equal(p.spentSinceSnapshot, 9, "the guards still count the estimate");
+  // Its real cost is found after that reading: still nothing more to take off.
+  p.confirm(a, 19);
+  assert.equal(p.shownSpentSinceSnapshot, 0);
+  // The next answer takes off its own estimate only.
+  p.spent(9);
+  assert.equal(p.shownSpentSinceSnapshot, 9);
+  // A fall covers counts oldest first, whole, as far as it goes: 20 covers the 9, not the 50.
+  await clock.advance(10);
+  p.spent(50);
+  api.last = 999_981 - 20;
+  await clock.advance(10);
+  await p.refresh();
+  assert.equal(p.shownSpentSinceSnapshot, 50);
+  // A rise (a grant) covers nothing.
+  api.last = 2_000_000;
+  await clock.advance(10);
+  await p.refresh();
+  assert.equal(p.shownSpentSinceSnapshot, 50);
+});
+
+Deno.test("UsagePoller: what is counted for caution is never shown, nor covered by a fall", async () => {
+  const clock = new ManualClock();
+  const api = new ScriptedBalance();
+  api.last = 1_000;
+  await using p = poller(api, clock);
+  p.start();
+  await clock.settle();
+  await clock.advance(10);
+  const held = p.spent(300, false, true)!;
+  assert.equal(p.shownSpentSinceSnapshot, 0);
+  assert.equal(p.spentSinceSnapshot, 300);
+  api.last = 700;
+  await clock.advance(10);
+  await p.refresh();
+  assert.equal(p.spentSinceSnapshot, 300, "the guards' caution stays its minute");
+  // Found: its real cost now counts, and the balance read is what it is.
+  p.confirm(held, 300);
+  assert.equal(p.shownSpentSinceSnapshot, 300);
+});
+
 Deno.test("UsagePoller snapshot goes stale after 3 intervals without success, fresh on recovery", async () => {
   const clock = new ManualClock();
   const api = new ScriptedBalance();
