@@ -111,7 +111,9 @@ export class HistoryFetcher {
     // The entries read reach back to `reach` (µs), or to the start of the history.
     const reach = this.#reader.reach;
     const complete = this.#reader.complete;
-    const covered = (w: Waiter) => complete || reach < w.realStartUs;
+    // Not an answer that ended after the read began: its entry may not be in it yet, and another
+    // app's entry could fill its place in a count by order.
+    const covered = (w: Waiter) => w.checkedAt === startedAt && (complete || reach < w.realStartUs);
     // Answers past their watch are no one's rivals any more (tied ones plan no read to drop them).
     this.#compact();
     // Pairing by order counts the entries: only when every one since their start was read.

@@ -60,3 +60,36 @@ Deno.test("CostTracker survives history errors and retries while answers wait", 
   await clock.advance(5000);
   assert.deepEqual(found.map((c) => c.points), [12]);
 });
+
+Deno.test("CostTracker: an answer that ended after a read began is not paired by order in it", async () => {
+  const { clock, history, tracker } = setup();
+  await using _ = tracker;
+  // The read takes 300 ms; its page is what the history held when it was asked.
+  history.latencyMs = 300;
+  const found: Record<string, number> = {};
+  const answer = (name: string, startedAt: number) =>
+    tracker.attribute({
+      model: "Claude-Sonnet-4.6",
+      startedAt,
+      waitMs: 0,
+      onFound: (c) => found[name] = c.points,
+    });
+  // A ends at 50 with its entry there: its read is asked at 100.
+  const aStart = clock.now();
+  await clock.advance(40);
+  history.add("Claude-Sonnet-4.6", 184);
+  await clock.advance(10);
+  answer("A", aStart);
+  // B starts at 90; another app's entry lands at 95, in the page read at 100.
+  await clock.advance(40);
+  const bStart = clock.now();
+  await clock.advance(5);
+  history.add("Claude-Sonnet-4.6", 5000, { key: "other-app" });
+  // B ends at 165, while that read is under way; its own entry is not in its page.
+  await clock.advance(70);
+  history.add("Claude-Sonnet-4.6", 150);
+  answer("B", bStart);
+  await clock.advance(10_000);
+  // Two answers and two entries in the page: counted by order, B took the other app's 5,000.
+  assert.notEqual(found.B, 5000, JSON.stringify(found));
+});
