@@ -73,9 +73,9 @@ export async function jsonAnswer(
 }
 
 /**
- * Makes a message with tool calls OpenAI's, in place: `content: null` where Poe sends `""`, and an
+ * Makes a message with tool calls OpenAI's, in place: `content: null` where Poe sends `""`, an
  * id for each call Poe sent without one (Gemini's `id: ""`), which the client's tool results
- * must name. Returns whether it changed anything.
+ * must name, and the `type` of a call sent without one. Returns whether it changed anything.
  */
 // deno-lint-ignore no-explicit-any
 export function shapeToolCalls(message: any): boolean {
@@ -87,8 +87,14 @@ export function shapeToolCalls(message: any): boolean {
     changed = true;
   }
   for (const call of calls) {
-    if (call && typeof call === "object" && (typeof call.id !== "string" || call.id === "")) {
+    if (!call || typeof call !== "object") continue;
+    if (typeof call.id !== "string" || call.id === "") {
       call.id = toolCallId();
+      changed = true;
+    }
+    // The SDK's helpers (`parse()`, `runTools()`) refuse a call without its type.
+    if ((call.type === undefined || call.type === null) && call.function) {
+      call.type = "function";
       changed = true;
     }
   }

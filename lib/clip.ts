@@ -240,42 +240,37 @@ export function clipMessages(
   // The input's total: exact when the uncounted rest is small, else partly estimated.
   const total = tokensOfMessages(messages, counts);
   // The kept history must open with a user message. What is kept before the question is one run
-  // up to it; when that run holds no user message (an agent's tool rounds, then the answer that
-  // the question replies to), the nearest earlier user message that fits opens it (the task, the
-  // request the answer answers), and the run's oldest units make its room. Dropping the whole run
-  // instead sent a follow-up such as "yes" alone, every turn it answers lost. An empty run is
-  // anchored too: else an answer too long to keep would leave the question with less context
-  // than a shorter one whose run is given up for the anchor.
+  // up to it; the part of that run before its first user message (an agent's tool rounds, the
+  // answer the next message replies to: all of it when the run holds no user message) cannot open
+  // it. The nearest earlier user message that fits opens it instead (the task, the request those
+  // rounds work on), and that part's oldest units make its room. Dropping the part instead sent a
+  // follow-up such as "yes", or a nudge in the middle of an agent's run, without the task and
+  // every round before it. An empty run is anchored too: else an answer too long to keep would
+  // leave the question with less context than a shorter one whose run is given up for the anchor.
   let start = newestUser;
   while (start > 0 && kept.has(start - 1)) start--;
-  let runTokens = 0;
-  let runHasUser = false;
-  for (let u = start; u < newestUser; u++) {
-    runTokens += units[u].tokens;
-    runHasUser ||= units[u].opensHistory;
-  }
-  const anchor = !runHasUser
-    ? nearestUserUnit(units, start, {
-      room: budget - (used - runTokens),
+  let firstUser = start;
+  while (firstUser < newestUser && !units[firstUser].opensHistory) firstUser++;
+  if (firstUser > start || start === newestUser) {
+    let headTokens = 0;
+    for (let u = start; u < firstUser; u++) headTokens += units[u].tokens;
+    for (let u = start; u < firstUser; u++) kept.delete(u);
+    used -= headTokens;
+    const anchor = nearestUserUnit(units, start, {
+      room: budget - used,
       tokensOf,
       counted: (i) => counts.has(i),
-    })
-    : -1;
-  if (anchor >= 0) {
-    for (let u = start; u < newestUser; u++) kept.delete(u);
-    used += units[anchor].tokens - runTokens;
-    kept.add(anchor);
-    // Newest first and whole, as before: the run's newest units stay, its oldest go.
-    for (let u = newestUser - 1; u > anchor && used + tokensOf(units[u]) <= budget; u--) {
-      used += units[u].tokens;
-      kept.add(u);
-    }
-  } else {
-    // The run holds a user message: what precedes the first goes. Or no user message before the
-    // run fits: the whole run goes, and the question opens the history.
-    for (let u = start; u < newestUser && !units[u].opensHistory; u++) {
-      kept.delete(u);
-      used -= units[u].tokens;
+    });
+    // No user message before the run fits: the part goes, and the run's user message (or the
+    // question) opens the history.
+    if (anchor >= 0) {
+      used += units[anchor].tokens;
+      kept.add(anchor);
+      // Newest first and whole, as before: the part's newest units stay, its oldest go.
+      for (let u = firstUser - 1; u > anchor && used + tokensOf(units[u]) <= budget; u--) {
+        used += units[u].tokens;
+        kept.add(u);
+      }
     }
   }
 

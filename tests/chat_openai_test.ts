@@ -184,6 +184,30 @@ Deno.test("openai SDK: a tool-call answer not streamed has content null, and eve
   assert.equal((await ask("reply=")).content, "");
 });
 
+Deno.test("openai SDK: tool calls Poe sent without a type get one, streamed or not, so parse() takes them", async () => {
+  await using t = await setup();
+  const request = {
+    model: "Gemini-2.5-Pro",
+    messages: [{ role: "user" as const, content: "Weather? [[fake: tool-calls=2,tool-no-type]]" }],
+    // parse() reads only strict tools.
+    tools: [{ ...WEATHER_TOOL, function: { ...WEATHER_TOOL.function, strict: true } }],
+  };
+  const plain = await t.client.chat.completions.create(request);
+  const streamed = await t.client.chat.completions.stream(request).finalChatCompletion();
+  // parse() refuses a call without its type ("only 'function' and 'custom' tool calls").
+  const parsed = await t.client.chat.completions.parse(request);
+  for (const [what, completion] of [["plain", plain], ["streamed", streamed], ["parse", parsed]]) {
+    const calls = (completion as typeof plain).choices[0].message.tool_calls as any[];
+    assert.equal(calls.length, 2, what as string);
+    for (const call of calls) {
+      assert.equal(call.type, "function", what as string);
+      assert.match(call.id, /^call_/, what as string);
+      assert.deepEqual(JSON.parse(call.function.arguments), { city: "Paris", days: 1 });
+    }
+  }
+  assert.equal(t.sent().messages[0].content, request.messages[0].content);
+});
+
 Deno.test("openai SDK: a JSON completion to a streamed request arrives as a stream its helpers accept", async () => {
   await using t = await setup();
   const stream = await t.client.chat.completions.create({

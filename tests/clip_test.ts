@@ -143,6 +143,26 @@ const CASES: Case[] = [
     kept: [0, 1, 4, 5, 6, 7],
   },
   {
+    // A nudge in the middle of an agent's run ("also update the tests"): the task still opens the
+    // history, with the newest rounds before the nudge, not the nudge alone.
+    name: "opens the kept history with the task when a user message interrupts the agent's rounds",
+    messages: [
+      sys(),
+      user(5, "task"),
+      asst(5, "x"),
+      tool("x", 60),
+      asst(5, "y"),
+      tool("y", 60),
+      user(2, "nudge"),
+      asst(5, "z"),
+      tool("z"),
+      asst(),
+      user(2),
+    ],
+    fit: [0, 1, 4, 5, 6, 7, 8, 9, 10],
+    kept: [0, 1, 4, 5, 6, 7, 8, 9, 10],
+  },
+  {
     name: "opens the kept history with an older user message when the nearest does not fit",
     messages: [user(), asst(), user(300, "document"), asst(5, "x"), tool("x", 50), asst(), user(2)],
     fit: [0, 5, 6],

@@ -86,6 +86,8 @@ export interface FakeDirectives {
   tools?: boolean;
   /** `tool-no-index`: streamed tool-call deltas omit `index` (default for Gemini models). */
   toolNoIndex?: boolean;
+  /** `tool-no-type`: tool calls, streamed and not, have no `type` (as Gemini's streams are seen). */
+  toolNoType?: boolean;
   /** `tool-args=TEXT`: raw arguments string, valid JSON or not. Default: built from the schema. */
   toolArgs?: string;
   /** `tool-calls=N`: answer with N calls of the request's first tool (implies `tools`). Default: 1. */
@@ -286,6 +288,9 @@ export function parseDirectives(text: string): FakeDirectives {
         break;
       case "tool-no-index":
         d.toolNoIndex = true;
+        break;
+      case "tool-no-type":
+        d.toolNoType = true;
         break;
       case "tool-args":
         d.tools = true;
@@ -1430,7 +1435,7 @@ function nonStreamed(a: Answer, d: FakeDirectives): Record<string, unknown> {
   if (a.tools.length > 0) {
     message.tool_calls = a.tools.map((tool) => ({
       ...(tool.id === undefined ? {} : { id: tool.id }),
-      type: "function",
+      ...(d.toolNoType ? {} : { type: "function" }),
       function: { name: tool.name, arguments: tool.arguments },
     }));
   }
@@ -1500,7 +1505,13 @@ function streamEvents(
       noIndex ? { tool_calls: [fields] } : { tool_calls: [{ index, ...fields }] };
     body.push(() =>
       chunk(
-        delta(call({ ...id, type: "function", function: { name: tool.name, arguments: "" } })),
+        delta(
+          call({
+            ...id,
+            ...(d.toolNoType ? {} : { type: "function" }),
+            function: { name: tool.name, arguments: "" },
+          }),
+        ),
       )
     );
     const more = tool.id === "" ? id : {};
