@@ -187,6 +187,22 @@ Deno.test("TokenCounter.countMessages resends a history at the cost of its new m
   assert.deepEqual(counter.stats(), { hits: 51, misses: 51, entries: 51 });
 });
 
+Deno.test("TokenCounter by default keeps a 10,000-message history counted newest first for its next turn", () => {
+  const counter = new TokenCounter();
+  const history: ChatMessage[] = [];
+  for (let i = 0; i < 10_000; i++) history.push({ role: "user", content: `note ${i}` });
+  const newestFirst = (messages: ChatMessage[]) => {
+    for (let i = messages.length - 1; i >= 0; i--) counter.countMessage(messages[i]);
+  };
+  newestFirst(history);
+  const before = counter.stats();
+  newestFirst([...history, { role: "assistant", content: "new" }]);
+  const after = counter.stats();
+  assert.equal(after.misses - before.misses, 1, "only the new message is tokenized");
+  assert.equal(after.hits - before.hits, 10_000);
+  assert.equal(after.entries, 10_001);
+});
+
 Deno.test("TokenCounter evicts the least recently used message, over many evictions", () => {
   // Against a plain model of an LRU cache: the counter keeps its place among evictions.
   const r = random(11);
