@@ -28,6 +28,8 @@ export interface AnswerPointsOptions {
   footer: boolean;
   /** Clipping done on the request, for the footer. */
   clipped?: FooterClipping | null;
+  /** The answer limit `MAX_POINTS_PER_MESSAGE` set (`CapCheck.answerLimit`), or null. */
+  capLimit?: number | null;
   /**
    * The input tokens to price instead of Poe's prompt count: for a media model, its newest user
    * message's (`pricedInputTokens` in `lib/guards.ts`), as Poe may count the whole chat. Default:
@@ -281,6 +283,11 @@ export class AnswerPoints {
           : [],
         media: isMedia(entry),
         clipped: this.#o.clipped,
+        // Poe counted the answer up to the cap's limit: it was stopped there, not finished.
+        cutAt: this.#o.capLimit != null && typeof usage?.completion_tokens === "number" &&
+            usage.completion_tokens >= this.#o.capLimit
+          ? this.#o.capLimit
+          : null,
       })
       : null;
     return { footer, extras, points, balance };

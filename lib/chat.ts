@@ -170,6 +170,12 @@ export async function handleChat(
     ctx.fields.cap = "no price in models.yaml";
   }
   const sendBody = upstreamBody(body, entry.id, clip.messages);
+  // The cap holds the answer too: without a limit it could run past the estimate many times over.
+  const capLimit = cap?.answerLimit ?? null;
+  if (capLimit !== null) {
+    sendBody.max_tokens = capLimit;
+    ctx.fields.cap_limit = capLimit;
+  }
   // From here to the reservation nothing waits: requests that passed the pause check while this
   // one was clipped may be running now, and what they hold counts before this one holds its own.
   const pausedNow = deps.usage?.guards.paused() ?? null;
@@ -257,6 +263,9 @@ export async function handleChat(
   const answered = async (answer: UpstreamAnswer): Promise<Response> => {
     const tried = attemptsField(answer.attempts);
     ctx.fields.attempts = tried;
+    if (capLimit !== null && answerLimit(answer.sent) === null) {
+      deps.usage?.guards.limitRefused(entry, capLimit);
+    }
     // Poe's response headers (a non-streamed answer's: its whole body, which the client waits
     // for too); a stream replaces it with its first event's time.
     ctx.ttfbMs = ctx.elapsedMs();
@@ -289,6 +298,7 @@ export async function handleChat(
         annotate: config.footer !== "off",
         footer: footerAllowed(config, body, req.headers),
         clipped: clip.clipped ? clip : null,
+        capLimit: answerLimit(answer.sent) === capLimit ? capLimit : null,
         pricedInput,
         reservation,
         inFlight,

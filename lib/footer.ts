@@ -45,6 +45,8 @@ export interface FooterFacts {
   media?: boolean;
   /** Clipping done on this request, when messages were dropped. */
   clipped?: FooterClipping | null;
+  /** The answer limit `cap` set, when the answer reached it. Default: none. */
+  cutAt?: number | null;
 }
 
 const START = "\n\n---\n📊 Tokens";
@@ -92,7 +94,8 @@ function tokensText(u: FooterFacts["usage"]): string {
  * 💰 Points: 339            or   💰 Points (est.): 300 (Base: 226, Tokens: 74.0)
  * 🏦 Current balance: 1,234,567 points
  * ```
- * then, when they apply, one line each for clipping, the warning and the cap.
+ * then, when they apply, one line each for clipping, the warning, the cap's answer limit reached
+ * and the cap.
  */
 export function formatFooter(facts: FooterFacts): string {
   const tokens = tokensText(facts.usage);
@@ -121,6 +124,13 @@ export function formatFooter(facts: FooterFacts): string {
       ? (names ? ` Cheaper models: ${names}.` : "")
       : ` Consider starting a new chat${names ? `, or a cheaper model: ${names}.` : "."}`;
     lines.push(`⚠️ This message cost more than ${grouped(facts.warnAbove)} points.${advice}`);
+  }
+  if (facts.cutAt && facts.cap > 0) {
+    lines.push(
+      `⛔ Answer stopped at ${grouped(facts.cutAt)} tokens, as far as MAX_POINTS_PER_MESSAGE (${
+        grouped(facts.cap)
+      } points) allows.`,
+    );
   }
   if (p && facts.cap > 0 && p.points > facts.cap) {
     lines.push(`⛔ This message went over MAX_POINTS_PER_MESSAGE (${grouped(facts.cap)} points).`);
@@ -152,6 +162,7 @@ const FOOTERS = new RegExp(
     `(?:${NL}⚠️ This message cost more than [\\d,]+ points\\.` +
     // Up to three model names (no spaces nor commas): text glued after the line keeps its own.
     `(?: Consider starting a new chat(?:, or a cheaper model: ${NAMES})?\\.| Cheaper models: ${NAMES}\\.)?)?` +
+    `(?:${NL}⛔ Answer stopped at [\\d,]+ tokens, as far as MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\) allows\\.)?` +
     `(?:${NL}⛔ This message went over MAX_POINTS_PER_MESSAGE \\([\\d,]+ points\\)\\.)?` +
     // The Python proxy's warning: a blank line, its title, and its advice a line each.
     `(?:(?:${NL}){1,2}⚠️ High cost detected for this response\\.(?:${NL}- [^\\r\\n]*){0,3})?` +

@@ -19,6 +19,12 @@ import { capMessage, pausedMessage } from "./guard_messages.ts";
  */
 export const DEFAULT_COMPLETION_TOKENS = 1000;
 
+/**
+ * A limit the cap leaves at or above this is not sent: no model writes an answer that long
+ * (GPT-5's and Claude's longest are 128k), and a limit over a model's own may be refused.
+ */
+export const CAP_LIMIT_CEILING = 131_072;
+
 /** A request a guard refused: what to tell the client, and the `x-poe-proxy-guard` value. */
 export interface GuardRefusal {
   guard: "paused" | "cost-cap";
@@ -98,6 +104,14 @@ export interface CapCheck {
   refusal: GuardRefusal | null;
   /** The input tokens the estimate counted, or null when the cap is off. */
   input: number | null;
+  /**
+   * For a request that sets no answer limit, the one to send Poe: the most answer tokens the cap
+   * leaves. The estimate assumed 1,000, and an answer without a limit may run to many times that:
+   * past the cap, though no check refused it. Null when the cap is off or refused the request,
+   * when the request sets a limit, for a model whose answer tokens cost nothing here or that
+   * refused the limit before, and when it is {@linkcode CAP_LIMIT_CEILING} or more.
+   */
+  answerLimit: number | null;
 }
 
 /** The pause and cost-cap checks, run before Poe is called. Reads only the poller's snapshot. */
@@ -108,6 +122,8 @@ export class Guards {
   #warnedNoSnapshot = false;
   /** Whether the last pause check refused, for the log lines of its turns; null before one. */
   #pausedBefore: boolean | null = null;
+  /** Models Poe answered only once the cap's answer limit was dropped (the 400 ladder). */
+  readonly #limitRefused = new Set<string>();
 
   constructor(options: GuardsOptions) {
     this.#options = options;
@@ -210,12 +226,24 @@ export class Guards {
     budget?: CountBudget,
   ): CapCheck {
     const cap = this.#options.maxPointsPerMessage;
-    if (cap <= 0 || !this.#counter) return { refusal: null, input: null };
+    if (cap <= 0 || !this.#counter) return { refusal: null, input: null, answerLimit: null };
     const answer = pricedAnswer(body, DEFAULT_COMPLETION_TOKENS);
     const completion = answer.tokens;
     const input = pricedInputTokens(this.#counter, body, entry, budget);
     const estimate = registry.estimatePoints(entry, input, completion);
-    if (estimate === null || estimate.points <= cap) return { refusal: null, input };
+    if (estimate === null || estimate.points <= cap) {
+      let answerLimit: number | null = null;
+      if (
+        estimate !== null && answer.limit === null && entry.modality === "text" &&
+        !this.#limitRefused.has(entry.id)
+      ) {
+        const room = registry.answerTokensWithin(entry, input, cap);
+        // Thinking is billed as answer tokens on top of the answer, as the estimate prices it.
+        const limit = room === null ? null : room - (answer.thinking ?? 0);
+        if (limit !== null && limit < CAP_LIMIT_CEILING) answerLimit = Math.max(1, limit);
+      }
+      return { refusal: null, input, answerLimit };
+    }
     const cheaper = registry.cheaperThan(entry, input, completion, 3, cap);
     const snapshot = this.#options.snapshot();
     const refusal: GuardRefusal = {
@@ -234,6 +262,21 @@ export class Guards {
           registry.estimatePoints(entry, tokensIn, tokensOut)?.points ?? 0,
       }),
     };
-    return { refusal, input };
+    return { refusal, input, answerLimit: null };
+  }
+
+  /**
+   * Poe answered `entry` only once the 400 ladder dropped the answer limit the cap set: it is not
+   * sent for that model again (each request would cost a refused call first), and its answers are
+   * held to the cap's estimate only. Logged once.
+   */
+  limitRefused(entry: ModelEntry, limit: number): void {
+    if (this.#limitRefused.has(entry.id)) return;
+    this.#limitRefused.add(entry.id);
+    this.#options.logger?.warn("answer limit refused", {
+      model: entry.id,
+      max_tokens: limit,
+      note: "MAX_POINTS_PER_MESSAGE checks this model's estimate only; its answers may cost more",
+    });
   }
 }

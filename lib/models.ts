@@ -201,6 +201,18 @@ export class ModelRegistry {
   }
 
   /**
+   * The most answer tokens whose estimate, with `inputTokens`, stays within `points` (0 when none
+   * does); null when answer tokens cost nothing here (no price, a flat price, a media model).
+   */
+  answerTokensWithin(entry: ModelEntry, inputTokens: number, points: number): number | null {
+    const perOut = entry.per1kOutputTokens ?? (entry.modality === "text" ? entry.per1kTokens : 0);
+    if (perOut === null || !(perOut > 0)) return null;
+    const left = points - this.estimatePoints(entry, inputTokens, 0)!.points;
+    if (left < 0) return 0;
+    return Math.floor((entry.base === null ? 0 : ANSWER_IN_BASE) + left * 1000 / perOut);
+  }
+
+  /**
    * Names to suggest instead of a model that costs too much: its `cheaper` list when set, less the
    * names of {@linkcode cheaperFaults} and those whose estimate for these tokens is not lower (a
    * model without a price, on either side, is kept: it cannot be compared), in the list's order;

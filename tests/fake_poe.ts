@@ -494,6 +494,21 @@ function hex64(text: string): string {
 }
 
 /** The cheap token estimate the fake uses: `ceil(characters / 4)`. */
+/** The smallest answer limit a request body sets, at its top level or in `extra_body`. */
+function answerLimitOf(b: Record<string, unknown>): number | null {
+  const extra = b.extra_body && typeof b.extra_body === "object"
+    ? b.extra_body as Record<string, unknown>
+    : {};
+  const limits = [
+    b.max_tokens,
+    b.max_completion_tokens,
+    extra.max_tokens,
+    extra.max_completion_tokens,
+  ]
+    .filter((v): v is number => typeof v === "number" && Number.isInteger(v) && v > 0);
+  return limits.length ? Math.min(...limits) : null;
+}
+
 export function estimateTokens(chars: number): number {
   return Math.ceil(chars / 4);
 }
@@ -1253,6 +1268,21 @@ export class FakePoe implements AsyncDisposable {
       content = DEFAULT_REPLY;
       contentChunks = split(content, d.chunks ?? 4);
     }
+    // As OpenAI's models do: an answer stops at its limit, with finish_reason "length".
+    const limit = answerLimitOf(b);
+    let cut = false;
+    if (limit !== null && model.kind === "text" && estimateTokens(content.length) > limit) {
+      content = content.slice(0, limit * 4);
+      const kept: string[] = [];
+      let length = 0;
+      for (const piece of contentChunks) {
+        if (length >= content.length) break;
+        kept.push(piece.slice(0, content.length - length));
+        length += kept.at(-1)!.length;
+      }
+      contentChunks = kept;
+      cut = true;
+    }
     const wantReasoning = d.reasoning ?? model.reasoning ?? false;
     const reasoning = wantReasoning === false
       ? null
@@ -1291,7 +1321,7 @@ export class FakePoe implements AsyncDisposable {
       contentChunks,
       reasoning,
       tools,
-      finish: d.finish ?? (tools.length > 0 ? "tool_calls" : "stop"),
+      finish: d.finish ?? (tools.length > 0 ? "tool_calls" : cut ? "length" : "stop"),
       usage,
     };
   }

@@ -87,6 +87,16 @@ Deno.test("formatFooter says when the cost went over MAX_POINTS_PER_MESSAGE, and
   assert.equal(lines[6], "✂️ Context clipped: dropped 3 messages (250,000 → 190,000 tokens)");
   assert.match(lines[7], /^⚠️/);
   assert.equal(lines[8], "⛔ This message went over MAX_POINTS_PER_MESSAGE (10,000 points).");
+  // An answer stopped at the limit the cap set says so, before it says it went over.
+  const cut = formatFooter(facts({
+    points: { estimated: false, points: 10_050 },
+    cap: 10_000,
+    cutAt: 25_571,
+  })).split("\n");
+  assert.deepEqual(cut.slice(-2), [
+    "⛔ Answer stopped at 25,571 tokens, as far as MAX_POINTS_PER_MESSAGE (10,000 points) allows.",
+    "⛔ This message went over MAX_POINTS_PER_MESSAGE (10,000 points).",
+  ]);
   // A dropped part too large to count: its figure is an estimate, and says so.
   const about = formatFooter(facts({
     clipped: { dropped: 100_000, tokensBefore: 310_000, tokensAfter: 1_990, approximate: true },
@@ -172,6 +182,8 @@ Deno.test("stripFooter removes every footer formatFooter writes, and only those"
       clipped: { dropped: 1, tokensBefore: 10, tokensAfter: 5 },
     }),
     facts({ clipped: { dropped: 9, tokensBefore: 1_234_567, tokensAfter: 99, approximate: true } }),
+    facts({ points: { estimated: false, points: 900 }, cap: 1_000, cutAt: 5_571 }),
+    facts({ points: { estimated: false, points: 1_200 }, cap: 1_000, cutAt: 5_571 }),
   ];
   for (const f of variants) {
     const footer = formatFooter(f);

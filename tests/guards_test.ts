@@ -141,7 +141,36 @@ Deno.test("Guards.capCheck returns the input tokens it counted, the cap off or n
   assert.deepEqual(guards(snap(1e6)).g.capCheck(body(), gpt4o, registry), {
     refusal: null,
     input: null,
+    answerLimit: null,
   });
+});
+
+Deno.test("Guards.capCheck gives a request without an answer limit the most answer tokens the cap leaves", () => {
+  const { g, logger } = guards(snap(1e6), { maxPointsPerMessage: 300 });
+  const check = g.capCheck(body(), gpt4o, registry);
+  const limit = check.answerLimit!;
+  // At the limit the estimate is within the cap, a token more is over it.
+  assert.ok(registry.estimatePoints(gpt4o, check.input!, limit)!.points <= 300);
+  assert.ok(registry.estimatePoints(gpt4o, check.input!, limit + 1)!.points > 300);
+  // A thinking budget is billed on top of the answer: the answer gets what it leaves.
+  assert.equal(
+    g.capCheck(body({ thinking_budget: 2_000 }), gpt4o, registry).answerLimit,
+    limit - 2_000,
+  );
+  // Not when the request sets a limit of its own, nor with the cap off or refusing.
+  assert.equal(g.capCheck(body({ max_tokens: 50 }), gpt4o, registry).answerLimit, null);
+  assert.equal(g.capCheck(body({ max_tokens: 1e6 }), gpt4o, registry).answerLimit, null);
+  // Nor past what any model writes, under a cap that high.
+  const high = guards(snap(1e6), { maxPointsPerMessage: 1e6 }).g;
+  assert.equal(high.capCheck(body(), gpt4o, registry).answerLimit, null);
+  // Nor, once Poe refused it for a model, to that model again; logged once.
+  g.limitRefused(gpt4o, limit);
+  g.limitRefused(gpt4o, limit);
+  assert.equal(g.capCheck(body(), gpt4o, registry).answerLimit, null);
+  assert.equal(logger.lines.filter((l) => l.includes("answer limit refused")).length, 1);
+  // A media model's answer is a link: it is priced per item, and gets no limit.
+  const image = registry.list().find((e) => e.modality === "image" && e.base !== null)!;
+  assert.equal(g.capCheck(body({ model: image.id }), image, registry).answerLimit, null);
 });
 
 Deno.test("Guards.paused lets requests through without a snapshot and warns once", () => {

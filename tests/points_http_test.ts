@@ -933,6 +933,73 @@ Deno.test("cost cap prices answer limits in a literal extra_body, which Poe read
   assert.deepEqual(sent.extra_body, { max_completion_tokens: 200 });
 });
 
+Deno.test("cost cap: a request without an answer limit is sent the most the cap leaves, and its answer stops there", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300", FOOTER: "on" } });
+  // GPT-4o: 140 + 35 per 1k tokens, the first 1,000 answer tokens in the base: the 160 points left
+  // pay for about 4,570 answer tokens more. The story would be about 11,000.
+  for (const stream of [false, true]) {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      stream,
+      messages: [{ role: "user", content: "A long story, please. [[fake: words=8000]]" }],
+    });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    const limit = (t.fake.chatRequests().at(-1)!.body as any).max_tokens;
+    assert.ok(limit > 5_500 && limit < 5_580, `max_tokens ${limit}`);
+    const choices = stream ? chunks(text).flatMap((c) => c.choices) : JSON.parse(text).choices;
+    const content = choices.map((c: any) => c.message?.content ?? c.delta?.content ?? "").join("");
+    assert.equal(choices.find((c: any) => c.finish_reason)?.finish_reason, "length");
+    assert.ok(
+      content.includes(
+        `\n⛔ Answer stopped at ${
+          grouped(limit)
+        } tokens, as far as MAX_POINTS_PER_MESSAGE (300 points) allows.`,
+      ),
+      content.slice(-300),
+    );
+    assert.ok(stripFooter(content).length <= limit * 4, "cut at the limit");
+  }
+  // An answer within the limit says nothing of it; a limit of the request's own is sent as it is.
+  const short = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "Hi" }],
+  });
+  assert.doesNotMatch(await short.text(), /Answer stopped/);
+  const own = await post(t.proxy.url, {
+    model: "gpt-4o",
+    max_completion_tokens: 300,
+    messages: [{ role: "user", content: "Hi" }],
+  });
+  await own.text();
+  const sent = t.fake.chatRequests().at(-1)!.body as any;
+  assert.equal(sent.max_completion_tokens, 300);
+  assert.equal("max_tokens" in sent, false);
+});
+
+Deno.test("cost cap: a model that refuses the cap's answer limit is answered without it, and not sent one again", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
+  const ask = async () => {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi [[fake: reject-max-tokens]]" }],
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+  };
+  await ask();
+  const first = t.fake.chatRequests().map((r) => r.body as any);
+  assert.ok(first.length >= 2, `${first.length} calls`);
+  assert.equal(typeof first[0].max_tokens, "number");
+  const last = first.at(-1);
+  assert.equal("max_tokens" in last || "max_completion_tokens" in last, false);
+  await ask();
+  const second = t.fake.chatRequests().slice(first.length).map((r) => r.body as any);
+  assert.equal(second.length, 1);
+  assert.equal("max_tokens" in second[0], false);
+  assert.equal(t.usageLogs.filter((l) => l.includes("answer limit refused")).length, 1);
+});
+
 Deno.test("cost cap prices a thinking budget on top of the answer, at the top level or in extra_body", async () => {
   await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
   // GPT-4o: 140 + 35 per 1k tokens; a short question with 1,000 answer tokens is about 176 points,
