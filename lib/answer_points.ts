@@ -79,6 +79,15 @@ export function footerAllowed(
 }
 
 /**
+ * Whether the client asked for no footer (`x-poe-proxy-footer: off`): what the README tells Cline
+ * and Continue users to send, whose answers land in commit messages and summaries.
+ */
+export function footerRefused(headers: Headers): boolean {
+  const asked = headers.get("x-poe-proxy-footer")?.trim().toLowerCase();
+  return asked !== undefined && OFF.has(asked);
+}
+
+/**
  * Whether the answer goes where a program puts it, not before a reader: a request with `stop`
  * sequences (an inline edit, a completion), an answer limit of 64 tokens or less (a title, a
  * commit message), or ending with the assistant's words to continue. No footer goes there, and

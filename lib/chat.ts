@@ -138,7 +138,7 @@ export async function handleChat(
   const paused = deps.usage?.guards.paused() ?? null;
   if (paused) {
     ctx.fields.guard = paused.guard;
-    return guardResponse(paused, body);
+    return guardResponse(paused, body, req.headers);
   }
 
   // Footers this proxy wrote go before anything is counted or sent.
@@ -164,7 +164,7 @@ export async function handleChat(
   const cap = deps.usage?.guards.capCheck(sent, entry, registry, counting);
   if (cap?.refusal) {
     ctx.fields.guard = cap.refusal.guard;
-    return guardResponse(cap.refusal, body);
+    return guardResponse(cap.refusal, body, req.headers);
   }
   if (config.maxPointsPerMessage > 0 && registry.estimatePoints(entry, 0) === null) {
     ctx.fields.cap = "no price in models.yaml";
@@ -181,7 +181,7 @@ export async function handleChat(
   const pausedNow = deps.usage?.guards.paused() ?? null;
   if (pausedNow) {
     ctx.fields.guard = pausedNow.guard;
-    return guardResponse(pausedNow, body);
+    return guardResponse(pausedNow, body, req.headers);
   }
   deps.beforeUpstream?.(ctx);
   const own = deps.responseHeaders ?? [];

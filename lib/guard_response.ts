@@ -5,18 +5,19 @@
 import { errorResponse, ProxyError } from "./errors.ts";
 import type { GuardRefusal } from "./guards.ts";
 import { type ChatRequest, completionId } from "./openai_types.ts";
-import { landsInPlace } from "./answer_points.ts";
+import { footerRefused, landsInPlace } from "./answer_points.ts";
 
 /**
  * Whether a program parses the answer: the request offers tools or legacy `functions`, forces a
  * call, asks for a `response_format` other than text, or its answer lands in place
- * (`landsInPlace`: stop sequences, a tiny limit, a prefill). A refusal in prose would then break it
- * where an error is handled (instructor's FUNCTIONS mode and older LangChain agents still send
- * `functions`, and would read the refusal as the model's answer).
+ * (`landsInPlace`: stop sequences, a tiny limit, a prefill; or the client asks for no footer). A
+ * refusal in prose would then break it where an error is handled (instructor's FUNCTIONS mode and
+ * older LangChain agents still send `functions`, and would read the refusal as the model's answer).
  */
-function parsedByProgram(body: ChatRequest): boolean {
-  // Written into a file, a commit or a title bar (what gets no footer): no refusal in prose.
-  if (landsInPlace(body)) return true;
+function parsedByProgram(body: ChatRequest, headers?: Headers): boolean {
+  // Written into a file, a commit or a title bar (what gets no footer): no refusal in prose. So
+  // is the answer to a client that asks for no footer for that reason.
+  if (landsInPlace(body) || (headers !== undefined && footerRefused(headers))) return true;
   if (Array.isArray(body.tools) && body.tools.length > 0) return true;
   if (Array.isArray(body.functions) && body.functions.length > 0) return true;
   if (forcesCall(body.tool_choice) || forcesCall(body.function_call)) return true;
@@ -39,9 +40,10 @@ function forcesCall(choice: unknown): boolean {
 export function guardResponse(
   refusal: GuardRefusal,
   body: ChatRequest,
+  requestHeaders?: Headers,
   now = Date.now(),
 ): Response {
-  if (parsedByProgram(body)) {
+  if (parsedByProgram(body, requestHeaders)) {
     const code = refusal.guard === "paused" ? "points_paused" : "cost_cap_exceeded";
     return errorResponse(new ProxyError(402, refusal.message, { code }), {
       "x-poe-proxy-guard": refusal.guard,

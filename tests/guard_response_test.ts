@@ -44,3 +44,26 @@ Deno.test("guardResponse streams role, content, stop, usage when asked, then [DO
   const plainEvents = (await plain.text()).split("\n\n").filter(Boolean);
   assert.equal(plainEvents.length, 3);
 });
+
+Deno.test("guardResponse answers a client that asks for no footer with the 402 error, not prose", async () => {
+  // Cline and Continue users send the header: their answers land in commit messages and summaries.
+  for (const value of ["off", "false", "0", "No"]) {
+    const res = guardResponse(
+      { guard: "paused", message: "Paused.", balance: 1 },
+      body({ stream: true }),
+      new Headers({ "x-poe-proxy-footer": value }),
+    );
+    assert.equal(res.status, 402, value);
+    assert.equal(res.headers.get("x-poe-proxy-guard"), "paused");
+    const json = await res.json();
+    assert.equal(json.error.code, "points_paused");
+    assert.equal(json.error.message, "Paused.");
+  }
+  const person = guardResponse(
+    { guard: "cost-cap", message: "Too dear.", balance: 1 },
+    body(),
+    new Headers({ "x-poe-proxy-footer": "on" }),
+  );
+  assert.equal(person.status, 200);
+  await person.body?.cancel();
+});
