@@ -291,6 +291,9 @@ export class AnswerPoints {
           ? registry.cheaperThan(entry, input, output, 3, config.maxPointsPerMessage)
           : [],
         media: isMedia(entry),
+        inputHeavy: estimate === null ||
+          2 * (estimate.points - registry.estimatePoints(entry, 0, output)!.points) >=
+            estimate.points,
         clipped: this.#o.clipped,
         // Poe counted the answer up to the cap's limit: it was stopped there, not finished.
         cutAt: this.#o.capLimit != null && typeof usage?.completion_tokens === "number" &&

@@ -43,6 +43,11 @@ export interface FooterFacts {
    * the warning names only cheaper models. Default: false.
    */
   media?: boolean;
+  /**
+   * Most of the cost is the input's, which a new chat would not send again: the warning suggests
+   * one. Default: true.
+   */
+  inputHeavy?: boolean;
   /** Clipping done on this request, when messages were dropped. */
   clipped?: FooterClipping | null;
   /** The answer limit `cap` set, when the answer reached it. Default: none. */
@@ -120,7 +125,8 @@ export function formatFooter(facts: FooterFacts): string {
   }
   if (p && facts.warnAbove > 0 && p.points > facts.warnAbove) {
     const names = facts.cheaper.slice(0, 3).join(", ");
-    const advice = facts.media
+    // A new chat costs as much when the answer (or a media model's item) is what cost.
+    const advice = facts.media || facts.inputHeavy === false
       ? (names ? ` Cheaper models: ${names}.` : "")
       : ` Consider starting a new chat${names ? `, or a cheaper model: ${names}.` : "."}`;
     lines.push(`⚠️ This message cost more than ${grouped(facts.warnAbove)} points.${advice}`);

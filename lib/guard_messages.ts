@@ -110,6 +110,11 @@ export interface CapFigures {
   /** Cheaper models, by name. */
   cheaper: string[];
   /**
+   * The chat holds one message besides system ones: a new chat would send the same. Default:
+   * false.
+   */
+  single?: boolean;
+  /**
    * The model's estimate for other input and answer tokens (`ModelRegistry.estimatePoints`), to
    * tell which advice brings the request under the cap.
    */
@@ -174,7 +179,7 @@ function capAdvice(entry: ModelEntry, figures: CapFigures): string {
       "pick a cheaper model.";
   }
   // A text model is priced by the whole chat, an image, video or audio model by the newest message.
-  const shorter = isMedia(entry) ? "Shorten your message" : "Start a new chat";
+  const shorter = isMedia(entry) || figures.single ? "Shorten your message" : "Start a new chat";
   const knob = isMedia(entry) && entry.per1kOutputTokens === null
     ? null
     : answerKnob(answer, price);

@@ -258,6 +258,8 @@ export class Guards {
         input,
         answer,
         cheaper,
+        single: body.messages.filter((m) => m.role !== "system" && m.role !== "developer")
+          .length <= 1,
         price: (tokensIn, tokensOut) =>
           registry.estimatePoints(entry, tokensIn, tokensOut)?.points ?? 0,
       }),

@@ -374,14 +374,22 @@ Deno.test("AnswerPoints.settle: answers in quick succession show a balance that 
 
 Deno.test("AnswerPoints.settle: a costly answer warns and names cheaper models; over the cap it says so", async () => {
   await using s = await setup({ POINTS_PER_MESSAGE_WARN: "100", MAX_POINTS_PER_MESSAGE: "300" });
-  s.api.bill("GPT-4o", 339, s.ctx.startedAt, [100, 50]);
-  const cost = await within(s.clock, 2_000, s.points().settle(USAGE, false));
+  // A long chat (GPT-4o: 140 + 35 per 1k tokens): its input is most of the cost.
+  const chat = { prompt_tokens: 20_000, completion_tokens: 50, total_tokens: 20_050 };
+  s.api.bill("GPT-4o", 839, s.ctx.startedAt, [20_000, 50]);
+  const cost = await within(s.clock, 2_000, s.points().settle(chat, false));
   const lines = cost.footer!.split("\n");
   assert.equal(
     lines.at(-2),
     "⚠️ This message cost more than 100 points. Consider starting a new chat, or a cheaper model: GPT-4o-mini.",
   );
   assert.equal(lines.at(-1), "⛔ This message went over MAX_POINTS_PER_MESSAGE (300 points).");
+  // A short chat: its base price and its answer cost most, which a new chat would cost again.
+  const short = await within(s.clock, 2_000, s.points().settle(USAGE, false));
+  assert.equal(
+    short.footer!.split("\n").at(-1),
+    "⚠️ This message cost more than 100 points. Cheaper models: GPT-4o-mini.",
+  );
   // A media model: a new chat would not be cheaper.
   await using m = await setup({ POINTS_PER_MESSAGE_WARN: "100", FOOTER_WAIT_MS: "0" });
   const image = await m.points({ entry: m.registry.lookup("Imagen-4")! }).settle(null, false);

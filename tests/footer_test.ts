@@ -55,6 +55,18 @@ Deno.test("formatFooter warns over POINTS_PER_MESSAGE_WARN with up to three chea
   );
   const none = formatFooter(facts({ points: { estimated: false, points: 6000 } }));
   assert.ok(none.endsWith("Consider starting a new chat."));
+  // The answer cost most of it: a new chat would cost as much.
+  const answer = formatFooter(facts({
+    points: { estimated: false, points: 6000 },
+    cheaper: ["A"],
+    inputHeavy: false,
+  }));
+  assert.ok(answer.endsWith("\n⚠️ This message cost more than 5,000 points. Cheaper models: A."));
+  assert.equal(stripFooter(`Hi.${answer}`), "Hi.");
+  assert.ok(
+    formatFooter(facts({ points: { estimated: false, points: 6000 }, inputHeavy: false }))
+      .endsWith("\n⚠️ This message cost more than 5,000 points."),
+  );
   assert.ok(
     !formatFooter(facts({ warnAbove: 0, points: { estimated: false, points: 9e9 } })).includes(
       "⚠️",

@@ -49,7 +49,13 @@ const priced = ModelRegistry.parse(
 );
 
 /** The cost-cap refusal of `model` for `input` tokens and an answer limit (null: none set). */
-function refusal(model: string, cap: number, input: number, limit: number | null): string {
+function refusal(
+  model: string,
+  cap: number,
+  input: number,
+  limit: number | null,
+  single = false,
+): string {
   const entry = priced.lookup(model)!;
   const answer = { tokens: limit ?? DEFAULT_COMPLETION_TOKENS, limit, thinking: null };
   const points = priced.estimatePoints(entry, input, answer.tokens)!.points;
@@ -60,6 +66,7 @@ function refusal(model: string, cap: number, input: number, limit: number | null
     input,
     answer,
     cheaper: [],
+    single,
     price: (i, a) => priced.estimatePoints(entry, i, a)!.points,
   });
 }
@@ -91,6 +98,31 @@ Deno.test("capMessage advises each change only when it brings the estimate under
   assert.equal(
     adviceOf(refusal("Tokens", 50, 1_000, null)),
     "Start a new chat and set max_tokens: either alone is not enough. ",
+  );
+});
+
+Deno.test("capMessage asks to shorten the message, not for a new chat, when the chat holds only it", () => {
+  assert.equal(
+    adviceOf(refusal("Chat", 350, 3_000, null, true)),
+    "Shorten your message to send less. ",
+  );
+  // As Guards.overCap tells: system messages aside, one message.
+  const { g } = guards(snap(1e6), { maxPointsPerMessage: 350 });
+  const chat = priced.lookup("Chat")!;
+  const text = "lorem ipsum dolor sit amet ".repeat(600);
+  const advice = (messages: { role: "system" | "user" | "assistant"; content: string }[]) =>
+    adviceOf(g.overCap(body({ model: "Chat", messages }), chat, priced)!.message);
+  assert.equal(
+    advice([{ role: "system", content: "Be brief." }, { role: "user", content: text }]),
+    "Shorten your message to send less. ",
+  );
+  assert.equal(
+    advice([
+      { role: "user", content: text },
+      { role: "assistant", content: "Done." },
+      { role: "user", content: "And?" },
+    ]),
+    "Start a new chat to send less. ",
   );
 });
 
