@@ -35,6 +35,7 @@ import { usesLegacyFunctions } from "./legacy_functions.ts";
 import { mayBeBilled } from "./poe_errors.ts";
 import type { InFlight } from "./in_flight.ts";
 import { answerLimit, thinkingBudget } from "./answer_limit.ts";
+import { answerBeforeMs, clientWaitError, clientWaitMs } from "./client_wait.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -208,8 +209,16 @@ export async function handleChat(
   let inFlight: InFlight | null = null;
   // Filled as the calls are made: a request that ends in an error called Poe too.
   const attempts: Attempt[] = [];
+  // A non-streamed answer reaches the client whole or not at all: one still coming when the
+  // client's own timeout ends would be asked for again by its SDK, and billed again.
+  const waitMs = sendBody.stream ? null : clientWaitMs(req.headers);
+  const giveUp = waitMs === null ? null : new AbortController();
+  const giveUpTimer = giveUp && setTimeout(
+    () => giveUp.abort(clientWaitError(waitMs!)),
+    Math.max(0, answerBeforeMs(waitMs!) - ctx.elapsedMs()),
+  );
   const sending = deps.upstream.send(sendBody, {
-    signal: req.signal,
+    signal: giveUp ? AbortSignal.any([req.signal, giveUp.signal]) : req.signal,
     headers: req.headers,
     requestId: ctx.id,
     // The ladder's variant without max_tokens must pass the cost cap too.
@@ -227,6 +236,10 @@ export async function handleChat(
       ctx.atEnd(inFlight.end);
     }),
   });
+  if (giveUpTimer !== null) {
+    const disarm = () => clearTimeout(giveUpTimer);
+    sending.then(disarm, disarm);
+  }
   // A large body's whole share is held until Poe has it (the body built for Poe and fetch's copy
   // die then) or the call failed; then only what the request keeps of it (its messages, counted
   // again at the answer's end) until the request ends.

@@ -3,6 +3,7 @@
  * the proxy saw them end, failed calls Poe may have billed, models without a price.
  */
 import assert from "node:assert/strict";
+import OpenAI from "openai";
 import { ModelRegistry } from "../lib/models.ts";
 import { answerWith, lateCosts, setup, until } from "./points_fixture.ts";
 import { breakingPoe } from "./raw_http.ts";
@@ -141,6 +142,43 @@ Deno.test("a call the first-byte deadline ended: watched for, its estimate count
   }
   assert.equal(t.usage.costs.pending, 2);
   assert.ok(t.usage.poller.spentSinceSnapshot > 0);
+});
+
+Deno.test("a non-streamed answer still coming when the SDK's timeout ends: one call, a 504 it does not retry, watched for", async () => {
+  await using t = await setup();
+  // The SDK's defaults: 2 retries, which a timed-out call would get. It says its timeout when it
+  // is set for the request (X-Stainless-Timeout), not for the client.
+  const client = new OpenAI({ baseURL: `${t.proxy.url}/v1`, apiKey: "k" });
+  for (const model of ["gpt-4o", "Imagen-4"]) {
+    const started = performance.now();
+    await assert.rejects(
+      client.chat.completions.create({
+        model,
+        messages: [{ role: "user", content: "Slow, please. [[fake: slow-first=4000]]" }],
+      }, { timeout: 2_000 }),
+      (err: any) => {
+        assert.equal(err.status, 504, `${model}: ${err}`);
+        assert.equal(err.code, "upstream_timeout");
+        assert.match(err.message, /client's timeout \(2 s\) was about to end/);
+        return true;
+      },
+    );
+    assert.ok(performance.now() - started < 2_000, "answered before the SDK gave up");
+  }
+  assert.equal(t.fake.chatRequests().length, 2, "one call each, not three");
+  assert.equal(t.usage.costs.pending, 2, "both watched for in Poe's history");
+  // The Python SDK's read timeout says the same.
+  const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-stainless-read-timeout": "1.5" },
+    body: JSON.stringify({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Slow. [[fake: slow-first=3000]]" }],
+    }),
+  });
+  assert.equal(res.status, 504);
+  assert.equal(res.headers.get("x-should-retry"), "false");
+  await res.body?.cancel();
 });
 
 Deno.test("a model without a price: its real cost, found after its answer, counts against POINTS_CUTOFF", async () => {
