@@ -214,13 +214,14 @@ export function notAnAnswer(parsed: unknown): ProxyError {
 export const SDK_MAX_WAIT_SECONDS = 60;
 
 /**
- * A transient failure whose `Retry-After` is too long to wait out: passed on with Poe's status, and
- * the wait said in words, as the SDKs retry within a second when a wait is over their 60 s.
+ * A transient failure whose `Retry-After` is too long to wait out here: passed on with Poe's status
+ * and the wait said in words. The SDKs wait out up to 60 s themselves, as they would against
+ * OpenAI; a longer wait they would not, retrying within a second: they are told not to retry.
  */
 export function tooLongToWait(err: ProxyError, seconds: number): ProxyError {
   err.message += ` Poe asked to wait ${Math.ceil(seconds)} s before trying again.`;
   err.headers["retry-after"] ??= String(Math.ceil(seconds));
-  Object.assign(err.headers, NO_CLIENT_RETRY);
+  if (seconds > SDK_MAX_WAIT_SECONDS) Object.assign(err.headers, NO_CLIENT_RETRY);
   return err;
 }
 

@@ -338,7 +338,7 @@ Deno.test("Retry-After is honoured as the wait before the next try", async () =>
   assert.deepEqual(t.sleeps, [3000, 500]);
 });
 
-Deno.test("Retry-After over 30 s is passed on at once, with Poe's status and no client retry", async () => {
+Deno.test("Retry-After over 30 s is passed on at once, with Poe's status; over 60 s with no client retry", async () => {
   for (const status of [429, 503]) {
     await using t = await setup();
     t.fake.script(`status=${status},retry-after=120`, "");
@@ -352,6 +352,15 @@ Deno.test("Retry-After over 30 s is passed on at once, with Poe's status and no 
     assert.equal(t.bodies().length, 1);
     assert.deepEqual(t.sleeps, []);
   }
+  // A wait the SDKs do wait out (60 s at most) is left to them, as against OpenAI.
+  await using t = await setup();
+  t.fake.script("status=429,retry-after=35", "");
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 429);
+  assert.equal(res.headers.get("retry-after"), "35");
+  assert.equal(res.headers.get("x-should-retry"), null);
+  assert.match(res.body.error.message, /wait 35 s/);
+  assert.equal(t.bodies().length, 1);
 });
 
 Deno.test("errors the proxy retried already, or that may have been billed, tell the SDK not to retry", async () => {
