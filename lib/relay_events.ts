@@ -56,7 +56,7 @@ export class RelayEvents {
     hasText: false,
     droppedEvents: 0,
   };
-  /** Poe's `[DONE]` was read: what follows it is ignored. */
+  /** Poe's `[DONE]`, or its error, was read: what follows it is ignored. */
   sawDone = false;
   /**
    * An event carried part of the answer ({@linkcode opensAnswer}); a role chunk does not, and a
@@ -124,6 +124,11 @@ export class RelayEvents {
       const poe = chunk?.error ?? chunk ?? data;
       const error = typeof poe === "string" ? { message: poe } : poe;
       this.#emit(openAiErrorEvent(error, options.redact));
+      // Poe's error ends the answer: the client gets `[DONE]` after it now, not once Poe also
+      // goes silent for IDLE_TIMEOUT_SECONDS, and no finish or usage held from before it.
+      this.sawDone = true;
+      this.#heldFinish = null;
+      this.#heldUsage = null;
       return;
     }
     // A JSON object without choices (Poe's `event: ping`, `{}`) ends the SDKs' streams too
@@ -262,7 +267,10 @@ export class RelayEvents {
       this.#kept = null;
       this.#keptText = [];
     }
-    if (this.#options.includeUsage && this.#heldUsage === null && summary.usage !== null) {
+    if (
+      this.#options.includeUsage && this.#heldUsage === null && summary.usage !== null &&
+      !summary.error
+    ) {
       this.#heldUsage = { ...chunkBase(this.#chunkIds()), choices: [], usage: summary.usage };
     }
   }

@@ -325,6 +325,25 @@ Deno.test("a mid-stream error event passes through, then one [DONE], no invented
   assert.equal(sse.chunks.filter((c) => c.error).length, 1);
 });
 
+Deno.test("a mid-stream error event ends the answer at once, though Poe stays silent after it", async () => {
+  await using t = await setup({ IDLE_TIMEOUT_SECONDS: "30" });
+  for (const include_usage of [false, true]) {
+    const started = performance.now();
+    const res = await streamRequest(
+      t.proxy.url,
+      "midstream-error,no-done,done-linger=20000,message=Provider%20broke.",
+      { stream_options: { include_usage } },
+    );
+    const sse = parseSse(await res.text());
+    assert.ok(performance.now() - started < 5_000, "not held until Poe's silence timed out");
+    assertEndsWithOneDone(sse);
+    assert.equal(sse.chunks.at(-1).error.message, "Provider broke.");
+    assert.equal(sse.chunks.filter((c) => c.error).length, 1);
+    // Nothing after the error: no finish or usage chunk.
+    assert.ok(sse.chunks.every((c) => c.error || c.choices[0]?.finish_reason === null));
+  }
+});
+
 // --- Poe's connection kept for the next request -------------------------------------------------
 
 Deno.test("answers whose body ends a little after [DONE] leave Poe's connection to the next ones", async () => {

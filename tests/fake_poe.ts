@@ -107,7 +107,7 @@ export interface FakeDirectives {
   reasoning?: boolean | string;
   /** `no-finish`: the stream ends with no `finish_reason`, no usage and no `[DONE]`. */
   noFinish?: boolean;
-  /** `no-done`: the stream has its finish chunk but no `[DONE]`. */
+  /** `no-done`: the stream has its finish chunk (or `midstream-error` its error) but no `[DONE]`. */
   noDone?: boolean;
   /** `finish-content`: the last piece of the text rides on the chunk with `finish_reason`. */
   finishContent?: boolean;
@@ -1572,8 +1572,8 @@ function streamEvents(
         `data: ${
           errorBody({ status: 500, message: d.message ?? "The provider stopped unexpectedly." })
         }${nl}${nl}`,
-        `data: [DONE]${nl}${nl}`,
       );
+      if (!d.noDone) out.push(`data: [DONE]${nl}${nl}`);
     }
     return { events: encode(prefix, out), drop: d.drop === true, bill: false };
   }
