@@ -58,6 +58,8 @@ export class RelayEvents {
   };
   /** Poe's `[DONE]`, or its error, was read: what follows it is ignored. */
   sawDone = false;
+  /** The last event read was not JSON (nor `[DONE]`). */
+  lastUnparsed = false;
   /**
    * An event carried part of the answer ({@linkcode opensAnswer}); a role chunk does not, and a
    * model may think in silence after it.
@@ -114,10 +116,12 @@ export class RelayEvents {
       return;
     }
     let chunk: Chunk | null = null;
+    this.lastUnparsed = false;
     try {
       chunk = JSON.parse(data);
     } catch {
       // Not JSON: the SDKs would end the whole stream on it.
+      this.lastUnparsed = true;
     }
     if (event.event === "error" || chunk?.error) {
       summary.error = true;

@@ -288,7 +288,17 @@ export function relaySse(
           );
         }
         if (result.done) {
+          // An event the body ended without its blank line is whole when it parses; one that
+          // does not was cut off with the connection, and the answer with it.
+          events.lastUnparsed = false;
           parser.feed(decoder.decode() + "\n\n");
+          if (events.lastUnparsed && !events.sawDone) {
+            return fail(
+              "The connection to Poe broke before the answer was complete.",
+              "upstream_error",
+              "upstream_disconnected",
+            );
+          }
           await finishAndClose();
           return;
         }

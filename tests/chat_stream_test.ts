@@ -313,6 +313,29 @@ Deno.test("a stream with no event at all ends with an error event, not an invent
   assert.equal(sse.chunks[0].error.code, "upstream_empty");
 });
 
+Deno.test("a body that ends inside an event is a broken answer, not one that stopped", async () => {
+  const head =
+    'data: {"id":"chatcmpl-1","choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n' +
+    'data: {"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":"The answer is 4"}}]}\n\n';
+  const cut = await relayText([
+    new TextEncoder().encode(head + 'data: {"id":"chatcmpl-1","choices":[{"index":0,"delta":{"con'),
+  ]);
+  const sse = parseSse(cut);
+  assertEndsWithOneDone(sse);
+  assert.equal(sse.chunks.at(-1).error.code, "upstream_disconnected");
+  assert.equal(sse.chunks.filter((c) => c.choices?.[0]?.finish_reason).length, 0);
+  // A last event whole but for its blank line is the answer's end, as before.
+  const whole = await relayText([
+    new TextEncoder().encode(
+      head + 'data: {"id":"chatcmpl-1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}',
+    ),
+  ]);
+  const ended = parseSse(whole);
+  assertEndsWithOneDone(ended);
+  assert.equal(ended.chunks.filter((c) => c.error).length, 0);
+  assert.equal(ended.chunks.at(-1).choices[0].finish_reason, "stop");
+});
+
 Deno.test("a mid-stream error event passes through, then one [DONE], no invented finish", async () => {
   await using t = await setup();
   const sse = parseSse(
