@@ -25,13 +25,17 @@ export async function readPoeError(
   const text = await errorBodyText(response);
   try {
     const parsed = JSON.parse(text);
+    // `{"error": "Model is overloaded"}`: a gateway's or a bot's own shape.
+    if (typeof parsed?.error === "string") {
+      return { message: parsed.error.slice(0, 500), type: null, param: null, code: null };
+    }
     const e = parsed?.error ?? parsed;
     if (e && typeof e === "object") {
       const message = typeof e.message === "string"
         ? e.message
         : typeof parsed.detail === "string"
         ? parsed.detail
-        : "";
+        : detailMessages(parsed.detail);
       return {
         message,
         type: typeof e.type === "string" ? e.type : null,
@@ -47,6 +51,21 @@ export async function readPoeError(
   const title = /<title[^<>]*>([^<]*)<\/title>/i.exec(page)?.[1].trim();
   const message = title || page.replace(/<[^<>]*>/g, " ").replace(/\s+/g, " ").trim();
   return { message: message.slice(0, 200), type: null, param: null, code: null };
+}
+
+/**
+ * A validation error's `detail` list (FastAPI's `[{"loc": [...], "msg": "..."}]`) as one line:
+ * `body.messages: field required; ...`. Empty when it is no such list.
+ */
+function detailMessages(detail: unknown): string {
+  if (!Array.isArray(detail)) return "";
+  const lines: string[] = [];
+  for (const item of detail.slice(0, 5)) {
+    if (typeof item?.msg !== "string") continue;
+    const loc = Array.isArray(item.loc) ? item.loc.join(".") : "";
+    lines.push(loc ? `${loc}: ${item.msg}` : item.msg);
+  }
+  return lines.join("; ").slice(0, 500);
 }
 
 /** An error body past this is not read on: Poe's errors are a few hundred bytes. */

@@ -130,9 +130,9 @@ export async function readStreamStart(
     if (result.done) {
       parser.feed(decoder.decode() + "\n\n");
       if (verdict === "error") return { kind: "error", error };
-      return events === 0
-        ? { kind: "empty" }
-        : { kind: "answer", body: resumed(head, null, reader) };
+      if (events > 0) return { kind: "answer", body: resumed(head, null, reader) };
+      const bare = bareError(head);
+      return bare === null ? { kind: "empty" } : { kind: "error", error: bare };
     }
     // Kept past the next read, which may reuse its memory.
     head.push(result.value.slice());
@@ -149,6 +149,19 @@ export async function readStreamStart(
     if (verdict !== null || size > MAX_HEAD_BYTES) {
       return { kind: "answer", body: resumed(head, null, reader) };
     }
+  }
+}
+
+/**
+ * The error of a body that held no event but is Poe's JSON error, sent without `data:` under an
+ * SSE content type; else null.
+ */
+function bareError(head: Uint8Array[]): Record<string, unknown> | null {
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(concat(head)));
+    return parsed?.error ? errorObject(parsed.error) : null;
+  } catch {
+    return null;
   }
 }
 

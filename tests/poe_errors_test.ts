@@ -180,6 +180,23 @@ Deno.test("readPoeError: reads both of Poe's shapes and FastAPI's detail", async
     param: null,
     code: null,
   });
+  // A string error, and FastAPI's list of validation errors: their words, not raw JSON.
+  assert.deepEqual(await readPoeError(answer(403, { error: "Model is overloaded" })), {
+    message: "Model is overloaded",
+    type: null,
+    param: null,
+    code: null,
+  });
+  const detail = [
+    { loc: ["body", "messages"], msg: "Field required", type: "missing" },
+    { loc: ["body", "temperature"], msg: "Input should be a number" },
+    { msg: "Odd" },
+    "not an item",
+  ];
+  assert.equal(
+    (await readPoeError(answer(422, { detail }))).message,
+    "body.messages: Field required; body.temperature: Input should be a number; Odd",
+  );
 });
 
 Deno.test("readPoeError: a web page is told by its title, else by its text; text is cut short", async () => {

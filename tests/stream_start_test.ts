@@ -106,6 +106,22 @@ Deno.test("readStreamStart: a stream with no event before its end is empty", asy
   assert.equal(start.kind, "answer");
 });
 
+Deno.test("readStreamStart: a body that is Poe's JSON error without data: is that error", async () => {
+  const body = '{"error":{"message":"Rate limit reached.","type":"rate_limit_error"}}';
+  for (const pieces of [[body], [body.slice(0, 10), body.slice(10), "\n"]]) {
+    assert.deepEqual(await readStreamStart(streamOf(pieces), never), {
+      kind: "error",
+      error: { message: "Rate limit reached.", type: "rate_limit_error" },
+    });
+  }
+  assert.deepEqual(await readStreamStart(streamOf(['{"error":"Overloaded."}']), never), {
+    kind: "error",
+    error: { message: "Overloaded." },
+  });
+  // Other JSON is no error: empty, as before.
+  assert.deepEqual(await readStreamStart(streamOf(['{"ok":true}']), never), { kind: "empty" });
+});
+
 Deno.test("readStreamStart: a broken body rejects, as its own read would", async () => {
   let pulls = 0;
   const stream = new ReadableStream<Uint8Array>({
