@@ -277,7 +277,12 @@ export class CostTracker implements AsyncDisposable {
   #waitDeadlines(ms: number): Deadlines {
     let deadlines = this.#waits.get(ms);
     if (!deadlines) {
-      deadlines = new Deadlines(ms, { timers: this.#timers, now: this.#now });
+      // The real clock's waits are timed by the monotonic one: a step of the wall clock (NTP)
+      // would hold every waiting answer as long as the step. A test's manual clock is both.
+      deadlines = new Deadlines(ms, {
+        timers: this.#timers,
+        now: this.#timers === REAL_TIMERS ? undefined : this.#now,
+      });
       this.#waits.set(ms, deadlines);
     }
     return deadlines;

@@ -274,7 +274,7 @@ async function readLarge(
   declared: string | null,
   options: ReadBodyOptions,
 ): Promise<{ bytes: Uint8Array; lease: BodyLease | null }> {
-  let started = Date.now();
+  let started = performance.now();
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -300,17 +300,17 @@ async function readLarge(
       if (size >= shareAt) {
         shareAt = Infinity;
         deadline.cancel();
-        const since = Date.now();
+        const since = performance.now();
         lease = await waitForShare(budget!, counted, next, reader);
         // The wait is not the upload's: its average rate is measured without it.
-        started += Date.now() - since;
+        started += performance.now() - since;
         deadline = options.deadlines.add(onTimeout);
       }
       const { done, value } = await next;
       if (done) break;
       deadline.cancel();
       size += value.byteLength;
-      if (Date.now() - started > options.deadlines.ms + size * 1000 / MIN_BYTES_PER_SECOND) {
+      if (performance.now() - started > options.deadlines.ms + size * 1000 / MIN_BYTES_PER_SECOND) {
         onTimeout();
         break;
       }

@@ -136,11 +136,11 @@ export function relaySse(
    * timeout's clock: each of Poe's reads, its comments too, begins the next.
    */
   let reading = false;
-  let readSince = Date.now();
+  let readSince = performance.now();
   /** The time spent waiting on Poe before the answer began: the first-byte timeout's clock. */
   let waited = 0;
   /** The last write to the client: the keep-alive's clock. */
-  let lastWrite = Date.now();
+  let lastWrite = performance.now();
   /** Part of the answer came ({@linkcode RelayEvents.opened}): its pauses are timed as idle. */
   let started = false;
   let timedOut = false;
@@ -165,7 +165,7 @@ export function relaySse(
   const stopTicking = tickerOf(tickMs).add(() => {
     // While the client is not pulling, nothing is read from Poe and keep-alives are pointless.
     if (!reading) return;
-    const now = Date.now();
+    const now = performance.now();
     const late = !started
       ? waited + now - readSince >= options.firstByteTimeoutMs
       : now - readSince >=
@@ -203,7 +203,7 @@ export function relaySse(
     if (pending.length === 0) return;
     out.enqueue(encoder.encode(pending.length === 1 ? pending[0] : pending.join("")));
     pending.length = 0;
-    lastWrite = Date.now();
+    lastWrite = performance.now();
   };
 
   const end = (how: RelayOutcome["end"]) => {
@@ -250,7 +250,7 @@ export function relaySse(
       // Read until at least one event is ready for the client, or the stream is over.
       while (!closed) {
         let result: ReadableStreamReadResult<Uint8Array>;
-        readSince = Date.now();
+        readSince = performance.now();
         reading = true;
         try {
           result = await reader.read();
@@ -265,7 +265,7 @@ export function relaySse(
           }
         }
         reading = false;
-        if (!started) waited += Date.now() - readSince;
+        if (!started) waited += performance.now() - readSince;
         if (closed) return;
         if (timedOut && summary.finishReason !== null) {
           // The answer is whole; only its ending (usage, `[DONE]`, the body's end) never came.

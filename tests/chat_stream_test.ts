@@ -152,6 +152,41 @@ Deno.test("relaySse gives the same events for a Poe body split at every byte bou
   assert.deepEqual(parseSse(await relayText(oneByOne)).data, RECORDED_DATA);
 });
 
+Deno.test("relaySse: a step forward of the wall clock (NTP) does not time out a stream still answering", async () => {
+  const wall = Date.now;
+  const enc = new TextEncoder();
+  const event = (delta: string, finish = "null") =>
+    enc.encode(
+      `data: {"id":"c","choices":[{"index":0,"delta":${delta},"finish_reason":${finish}}]}\n\n`,
+    );
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(event('{"role":"assistant","content":"Hel"}'));
+      await new Promise((r) => setTimeout(r, 300));
+      Date.now = () => wall() + 130_000;
+      await new Promise((r) => setTimeout(r, 500));
+      controller.enqueue(event('{"content":"lo"}'));
+      controller.enqueue(event("{}", '"stop"'));
+      controller.enqueue(enc.encode("data: [DONE]\n\n"));
+      controller.close();
+    },
+  });
+  try {
+    const out = relaySse(body, {
+      keepaliveMs: 60_000,
+      firstByteTimeoutMs: 60_000,
+      idleTimeoutMs: 1_000,
+      includeUsage: false,
+      abortUpstream: () => {},
+    });
+    const sse = parseSse(await new Response(out).text());
+    assert.equal(sse.chunks.filter((c) => c.error).length, 0, JSON.stringify(sse.chunks));
+    assert.equal(sse.chunks.at(-1).choices[0].finish_reason, "stop");
+  } finally {
+    Date.now = wall;
+  }
+});
+
 Deno.test("relaySse keeps an event of several data lines one event", async () => {
   const body =
     'data: {"choices":[{"index":0,\ndata: "delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n';

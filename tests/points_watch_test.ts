@@ -181,6 +181,35 @@ Deno.test("a non-streamed answer still coming when the SDK's timeout ends: one c
   await res.body?.cancel();
 });
 
+Deno.test("a step back of the wall clock (NTP) does not hold answers waiting for their cost", async () => {
+  const wall = Date.now;
+  let offset = 0;
+  // Installed first: the proxy's clocks are taken when it starts.
+  Date.now = () => wall() + offset;
+  // While the answer waits for its cost, the clock is set back 20 s.
+  const step = setTimeout(() => offset = -20_000, 250);
+  try {
+    await using t = await setup({
+      fake: { historyDelayMs: 300_000 },
+      env: { FOOTER_WAIT_MS: "500" },
+    });
+    const started = performance.now();
+    for (const stream of [false, true]) {
+      const answer = await answerWith(t.proxy.url, {
+        text: "hello",
+        reply: "hi",
+        directives: "",
+        stream,
+      });
+      assert.ok(answer.estimated, "no cost found in time: the estimate");
+    }
+    assert.ok(performance.now() - started < 5_000, "each waited its 500 ms, not the step too");
+  } finally {
+    clearTimeout(step);
+    Date.now = wall;
+  }
+});
+
 Deno.test("a model without a price: its real cost, found after its answer, counts against POINTS_CUTOFF", async () => {
   const registry = ModelRegistry.parse("models:\n  text:\n    - GPT-4o\n", "bare.yaml");
   await using t = await setup({
