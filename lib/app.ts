@@ -28,6 +28,7 @@ import {
   matchesPath,
   requestPath,
   routeParams,
+  shortened,
   shownPath,
   unknownEndpoint,
 } from "./routes.ts";
@@ -324,8 +325,8 @@ export function createApp(deps: AppDeps): App {
         client: keyName ?? address,
         // What the client sent, as logged, shown and quoted: a key pasted into it is hidden (an
         // endpoint's own path, and a standard method, hold none).
-        method: STANDARD_METHODS.has(req.method) ? req.method : loggable(req.method),
-        path: known ? path : shownPath(path, loggable),
+        method: STANDARD_METHODS.has(req.method) ? req.method : shortened(loggable(req.method)),
+        path: known ? path : shortened(shownPath(path, loggable)),
         logger,
         onEnd: ended,
         onLateCost: lateCost,

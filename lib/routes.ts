@@ -109,6 +109,19 @@ export function unknownEndpoint(method: string, path: string): string {
 
 const MODEL_PATH = "/v1/models/";
 
+/** A client's method or path beyond this is logged and quoted cut, with how much was left out. */
+const SHOWN_CHARS = 200;
+
+/**
+ * `text` (a method or path the client sent) as logged and quoted: its first 200 characters and
+ * how many more there were. Else a device on the network could write a line of log per byte sent.
+ */
+export function shortened(text: string): string {
+  return text.length <= SHOWN_CHARS
+    ? text
+    : `${text.slice(0, SHOWN_CHARS)}…(+${text.length - SHOWN_CHARS})`;
+}
+
 /**
  * `path` as logged and quoted, `hide` (which hides keys in a text) applied to it decoded (a key
  * with characters a URL escapes), and to a model id in it as a whole text (as a model name is).

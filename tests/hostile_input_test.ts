@@ -695,6 +695,23 @@ Deno.test("hostile: an odd Host is never the path, nor a crash that prints the U
   assert.doesNotMatch(s.proxy.logs.join("\n"), /Invalid URL|TypeError/);
 });
 
+Deno.test("hostile: a long path or method is logged cut short, a line per request not a byte", async () => {
+  await using s = await setup({ PROXY_API_KEYS: "owner-key-AAAAAAAA" });
+  const port = portOf(s.proxy.url);
+  const path = `/${"p".repeat(60_000)}`;
+  const method = "M".repeat(60_000);
+  assert.equal((await rawRequest(port, get(path))).status, 404);
+  const odd = await rawRequest(
+    port,
+    `${method} /v1/models HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n`,
+  );
+  assert.ok(odd.status >= 400, `${odd.status}`);
+  const lines = s.proxy.logs.filter((l) => l.includes("request_id="));
+  assert.ok(lines.length >= 1);
+  for (const line of s.proxy.logs) assert.ok(line.length < 2_000, `${line.length} characters`);
+  assert.ok(s.proxy.logs.some((l) => l.includes(`${"p".repeat(199)}…(+59801)`)));
+});
+
 Deno.test("hostile: an absurdly long URL or header is refused and the server keeps serving", async () => {
   await using s = await setup();
   const port = portOf(s.proxy.url);
