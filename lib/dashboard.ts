@@ -168,15 +168,23 @@ export class UsageDashboard {
     const since = incremental
       ? Math.max(monthAgo, newest / 1000 - (this.#o.overlapMs ?? 15 * 60_000))
       : monthAgo;
+    // A refresh reads what is new since the last one (and the overlap), within the full read's
+    // pages: with a smaller budget a busy account (over 1,000 entries in the overlap) ran out of
+    // pages every other time, and each such refresh was followed by a full read.
+    const maxPages = this.#o.maxPages ?? 100;
     try {
-      const read = await readHistory(api, {
-        since,
-        maxPages: incremental ? 10 : this.#o.maxPages ?? 100,
-        signal: this.#abort.signal,
-      });
+      const read = await readHistory(api, { since, maxPages, signal: this.#abort.signal });
       const sinceUs = since * 1000;
       const kept = incremental ? this.#entries.filter((e) => e.creation_time < sinceUs) : [];
-      this.#entries = [...read.entries, ...kept].filter((e) => e.creation_time >= monthAgo * 1000);
+      const month = [...read.entries, ...kept].filter((e) => e.creation_time >= monthAgo * 1000);
+      // No more than a full read holds: refreshes would add to it without end (12 MB by the
+      // 37,000th entry). The oldest days go, and are said to be missing.
+      const most = maxPages * 100;
+      if (month.length > most) {
+        month.length = most;
+        this.#truncated = true;
+      }
+      this.#entries = month;
       // A full read's truncation cuts the oldest days; an incremental one leaves a gap to fill.
       if (incremental) this.#full = read.truncated;
       else {

@@ -341,6 +341,41 @@ Deno.test("UsageDashboard keeps re-reading only new pages after a truncated firs
   await dash.close();
 });
 
+Deno.test("UsageDashboard holds no more history than a full read, however many refreshes add", async () => {
+  await using fake = await FakePoe.start();
+  let now = Date.now();
+  const add = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      fake.addHistory({ creation_time: (now - 1_000 - i * 10) * 1000, cost_points: 1 });
+    }
+  };
+  add(150);
+  const dash = new UsageDashboard({
+    api: new UsageApi({ baseUrl: fake.url, apiKey: fake.apiKey }),
+    poller: null,
+    guards: GUARDS,
+    recent: new RecentRequests(),
+    version: "t",
+    maxPages: 2,
+    overlapMs: 0,
+    now: () => now,
+  });
+  const first = await dash.build();
+  assert.equal(first.history.truncated, false);
+  assert.equal(first.spent!.total.count, 150);
+  // Three refreshes of 120 new entries each: 510 in all, a full read's 200 kept.
+  for (let i = 0; i < 3; i++) {
+    now += 31_000;
+    add(120);
+    const calls = fake.usageCalls();
+    const d = await dash.build();
+    assert.ok(fake.usageCalls() - calls <= 2, "only the new pages are read");
+    assert.equal(d.spent!.total.count, Math.min(200, 150 + 120 * (i + 1)));
+  }
+  assert.equal((await dash.build()).history.truncated, true);
+  await dash.close();
+});
+
 Deno.test("UsageDashboard keeps its cache and says why when the history fails", async () => {
   const logger = memoryLogger();
   let fail = false;
