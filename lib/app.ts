@@ -336,12 +336,15 @@ export function createApp(deps: AppDeps): App {
       let response: Response;
       try {
         response = await route(req, ctx, path, keyName !== null, address);
-      } catch (err) {
+      } catch (thrown) {
         // An answer that failed half-way never carried the headers its error response needs.
         ctx.headersIncluded = false;
         // Poe may quote the key it refused, whole or shortened, and a message may quote what the
         // client sent: no key reaches a client or a log.
-        if (err instanceof Error) err.message = loggable(err.message);
+        const err = thrown instanceof ProxyError ? withKeysHidden(thrown, loggable) : thrown;
+        if (err instanceof Error && !(err instanceof ProxyError)) {
+          err.message = loggable(err.message);
+        }
         if (!(err instanceof ProxyError)) {
           logger.error("unhandled error", { request_id: ctx.id, error: err });
         } else if (err.status >= 500) {
@@ -358,6 +361,27 @@ export function createApp(deps: AppDeps): App {
       return response;
     },
   };
+}
+
+/**
+ * `err` with `hide` (which hides keys in a text) applied to each field the client gets: its
+ * message, type, param, code and headers, which Poe's error and headers may fill. `err` itself
+ * when none held one.
+ */
+function withKeysHidden(err: ProxyError, hide: (text: string) => string): ProxyError {
+  const hideOrNull = (v: string | null) => v === null ? undefined : hide(v);
+  const headers: Record<string, string> = {};
+  let changed = false;
+  for (const [k, v] of Object.entries(err.headers)) {
+    headers[k] = hide(v);
+    changed ||= headers[k] !== v;
+  }
+  const message = hide(err.message);
+  const fields = { type: hide(err.type), param: hideOrNull(err.param), code: hideOrNull(err.code) };
+  changed ||= message !== err.message || fields.type !== err.type ||
+    (fields.param ?? null) !== err.param || (fields.code ?? null) !== err.code;
+  if (!changed) return err;
+  return new ProxyError(err.status, message, { ...fields, headers, cause: err.cause });
 }
 
 /** Methods that are no client's text: never a key to hide. */

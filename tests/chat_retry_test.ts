@@ -363,6 +363,29 @@ Deno.test("Retry-After over 30 s is passed on at once, with Poe's status; over 6
   assert.equal(t.bodies().length, 1);
 });
 
+Deno.test("the Poe key quoted in any field or header of Poe's error reaches the client hidden", async () => {
+  const key = "test-poe-key";
+  await using poe = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () =>
+      Response.json({
+        error: {
+          message: `Invalid key ${key}.`,
+          type: `authentication_error ${key}`,
+          param: `key=${key}`,
+          code: `bad_key_${key}`,
+        },
+      }, { status: 401, headers: { "x-ratelimit-limit-requests": key, "retry-after": key } }),
+  );
+  await using t = await setup({ baseUrl: `http://127.0.0.1:${poe.addr.port}` });
+  const res = await post(t.proxy.url, chat());
+  assert.equal(res.status, 401);
+  assertOpenAiError(res.body);
+  assert.doesNotMatch(res.text, new RegExp(key));
+  for (const [name, value] of res.headers) assert.doesNotMatch(value, new RegExp(key), name);
+  assert.match(res.body.error.param, /^key=/);
+});
+
 Deno.test("errors the proxy retried already, or that may have been billed, tell the SDK not to retry", async () => {
   const cases: { script: string[]; status: number; calls: number; retry: string | null }[] = [
     // Retried twice here: a third layer of retries in the client would make nine calls.

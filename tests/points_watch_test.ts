@@ -156,7 +156,7 @@ Deno.test("a non-streamed answer still coming when the SDK's timeout ends: one c
         model,
         messages: [{ role: "user", content: "Slow, please. [[fake: slow-first=4000]]" }],
       }, { timeout: 2_000 }),
-      (err: any) => {
+      (err: InstanceType<typeof OpenAI.APIError>) => {
         assert.equal(err.status, 504, `${model}: ${err}`);
         assert.equal(err.code, "upstream_timeout");
         assert.match(err.message, /client's timeout \(2 s\) was about to end/);
