@@ -172,9 +172,16 @@ export async function handleChat(
   }
   const sendBody = upstreamBody(body, entry.id, clip.messages);
   // The cap holds the answer too: without a limit it could run past the estimate many times over.
-  const capLimit = cap?.answerLimit ?? null;
+  // Within the context window: a provider refuses the input and the limit together over it.
+  const contextCap = registry.contextCap(entry);
+  const capLimit = cap?.answerLimit == null
+    ? null
+    : contextCap === null
+    ? cap.answerLimit
+    : Math.max(1, Math.min(cap.answerLimit, contextCap - clip.tokensAfter));
+  const limitField = capLimit === null ? null : deps.usage!.guards.limitField(entry);
   if (capLimit !== null) {
-    sendBody.max_tokens = capLimit;
+    sendBody[limitField!] = capLimit;
     ctx.fields.cap_limit = capLimit;
   }
   // From here to the reservation nothing waits: requests that passed the pause check while this
@@ -258,7 +265,10 @@ export async function handleChat(
       // Poe's gateway, or the first-byte deadline, gave up on it. Not when Poe's 200 body was its
       // refusal, whatever status that names.
       const status = last?.inBody ? undefined : last?.status;
-      if (deps.usage && err instanceof ProxyError && mayBeBilled(err, status)) {
+      // The client's timeout stopped a call in flight (cut before Poe's headers, or while its
+      // body was read), not one between tries, which Poe refused.
+      const cutCall = giveUp?.signal.aborted !== true || status === 499 || status === 200;
+      if (deps.usage && err instanceof ProxyError && cutCall && mayBeBilled(err, status)) {
         watchAbandoned(deps.usage, entry.id, ctx, reservation, inFlight ?? undefined);
       }
       return err;
@@ -276,8 +286,13 @@ export async function handleChat(
   const answered = async (answer: UpstreamAnswer): Promise<Response> => {
     const tried = attemptsField(answer.attempts);
     ctx.fields.attempts = tried;
-    if (capLimit !== null && answerLimit(answer.sent) === null) {
-      deps.usage?.guards.limitRefused(entry, capLimit);
+    if (capLimit !== null) {
+      const sent = answer.sent;
+      if (answerLimit(sent) === null) deps.usage?.guards.limitRefused(entry, capLimit);
+      else if (limitField === "max_tokens" && sent.max_tokens === undefined) {
+        // The ladder's first step: later requests send it so at once, not after a refusal.
+        deps.usage?.guards.limitTakenAsCompletion(entry);
+      }
     }
     // Poe's response headers (a non-streamed answer's: its whole body, which the client waits
     // for too); a stream replaces it with its first event's time.
@@ -286,6 +301,10 @@ export async function handleChat(
     const headers: HeaderList = [...own];
     passPoeHeaders(answer.response.headers, headers, own);
     if (clipped) headers.push(["x-poe-proxy-clipped", clipped]);
+    // Said where no footer goes (a tool call, a reasoning answer with no text cut at it).
+    if (capLimit !== null && answerLimit(answer.sent) !== null) {
+      headers.push(["x-poe-proxy-answer-limit", String(capLimit)]);
+    }
     // The ladder may have dropped max_tokens: the client is told what was sent, not only the log.
     if (answer.attempts.length > 1) headers.push(["x-poe-proxy-attempts", tried]);
     ctx.headersIncluded = deps.responseHeaders !== undefined;
@@ -342,7 +361,13 @@ export async function handleChat(
   if (sendBody.stream && !await settlesWithin(sending, deps.deadlines.streamStart)) {
     ctx.headersIncluded = deps.responseHeaders !== undefined;
     return earlyResponse(ctx, {
-      headers: clipped ? [...own, ["x-poe-proxy-clipped", clipped]] : [...own],
+      headers: [
+        ...own,
+        ...(clipped ? [["x-poe-proxy-clipped", clipped] as [string, string]] : []),
+        ...(capLimit !== null
+          ? [["x-poe-proxy-answer-limit", String(capLimit)] as [string, string]]
+          : []),
+      ],
       verdict: sending.then(answered, (err) => Promise.reject(failed(err))),
       keepaliveMs: config.keepaliveSeconds * 1000,
       signal: req.signal,

@@ -12,13 +12,18 @@ import { NO_CLIENT_RETRY } from "./poe_errors.ts";
  */
 const WAIT_HEADERS = ["x-stainless-timeout", "x-stainless-read-timeout"];
 
+const MAX_SECONDS = 2_147_483;
+
 /** Milliseconds the client says it waits for an answer, or null when it does not say. */
 export function clientWaitMs(headers: Headers): number | null {
   for (const name of WAIT_HEADERS) {
     const value = headers.get(name);
     if (value === null) continue;
     const seconds = Number(value.trim());
-    if (Number.isFinite(seconds) && seconds > 0) return seconds * 1000;
+    // Past a timer's longest delay (24.8 days) a wait is no limit: such a timer fires at once.
+    if (Number.isFinite(seconds) && seconds > 0) {
+      return seconds <= MAX_SECONDS ? seconds * 1000 : null;
+    }
   }
   return null;
 }

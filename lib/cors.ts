@@ -25,7 +25,7 @@ export class CorsPolicy {
     return {
       "access-control-allow-origin": cors.has("*") ? "*" : origin,
       "access-control-expose-headers":
-        "x-request-id, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, retry-after, retry-after-ms, x-should-retry, x-poe-points, x-poe-points-estimated, x-poe-balance, x-poe-proxy-clipped, x-poe-proxy-attempts, x-poe-proxy-guard",
+        "x-request-id, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, retry-after, retry-after-ms, x-should-retry, x-poe-points, x-poe-points-estimated, x-poe-balance, x-poe-proxy-clipped, x-poe-proxy-attempts, x-poe-proxy-guard, x-poe-proxy-answer-limit",
       vary: "Origin",
     };
   }

@@ -108,8 +108,8 @@ export interface CapCheck {
    * For a request that sets no answer limit, the one to send Poe: the most answer tokens the cap
    * leaves. The estimate assumed 1,000, and an answer without a limit may run to many times that:
    * past the cap, though no check refused it. Null when the cap is off or refused the request,
-   * when the request sets a limit, for a model whose answer tokens cost nothing here or that
-   * refused the limit before, and when it is {@linkcode CAP_LIMIT_CEILING} or more.
+   * when the request sets a limit, for a model whose answer tokens cost nothing here, when it is
+   * {@linkcode CAP_LIMIT_CEILING} or more, or no smaller than one the model refused.
    */
   answerLimit: number | null;
 }
@@ -122,8 +122,14 @@ export class Guards {
   #warnedNoSnapshot = false;
   /** Whether the last pause check refused, for the log lines of its turns; null before one. */
   #pausedBefore: boolean | null = null;
-  /** Models Poe answered only once the cap's answer limit was dropped (the 400 ladder). */
-  readonly #limitRefused = new Set<string>();
+  /**
+   * By model, the smallest answer limit the cap set that Poe refused (answering only once the 400
+   * ladder dropped it): a limit over a model's own maximum is refused ("at most 16384"), and the
+   * model's own maximum then holds the answer within the cap anyway.
+   */
+  readonly #limitRefused = new Map<string, number>();
+  /** Models that took the cap's limit only as `max_completion_tokens` (the ladder's first step). */
+  readonly #completionLimit = new Set<string>();
 
   constructor(options: GuardsOptions) {
     this.#options = options;
@@ -233,14 +239,14 @@ export class Guards {
     const estimate = registry.estimatePoints(entry, input, completion);
     if (estimate === null || estimate.points <= cap) {
       let answerLimit: number | null = null;
-      if (
-        estimate !== null && answer.limit === null && entry.modality === "text" &&
-        !this.#limitRefused.has(entry.id)
-      ) {
+      if (estimate !== null && answer.limit === null && entry.modality === "text") {
         const room = registry.answerTokensWithin(entry, input, cap);
         // Thinking is billed as answer tokens on top of the answer, as the estimate prices it.
         const limit = room === null ? null : room - (answer.thinking ?? 0);
-        if (limit !== null && limit < CAP_LIMIT_CEILING) answerLimit = Math.max(1, limit);
+        const refused = this.#limitRefused.get(entry.id) ?? Infinity;
+        if (limit !== null && limit < Math.min(CAP_LIMIT_CEILING, refused)) {
+          answerLimit = Math.max(1, limit);
+        }
       }
       return { refusal: null, input, answerLimit };
     }
@@ -268,17 +274,30 @@ export class Guards {
   }
 
   /**
-   * Poe answered `entry` only once the 400 ladder dropped the answer limit the cap set: it is not
-   * sent for that model again (each request would cost a refused call first), and its answers are
-   * held to the cap's estimate only. Logged once.
+   * Poe answered `entry` only once the 400 ladder dropped the answer limit the cap set: no limit
+   * as large is sent to that model again (each request would cost a refused call first). Most
+   * likely it was over the model's own maximum, which then holds its answers within the cap; a
+   * model that refuses every limit is held to the cap's estimate only. Logged once a model.
    */
   limitRefused(entry: ModelEntry, limit: number): void {
-    if (this.#limitRefused.has(entry.id)) return;
-    this.#limitRefused.add(entry.id);
+    const before = this.#limitRefused.get(entry.id);
+    if (before !== undefined && before <= limit) return;
+    this.#limitRefused.set(entry.id, limit);
+    if (before !== undefined) return;
     this.#options.logger?.warn("answer limit refused", {
       model: entry.id,
       max_tokens: limit,
-      note: "MAX_POINTS_PER_MESSAGE checks this model's estimate only; its answers may cost more",
+      note: "MAX_POINTS_PER_MESSAGE sends this model only smaller limits",
     });
+  }
+
+  /** Poe took the cap's limit for `entry` only as `max_completion_tokens`: it is sent so. */
+  limitTakenAsCompletion(entry: ModelEntry): void {
+    this.#completionLimit.add(entry.id);
+  }
+
+  /** The field the cap's answer limit is sent in, for `entry`. */
+  limitField(entry: ModelEntry): "max_tokens" | "max_completion_tokens" {
+    return this.#completionLimit.has(entry.id) ? "max_completion_tokens" : "max_tokens";
   }
 }

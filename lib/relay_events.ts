@@ -61,6 +61,11 @@ export class RelayEvents {
   /** The last event read was not JSON (nor `[DONE]`). */
   lastUnparsed = false;
   /**
+   * The body ended: its last event (completed by the relay) is parsed, not passed on by the fast
+   * path, which would pass a cut one as it is.
+   */
+  atEnd = false;
+  /**
    * An event carried part of the answer ({@linkcode opensAnswer}); a role chunk does not, and a
    * model may think in silence after it.
    */
@@ -109,7 +114,7 @@ export class RelayEvents {
     }
     if (
       this.opened && summary.id !== null && this.#shaper.started && !this.#text.watching &&
-      isPlainDelta(data)
+      !this.atEnd && isPlainDelta(data)
     ) {
       this.#keep(data);
       this.#emit(dataEvent(data));

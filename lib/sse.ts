@@ -291,6 +291,7 @@ export function relaySse(
           // An event the body ended without its blank line is whole when it parses; one that
           // does not was cut off with the connection, and the answer with it.
           events.lastUnparsed = false;
+          events.atEnd = true;
           parser.feed(decoder.decode() + "\n\n");
           if (events.lastUnparsed && !events.sawDone) {
             return fail(

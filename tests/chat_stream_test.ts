@@ -359,6 +359,16 @@ Deno.test("a body that ends inside an event is a broken answer, not one that sto
   assertEndsWithOneDone(sse);
   assert.equal(sse.chunks.at(-1).error.code, "upstream_disconnected");
   assert.equal(sse.chunks.filter((c) => c.choices?.[0]?.finish_reason).length, 0);
+  // Cut near its end, a plain text delta too (which is otherwise passed on unparsed).
+  const plain = await relayText([
+    new TextEncoder().encode(
+      head +
+        'data: {"id":"chatcmpl-1","choices":[{"index":0,"delta":{"content":" world"},"finish_reason":null}',
+    ),
+  ]);
+  const cutPlain = parseSse(plain);
+  assertEndsWithOneDone(cutPlain);
+  assert.equal(cutPlain.chunks.at(-1).error.code, "upstream_disconnected");
   // A last event whole but for its blank line is the answer's end, as before.
   const whole = await relayText([
     new TextEncoder().encode(

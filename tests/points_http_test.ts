@@ -998,6 +998,62 @@ Deno.test("cost cap: a model that refuses the cap's answer limit is answered wit
   assert.equal(second.length, 1);
   assert.equal("max_tokens" in second[0], false);
   assert.equal(t.usageLogs.filter((l) => l.includes("answer limit refused")).length, 1);
+  // A smaller limit is still sent: the refusal may have been of the size ("at most 16384").
+  const before = t.fake.chatRequests().length;
+  const long = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{
+      role: "user",
+      content: `${"lorem ipsum dolor sit amet ".repeat(500)} [[fake: reject-max-tokens]]`,
+    }],
+  });
+  assert.equal(long.status, 200);
+  await long.text();
+  const third = t.fake.chatRequests().slice(before).map((r) => r.body as any);
+  assert.ok(third[0].max_tokens < first[0].max_tokens, `${third[0].max_tokens}`);
+});
+
+Deno.test("cost cap: a model that takes the cap's limit only as max_completion_tokens is sent it so", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
+  const ask = async () => {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "Hi [[fake: reject-field=max_tokens]]" }],
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("x-poe-proxy-answer-limit") ?? "", /^\d+$/);
+    await res.text();
+  };
+  await ask();
+  const first = t.fake.chatRequests().map((r) => r.body as any);
+  assert.equal(first.length, 2);
+  assert.equal(typeof first[0].max_tokens, "number");
+  assert.equal(first[1].max_completion_tokens, first[0].max_tokens);
+  await ask();
+  const second = t.fake.chatRequests().slice(2).map((r) => r.body as any);
+  assert.equal(second.length, 1, "no refused call first");
+  assert.equal(second[0].max_completion_tokens, first[0].max_tokens);
+  assert.equal("max_tokens" in second[0], false);
+});
+
+Deno.test("cost cap: the answer limit leaves the input its room in the context window", async () => {
+  // A small window and cheap tokens: the cap alone would allow far more than the window holds.
+  const registry = ModelRegistry.parse(
+    "models:\n  text:\n    - {poe_name: GPT-4o, max_tokens: 6000, base: 10, per_1k_tokens: 10}\n",
+    "window.yaml",
+  );
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "1000" }, registry });
+  const res = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "lorem ipsum dolor sit amet ".repeat(500) }],
+  });
+  assert.equal(res.status, 200);
+  await res.text();
+  const sent = t.fake.chatRequests()[0].body as any;
+  const limit = Number(res.headers.get("x-poe-proxy-answer-limit"));
+  assert.equal(sent.max_tokens, limit);
+  // About 3,000 input tokens: some 3,000 left of the 6,000 window.
+  assert.ok(limit > 2_000 && limit < 3_500, `${limit}`);
 });
 
 Deno.test("cost cap prices a thinking budget on top of the answer, at the top level or in extra_body", async () => {

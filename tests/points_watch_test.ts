@@ -181,6 +181,21 @@ Deno.test("a non-streamed answer still coming when the SDK's timeout ends: one c
   await res.body?.cancel();
 });
 
+Deno.test("the SDK's timeout ending in a pause between tries stops no call: nothing is watched", async () => {
+  await using t = await setup();
+  t.fake.script("status=503,retry-after=5", "");
+  const res = await fetch(`${t.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-stainless-timeout": "2" },
+    body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "Hi" }] }),
+  });
+  assert.equal(res.status, 504);
+  await res.body?.cancel();
+  assert.equal(t.fake.chatRequests().length, 1);
+  assert.equal(t.usage.costs.pending, 0, "Poe refused the one call: nothing to look for");
+  assert.equal(t.usage.poller.spentSinceSnapshot, 0);
+});
+
 Deno.test("a step back of the wall clock (NTP) does not hold answers waiting for their cost", async () => {
   const wall = Date.now;
   let offset = 0;
