@@ -236,6 +236,7 @@ export async function handleChat(
     slow: entry.modality !== "text",
     attempts,
     raw: read.raw,
+    bodyBytes: read.bytes,
     // A JSON answer is billed when its headers come, long before its body is read.
     onJsonAnswer: deps.usage && (() => {
       if (inFlight) return;

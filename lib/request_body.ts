@@ -49,6 +49,8 @@ export interface ReadBody {
    * release when the request ends; null for a small body or no budget.
    */
   lease: BodyLease | null;
+  /** The body's size in bytes. */
+  bytes: number;
 }
 
 /**
@@ -134,7 +136,7 @@ function parse(bytes: Uint8Array, lease: BodyLease | null): ReadBody {
     });
   }
   const raw = bytes.length > LARGE_BODY_BYTES ? RawStrings.find(text, bytes, json) : null;
-  return { json, raw, lease };
+  return { json, raw, lease, bytes: bytes.length };
 }
 
 /**

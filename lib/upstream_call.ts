@@ -60,6 +60,12 @@ export interface SendOptions {
   /** A large body's long strings in the client's bytes, spliced into each call's body. */
   raw?: RawStrings | null;
   /**
+   * The client's body size: past `LARGE_BODY_BYTES` (an image, a PDF) a 400 that names no field
+   * gets none of the ladder's variants, each an upload of it again, which no limit or spelling
+   * of the model would cure. Default: 0.
+   */
+  bodyBytes?: number;
+  /**
    * Called when Poe's 200 is JSON (every answer to a non-streamed request, and one to a streamed
    * request that is not a stream), before its body is read: Poe sends such an answer once its
    * model is done, so it may be billed from then on.

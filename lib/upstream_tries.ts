@@ -8,6 +8,7 @@ import type { ProxyError } from "./errors.ts";
 import type { ChatRequest } from "./openai_types.ts";
 import type { BodyDrains } from "./body_drain.ts";
 import type { SendOptions } from "./upstream_call.ts";
+import { LARGE_BODY_BYTES } from "./upstream_bytes.ts";
 import type { CallFailure } from "./upstream_timeouts.ts";
 import {
   backoffMs,
@@ -104,6 +105,9 @@ export class Tries {
       // Poe named another field it refuses (`reasoning_effort`, say): no variant changes it.
       const named = refusedField(error, this.#request);
       if (!ladderMayCure(error, named)) throw error;
+      // A large body's 400 that names nothing is most likely its attachment's (an image the
+      // model cannot read): each variant would upload it again, to the same refusal.
+      if (named === null && (this.#options.bodyBytes ?? 0) > LARGE_BODY_BYTES) throw error;
       // Planned at the first 400, from the field it names; later ones only take the next step.
       this.#variants ??= ladderVariants(this.#request, named)
         .filter((v) => this.#options.allowVariant?.(v.body) ?? true);

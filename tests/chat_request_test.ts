@@ -231,6 +231,35 @@ Deno.test("openai SDK: a malformed image part in a large body is refused at once
   assert.equal(t.fake.chatRequests().length, 0);
 });
 
+Deno.test("a large body Poe refuses with a 400 naming no field is not uploaded again by the ladder", async () => {
+  await using t = await setup();
+  const image = `data:image/png;base64,${"A".repeat(2_000_000)}`;
+  const ask = (content: unknown) =>
+    fetch(`${t.proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "gpt-4o",
+        max_tokens: 100,
+        messages: [{ role: "user", content }],
+      }),
+    });
+  t.fake.script("status=400,message=Invalid image data.");
+  const res = await ask([{ type: "text", text: "what is this" }, {
+    type: "image_url",
+    image_url: { url: image },
+  }]);
+  assert.equal(res.status, 400);
+  assert.match((await res.json()).error.message, /Invalid image data/);
+  assert.equal(t.fake.chatRequests().length, 1, "one upload");
+  // A small body still climbs the ladder: its variants cost little.
+  for (let i = 0; i < 4; i++) t.fake.script("status=400,message=Invalid.");
+  const small = await ask("hi");
+  assert.equal(small.status, 400);
+  await small.body?.cancel();
+  assert.equal(t.fake.chatRequests().length, 5);
+});
+
 Deno.test("content parts of OpenAI's types in each valid form, and parts of other types, reach Poe as sent", async () => {
   await using t = await setup();
   const content = [
