@@ -1,13 +1,16 @@
 /** @module poe-proxy's entry point: arguments, environment, files, signals and the server. */
 import denoJson from "./deno.json" with { type: "json" };
+import { resolve as resolvePath } from "node:path";
 import {
   type Config,
   ConfigError,
   missingKeyMessage,
+  overriddenByEnvironment,
   parseDotenv,
   redactedSummary,
   resolveConfig,
   unknownVariables,
+  unreadableLines,
 } from "./lib/config.ts";
 import { createLogger, type Logger, printError, printLine } from "./lib/log.ts";
 import { ModelsError } from "./lib/models_file.ts";
@@ -35,20 +38,25 @@ class ListenError extends Error {}
 
 async function readDotenv(
   path: string | undefined,
-): Promise<{ values: Record<string, string>; path: string }> {
+): Promise<{ values: Record<string, string>; path: string; unreadable: number[] }> {
   const file = path ?? ".env";
   let text: string;
   try {
     text = await Deno.readTextFile(file);
   } catch (err) {
     if (path === undefined && err instanceof Deno.errors.NotFound) {
-      return { values: {}, path: file };
+      return { values: {}, path: file, unreadable: [] };
     }
     throw new StartupError(
       `Cannot read --env-file ${JSON.stringify(file)}: ${(err as Error).message}`,
     );
   }
-  return { values: parseDotenv(text, file), path: file };
+  return { values: parseDotenv(text, file), path: file, unreadable: unreadableLines(text) };
+}
+
+/** Run by `deno` itself (`deno task`), not as the compiled binary, which has no tasks. */
+function underDeno(): boolean {
+  return /(^|[\\/])deno(\.exe)?$/i.test(Deno.execPath());
 }
 
 /** Reads a models file for {@linkcode loadRegistry}: `file` null is the embedded copy. */
@@ -196,15 +204,41 @@ async function serve(config: Config, loaded: LoadedModels, logger: Logger): Prom
   await server.finished;
 }
 
-/** The `.env` file the last {@linkcode loadConfig} read, and its names that are no setting. */
-let dotenvRead: { path: string; unknown: string[] } | undefined;
+/**
+ * The `.env` file the last {@linkcode loadConfig} read (its path as given, and absolute), its
+ * names that are no setting and its lines that set nothing.
+ */
+let dotenvRead:
+  | {
+    path: string;
+    absolute: string;
+    unknown: string[];
+    unreadable: number[];
+    overridden: string[];
+  }
+  | undefined;
+
+/** The message for a missing Poe key, from what the `.env` file held. */
+function noKeyMessage(): string {
+  return missingKeyMessage(
+    dotenvRead && { ...dotenvRead, path: dotenvRead.absolute },
+    underDeno(),
+  );
+}
 
 async function loadConfig(values: CommandLine): Promise<Config> {
   const dotenv = await readDotenv(values["env-file"]);
-  dotenvRead = { path: dotenv.path, unknown: unknownVariables(dotenv.values) };
+  const env = Deno.env.toObject();
+  dotenvRead = {
+    path: dotenv.path,
+    absolute: resolvePath(dotenv.path),
+    unknown: unknownVariables(dotenv.values),
+    unreadable: dotenv.unreadable,
+    overridden: overriddenByEnvironment(dotenv.values, env),
+  };
   return resolveConfig({
     flags: { host: values.host, port: values.port, models: values.models },
-    env: Deno.env.toObject(),
+    env,
     dotenv: dotenv.values,
     dotenvPath: dotenv.path,
   });
@@ -269,7 +303,7 @@ async function run(args: string[]): Promise<number> {
 
   switch (command) {
     case "start": {
-      if (!config.poeApiKey) throw new StartupError(missingKeyMessage());
+      if (!config.poeApiKey) throw new StartupError(noKeyMessage());
       const loaded = await loadRegistry(config, readModelsText);
       logger.debug("models loaded", { source: loaded.source, models: loaded.registry.size });
       await serve(config, loaded, logger);
@@ -307,9 +341,13 @@ async function run(args: string[]): Promise<number> {
     case "check": {
       const { registry, source } = await loadRegistry(config, readModelsText);
       const inbound = await readKeysFile(config);
-      printLine(`configuration ok; ${registry.size} models from ${source}`);
+      printLine(
+        `configuration ${
+          config.poeApiKey ? "ok" : "incomplete"
+        }; ${registry.size} models from ${source}`,
+      );
       printLine(JSON.stringify(redactedSummary(config, inbound.length), null, 2));
-      if (!config.poeApiKey) printLine(`warning: ${missingKeyMessage()}`);
+      if (!config.poeApiKey) printLine(`warning: ${noKeyMessage()}`);
       // What `start` would warn about: typos in .env, risky keys, models.yaml's ignored entries.
       const warnings: string[] = [];
       warnAtStartup({
@@ -326,10 +364,11 @@ async function run(args: string[]): Promise<number> {
         dotenv: dotenvRead,
       });
       for (const warning of warnings) printLine(`warning: ${warning}`);
-      return 0;
+      // `start` would refuse to run: a script checking first must not see success.
+      return config.poeApiKey ? 0 : 2;
     }
     case "usage": {
-      if (!config.poeApiKey) throw new StartupError(missingKeyMessage());
+      if (!config.poeApiKey) throw new StartupError(noKeyMessage());
       const api = new UsageApi({
         baseUrl: config.poeBaseUrl,
         apiKey: config.poeApiKey,

@@ -1,4 +1,5 @@
 /** @module Flags, environment, `.env` and defaults resolved once into one readonly, validated Config. */
+import { editDistance } from "./edit_distance.ts";
 import { parseEnv } from "node:util";
 import { Expected } from "./config_values.ts";
 import { FIELDS, type Spec, SPECS } from "./config_table.ts";
@@ -179,6 +180,27 @@ export function parseDotenv(text: string, source: string): Record<string, string
 }
 
 /**
+ * Settings the `.env` file sets that the environment sets otherwise, and wins: `.env` edited
+ * again and again, while an old `export` (or its alias, `POE_TOKEN`) in the shell holds. As
+ * `NAME in .env (ALIAS in the environment)`; never a value.
+ */
+export function overriddenByEnvironment(
+  dotenv: Record<string, string | undefined>,
+  env: Record<string, string | undefined>,
+): string[] {
+  const out: string[] = [];
+  for (const field of FIELDS) {
+    const names = [SPECS[field].name, ...(SPECS[field].aliases ?? [])];
+    const inFile = names.find((n) => dotenv[n]?.trim());
+    const inEnv = names.find((n) => env[n]?.trim());
+    if (inFile === undefined || inEnv === undefined) continue;
+    if (dotenv[inFile]!.trim() === env[inEnv]!.trim()) continue;
+    out.push(inFile === inEnv ? inFile : `${inFile} (by ${inEnv})`);
+  }
+  return out;
+}
+
+/**
  * Names in a `.env` file that are not known variables, sorted: likely typos worth a warning.
  * Not meant for the process environment, which holds many unrelated names.
  */
@@ -187,11 +209,85 @@ export function unknownVariables(vars: Record<string, string | undefined>): stri
   return Object.keys(vars).filter((name) => !known.has(name)).sort();
 }
 
-/** The one-line message printed when `start` finds no Poe API key. */
-export function missingKeyMessage(): string {
-  return "No Poe API key: set POE_API_KEY in the environment or in a .env file in the working " +
-    "directory (or name one with --env-file); get a key at https://poe.com/api/keys. " +
-    "To try poe-proxy without a key, run `deno task demo`.";
+/**
+ * Line numbers (from 1) of a `.env` text that set nothing: not blank, not a comment, not
+ * `NAME=value` (a YAML-style `NAME: value`, say). The parser skips them without a word.
+ */
+export function unreadableLines(text: string): number[] {
+  const out: number[] = [];
+  let open: string | null = null;
+  text.replace(/^\uFEFF/, "").split(/\r?\n/).forEach((line, i) => {
+    if (open !== null) {
+      // Inside a quoted value over several lines, until its closing quote.
+      if (line.includes(open)) open = null;
+      return;
+    }
+    const trimmed = line.trim();
+    if (trimmed === "" || trimmed.startsWith("#")) return;
+    const set = /^(?:export\s+)?[A-Za-z_][A-Za-z0-9_.]*\s*=\s*(["'`]?)(.*)$/.exec(trimmed);
+    if (!set) {
+      out.push(i + 1);
+      return;
+    }
+    const quote = set[1];
+    if (quote && !set[2].includes(quote)) open = quote;
+  });
+  return out;
+}
+
+/** The known setting nearest a name in `.env` that is none, or null (a case or a letter off). */
+export function settingLike(name: string): string | null {
+  let best: string | null = null;
+  let bestDistance = 3;
+  for (const field of FIELDS) {
+    for (const known of [SPECS[field].name, ...(SPECS[field].aliases ?? [])]) {
+      const distance = editDistance(name.toUpperCase(), known, bestDistance - 1);
+      if (distance < bestDistance) {
+        best = SPECS[field].name;
+        bestDistance = distance;
+      }
+    }
+  }
+  return best;
+}
+
+/** What a {@linkcode missingKeyMessage} knows of the `.env` file it read. */
+export interface DotenvFacts {
+  /** The file's path, absolute. */
+  path: string;
+  /** Names in it that are no setting. */
+  unknown: readonly string[];
+  /** Lines of it that set nothing. */
+  unreadable?: readonly number[];
+}
+
+/**
+ * The message printed when `start` finds no Poe API key: where it looked, what in that `.env`
+ * looks like a key written wrong, and, under Deno (not the compiled binary), the demo.
+ */
+export function missingKeyMessage(dotenv?: DotenvFacts, underDeno = true): string {
+  const file = dotenv?.path ?? "a .env file in the working directory";
+  const parts = [
+    `No Poe API key: set POE_API_KEY in the environment or in ${file} (or name a file with ` +
+    "--env-file); get a key at https://poe.com/api/keys.",
+  ];
+  const typos = (dotenv?.unknown ?? []).flatMap((name) => {
+    const like = settingLike(name);
+    return like === "POE_API_KEY" ? [name] : [];
+  });
+  if (typos.length > 0) {
+    parts.push(`${dotenv!.path} sets ${typos.join(", ")}: did you mean POE_API_KEY?`);
+  }
+  const unreadable = dotenv?.unreadable ?? [];
+  if (unreadable.length > 0) {
+    parts.push(
+      `${dotenv!.path} line${unreadable.length === 1 ? "" : "s"} ${
+        unreadable.slice(0, 5).join(", ")
+      } set nothing: write NAME=value.`,
+    );
+  }
+  if (underDeno) parts.push("To try poe-proxy without a key, run `deno task demo`.");
+  return parts.join(" ");
 }
 
 /**

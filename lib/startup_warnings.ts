@@ -22,8 +22,17 @@ export interface StartupWarningsOptions {
   inbound: readonly string[];
   registry: ModelRegistry;
   logger: Logger;
-  /** The `.env` file read, and the names in it that are no setting (see `unknownVariables`). */
-  dotenv?: { path: string; unknown: readonly string[] };
+  /**
+   * The `.env` file read, the names in it that are no setting (see `unknownVariables`), and its
+   * lines that set nothing (see `unreadableLines`).
+   */
+  dotenv?: {
+    path: string;
+    unknown: readonly string[];
+    unreadable?: readonly number[];
+    /** Its settings the environment overrides (see `overriddenByEnvironment`). */
+    overridden?: readonly string[];
+  };
 }
 
 /** Logs a warning for each risky setting, in a fixed order; nothing when there is none. */
@@ -32,6 +41,22 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
   if (dotenv && dotenv.unknown.length > 0) {
     logger.warn("unknown settings", {
       message: unknownSettingsMessage(dotenv.path, dotenv.unknown),
+    });
+  }
+  const unreadable = dotenv?.unreadable ?? [];
+  if (unreadable.length > 0) {
+    logger.warn("unreadable settings", {
+      message: `${dotenv!.path} line${unreadable.length === 1 ? "" : "s"} ${
+        unreadable.slice(0, 5).join(", ")
+      } set nothing (write NAME=value, as POE_API_KEY=...)`,
+    });
+  }
+  const overridden = dotenv?.overridden ?? [];
+  if (overridden.length > 0) {
+    logger.warn("settings overridden", {
+      message: `the environment overrides ${overridden.join(", ")} of ${
+        dotenv!.path
+      } with other values (unset them in the shell, or in the service, to use the file's)`,
     });
   }
   warnShortKeys(inbound, logger);

@@ -7,6 +7,7 @@ import {
   redactedSummary,
   resolveConfig,
   unknownVariables,
+  unreadableLines,
 } from "../lib/config.ts";
 import { CONFIG_VARIABLES } from "../lib/config_table.ts";
 
@@ -415,6 +416,38 @@ Deno.test("unknownVariables: flags likely typos in a .env file", () => {
     "LOGLEVEL",
     "PROT",
   ]);
+});
+
+Deno.test("missingKeyMessage: the .env path, a key written wrong, lines that set nothing; the demo only under Deno", () => {
+  const message = missingKeyMessage(
+    { path: "/srv/poe/.env", unknown: ["POE_APIKEY", "PROT", "poe_api_key"], unreadable: [3, 7] },
+    false,
+  );
+  assert.match(message, /in \/srv\/poe\/\.env \(or name a file with --env-file\)/);
+  assert.match(
+    message,
+    /\/srv\/poe\/\.env sets POE_APIKEY, poe_api_key: did you mean POE_API_KEY\?/,
+  );
+  assert.match(message, /lines 3, 7 set nothing: write NAME=value\./);
+  assert.doesNotMatch(message, /demo/);
+  assert.match(missingKeyMessage(), /deno task demo/);
+});
+
+Deno.test("unreadableLines: what the .env parser skips without a word", () => {
+  const text = [
+    "# comment",
+    "",
+    "POE_API_KEY: yaml-style",
+    "export PORT=8080",
+    'LOG_LEVEL="multi',
+    "line value",
+    'done"',
+    "  HOST = 0.0.0.0",
+    "just words",
+    "X.Y=1",
+  ].join("\n");
+  assert.deepEqual(unreadableLines(text), [3, 9]);
+  assert.deepEqual(unreadableLines("\uFEFFPOE_API_KEY=k\r\nPORT=1\r\n"), []);
 });
 
 Deno.test("missingKeyMessage: says where to put the key and how to run without one", () => {

@@ -107,6 +107,36 @@ Deno.test("main.ts reads .env from the working directory, below the environment"
   assert.doesNotMatch(text, /from-dotenv/);
 });
 
+Deno.test("main.ts without a key names the .env it read, a key written wrong there, and check fails too", async () => {
+  const dir = Deno.realPathSync(Deno.makeTempDirSync());
+  Deno.writeTextFileSync(`${dir}/.env`, "POE_APIKEY=k1\nPOE_API_KEY: k2\n# a comment\n");
+  for (const args of [[], ["check"]]) {
+    const out = await command(args, { PORT: "0" }, dir).output();
+    assert.equal(out.code, 2, args.join(" "));
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.match(text, new RegExp(`in ${dir}/\\.env \\(or name a file`));
+    assert.match(text, /sets POE_APIKEY: did you mean POE_API_KEY\?/);
+    assert.match(text, /\.env line 2 set nothing: write NAME=value/);
+    assert.doesNotMatch(text, /k1|k2/);
+    if (args[0] === "check") assert.match(text, /^configuration incomplete; /);
+  }
+});
+
+Deno.test("main.ts check names .env settings the environment overrides with other values", async () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.writeTextFileSync(`${dir}/.env`, "POE_API_KEY=new-key\nLOG_LEVEL=debug\nPORT=0\n");
+  const out = await command(["check"], { POE_TOKEN: "old-key", LOG_LEVEL: "debug" }, dir)
+    .output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const text = new TextDecoder().decode(out.stdout);
+  assert.match(
+    text,
+    /warning: the environment overrides POE_API_KEY \(by POE_TOKEN\) of \.env with other values/,
+  );
+  assert.doesNotMatch(text, /LOG_LEVEL/, "the same value is no override");
+  assert.doesNotMatch(text, /old-key|new-key/);
+});
+
 Deno.test("main.ts check counts the keys of PROXY_API_KEYS_FILE and names .env typos", async () => {
   const dir = Deno.makeTempDirSync();
   Deno.writeTextFileSync(`${dir}/keys`, "k1-0123456789abcdef\nk2-0123456789abcdef\n");
