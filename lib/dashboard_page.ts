@@ -43,7 +43,8 @@ th:first-child,td:first-child,td.text,th.text{text-align:left}
 th{color:var(--muted);font-weight:600;font-size:.78rem}
 td.model{max-width:16rem;overflow:hidden;text-overflow:ellipsis}
 .empty{color:var(--muted);padding:.6rem 0}
-.error{color:var(--bad);font-size:.9rem}
+.error{color:var(--bad);font-size:.9rem;overflow-wrap:anywhere}
+#history-note{overflow-wrap:anywhere}
 #login{max-width:420px;margin:10vh auto;background:var(--card);border:1px solid var(--line);
 border-radius:10px;padding:1.2rem}
 #login h2{font-size:1.1rem;text-transform:none;letter-spacing:0;color:var(--fg)}

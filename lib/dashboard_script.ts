@@ -103,7 +103,7 @@ function render(d) {
     fresh.append("as of " + ago(d.now - b.taken_at) + " ");
     if (b.stale) fresh.append(h("span", { class: "badge stale" }, "stale"));
   } else {
-    fresh.append("Poe's Usage API has not answered yet");
+    fresh.append(d.poller.last_error ? "Poe's Usage API gave no balance" : "Poe's Usage API has not answered yet");
   }
   if (d.poller.last_error) fresh.append(h("div", { class: "error" }, "Last poll failed: " + d.poller.last_error));
   const g = b && b.next_grant;

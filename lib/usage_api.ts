@@ -261,8 +261,13 @@ export class UsageApi implements UsageSource {
         );
       }
       if (!response.ok) {
+        const hint = response.status === 401
+          ? " (Poe refused the key: check POE_API_KEY; keys are at https://poe.com/api/keys)"
+          : "";
         throw new UsageApiError(
-          `Poe's ${name} answered ${response.status}: ${this.#redactor.redact(text).slice(0, 200)}`,
+          `Poe's ${name} answered ${response.status}${hint}: ${
+            this.#redactor.redact(text).slice(0, 200)
+          }`,
           response.status,
         );
       }

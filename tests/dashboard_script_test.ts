@@ -213,3 +213,31 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    `dashboard in Chromium: a refused Poe key is said as such, and wraps on a phone${NAME_SUFFIX}`,
+  ignore: !haveChromium,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using s = await startDashboardSetup({ env: { POE_API_KEY: "a-wrong-key-0123456789" } });
+    await withBrowser(async (browser) => {
+      const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+      const page = await context.newPage();
+      page.setDefaultTimeout(10_000);
+      await page.goto(`${s.proxy.url}/`);
+      await page.waitForSelector("#app:not([hidden])");
+      await page.waitForSelector("#balance-age .error");
+      const age = await page.textContent("#balance-age") ?? "";
+      assert.match(age, /^Poe's Usage API gave no balance/);
+      assert.match(age, /answered 401 \(Poe refused the key: check POE_API_KEY/);
+      assert.doesNotMatch(age, /a-wrong-key/);
+      const overflow = await page.evaluate<number>(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+      );
+      assert.ok(overflow <= 0, `the error makes the page scroll sideways by ${overflow}px`);
+      await context.close();
+    });
+  },
+});

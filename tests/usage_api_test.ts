@@ -356,7 +356,10 @@ Deno.test("UsageApi: an error answer keeps its status; the key Poe quotes is red
   try {
     const unauthorized = await failure(api.currentBalance());
     assert.equal(unauthorized.status, 401);
-    assert.match(unauthorized.message, /^Poe's \/usage\/current_balance answered 401: /);
+    assert.match(
+      unauthorized.message,
+      /^Poe's \/usage\/current_balance answered 401 \(Poe refused the key: check POE_API_KEY; keys are at https:\/\/poe\.com\/api\/keys\): /,
+    );
     assert.ok(!unauthorized.message.includes(key), unauthorized.message);
     assert.ok(!unauthorized.message.includes("SECRET"), unauthorized.message);
     const down = await failure(api.pointsHistory({ startingAfter: "q" }));
