@@ -318,7 +318,10 @@ async function run(args: string[]): Promise<number> {
         });
         if (!response.ok) {
           await response.body?.cancel();
-          throw new StartupError(`Poe's GET /v1/models answered ${response.status}`);
+          throw new StartupError(
+            `Poe's GET /v1/models answered ${response.status} at ${config.poeBaseUrl}/v1/models: ` +
+              "check POE_BASE_URL",
+          );
         }
         let catalogue: unknown;
         try {

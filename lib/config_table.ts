@@ -74,7 +74,7 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "https://api.poe.com",
     parse: baseUrl,
     description:
-      "Base URL of Poe's API; a trailing /v1 (as Poe's docs give it) is dropped, since chat calls add it and the Usage API is not under it.",
+      "Base URL of Poe's API; a trailing /v1 (as Poe's docs give it), or /v1/chat/completions, is dropped, since chat calls add it and the Usage API is not under it.",
   },
   modelsFile: {
     name: "MODELS_FILE",

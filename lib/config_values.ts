@@ -119,9 +119,12 @@ function httpUrl(raw: string): URL | null {
 export function baseUrl(raw: string): string {
   const url = httpUrl(raw);
   if (url === null) throw new Expected("an http or https URL");
-  // Poe's docs give `https://api.poe.com/v1` as the OpenAI base URL, and users paste it; chat
-  // calls add `/v1` themselves, and the Usage API is not under it.
-  return url.href.replace(/\/+$/, "").replace(/\/v1$/i, "");
+  // Poe's docs give `https://api.poe.com/v1` as the OpenAI base URL, and users paste it, or the
+  // chat endpoint itself; chat calls add `/v1/chat/completions` themselves, and the Usage API is
+  // not under `/v1`.
+  let href = url.href.replace(/\/+$/, "").replace(/\/chat\/completions$/i, "");
+  while (/\/v1$/i.test(href)) href = href.slice(0, -"/v1".length);
+  return href;
 }
 
 /**

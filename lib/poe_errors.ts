@@ -113,7 +113,8 @@ const HINTS: Record<number, string> = {
   401: "Poe refused the key: check POE_API_KEY (keys are at https://poe.com/api/keys).",
   402: "The Poe account is out of points: wait for the next grant or buy more.",
   403: "Poe refused this request for this account or model.",
-  404: "Poe does not know this model or endpoint: check the model's poe_name in models.yaml.",
+  404: "Poe does not know this model or endpoint: check the model's poe_name in models.yaml, " +
+    "and POE_BASE_URL (Poe's is https://api.poe.com).",
   408: "The model did not start answering in time; try again.",
   413: "The request is larger than the model's context window; shorten the conversation.",
   429: "Poe's limit of 500 requests a minute was reached; slow down.",

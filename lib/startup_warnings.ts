@@ -17,7 +17,9 @@ function isLoopback(host: string): boolean {
 
 /** Options of {@linkcode warnAtStartup}. */
 export interface StartupWarningsOptions {
-  config: Pick<Config, "host" | "maxPointsPerMessage" | "pointsCutoff" | "corsOrigins">;
+  config: Pick<Config, "host" | "maxPointsPerMessage" | "pointsCutoff" | "corsOrigins"> & {
+    poeBaseUrl?: string;
+  };
   /** The inbound keys, as from `inboundKeys`. */
   inbound: readonly string[];
   registry: ModelRegistry;
@@ -57,6 +59,15 @@ export function warnAtStartup(options: StartupWarningsOptions): void {
       message: `the environment overrides ${overridden.join(", ")} of ${
         dotenv!.path
       } with other values (unset them in the shell, or in the service, to use the file's)`,
+    });
+  }
+  const base = config.poeBaseUrl ? new URL(config.poeBaseUrl) : null;
+  if (base && base.pathname !== "/" && base.pathname !== "") {
+    // A gateway's prefix is one; a path pasted from elsewhere makes every call a 404.
+    logger.warn("base url path", {
+      message:
+        `POE_BASE_URL has a path: chat calls go to ${config.poeBaseUrl}/v1/chat/completions` +
+        ` and the Usage API to ${config.poeBaseUrl}/usage/ (Poe's own is https://api.poe.com)`,
     });
   }
   warnShortKeys(inbound, logger);

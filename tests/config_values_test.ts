@@ -144,6 +144,10 @@ Deno.test("baseUrl: an http or https URL without trailing slashes or /v1", () =>
   assert.equal(baseUrl("HTTPS://Api.Poe.com/v1//"), "https://api.poe.com");
   assert.equal(baseUrl("https://api.poe.com/V1"), "https://api.poe.com");
   assert.equal(baseUrl("http://gateway.lan/poe/v1/"), "http://gateway.lan/poe");
+  // Poe's chat endpoint pasted whole, or /v1 twice.
+  assert.equal(baseUrl("https://api.poe.com/v1/chat/completions"), "https://api.poe.com");
+  assert.equal(baseUrl("https://api.poe.com/chat/completions/"), "https://api.poe.com");
+  assert.equal(baseUrl("https://api.poe.com/v1/v1"), "https://api.poe.com");
   refusesAll(baseUrl, ["ftp://api.poe.com", "api.poe.com", ""], "an http or https URL");
 });
 

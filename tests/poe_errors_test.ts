@@ -71,7 +71,7 @@ Deno.test("poeError: each status with a hint gets its own", async () => {
   const hints: [number, RegExp][] = [
     [402, /out of points/],
     [403, /refused this request for this account or model/],
-    [404, /check the model's poe_name in models\.yaml/],
+    [404, /check the model's poe_name in models\.yaml, and POE_BASE_URL/],
     [408, /did not start answering in time/],
     [429, /limit of 500 requests a minute/],
   ];

@@ -135,3 +135,14 @@ Deno.test("warnAtStartup warns about cheaper lists naming another modality's mod
       .some((l) => l.includes("cheaper ignored")),
   );
 });
+
+Deno.test("warnAtStartup says where calls go when POE_BASE_URL has a path, and only then", () => {
+  const models = "models:\n  text: [{poe_name: P, base: 5}]\n";
+  const line = warnings(models, { POE_BASE_URL: "http://gateway.lan/poe/v1" })
+    .find((l) => l.includes("base url path"));
+  assert.ok(line);
+  assert.match(line, /chat calls go to http:\/\/gateway\.lan\/poe\/v1\/chat\/completions/);
+  for (const url of ["https://api.poe.com", "https://api.poe.com/v1/chat/completions"]) {
+    assert.ok(!warnings(models, { POE_BASE_URL: url }).some((l) => l.includes("base url path")));
+  }
+});
