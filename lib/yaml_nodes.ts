@@ -7,6 +7,9 @@ import type { Document } from "yaml";
 import { editDistance } from "./edit_distance.ts";
 import { MODEL_NAME } from "./chat_request.ts";
 
+/** Keys other tools name a model by, for which `poe_name` is suggested. */
+const NAME_KEYS = new Set(["name", "model", "id", "model_name", "bot", "bot_name"]);
+
 /** Where a read failed: the path of the value and its 1-based line and column, when known. */
 export interface NodePosition {
   path?: string | null;
@@ -82,7 +85,11 @@ export class YamlNodes {
       const key = isScalar(keyNode) ? String(keyNode.value) : this.show(keyNode);
       const keyPath = path === "" ? key : `${path}.${key}`;
       if (!isScalar(keyNode) || !allowed.includes(key)) {
-        const near = allowed.find((a) => editDistance(a, key.toLowerCase(), 2) <= 2);
+        const lower = key.toLowerCase();
+        // What other tools call a model's name: the nearest by spelling (`base`) would mislead.
+        const near = NAME_KEYS.has(lower) && allowed.includes("poe_name")
+          ? "poe_name"
+          : allowed.find((a) => editDistance(a, lower, 2) <= 2);
         const hint = near ? `did you mean ${near}?` : `expected ${allowed.join(", ")}`;
         this.fail(keyPath, `${unknown} ${keyPath}: ${hint}`, keyNode);
       }

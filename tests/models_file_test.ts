@@ -104,6 +104,13 @@ Deno.test("parseModelsFile rejects unknown keys with their path", async () => {
     parseError("defaults:\n  max_tokens: 5\nmodels:\n  text: [a]\n").message,
     /unknown key defaults\.max_tokens: expected text_max_tokens /,
   );
+  // What other tools call a model's name: poe_name, not the nearest spelling (base).
+  for (const key of ["name", "model", "id"]) {
+    assert.match(
+      parseError(`models:\n  text:\n    - ${key}: GPT-4o\n`).message,
+      new RegExp(`unknown key models\\.text\\[0\\]\\.${key}: did you mean poe_name\\?`),
+    );
+  }
 });
 
 Deno.test("parseModelsFile rejects an unknown modality", async () => {
