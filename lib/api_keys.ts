@@ -163,7 +163,8 @@ const MIN_HIDDEN_INSIDE = 8;
 export function authenticationError(): ProxyError {
   return new ProxyError(
     401,
-    "Missing or invalid API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+    "Missing or invalid API key for this proxy: send one of its PROXY_API_KEYS (not the Poe key) " +
+      "as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
     {
       type: "authentication_error",
       code: "invalid_api_key",
