@@ -174,11 +174,13 @@ export async function handleChat(
   // The cap holds the answer too: without a limit it could run past the estimate many times over.
   // Within the context window: a provider refuses the input and the limit together over it.
   const contextCap = registry.contextCap(entry);
+  // The input as counted: clipping's figure is a byte bound when it did not need to count.
+  const inputTokens = clip.counted ? clip.tokensAfter : cap?.input ?? clip.tokensAfter;
   const capLimit = cap?.answerLimit == null
     ? null
     : contextCap === null
     ? cap.answerLimit
-    : Math.max(1, Math.min(cap.answerLimit, contextCap - clip.tokensAfter));
+    : Math.max(1, Math.min(cap.answerLimit, contextCap - inputTokens));
   const limitField = capLimit === null ? null : deps.usage!.guards.limitField(entry);
   if (capLimit !== null) {
     sendBody[limitField!] = capLimit;
@@ -237,6 +239,7 @@ export async function handleChat(
     attempts,
     raw: read.raw,
     bodyBytes: read.bytes,
+    addedLimit: capLimit !== null,
     // A JSON answer is billed when its headers come, long before its body is read.
     onJsonAnswer: deps.usage && (() => {
       if (inFlight) return;
@@ -331,7 +334,10 @@ export async function handleChat(
         annotate: config.footer !== "off",
         footer: footerAllowed(config, body, req.headers),
         clipped: clip.clipped ? clip : null,
-        capLimit: answerLimit(answer.sent) === capLimit ? capLimit : null,
+        // The footer blames the cap only for a limit the cap set, not the window's room.
+        capLimit: answerLimit(answer.sent) === capLimit && capLimit === cap?.answerLimit
+          ? capLimit
+          : null,
         pricedInput,
         reservation,
         inFlight,

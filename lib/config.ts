@@ -179,6 +179,17 @@ export function parseDotenv(text: string, source: string): Record<string, string
   return { ...parsed };
 }
 
+/** Whether two texts of a setting mean the same (`08080` and `8080`), or are the same text. */
+function sameSetting(field: keyof Config, a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    const parse = SPECS[field].parse as (raw: string) => unknown;
+    return JSON.stringify(parse(a)) === JSON.stringify(parse(b));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Settings the `.env` file sets that the environment sets otherwise, and wins: `.env` edited
  * again and again, while an old `export` (or its alias, `POE_TOKEN`) in the shell holds. As
@@ -194,7 +205,7 @@ export function overriddenByEnvironment(
     const inFile = names.find((n) => dotenv[n]?.trim());
     const inEnv = names.find((n) => env[n]?.trim());
     if (inFile === undefined || inEnv === undefined) continue;
-    if (dotenv[inFile]!.trim() === env[inEnv]!.trim()) continue;
+    if (sameSetting(field, dotenv[inFile]!.trim(), env[inEnv]!.trim())) continue;
     out.push(inFile === inEnv ? inFile : `${inFile} (by ${inEnv})`);
   }
   return out;

@@ -276,18 +276,22 @@ export class Guards {
   /**
    * Poe answered `entry` only once the 400 ladder dropped the answer limit the cap set: no limit
    * as large is sent to that model again (each request would cost a refused call first). Most
-   * likely it was over the model's own maximum, which then holds its answers within the cap; a
-   * model that refuses every limit is held to the cap's estimate only. Logged once a model.
+   * likely it was over the model's own maximum, which then holds its answers within the cap. A
+   * second refusal means the model refuses the field: it gets no limit again, and is held to the
+   * cap's estimate only. Logged each time.
    */
   limitRefused(entry: ModelEntry, limit: number): void {
     const before = this.#limitRefused.get(entry.id);
-    if (before !== undefined && before <= limit) return;
-    this.#limitRefused.set(entry.id, limit);
-    if (before !== undefined) return;
+    if (before === 0) return;
+    // A second refusal, of a smaller limit: the model refuses the field, not a size. No limit
+    // goes to it again, where each turn of a growing chat (a smaller limit each) was refused.
+    this.#limitRefused.set(entry.id, before === undefined ? limit : 0);
     this.#options.logger?.warn("answer limit refused", {
       model: entry.id,
       max_tokens: limit,
-      note: "MAX_POINTS_PER_MESSAGE sends this model only smaller limits",
+      note: before === undefined
+        ? "MAX_POINTS_PER_MESSAGE sends this model only smaller limits"
+        : "MAX_POINTS_PER_MESSAGE sends this model no limit; its answers are held to the estimate",
     });
   }
 

@@ -65,6 +65,8 @@ export interface SendOptions {
    * of the model would cure. Default: 0.
    */
   bodyBytes?: number;
+  /** The request's answer limit is the proxy's own (the cost cap's). Default: false. */
+  addedLimit?: boolean;
   /**
    * Called when Poe's 200 is JSON (every answer to a non-streamed request, and one to a streamed
    * request that is not a stream), before its body is read: Poe sends such an answer once its

@@ -106,11 +106,14 @@ export class Tries {
       const named = refusedField(error, this.#request);
       if (!ladderMayCure(error, named)) throw error;
       // A large body's 400 that names nothing is most likely its attachment's (an image the
-      // model cannot read): each variant would upload it again, to the same refusal.
-      if (named === null && (this.#options.bodyBytes ?? 0) > LARGE_BODY_BYTES) throw error;
+      // model cannot read): each variant would upload it again, to the same refusal. But for an
+      // answer limit the proxy added itself: the one variant without it is tried.
+      const large = named === null && (this.#options.bodyBytes ?? 0) > LARGE_BODY_BYTES;
+      if (large && !this.#options.addedLimit) throw error;
       // Planned at the first 400, from the field it names; later ones only take the next step.
       this.#variants ??= ladderVariants(this.#request, named)
-        .filter((v) => this.#options.allowVariant?.(v.body) ?? true);
+        .filter((v) => this.#options.allowVariant?.(v.body) ?? true)
+        .filter((v) => !large || v.reason === "drop-max-tokens");
       if (this.#variants.length === 0 || !(this.#options.mayRetry?.() ?? true)) throw error;
       const next = this.#variants.shift()!;
       this.body = next.body;

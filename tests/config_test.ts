@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import {
   ConfigError,
   missingKeyMessage,
+  overriddenByEnvironment,
   parseDotenv,
   redactedSummary,
   resolveConfig,
@@ -431,6 +432,17 @@ Deno.test("missingKeyMessage: the .env path, a key written wrong, lines that set
   assert.match(message, /lines 3, 7 set nothing: write NAME=value\./);
   assert.doesNotMatch(message, /demo/);
   assert.match(missingKeyMessage(), /deno task demo/);
+});
+
+Deno.test("overriddenByEnvironment: names settings the environment sets otherwise, not the same value written otherwise", () => {
+  assert.deepEqual(
+    overriddenByEnvironment(
+      { POE_API_KEY: "new", PORT: "8080", POE_BASE_URL: "https://api.poe.com/v1/chat/completions" },
+      { POE_TOKEN: "old", PORT: "08080", POE_BASE_URL: "https://api.poe.com/v1" },
+    ),
+    ["POE_API_KEY (by POE_TOKEN)"],
+  );
+  assert.deepEqual(overriddenByEnvironment({ PORT: "1" }, { PORT: "2" }), ["PORT"]);
 });
 
 Deno.test("unreadableLines: what the .env parser skips without a word", () => {

@@ -163,11 +163,18 @@ Deno.test("Guards.capCheck gives a request without an answer limit the most answ
   // Nor past what any model writes, under a cap that high.
   const high = guards(snap(1e6), { maxPointsPerMessage: 1e6 }).g;
   assert.equal(high.capCheck(body(), gpt4o, registry).answerLimit, null);
-  // Nor, once Poe refused it for a model, to that model again; logged once.
-  g.limitRefused(gpt4o, limit);
+  // Nor, once Poe refused it for a model, one as large to that model again; a smaller one is
+  // sent (the refusal may have been of the size), and after a second refusal none at all.
   g.limitRefused(gpt4o, limit);
   assert.equal(g.capCheck(body(), gpt4o, registry).answerLimit, null);
-  assert.equal(logger.lines.filter((l) => l.includes("answer limit refused")).length, 1);
+  const longer = body({ messages: [{ role: "user", content: "lorem ipsum ".repeat(500) }] });
+  const smaller = g.capCheck(longer, gpt4o, registry).answerLimit!;
+  assert.ok(smaller < limit);
+  g.limitRefused(gpt4o, smaller);
+  assert.equal(g.capCheck(longer, gpt4o, registry).answerLimit, null);
+  const huge = body({ messages: [{ role: "user", content: "lorem ipsum ".repeat(2000) }] });
+  assert.equal(g.capCheck(huge, gpt4o, registry).answerLimit, null);
+  assert.equal(logger.lines.filter((l) => l.includes("answer limit refused")).length, 2);
   // A media model's answer is a link: it is priced per item, and gets no limit.
   const image = registry.list().find((e) => e.modality === "image" && e.base !== null)!;
   assert.equal(g.capCheck(body({ model: image.id }), image, registry).answerLimit, null);

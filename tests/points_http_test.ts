@@ -1011,6 +1011,42 @@ Deno.test("cost cap: a model that refuses the cap's answer limit is answered wit
   await long.text();
   const third = t.fake.chatRequests().slice(before).map((r) => r.body as any);
   assert.ok(third[0].max_tokens < first[0].max_tokens, `${third[0].max_tokens}`);
+  // Refused again: the model refuses the field. A growing chat's next turn is sent none.
+  const after = t.fake.chatRequests().length;
+  const next = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{
+      role: "user",
+      content: `${"lorem ipsum dolor sit amet ".repeat(600)} [[fake: reject-max-tokens]]`,
+    }],
+  });
+  assert.equal(next.status, 200);
+  await next.text();
+  const fourth = t.fake.chatRequests().slice(after).map((r) => r.body as any);
+  assert.equal(fourth.length, 1);
+  assert.equal("max_tokens" in fourth[0], false);
+});
+
+Deno.test("cost cap: a large body's 400 naming nothing drops the limit the cap added, and only that", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
+  t.fake.script("status=400,message=Value out of range.", "");
+  const res = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{
+      role: "user",
+      content: [{ type: "text", text: "What is this?" }, {
+        type: "image_url",
+        image_url: { url: `data:image/png;base64,${"A".repeat(1_500_000)}` },
+      }],
+    }],
+  });
+  assert.equal(res.status, 200);
+  await res.text();
+  const calls = t.fake.chatRequests().map((r) => r.body as any);
+  assert.equal(calls.length, 2);
+  assert.equal(typeof calls[0].max_tokens, "number");
+  assert.equal("max_tokens" in calls[1], false);
+  assert.equal(calls[1].model, calls[0].model, "not lowercased: one upload more, not three");
 });
 
 Deno.test("cost cap: a model that takes the cap's limit only as max_completion_tokens is sent it so", async () => {
@@ -1054,6 +1090,24 @@ Deno.test("cost cap: the answer limit leaves the input its room in the context w
   assert.equal(sent.max_tokens, limit);
   // About 3,000 input tokens: some 3,000 left of the 6,000 window.
   assert.ok(limit > 2_000 && limit < 3_500, `${limit}`);
+});
+
+Deno.test("cost cap: the window's room is counted in tokens, not bytes, when clipping did not count", async () => {
+  const registry = ModelRegistry.parse(
+    "models:\n  text:\n    - {poe_name: GPT-4o, max_tokens: 200000, base: 10, per_1k_tokens: 1}\n",
+    "window.yaml",
+  );
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "130", FOOTER: "on" }, registry });
+  // About 148,500 bytes and 27,000 tokens: under the window by bytes alone, so not counted.
+  const res = await post(t.proxy.url, {
+    model: "gpt-4o",
+    messages: [{ role: "user", content: "lorem ipsum dolor sit amet ".repeat(5_500) }],
+  });
+  assert.equal(res.status, 200);
+  await res.text();
+  const limit = Number(res.headers.get("x-poe-proxy-answer-limit"));
+  // The cap's room, about 94,000 tokens, not the window less the bytes (51,500).
+  assert.ok(limit > 85_000 && limit < 100_000, `${limit}`);
 });
 
 Deno.test("cost cap prices a thinking budget on top of the answer, at the top level or in extra_body", async () => {
