@@ -225,7 +225,7 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "RATE_LIMIT_PER_MINUTE",
     default: "60",
     parse: number(false),
-    description: "Requests per minute each client may send; 0 turns the limit off.",
+    description: "Chat requests per minute each client may send (other paths are not counted); 0 turns the limit off.",
   },
   rateLimitBurst: {
     name: "RATE_LIMIT_BURST",
@@ -245,7 +245,7 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     default: "450",
     parse: number(false),
     description:
-      "Calls per minute sent to Poe in total (Poe allows 500): chat calls, their retries, and the Usage API's reads for costs and balance (not the dashboard's), which chat calls then wait for; 0 turns it off.",
+      "Calls per minute sent to Poe in total (Poe allows 500): chat calls, their retries, and the Usage API's reads for costs and balance (not the dashboard's), which chat calls then find taken (a 429 sooner); 0 turns it off.",
   },
   maxTrackedClients: {
     name: "MAX_TRACKED_CLIENTS",

@@ -137,7 +137,8 @@ export class DoorLimits {
 
   /**
    * Counts a Usage API call against POE_RATE_LIMIT_PER_MINUTE: Poe's 500 a minute may count them
-   * too. It is made whatever the bucket holds; chat calls wait until what it owes is refilled.
+   * too. It is made whatever the bucket holds; chat calls are refused (429) until what it owes is
+   * refilled.
    */
   chargePoe(): void {
     this.#poe.charge("poe");

@@ -144,7 +144,7 @@ export class ProxyMetrics {
     new Counter({
       name: "poe_proxy_stream_ends_total",
       help:
-        "Streamed chat answers by how the stream ended: done, upstream-error (Poe's error event or a broken connection), timeout (Poe fell silent), client-gone, shutdown (cut by the proxy's shutdown). The status was sent first, so poe_proxy_requests_total counts the failed ones as 200. A stream whose status went out before Poe's verdict and that got no answer is not counted here but by its error's status.",
+        "Streamed chat answers by how the stream ended: done, upstream-error (Poe's error event or a broken connection), timeout (Poe fell silent), client-gone, shutdown (cut by the proxy's shutdown). The status was sent first, so poe_proxy_requests_total counts the failed ones as 200 (499 when the client left). A stream whose status went out before Poe's verdict and that got no answer is not counted here but by its error's status.",
       labels: ["end"],
     }),
   );
