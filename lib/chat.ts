@@ -292,8 +292,13 @@ export async function handleChat(
     ctx.fields.attempts = tried;
     if (capLimit !== null) {
       const sent = answer.sent;
-      if (answerLimit(sent) === null) deps.usage?.guards.limitRefused(entry, capLimit);
-      else if (limitField === "max_tokens" && sent.max_tokens === undefined) {
+      // Learnt only of the cap's own limit: a refusal of the window's room is the provider
+      // counting the input otherwise.
+      if (answerLimit(sent) === null) {
+        if (capLimit === cap?.answerLimit) {
+          deps.usage?.guards.limitRefused(entry, capLimit, refusesField(answer.refusal));
+        }
+      } else if (limitField === "max_tokens" && sent.max_tokens === undefined) {
         // The ladder's first step: later requests send it so at once, not after a refusal.
         deps.usage?.guards.limitTakenAsCompletion(entry);
       }
@@ -396,4 +401,15 @@ export async function handleChat(
 function clientClosed(ctx: RequestContext, started: boolean): ProxyError {
   ctx.fields.error = started ? "client gone while Poe answered" : "client gone before Poe answered";
   return new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
+}
+
+/**
+ * Whether Poe's refusal says an answer limit is not taken at all ("Unsupported parameter:
+ * 'max_tokens' is not supported with this model"), not that it is too large.
+ */
+function refusesField(refusal: ProxyError | null | undefined): boolean {
+  if (!refusal) return false;
+  if (refusal.code === "unsupported_parameter") return true;
+  return /\b(?:not supported|unsupported|not allowed|unrecognized|unknown (?:parameter|field|argument))\b/i
+    .test(refusal.message);
 }

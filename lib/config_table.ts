@@ -225,7 +225,8 @@ export const SPECS: { readonly [K in keyof Config]: Spec<K> } = {
     name: "RATE_LIMIT_PER_MINUTE",
     default: "60",
     parse: number(false),
-    description: "Chat requests per minute each client may send (other paths are not counted); 0 turns the limit off.",
+    description:
+      "Chat requests per minute each client may send (other paths are not counted); 0 turns the limit off.",
   },
   rateLimitBurst: {
     name: "RATE_LIMIT_BURST",

@@ -274,24 +274,24 @@ export class Guards {
   }
 
   /**
-   * Poe answered `entry` only once the 400 ladder dropped the answer limit the cap set: no limit
-   * as large is sent to that model again (each request would cost a refused call first). Most
-   * likely it was over the model's own maximum, which then holds its answers within the cap. A
-   * second refusal means the model refuses the field: it gets no limit again, and is held to the
-   * cap's estimate only. Logged each time.
+   * Poe answered `entry` only once the 400 ladder dropped the answer limit the cap set. When its
+   * refusal says the field is not supported (`fieldRefused`), no limit goes to the model again,
+   * and its answers are held to the cap's estimate only. Otherwise the refusal was most likely of
+   * the size, over the model's own maximum ("at most 16384"), which then holds its answers within
+   * the cap: no limit as large is sent again, smaller ones are. Logged when it changes.
    */
-  limitRefused(entry: ModelEntry, limit: number): void {
+  limitRefused(entry: ModelEntry, limit: number, fieldRefused: boolean): void {
     const before = this.#limitRefused.get(entry.id);
     if (before === 0) return;
-    // A second refusal, of a smaller limit: the model refuses the field, not a size. No limit
-    // goes to it again, where each turn of a growing chat (a smaller limit each) was refused.
-    this.#limitRefused.set(entry.id, before === undefined ? limit : 0);
+    // Two requests refused at once, or a larger limit than one refused already: nothing new.
+    if (!fieldRefused && before !== undefined && before <= limit) return;
+    this.#limitRefused.set(entry.id, fieldRefused ? 0 : limit);
     this.#options.logger?.warn("answer limit refused", {
       model: entry.id,
       max_tokens: limit,
-      note: before === undefined
-        ? "MAX_POINTS_PER_MESSAGE sends this model only smaller limits"
-        : "MAX_POINTS_PER_MESSAGE sends this model no limit; its answers are held to the estimate",
+      note: fieldRefused
+        ? "MAX_POINTS_PER_MESSAGE sends this model no limit; its answers are held to the estimate"
+        : "MAX_POINTS_PER_MESSAGE sends this model only smaller limits",
     });
   }
 

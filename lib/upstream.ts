@@ -235,7 +235,17 @@ export class UpstreamClient {
         };
         if (attempts.length > 1) this.#logAttempt(attempt, options);
         const drain = this.#drains.drain;
-        return { response, attempts, sent: tries.body, abort, release, drain, body: opened, json };
+        return {
+          response,
+          attempts,
+          sent: tries.body,
+          refusal: tries.refusal,
+          abort,
+          release,
+          drain,
+          body: opened,
+          json,
+        };
       }
       options.signal.removeEventListener("abort", onClientAbort);
       this.#logAttempt(attempt, options);

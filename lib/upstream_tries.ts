@@ -49,6 +49,8 @@ export class Tries {
   body: ChatRequest;
   /** Why the next try is made: `first`, a ladder step, or `retry-<status|network|html>`. */
   reason = "first";
+  /** Poe's first 400, whose words tell what the ladder's variants answered. */
+  refusal: ProxyError | null = null;
   readonly #request: ChatRequest;
   readonly #options: SendOptions;
   readonly #rules: TryRules;
@@ -108,6 +110,7 @@ export class Tries {
       // A large body's 400 that names nothing is most likely its attachment's (an image the
       // model cannot read): each variant would upload it again, to the same refusal. But for an
       // answer limit the proxy added itself: the one variant without it is tried.
+      this.refusal ??= error;
       const large = named === null && (this.#options.bodyBytes ?? 0) > LARGE_BODY_BYTES;
       if (large && !this.#options.addedLimit) throw error;
       // Planned at the first 400, from the field it names; later ones only take the next step.

@@ -163,14 +163,17 @@ Deno.test("Guards.capCheck gives a request without an answer limit the most answ
   // Nor past what any model writes, under a cap that high.
   const high = guards(snap(1e6), { maxPointsPerMessage: 1e6 }).g;
   assert.equal(high.capCheck(body(), gpt4o, registry).answerLimit, null);
-  // Nor, once Poe refused it for a model, one as large to that model again; a smaller one is
-  // sent (the refusal may have been of the size), and after a second refusal none at all.
-  g.limitRefused(gpt4o, limit);
+  // Nor, once Poe refused its size for a model, one as large to that model again; a smaller one
+  // is sent. A second refusal as large teaches nothing (two requests refused at once).
+  g.limitRefused(gpt4o, limit, false);
+  g.limitRefused(gpt4o, limit, false);
   assert.equal(g.capCheck(body(), gpt4o, registry).answerLimit, null);
   const longer = body({ messages: [{ role: "user", content: "lorem ipsum ".repeat(500) }] });
   const smaller = g.capCheck(longer, gpt4o, registry).answerLimit!;
   assert.ok(smaller < limit);
-  g.limitRefused(gpt4o, smaller);
+  assert.equal(logger.lines.filter((l) => l.includes("answer limit refused")).length, 1);
+  // A refusal of the field itself: none at all from then on.
+  g.limitRefused(gpt4o, smaller, true);
   assert.equal(g.capCheck(longer, gpt4o, registry).answerLimit, null);
   const huge = body({ messages: [{ role: "user", content: "lorem ipsum ".repeat(2000) }] });
   assert.equal(g.capCheck(huge, gpt4o, registry).answerLimit, null);

@@ -977,12 +977,16 @@ Deno.test("cost cap: a request without an answer limit is sent the most the cap 
   assert.equal("max_tokens" in sent, false);
 });
 
-Deno.test("cost cap: a model that refuses the cap's answer limit is answered without it, and not sent one again", async () => {
+Deno.test("cost cap: a model that refuses the answer limit's field is answered without it, and sent none again", async () => {
   await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
-  const ask = async () => {
+  // "Unsupported parameter: 'max_tokens' is not supported with this model", as OpenAI words it.
+  const ask = async (words = 0) => {
     const res = await post(t.proxy.url, {
       model: "gpt-4o",
-      messages: [{ role: "user", content: "Hi [[fake: reject-max-tokens]]" }],
+      messages: [{
+        role: "user",
+        content: `${"lorem ipsum dolor sit amet ".repeat(words)}Hi [[fake: reject-max-tokens]]`,
+      }],
     });
     assert.equal(res.status, 200);
     await res.text();
@@ -993,38 +997,56 @@ Deno.test("cost cap: a model that refuses the cap's answer limit is answered wit
   assert.equal(typeof first[0].max_tokens, "number");
   const last = first.at(-1);
   assert.equal("max_tokens" in last || "max_completion_tokens" in last, false);
-  await ask();
-  const second = t.fake.chatRequests().slice(first.length).map((r) => r.body as any);
-  assert.equal(second.length, 1);
-  assert.equal("max_tokens" in second[0], false);
+  // The next turns, the same or longer (a smaller limit each), are sent none: one call each.
+  for (const words of [0, 500]) {
+    const before = t.fake.chatRequests().length;
+    await ask(words);
+    const calls = t.fake.chatRequests().slice(before).map((r) => r.body as any);
+    assert.equal(calls.length, 1);
+    assert.equal("max_tokens" in calls[0], false);
+  }
   assert.equal(t.usageLogs.filter((l) => l.includes("answer limit refused")).length, 1);
-  // A smaller limit is still sent: the refusal may have been of the size ("at most 16384").
-  const before = t.fake.chatRequests().length;
-  const long = await post(t.proxy.url, {
-    model: "gpt-4o",
-    messages: [{
-      role: "user",
-      content: `${"lorem ipsum dolor sit amet ".repeat(500)} [[fake: reject-max-tokens]]`,
-    }],
-  });
-  assert.equal(long.status, 200);
-  await long.text();
-  const third = t.fake.chatRequests().slice(before).map((r) => r.body as any);
-  assert.ok(third[0].max_tokens < first[0].max_tokens, `${third[0].max_tokens}`);
-  // Refused again: the model refuses the field. A growing chat's next turn is sent none.
-  const after = t.fake.chatRequests().length;
-  const next = await post(t.proxy.url, {
-    model: "gpt-4o",
-    messages: [{
-      role: "user",
-      content: `${"lorem ipsum dolor sit amet ".repeat(600)} [[fake: reject-max-tokens]]`,
-    }],
-  });
-  assert.equal(next.status, 200);
-  await next.text();
-  const fourth = t.fake.chatRequests().slice(after).map((r) => r.body as any);
-  assert.equal(fourth.length, 1);
-  assert.equal("max_tokens" in fourth[0], false);
+});
+
+Deno.test("cost cap: a limit refused as too large is not sent again, smaller ones are", async () => {
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
+  const tooLarge = "status=400,message=max_tokens is too large: this model supports at most 100 " +
+    "completion tokens.";
+  const ask = async (words: number) => {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: `${"lorem ipsum dolor sit amet ".repeat(words)}Hi` }],
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+  };
+  // Refused as max_tokens, then as max_completion_tokens, then answered without a limit.
+  t.fake.script(tooLarge, tooLarge, "");
+  await ask(0);
+  const first = t.fake.chatRequests().map((r) => r.body as any);
+  assert.equal(first.length, 3);
+  const refused = first[0].max_tokens;
+  // As large again (two requests refused at once learn nothing more): not sent.
+  let before = t.fake.chatRequests().length;
+  await ask(0);
+  let calls = t.fake.chatRequests().slice(before).map((r) => r.body as any);
+  assert.equal(calls.length, 1);
+  assert.equal("max_tokens" in calls[0], false);
+  // A longer chat leaves a smaller limit: sent, refused as too large again, and learnt.
+  before = t.fake.chatRequests().length;
+  t.fake.script(tooLarge, tooLarge, "");
+  await ask(200);
+  calls = t.fake.chatRequests().slice(before).map((r) => r.body as any);
+  assert.equal(calls.length, 3);
+  const smaller = calls[0].max_tokens;
+  assert.ok(smaller < refused, `${smaller} < ${refused}`);
+  // Longer still: a smaller limit again, sent and accepted; a second size refusal did not stop
+  // the cap's limits for the model.
+  before = t.fake.chatRequests().length;
+  await ask(500);
+  calls = t.fake.chatRequests().slice(before).map((r) => r.body as any);
+  assert.equal(calls.length, 1);
+  assert.ok(calls[0].max_tokens < smaller, `${calls[0].max_tokens} < ${smaller}`);
 });
 
 Deno.test("cost cap: a large body's 400 naming nothing drops the limit the cap added, and only that", async () => {
