@@ -292,12 +292,19 @@ export async function handleChat(
     ctx.fields.attempts = tried;
     if (capLimit !== null) {
       const sent = answer.sent;
-      // Learnt only of the cap's own limit: a refusal of the window's room is the provider
-      // counting the input otherwise.
       if (answerLimit(sent) === null) {
-        if (capLimit === cap?.answerLimit) {
-          deps.usage?.guards.limitRefused(entry, capLimit, refusesField(answer.refusal));
+        const refusals = answer.limitRefusals ?? [];
+        const ofField = refusals.map((r) => refusesField(r.error));
+        const fieldRefused = refusals.length > 0 && ofField.every(Boolean);
+        // A size refused is learnt of the cap's own limit only: a refusal of the window's room
+        // is the provider counting the input otherwise.
+        if (fieldRefused || capLimit === cap?.answerLimit) {
+          deps.usage?.guards.limitRefused(entry, capLimit, fieldRefused);
         }
+        // `max_tokens` refused by name, `max_completion_tokens` for its size: the latter it is.
+        const tookCompletion = refusals.some((r, i) => r.field === "max_tokens" && ofField[i]) &&
+          refusals.some((r, i) => r.field === "max_completion_tokens" && !ofField[i]);
+        if (tookCompletion) deps.usage?.guards.limitTakenAsCompletion(entry);
       } else if (limitField === "max_tokens" && sent.max_tokens === undefined) {
         // The ladder's first step: later requests send it so at once, not after a refusal.
         deps.usage?.guards.limitTakenAsCompletion(entry);
@@ -407,9 +414,11 @@ function clientClosed(ctx: RequestContext, started: boolean): ProxyError {
  * Whether Poe's refusal says an answer limit is not taken at all ("Unsupported parameter:
  * 'max_tokens' is not supported with this model"), not that it is too large.
  */
-function refusesField(refusal: ProxyError | null | undefined): boolean {
-  if (!refusal) return false;
+function refusesField(refusal: ProxyError): boolean {
   if (refusal.code === "unsupported_parameter") return true;
-  return /\b(?:not supported|unsupported|not allowed|unrecognized|unknown (?:parameter|field|argument))\b/i
-    .test(refusal.message);
+  return FIELD_REFUSED.test(refusal.message);
 }
+
+/** OpenAI's, Anthropic's (pydantic's) and Google's words for a field not taken. */
+const FIELD_REFUSED =
+  /\b(?:not supported|unsupported|not allowed|not permitted|unrecognized|unknown (?:parameter|field|argument|name)|cannot find field|extra (?:inputs|fields))\b/i;

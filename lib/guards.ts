@@ -25,6 +25,12 @@ export const DEFAULT_COMPLETION_TOKENS = 1000;
  */
 export const CAP_LIMIT_CEILING = 131_072;
 
+/**
+ * Refusals of ever smaller answer limits after which a model is taken to refuse the field, in
+ * words not recognized as such: each would cost a growing chat two refused calls a turn.
+ */
+const SIZE_REFUSALS = 3;
+
 /** A request a guard refused: what to tell the client, and the `x-poe-proxy-guard` value. */
 export interface GuardRefusal {
   guard: "paused" | "cost-cap";
@@ -128,6 +134,8 @@ export class Guards {
    * model's own maximum then holds the answer within the cap anyway.
    */
   readonly #limitRefused = new Map<string, number>();
+  /** Size refusals learnt by model, toward {@linkcode SIZE_REFUSALS}. */
+  readonly #sizeRefusals = new Map<string, number>();
   /** Models that took the cap's limit only as `max_completion_tokens` (the ladder's first step). */
   readonly #completionLimit = new Set<string>();
 
@@ -285,6 +293,10 @@ export class Guards {
     if (before === 0) return;
     // Two requests refused at once, or a larger limit than one refused already: nothing new.
     if (!fieldRefused && before !== undefined && before <= limit) return;
+    // Refused again and again, each time smaller (a growing chat): whatever the words, the field.
+    const sizes = fieldRefused ? 0 : (this.#sizeRefusals.get(entry.id) ?? 0) + 1;
+    this.#sizeRefusals.set(entry.id, sizes);
+    if (sizes >= SIZE_REFUSALS) fieldRefused = true;
     this.#limitRefused.set(entry.id, fieldRefused ? 0 : limit);
     this.#options.logger?.warn("answer limit refused", {
       model: entry.id,

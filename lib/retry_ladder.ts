@@ -49,10 +49,12 @@ function names(message: string, key: string): boolean {
   for (let at = message.indexOf(key); at !== -1; at = message.indexOf(key, at + 1)) {
     const before = message[at - 1] ?? " ";
     const after = message[at + key.length] ?? " ";
+    // A full stop ends the sentence ("argument supplied: max_tokens."), not a dotted path.
+    const continues = after === "."
+      ? /\w/.test(message[at + key.length + 1] ?? " ")
+      : FIELD_CHAR.test(after);
     if (
-      bare
-        ? !FIELD_CHAR.test(before) && !FIELD_CHAR.test(after)
-        : QUOTE.test(before) && QUOTE.test(after)
+      bare ? !FIELD_CHAR.test(before) && !continues : QUOTE.test(before) && QUOTE.test(after)
     ) {
       return true;
     }

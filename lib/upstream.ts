@@ -239,7 +239,7 @@ export class UpstreamClient {
           response,
           attempts,
           sent: tries.body,
-          refusal: tries.refusal,
+          limitRefusals: tries.limitRefusals,
           abort,
           release,
           drain,

@@ -6,7 +6,7 @@ import type { ChatRequest } from "./openai_types.ts";
 import type { BodyReader } from "./stream_start.ts";
 import type { JsonBody } from "./json_answer.ts";
 import type { RawStrings } from "./upstream_bytes.ts";
-import type { ProxyError } from "./errors.ts";
+import type { LimitRefusal } from "./upstream_tries.ts";
 
 /** One try at Poe, and why it was made. */
 export interface Attempt {
@@ -83,8 +83,8 @@ export interface UpstreamAnswer {
   attempts: Attempt[];
   /** The body that Poe accepted (after the ladder's changes). */
   sent: ChatRequest;
-  /** Poe's first 400, when the ladder's variants followed it. */
-  refusal?: ProxyError | null;
+  /** Poe's 400s of tries that carried an answer limit, before the ladder's variant it took. */
+  limitRefusals?: LimitRefusal[];
   /** Aborts the upstream request (and its body stream). */
   abort: (reason?: unknown) => void;
   /** Lets go of the client's signal once the answer is read; nothing is aborted. */

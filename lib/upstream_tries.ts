@@ -39,6 +39,12 @@ export interface TryRules {
   drains: BodyDrains;
 }
 
+/** A 400 of a try that carried an answer limit, in `field`. */
+export interface LimitRefusal {
+  error: ProxyError;
+  field: "max_tokens" | "max_completion_tokens";
+}
+
 /**
  * The tries of one call: the send loop sends {@linkcode Tries.body} for
  * {@linkcode Tries.reason}, and after a failed try asks {@linkcode Tries.retry} or
@@ -49,8 +55,11 @@ export class Tries {
   body: ChatRequest;
   /** Why the next try is made: `first`, a ladder step, or `retry-<status|network|html>`. */
   reason = "first";
-  /** Poe's first 400, whose words tell what the ladder's variants answered. */
-  refusal: ProxyError | null = null;
+  /**
+   * Poe's 400s of tries that carried an answer limit, and in which field: their words tell
+   * whether the field or its size was refused.
+   */
+  readonly limitRefusals: LimitRefusal[] = [];
   readonly #request: ChatRequest;
   readonly #options: SendOptions;
   readonly #rules: TryRules;
@@ -110,7 +119,12 @@ export class Tries {
       // A large body's 400 that names nothing is most likely its attachment's (an image the
       // model cannot read): each variant would upload it again, to the same refusal. But for an
       // answer limit the proxy added itself: the one variant without it is tried.
-      this.refusal ??= error;
+      const field = "max_tokens" in this.body
+        ? "max_tokens"
+        : "max_completion_tokens" in this.body
+        ? "max_completion_tokens"
+        : null;
+      if (field !== null) this.limitRefusals.push({ error, field });
       const large = named === null && (this.#options.bodyBytes ?? 0) > LARGE_BODY_BYTES;
       if (large && !this.#options.addedLimit) throw error;
       // Planned at the first 400, from the field it names; later ones only take the next step.

@@ -1049,6 +1049,82 @@ Deno.test("cost cap: a limit refused as too large is not sent again, smaller one
   assert.ok(calls[0].max_tokens < smaller, `${calls[0].max_tokens} < ${smaller}`);
 });
 
+Deno.test("cost cap: how a refusal is learnt: a field then a size, a field in other words, and words it does not know", async () => {
+  const ask = async (t: { proxy: { url: string } }, words: number) => {
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{ role: "user", content: `${"lorem ipsum dolor sit amet ".repeat(words)}Hi` }],
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+  };
+  const turn = async (t: Awaited<ReturnType<typeof setup>>, words: number) => {
+    const before = t.fake.chatRequests().length;
+    await ask(t, words);
+    return t.fake.chatRequests().slice(before).map((r) => r.body as any);
+  };
+  {
+    // OpenAI's reasoning models: max_tokens refused by name, max_completion_tokens for its size.
+    await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
+    t.fake.script(
+      "status=400,message=Unsupported parameter: 'max_tokens' is not supported with this model.",
+      "status=400,message=max_completion_tokens is too large: at most 100 tokens.",
+      "",
+    );
+    const first = await turn(t, 0);
+    assert.equal(first.length, 3);
+    const next = await turn(t, 300);
+    assert.equal(next.length, 1);
+    assert.ok(next[0].max_completion_tokens < first[0].max_tokens, JSON.stringify(next[0]));
+    assert.equal("max_tokens" in next[0], false);
+  }
+  {
+    // Anthropic's (pydantic's) words for a field not taken: learnt at once.
+    await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
+    const extra = "status=400,message=max_tokens: Extra inputs are not permitted";
+    t.fake.script(extra, extra, "");
+    assert.equal((await turn(t, 0)).length, 3);
+    const next = await turn(t, 300);
+    assert.equal(next.length, 1);
+    assert.equal(answerLimitOf(next[0]), null);
+  }
+  {
+    // Words it does not know, each turn a smaller limit refused: after three, no more limits.
+    await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
+    const odd = "status=400,message=Bad request: check max_tokens";
+    for (let i = 0; i < 3; i++) {
+      t.fake.script(odd, odd, "");
+      assert.equal((await turn(t, 100 * i)).length, 3, `turn ${i}`);
+    }
+    const next = await turn(t, 400);
+    assert.equal(next.length, 1);
+    assert.equal(answerLimitOf(next[0]), null);
+  }
+});
+
+Deno.test("cost cap: a field refused is learnt when the limit sent was the window's room too", async () => {
+  const registry = ModelRegistry.parse(
+    "models:\n  text:\n    - {poe_name: GPT-4o, max_tokens: 6000, base: 10, per_1k_tokens: 10}\n",
+    "window.yaml",
+  );
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "1000" }, registry });
+  const ask = async () => {
+    const before = t.fake.chatRequests().length;
+    const res = await post(t.proxy.url, {
+      model: "gpt-4o",
+      messages: [{
+        role: "user",
+        content: `${"lorem ipsum dolor sit amet ".repeat(500)} [[fake: reject-max-tokens]]`,
+      }],
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+    return t.fake.chatRequests().length - before;
+  };
+  assert.ok(await ask() >= 2);
+  assert.equal(await ask(), 1, "learnt: no limit, one call");
+});
+
 Deno.test("cost cap: a large body's 400 naming nothing drops the limit the cap added, and only that", async () => {
   await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "300" } });
   t.fake.script("status=400,message=Value out of range.", "");
@@ -1623,3 +1699,8 @@ Deno.test("POE_BASE_URL as Poe's docs give it, with /v1, reaches both the chat a
     ["/usage/points_history", "/v1/chat/completions"],
   );
 });
+
+/** The answer limit a body sent to Poe carries, in either field, or null. */
+function answerLimitOf(body: any): number | null {
+  return body.max_tokens ?? body.max_completion_tokens ?? null;
+}

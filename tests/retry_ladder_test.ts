@@ -194,6 +194,12 @@ Deno.test("refusedField: Poe's param, else a field of the request its message na
   assert.equal(refusedField(facts("anything", "temperature"), body), "temperature");
   assert.equal(refusedField(facts("top_k is not supported by this model."), body), "top_k");
   assert.equal(refusedField(facts("'max_tokens' is too large: 9."), body), "max_tokens");
+  // A full stop after the name ends the sentence; a dotted path is another field.
+  assert.equal(
+    refusedField(facts("Unrecognized request argument supplied: max_tokens."), body),
+    "max_tokens",
+  );
+  assert.equal(refusedField(facts("Bad body.max_tokens.value here"), body), null);
   // A field the request does not carry, a word inside another, or the model: not named.
   assert.equal(refusedField(facts("seed is not supported."), body), null);
   assert.equal(refusedField(facts("my_top_k_value is odd."), body), null);
