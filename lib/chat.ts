@@ -36,6 +36,7 @@ import { mayBeBilled } from "./poe_errors.ts";
 import type { InFlight } from "./in_flight.ts";
 import { answerLimit, thinkingBudget } from "./answer_limit.ts";
 import { answerBeforeMs, clientWaitError, clientWaitMs } from "./client_wait.ts";
+import { capLimitOf, learnFromAnswer } from "./cap_limit.ts";
 
 /** What the chat handler needs. */
 export interface ChatDeps {
@@ -172,15 +173,12 @@ export async function handleChat(
   }
   const sendBody = upstreamBody(body, entry.id, clip.messages);
   // The cap holds the answer too: without a limit it could run past the estimate many times over.
-  // Within the context window: a provider refuses the input and the limit together over it.
-  const contextCap = registry.contextCap(entry);
   // The input as counted: clipping's figure is a byte bound when it did not need to count.
-  const inputTokens = clip.counted ? clip.tokensAfter : cap?.input ?? clip.tokensAfter;
-  const capLimit = cap?.answerLimit == null
-    ? null
-    : contextCap === null
-    ? cap.answerLimit
-    : Math.max(1, Math.min(cap.answerLimit, contextCap - inputTokens));
+  const capLimit = capLimitOf(
+    cap,
+    registry.contextCap(entry),
+    clip.counted ? clip.tokensAfter : cap?.input ?? clip.tokensAfter,
+  );
   const limitField = capLimit === null ? null : deps.usage!.guards.limitField(entry);
   if (capLimit !== null) {
     sendBody[limitField!] = capLimit;
@@ -290,25 +288,12 @@ export async function handleChat(
   const answered = async (answer: UpstreamAnswer): Promise<Response> => {
     const tried = attemptsField(answer.attempts);
     ctx.fields.attempts = tried;
-    if (capLimit !== null) {
-      const sent = answer.sent;
-      if (answerLimit(sent) === null) {
-        const refusals = answer.limitRefusals ?? [];
-        const ofField = refusals.map((r) => refusesField(r.error));
-        const fieldRefused = refusals.length > 0 && ofField.every(Boolean);
-        // A size refused is learnt of the cap's own limit only: a refusal of the window's room
-        // is the provider counting the input otherwise.
-        if (fieldRefused || capLimit === cap?.answerLimit) {
-          deps.usage?.guards.limitRefused(entry, capLimit, fieldRefused);
-        }
-        // `max_tokens` refused by name, `max_completion_tokens` for its size: the latter it is.
-        const tookCompletion = refusals.some((r, i) => r.field === "max_tokens" && ofField[i]) &&
-          refusals.some((r, i) => r.field === "max_completion_tokens" && !ofField[i]);
-        if (tookCompletion) deps.usage?.guards.limitTakenAsCompletion(entry);
-      } else if (limitField === "max_tokens" && sent.max_tokens === undefined) {
-        // The ladder's first step: later requests send it so at once, not after a refusal.
-        deps.usage?.guards.limitTakenAsCompletion(entry);
-      }
+    if (capLimit !== null && deps.usage) {
+      learnFromAnswer(deps.usage.guards, entry, {
+        tokens: capLimit,
+        field: limitField!,
+        capOwn: capLimit === cap?.answerLimit,
+      }, answer);
     }
     // Poe's response headers (a non-streamed answer's: its whole body, which the client waits
     // for too); a stream replaces it with its first event's time.
@@ -409,16 +394,3 @@ function clientClosed(ctx: RequestContext, started: boolean): ProxyError {
   ctx.fields.error = started ? "client gone while Poe answered" : "client gone before Poe answered";
   return new ProxyError(499, "The client closed the request.", { code: "client_closed_request" });
 }
-
-/**
- * Whether Poe's refusal says an answer limit is not taken at all ("Unsupported parameter:
- * 'max_tokens' is not supported with this model"), not that it is too large.
- */
-function refusesField(refusal: ProxyError): boolean {
-  if (refusal.code === "unsupported_parameter") return true;
-  return FIELD_REFUSED.test(refusal.message);
-}
-
-/** OpenAI's, Anthropic's (pydantic's) and Google's words for a field not taken. */
-const FIELD_REFUSED =
-  /\b(?:not supported|unsupported|not allowed|not permitted|unrecognized|unknown (?:parameter|field|argument|name)|cannot find field|extra (?:inputs|fields))\b/i;
