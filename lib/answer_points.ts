@@ -208,6 +208,11 @@ export class AnswerPoints {
       tokens: usage && !usage.tokens_estimated && usage.completion_tokens > 0
         ? { prompt: usage.prompt_tokens, completion: usage.completion_tokens }
         : null,
+      // Its prompt count is Poe's all the same: two agents' calls at once are told apart by it.
+      promptTokens: usage && !usage.tokens_estimated && usage.completion_tokens === 0 &&
+          usage.prompt_tokens > 0
+        ? usage.prompt_tokens
+        : null,
       waitMs,
       inFlight: this.#inFlight ?? undefined,
       onFound: (cost) => {

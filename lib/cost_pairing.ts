@@ -15,6 +15,12 @@ export interface PairableAnswer {
   readonly startedAtUs: number;
   /** The answer's token counts, when Poe reported them; a matching entry is preferred. */
   readonly tokens: TokenCounts | null;
+  /**
+   * The prompt count of an answer Poe reported no answer tokens for (a tool call, whose tokens
+   * Poe bills all the same): an entry of that prompt count, the only one of its model since the
+   * answer's start, is its own, when no other answer of its model has that count.
+   */
+  readonly promptTokens?: number | null;
   /** When its request arrived, in milliseconds on this machine's clock. */
   readonly arrivedAt: number;
   /**
@@ -225,6 +231,7 @@ export function pairEntries<A extends PairableAnswer>(
       }
     }
   }
+  if (byModel.size > 0) pairByPrompt(answers, byModel, assigned);
   if (byModel.size > 0) {
     const unpaired = new Map<string, A[]>();
     for (const a of answers) {
@@ -242,6 +249,37 @@ export function pairEntries<A extends PairableAnswer>(
     if (!assigned.has(a)) onOtherKey!(a, e);
   }
   return assigned;
+}
+
+/**
+ * Pairs the answers known by their prompt count alone (`promptTokens`): two agents' tool calls at
+ * once are never paired by order. Only where neither side is in doubt: one answer of the model
+ * with that count, and one unclaimed entry of it since the answer's start.
+ */
+function pairByPrompt<A extends PairableAnswer>(
+  answers: readonly A[],
+  byModel: ReadonlyMap<string, Candidate[]>,
+  assigned: Map<A, PointsEntry>,
+): void {
+  for (const a of answers) {
+    const prompt = a.promptTokens;
+    if (prompt == null || a.tokens || assigned.has(a)) continue;
+    const rivals = answers.some((b) =>
+      b !== a && b.model === a.model && (b.promptTokens ?? b.tokens?.prompt) === prompt
+    );
+    if (rivals) continue;
+    let match: Candidate | null = null;
+    let count = 0;
+    for (const c of byModel.get(a.model) ?? []) {
+      if (c.taken || c.entry.cost_points <= 0 || c.entry.creation_time < a.startedAtUs) continue;
+      if (breakdownTokens(c.entry)?.prompt !== prompt) continue;
+      match = c;
+      count++;
+    }
+    if (count !== 1) continue;
+    match!.taken = true;
+    assigned.set(a, match!.entry);
+  }
 }
 
 /**
@@ -281,7 +319,7 @@ function pairByOrder<A extends PairableAnswer>(
     const after = n - countBelow(arrivals, end(a), true);
     if (before + after !== n - 1) continue;
     const c = left[before];
-    if (c.entry.creation_time < a.startedAtUs || contradicts(a.tokens, c.entry)) return;
+    if (c.entry.creation_time < a.startedAtUs || contradicts(a, c.entry)) return;
     found.push([a, c]);
   }
   for (const [a, c] of found) {
@@ -291,8 +329,12 @@ function pairByOrder<A extends PairableAnswer>(
 }
 
 /** Whether an entry's cost breakdown names other token counts than an answer's own. */
-function contradicts(tokens: TokenCounts | null, entry: PointsEntry): boolean {
-  if (tokens === null) return false;
+function contradicts(answer: PairableAnswer, entry: PointsEntry): boolean {
+  const { tokens, promptTokens } = answer;
+  if (tokens === null && promptTokens == null) return false;
   const t = breakdownTokens(entry);
-  return t !== null && (t.prompt !== tokens.prompt || t.completion !== tokens.completion);
+  if (t === null) return false;
+  return tokens !== null
+    ? t.prompt !== tokens.prompt || t.completion !== tokens.completion
+    : t.prompt !== promptTokens;
 }

@@ -19,6 +19,11 @@ export interface AttributeOptions {
   /** The answer's token counts, when Poe reported them; used to prefer the matching entry. */
   tokens?: { prompt: number; completion: number } | null;
   /**
+   * The prompt count of an answer Poe reported no answer tokens for (a tool call): an entry of
+   * that prompt count, the only one, is its own. Default: none.
+   */
+  promptTokens?: number | null;
+  /**
    * Its client left before the answer was complete: when Poe was done with it is unknown (it may
    * bill it when it notices, finish it first, or not bill it at all), so it may own the entry of
    * any answer of its model that arrived after it. Default: false.
@@ -216,6 +221,7 @@ export class CostTracker implements AsyncDisposable {
       startedAtUs: (start - this.#skewMs) * 1000,
       realStartUs: start * 1000,
       tokens,
+      promptTokens: tokens === null ? options.promptTokens ?? null : null,
       arrivedAt,
       finishedAt,
       endedAt: now,

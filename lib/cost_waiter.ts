@@ -11,6 +11,8 @@ export interface Waiter {
   /** The request's start in µs, as given. */
   realStartUs: number;
   tokens: TokenCounts | null;
+  /** The prompt count of an answer without answer tokens (see `PairableAnswer.promptTokens`). */
+  promptTokens: number | null;
   /** When the request arrived, in ms on this machine's clock. */
   arrivedAt: number;
   /** When Poe was done with it at the latest (ms, this machine's clock); Infinity if unknown. */

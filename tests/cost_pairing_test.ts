@@ -319,3 +319,26 @@ Deno.test("a configured key name: another key's entry is not taken by its token 
   });
   assert.equal(quiet.size, 0);
 });
+
+Deno.test("pairEntries: tool calls at once, known by their prompt counts alone, each get their own entry", () => {
+  // Two agents' calls overlapped: by order neither is sure; Poe billed the calls' tokens.
+  const a = answer("a", { ...ran(0, 10), promptTokens: 100 });
+  const b = answer("b", { ...ran(2, 12), promptTokens: 120 });
+  const entries = [
+    entry("eb", 11, { points: 27, tokens: [120, 9] }),
+    entry("ea", 10, { points: 22, tokens: [100, 8] }),
+  ];
+  assert.deepEqual(pair([a, b], entries), { a: "ea", b: "eb" });
+  // No answer of that count, or two entries of it: in doubt, none.
+  assert.deepEqual(pair([a, b], [entries[0], entry("x", 10, { tokens: [300, 8] })]), { b: "eb" });
+  assert.deepEqual(
+    pair([a, b], [...entries, entry("ea2", 11, { points: 99, tokens: [100, 5] })]),
+    { b: "eb" },
+  );
+  // Two answers of the same count: either entry could be either's.
+  const c = answer("c", { ...ran(1, 11), promptTokens: 100 });
+  assert.deepEqual(pair([a, c], [entries[1], entry("ec", 12, { tokens: [100, 9] })]), {});
+  // An entry older than the answer's start is not its own.
+  const late = answer("late", { ...ran(0, 10), startedAtUs: 50, promptTokens: 100 });
+  assert.deepEqual(pair([late, b], entries), { b: "eb" });
+});

@@ -196,6 +196,35 @@ Deno.test("the SDK's timeout ending in a pause between tries stops no call: noth
   assert.equal(t.usage.poller.spentSinceSnapshot, 0);
 });
 
+Deno.test("two agents' tool calls at once each get their own real cost, told apart by their prompts", async () => {
+  await using t = await setup();
+  const tools = [{
+    type: "function",
+    function: { name: "read_file", parameters: { type: "object", properties: {} } },
+  }];
+  const ask = (who: string) =>
+    fetch(`${t.proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "GPT-4o",
+        tools,
+        messages: [{ role: "user", content: `${who}: fix the bug [[fake: tool-calls=1]]` }],
+      }),
+    }).then((r) => r.json());
+  // Both at Poe at once, as two agents' windows: by order neither could be paired.
+  const release = t.fake.hold();
+  const answers = Promise.all([ask("agent one"), ask("agent two, with a longer prompt")]);
+  await until(() => t.fake.chatRequests().length === 2);
+  release();
+  const [a, b] = await answers;
+  assert.equal(a.choices[0].finish_reason, "tool_calls");
+  assert.notEqual(a.usage.prompt_tokens, b.usage.prompt_tokens);
+  await until(() => lateCosts(t.proxy.logs).length === 2, 8_000);
+  const own = t.fake.historyEntries().map((e) => String(e.cost_points)).sort();
+  assert.deepEqual(lateCosts(t.proxy.logs).sort(), own);
+});
+
 Deno.test("a step back of the wall clock (NTP) does not hold answers waiting for their cost", async () => {
   const wall = Date.now;
   let offset = 0;
