@@ -12,6 +12,7 @@ function waiter(realStartUs: number, fields: Partial<Waiter> = {}): Waiter {
     startedAtUs: realStartUs - 2_000_000,
     realStartUs,
     tokens: null,
+    promptTokens: null,
     arrivedAt: 0,
     finishedAt: 50,
     endedAt: 50,
