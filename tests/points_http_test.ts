@@ -1049,6 +1049,12 @@ Deno.test("cost cap: a limit refused as too large is not sent again, smaller one
   assert.ok(calls[0].max_tokens < smaller, `${calls[0].max_tokens} < ${smaller}`);
 });
 
+/** GPT-4o with a 6,000-token window and cheap tokens: the cap alone would allow far more. */
+const SMALL_WINDOW = ModelRegistry.parse(
+  "models:\n  text:\n    - {poe_name: GPT-4o, max_tokens: 6000, base: 10, per_1k_tokens: 10}\n",
+  "window.yaml",
+);
+
 Deno.test("cost cap: how a refusal is learnt: a field then a size, a field in other words, and words it does not know", async () => {
   const ask = async (t: { proxy: { url: string } }, words: number) => {
     const res = await post(t.proxy.url, {
@@ -1103,11 +1109,7 @@ Deno.test("cost cap: how a refusal is learnt: a field then a size, a field in ot
 });
 
 Deno.test("cost cap: a field refused is learnt when the limit sent was the window's room too", async () => {
-  const registry = ModelRegistry.parse(
-    "models:\n  text:\n    - {poe_name: GPT-4o, max_tokens: 6000, base: 10, per_1k_tokens: 10}\n",
-    "window.yaml",
-  );
-  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "1000" }, registry });
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "1000" }, registry: SMALL_WINDOW });
   const ask = async () => {
     const before = t.fake.chatRequests().length;
     const res = await post(t.proxy.url, {
@@ -1172,11 +1174,7 @@ Deno.test("cost cap: a model that takes the cap's limit only as max_completion_t
 
 Deno.test("cost cap: the answer limit leaves the input its room in the context window", async () => {
   // A small window and cheap tokens: the cap alone would allow far more than the window holds.
-  const registry = ModelRegistry.parse(
-    "models:\n  text:\n    - {poe_name: GPT-4o, max_tokens: 6000, base: 10, per_1k_tokens: 10}\n",
-    "window.yaml",
-  );
-  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "1000" }, registry });
+  await using t = await setup({ env: { MAX_POINTS_PER_MESSAGE: "1000" }, registry: SMALL_WINDOW });
   const res = await post(t.proxy.url, {
     model: "gpt-4o",
     messages: [{ role: "user", content: "lorem ipsum dolor sit amet ".repeat(500) }],
